@@ -1,0 +1,113 @@
+"""Fixtures that start a real Zako server on an ephemeral loopback port.
+
+The server runs on its own event loop in a background thread, so sync tests (and the
+sync SDK client, which has its own loop thread) and async tests can all talk to it over
+real gRPC, with real V8 worker processes behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from zako_server.config import Settings, build_settings
+from zako_server.server import ZakoServer
+
+
+@dataclass
+class RunningServer:
+    """A server on a private loop thread; `call` runs a coroutine on that loop."""
+
+    server: ZakoServer
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+    @property
+    def settings(self) -> Settings:
+        return self.server.settings
+
+    def call(self, coro: Any, timeout: float = 60.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        with contextlib.suppress(Exception):
+            self.call(self.server.shutdown(drain_grace=0.5), timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+def test_settings(**overrides: Any) -> Settings:
+    flags = {"listen": "127.0.0.1:0", "min_workers": "1", "max_workers": "2",
+             "idle_timeout": "60", "drain_grace": "2"}
+    flags.update({key: str(value) for key, value in overrides.items()})
+    return build_settings(flags, env={})
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]  # not a test, despite its name
+
+
+def start_server(settings: Settings) -> RunningServer:
+    loop = asyncio.new_event_loop()
+    started: Future[ZakoServer] = Future()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+
+        async def boot() -> None:
+            server = ZakoServer(settings)
+            try:
+                await server.start()
+            except BaseException as exc:
+                started.set_exception(exc)
+                return
+            started.set_result(server)
+
+        loop.create_task(boot())
+        loop.run_forever()
+        # Finish whatever the shutdown left scheduled, then close the loop.
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
+
+    thread = threading.Thread(target=run, name="zako-test-server", daemon=True)
+    thread.start()
+    server = started.result(timeout=60)
+    return RunningServer(server, loop, thread)
+
+
+@pytest.fixture(scope="session")
+def zako_server() -> Iterator[RunningServer]:
+    """One shared server for tests that do not change its state in lasting ways."""
+    running = start_server(test_settings())
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Callable[..., RunningServer]]:
+    """Start private servers with custom settings; all are stopped after the test."""
+    servers: list[RunningServer] = []
+
+    def make(**overrides: Any) -> RunningServer:
+        running = start_server(test_settings(**overrides))
+        servers.append(running)
+        return running
+
+    yield make
+    for running in servers:
+        running.stop()

@@ -1,0 +1,92 @@
+"""Effective CPU and memory from fake cgroup trees, and the defaults derived from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zako_server.config import build_settings, parse_size
+from zako_server.heuristics import (
+    Machine,
+    cgroup_cpu_limit,
+    cgroup_memory_limit,
+    default_max_workers,
+    probe_machine,
+)
+
+
+def write(root: Path, name: str, text: str) -> None:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+
+
+def test_cgroup_v2_quota_and_memory(tmp_path):
+    write(tmp_path, "cpu.max", "150000 100000")
+    write(tmp_path, "memory.max", str(512 << 20))
+    assert cgroup_cpu_limit(tmp_path)[0] == 1.5
+    assert cgroup_memory_limit(tmp_path)[0] == 512 << 20
+    machine = probe_machine(tmp_path)
+    assert machine.cpus == 1.5 and "cgroup v2" in machine.cpus_source
+    assert machine.memory_bytes == 512 << 20 and "memory.max" in machine.memory_source
+
+
+def test_cgroup_v2_unlimited_falls_back_to_host(tmp_path):
+    write(tmp_path, "cpu.max", "max 100000")
+    write(tmp_path, "memory.max", "max")
+    assert cgroup_cpu_limit(tmp_path) is None
+    assert cgroup_memory_limit(tmp_path) is None
+    assert probe_machine(tmp_path).cpus >= 1
+
+
+def test_cgroup_v1_quota_and_unlimited_memory(tmp_path):
+    write(tmp_path, "cpu/cpu.cfs_quota_us", "300000")
+    write(tmp_path, "cpu/cpu.cfs_period_us", "100000")
+    write(tmp_path, "memory/memory.limit_in_bytes", str(9223372036854771712))
+    assert cgroup_cpu_limit(tmp_path)[0] == 3.0
+    assert cgroup_memory_limit(tmp_path) is None
+    write(tmp_path, "memory/memory.limit_in_bytes", str(1 << 30))
+    assert cgroup_memory_limit(tmp_path)[0] == 1 << 30
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [(0.5, 1), (1, 1), (2, 1), (3, 1), (4, 2), (16, 8)])
+def test_max_workers_is_half_the_cpus_and_never_zero(cpus, workers):
+    assert default_max_workers(Machine(cpus, "test", 1 << 30, "test")) == workers
+
+
+def test_settings_precedence_flag_over_env_over_heuristic():
+    machine = Machine(8, "test", 8 << 30, "test")
+    settings = build_settings({}, {}, machine)
+    assert settings.max_workers == 4 and "heuristic" in settings.sources["max_workers"]
+    settings = build_settings({}, {"ZAKO_MAX_WORKERS": "3"}, machine)
+    assert settings.max_workers == 3 and settings.sources["max_workers"] == "env ZAKO_MAX_WORKERS"
+    settings = build_settings({"max_workers": "2"}, {"ZAKO_MAX_WORKERS": "3"}, machine)
+    assert settings.max_workers == 2 and settings.sources["max_workers"] == "flag --max-workers"
+
+
+def test_bad_settings_name_the_option_and_source():
+    machine = Machine(2, "test", 1 << 30, "test")
+    with pytest.raises(ValueError, match="max_workers from env ZAKO_MAX_WORKERS"):
+        build_settings({}, {"ZAKO_MAX_WORKERS": "zero"}, machine)
+    with pytest.raises(ValueError, match="min_workers"):
+        build_settings({"min_workers": "5", "max_workers": "2"}, {}, machine)
+
+
+def test_parse_size_units():
+    assert parse_size("16MiB") == 16 << 20
+    assert parse_size("512k") == 512_000
+    assert parse_size("1024") == 1024
+    with pytest.raises(ValueError):
+        parse_size("lots")
+
+
+def test_every_option_is_a_settings_field_and_shows_in_print_config():
+    import dataclasses
+
+    from zako_server.config import OPTIONS, Settings
+
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    assert {o.name for o in OPTIONS} <= fields
+    described = {name for name, _, _ in build_settings({}, {}).describe()}
+    assert {o.name for o in OPTIONS} <= described

@@ -1,0 +1,75 @@
+"""`zako-server`: flags and `ZAKO_*` environment → Settings → a served ZakoServer.
+
+Signal handlers only record the signal; the loop acts on it. The first SIGTERM/SIGINT
+starts the staged shutdown (drain, then cancel); a second one exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from zako_server.config import Settings, settings_from_args
+from zako_server.server import ZakoServer
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def serve(settings: Settings) -> int:
+    server = ZakoServer(settings)
+    try:
+        await server.start()
+    except OSError as exc:
+        print(f"zako-server: {exc}", file=sys.stderr)
+        return 2
+    stats = server.pool.statistics()
+    print(f"zako-server listening on {server.address} with {stats.live} V8 worker(s) "
+          f"started (min {settings.min_workers}, max {settings.max_workers}); "
+          f"V8 {server.pool.v8_version}", flush=True)
+
+    loop = asyncio.get_running_loop()
+    signals: asyncio.Queue[int] = asyncio.Queue()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, signals.put_nowait, sig)
+
+    async def watch_signals() -> None:
+        first = await signals.get()
+        logging.getLogger("zako.server").info(
+            "received %s: draining (send again to exit at once)", signal.Signals(first).name)
+        server.request_shutdown()
+        await signals.get()
+        logging.getLogger("zako.server").warning("second signal: exiting now")
+        for worker in server.pool.workers():
+            worker.kill()
+        os._exit(1)
+
+    watcher = asyncio.create_task(watch_signals())
+    await server.wait_stopped()
+    watcher.cancel()
+    print("zako-server stopped", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings, args = settings_from_args(argv, os.environ)
+    if args.print_config:
+        width = max(len(name) for name, _, _ in settings.describe())
+        for name, value, source in settings.describe():
+            print(f"{name:<{width}}  {value:<24}  {source}")
+        return 0
+    _configure_logging(settings.log_level)
+    return asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Settings: built once at start-up (flags > env `ZAKO_*` > heuristics/defaults), then frozen.
+
+Every option is declared once in `OPTIONS`; the flag, the environment variable and the
+`--print-config` line all derive from that one declaration, so they cannot drift apart.
+Nothing after start-up reads the environment: the frozen `Settings` is passed down and
+each part takes what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from zako_server.heuristics import (
+    Machine,
+    default_max_workers,
+    default_queue_capacity,
+    probe_machine,
+)
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+          "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30, "ti": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from '16MiB', '512k', '1048576' (SI and binary suffixes)."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise ValueError(f"not a size: {text!r} (try 16MiB, 512k or a byte count)")
+    number, unit = match.groups()
+    unit = (unit or "").lower().removesuffix("b")
+    if unit not in _UNITS:
+        raise ValueError(f"unknown size unit in {text!r}")
+    return int(float(number) * _UNITS[unit])
+
+
+def parse_bool(text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise ValueError(f"must be positive, got {text!r}")
+        return value
+
+    return parse
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be >= 0, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its parser and help; its default is the `Settings` field default."""
+
+    name: str
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def env(self) -> str:
+        return "ZAKO_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("listen", str, "address:port to serve gRPC on (port 0 = any)"),
+    Option("min_workers", _non_negative_int, "warm V8 workers kept even when idle"),
+    Option("max_workers", _positive(int),
+           "upper bound on V8 worker processes (default: half the effective CPUs, >= 1)"),
+    Option("queue_capacity", _positive(int),
+           "most tasks waiting for a worker (default: max(2 x max_workers, 1024))"),
+    Option("idle_timeout", _positive(float), "seconds an idle worker above min lives"),
+    Option("default_timeout", _positive(float), "task timeout when a task gives none (s)"),
+    Option("min_timeout", _positive(float), "shortest task timeout accepted (s)"),
+    Option("max_timeout", _positive(float), "longest task timeout accepted (s)"),
+    Option("max_message_bytes", _positive(parse_size), "largest gRPC message"),
+    Option("max_source_bytes", _positive(parse_size), "largest module source"),
+    Option("max_modules", _non_negative_int, "most extra modules per task"),
+    Option("max_input_bytes", _positive(parse_size), "largest task input JSON"),
+    Option("max_result_bytes", _positive(parse_size), "largest task result JSON"),
+    Option("max_log_bytes", _positive(parse_size), "log bytes kept per task"),
+    Option("default_memory", _positive(parse_size), "default V8 heap limit per task"),
+    Option("max_memory", _positive(parse_size), "largest V8 heap limit a task may ask"),
+    Option("max_tasks_per_stream", _positive(int), "most tasks in flight per stream"),
+    Option("allow_system_access", parse_bool,
+           "let config-context tasks ask for clock, randomness and timers"),
+    Option("drain_grace", _positive(float),
+           "on SIGTERM: seconds running tasks get to finish before they are cancelled"),
+    Option("cancel_grace", _positive(float),
+           "seconds a worker gets to stop a cancelled or timed-out task before it is killed"),
+    Option("worker_start_timeout", _positive(float), "seconds a new worker has to get ready"),
+    Option("log_level", str, "server log level: debug, info, warning, error"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the server, resolved. `sources` says where each value came from."""
+
+    listen: str = "127.0.0.1:50051"
+    min_workers: int = 1
+    max_workers: int = 1
+    queue_capacity: int = 1024
+    idle_timeout: float = 60.0
+    default_timeout: float = 30.0
+    min_timeout: float = 0.001
+    max_timeout: float = 600.0
+    max_message_bytes: int = 64 << 20
+    max_source_bytes: int = 8 << 20
+    max_modules: int = 1024
+    max_input_bytes: int = 16 << 20
+    max_result_bytes: int = 16 << 20
+    max_log_bytes: int = 1 << 20
+    default_memory: int = 256 << 20
+    max_memory: int = 2 << 30
+    max_tasks_per_stream: int = 10_000
+    allow_system_access: bool = True
+    drain_grace: float = 10.0
+    cancel_grace: float = 1.0
+    worker_start_timeout: float = 30.0
+    log_level: str = "info"
+    machine: Machine | None = None
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.min_workers > self.max_workers:
+            problems.append(f"min_workers ({self.min_workers}) > max_workers ({self.max_workers})")
+        if not self.min_timeout <= self.default_timeout <= self.max_timeout:
+            problems.append("need min_timeout <= default_timeout <= max_timeout")
+        if self.default_memory > self.max_memory:
+            problems.append("default_memory > max_memory")
+        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
+            problems.append(f"log_level {self.log_level!r} is not debug/info/warning/error")
+        if ":" not in self.listen:
+            problems.append(f"listen {self.listen!r} is not host:port")
+        if problems:
+            raise ValueError("invalid settings: " + "; ".join(problems))
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some values changed (tests use it to shrink limits)."""
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(name, value, source) for every option, for --print-config."""
+        rows = []
+        for option in OPTIONS:
+            rows.append((option.name, repr(getattr(self, option.name)),
+                         self.sources.get(option.name, "default")))
+        if self.machine is not None:
+            rows.append(("(effective cpus)", f"{self.machine.cpus:g}", self.machine.cpus_source))
+            rows.append(("(effective memory)", str(self.machine.memory_bytes),
+                         self.machine.memory_source))
+        return rows
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
+_HEURISTIC = {"max_workers", "queue_capacity"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare one flag per option; values stay strings until `build_settings` parses them."""
+    for option in OPTIONS:
+        default = _DEFAULTS[option.name]
+        shown = "from the machine" if option.name in _HEURISTIC else repr(default)
+        parser.add_argument(option.flag, dest=option.name, default=None, metavar="VALUE",
+                            help=f"{option.help} [env {option.env}; default {shown}]")
+
+
+def build_settings(
+    flags: Mapping[str, str | None] | None = None,
+    env: Mapping[str, str] | None = None,
+    machine: Machine | None = None,
+) -> Settings:
+    """Resolve every option: flag, then `ZAKO_*` environment variable, then default.
+
+    Raises ValueError naming the option and where the bad value came from.
+    """
+    flags = flags or {}
+    env = env or {}
+    machine = machine or probe_machine()
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in OPTIONS:
+        raw, source = flags.get(option.name), f"flag {option.flag}"
+        if raw is None and option.env in env:
+            raw, source = env[option.env], f"env {option.env}"
+        if raw is None:
+            continue
+        try:
+            values[option.name] = option.parse(raw)
+        except ValueError as exc:
+            raise ValueError(f"{option.name} from {source}: {exc}") from exc
+        sources[option.name] = source
+    if "max_workers" not in values:
+        values["max_workers"] = default_max_workers(machine)
+        sources["max_workers"] = f"heuristic: half of {machine.cpus:g} effective CPUs, >= 1"
+    if "queue_capacity" not in values:
+        values["queue_capacity"] = default_queue_capacity(values["max_workers"])
+        sources["queue_capacity"] = "heuristic: max(2 x max_workers, 1024)"
+    if "min_workers" not in values:
+        values["min_workers"] = min(_DEFAULTS["min_workers"], values["max_workers"])
+    return Settings(**values, machine=machine, sources=sources)
+
+
+def settings_from_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> tuple[
+        Settings, argparse.Namespace]:
+    """Parse the command line of `zako-server` into Settings (plus the non-setting flags)."""
+    parser = argparse.ArgumentParser(
+        prog="zako-server",
+        description="Zako: remote execution of JavaScript on a pool of V8 workers, over gRPC.",
+    )
+    add_arguments(parser)
+    parser.add_argument("--print-config", action="store_true",
+                        help="print every setting, its value and where it came from, then exit")
+    args = parser.parse_args(argv)
+    flags = {option.name: getattr(args, option.name) for option in OPTIONS}
+    try:
+        settings = build_settings(flags, env)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return settings, args

@@ -1,0 +1,273 @@
+"""The life of one task, from acceptance to its single terminal event.
+
+    submit(job) ─▶ registry (id unique) ─▶ admission.enqueue ─▶ Accepted
+                                                   │
+                      run(): await lease ─▶ pool.run ─▶ Started, Log* ─▶ terminal
+                                                   │
+    cancel(id) ─ queued: leave the line ───────────┤─▶ Cancelled
+               └ running: pool.cancel (kill after grace)
+
+`TaskRecord.finish` is the only way to emit a terminal event and it works once, so
+every path (completion, failure, cancel, worker loss, shutdown) ends a task exactly
+once; the lease is released in the same `finally`. Events are `zako.v1` messages (the
+shared language), but nothing here imports gRPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from zako_sdk._proto.zako.v1 import executor_pb2 as pb
+from zako_server.admission import Admission, Ticket
+from zako_server.errors import DuplicateTask, TaskNotFound, TaskRejection
+from zako_server.pool import Pool
+from zako_server.validation import Job
+
+log = logging.getLogger("zako.engine")
+
+Emit = Callable[[pb.SubmitResponse], None]
+_LEVELS = {"debug": pb.LOG_LEVEL_DEBUG, "info": pb.LOG_LEVEL_INFO,
+           "warn": pb.LOG_LEVEL_WARN, "error": pb.LOG_LEVEL_ERROR}
+
+
+def timestamp(wall: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(wall * 1e9))
+    return stamp
+
+
+def duration(seconds: float) -> Duration:
+    value = Duration()
+    value.FromNanoseconds(int(max(seconds, 0.0) * 1e9))
+    return value
+
+
+@dataclass(eq=False)
+class TaskRecord:
+    """One accepted task: where it is, who owns it, and the one-shot terminal latch."""
+
+    job: Job
+    owner: object
+    emit: Emit
+    accepted_wall: float = field(default_factory=time.time)
+    accepted_mono: float = field(default_factory=time.monotonic)
+    state: str = "queued"  # queued -> running -> done
+    ticket: Ticket | None = None
+    runner: asyncio.Task[None] | None = None
+    started_wall: float = 0.0
+    started_mono: float = 0.0
+    cancel_reason: str = ""
+    terminal: pb.SubmitResponse | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def task_id(self) -> str:
+        return self.job.task_id
+
+    def event(self, **kind: Any) -> pb.SubmitResponse:
+        return pb.SubmitResponse(task_id=self.task_id, time=timestamp(time.time()), **kind)
+
+    def timings(self, run_s: float | None = None, cpu_s: float = 0.0) -> pb.Timings:
+        now = time.time()
+        timings = pb.Timings(accepted_at=timestamp(self.accepted_wall),
+                             finished_at=timestamp(now), cpu=duration(cpu_s))
+        if self.started_mono:
+            timings.started_at.CopyFrom(timestamp(self.started_wall))
+            timings.queued.CopyFrom(duration(self.started_mono - self.accepted_mono))
+            wall = time.monotonic() - self.started_mono
+            timings.run.CopyFrom(duration(run_s if run_s is not None else wall))
+        else:
+            timings.queued.CopyFrom(duration(time.monotonic() - self.accepted_mono))
+        return timings
+
+    def finish(self, event: pb.SubmitResponse) -> bool:
+        """Emit the terminal event; False (and nothing emitted) if one was already sent."""
+        if self.terminal is not None:
+            return False
+        self.terminal = event
+        self.state = "done"
+        self.emit(event)
+        self.finished.set()
+        return True
+
+
+@dataclass
+class Counters:
+    """Task outcomes since start; read by Stats."""
+
+    accepted: int = 0
+    completed: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+    cancelled: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+def rejected_event(task_id: str, exc: TaskRejection) -> pb.SubmitResponse:
+    rejected = pb.Rejected(code=_code_number(exc.code), message=exc.message, field=exc.field)
+    if exc.retry_after is not None:
+        rejected.retry_after.CopyFrom(duration(exc.retry_after))
+    return pb.SubmitResponse(task_id=task_id, time=timestamp(time.time()), rejected=rejected)
+
+
+def _code_number(name: str) -> int:
+    # google.rpc.Code numbers; kept here so this module needs no gRPC import.
+    return {"OK": 0, "CANCELLED": 1, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4,
+            "NOT_FOUND": 5, "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7,
+            "RESOURCE_EXHAUSTED": 8, "FAILED_PRECONDITION": 9, "UNAVAILABLE": 14,
+            "UNAUTHENTICATED": 16}.get(name, 13)
+
+
+class Engine:
+    """Owns the registry of live tasks and drives each through admission and the pool."""
+
+    def __init__(self, admission: Admission, pool: Pool) -> None:
+        self.admission = admission
+        self.pool = pool
+        self.counters = Counters()
+        self._tasks: dict[str, TaskRecord] = {}
+
+    def submit(self, job: Job, owner: object, emit: Emit) -> TaskRecord:
+        """Accept a validated task or raise TaskRejection (the caller reports it)."""
+        if job.task_id in self._tasks:
+            raise DuplicateTask(f"task.id {job.task_id!r} is already queued or running",
+                                field="task.id")
+        record = TaskRecord(job, owner, emit)
+        record.ticket, position = self.admission.enqueue(job.task_id, job.priority)
+        self._tasks[job.task_id] = record
+        self.counters.accepted += 1
+        emit(record.event(accepted=pb.Accepted(queue_position=position)))
+        record.runner = asyncio.create_task(self._run(record), name=f"zako-task-{job.task_id}")
+        return record
+
+    def count_rejection(self, exc: TaskRejection) -> None:
+        self.counters.rejected[exc.code] += 1
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        return self._tasks.get(task_id)
+
+    def cancel(self, task_id: str, reason: str, owner: object | None = None) -> int:
+        """Cancel a queued or running task; returns its pb.TaskState before the cancel."""
+        record = self._tasks.get(task_id)
+        if record is None or record.state == "done" or (
+                owner is not None and record.owner is not owner):
+            raise TaskNotFound(f"no queued or running task with id {task_id!r}")
+        previous = pb.TASK_STATE_RUNNING if record.state == "running" else pb.TASK_STATE_QUEUED
+        self._cancel(record, reason or "cancelled by client")
+        return previous
+
+    def cancel_owned_by(self, owner: object, reason: str) -> None:
+        for record in [r for r in self._tasks.values() if r.owner is owner]:
+            self._cancel(record, reason)
+
+    def cancel_all(self, reason: str) -> None:
+        for record in list(self._tasks.values()):
+            self._cancel(record, reason)
+
+    def live_count(self) -> int:
+        return len(self._tasks)
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no task is queued or running; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._tasks and time.monotonic() < deadline:
+            pending = [r.finished.wait() for r in list(self._tasks.values())]
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*pending),
+                                       max(deadline - time.monotonic(), 0.0))
+        return not self._tasks
+
+    def _cancel(self, record: TaskRecord, reason: str) -> None:
+        if record.state == "done" or record.cancel_reason:
+            return
+        record.cancel_reason = reason
+        if record.state == "queued" and record.runner is not None:
+            record.runner.cancel()
+        elif record.state == "running":
+            task = asyncio.ensure_future(self.pool.cancel(record.task_id))
+            task.add_done_callback(lambda t: t.exception())
+
+    async def _run(self, record: TaskRecord) -> None:
+        assert record.ticket is not None
+        try:
+            await self.admission.acquire(record.ticket)
+            record.state = "running"
+            record.started_wall, record.started_mono = time.time(), time.monotonic()
+            done = await self.pool.run(record.job.frame, lambda m: self._on_worker_event(record, m))
+            self._finish_from_worker(record, done)
+        except asyncio.CancelledError:
+            self._finish_cancelled(record)
+        except Exception as exc:
+            log.exception("internal error running task %s", record.task_id)
+            self._finish_failed(record, pb.FAILURE_REASON_INTERNAL,
+                                pb.JsError(name="InternalError",
+                                           message=f"internal server error: {type(exc).__name__}"))
+        finally:
+            self.admission.release(record.ticket)
+            self._tasks.pop(record.task_id, None)
+            if record.terminal is None:  # defensive: never leave a task without an end
+                self._finish_cancelled(record)
+
+    def _on_worker_event(self, record: TaskRecord, message: dict[str, Any]) -> None:
+        if record.terminal is not None:
+            return
+        if message["ev"] == "started" and "worker_id" in message:
+            record.emit(record.event(started=pb.Started(worker_id=message["worker_id"],
+                                                        worker_pid=message["pid"])))
+        elif message["ev"] == "log":
+            line = pb.LogLine(level=_LEVELS.get(message.get("level", "info"), pb.LOG_LEVEL_INFO),
+                              message=str(message.get("message", "")),
+                              time=timestamp(float(message.get("ts") or time.time())))
+            record.emit(record.event(log=line))
+
+    def _finish_from_worker(self, record: TaskRecord, done: dict[str, Any]) -> None:
+        timings = record.timings(done.get("run_s"), float(done.get("cpu_s") or 0.0))
+        heap = done.get("heap") or {}
+        usage = pb.HeapUsage(used_bytes=int(heap.get("used", 0)),
+                             total_bytes=int(heap.get("total", 0)),
+                             limit_bytes=int(heap.get("limit", 0)))
+        if done.get("ok"):
+            result = pb.Result(value_json=done["value"], timings=timings, heap=usage)
+            if record.finish(record.event(completed=pb.Completed(result=result))):
+                self.counters.completed += 1
+            return
+        reason = str(done.get("reason", "internal"))
+        if reason == "cancelled" or record.cancel_reason:
+            self._finish_cancelled(record, timings)
+            return
+        error = done.get("error") or {}
+        js_error = pb.JsError(
+            name=str(error.get("name", "")), message=str(error.get("message", "")),
+            stack=str(error.get("stack", "")), module=str(error.get("module", "")),
+            line=int(error.get("line") or 0), column=int(error.get("column") or 0))
+        try:
+            number = pb.FailureReason.Value(f"FAILURE_REASON_{reason.upper()}")
+        except ValueError:
+            number = pb.FAILURE_REASON_INTERNAL
+        self._finish_failed(record, number, js_error, timings, usage)
+
+    def _finish_failed(self, record: TaskRecord, reason: int, error: pb.JsError,
+                       timings: pb.Timings | None = None,
+                       heap: pb.HeapUsage | None = None) -> None:
+        failed = pb.Failed(reason=reason, error=error, timings=timings or record.timings())
+        if heap is not None:
+            failed.heap.CopyFrom(heap)
+        if record.finish(record.event(failed=failed)):
+            name = pb.FailureReason.Name(reason).removeprefix("FAILURE_REASON_")
+            self.counters.failed[name] += 1
+
+    def _finish_cancelled(self, record: TaskRecord, timings: pb.Timings | None = None) -> None:
+        cancelled = pb.Cancelled(reason=record.cancel_reason or "cancelled",
+                                 was_running=bool(record.started_mono),
+                                 timings=timings or record.timings())
+        if record.finish(record.event(cancelled=cancelled)):
+            self.counters.cancelled += 1

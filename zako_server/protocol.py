@@ -1,0 +1,115 @@
+"""The pipe protocol between the pool (parent) and a V8 worker process (child).
+
+Frames are a 4-byte big-endian length followed by that many bytes of UTF-8 JSON (one
+object). JSON rather than protobuf: the messages are small, few and internal, JSON keeps
+them readable in a debugger and needs no second code generator; the task's input and
+result already travel as JSON text and pass through untouched.
+
+The child reads frames on stdin and writes frames on a private duplicate of its
+original stdout; its fd 1 is pointed at stderr so that nothing V8 or a library prints
+can corrupt the frame stream.
+
+Parent -> child ("op"):
+    run     {"op":"run","id":str,"entry":str,"modules":{name:source},"input":str,
+             "context":{"kind":str,"task_id":str,"labels":{..},"system_access":bool},
+             "timeout_s":float,"max_heap_bytes":int,"max_log_bytes":int,
+             "max_result_bytes":int}
+            `entry` names the entry module; it is one of `modules`.
+    cancel  {"op":"cancel","id":str}
+    gc      {"op":"gc"}            -> one "gc" event (after the current task, if any)
+    exit    {"op":"exit"}          -> the child closes its V8 instances and exits 0
+
+Child -> parent ("ev"):
+    ready   {"ev":"ready","pid":int,"v8_version":str,"mini_racer_version":str}
+    started {"ev":"started","id":str}
+    log     {"ev":"log","id":str,"level":"debug|info|warn|error","message":str,"ts":float}
+    done    {"ev":"done","id":str,"ok":bool,"value":str (ok), "reason":str (not ok),
+             "error":{"name","message","stack","module","line","column"} (not ok),
+             "cpu_s":float,"run_s":float,"heap":{"used":int,"total":int,"limit":int},
+             "logs_dropped":int}
+            reason is one of FAILURE_REASONS, or "cancelled".
+    gc      {"ev":"gc","before":{heap},"after":{heap},"rss_before":int,"rss_after":int}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from typing import IO, Any
+
+HEADER = struct.Struct(">I")
+# A frame carries at most one task (sources + input) or one result; the server's own
+# limits keep those far below this. It only guards against a corrupted length prefix.
+MAX_FRAME_BYTES = 512 * 1024 * 1024
+
+FAILURE_REASONS = (
+    "js_error",
+    "syntax_error",
+    "timeout",
+    "out_of_memory",
+    "deadlock",
+    "not_serializable",
+    "result_too_large",
+    "worker_lost",
+    "module_not_found",
+    "capability_denied",
+    "internal",
+)
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a frame of this protocol."""
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """Serialize one message as a length-prefixed frame."""
+    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    return HEADER.pack(len(body)) + body
+
+
+def _decode_body(body: bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(body)
+    except ValueError as exc:
+        raise ProtocolError(f"frame is not JSON: {exc}") from exc
+    if not isinstance(message, dict):
+        raise ProtocolError("frame is not a JSON object")
+    return message
+
+
+def _check_length(length: int) -> None:
+    if length > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {length} bytes exceeds {MAX_FRAME_BYTES}")
+
+
+async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    """Read one message; None at a clean end of stream."""
+    try:
+        header = await reader.readexactly(HEADER.size)
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise ProtocolError("stream ended inside a frame header") from exc
+        return None
+    (length,) = HEADER.unpack(header)
+    _check_length(length)
+    try:
+        body = await reader.readexactly(length)
+    except asyncio.IncompleteReadError as exc:
+        raise ProtocolError("stream ended inside a frame") from exc
+    return _decode_body(body)
+
+
+def read_frame_sync(stream: IO[bytes]) -> dict[str, Any] | None:
+    """Blocking twin of read_frame, for simple tools and tests."""
+    header = stream.read(HEADER.size)
+    if not header:
+        return None
+    if len(header) < HEADER.size:
+        raise ProtocolError("stream ended inside a frame header")
+    (length,) = HEADER.unpack(header)
+    _check_length(length)
+    body = stream.read(length)
+    if len(body) < length:
+        raise ProtocolError("stream ended inside a frame")
+    return _decode_body(body)

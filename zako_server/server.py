@@ -1,0 +1,125 @@
+"""Server lifecycle: start-up, serve, staged shutdown.
+
+    start:    pool (warm workers ready) ─▶ grpc.aio server (Executor, health, reflection)
+              ─▶ bind ─▶ health SERVING
+    shutdown: admission closed (new tasks → UNAVAILABLE) + health NOT_SERVING
+              ─▶ tasks in flight get `drain_grace` to finish ─▶ the rest are cancelled
+              (each with its terminal event) ─▶ gRPC stops ─▶ workers exit (killed if stuck)
+
+`ZakoServer` is built from Settings and knows nothing of signals or the command line, so
+tests run it in-process on port 0; `__main__` adds the signal handling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from zako_sdk._proto.zako.v1 import executor_pb2 as pb
+from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_server.admission import Admission
+from zako_server.config import Settings
+from zako_server.engine import Engine
+from zako_server.pool import Pool, PoolSettings
+from zako_server.service import ExecutorService
+
+log = logging.getLogger("zako.server")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Executor"].full_name
+# Keepalive the SDK agrees with: clients may ping every 10 s even without calls, so a
+# dropped connection is noticed and its streams' tasks are cancelled promptly.
+_SERVER_OPTIONS_KEEPALIVE = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+class ZakoServer:
+    """One running Zako server: its pool, engine, gRPC server and health state."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pool = Pool(PoolSettings(
+            min_workers=settings.min_workers, max_workers=settings.max_workers,
+            idle_timeout=settings.idle_timeout, cancel_grace=settings.cancel_grace,
+            worker_start_timeout=settings.worker_start_timeout))
+        self.admission = Admission(settings.max_workers, settings.queue_capacity)
+        self.engine = Engine(self.admission, self.pool)
+        self.service = ExecutorService(settings, self.engine)
+        self.health = HealthServicer()
+        self.port = 0
+        self._grpc: grpc.aio.Server | None = None
+        self._stopped = asyncio.Event()
+        self._shutdown_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        """Start workers and the gRPC server; returns the bound port."""
+        await self.pool.start()
+        limit = self.settings.max_message_bytes
+        server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", 0),
+            *_SERVER_OPTIONS_KEEPALIVE,
+        ])
+        pb_grpc.add_ExecutorServicer_to_server(self.service, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME), server)
+        try:
+            self.port = server.add_insecure_port(self.settings.listen)
+        except RuntimeError as exc:
+            await self.pool.close()
+            raise OSError(f"cannot listen on {self.settings.listen}: {exc}") from exc
+        await server.start()
+        self._grpc = server
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return self.port
+
+    @property
+    def address(self) -> str:
+        host = self.settings.listen.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    def request_shutdown(self) -> asyncio.Task[None]:
+        """Begin the staged shutdown once; later calls return the same task."""
+        if self._shutdown_task is None:
+            self._shutdown_task = asyncio.create_task(self.shutdown(), name="zako-shutdown")
+        return self._shutdown_task
+
+    async def shutdown(self, drain_grace: float | None = None) -> None:
+        grace = self.settings.drain_grace if drain_grace is None else drain_grace
+        self.service.draining = True
+        self.admission.close()
+        await self.health.enter_graceful_shutdown()
+        live = self.engine.live_count()
+        if live:
+            log.info("draining: %d task(s) in flight get %.1fs to finish", live, grace)
+        if not await self.engine.wait_idle(grace):
+            log.warning("drain grace over: cancelling %d task(s)", self.engine.live_count())
+            self.engine.cancel_all("server shutdown")
+            await self.engine.wait_idle(self.settings.cancel_grace + 2.0)
+        if self._grpc is not None:
+            # Streams get a moment to flush their last (terminal) events.
+            await self._grpc.stop(grace=1.0)
+        await self.pool.close()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+async def create_server(settings: Settings) -> tuple[ZakoServer, int]:
+    """Build and start a server; returns it and the port it bound (for port 0)."""
+    server = ZakoServer(settings)
+    port = await server.start()
+    return server, port

@@ -1,0 +1,261 @@
+"""The gRPC face of the server: `zako.v1.Executor` on grpc.aio.
+
+    Submit stream ──reader task──▶ validate ─▶ engine.submit ─▶ events ─▶ out queue ─▶ client
+                   in-band cancel ─▶ engine.cancel(owner = this stream)
+    stream closes early ─▶ every unfinished task of the stream is cancelled
+
+This is the one module that maps the server's errors to status codes (`_abort`), so
+the rest of the server stays free of gRPC. Errors inside a task never become an RPC
+status: they are the task's terminal event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import platform
+import time
+from collections.abc import AsyncIterator
+from importlib import metadata
+from typing import NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from zako_sdk._proto.zako.v1 import executor_pb2 as pb
+from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_server.config import Settings
+from zako_server.engine import Emit, Engine, duration, rejected_event, timestamp
+from zako_server.errors import (
+    Overloaded,
+    TaskNotFound,
+    TaskRejection,
+    ZakoServerError,
+    status_name_of,
+)
+from zako_server.validation import (
+    BUILTIN_MODULES,
+    CONTEXT_NAMES,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    validate,
+)
+
+log = logging.getLogger("zako.service")
+
+_TERMINAL = {"completed", "failed", "cancelled", "rejected"}
+
+
+def server_version() -> str:
+    try:
+        return metadata.version("zako")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: ZakoServerError) -> NoReturn:
+    """The single place a server error becomes an RPC status (with RetryInfo when useful)."""
+    code = grpc.StatusCode[status_name_of(exc)]
+    message = getattr(exc, "message", None) or str(exc)
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.RetryInfo(retry_delay=duration(retry_after)))
+        status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message,
+                                   details=[detail])
+        await context.abort_with_status(rpc_status.to_status(status))
+    await context.abort(code, message)
+    raise AssertionError("unreachable")  # context.abort always raises
+
+
+class ExecutorService(pb_grpc.ExecutorServicer):
+    """Implements every RPC of zako.v1.Executor on top of the Engine."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.started_at = time.time()
+        self.draining = False
+
+    def versions(self) -> pb.VersionInfo:
+        return pb.VersionInfo(server=server_version(), v8=self.engine.pool.v8_version,
+                              mini_racer=self.engine.pool.mini_racer_version,
+                              python=platform.python_version(), protocol="zako.v1")
+
+    def _accept(self, task: pb.Task, owner: object, emit: Emit,
+                context: grpc.aio.ServicerContext) -> str:
+        """Validate and submit; a rejection is emitted as the task's only event."""
+        try:
+            job = validate(task, self.settings, deadline_s=context.time_remaining())
+            self.engine.submit(job, owner, emit)
+            return job.task_id
+        except TaskRejection as exc:
+            self.engine.count_rejection(exc)
+            emit(rejected_event(task.id, exc))
+            return ""
+
+    async def Submit(  # noqa: N802 - gRPC method name
+        self, request_iterator: AsyncIterator[pb.SubmitRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.SubmitResponse]:
+        owner = object()
+        out: asyncio.Queue[pb.SubmitResponse | None] = asyncio.Queue()
+        outstanding: set[str] = set()
+        reading = True
+
+        def emit(event: pb.SubmitResponse) -> None:
+            out.put_nowait(event)
+            if event.WhichOneof("event") in _TERMINAL:
+                outstanding.discard(event.task_id)
+                if not reading and not outstanding:
+                    out.put_nowait(None)
+
+        async def read() -> None:
+            nonlocal reading
+            try:
+                async for request in request_iterator:
+                    kind = request.WhichOneof("kind")
+                    if kind == "task":
+                        if len(outstanding) >= self.settings.max_tasks_per_stream:
+                            exc = Overloaded(
+                                f"this stream already has {len(outstanding)} tasks in flight; "
+                                f"the limit is {self.settings.max_tasks_per_stream}",
+                                retry_after=1.0)
+                            self.engine.count_rejection(exc)
+                            emit(rejected_event(request.task.id, exc))
+                            continue
+                        task_id = self._accept(request.task, owner, emit, context)
+                        if task_id and self.engine.get(task_id) is not None:
+                            outstanding.add(task_id)
+                    elif kind == "cancel":
+                        # Cancel is idempotent: a task that already ended (or never was)
+                        # is left alone, since it has had its one terminal event.
+                        with contextlib.suppress(TaskNotFound):
+                            self.engine.cancel(request.cancel.task_id, request.cancel.reason
+                                               or "cancelled by client", owner)
+            finally:
+                reading = False
+                if not outstanding:
+                    out.put_nowait(None)
+
+        reader = asyncio.create_task(read(), name="zako-submit-reader")
+        try:
+            while True:
+                event = await out.get()
+                if event is None:
+                    if not reading and not outstanding:
+                        break
+                    continue
+                yield event
+            await reader
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            self.engine.cancel_owned_by(owner, "stream closed")
+
+    async def Run(self, request: pb.RunRequest,  # noqa: N802
+                  context: grpc.aio.ServicerContext) -> pb.RunResponse:
+        logs: list[pb.LogLine] = []
+
+        def emit(event: pb.SubmitResponse) -> None:
+            if event.WhichOneof("event") == "log":
+                logs.append(event.log)
+
+        owner = object()
+        try:
+            job = validate(request.task, self.settings, deadline_s=context.time_remaining())
+            record = self.engine.submit(job, owner, emit)
+        except TaskRejection as exc:
+            self.engine.count_rejection(exc)
+            await _abort(context, exc)
+        try:
+            await record.finished.wait()
+        except asyncio.CancelledError:
+            self.engine.cancel_owned_by(owner, "call cancelled")
+            raise
+        terminal = record.terminal
+        assert terminal is not None
+        response = pb.RunResponse(task_id=record.task_id, logs=logs)
+        kind = terminal.WhichOneof("event")
+        getattr(response, kind).CopyFrom(getattr(terminal, kind))
+        return response
+
+    async def Cancel(self, request: pb.CancelRequest,  # noqa: N802
+                     context: grpc.aio.ServicerContext) -> pb.CancelResponse:
+        try:
+            previous = self.engine.cancel(request.task_id, request.reason or "cancelled by request")
+        except TaskNotFound as exc:
+            await _abort(context, exc)
+        return pb.CancelResponse(previous_state=previous)  # type: ignore[arg-type]
+
+    async def BroadcastGC(self, request: pb.BroadcastGCRequest,  # noqa: N802
+                          context: grpc.aio.ServicerContext) -> pb.BroadcastGCResponse:
+        remaining = context.time_remaining()
+        timeout = remaining if remaining is not None else self.settings.max_timeout + 5
+        replies = await self.engine.pool.broadcast_gc(timeout)
+        response = pb.BroadcastGCResponse()
+        for worker, reply in replies:
+            before, after = reply.get("before") or {}, reply.get("after") or {}
+            response.workers.add(
+                worker_id=worker.id,
+                before=pb.HeapUsage(used_bytes=before.get("used", 0),
+                                    total_bytes=before.get("total", 0),
+                                    limit_bytes=before.get("limit", 0)),
+                after=pb.HeapUsage(used_bytes=after.get("used", 0),
+                                   total_bytes=after.get("total", 0),
+                                   limit_bytes=after.get("limit", 0)),
+                rss_before_bytes=int(reply.get("rss_before", 0)),
+                rss_after_bytes=int(reply.get("rss_after", 0)))
+            response.total_freed_bytes += max(before.get("used", 0) - after.get("used", 0), 0)
+        return response
+
+    async def Stats(self, request: pb.StatsRequest,  # noqa: N802
+                    context: grpc.aio.ServicerContext) -> pb.StatsResponse:
+        pool = self.engine.pool.statistics()
+        admission = self.engine.admission.statistics()
+        counters = self.engine.counters
+        now = time.time()
+        return pb.StatsResponse(
+            time=timestamp(now),
+            uptime=duration(now - self.started_at),
+            pool=pb.PoolStats(min_workers=pool.min_workers, max_workers=pool.max_workers,
+                              live=pool.live, busy=pool.busy, idle=pool.idle,
+                              started_total=pool.started_total,
+                              crashed_total=pool.crashed_total,
+                              reclaimed_total=pool.reclaimed_total),
+            queue=pb.QueueStats(depth=admission.queued, capacity=admission.capacity,
+                                running=admission.running),
+            tasks=pb.TaskCounters(
+                accepted=counters.accepted, completed=counters.completed,
+                failed=sum(counters.failed.values()), cancelled=counters.cancelled,
+                rejected=sum(counters.rejected.values()),
+                failed_by_reason=dict(counters.failed),
+                rejected_by_reason=dict(counters.rejected)),
+            versions=self.versions(),
+        )
+
+    async def Capabilities(self, request: pb.CapabilitiesRequest,  # noqa: N802
+                           context: grpc.aio.ServicerContext) -> pb.CapabilitiesResponse:
+        s = self.settings
+        machine = s.machine
+        capacity = {"cpu": (machine.cpus if machine else 1) * 1000.0,
+                    "memory": float(machine.memory_bytes if machine else 0)}
+        return pb.CapabilitiesResponse(
+            limits=pb.Limits(
+                max_message_bytes=s.max_message_bytes, max_source_bytes=s.max_source_bytes,
+                max_modules=s.max_modules, max_input_bytes=s.max_input_bytes,
+                max_result_bytes=s.max_result_bytes, max_log_bytes=s.max_log_bytes,
+                min_timeout=duration(s.min_timeout), default_timeout=duration(s.default_timeout),
+                max_timeout=duration(s.max_timeout), default_memory_bytes=s.default_memory,
+                max_memory_bytes=s.max_memory, max_tasks_per_stream=s.max_tasks_per_stream),
+            context_kinds=sorted(CONTEXT_NAMES),
+            priority=pb.PriorityRange(min=PRIORITY_MIN, max=PRIORITY_MAX),
+            builtin_modules=list(BUILTIN_MODULES),
+            system_access_allowed=s.allow_system_access,
+            versions=self.versions(),
+            resource_capacity=capacity,
+        )

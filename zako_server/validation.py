@@ -1,0 +1,184 @@
+"""Turn a `zako.v1.Task` into a job for a worker, or reject it naming the field.
+
+Everything a client can get wrong is caught here, before the task takes a place in the
+queue, so that a bad task costs one event and nothing else. INVALID_ARGUMENT means the
+task is malformed; FAILED_PRECONDITION means it is well-formed but can never run on this
+server (asks for more than it has, or for something it does not allow).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from zako_sdk._proto.zako.v1 import executor_pb2 as pb
+from zako_server.config import Settings
+from zako_server.errors import CannotFit, InvalidTask
+
+PRIORITY_MIN = -1000
+PRIORITY_MAX = 1000
+MAX_LABELS = 64
+MAX_LABEL_KEY = 63
+MAX_LABEL_VALUE = 1024
+MAX_ID_LENGTH = 256
+_ID = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: safe in logs and URLs
+_MODULE_NAME = re.compile(r"^[A-Za-z0-9_@.][A-Za-z0-9_@./-]{0,255}$")
+
+CONTEXT_NAMES = {
+    pb.CONTEXT_KIND_PACKAGE: "package",
+    pb.CONTEXT_KIND_BUILD: "build",
+    pb.CONTEXT_KIND_RULE: "rule",
+    pb.CONTEXT_KIND_TOOLCHAIN: "toolchain",
+    pb.CONTEXT_KIND_CONFIG: "config",
+}
+BUILTIN_MODULES = ("zako:context", "zako:core")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated task: what the pool sends to a worker, plus what admission needs."""
+
+    task_id: str
+    priority: int
+    timeout_s: float
+    frame: dict[str, Any]
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _check_module(name: str, source: str, field: str, settings: Settings) -> None:
+    if name.startswith("zako:"):
+        raise InvalidTask(f"{field} name {name!r} uses the reserved 'zako:' prefix", field=field)
+    if not _MODULE_NAME.match(name) or ".." in name.split("/"):
+        raise InvalidTask(
+            f"{field} name {name!r} is not a valid module name (letters, digits, `._-/@`, "
+            "at most 256 characters, no '..' segments)", field=field)
+    size = _size(source)
+    if size > settings.max_source_bytes:
+        raise InvalidTask(f"{field} ({name}) is {size} bytes; the limit is "
+                          f"{settings.max_source_bytes}", field=field)
+
+
+def _timeout(task: pb.Task, settings: Settings, deadline_s: float | None) -> float:
+    if task.HasField("timeout"):
+        seconds = task.timeout.seconds + task.timeout.nanos / 1e9
+        if seconds < 0 or task.timeout.nanos < 0 or task.timeout.nanos >= 1_000_000_000:
+            raise InvalidTask(f"task.timeout must be a positive duration, got {seconds}s",
+                              field="task.timeout")
+        if seconds < settings.min_timeout:
+            raise InvalidTask(f"task.timeout {seconds}s is below the minimum "
+                              f"{settings.min_timeout}s", field="task.timeout")
+        timeout = min(seconds, settings.max_timeout)
+    else:
+        timeout = settings.default_timeout
+    if deadline_s is not None:
+        timeout = min(timeout, max(deadline_s, 0.0))
+    return timeout
+
+
+def _memory(task: pb.Task, settings: Settings) -> int:
+    res = task.resources
+    if res.cpu_millis < 0:
+        raise InvalidTask(f"task.resources.cpu_millis must be >= 0, got {res.cpu_millis}",
+                          field="task.resources.cpu_millis")
+    if res.memory_bytes < 0:
+        raise InvalidTask(f"task.resources.memory_bytes must be >= 0, got {res.memory_bytes}",
+                          field="task.resources.memory_bytes")
+    cpu_capacity = int((settings.machine.cpus if settings.machine else 1) * 1000)
+    if res.cpu_millis > cpu_capacity:
+        raise CannotFit(f"task.resources.cpu_millis asks for {res.cpu_millis} millicores; this "
+                        f"server has {cpu_capacity}", field="task.resources.cpu_millis")
+    if res.memory_bytes > settings.max_memory:
+        raise CannotFit(f"task.resources.memory_bytes asks for {res.memory_bytes} bytes; the "
+                        f"largest heap this server grants is {settings.max_memory}",
+                        field="task.resources.memory_bytes")
+    for name, amount in res.extras.items():
+        field = f"task.resources.extras[{name!r}]"
+        if math.isnan(amount) or math.isinf(amount) or amount < 0:
+            raise InvalidTask(f"{field} must be a finite amount >= 0, got {amount}", field=field)
+        if amount > 0:
+            raise CannotFit(f"{field} asks for {amount} of {name!r}; this server has no "
+                            f"capacity for that resource", field=field)
+    return res.memory_bytes or settings.default_memory
+
+
+def validate(task: pb.Task, settings: Settings, *, deadline_s: float | None = None) -> Job:
+    """Check every field; raise InvalidTask / CannotFit naming the first problem found."""
+    task_id = task.id or uuid.uuid4().hex
+    if len(task_id) > MAX_ID_LENGTH or not _ID.match(task_id):
+        raise InvalidTask(f"task.id must be 1..{MAX_ID_LENGTH} printable ASCII characters "
+                          "without spaces", field="task.id")
+    if not task.source.strip():
+        raise InvalidTask("task.source is empty: give the entry module's JavaScript",
+                          field="task.source")
+    entry = task.entry_name or "main.js"
+    _check_module(entry, task.source, "task.source", settings)
+    if len(task.modules) > settings.max_modules:
+        raise InvalidTask(f"task.modules has {len(task.modules)} modules; the limit is "
+                          f"{settings.max_modules}", field="task.modules")
+    modules = {entry: task.source}
+    for index, module in enumerate(task.modules):
+        field = f"task.modules[{index}]"
+        _check_module(module.name, module.source, field, settings)
+        if module.name in modules:
+            raise InvalidTask(f"{field} name {module.name!r} is given twice", field=field)
+        modules[module.name] = module.source
+
+    input_json = task.input_json or "null"
+    size = _size(input_json)
+    if size > settings.max_input_bytes:
+        raise InvalidTask(f"task.input_json is {size} bytes; the limit is "
+                          f"{settings.max_input_bytes}", field="task.input_json")
+    try:
+        json.loads(input_json)
+    except ValueError as exc:
+        raise InvalidTask(f"task.input_json is not valid JSON: {exc}",
+                          field="task.input_json") from exc
+
+    if task.context == pb.CONTEXT_KIND_UNSPECIFIED:
+        kind = "build"
+    elif task.context in CONTEXT_NAMES:
+        kind = CONTEXT_NAMES[task.context]
+    else:
+        raise InvalidTask(f"task.context {task.context} is not a known context kind",
+                          field="task.context")
+    if task.system_access and kind != "config":
+        raise InvalidTask(f"task.system_access is only for config contexts, not {kind!r}",
+                          field="task.system_access")
+    if task.system_access and not settings.allow_system_access:
+        raise CannotFit("task.system_access: this server does not grant system access",
+                        field="task.system_access")
+
+    if not PRIORITY_MIN <= task.priority <= PRIORITY_MAX:
+        raise InvalidTask(f"task.priority {task.priority} is outside "
+                          f"[{PRIORITY_MIN}, {PRIORITY_MAX}]", field="task.priority")
+    if len(task.labels) > MAX_LABELS:
+        raise InvalidTask(f"task.labels has {len(task.labels)} entries; the limit is "
+                          f"{MAX_LABELS}", field="task.labels")
+    for key, value in task.labels.items():
+        if not key or len(key) > MAX_LABEL_KEY or len(value) > MAX_LABEL_VALUE:
+            raise InvalidTask(f"task.labels[{key!r}]: keys are 1..{MAX_LABEL_KEY} characters, "
+                              f"values at most {MAX_LABEL_VALUE}", field="task.labels")
+
+    memory = _memory(task, settings)
+    timeout = _timeout(task, settings, deadline_s)
+    frame = {
+        "op": "run",
+        "id": task_id,
+        "entry": entry,
+        "modules": modules,
+        "input": input_json,
+        "context": {"kind": kind, "task_id": task_id, "labels": dict(task.labels),
+                    "system_access": bool(task.system_access)},
+        "timeout_s": timeout,
+        "max_heap_bytes": memory,
+        "max_log_bytes": settings.max_log_bytes,
+        "max_result_bytes": settings.max_result_bytes,
+    }
+    return Job(task_id, task.priority, timeout, frame)

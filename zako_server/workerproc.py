@@ -1,0 +1,224 @@
+"""The parent's handle on one V8 worker process.
+
+    pool ──send(run/cancel/gc/exit)──▶ stdin  ┌──────────────────────┐
+                                              │ python -m            │
+    pool ◀──on_event(started/log)──── reader ◀│  zako_server.worker  │
+         ◀──done future / gc future───        └──────────────────────┘
+
+The child is a fresh interpreter (exec, never fork of a process holding gRPC or V8
+state). A reader task turns its frames into futures and callbacks; when the pipe ends or
+the process exits, whatever the worker held fails with `worker_lost`, so no task waits on
+a dead process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from zako_server import protocol
+
+log = logging.getLogger("zako.pool")
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+def lost_result(task_id: str, why: str) -> dict[str, Any]:
+    """The done message the parent makes up when the worker cannot send one."""
+    return {
+        "ev": "done", "id": task_id, "ok": False, "reason": "worker_lost",
+        "error": {"name": "WorkerLost", "message": why, "stack": "", "module": "",
+                  "line": 0, "column": 0},
+        "cpu_s": 0.0, "run_s": 0.0, "heap": None, "logs_dropped": 0,
+    }
+
+
+class WorkerHandle:
+    """One child process: its pipes, its state and the task it is running."""
+
+    def __init__(self, worker_id: str, on_exit: Callable[[WorkerHandle], None]) -> None:
+        self.id = worker_id
+        self.pid = 0
+        self.v8_version = ""
+        self.mini_racer_version = ""
+        self.state = "starting"  # starting -> idle <-> busy -> stopping -> dead
+        self.idle_since = time.monotonic()
+        self.task_id: str | None = None
+        self.tasks_run = 0
+        self.exit_expected = False
+        self._on_exit = on_exit
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._done: asyncio.Future[dict[str, Any]] | None = None
+        self._sink: EventSink | None = None
+        self._gc_waiters: list[asyncio.Future[dict[str, Any]]] = []
+        self.exited = asyncio.Event()
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in {"dead"}
+
+    async def start(self, timeout: float) -> None:
+        """Exec the child and wait for its ready frame (V8 warm)."""
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "zako_server.worker",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            # A worker must not die with the server's terminal session before the
+            # server drains it; the server itself ends every worker on shutdown.
+            start_new_session=True,
+        )
+        self.pid = self._proc.pid
+        self._reader = asyncio.create_task(self._read_loop(), name=f"zako-{self.id}-reader")
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), timeout)
+        except BaseException:
+            self.kill()
+            raise
+        self.state = "idle"
+        self.idle_since = time.monotonic()
+
+    async def run(self, job: dict[str, Any], sink: EventSink) -> asyncio.Future[dict[str, Any]]:
+        """Send a task; the returned future resolves with its done message (or a lost one)."""
+        assert self.state == "idle", f"worker {self.id} is {self.state}"
+        self.state = "busy"
+        self.task_id = job["id"]
+        self._sink = sink
+        self._done = asyncio.get_running_loop().create_future()
+        done = self._done
+        await self._send(job)
+        return done
+
+    @property
+    def current_done(self) -> asyncio.Future[dict[str, Any]] | None:
+        """The done future of the running task, if any."""
+        return self._done
+
+    async def cancel(self, task_id: str) -> None:
+        if self.task_id == task_id:
+            await self._send({"op": "cancel", "id": task_id})
+
+    async def gc(self) -> dict[str, Any]:
+        """Ask for a full collection; a busy worker answers after its task."""
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._gc_waiters.append(waiter)
+        await self._send({"op": "gc"})
+        return await waiter
+
+    def finish_task(self) -> None:
+        """The pool took the done message; the worker may take the next task."""
+        self.task_id = None
+        self._sink = None
+        self._done = None
+        self.tasks_run += 1
+        if self.state == "busy":
+            self.state = "idle"
+            self.idle_since = time.monotonic()
+
+    async def stop(self, timeout: float) -> None:
+        """Ask the child to exit; kill it if it does not within `timeout`."""
+        if self.state == "dead":
+            return
+        self.state = "stopping"
+        with contextlib.suppress(Exception):
+            await self._send({"op": "exit"})
+        try:
+            await asyncio.wait_for(self.exited.wait(), timeout)
+        except asyncio.TimeoutError:
+            self.kill()
+            await self.exited.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the child (it ignored a cancel, ran away, or the server is leaving)."""
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._proc.pid, signal.SIGKILL)
+
+    def rss(self) -> int:
+        import psutil
+
+        try:
+            return int(psutil.Process(self.pid).memory_info().rss)
+        except (psutil.Error, ValueError):
+            return 0
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.returncode is not None:
+            raise ConnectionError(f"worker {self.id} is not running")
+        proc.stdin.write(protocol.encode(message))
+        await proc.stdin.drain()
+
+    async def _read_loop(self) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        why = "worker process exited"
+        try:
+            while True:
+                message = await protocol.read_frame(proc.stdout)
+                if message is None:
+                    break
+                self._dispatch(message)
+        except (protocol.ProtocolError, ConnectionError) as exc:
+            why = f"worker sent a corrupt frame: {exc}"
+            log.error("worker %s: %s", self.id, why)
+            self.kill()
+        finally:
+            code = await proc.wait()
+            self._mark_dead(why, code)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("ev")
+        if kind == "ready":
+            self.v8_version = str(message.get("v8_version", ""))
+            self.mini_racer_version = str(message.get("mini_racer_version", ""))
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(None)
+        elif kind in {"started", "log"}:
+            if self._sink is not None and message.get("id") == self.task_id:
+                self._sink(message)
+        elif kind == "done":
+            done = self._done
+            if done is not None and not done.done() and message.get("id") == self.task_id:
+                done.set_result(message)
+        elif kind == "gc":
+            if self._gc_waiters:
+                waiter = self._gc_waiters.pop(0)
+                if not waiter.done():
+                    waiter.set_result(message)
+        else:
+            log.warning("worker %s sent an unknown frame kind %r", self.id, kind)
+
+    def _mark_dead(self, why: str, code: int | None) -> None:
+        expected = self.exit_expected = self.state == "stopping"
+        self.state = "dead"
+        if not expected:
+            detail = f"{why} (exit code {code})"
+            if code is not None and code < 0:
+                detail = f"{why}: killed by signal {-code}"
+            if self.task_id is not None:
+                log.warning("worker %s (pid %s) lost while running task %s: %s",
+                            self.id, self.pid, self.task_id, detail)
+            why = detail
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(ConnectionError(f"worker {self.id}: {why}"))
+            self._ready.exception()  # mark retrieved: start() reports it
+        if self._done is not None and not self._done.done() and self.task_id is not None:
+            self._done.set_result(lost_result(self.task_id, f"worker {self.id} (pid {self.pid}) "
+                                                            f"was lost: {why}"))
+        for waiter in self._gc_waiters:
+            if not waiter.done():
+                waiter.set_exception(ConnectionError(f"worker {self.id} exited"))
+                waiter.exception()
+        self._gc_waiters.clear()
+        self.exited.set()
+        self._on_exit(self)
