@@ -90,3 +90,13 @@ def test_every_option_is_a_settings_field_and_shows_in_print_config():
     assert {o.name for o in OPTIONS} <= fields
     described = {name for name, _, _ in build_settings({}, {}).describe()}
     assert {o.name for o in OPTIONS} <= described
+
+
+def test_readme_configuration_table_lists_every_option():
+    from pathlib import Path
+
+    from zako_server.config import OPTIONS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [o.env for o in OPTIONS if f"`{o.flag}` | `{o.env}`" not in readme]
+    assert not missing, f"README configuration table lacks {missing}"
