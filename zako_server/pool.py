@@ -113,9 +113,7 @@ class Pool:
             # handed out again while it may still be running it.
             await self._stop_running(worker, job["id"], done)
             raise
-        finally:
-            if done.done():
-                self._release(worker)
+        self._release(worker)
         return result
 
     async def cancel(self, task_id: str) -> bool:
@@ -273,6 +271,9 @@ class Pool:
             worker.kill()
         if done.done():
             self._release(worker)
+        else:
+            # Killed: the reader resolves `done` when the process is gone; release then.
+            done.add_done_callback(lambda _: self._release(worker))
 
     async def _cancel_with_grace(self, worker: WorkerHandle, task_id: str) -> None:
         done = worker.current_done

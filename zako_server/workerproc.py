@@ -120,7 +120,8 @@ class WorkerHandle:
         self._sink = None
         self._done = None
         self.tasks_run += 1
-        if self.state == "busy":
+        gone = self._proc is None or self._proc.returncode is not None
+        if self.state == "busy" and not gone:
             self.state = "idle"
             self.idle_since = time.monotonic()
 
