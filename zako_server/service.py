@@ -86,16 +86,15 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                               python=platform.python_version(), protocol="zako.v1")
 
     def _accept(self, task: pb.Task, owner: object, emit: Emit,
-                context: grpc.aio.ServicerContext) -> str:
-        """Validate and submit; a rejection is emitted as the task's only event."""
+                context: grpc.aio.ServicerContext) -> pb.SubmitResponse | str:
+        """Validate and submit: the accepted task's id, or the Rejected event to send."""
         try:
             job = validate(task, self.settings, deadline_s=context.time_remaining())
             self.engine.submit(job, owner, emit)
             return job.task_id
         except TaskRejection as exc:
             self.engine.count_rejection(exc)
-            emit(rejected_event(task.id, exc))
-            return ""
+            return rejected_event(task.id, exc)
 
     async def Submit(  # noqa: N802 - gRPC method name
         self, request_iterator: AsyncIterator[pb.SubmitRequest],
@@ -119,17 +118,21 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 async for request in request_iterator:
                     kind = request.WhichOneof("kind")
                     if kind == "task":
+                        # A rejection goes straight out, never through `emit`: it must
+                        # not end the tracking of a live task that has the same id.
                         if len(outstanding) >= self.settings.max_tasks_per_stream:
                             exc = Overloaded(
                                 f"this stream already has {len(outstanding)} tasks in flight; "
                                 f"the limit is {self.settings.max_tasks_per_stream}",
                                 retry_after=1.0)
                             self.engine.count_rejection(exc)
-                            emit(rejected_event(request.task.id, exc))
+                            out.put_nowait(rejected_event(request.task.id, exc))
                             continue
-                        task_id = self._accept(request.task, owner, emit, context)
-                        if task_id and self.engine.get(task_id) is not None:
-                            outstanding.add(task_id)
+                        accepted = self._accept(request.task, owner, emit, context)
+                        if isinstance(accepted, str):
+                            outstanding.add(accepted)
+                        else:
+                            out.put_nowait(accepted)
                     elif kind == "cancel":
                         # Cancel is idempotent: a task that already ended (or never was)
                         # is left alone, since it has had its one terminal event.

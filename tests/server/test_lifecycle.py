@@ -35,6 +35,14 @@ def start_process(*flags: str) -> tuple[subprocess.Popen, str]:
     return proc, match.group(1)
 
 
+def end(proc: subprocess.Popen) -> None:
+    proc.kill()
+    proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
 async def health(stub) -> int:
     reply = await stub.Check(health_pb2.HealthCheckRequest(service="zako.v1.Executor"))
     return reply.status
@@ -48,7 +56,7 @@ async def test_banner_health_and_sigterm_lets_running_tasks_finish():
             stub = pb_grpc.ExecutorStub(channel)
             assert await health(checker) == SERVING
             busy = "let n = 0; for (let i = 0; i < 3e8; i++) n += i % 3; module.exports = n"
-            running = asyncio.create_task(stub.Run(pb.RunRequest(task=pb.Task(
+            running = asyncio.ensure_future(stub.Run(pb.RunRequest(task=pb.Task(
                 id="long", source=busy, timeout=Duration(seconds=30)))))
             while (await stub.Stats(pb.StatsRequest())).pool.busy == 0:
                 await asyncio.sleep(0.02)
@@ -66,8 +74,7 @@ async def test_banner_health_and_sigterm_lets_running_tasks_finish():
             assert outcome.WhichOneof("outcome") == "completed"
         assert proc.wait(timeout=20) == 0
     finally:
-        proc.kill()
-        proc.wait()
+        end(proc)
 
 
 async def test_sigterm_cancels_tasks_still_running_after_the_grace():
@@ -97,5 +104,4 @@ async def test_sigterm_cancels_tasks_still_running_after_the_grace():
         assert ends["queued"].cancelled.reason == "server shutdown"
         assert proc.wait(timeout=20) == 0
     finally:
-        proc.kill()
-        proc.wait()
+        end(proc)

@@ -173,15 +173,19 @@ async def test_unary_cancel_of_queued_and_running_tasks(server_factory):
     server = server_factory(max_workers=1, min_workers=1)
     async with grpc.aio.insecure_channel(server.target) as channel:
         stub = pb_grpc.ExecutorStub(channel)
-        runner = asyncio.create_task(stub.Run(pb.RunRequest(task=task(
+        async def wait_for_stats(predicate):
+            for _ in range(250):
+                if predicate(await stub.Stats(pb.StatsRequest())):
+                    return
+                await asyncio.sleep(0.02)
+            raise AssertionError("server never reached the expected state")
+
+        runner = asyncio.ensure_future(stub.Run(pb.RunRequest(task=task(
             "busy", "while (true) {}", timeout=Duration(seconds=60)))))
-        queued = asyncio.create_task(stub.Run(pb.RunRequest(task=task(
+        await wait_for_stats(lambda s: s.pool.busy == 1)
+        queued = asyncio.ensure_future(stub.Run(pb.RunRequest(task=task(
             "queued", "module.exports = 1"))))
-        for _ in range(200):
-            stats = await stub.Stats(pb.StatsRequest())
-            if stats.queue.depth == 1 and stats.pool.busy == 1:
-                break
-            await asyncio.sleep(0.02)
+        await wait_for_stats(lambda s: s.queue.depth == 1)
         reply = await stub.Cancel(pb.CancelRequest(task_id="queued", reason="not needed"))
         assert reply.previous_state == pb.TASK_STATE_QUEUED
         assert (await queued).cancelled.was_running is False

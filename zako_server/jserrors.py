@@ -1,0 +1,120 @@
+"""Zako's structured JS error: building it, and recovering it from mini-racer's text.
+
+Most errors arrive already structured from the prelude (it sees the thrown value). Two
+kinds only exist as mini-racer exception text and are parsed here:
+
+- parse errors, raised while a module is compiled, before any prelude code can see them.
+  mini-racer formats them as (the file is always "<anonymous>", whatever sourceURL says):
+
+      <anonymous>:3: SyntaxError: Unexpected identifier 'b'
+        a b;
+          ^
+
+      SyntaxError: Unexpected identifier 'b'
+
+- anything that escapes the prelude's own try/catch (it should not happen, but the worker
+  must still report something precise): "<file>:<line>: <Name>: <message>", the source
+  line, a caret line, then the stack.
+
+The column comes from the caret, and on line 1 the module wrapper's prefix is taken off,
+so both point at the author's own text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+_HEADER = re.compile(r"^(?P<file>.*?):(?P<line>\d+): (?P<rest>.*)$")
+_NAMED = re.compile(r"^(?P<name>[A-Za-z_$][\w$]*): (?P<message>.*)$", re.DOTALL)
+
+
+def make_error(
+    name: str,
+    message: str,
+    *,
+    stack: str | None = None,
+    module: str | None = None,
+    line: int | None = None,
+    column: int | None = None,
+    code: str | None = None,
+) -> dict[str, Any]:
+    """The error dict of a failed done event (see protocol.py)."""
+    return {
+        "name": name,
+        "message": message,
+        "stack": stack or _default_stack(name, message, module, line, column),
+        "module": module,
+        "line": line,
+        "column": column,
+        "code": code,
+    }
+
+
+def _default_stack(
+    name: str, message: str, module: str | None, line: int | None, column: int | None
+) -> str:
+    head = f"{name}: {message}" if message else name
+    if module is None or line is None:
+        return head
+    return f"{head}\n    at {module}:{line}:{column if column is not None else 1}"
+
+
+def _split_name(rest: str, default: str) -> tuple[str, str]:
+    match = _NAMED.match(rest)
+    if match is None:
+        return default, rest
+    return match["name"], match["message"]
+
+
+def _caret_column(lines: list[str]) -> int | None:
+    # lines[0] is the header, lines[1] the offending source line, lines[2] the caret.
+    if len(lines) < 3 or "^" not in lines[2] or lines[2].strip(" ^"):
+        return None
+    return lines[2].index("^") + 1
+
+
+def syntax_error(text: str, module: str, source: str, prefix_length: int) -> dict[str, Any]:
+    """The error for a module that did not parse (JSParseException text)."""
+    lines = text.split("\n")
+    header = _HEADER.match(lines[0])
+    if header is None:
+        return make_error("SyntaxError", text.strip() or "module did not parse", module=module)
+    name, message = _split_name(header["rest"], "SyntaxError")
+    line = int(header["line"])
+    column = _caret_column(lines)
+    if column is not None and line == 1:
+        column -= prefix_length
+    source_lines = source.split("\n")
+    if line > len(source_lines):
+        # The parser only noticed at the wrapper's closing line (e.g. an unbalanced '}'
+        # closed the wrapper early): point at the end of the author's text instead.
+        line = len(source_lines)
+        column = len(source_lines[-1]) + 1
+    if column is not None:
+        column = max(column, 1)
+    return make_error(name, message, module=module, line=line, column=column)
+
+
+def uncaught_error(
+    text: str, modules_by_file: Mapping[str, str], prefix_length: int
+) -> dict[str, Any]:
+    """The error for an exception that reached mini-racer (JSEvalException text)."""
+    lines = text.split("\n")
+    header = _HEADER.match(lines[0])
+    if header is None:
+        return make_error("Error", text.strip() or "JavaScript failed")
+    name, message = _split_name(header["rest"], "Error")
+    module = modules_by_file.get(header["file"])
+    if module is None:
+        return make_error(name, message)
+    line = int(header["line"])
+    column = _caret_column(lines)
+    if column is not None and line == 1:
+        column = max(column - prefix_length, 1)
+    stack = None
+    if "" in lines:
+        tail = "\n".join(lines[lines.index("") + 1 :]).strip()
+        stack = tail or None
+    return make_error(name, message, stack=stack, module=module, line=line, column=column)

@@ -1,0 +1,98 @@
+"""The JavaScript side of a worker: the prelude text and the scripts that talk to it.
+
+Everything Python sends into V8 is built here, so the one fact the prelude and the error
+parser must agree on — how many characters the module wrapper adds in front of line 1 —
+has a single source.
+
+Each module is compiled by its own eval of
+
+    __zako.define("<token>",(function (exports, require, module, __filename, __dirname) {<source>
+    }),"<name>","<file>")
+    //# sourceURL=<file>
+
+The wrapper opens on the author's line 1 so line numbers need no correction; only columns
+on line 1 are shifted, by `prefix_length()`. The token has a fixed length, so the shift is
+the same for every module, and the module's name goes after the source so it cannot
+change it. Registering through `define` inside the same eval (rather than Python passing
+the compiled function back in) means Python never has to make a blocking call into an
+isolate that task code may already be running in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from functools import cache
+from importlib import resources
+
+TOKEN_HEX_CHARS = 32
+_WRAPPER_OPEN = "(function (exports, require, module, __filename, __dirname) {"
+# Module names that can be written into `//# sourceURL=` as they are; others get an alias
+# (the prelude maps it back), so stack traces still show the author's name.
+_PLAIN_NAME = re.compile(r"[\w.\-/@+~$]+")
+
+
+@cache
+def prelude_source() -> str:
+    """The prelude, a function expression taking (token, prefixLength)."""
+    return resources.files(__name__).joinpath("prelude.js").read_text(encoding="utf-8")
+
+
+def new_token() -> str:
+    """A secret per V8 instance: task code cannot call the host API without it."""
+    return secrets.token_hex(TOKEN_HEX_CHARS // 2)
+
+
+def _js(value: object) -> str:
+    # ASCII-only JSON keeps character counts identical in Python and in V8 (UTF-16).
+    return json.dumps(value, ensure_ascii=True)
+
+
+def _prefix(token: str) -> str:
+    return f"__zako.define({_js(token)},{_WRAPPER_OPEN}"
+
+
+def prefix_length(token: str) -> int:
+    """How far the wrapper shifts columns on a module's line 1."""
+    return len(_prefix(token))
+
+
+def install_script(token: str) -> str:
+    """The eval that installs the prelude into a fresh instance."""
+    return (
+        f"({prelude_source()})({_js(token)},{prefix_length(token)});\n"
+        "//# sourceURL=zako:prelude"
+    )
+
+
+def script_name(name: str, index: int) -> str:
+    """The sourceURL for a module: its own name when that is safe to embed."""
+    if _PLAIN_NAME.fullmatch(name) and not name.startswith("zako"):
+        return name
+    return f"zako-module-{index}"
+
+
+def module_script(token: str, name: str, source: str, index: int) -> str:
+    """The eval that compiles one module and registers it with the prelude."""
+    file = script_name(name, index)
+    return (
+        f"{_prefix(token)}{source}\n}}),{_js(name)},{_js(file)})\n"
+        f"//# sourceURL={file}"
+    )
+
+
+def configure_script(token: str, config: dict[str, object]) -> str:
+    return f"__zako.configure({_js(token)},{_js(_js(config))})"
+
+
+def start_script(token: str, entry: str, input_text: str) -> str:
+    return f"__zako.start({_js(token)},{_js(entry)},{_js(input_text)})"
+
+
+def fire_script(token: str, timer_id: int) -> str:
+    return f"__zako.fire({_js(token)},{int(timer_id)})"
+
+
+def poll_script(token: str) -> str:
+    return f"__zako.poll({_js(token)})"

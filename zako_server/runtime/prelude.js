@@ -1,0 +1,547 @@
+/*
+ * The Zako prelude: the host's half of every V8 instance, evaluated before any task code.
+ *
+ * Why it looks the way it does:
+ * - Python keeps the authority. Every piece of JavaScript (this prelude, each module's
+ *   compilation, the entry call, every timer callback) runs inside an eval that Python
+ *   started and can cancel; nothing here can run on its own (no Atomics.waitAsync timers,
+ *   no FinalizationRegistry callbacks, no WebAssembly background compiles), so a
+ *   terminated eval really means "no task code is running".
+ * - Results, errors and log lines are handed over as one JSON text per poll, built by
+ *   string concatenation from primitives: a task that patches Object.prototype.toJSON,
+ *   Array.prototype or RegExp cannot change what Python reads about another part of
+ *   the task, and anything garbled is the task's own problem (Python validates it).
+ * - The API Python calls lives on a non-writable global and checks a per-instance token
+ *   that only Python knows, so task code can neither replace it nor call it.
+ * - Error.prepareStackTrace is ours and fixed: it hides host frames, undoes the module
+ *   wrapper's column shift on line 1 and remembers the innermost task frame per error.
+ */
+(function zakoPrelude(token, prefixLength) {
+  'use strict';
+
+  // Intrinsics, captured before task code can replace them.
+  const G = globalThis;
+  const FP = Function.prototype;
+  const uncurry = FP.bind.bind(FP.call);
+  const apply = Reflect.apply;
+  const { defineProperty, getOwnPropertyDescriptor, getPrototypeOf, freeze, keys, is } = Object;
+  const toTag = uncurry(Object.prototype.toString);
+  const fnSource = uncurry(FP.toString);
+  const charCode = uncurry(String.prototype.charCodeAt);
+  const strSlice = uncurry(String.prototype.slice);
+  const strIndexOf = uncurry(String.prototype.indexOf);
+  const strLastIndexOf = uncurry(String.prototype.lastIndexOf);
+  const strStarts = uncurry(String.prototype.startsWith);
+  const strRepeat = uncurry(String.prototype.repeat);
+  const arrJoin = uncurry(Array.prototype.join);
+  const isArray = Array.isArray;
+  const stringify = JSON.stringify;
+  const parse = JSON.parse;
+  const dateNow = Date.now;
+  const dateISO = uncurry(Date.prototype.toISOString);
+  const NativeError = Error;
+  const NativeTypeError = TypeError;
+  const NativePromise = Promise;
+  const NativeProxy = Proxy;
+  const promiseThen = uncurry(Promise.prototype.then);
+  const resolved = Promise.resolve.bind(Promise);
+  const NativeMap = Map;
+  const mapGet = uncurry(Map.prototype.get);
+  const mapSet = uncurry(Map.prototype.set);
+  const mapHas = uncurry(Map.prototype.has);
+  const mapDelete = uncurry(Map.prototype.delete);
+  const mapForEach = uncurry(Map.prototype.forEach);
+  const mapSize = uncurry(getOwnPropertyDescriptor(Map.prototype, 'size').get);
+  const setForEach = uncurry(Set.prototype.forEach);
+  const setSize = uncurry(getOwnPropertyDescriptor(Set.prototype, 'size').get);
+  const NativeWeakMap = WeakMap;
+  const wmGet = uncurry(WeakMap.prototype.get);
+  const wmSet = uncurry(WeakMap.prototype.set);
+  const isView = ArrayBuffer.isView;
+
+  // Per-task state; only this closure can reach it.
+  const defs = new NativeMap(); // module name -> wrapper function
+  const files = new NativeMap(); // script name (sourceURL) -> module name
+  const cache = new NativeMap(); // module name -> module object (cycles see partial exports)
+  const locations = new NativeWeakMap(); // error -> innermost task frame
+  const reasons = new NativeWeakMap(); // errors the host made -> failure reason
+  const timers = new NativeMap(); // id -> { fn, args, due }
+  let nextTimer = 1;
+  let logs = [];
+  let logCount = 0;
+  let logBytes = 0;
+  let maxLogBytes = 0;
+  let dropped = 0;
+  let indent = '';
+  let maxResultBytes = 0;
+  let configured = false;
+  let started = false;
+  let outcome = null; // JSON text once the task has settled
+  let contextObject = null;
+  let coreModule = null;
+
+  const append = (array, index, value) =>
+    defineProperty(array, index, { value, writable: true, enumerable: true, configurable: true });
+  const q = (s) => stringify(s); // safe: no toJSON lookup for a string primitive
+  const num = (n) => (typeof n === 'number' && n === n && n !== 1 / 0 && n !== -1 / 0 ? '' + n : 'null');
+  const checkToken = (t) => {
+    if (t !== token) throw new NativeError('the Zako host API is not for task code');
+  };
+  const safe = (f, fallback) => {
+    try { return f(); } catch (e) { return fallback; }
+  };
+
+  function utf8Length(s) {
+    let n = 0;
+    for (let i = 0; i < s.length; i++) {
+      const c = charCode(s, i);
+      if (c < 0x80) n += 1;
+      else if (c < 0x800) n += 2;
+      else if (c >= 0xd800 && c < 0xdc00 && i + 1 < s.length &&
+               charCode(s, i + 1) >= 0xdc00 && charCode(s, i + 1) < 0xe000) { n += 4; i++; }
+      else n += 3;
+    }
+    return n;
+  }
+
+  // ---- stack traces -----------------------------------------------------------------
+  function errorHeader(e) {
+    const name = safe(() => { const n = e.name; return n === undefined ? 'Error' : '' + n; }, 'Error');
+    const message = safe(() => { const m = e.message; return m === undefined ? '' : '' + m; }, '');
+    return message === '' ? name : name === '' ? message : name + ': ' + message;
+  }
+
+  function prepareStackTrace(error, sites) {
+    let out = errorHeader(error);
+    let first = null;
+    for (let i = 0; i < sites.length; i++) {
+      const site = sites[i];
+      const file = site.getScriptNameOrSourceURL();
+      const mod = typeof file === 'string' ? mapGet(files, file) : undefined;
+      if (mod === undefined) continue; // host frames and eval'd code stay hidden
+      const line = site.getLineNumber();
+      let column = site.getColumnNumber();
+      if (line === 1 && typeof column === 'number') column -= prefixLength;
+      if (first === null) first = { module: mod, line, column };
+      const where = mod + ':' + line + ':' + column;
+      let name = site.getFunctionName() || site.getMethodName();
+      // V8 infers names from the wrapper call around the module ("__zako.define.x").
+      if (typeof name === 'string' && strStarts(name, '__zako.define.')) name = strSlice(name, 14);
+      if (site.isConstructor()) name = 'new ' + (name || '<anonymous>');
+      out += '\n    at ' + (site.isAsync() ? 'async ' : '') + (name ? name + ' (' + where + ')' : where);
+    }
+    if (first !== null && error !== null && (typeof error === 'object' || typeof error === 'function')) {
+      wmSet(locations, error, first);
+    }
+    return out;
+  }
+  defineProperty(NativeError, 'prepareStackTrace', {
+    value: prepareStackTrace, writable: false, enumerable: false, configurable: false,
+  });
+  NativeError.stackTraceLimit = 50;
+
+  class CapabilityError extends NativeError {}
+  defineProperty(CapabilityError.prototype, 'name', { value: 'CapabilityError', writable: true, configurable: true });
+
+  function hostError(Ctor, message, reason, code) {
+    const e = new Ctor(message);
+    if (code !== undefined) defineProperty(e, 'code', { value: code, writable: true, configurable: true, enumerable: true });
+    wmSet(reasons, e, reason);
+    return e;
+  }
+
+  // ---- console ----------------------------------------------------------------------
+  const IDENT = /^[A-Za-z_$][\w$]*$/;
+  const quote = (s) => "'" + s.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\n/g, '\\n') + "'";
+
+  function inspect(v, depth, seen) {
+    switch (typeof v) {
+      case 'string': return depth === 0 ? v : quote(v);
+      case 'number': return is(v, -0) ? '-0' : '' + v;
+      case 'bigint': return v + 'n';
+      case 'symbol': return v.toString();
+      case 'undefined': return 'undefined';
+      case 'boolean': return v ? 'true' : 'false';
+      case 'function': {
+        const src = safe(() => fnSource(v), '');
+        const name = safe(() => v.name, '') || '';
+        if (strStarts(src, 'class')) return '[class ' + (name || '(anonymous)') + ']';
+        return '[Function: ' + (name || '(anonymous)') + ']';
+      }
+      default: break;
+    }
+    if (v === null) return 'null';
+    if (seen.indexOf(v) >= 0) return '[Circular]';
+    if (toTag(v) === '[object Error]' || v instanceof NativeError) {
+      const stack = safe(() => v.stack, undefined);
+      return typeof stack === 'string' ? stack : '[' + errorHeader(v) + ']';
+    }
+    const date = safe(() => dateISO(v), null);
+    if (date !== null) return date;
+    if (toTag(v) === '[object RegExp]') return safe(() => '' + v, '[RegExp]');
+    if (toTag(v) === '[object Promise]') return 'Promise { <unknown> }';
+    const proto = getPrototypeOf(v);
+    const ctor = proto === null ? null : safe(() => { const c = proto.constructor; return typeof c === 'function' ? c.name : ''; }, '');
+    const inner = seen.concat([v]);
+    const items = [];
+    const add = (s) => append(items, items.length, s);
+    let open = '{';
+    let close = '}';
+    let label = ctor === null ? '[Object: null prototype] ' : ctor && ctor !== 'Object' ? ctor + ' ' : '';
+    if (isArray(v) || isView(v)) {
+      if (depth > 2) return isArray(v) ? '[Array]' : '[' + ctor + ']';
+      open = '['; close = ']';
+      label = isArray(v) ? '' : ctor + '(' + v.length + ') ';
+      const n = v.length;
+      for (let i = 0; i < n && i < 100; i++) add(inspect(v[i], depth + 1, inner));
+      if (n > 100) add('... ' + (n - 100) + ' more items');
+    } else if (safe(() => { mapSize(v); return true; }, false)) {
+      if (depth > 2) return '[Map]';
+      label = 'Map(' + mapSize(v) + ') ';
+      mapForEach(v, (val, key) => add(inspect(key, depth + 1, inner) + ' => ' + inspect(val, depth + 1, inner)));
+    } else if (safe(() => { setSize(v); return true; }, false)) {
+      if (depth > 2) return '[Set]';
+      label = 'Set(' + setSize(v) + ') ';
+      setForEach(v, (val) => add(inspect(val, depth + 1, inner)));
+    } else {
+      if (depth > 2) return '[' + (ctor || 'Object') + ']';
+      const ks = keys(v);
+      for (let i = 0; i < ks.length && i < 100; i++) {
+        const k = ks[i];
+        const d = getOwnPropertyDescriptor(v, k);
+        const shown = d === undefined ? 'undefined' : 'value' in d ? inspect(d.value, depth + 1, inner)
+          : d.get && d.set ? '[Getter/Setter]' : d.get ? '[Getter]' : '[Setter]';
+        add((IDENT.test(k) ? k : quote(k)) + ': ' + shown);
+      }
+      if (ks.length > 100) add('... ' + (ks.length - 100) + ' more properties');
+    }
+    if (items.length === 0) return label + open + close;
+    return label + open + ' ' + arrJoin(items, ', ') + ' ' + close;
+  }
+
+  const show = (v) => safe(() => inspect(v, 0, []), '[uninspectable]');
+
+  function format(args) {
+    let out = '';
+    let i = 0;
+    const first = args[0];
+    if (typeof first === 'string' && args.length > 1 && strIndexOf(first, '%') >= 0) {
+      i = 1;
+      let pos = 0;
+      for (let j = 0; j < first.length - 1; j++) {
+        if (charCode(first, j) !== 37) continue; // '%'
+        const spec = first[j + 1];
+        let piece;
+        if (spec === '%') piece = '%';
+        else if (i >= args.length || 'sdifjoOc'.indexOf(spec) < 0) continue;
+        else {
+          const a = args[i++];
+          piece = spec === 's' ? (typeof a === 'string' ? a : show(a))
+            : spec === 'd' || spec === 'i' ? show(typeof a === 'bigint' ? a : spec === 'i' ? parseInt(a, 10) : +a)
+              : spec === 'f' ? show(parseFloat(a))
+                : spec === 'j' ? safe(() => stringify(a), '[Circular]')
+                  : spec === 'c' ? '' : show(a);
+        }
+        out += strSlice(first, pos, j) + piece;
+        pos = j + 2;
+        j++;
+      }
+      out += strSlice(first, pos);
+    }
+    for (; i < args.length; i++) {
+      const a = args[i];
+      out += (out === '' && i === 0 ? '' : ' ') + (typeof a === 'string' ? a : show(a));
+    }
+    return out;
+  }
+
+  function emit(level, text) {
+    if (indent !== '') text = indent + text.replace(/\n/g, '\n' + indent);
+    const n = utf8Length(text);
+    if (dropped > 0 || logBytes + n > maxLogBytes) { dropped++; return; }
+    logBytes += n;
+    append(logs, logCount++, '[' + q(level) + ',' + q(text) + ',' + num(dateNow()) + ']');
+  }
+
+  function makeConsole() {
+    const line = (level) => (...args) => { emit(level, safe(() => format(args), '[unformattable]')); };
+    const c = {
+      log: line('info'), info: line('info'), debug: line('debug'), warn: line('warn'), error: line('error'),
+      dir: (v) => { emit('info', show(v)); },
+      trace: (...args) => {
+        const stack = safe(() => new NativeError('').stack, '');
+        const at = strIndexOf(stack, '\n');
+        emit('debug', 'Trace: ' + format(args) + (at >= 0 ? strSlice(stack, at) : ''));
+      },
+      assert: (ok, ...args) => { if (!ok) emit('error', 'Assertion failed' + (args.length ? ': ' + format(args) : '')); },
+      group: (...args) => { if (args.length) emit('info', format(args)); indent += '  '; },
+      groupEnd: () => { indent = strSlice(indent, 2); },
+    };
+    c.groupCollapsed = c.group;
+    c.table = c.log;
+    return c;
+  }
+
+  // ---- capabilities -----------------------------------------------------------------
+  // mini-racer declares its timer globals with `var`, which makes them non-configurable.
+  const setGlobal = (name, value) => {
+    const d = getOwnPropertyDescriptor(G, name);
+    if (d !== undefined && !d.configurable) G[name] = value;
+    else defineProperty(G, name, { value, writable: true, enumerable: false, configurable: true });
+  };
+
+  function denied(what, where) {
+    const stub = function () { throw hostError(CapabilityError, what + ' is not available in ' + where, 'capability_denied'); };
+    defineProperty(stub, 'name', { value: what });
+    return stub;
+  }
+  function deniedNamespace(what, where) {
+    const fail = denied(what, where);
+    return new NativeProxy(freeze({ __proto__: null }), {
+      get: (t, key) => (key === Symbol.toStringTag ? what : fail()),
+      has: () => fail(), ownKeys: () => fail(), set: () => fail(), defineProperty: () => fail(),
+    });
+  }
+
+  function setTimeoutImpl(fn, delay, ...args) {
+    if (typeof fn !== 'function') throw new NativeTypeError('The "callback" argument must be of type function');
+    let ms = +delay;
+    if (!(ms >= 1 && ms <= 2147483647)) ms = 1;
+    const id = nextTimer++;
+    mapSet(timers, id, { fn, args, due: dateNow() + ms });
+    return id;
+  }
+  function clearTimeoutImpl(id) { mapDelete(timers, id); }
+
+  function deepFreeze(v) {
+    if (v !== null && typeof v === 'object') {
+      const ks = keys(v);
+      for (let i = 0; i < ks.length; i++) deepFreeze(v[ks[i]]);
+      freeze(v);
+    }
+    return v;
+  }
+
+  function configure(t, cfgText) {
+    checkToken(t);
+    if (configured) throw new NativeError('already configured');
+    configured = true;
+    const cfg = parse(cfgText);
+    const kind = '' + cfg.kind;
+    const hermetic = cfg.hermetic !== false;
+    const where = (hermetic ? 'a hermetic ' : 'a Zako ') + "'" + kind + "' context";
+    maxLogBytes = cfg.maxLogBytes;
+    maxResultBytes = cfg.maxResultBytes;
+    setGlobal('__timer_manager', undefined);
+    // Always denied: each could run JavaScript outside an eval Python started.
+    setGlobal('SharedArrayBuffer', denied('SharedArrayBuffer', where));
+    setGlobal('FinalizationRegistry', denied('FinalizationRegistry', where));
+    setGlobal('Atomics', deniedNamespace('Atomics', where));
+    setGlobal('WebAssembly', deniedNamespace('WebAssembly', where));
+    if (hermetic) {
+      const DateStub = denied('Date', where);
+      DateStub.now = denied('Date.now', where);
+      DateStub.parse = denied('Date.parse', where);
+      DateStub.UTC = denied('Date.UTC', where);
+      setGlobal('Date', DateStub);
+      defineProperty(Math, 'random', { value: denied('Math.random', where), writable: true, configurable: true });
+      for (const name of ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval']) setGlobal(name, denied(name, where));
+      for (const name of ['Intl', 'Temporal']) if (name in G) setGlobal(name, deniedNamespace(name, where));
+      setGlobal('WeakRef', denied('WeakRef', where));
+    } else {
+      setGlobal('setTimeout', setTimeoutImpl);
+      setGlobal('clearTimeout', clearTimeoutImpl);
+    }
+    setGlobal('queueMicrotask', (fn) => {
+      if (typeof fn !== 'function') throw new NativeTypeError('The "callback" argument must be of type function');
+      promiseThen(resolved(), () => fn());
+    });
+    setGlobal('console', makeConsole());
+    contextObject = deepFreeze({ kind, taskId: cfg.taskId, labels: cfg.labels, systemAccess: !hermetic });
+    coreModule = freeze({ version: cfg.version, log: (...args) => { emit('info', safe(() => format(args), '')); } });
+  }
+
+  // ---- modules ----------------------------------------------------------------------
+  function define(t, fn, name, file) {
+    checkToken(t);
+    if (typeof fn !== 'function') throw new NativeTypeError('module ' + name + ' did not compile to a function');
+    mapSet(defs, name, fn);
+    mapSet(files, file, name);
+  }
+
+  const dirname = (name) => { const i = strLastIndexOf(name, '/'); return i < 0 ? '' : strSlice(name, 0, i); };
+  function normalize(path) {
+    const out = [];
+    const parts = path.split('/');
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i];
+      if (p === '' || p === '.') continue;
+      if (p === '..') { if (out.length) out.length -= 1; } else append(out, out.length, p);
+    }
+    return arrJoin(out, '/');
+  }
+
+  function resolve(from, spec) {
+    if (typeof spec !== 'string') throw new NativeTypeError('require() expects a module name string');
+    if (spec === 'zako:core' || spec === 'zako:context') return spec;
+    const relative = strStarts(spec, './') || strStarts(spec, '../');
+    const nested = relative && from !== null;
+    const base = normalize(nested ? dirname(from) + '/' + spec : spec);
+    const candidates = nested ? [base, base + '.js', base + '/index.js'] : [spec, base, base + '.js', base + '/index.js'];
+    for (let i = 0; i < candidates.length; i++) if (mapHas(defs, candidates[i])) return candidates[i];
+    const names = [];
+    mapForEach(defs, (v, k) => append(names, names.length, k));
+    const message = "Cannot find module '" + spec + "'" + (from === null ? '' : " required from '" + from + "'") +
+      '. Available modules: ' + (arrJoin(names, ', ') || '(none)') + '; built-in: zako:core, zako:context';
+    throw hostError(NativeError, message, 'module_not_found', 'MODULE_NOT_FOUND');
+  }
+
+  function load(from, spec) {
+    const name = resolve(from, spec);
+    if (name === 'zako:core') return coreModule;
+    if (name === 'zako:context') return contextObject;
+    const cached = mapGet(cache, name);
+    if (cached !== undefined) return cached.exports;
+    const require = (s) => load(name, s);
+    const module = { id: name, filename: name, exports: {}, loaded: false, require };
+    mapSet(cache, name, module);
+    try {
+      apply(mapGet(defs, name), module.exports, [module.exports, require, module, name, dirname(name)]);
+    } catch (e) {
+      mapDelete(cache, name);
+      throw e;
+    }
+    module.loaded = true;
+    return module.exports;
+  }
+
+  // ---- outcome ----------------------------------------------------------------------
+  function describe(e) {
+    let name = 'Error';
+    let message;
+    let stack = null;
+    let code = null;
+    if (e !== null && (typeof e === 'object' || typeof e === 'function') &&
+        (toTag(e) === '[object Error]' || safe(() => e instanceof NativeError, false))) {
+      stack = safe(() => { const s = e.stack; return typeof s === 'string' ? s : null; }, null);
+      name = safe(() => { const n = e.name; return n === undefined ? 'Error' : '' + n; }, 'Error');
+      message = safe(() => { const m = e.message; return m === undefined ? '' : '' + m; }, '');
+      code = safe(() => { const c = e.code; return typeof c === 'string' || typeof c === 'number' ? '' + c : null; }, null);
+    } else if (typeof e === 'string') {
+      message = e;
+    } else {
+      message = safe(() => { const s = stringify(e); return s === undefined ? '' + e : s; }, null);
+      if (message === null) message = safe(() => '' + e, '[unprintable value]');
+    }
+    const at = e !== null && (typeof e === 'object' || typeof e === 'function') ? wmGet(locations, e) : undefined;
+    let reason = e !== null && typeof e === 'object' ? wmGet(reasons, e) : undefined;
+    if (reason === undefined) reason = code === 'MODULE_NOT_FOUND' ? 'module_not_found' : 'js_error';
+    return failure(reason, name, message, stack, at, code);
+  }
+
+  function failure(reason, name, message, stack, at, code) {
+    return '{"ok":false,"reason":' + q(reason) + ',"error":{"name":' + q(name) + ',"message":' + q(message) +
+      ',"stack":' + (stack === null ? 'null' : q(stack)) +
+      ',"module":' + (at === undefined ? 'null' : q(at.module)) +
+      ',"line":' + (at === undefined ? 'null' : num(at.line)) +
+      ',"column":' + (at === undefined ? 'null' : num(at.column)) +
+      ',"code":' + (code === null || code === undefined ? 'null' : q(code)) + '}}';
+  }
+
+  function pathStep(base, key, holder) {
+    if (isArray(holder)) return base + '[' + key + ']';
+    return IDENT.test(key) ? base + '.' + key : base + '[' + q(key) + ']';
+  }
+
+  function serialize(value) {
+    const paths = new NativeWeakMap();
+    const problem = (what) => hostError(NativeTypeError, 'result is not JSON-serializable: ' + what, 'not_serializable');
+    const text = stringify(value, function (key, v) {
+      const parent = this !== null && typeof this === 'object' ? wmGet(paths, this) : undefined;
+      const path = parent === undefined ? 'result' : pathStep(parent, key, this);
+      const t = typeof v;
+      if (t === 'function') throw problem('a function at ' + path);
+      if (t === 'symbol') throw problem('a symbol at ' + path);
+      if (t === 'bigint') throw problem('a BigInt at ' + path);
+      if (v !== null && t === 'object') {
+        const earlier = wmGet(paths, v);
+        if (earlier !== undefined && strStarts(path, earlier) &&
+            (path.length === earlier.length || path[earlier.length] === '.' || path[earlier.length] === '[')) {
+          throw problem('a cycle at ' + path + ' (back to ' + earlier + ')');
+        }
+        wmSet(paths, v, path);
+      }
+      return v;
+    });
+    return text === undefined ? 'null' : text;
+  }
+
+  function settleValue(value) {
+    if (outcome !== null) return;
+    let text;
+    try {
+      text = serialize(value);
+    } catch (e) {
+      outcome = describe(e);
+      return;
+    }
+    if (text.length > maxResultBytes) {
+      outcome = failure('result_too_large', 'RangeError', 'result is ' + utf8Length(text) +
+        ' bytes of JSON, over the limit of ' + maxResultBytes + ' bytes', null, undefined, null);
+      return;
+    }
+    outcome = '{"ok":true,"value":' + q(text) + '}';
+  }
+  function settleError(e) { if (outcome === null) outcome = describe(e); }
+
+  function start(t, entry, inputText) {
+    checkToken(t);
+    if (started) throw new NativeError('already started');
+    started = true;
+    let input;
+    try {
+      input = inputText === '' ? null : parse(inputText);
+    } catch (e) {
+      outcome = failure('js_error', 'SyntaxError', 'task input is not valid JSON: ' + e.message, null, undefined, null);
+      return;
+    }
+    try {
+      const exported = load(null, entry);
+      const result = typeof exported === 'function' ? apply(exported, undefined, [input, contextObject]) : exported;
+      if (result !== null && (typeof result === 'object' || typeof result === 'function') &&
+          typeof result.then === 'function') {
+        promiseThen(new NativePromise((res) => res(result)), settleValue, settleError);
+      } else {
+        settleValue(result);
+      }
+    } catch (e) {
+      settleError(e);
+    }
+  }
+
+  function fire(t, id) {
+    checkToken(t);
+    const timer = mapGet(timers, id);
+    if (timer === undefined || outcome !== null) return;
+    mapDelete(timers, id);
+    try { apply(timer.fn, undefined, timer.args); } catch (e) { settleError(e); } // uncaught: the task fails
+  }
+
+  function poll(t) {
+    checkToken(t);
+    let pending = '';
+    if (outcome === null) {
+      mapForEach(timers, (timer, id) => { pending += (pending === '' ? '' : ',') + '[' + num(id) + ',' + num(timer.due) + ']'; });
+    }
+    const out = '{"outcome":' + (outcome === null ? 'null' : outcome) + ',"timers":[' + pending +
+      '],"logs":[' + arrJoin(logs, ',') + '],"dropped":' + num(dropped) + '}';
+    logs = [];
+    logCount = 0;
+    return out;
+  }
+
+  defineProperty(G, '__zako', {
+    value: freeze({ configure, define, start, fire, poll }),
+    writable: false, enumerable: false, configurable: false,
+  });
+})

@@ -1,0 +1,468 @@
+"""A V8 worker process: `python -m zako_server.worker`, driven over pipes (protocol.py).
+
+Why it is built this way:
+- One fresh MiniRacer per task, so no task can see another's state; the next one is made
+  (prelude installed) right after a task's done event, off the request path.
+- JavaScript only ever runs inside an `eval_cancelable` this process started: module
+  compilation, the entry call, each timer callback (timers are scheduled here, not by
+  V8), and each poll. Cancelling that eval terminates V8, so timeouts and cancels are
+  prompt and the event loop is never blocked by task code. mini-racer's own
+  `wrap_py_function` and `await promise` are avoided on purpose: their callbacks make a
+  *blocking* call into the isolate, which hangs this loop for as long as task code runs.
+- Logs are buffered by the prelude and collected by each poll, so every log event of a
+  task is sent before its done event; lines from a long synchronous loop arrive when it
+  ends.
+- An isolate that may still be running task code (an abandoned eval; V8 runs microtasks
+  after an eval has returned) gets no blocking call (heap stats, GC), only close(), which
+  terminates whatever it runs.
+- Python is the authority on the outcome: exactly one done per run, whatever the task
+  does to the prelude, and "internal" when this code itself fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import psutil
+from py_mini_racer import JSEvalException, JSOOMException, JSParseException, MiniRacer
+
+from zako_server import jserrors, protocol, runtime
+
+# After a timeout or cancel, how long the cancelled eval may take to unwind, and how long
+# the last poll (collecting buffered logs) may take before the isolate is deemed stuck.
+STOP_GRACE_S = 2.0
+DRAIN_TIMEOUT_S = 0.25
+LOG_LEVELS = frozenset({"debug", "info", "warn", "error"})
+DEADLOCK_MESSAGE = (
+    "the task's promise can never settle: nothing is pending that could settle it"
+)
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class BadReport(Exception):
+    """The prelude answered a poll with something that is not a poll report."""
+
+
+def _failure(reason: str, error: dict[str, Any]) -> dict[str, Any]:
+    return {"ok": False, "reason": reason, "error": error}
+
+
+def _clean(text: str) -> str:
+    """V8 strings may hold lone surrogates, which UTF-8 (and so a frame) cannot."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode()
+    return text
+
+
+class Instance:
+    """One MiniRacer with the prelude installed, plus what is safe to do with it."""
+
+    def __init__(self) -> None:
+        self.mr = MiniRacer()
+        self.token = runtime.new_token()
+        self.prefix = runtime.prefix_length(self.token)
+        self.files: dict[str, str] = {}  # sourceURL -> module name
+        # True while an eval may still run (or was abandoned): only close() is safe then.
+        self.tainted = False
+        try:
+            self.mr.eval(runtime.install_script(self.token))
+        except BaseException:
+            self.mr.close()
+            raise
+
+    async def eval(self, script: str) -> Any:
+        self.tainted = True
+        result = await self.mr.eval_cancelable(script)
+        self.tainted = False
+        return result
+
+    def heap(self) -> dict[str, int] | None:
+        if self.tainted:
+            return None
+        stats = self.mr.heap_stats()
+        return {
+            "used": int(stats.get("used_heap_size", 0)),
+            "total": int(stats.get("total_heap_size", 0)),
+            "limit": int(stats.get("heap_size_limit", 0)),
+        }
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.mr.close()
+
+
+@dataclass
+class Job:
+    """A validated run message."""
+
+    id: str
+    entry: str
+    modules: dict[str, str]
+    input: str
+    kind: str
+    task_id: str
+    labels: dict[str, str]
+    system_access: bool
+    timeout_s: float
+    max_heap_bytes: int
+    max_log_bytes: int
+    max_result_bytes: int
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel_why: str = "task was cancelled"
+    log_bytes: int = 0
+    py_dropped: int = 0
+    js_dropped: int = 0
+
+    @classmethod
+    def parse(cls, msg: dict[str, Any]) -> Job:
+        modules = msg["modules"]
+        context = msg.get("context") or {}
+        if not isinstance(modules, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in modules.items()
+        ):
+            raise ValueError("modules must map names to source strings")
+        return cls(
+            id=msg["id"],
+            entry=str(msg["entry"]),
+            modules=modules,
+            input=str(msg.get("input") or ""),
+            kind=str(context.get("kind", "build")),
+            task_id=str(context.get("task_id", msg["id"])),
+            labels={str(k): str(v) for k, v in (context.get("labels") or {}).items()},
+            system_access=bool(context.get("system_access", False)),
+            timeout_s=float(msg["timeout_s"]),
+            max_heap_bytes=int(msg["max_heap_bytes"]),
+            max_log_bytes=int(msg["max_log_bytes"]),
+            max_result_bytes=int(msg["max_result_bytes"]),
+        )
+
+    @property
+    def hermetic(self) -> bool:
+        return not (self.kind == "config" and self.system_access)
+
+    @property
+    def dropped(self) -> int:
+        return self.js_dropped + self.py_dropped
+
+
+class Worker:
+    def __init__(self, frame_fd: int) -> None:
+        self._fd = frame_fd
+        self._spare: Instance | None = None
+        self._runs: deque[dict[str, Any]] = deque()
+        self._wakeup = asyncio.Event()
+        self._current: Job | None = None
+        self._gc_pending = 0
+        self._stopping = False
+        self._version = _version("zako")
+
+    # ---- frames -----------------------------------------------------------------------
+    def send(self, message: dict[str, Any]) -> None:
+        # A blocking write keeps frames whole and ordered; the parent always reads.
+        data = protocol.encode(message)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    # ---- main loop ---------------------------------------------------------------------
+    async def serve(self) -> int:
+        self._spare = Instance()
+        self.send({
+            "ev": "ready", "pid": os.getpid(), "v8_version": self._spare.mr.v8_version,
+            "mini_racer_version": _version("mini-racer"),
+        })
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        runner = asyncio.create_task(self._run_loop())
+        status = 0
+        try:
+            while True:
+                msg = await protocol.read_frame(reader)
+                if msg is None or msg.get("op") == "exit":
+                    break
+                self._dispatch(msg)
+        except protocol.ProtocolError as exc:
+            print(f"zako worker: {exc}", file=sys.stderr)
+            status = 2
+        self._stopping = True
+        if self._current is not None:
+            self._current.cancel_why = "the worker is exiting"
+            self._current.cancel.set()
+        self._wakeup.set()
+        await runner
+        if self._spare is not None:
+            self._spare.close()
+        return status
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        op = msg.get("op")
+        if op == "run":
+            self._runs.append(msg)
+            self._wakeup.set()
+        elif op == "cancel":
+            job = self._current
+            if job is not None and job.id == msg.get("id"):
+                job.cancel.set()
+            else:
+                for queued in list(self._runs):
+                    if queued.get("id") == msg.get("id"):
+                        self._runs.remove(queued)
+                        self._not_run(queued, "task was cancelled before it started")
+        elif op == "gc":
+            if self._current is None:
+                self._collect()
+            else:
+                self._gc_pending += 1
+        else:
+            print(f"zako worker: ignoring unknown op {op!r}", file=sys.stderr)
+
+    async def _run_loop(self) -> None:
+        while True:
+            while not self._runs and not self._stopping:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            if self._stopping:
+                for msg in self._runs:
+                    self._not_run(msg, "the worker is exiting")
+                self._runs.clear()
+                return
+            await self._run(self._runs.popleft())
+            for _ in range(self._gc_pending):
+                self._collect()
+            self._gc_pending = 0
+
+    def _not_run(self, msg: dict[str, Any], why: str) -> None:
+        if isinstance(msg.get("id"), str):
+            self.send({
+                "ev": "done", "id": msg["id"], "ok": False, "reason": "cancelled",
+                "error": jserrors.make_error("CancelledError", why), "cpu_s": 0.0,
+                "run_s": 0.0, "heap": {"used": 0, "total": 0, "limit": 0}, "logs_dropped": 0,
+            })
+
+    # ---- one task ----------------------------------------------------------------------
+    async def _run(self, msg: dict[str, Any]) -> None:
+        task_id = msg.get("id")
+        if not isinstance(task_id, str):
+            print(f"zako worker: run without an id: {msg!r:.200}", file=sys.stderr)
+            return
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        self.send({"ev": "started", "id": task_id})
+        job: Job | None = None
+        instance: Instance | None = None
+        try:
+            job = Job.parse(msg)
+            self._current = job
+            instance = self._spare or Instance()
+            self._spare = None
+            outcome = await self._supervise(instance, job)
+            heap = instance.heap() or {"used": 0, "total": 0}
+            heap["limit"] = job.max_heap_bytes
+            if job.dropped:
+                self._log(job, "warn", f"[zako] log limit of {job.max_log_bytes} bytes "
+                          f"reached; {job.dropped} lines dropped", time.time(), marker=True)
+            done = {"ev": "done", "id": task_id, **outcome, "heap": heap,
+                    "logs_dropped": job.dropped}
+        except Exception as exc:  # the exactly-one-done guarantee outlives our own bugs
+            print(f"zako worker: internal error in task {task_id}: {exc!r}", file=sys.stderr)
+            done = {"ev": "done", "id": task_id, **_failure("internal", jserrors.make_error(
+                "InternalError", f"{type(exc).__name__}: {exc}")),
+                "heap": {"used": 0, "total": 0, "limit": 0},
+                "logs_dropped": job.dropped if job else 0}
+        done["cpu_s"] = time.process_time() - cpu0
+        done["run_s"] = time.perf_counter() - wall0
+        self._current = None
+        self.send(done)
+        if instance is not None:
+            instance.close()
+        if self._spare is None and not self._stopping:
+            try:
+                self._spare = Instance()
+            except Exception as exc:
+                print(f"zako worker: could not prepare a V8 instance: {exc!r}", file=sys.stderr)
+
+    async def _supervise(self, instance: Instance, job: Job) -> dict[str, Any]:
+        """Run the driver under the task's deadline and its cancel switch."""
+        driver = asyncio.create_task(self._drive(instance, job))
+        cancelled = asyncio.create_task(job.cancel.wait())
+        finished, _ = await asyncio.wait(
+            {driver, cancelled}, timeout=job.timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        cancelled.cancel()
+        if driver in finished:
+            return driver.result()
+        driver.cancel()
+        await asyncio.wait({driver}, timeout=STOP_GRACE_S)
+        if driver.done() and not driver.cancelled():
+            driver.exception()  # interrupted anyway; only mark it retrieved
+        if job.cancel.is_set():
+            outcome = _failure("cancelled", jserrors.make_error("CancelledError", job.cancel_why))
+        else:
+            outcome = _failure("timeout", jserrors.make_error(
+                "TimeoutError", f"task exceeded its time limit of {job.timeout_s:g} s"))
+        await self._drain(instance, job)
+        return outcome
+
+    async def _drain(self, instance: Instance, job: Job) -> None:
+        """Collect the logs of an interrupted task; a stuck isolate keeps its logs."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._poll(instance, job), DRAIN_TIMEOUT_S)
+
+    async def _drive(self, instance: Instance, job: Job) -> dict[str, Any]:
+        try:
+            return await self._execute(instance, job)
+        except JSOOMException:
+            outcome = self._out_of_memory(job)
+        except JSEvalException as exc:
+            if instance.mr.was_hard_memory_limit_reached():
+                outcome = self._out_of_memory(job)
+            else:
+                outcome = _failure("js_error", jserrors.uncaught_error(
+                    str(exc), instance.files, instance.prefix))
+        except BadReport as exc:
+            outcome = _failure("internal", jserrors.make_error("InternalError", str(exc)))
+        await self._drain(instance, job)
+        return outcome
+
+    @staticmethod
+    def _out_of_memory(job: Job) -> dict[str, Any]:
+        return _failure("out_of_memory", jserrors.make_error(
+            "OutOfMemoryError",
+            f"task exceeded its heap limit of {job.max_heap_bytes} bytes"))
+
+    async def _execute(self, instance: Instance, job: Job) -> dict[str, Any]:
+        token = instance.token
+        instance.mr.set_hard_memory_limit(job.max_heap_bytes)
+        await instance.eval(runtime.configure_script(token, {
+            "kind": job.kind, "hermetic": job.hermetic, "taskId": job.task_id,
+            "labels": job.labels, "version": self._version, "maxLogBytes": job.max_log_bytes,
+            "maxResultBytes": job.max_result_bytes,
+        }))
+        for index, (name, source) in enumerate(job.modules.items()):
+            instance.files[runtime.script_name(name, index)] = name
+            try:
+                await instance.eval(runtime.module_script(token, name, source, index))
+            except JSParseException as exc:
+                await self._drain(instance, job)
+                return _failure("syntax_error", jserrors.syntax_error(
+                    str(exc), name, source, instance.prefix))
+        await instance.eval(runtime.start_script(token, job.entry, job.input))
+        while True:
+            outcome, timers = await self._poll(instance, job)
+            if outcome is not None:
+                return outcome
+            if not timers:
+                return _failure("deadlock", jserrors.make_error("DeadlockError", DEADLOCK_MESSAGE))
+            timer_id, due_ms = min(timers, key=lambda t: (t[1], t[0]))
+            delay = due_ms / 1000 - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await instance.eval(runtime.fire_script(token, timer_id))
+
+    async def _poll(
+        self, instance: Instance, job: Job
+    ) -> tuple[dict[str, Any] | None, list[tuple[int, float]]]:
+        text = await instance.eval(runtime.poll_script(instance.token))
+        try:
+            report = json.loads(text) if isinstance(text, str) else None
+            logs, timers, dropped = report["logs"], report["timers"], report["dropped"]
+            for level, message, ts in logs:
+                self._log(job, level if level in LOG_LEVELS else "info", str(message), ts / 1000)
+            job.js_dropped = max(job.js_dropped, int(dropped))
+            pending = [(int(i), float(due)) for i, due in timers]
+            return _check_outcome(report["outcome"], job), pending
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise BadReport(f"the prelude sent a malformed report: {exc}") from exc
+
+    def _log(self, job: Job, level: str, message: str, ts: float, *, marker: bool = False) -> None:
+        message = _clean(message)
+        if not marker:
+            size = len(message.encode())
+            if job.py_dropped or job.log_bytes + size > job.max_log_bytes:
+                job.py_dropped += 1
+                return
+            job.log_bytes += size
+        self.send({"ev": "log", "id": job.id, "level": level, "message": message, "ts": ts})
+
+    # ---- gc -----------------------------------------------------------------------------
+    def _collect(self) -> None:
+        process = psutil.Process()
+        live = [i for i in (self._spare,) if i is not None and not i.tainted]
+        rss_before = process.memory_info().rss
+        before = _sum_heaps(live)
+        for instance in live:
+            instance.mr.low_memory_notification()
+        gc.collect()
+        self.send({"ev": "gc", "before": before, "after": _sum_heaps(live),
+                   "rss_before": rss_before, "rss_after": process.memory_info().rss})
+
+
+def _sum_heaps(instances: list[Instance]) -> dict[str, int]:
+    total = {"used": 0, "total": 0, "limit": 0}
+    for instance in instances:
+        for key, value in (instance.heap() or {}).items():
+            total[key] += value
+    return total
+
+
+def _check_outcome(raw: Any, job: Job) -> dict[str, Any] | None:
+    """Validate the prelude's outcome; Python, not task code, decides what is sent."""
+    if raw is None:
+        return None
+    if raw.get("ok") is True:
+        if not isinstance(raw["value"], str):
+            raise TypeError("value is not a string")
+        value = _clean(raw["value"])
+        size = len(value.encode())
+        if size > job.max_result_bytes:
+            return _failure("result_too_large", jserrors.make_error(
+                "RangeError", f"result is {size} bytes of JSON, over the limit of "
+                f"{job.max_result_bytes} bytes"))
+        return {"ok": True, "value": value}
+    reason = raw["reason"]
+    if reason not in protocol.FAILURE_REASONS:
+        raise ValueError(f"unknown failure reason {reason!r}")
+    err = raw["error"]
+
+    def text(key: str) -> str | None:
+        v = err.get(key)
+        return _clean(v) if isinstance(v, str) else None
+
+    def number(key: str) -> int | None:
+        v = err.get(key)
+        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    return _failure(reason, jserrors.make_error(
+        text("name") or "Error", text("message") or "", stack=text("stack"),
+        module=text("module"), line=number("line"), column=number("column"), code=text("code")))
+
+
+def main() -> int:
+    # Frames go to a private copy of stdout; fd 1 becomes stderr so that whatever V8 or a
+    # library prints cannot corrupt the frame stream.
+    frame_fd = os.dup(1)
+    os.dup2(2, 1)
+    return asyncio.run(Worker(frame_fd).serve())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
