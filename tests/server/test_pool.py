@@ -56,12 +56,21 @@ async def test_pool_scales_up_to_max_under_backlog_and_reclaims_idle(server_fact
     server = server_factory(min_workers=1, max_workers=2, idle_timeout=0.5)
     async with grpc.aio.insecure_channel(server.target) as channel:
         stub = pb_grpc.ExecutorStub(channel)
-        busy = ("let n = 0; for (let i = 0; i < 3e7; i++) n++; module.exports = n")
-        replies = await asyncio.gather(*(
-            stub.Run(pb.RunRequest(task=pb.Task(source=busy))) for _ in range(6)))
-        assert all(r.completed.result.value_json == "30000000" for r in replies)
+        busy = "let n = 0; for (let i = 0; i < 2e8; i++) n++; module.exports = n"
+
+        async def requests():
+            for i in range(6):
+                yield pb.SubmitRequest(task=pb.Task(id=f"b{i}", source=busy))
+
+        workers, completed = set(), 0
+        async for event in stub.Submit(requests(), timeout=60):
+            if event.WhichOneof("event") == "started":
+                workers.add(event.started.worker_id)
+            completed += event.WhichOneof("event") == "completed"
+        assert completed == 6
+        assert len(workers) == 2, workers  # the backlog brought up a second worker
         stats = await stub.Stats(pb.StatsRequest())
-        assert stats.pool.started_total == 2
+        assert stats.pool.started_total == 2 and stats.pool.live == 2
         deadline = time.monotonic() + 10
         while (stats := await stub.Stats(pb.StatsRequest())).pool.live > 1:
             assert time.monotonic() < deadline, "idle worker never reclaimed"
