@@ -1,0 +1,122 @@
+"""The wire contract: protos/ lints clean, the committed stubs match it, the service is whole.
+
+No server needed. protos/zako/v1/executor.proto is the single source of truth; the Python
+stubs in zako_sdk/_proto are generated from it by scripts/gen_protos.py (`make gen`) and
+committed, so these tests catch an edit to one without the other.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = ROOT / "zako_sdk" / "_proto"
+GEN_SCRIPT = ROOT / "scripts" / "gen_protos.py"
+BUF = Path(sys.executable).parent / "buf"
+
+
+def _load_gen_protos():
+    spec = importlib.util.spec_from_file_location("zako_gen_protos", GEN_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _stub_files(root: Path) -> dict[str, bytes]:
+    """Every generated .py/.pyi under root, by path relative to root (caches ignored)."""
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.suffix in {".py", ".pyi"} and "__pycache__" not in path.parts
+    }
+
+
+def test_buf_lint_passes():
+    assert BUF.exists(), f"buf not found at {BUF}: install the dev extra (`make setup`)"
+    proc = subprocess.run(
+        [str(BUF), "lint"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, f"buf lint failed:\n{proc.stdout}{proc.stderr}"
+
+
+def test_committed_stubs_match_a_fresh_generation(tmp_path):
+    generated_dir = tmp_path / "_proto"
+    _load_gen_protos().generate(generated_dir)
+
+    fresh = _stub_files(generated_dir)
+    committed = _stub_files(COMMITTED)
+    assert fresh, "gen_protos.generate wrote no stubs"
+
+    drift = sorted(
+        [f"{name} (missing from zako_sdk/_proto)" for name in fresh.keys() - committed.keys()]
+        + [f"{name} (not generated any more)" for name in committed.keys() - fresh.keys()]
+        + [f"{name} (differs)" for name in fresh.keys() & committed.keys()
+           if fresh[name] != committed[name]]
+    )
+    assert not drift, (
+        "zako_sdk/_proto drifted from protos/; run `make gen` and commit the result:\n  "
+        + "\n  ".join(drift)
+    )
+
+
+# name -> (client_streaming, server_streaming, request type, response type)
+EXPECTED_RPCS = {
+    "Submit": (True, True, "SubmitRequest", "SubmitResponse"),
+    "Run": (False, False, "RunRequest", "RunResponse"),
+    "Cancel": (False, False, "CancelRequest", "CancelResponse"),
+    "BroadcastGC": (False, False, "BroadcastGCRequest", "BroadcastGCResponse"),
+    "Stats": (False, False, "StatsRequest", "StatsResponse"),
+    "Capabilities": (False, False, "CapabilitiesRequest", "CapabilitiesResponse"),
+}
+
+
+@pytest.fixture(scope="module")
+def executor_pb2():
+    from zako_sdk._proto.zako.v1 import executor_pb2
+
+    return executor_pb2
+
+
+def test_executor_service_has_the_six_rpcs(executor_pb2):
+    descriptor = executor_pb2.DESCRIPTOR
+    assert descriptor.package == "zako.v1"
+    service = descriptor.services_by_name["Executor"]
+    assert service.full_name == "zako.v1.Executor"
+
+    actual = {
+        m.name: (
+            m.client_streaming,
+            m.server_streaming,
+            m.input_type.full_name.removeprefix("zako.v1."),
+            m.output_type.full_name.removeprefix("zako.v1."),
+        )
+        for m in service.methods
+    }
+    assert actual == EXPECTED_RPCS
+
+
+def test_submit_events_and_terminal_outcomes(executor_pb2):
+    """Clients (SDK, Node example, grpcurl users) switch on these oneof member names."""
+    request = executor_pb2.SubmitRequest.DESCRIPTOR.oneofs_by_name["kind"]
+    assert [f.name for f in request.fields] == ["task", "cancel"]
+
+    event = executor_pb2.SubmitResponse.DESCRIPTOR.oneofs_by_name["event"]
+    assert [f.name for f in event.fields] == [
+        "accepted", "started", "log", "completed", "failed", "cancelled", "rejected",
+    ]
+
+    outcome = executor_pb2.RunResponse.DESCRIPTOR.oneofs_by_name["outcome"]
+    assert [f.name for f in outcome.fields] == ["completed", "failed", "cancelled"]
+
+
+def test_buf_config_keeps_the_comments_rule():
+    """Every element of the contract is documented: buf's COMMENTS rules enforce it."""
+    config = (ROOT / "buf.yaml").read_text()
+    assert "- COMMENTS" in config
+    assert "- STANDARD" in config
