@@ -1,0 +1,233 @@
+"""The part of the SDK that does no I/O, shared by AsyncClient and Client.
+
+    TaskSpec ──build_task──▶ pb.Task ──▶ (wire) ──▶ SubmitResponse events
+                                                         │
+                                        TaskEvents.apply ▼  (one per task)
+                              logs, worker id … then a terminal event
+                                                         │
+                                 outcome_of_terminal ────▼
+                               Result  |  TaskFailed / TaskCancelled / TaskRejected
+
+Keeping this apart from the clients is what lets the sync face be a thin forwarder and
+lets the tests check every mapping without a server (httpx `BaseClient`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from google.protobuf import duration_pb2
+
+from zako_sdk._proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.errors import (
+    TaskCancelled,
+    TaskError,
+    TaskFailed,
+    TaskTimeout,
+    ZakoError,
+    rejection_error,
+    status_code,
+)
+from zako_sdk.models import (
+    HeapUsage,
+    JsError,
+    LogLine,
+    Resources,
+    Result,
+    TaskSpec,
+    Timings,
+    UseClientDefault,
+)
+
+Outcome = Result | ZakoError
+"""How a task ended: its Result, or the error that `await handle` will raise."""
+
+Metadata = Mapping[str, str] | Sequence[tuple[str, str]]
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+# gRPC's default 4 MiB receive cap would turn a large (server-permitted) result into an
+# opaque RESOURCE_EXHAUSTED on our side; the server already bounds result size.
+DEFAULT_CHANNEL_OPTIONS: dict[str, Any] = {"grpc.max_receive_message_length": -1}
+
+_CONTEXTS: dict[str, int] = {
+    "package": pb.CONTEXT_KIND_PACKAGE,
+    "build": pb.CONTEXT_KIND_BUILD,
+    "rule": pb.CONTEXT_KIND_RULE,
+    "toolchain": pb.CONTEXT_KIND_TOOLCHAIN,
+    "config": pb.CONTEXT_KIND_CONFIG,
+}
+CONTEXT_NAMES: tuple[str, ...] = tuple(_CONTEXTS)
+
+
+def new_task_id() -> str:
+    """A fresh id; random (uuid4) so that ids from many clients never collide on a server."""
+    return uuid.uuid4().hex
+
+
+def context_kind(name: str) -> int:
+    """The ContextKind number for "package" | "build" | "rule" | "toolchain" | "config"."""
+    try:
+        return _CONTEXTS[name.lower()]
+    except (KeyError, AttributeError):
+        raise ValueError(f"unknown context {name!r}; expected one of {CONTEXT_NAMES}") from None
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    """Seconds as a Duration, to the nanosecond (Duration has no float field)."""
+    result = duration_pb2.Duration()
+    result.FromNanoseconds(round(seconds * 1_000_000_000))
+    return result
+
+
+def _resources(value: Resources | Mapping[str, Any]) -> pb.ResourceRequests:
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"cpu_millis", "memory_bytes", "extras"}
+        if unknown:
+            raise ValueError(f"unknown resource keys {sorted(unknown)}; "
+                             "expected cpu_millis, memory_bytes, extras")
+        value = Resources(**value)
+    return pb.ResourceRequests(cpu_millis=int(value.cpu_millis),
+                               memory_bytes=int(value.memory_bytes),
+                               extras={k: float(v) for k, v in value.extras.items()})
+
+
+def build_task(spec: TaskSpec, *, default_timeout: float | None) -> pb.Task:
+    """The wire Task for `spec`; `default_timeout` stands in where the spec gives none.
+
+    Raises ValueError/TypeError for what can be judged here (an unknown context, an input
+    that is not JSON-serializable) so the mistake points at the caller's line, not at a
+    rejection event later.
+
+        task = build_task(TaskSpec("module.exports = 1"), default_timeout=None)
+    """
+    timeout = default_timeout if isinstance(spec.timeout, UseClientDefault) else spec.timeout
+    task = pb.Task(
+        id=spec.task_id or new_task_id(),
+        source=spec.source,
+        entry_name=spec.entry_name or "",
+        # allow_nan=False: NaN/Infinity are not JSON and JSON.parse would reject them.
+        input_json="" if spec.input is None else json.dumps(
+            spec.input, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
+        context=context_kind(spec.context),  # type: ignore[arg-type]
+        priority=spec.priority,
+        labels=dict(spec.labels or {}),
+        system_access=spec.system_access,
+    )
+    for name, source in (spec.modules or {}).items():
+        task.modules.add(name=name, source=source)
+    if spec.resources is not None:
+        task.resources.CopyFrom(_resources(spec.resources))
+    if timeout is not None:
+        task.timeout.CopyFrom(duration(timeout))
+    return task
+
+
+def channel_options(extra: Iterable[tuple[str, Any]] | None) -> list[tuple[str, Any]]:
+    """Our defaults overlaid with the caller's; the caller's value wins for a repeated key."""
+    merged = dict(DEFAULT_CHANNEL_OPTIONS)
+    merged.update(extra or ())
+    return list(merged.items())
+
+
+def metadata_tuple(metadata: Metadata | None) -> tuple[tuple[str, str], ...]:
+    """Metadata in the one shape grpc accepts everywhere."""
+    if metadata is None:
+        return ()
+    items = metadata.items() if isinstance(metadata, Mapping) else metadata
+    return tuple((str(k).lower(), str(v)) for k, v in items)
+
+
+def _failed(task_id: str, failed: pb.Failed) -> TaskFailed:
+    reason = pb.FailureReason.Name(failed.reason).removeprefix("FAILURE_REASON_")
+    cls = TaskTimeout if failed.reason == pb.FAILURE_REASON_TIMEOUT else TaskFailed
+    return cls(task_id=task_id, reason=reason, js_error=JsError.from_proto(failed.error),
+               timings=Timings.from_proto(failed.timings))
+
+
+def outcome_of_terminal(task_id: str, kind: str, event: Any, *,
+                        logs: Sequence[LogLine] = (), worker_id: str | None = None) -> Outcome:
+    """Map one terminal message (`kind` is its oneof name) to a Result or an error.
+
+    The same function serves Submit events and RunResponse outcomes, so a task fails
+    the same way whichever RPC carried it.
+    """
+    if kind == "completed":
+        result = event.result
+        return Result(task_id=task_id, value_json=result.value_json, logs=tuple(logs),
+                      timings=Timings.from_proto(result.timings),
+                      heap=HeapUsage.from_proto(result.heap), worker_id=worker_id)
+    if kind == "failed":
+        return _failed(task_id, event)
+    if kind == "cancelled":
+        return TaskCancelled(task_id=task_id, reason=event.reason, was_running=event.was_running)
+    if kind == "rejected":
+        retry_after = (event.retry_after.ToNanoseconds() / 1e9
+                       if event.HasField("retry_after") else None)
+        return rejection_error(status_code(event.code), event.message, task_id=task_id,
+                               field=event.field, retry_after=retry_after)
+    raise ValueError(f"not a terminal event: {kind!r}")
+
+
+def outcome_of_run(response: pb.RunResponse) -> Outcome:
+    """The outcome of a unary Run call."""
+    kind = response.WhichOneof("outcome")
+    if kind is None:
+        # A server that answers OK without an outcome broke the contract; say so plainly
+        # rather than inventing a value.
+        return TaskError("the server's RunResponse has no outcome", task_id=response.task_id)
+    logs = [LogLine.from_proto(line) for line in response.logs]
+    return outcome_of_terminal(response.task_id, kind, getattr(response, kind), logs=logs)
+
+
+class TaskEvents:
+    """Accumulates the events of one task on a Submit stream until its terminal one.
+
+    `on_log` is called with each LogLine as it arrives (the CLI streams them to stderr).
+    It is called synchronously by whoever applies events, so it must not block.
+
+        events = TaskEvents("t1")
+        for event in stream_events:
+            outcome = events.apply(event)
+            if outcome is not None:
+                break
+    """
+
+    def __init__(self, task_id: str, on_log: Callable[[LogLine], object] | None = None) -> None:
+        self.task_id = task_id
+        self.on_log = on_log
+        self.logs: list[LogLine] = []
+        self.worker_id: str | None = None
+        self.queue_position: int | None = None
+        self.outcome: Outcome | None = None
+
+    def apply(self, event: pb.SubmitResponse) -> Outcome | None:
+        """Take one event; returns the outcome once the terminal event arrives."""
+        if self.outcome is not None:
+            return None  # the contract says nothing follows a terminal event; ignore it
+        kind = event.WhichOneof("event")
+        if kind == "accepted":
+            self.queue_position = event.accepted.queue_position
+        elif kind == "started":
+            self.worker_id = event.started.worker_id or None
+        elif kind == "log":
+            line = LogLine.from_proto(event.log)
+            self.logs.append(line)
+            if self.on_log is not None:
+                self.on_log(line)
+        elif kind is not None:
+            self.outcome = outcome_of_terminal(self.task_id, kind, getattr(event, kind),
+                                               logs=self.logs, worker_id=self.worker_id)
+            return self.outcome
+        return None
+
+
+def unwrap(outcome: Outcome) -> Result:
+    """The Result, or raise the error. Re-raising a shared error object is fine: asyncio does
+    the same when several waiters await one failed future."""
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome

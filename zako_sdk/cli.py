@@ -1,0 +1,224 @@
+"""The `zako` command: run a JS file on a Zako server, or ask the server about itself.
+
+    zako run build.js --input '{"target": "x86_64"}'     # value as JSON on stdout
+    zako stats | jq .pool
+
+stdout carries only the answer (JSON) so it can be piped; the task's console lines and
+every error go to stderr. It is built on the sync `Client`, which keeps its own event
+loop thread, so `main()` can be called from any test, async or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from zako_sdk._base import CONTEXT_NAMES, DEFAULT_TARGET
+from zako_sdk._sync import Client
+from zako_sdk.errors import RPCError, TaskError, TaskRejected, TransportError, ZakoError
+from zako_sdk.models import LogLine, Result
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_TASK_FAILED = 1
+EXIT_USAGE = 2  # argparse's own code for a bad command line; we reuse it for bad input files
+EXIT_REJECTED = 3
+EXIT_UNAVAILABLE = 4
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+
+_EPILOG = f"""exit status:
+  {EXIT_OK}    success
+  {EXIT_TASK_FAILED}    the task failed, timed out or was cancelled (the JS error is on stderr)
+  {EXIT_USAGE}    bad command line, or an input/module file that cannot be read
+  {EXIT_REJECTED}    the server rejected the task (invalid, too big, or overloaded)
+  {EXIT_UNAVAILABLE}    the server could not be reached, or the call failed
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); a running task is cancelled
+
+environment:
+  ZAKO_TARGET  default for --target (else {DEFAULT_TARGET})
+"""
+
+
+class UsageError(Exception):
+    """A problem with the command line found after parsing (unreadable file, bad JSON)."""
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def build_parser(default_target: str) -> argparse.ArgumentParser:
+    """The argument parser; `default_target` comes from the environment, read once in main."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--target", default=default_target,
+                        help=f"server address host:port (default: {default_target})")
+    parser = argparse.ArgumentParser(
+        prog="zako", description="Run JavaScript on a Zako server.", epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", parents=[common], epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="run a JS file and print its value as JSON",
+        description="Run FILE (CommonJS: module.exports = value or (input, context) => value) "
+                    "and print the value as JSON on stdout; console lines go to stderr.")
+    run.add_argument("file", metavar="FILE", help="the entry module, or - for stdin")
+    source = run.add_mutually_exclusive_group()
+    source.add_argument("--input", metavar="JSON", help="the input, as JSON text")
+    source.add_argument("--input-file", metavar="PATH", help="read the input JSON from PATH")
+    run.add_argument("--context", choices=CONTEXT_NAMES, default="build",
+                     help="capability profile (default: build)")
+    run.add_argument("--timeout", type=float, metavar="SECONDS",
+                     help="task timeout (default: the server's)")
+    run.add_argument("--module", action="append", type=_key_value, default=[],
+                     metavar="NAME=PATH", help="an extra module `require(NAME)` loads; repeat")
+    run.add_argument("--label", action="append", type=_key_value, default=[],
+                     metavar="KEY=VALUE", help="a label visible as context.labels; repeat")
+    run.add_argument("--priority", type=int, default=0, help="lower runs sooner (default: 0)")
+    run.add_argument("--system-access", action="store_true",
+                     help="ask for clock, randomness and timers (config context only)")
+    run.add_argument("--task-id", help="the task id (default: a random one)")
+    output = run.add_mutually_exclusive_group()
+    output.add_argument("--compact", action="store_true",
+                        help="print the value exactly as the server sent it, on one line")
+    output.add_argument("--full", action="store_true",
+                        help="print the whole result: value, logs, timings, heap, worker")
+
+    commands.add_parser("stats", parents=[common], help="print the server's stats as JSON")
+    commands.add_parser("gc", parents=[common], help="collect garbage on every worker")
+    commands.add_parser("capabilities", parents=[common], help="print what the server accepts")
+    cancel = commands.add_parser("cancel", parents=[common], help="cancel a task by id")
+    cancel.add_argument("task_id", metavar="ID")
+    cancel.add_argument("--reason", default="cancelled from the zako CLI")
+    return parser
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path!r}: {exc.strerror or exc}") from exc
+
+
+def _input(args: argparse.Namespace) -> Any:
+    if args.input_file is not None:
+        text, origin = _read_text(args.input_file, "input file"), args.input_file
+    elif args.input is not None:
+        text, origin = args.input, "--input"
+    else:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{origin} is not valid JSON: {exc}") from exc
+
+
+def _print_log(line: LogLine) -> None:
+    # Plain text for console.log/info so a script's output reads naturally; a prefix for
+    # the other levels, which are the ones worth noticing.
+    prefix = "" if line.level == "info" else f"{line.level}: "
+    print(f"{prefix}{line.message}", file=sys.stderr, flush=True)
+
+
+def _format_result(result: Result, args: argparse.Namespace) -> str:
+    if args.full:
+        return json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
+    if args.compact:
+        return result.value_json or "null"
+    return json.dumps(result.value, indent=2, ensure_ascii=False)
+
+
+def _run(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    source = _read_text(args.file, "file")
+    modules = {name: _read_text(path, "module") for name, path in args.module}
+    entry = "main.js" if args.file == "-" else os.path.basename(args.file)
+    result = client.run(source, input=_input(args), context=args.context,
+                        timeout=args.timeout, modules=modules, entry_name=entry,
+                        priority=args.priority, labels=dict(args.label),
+                        system_access=args.system_access, task_id=args.task_id,
+                        on_log=_print_log)
+    print(_format_result(result, args), file=out)
+    return EXIT_OK
+
+
+def _print_message(message: Message, out: TextIO) -> None:
+    # Zeros printed (a busy count of 0 is an answer) and int64 as numbers where exact, so
+    # `jq '.pool.busy > 0'` works without the proto3 JSON habit of quoting 64-bit ints.
+    print(json_format.MessageToJson(message, preserving_proto_field_name=True,
+                                    always_print_fields_with_no_presence=True, indent=2,
+                                    unquote_int64_if_possible=True), file=out)
+
+
+_ADMIN: dict[str, Callable[[Client, argparse.Namespace], Message]] = {
+    "stats": lambda client, _: client.stats(),
+    "gc": lambda client, _: client.gc(),
+    "capabilities": lambda client, _: client.capabilities(),
+    "cancel": lambda client, args: client.cancel(args.task_id, args.reason),
+}
+
+
+def _exit_code(error: ZakoError) -> int:
+    if isinstance(error, TaskRejected):
+        return EXIT_REJECTED
+    if isinstance(error, TaskError):
+        return EXIT_TASK_FAILED
+    return EXIT_UNAVAILABLE
+
+
+def _describe(error: ZakoError) -> str:
+    if isinstance(error, TaskRejected):
+        hint = f" (retry after {error.retry_after:g} s)" if error.retry_after else ""
+        where = f" [{error.field}]" if error.field else ""
+        return f"zako: task rejected: {error}{where}{hint}"
+    if isinstance(error, TaskError):
+        return str(error)  # the JS error and its stack, as the author would read them
+    if isinstance(error, RPCError):
+        return f"zako: call failed: {error}"
+    if isinstance(error, TransportError):
+        return f"zako: cannot reach the server: {error}"
+    return f"zako: {error}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `zako`; returns the exit status (see `zako --help`).
+
+        assert main(["run", "hello.js", "--input", "1"]) == 0
+    """
+    parser = build_parser(os.environ.get("ZAKO_TARGET") or DEFAULT_TARGET)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        with Client(args.target) as client:
+            if args.command == "run":
+                return _run(client, args, sys.stdout)
+            _print_message(_ADMIN[args.command](client, args), sys.stdout)
+            return EXIT_OK
+    except UsageError as exc:
+        print(f"zako: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ZakoError as exc:
+        print(_describe(exc), file=sys.stderr)
+        return _exit_code(exc)
+    except KeyboardInterrupt:
+        print("zako: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Every error the SDK raises, and the one table that turns gRPC statuses into them.
+
+    ZakoError
+    ├── TaskError                  a task ended without a value; has .task_id
+    │   ├── TaskFailed             the script threw, timed out, ran out of memory, …
+    │   │   └── TaskTimeout        .reason == "TIMEOUT"
+    │   ├── TaskCancelled          cancelled by us, by another caller or by the server
+    │   └── TaskRejected           never accepted; .code, .message, .field, .retry_after
+    │       ├── InvalidTask        the task itself is wrong: do not retry it as is
+    │       └── Overloaded         capacity: retry after .retry_after seconds
+    ├── TransportError             the call failed; .code, .details
+    │   ├── Unavailable            server down, unreachable or draining; the stream broke
+    │   ├── DeadlineExceeded       a unary call ran past its deadline
+    │   ├── Unauthenticated
+    │   ├── PermissionDenied
+    │   └── RPCError               any other status
+    └── ClientClosed (also RuntimeError)   misuse: the client was already closed
+
+The three families are kept apart on purpose (see STYLE.md): misuse is a RuntimeError and
+a bug in the caller; capacity (`Overloaded`) is worth a retry; failure (`TaskFailed`,
+`Unavailable`) carries what is needed to diagnose it. No raw `grpc.RpcError` leaves the
+SDK: `map_rpc_error` is the only door, and callers raise its result `from` the original.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import grpc
+
+if TYPE_CHECKING:
+    from zako_sdk.models import JsError, Timings
+
+__all__ = [
+    "ClientClosed",
+    "DeadlineExceeded",
+    "InvalidTask",
+    "Overloaded",
+    "PermissionDenied",
+    "RPCError",
+    "TaskCancelled",
+    "TaskError",
+    "TaskFailed",
+    "TaskRejected",
+    "TaskTimeout",
+    "TransportError",
+    "Unauthenticated",
+    "Unavailable",
+    "ZakoError",
+    "map_rpc_error",
+    "rejection_error",
+    "status_code",
+]
+
+
+def _rebuild(cls: type[ZakoError], args: tuple[object, ...],
+             state: dict[str, object]) -> ZakoError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+class ZakoError(Exception):
+    """Base of every error the SDK raises; catch it to catch them all."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # The subclasses take keyword-only fields, which Exception's default pickling
+        # (cls(*args)) cannot rebuild; build tools do send errors between processes.
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
+
+
+class TaskError(ZakoError):
+    """A task ended without producing a value."""
+
+    def __init__(self, message: str, *, task_id: str) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+
+
+class TaskFailed(TaskError):
+    """The task ran and failed: a JS throw, a syntax error, OOM, a lost worker, ….
+
+    `reason` is the FailureReason name without its prefix ("JS_ERROR", "TIMEOUT", …) so
+    callers can branch on it without importing the generated protobuf module.
+    """
+
+    def __init__(self, *, task_id: str, reason: str, js_error: JsError,
+                 timings: Timings | None = None) -> None:
+        text = js_error.format()
+        super().__init__(text if reason == "JS_ERROR" else f"{reason}: {text}", task_id=task_id)
+        self.reason = reason
+        self.js_error = js_error
+        self.timings = timings
+
+
+class TaskTimeout(TaskFailed):
+    """The task ran past its timeout and was stopped."""
+
+
+class TaskCancelled(TaskError):
+    """The task was cancelled before it finished."""
+
+    def __init__(self, *, task_id: str, reason: str, was_running: bool = False) -> None:
+        super().__init__(f"task {task_id} was cancelled: {reason or 'no reason given'}",
+                         task_id=task_id)
+        self.reason = reason
+        self.was_running = was_running
+
+
+class TaskRejected(TaskError):
+    """The server did not accept the task; it never ran."""
+
+    def __init__(self, message: str, *, task_id: str, code: grpc.StatusCode,
+                 field: str = "", retry_after: float | None = None) -> None:
+        super().__init__(f"{code.name}: {message}" if message else code.name, task_id=task_id)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.retry_after = retry_after
+
+
+class InvalidTask(TaskRejected):
+    """The task can never run on this server as written (bad field, too big, duplicate id)."""
+
+
+class Overloaded(TaskRejected):
+    """The server is at capacity (quota, queue full, draining); `retry_after` says when to retry."""
+
+
+class TransportError(ZakoError):
+    """The call itself failed; `code` is the gRPC status, `details` its text."""
+
+    def __init__(self, details: str, *, code: grpc.StatusCode) -> None:
+        super().__init__(f"{code.name}: {details}" if details else code.name)
+        self.code = code
+        self.details = details
+
+
+class Unavailable(TransportError):
+    """The server cannot be reached, is shutting down, or dropped the stream."""
+
+
+class DeadlineExceeded(TransportError):
+    """A call ran past its deadline."""
+
+
+class Unauthenticated(TransportError):
+    """The server did not accept the caller's credentials."""
+
+
+class PermissionDenied(TransportError):
+    """The caller may not do this (e.g. an admin call, or cancelling another's task)."""
+
+
+class RPCError(TransportError):
+    """A gRPC status with no more specific class here (INTERNAL, NOT_FOUND, …)."""
+
+
+class ClientClosed(ZakoError, RuntimeError):
+    """The client was used after `close()`/`aclose()`; a bug in the caller."""
+
+
+# The one table, status → class. Two columns because the same status means different
+# things: INVALID_ARGUMENT on Run is about the task, on Stats it is about the call.
+_TRANSPORT: dict[grpc.StatusCode, type[TransportError]] = {
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+}
+_REJECTION: dict[grpc.StatusCode, type[TaskRejected]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidTask,
+    grpc.StatusCode.FAILED_PRECONDITION: InvalidTask,
+    grpc.StatusCode.ALREADY_EXISTS: InvalidTask,
+    grpc.StatusCode.OUT_OF_RANGE: InvalidTask,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: Overloaded,
+}
+_BY_NUMBER: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_code(number: int) -> grpc.StatusCode:
+    """The StatusCode for a google.rpc.Code number (as Rejected.code carries); UNKNOWN if odd."""
+    return _BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
+
+
+def rejection_error(code: grpc.StatusCode, message: str, *, task_id: str, field: str = "",
+                    retry_after: float | None = None) -> TaskRejected:
+    """The error for a task the server turned away, from a Rejected event or a Run status.
+
+    A rejection that says UNAVAILABLE (a draining server) is capacity, not a broken
+    transport: the task is fine and another attempt later, or elsewhere, may succeed.
+    """
+    if code is grpc.StatusCode.UNAVAILABLE:
+        cls: type[TaskRejected] = Overloaded
+    else:
+        cls = _REJECTION.get(code, TaskRejected)
+    return cls(message, task_id=task_id, code=code, field=field, retry_after=retry_after)
+
+
+def map_rpc_error(exc: grpc.RpcError, *, task_id: str | None = None) -> ZakoError:
+    """Translate a failed call into the most specific SDK error, with `exc` as its cause.
+
+    Pass `task_id` for calls that carry one task (Run): then statuses that judge the task
+    (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, …) become `TaskRejected` subclasses.
+
+    >>> try:
+    ...     await stub.Stats(request)
+    ... except grpc.RpcError as exc:
+    ...     raise map_rpc_error(exc) from exc
+    """
+    # A bare grpc.RpcError need not be a Call; be defensive about code()/details().
+    code_of = getattr(exc, "code", None)
+    details_of = getattr(exc, "details", None)
+    code = code_of() if callable(code_of) else None
+    details = (details_of() if callable(details_of) else None) or ""
+    if not isinstance(code, grpc.StatusCode):
+        code = grpc.StatusCode.UNKNOWN
+    error: ZakoError
+    if task_id is not None and code in _REJECTION:
+        error = rejection_error(code, details, task_id=task_id)
+    else:
+        error = _TRANSPORT.get(code, RPCError)(details, code=code)
+    error.__cause__ = exc
+    return error

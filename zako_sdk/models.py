@@ -1,0 +1,215 @@
+"""Value objects the SDK hands out and takes in: results, logs, errors, task specs.
+
+They are frozen dataclasses built from the wire messages once, at the edge, so callers
+never touch generated protobuf classes (whose API is awkward: unset vs zero, Timestamp
+objects) and can compare, print and construct these in their own tests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from zako_sdk._proto.zako.v1 import executor_pb2 as pb
+
+__all__ = [
+    "USE_CLIENT_DEFAULT",
+    "ContextName",
+    "HeapUsage",
+    "JsError",
+    "LogLine",
+    "Resources",
+    "Result",
+    "TaskSpec",
+    "Timings",
+    "UseClientDefault",
+]
+
+ContextName = Literal["package", "build", "rule", "toolchain", "config"]
+"""The capability profile a task runs in; see ContextKind in executor.proto."""
+
+
+class UseClientDefault:
+    """Type of USE_CLIENT_DEFAULT: "not given", distinct from None.
+
+    `timeout=None` means "the server's default"; leaving `timeout` out means "this
+    client's default", which may itself be None. One value cannot say both (httpx).
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "USE_CLIENT_DEFAULT"
+
+
+USE_CLIENT_DEFAULT = UseClientDefault()
+
+
+def _seconds(duration: duration_pb2.Duration) -> float:
+    return duration.seconds + duration.nanos / 1e9
+
+
+def _time(message: Any, name: str) -> dt.datetime | None:
+    # Unset timestamps mean "never happened" (e.g. started_at of a task cancelled in the
+    # queue); the epoch would be a lie.
+    if not message.HasField(name):
+        return None
+    stamp: timestamp_pb2.Timestamp = getattr(message, name)
+    return stamp.ToDatetime(tzinfo=dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line a task printed through `console`; `level` is debug, info, warn or error."""
+
+    level: str
+    message: str
+    time: dt.datetime | None = None
+
+    @classmethod
+    def from_proto(cls, line: pb.LogLine) -> LogLine:
+        name = pb.LogLevel.Name(line.level).removeprefix("LOG_LEVEL_").lower()
+        return cls("info" if name == "unspecified" else name, line.message, _time(line, "time"))
+
+
+@dataclass(frozen=True)
+class JsError:
+    """A JavaScript error as the worker saw it; `line`/`column` are 1-based, 0 if unknown."""
+
+    name: str
+    message: str
+    stack: str = ""
+    module: str = ""
+    line: int = 0
+    column: int = 0
+
+    @classmethod
+    def from_proto(cls, error: pb.JsError) -> JsError:
+        return cls(error.name, error.message, error.stack, error.module, error.line, error.column)
+
+    def format(self) -> str:
+        """`Name: message` followed by the stack, without repeating the header.
+
+        V8 stacks already start with `Name: message`; printing both would show it twice.
+        """
+        header = f"{self.name}: {self.message}" if self.name else self.message
+        stack = self.stack.strip("\n")
+        if not stack:
+            return header
+        return stack if stack.startswith(header) else f"{header}\n{stack}"
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Where a task's time went; timestamps are the server's clock, durations in seconds."""
+
+    accepted_at: dt.datetime | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    queued: float = 0.0
+    run: float = 0.0
+    cpu: float = 0.0
+
+    @classmethod
+    def from_proto(cls, timings: pb.Timings) -> Timings:
+        return cls(_time(timings, "accepted_at"), _time(timings, "started_at"),
+                   _time(timings, "finished_at"), _seconds(timings.queued),
+                   _seconds(timings.run), _seconds(timings.cpu))
+
+
+@dataclass(frozen=True)
+class HeapUsage:
+    """A V8 heap reading in bytes."""
+
+    used_bytes: int = 0
+    total_bytes: int = 0
+    limit_bytes: int = 0
+
+    @classmethod
+    def from_proto(cls, heap: pb.HeapUsage) -> HeapUsage:
+        return cls(heap.used_bytes, heap.total_bytes, heap.limit_bytes)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a task returned.
+
+    `value_json` is the exact text the script's value serialized to; `value` decodes it
+    on first access (lazily, so benchmarks and pass-through callers do not pay for it).
+
+        result = await client.run("module.exports = (x) => ({doubled: x * 2})", input=21)
+        assert result.value == {"doubled": 42}
+    """
+
+    task_id: str
+    value_json: str
+    logs: tuple[LogLine, ...] = ()
+    timings: Timings = field(default_factory=Timings)
+    heap: HeapUsage = field(default_factory=HeapUsage)
+    worker_id: str | None = None
+
+    @cached_property
+    def value(self) -> Any:
+        return json.loads(self.value_json) if self.value_json else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (timestamps as ISO 8601), e.g. for `zako run --full`."""
+
+        def iso(moment: dt.datetime | None) -> str | None:
+            return moment.isoformat() if moment else None
+
+        t = self.timings
+        return {
+            "task_id": self.task_id,
+            "value": self.value,
+            "logs": [{"level": line.level, "message": line.message, "time": iso(line.time)}
+                     for line in self.logs],
+            "timings": {"accepted_at": iso(t.accepted_at), "started_at": iso(t.started_at),
+                        "finished_at": iso(t.finished_at), "queued_s": t.queued,
+                        "run_s": t.run, "cpu_s": t.cpu},
+            "heap": {"used_bytes": self.heap.used_bytes, "total_bytes": self.heap.total_bytes,
+                     "limit_bytes": self.heap.limit_bytes},
+            "worker_id": self.worker_id,
+        }
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a task needs while it runs; zeros mean the server's defaults.
+
+        Resources(cpu_millis=500, memory_bytes=64 << 20, extras={"licenses": 1})
+    """
+
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    extras: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task for `batch()`: the source and the same options `run()` takes.
+
+        specs = [TaskSpec("module.exports = (n) => n * n", input=n) for n in range(100)]
+        results = await client.batch(specs)
+    """
+
+    source: str
+    input: Any = None
+    context: ContextName | str = "build"
+    timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT
+    modules: Mapping[str, str] | None = None
+    entry_name: str | None = None
+    priority: int = 0
+    labels: Mapping[str, str] | None = None
+    resources: Resources | Mapping[str, Any] | None = None
+    system_access: bool = False
+    task_id: str | None = None
