@@ -75,8 +75,9 @@ def start_server(settings: Settings) -> RunningServer:
                 return
             started.set_result(server)
 
-        loop.create_task(boot())
+        boot_task = loop.create_task(boot())
         loop.run_forever()
+        del boot_task
         # Finish whatever the shutdown left scheduled, then close the loop.
         pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
         for task in pending:

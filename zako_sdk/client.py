@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal, overload
 
@@ -49,7 +48,6 @@ from zako_sdk.models import (
 
 __all__ = ["AsyncClient", "TaskHandle"]
 
-logger = logging.getLogger("zako_sdk")
 
 
 @contextlib.contextmanager
