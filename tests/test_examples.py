@@ -1,6 +1,6 @@
 """The client examples of the README, run against a real server on loopback.
 
-Each test runs exactly what docs/README-clients.md shows: grpcurl through server
+Each test runs exactly what the README shows: grpcurl through server
 reflection, the Node client in examples/node, and the Python SDK example. They go
 through the `zako_server` fixture of tests/conftest.py (a real server, real V8 workers).
 
