@@ -109,6 +109,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("cancel_grace", _positive(float),
            "seconds a worker gets to stop a cancelled or timed-out task before it is killed"),
     Option("worker_start_timeout", _positive(float), "seconds a new worker has to get ready"),
+    Option("worker_rss_margin", _positive(parse_size),
+           "resident memory a worker may use beyond its task's heap limit before it is "
+           "killed (ArrayBuffers are outside V8's heap limit)"),
     Option("log_level", str, "server log level: debug, info, warning, error"),
 )
 
@@ -138,6 +141,7 @@ class Settings:
     drain_grace: float = 10.0
     cancel_grace: float = 1.0
     worker_start_timeout: float = 30.0
+    worker_rss_margin: int = 256 << 20
     log_level: str = "info"
     machine: Machine | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)

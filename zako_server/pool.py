@@ -34,6 +34,10 @@ log = logging.getLogger("zako.pool")
 # parent waits before it declares the worker hung and kills it.
 _BACKSTOP_MARGIN_S = 2.0
 _START_RETRY_DELAY_S = 0.5
+# A task whose worker vanished before beginning it is dispatched again, this many times.
+_DISPATCH_ATTEMPTS = 3
+# How often a busy worker's resident memory is checked against its bound.
+_RSS_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class PoolSettings:
     idle_timeout: float
     cancel_grace: float
     worker_start_timeout: float
+    worker_rss_margin: int
 
 
 @dataclass(frozen=True)
@@ -91,30 +96,76 @@ class Pool:
         self._maintenance = asyncio.create_task(self._maintain(), name="zako-pool-maintenance")
 
     async def run(self, job: dict[str, Any], sink: EventSink) -> dict[str, Any]:
-        """Run one task on some worker and return its done message (never raises for
-        worker faults: a lost worker yields a `worker_lost` done message)."""
-        worker = await self._acquire()
+        """Run one task on some worker and return its done message.
+
+        Never raises for worker faults: a lost worker yields a `worker_lost` done
+        message. A worker lost before it began the task (it was exiting, or died on
+        receipt) costs nothing: the task goes to another worker, so no pool transition
+        drops a task.
+        """
+        for _ in range(_DISPATCH_ATTEMPTS):
+            worker = await self._acquire()
+            result = await self._run_on(worker, job, sink)
+            if result.get("reason") != "worker_lost" or worker.task_began_for(job["id"]):
+                return result
+            log.warning("worker %s was lost before it began task %s; dispatching again",
+                        worker.id, job["id"])
+        return result
+
+    async def _run_on(self, worker: WorkerHandle, job: dict[str, Any],
+                      sink: EventSink) -> dict[str, Any]:
+        started = False
+
+        def forward(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["ev"] == "started":
+                if started:
+                    return
+                started = True
+                message = {**message, "worker_id": worker.id, "pid": worker.pid}
+            sink(message)
+
         try:
-            done = await worker.run(job, sink)
+            done = await worker.run(job, forward)
         except ConnectionError as exc:
-            worker.finish_task()
+            self._release(worker)
             return lost_result(job["id"], f"could not reach worker {worker.id}: {exc}")
-        sink({"ev": "started", "id": job["id"], "worker_id": worker.id, "pid": worker.pid})
         backstop = float(job["timeout_s"]) + self.settings.cancel_grace + _BACKSTOP_MARGIN_S
+        rss_limit = int(job["max_heap_bytes"]) + self.settings.worker_rss_margin
+        watchdog = asyncio.create_task(self._watch_memory(worker, job["id"], rss_limit))
         try:
             result = await asyncio.wait_for(asyncio.shield(done), backstop)
         except asyncio.TimeoutError:
             log.error("worker %s ignored the %.1fs timeout of task %s; killing it",
                       worker.id, job["timeout_s"], job["id"])
-            worker.kill()
+            worker.kill(("timeout", f"the task ran past its {job['timeout_s']:g}s timeout "
+                                    "and its worker did not stop it; the worker was killed"))
             result = await done
         except asyncio.CancelledError:
             # The caller went away: stop the task, and make sure the worker is not
             # handed out again while it may still be running it.
             await self._stop_running(worker, job["id"], done)
             raise
+        finally:
+            watchdog.cancel()
         self._release(worker)
         return result
+
+    async def _watch_memory(self, worker: WorkerHandle, task_id: str, limit: int) -> None:
+        """Kill a worker whose RSS passes its bound: V8's heap limit does not count
+        ArrayBuffers, so a task can outgrow it without V8 noticing."""
+        while worker.task_id == task_id and worker.alive:
+            rss = worker.rss()
+            if rss > limit:
+                log.warning("worker %s RSS %d exceeds %d while running %s; killing it",
+                            worker.id, rss, limit, task_id)
+                worker.kill(("out_of_memory",
+                             f"the worker's memory ({rss} bytes resident) exceeded its bound "
+                             f"of {limit} bytes (the task's heap limit plus "
+                             f"{self.settings.worker_rss_margin} bytes; ArrayBuffers count "
+                             "here even though V8's heap limit ignores them)"))
+                return
+            await asyncio.sleep(_RSS_POLL_S)
 
     async def cancel(self, task_id: str) -> bool:
         """Ask the worker running `task_id` to stop it; kill the worker if it does not

@@ -49,7 +49,8 @@ class ZakoServer:
         self.pool = Pool(PoolSettings(
             min_workers=settings.min_workers, max_workers=settings.max_workers,
             idle_timeout=settings.idle_timeout, cancel_grace=settings.cancel_grace,
-            worker_start_timeout=settings.worker_start_timeout))
+            worker_start_timeout=settings.worker_start_timeout,
+            worker_rss_margin=settings.worker_rss_margin))
         self.admission = Admission(settings.max_workers, settings.queue_capacity)
         self.engine = Engine(self.admission, self.pool)
         self.service = ExecutorService(settings, self.engine)

@@ -30,12 +30,16 @@ log = logging.getLogger("zako.pool")
 EventSink = Callable[[dict[str, Any]], None]
 
 
-def lost_result(task_id: str, why: str) -> dict[str, Any]:
+_ERROR_NAMES = {"worker_lost": "WorkerLost", "out_of_memory": "OutOfMemoryError",
+                "timeout": "TimeoutError"}
+
+
+def lost_result(task_id: str, why: str, reason: str = "worker_lost") -> dict[str, Any]:
     """The done message the parent makes up when the worker cannot send one."""
     return {
-        "ev": "done", "id": task_id, "ok": False, "reason": "worker_lost",
-        "error": {"name": "WorkerLost", "message": why, "stack": "", "module": "",
-                  "line": 0, "column": 0},
+        "ev": "done", "id": task_id, "ok": False, "reason": reason,
+        "error": {"name": _ERROR_NAMES.get(reason, "WorkerLost"), "message": why, "stack": "",
+                  "module": "", "line": 0, "column": 0},
         "cpu_s": 0.0, "run_s": 0.0, "heap": None, "logs_dropped": 0,
     }
 
@@ -53,6 +57,12 @@ class WorkerHandle:
         self.task_id: str | None = None
         self.tasks_run = 0
         self.exit_expected = False
+        # Whether the child said it began the current task: before that, a lost worker
+        # means the task never ran and may safely go to another worker.
+        self.task_began = False
+        self._last_task: str | None = None
+        # Set when the supervisor kills the worker on purpose, to explain the loss.
+        self.kill_reason: tuple[str, str] | None = None
         self._on_exit = on_exit
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -91,12 +101,17 @@ class WorkerHandle:
         """Send a task; the returned future resolves with its done message (or a lost one)."""
         assert self.state == "idle", f"worker {self.id} is {self.state}"
         self.state = "busy"
-        self.task_id = job["id"]
+        self.task_id = self._last_task = job["id"]
+        self.task_began = False
         self._sink = sink
         self._done = asyncio.get_running_loop().create_future()
         done = self._done
         await self._send(job)
         return done
+
+    def task_began_for(self, task_id: str) -> bool:
+        """Whether this worker said it began `task_id` (its last task)."""
+        return self.task_began and self._last_task == task_id
 
     @property
     def current_done(self) -> asyncio.Future[dict[str, Any]] | None:
@@ -138,8 +153,14 @@ class WorkerHandle:
             self.kill()
             await self.exited.wait()
 
-    def kill(self) -> None:
-        """SIGKILL the child (it ignored a cancel, ran away, or the server is leaving)."""
+    def kill(self, reason: tuple[str, str] | None = None) -> None:
+        """SIGKILL the child (it ignored a cancel, ran away, or the server is leaving).
+
+        `reason` is (failure reason, message) for the task it held, when the kill is
+        the supervisor's verdict on that task (e.g. out of memory) rather than a crash.
+        """
+        if reason is not None and self.kill_reason is None:
+            self.kill_reason = reason
         if self._proc is not None and self._proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._proc.pid, signal.SIGKILL)
@@ -185,6 +206,8 @@ class WorkerHandle:
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(None)
         elif kind in {"started", "log"}:
+            if kind == "started" and message.get("id") == self.task_id:
+                self.task_began = True
             if self._sink is not None and message.get("id") == self.task_id:
                 self._sink(message)
         elif kind == "done":
@@ -214,8 +237,12 @@ class WorkerHandle:
             self._ready.set_exception(ConnectionError(f"worker {self.id}: {why}"))
             self._ready.exception()  # mark retrieved: start() reports it
         if self._done is not None and not self._done.done() and self.task_id is not None:
-            self._done.set_result(lost_result(self.task_id, f"worker {self.id} (pid {self.pid}) "
-                                                            f"was lost: {why}"))
+            if self.kill_reason is not None:
+                result = lost_result(self.task_id, self.kill_reason[1], self.kill_reason[0])
+            else:
+                result = lost_result(self.task_id,
+                                     f"worker {self.id} (pid {self.pid}) was lost: {why}")
+            self._done.set_result(result)
         for waiter in self._gc_waiters:
             if not waiter.done():
                 waiter.set_exception(ConnectionError(f"worker {self.id} exited"))

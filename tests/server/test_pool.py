@@ -76,3 +76,77 @@ async def test_pool_scales_up_to_max_under_backlog_and_reclaims_idle(server_fact
             assert time.monotonic() < deadline, "idle worker never reclaimed"
             await asyncio.sleep(0.1)
         assert stats.pool.reclaimed_total == 1 and stats.pool.crashed_total == 0
+
+
+async def test_arraybuffer_growth_past_the_rss_bound_kills_the_worker_as_out_of_memory(
+        server_factory):
+    # V8's heap limit does not count ArrayBuffers; the supervisor's RSS bound does.
+    server = server_factory(max_workers=1, worker_rss_margin="128MiB")
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        hog = ("const keep = []; for (let i = 0; i < 400; i++) {"
+               " const b = new Uint8Array(8 << 20); b.fill(i); keep.push(b); }"
+               " module.exports = keep.length")
+        reply = await stub.Run(pb.RunRequest(task=pb.Task(
+            source=hog, resources=pb.ResourceRequests(memory_bytes=64 << 20),
+            timeout=Duration(seconds=30))), timeout=60)
+        assert reply.failed.reason == pb.FAILURE_REASON_OUT_OF_MEMORY, reply
+        assert "exceeded its bound" in reply.failed.error.message
+        after = await stub.Run(pb.RunRequest(task=pb.Task(source="module.exports = 'ok'")))
+        assert after.completed.result.value_json == '"ok"'
+
+
+async def test_tasks_after_idle_reclaim_to_zero_workers_are_never_dropped(server_factory):
+    # The seed system's pool dropped the next job after a long idle period.
+    server = server_factory(min_workers=0, max_workers=1, idle_timeout=0.2)
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        for i, pause in enumerate([0.0, 0.5, 0.21, 0.19, 0.8, 0.25]):
+            await asyncio.sleep(pause)
+            reply = await stub.Run(pb.RunRequest(task=pb.Task(
+                source="module.exports = (x) => x * 2", input_json=str(i))), timeout=30)
+            assert reply.completed.result.value_json == str(i * 2)
+        stats = await stub.Stats(pb.StatsRequest())
+        assert stats.pool.reclaimed_total >= 2 and stats.tasks.completed == 6
+
+
+async def test_task_sent_to_an_idle_worker_that_just_died_runs_elsewhere(server_factory):
+    server = server_factory(min_workers=1, max_workers=1)
+    idle = server.server.pool.workers()[0]
+    os.kill(idle.pid, signal.SIGKILL)  # dies idle; the task may race its removal
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        reply = await stub.Run(pb.RunRequest(task=pb.Task(source="module.exports = 1")),
+                               timeout=30)
+        assert reply.completed.result.value_json == "1"
+
+
+async def test_broadcast_gc_with_no_live_worker_answers_empty(server_factory):
+    server = server_factory(min_workers=0, max_workers=1)
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        reply = await stub.BroadcastGC(pb.BroadcastGCRequest(), timeout=10)
+    assert list(reply.workers) == [] and reply.total_freed_bytes == 0
+
+
+def test_dispatch_to_a_worker_dead_before_the_pool_noticed_is_redone(server_factory):
+    """Deterministic version of the race: the worker dies, and before the event loop
+    can notice, a task is dispatched to it. It must run on a replacement."""
+    from zako_server.validation import validate
+
+    server = server_factory(min_workers=1, max_workers=1)
+    pool = server.server.pool
+    job = validate(pb.Task(id="raced", source="module.exports = 'ran'"), server.settings)
+    events: list[dict] = []
+
+    async def race():
+        victim = pool.workers()[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        time.sleep(0.2)  # noqa: ASYNC251 - blocks the loop on purpose: the pool cannot see the death yet
+        result = await pool.run(job.frame, events.append)
+        return victim, result
+
+    victim, result = server.call(race())
+    assert result["ok"] and result["value"] == '"ran"', result
+    started = [e for e in events if e["ev"] == "started"]
+    assert len(started) == 1 and started[0]["worker_id"] != victim.id
