@@ -75,6 +75,16 @@ def _caret_column(lines: list[str]) -> int | None:
     return lines[2].index("^") + 1
 
 
+def beyond_source(text: str, source: str) -> bool:
+    """Did the parser only complain at the wrapper's closing line, past the author's text?
+
+    That happens when an unbalanced '}' closes the wrapper early; parsing the source once
+    more as a plain script (see runtime.diagnose_script) then finds the brace itself.
+    """
+    header = _HEADER.match(text.split("\n", 1)[0])
+    return header is not None and int(header["line"]) > source.count("\n") + 1
+
+
 def syntax_error(text: str, module: str, source: str, prefix_length: int) -> dict[str, Any]:
     """The error for a module that did not parse (JSParseException text)."""
     lines = text.split("\n")

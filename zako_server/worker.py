@@ -363,8 +363,8 @@ class Worker:
                 await instance.eval(runtime.module_script(token, name, source, index))
             except JSParseException as exc:
                 await self._drain(instance, job)
-                return _failure("syntax_error", jserrors.syntax_error(
-                    str(exc), name, source, instance.prefix))
+                return _failure("syntax_error", await self._syntax_error(
+                    instance, str(exc), name, source))
         await instance.eval(runtime.start_script(token, job.entry, job.input))
         while True:
             outcome, timers = await self._poll(instance, job)
@@ -377,6 +377,25 @@ class Worker:
             if delay > 0:
                 await asyncio.sleep(delay)
             await instance.eval(runtime.fire_script(token, timer_id))
+
+    @staticmethod
+    async def _syntax_error(
+        instance: Instance, text: str, name: str, source: str
+    ) -> dict[str, Any]:
+        error = jserrors.syntax_error(text, name, source, instance.prefix)
+        if jserrors.beyond_source(text, source):
+            try:
+                await instance.eval(runtime.diagnose_script(source))
+            except JSParseException as exc:
+                found = jserrors.syntax_error(
+                    str(exc), name, source, len(runtime.DIAGNOSE_PREFIX))
+                if not jserrors.beyond_source(str(exc), source) and (
+                    "Illegal return" not in found["message"]
+                ):
+                    error = found
+            except JSEvalException:
+                pass  # it parsed as a script (and threw before running anything)
+        return error
 
     async def _poll(
         self, instance: Instance, job: Job

@@ -285,3 +285,19 @@ async def test_capabilities_describe_limits_and_versions(stub, zako_server):
     assert caps.priority.min < 0 < caps.priority.max
     assert "zako:core" in caps.builtin_modules
     assert caps.versions.v8.count(".") >= 2
+
+
+async def test_call_deadline_caps_the_task_timeout(stub):
+    started = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub.Run(pb.RunRequest(task=task("capped", "while (true) {}",
+                                               timeout=Duration(seconds=60))), timeout=1.0)
+    assert exc.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The task did not outlive its call: no worker is still busy with it.
+    for _ in range(100):
+        stats = await stub.Stats(pb.StatsRequest())
+        if stats.pool.busy == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert stats.pool.busy == 0
+    assert time.monotonic() - started < 3.0

@@ -82,6 +82,17 @@ def module_script(token: str, name: str, source: str, index: int) -> str:
     )
 
 
+DIAGNOSE_PREFIX = "throw 0;"
+
+
+def diagnose_script(source: str) -> str:
+    """Parse a module as a plain script without running any of it (it throws first).
+
+    Only used to locate a syntax error the wrapper hides; see jserrors.beyond_source.
+    """
+    return DIAGNOSE_PREFIX + source
+
+
 def configure_script(token: str, config: dict[str, object]) -> str:
     return f"__zako.configure({_js(token)},{_js(_js(config))})"
 
