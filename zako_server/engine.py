@@ -246,8 +246,8 @@ class Engine:
             return
         error = done.get("error") or {}
         js_error = pb.JsError(
-            name=str(error.get("name", "")), message=str(error.get("message", "")),
-            stack=str(error.get("stack", "")), module=str(error.get("module", "")),
+            name=str(error.get("name") or ""), message=str(error.get("message") or ""),
+            stack=str(error.get("stack") or ""), module=str(error.get("module") or ""),
             line=int(error.get("line") or 0), column=int(error.get("column") or 0))
         try:
             number = pb.FailureReason.Value(f"FAILURE_REASON_{reason.upper()}")

@@ -18,6 +18,9 @@ kinds only exist as mini-racer exception text and are parsed here:
 
 The column comes from the caret, and on line 1 the module wrapper's prefix is taken off,
 so both point at the author's own text.
+
+It also validates the prelude's outcome report: task code runs in the same isolate, so
+Python re-checks every field before anything reaches the parent.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from zako_server.protocol import FAILURE_REASONS
 
 _HEADER = re.compile(r"^(?P<file>.*?):(?P<line>\d+): (?P<rest>.*)$")
 _NAMED = re.compile(r"^(?P<name>[A-Za-z_$][\w$]*): (?P<message>.*)$", re.DOTALL)
@@ -128,3 +133,60 @@ def uncaught_error(
         tail = "\n".join(lines[lines.index("") + 1 :]).strip()
         stack = tail or None
     return make_error(name, message, stack=stack, module=module, line=line, column=column)
+
+
+def failure(reason: str, error: dict[str, Any]) -> dict[str, Any]:
+    """The outcome part of a failed done event."""
+    return {"ok": False, "reason": reason, "error": error}
+
+
+def clean_text(text: str) -> str:
+    """V8 strings may hold lone surrogates, which UTF-8 (and so a frame) cannot."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode()
+    return text
+
+
+def scrub(value: Any) -> Any:
+    """clean_text applied to every string of a message."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(str(k)): scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
+
+
+def check_outcome(raw: Any, max_result_bytes: int) -> dict[str, Any] | None:
+    """Validate the prelude's outcome (None: not settled). Raises on anything malformed."""
+    if raw is None:
+        return None
+    if raw.get("ok") is True:
+        if not isinstance(raw["value"], str):
+            raise TypeError("value is not a string")
+        value = clean_text(raw["value"])
+        size = len(value.encode())
+        if size > max_result_bytes:
+            return failure("result_too_large", make_error(
+                "RangeError",
+                f"result is {size} bytes of JSON, over the limit of {max_result_bytes} bytes"))
+        return {"ok": True, "value": value}
+    reason = raw["reason"]
+    if reason not in FAILURE_REASONS:
+        raise ValueError(f"unknown failure reason {reason!r}")
+    err = raw["error"]
+
+    def text(key: str) -> str | None:
+        v = err.get(key)
+        return clean_text(v) if isinstance(v, str) else None
+
+    def number(key: str) -> int | None:
+        v = err.get(key)
+        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    return failure(reason, make_error(
+        text("name") or "Error", text("message") or "", stack=text("stack"),
+        module=text("module"), line=number("line"), column=number("column"), code=text("code")))

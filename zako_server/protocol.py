@@ -24,10 +24,13 @@ Child -> parent ("ev"):
     started {"ev":"started","id":str}
     log     {"ev":"log","id":str,"level":"debug|info|warn|error","message":str,"ts":float}
     done    {"ev":"done","id":str,"ok":bool,"value":str (ok), "reason":str (not ok),
-             "error":{"name","message","stack","module","line","column"} (not ok),
+             "error":{"name","message","stack","module","line","column","code"} (not ok),
              "cpu_s":float,"run_s":float,"heap":{"used":int,"total":int,"limit":int},
              "logs_dropped":int}
-            reason is one of FAILURE_REASONS, or "cancelled".
+            reason is one of FAILURE_REASONS, or "cancelled". In `error`, module/line/column
+            are null when no task frame is known (e.g. a non-Error throw, a timeout), and
+            "code" is the thrown error's `code` property as a string (e.g.
+            "MODULE_NOT_FOUND"), or null.
     gc      {"ev":"gc","before":{heap},"after":{heap},"rss_before":int,"rss_after":int}
 """
 

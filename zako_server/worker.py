@@ -34,14 +34,17 @@ from importlib import metadata
 from typing import Any
 
 import psutil
-from py_mini_racer import JSEvalException, JSOOMException, JSParseException, MiniRacer
+from py_mini_racer import JSEvalException, JSOOMException, JSParseException
 
 from zako_server import jserrors, protocol, runtime
+from zako_server.jserrors import clean_text, failure
+from zako_server.runtime import Instance
 
 # After a timeout or cancel, how long the cancelled eval may take to unwind, and how long
-# the last poll (collecting buffered logs) may take before the isolate is deemed stuck.
+# the last poll (collecting buffered logs) may take before the isolate is deemed stuck
+# (by microtasks that run outside any eval; a terminated isolate answers in well under 1 ms).
 STOP_GRACE_S = 2.0
-DRAIN_TIMEOUT_S = 0.25
+DRAIN_TIMEOUT_S = 0.08
 LOG_LEVELS = frozenset({"debug", "info", "warn", "error"})
 DEADLOCK_MESSAGE = (
     "the task's promise can never settle: nothing is pending that could settle it"
@@ -57,56 +60,6 @@ def _version(dist: str) -> str:
 
 class BadReport(Exception):
     """The prelude answered a poll with something that is not a poll report."""
-
-
-def _failure(reason: str, error: dict[str, Any]) -> dict[str, Any]:
-    return {"ok": False, "reason": reason, "error": error}
-
-
-def _clean(text: str) -> str:
-    """V8 strings may hold lone surrogates, which UTF-8 (and so a frame) cannot."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode()
-    return text
-
-
-class Instance:
-    """One MiniRacer with the prelude installed, plus what is safe to do with it."""
-
-    def __init__(self) -> None:
-        self.mr = MiniRacer()
-        self.token = runtime.new_token()
-        self.prefix = runtime.prefix_length(self.token)
-        self.files: dict[str, str] = {}  # sourceURL -> module name
-        # True while an eval may still run (or was abandoned): only close() is safe then.
-        self.tainted = False
-        try:
-            self.mr.eval(runtime.install_script(self.token))
-        except BaseException:
-            self.mr.close()
-            raise
-
-    async def eval(self, script: str) -> Any:
-        self.tainted = True
-        result = await self.mr.eval_cancelable(script)
-        self.tainted = False
-        return result
-
-    def heap(self) -> dict[str, int] | None:
-        if self.tainted:
-            return None
-        stats = self.mr.heap_stats()
-        return {
-            "used": int(stats.get("used_heap_size", 0)),
-            "total": int(stats.get("total_heap_size", 0)),
-            "limit": int(stats.get("heap_size_limit", 0)),
-        }
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.mr.close()
 
 
 @dataclass
@@ -173,11 +126,15 @@ class Worker:
         self._gc_pending = 0
         self._stopping = False
         self._version = _version("zako")
+        self._heap_cap: int | None = None
 
     # ---- frames -----------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
         # A blocking write keeps frames whole and ordered; the parent always reads.
-        data = protocol.encode(message)
+        try:
+            data = protocol.encode(message)
+        except UnicodeEncodeError:  # a lone surrogate slipped through: never lose a frame
+            data = protocol.encode(jserrors.scrub(message))
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
@@ -186,6 +143,10 @@ class Worker:
     # ---- main loop ---------------------------------------------------------------------
     async def serve(self) -> int:
         self._spare = Instance()
+        # Past V8's own heap limit an isolate aborts the whole process, so the hard limit
+        # (which mini-racer enforces by terminating the task) must stay below it.
+        v8_limit = (self._spare.heap() or {}).get("limit", 0)
+        self._heap_cap = int(v8_limit * 0.9) if v8_limit else None
         self.send({
             "ev": "ready", "pid": os.getpid(), "v8_version": self._spare.mr.v8_version,
             "mini_racer_version": _version("mini-racer"),
@@ -284,7 +245,7 @@ class Worker:
                     "logs_dropped": job.dropped}
         except Exception as exc:  # the exactly-one-done guarantee outlives our own bugs
             print(f"zako worker: internal error in task {task_id}: {exc!r}", file=sys.stderr)
-            done = {"ev": "done", "id": task_id, **_failure("internal", jserrors.make_error(
+            done = {"ev": "done", "id": task_id, **failure("internal", jserrors.make_error(
                 "InternalError", f"{type(exc).__name__}: {exc}")),
                 "heap": {"used": 0, "total": 0, "limit": 0},
                 "logs_dropped": job.dropped if job else 0}
@@ -315,9 +276,9 @@ class Worker:
         if driver.done() and not driver.cancelled():
             driver.exception()  # interrupted anyway; only mark it retrieved
         if job.cancel.is_set():
-            outcome = _failure("cancelled", jserrors.make_error("CancelledError", job.cancel_why))
+            outcome = failure("cancelled", jserrors.make_error("CancelledError", job.cancel_why))
         else:
-            outcome = _failure("timeout", jserrors.make_error(
+            outcome = failure("timeout", jserrors.make_error(
                 "TimeoutError", f"task exceeded its time limit of {job.timeout_s:g} s"))
         await self._drain(instance, job)
         return outcome
@@ -336,22 +297,23 @@ class Worker:
             if instance.mr.was_hard_memory_limit_reached():
                 outcome = self._out_of_memory(job)
             else:
-                outcome = _failure("js_error", jserrors.uncaught_error(
+                outcome = failure("js_error", jserrors.uncaught_error(
                     str(exc), instance.files, instance.prefix))
         except BadReport as exc:
-            outcome = _failure("internal", jserrors.make_error("InternalError", str(exc)))
+            outcome = failure("internal", jserrors.make_error("InternalError", str(exc)))
         await self._drain(instance, job)
         return outcome
 
     @staticmethod
     def _out_of_memory(job: Job) -> dict[str, Any]:
-        return _failure("out_of_memory", jserrors.make_error(
+        return failure("out_of_memory", jserrors.make_error(
             "OutOfMemoryError",
             f"task exceeded its heap limit of {job.max_heap_bytes} bytes"))
 
     async def _execute(self, instance: Instance, job: Job) -> dict[str, Any]:
         token = instance.token
-        instance.mr.set_hard_memory_limit(job.max_heap_bytes)
+        limit = job.max_heap_bytes
+        instance.mr.set_hard_memory_limit(min(limit, self._heap_cap) if self._heap_cap else limit)
         await instance.eval(runtime.configure_script(token, {
             "kind": job.kind, "hermetic": job.hermetic, "taskId": job.task_id,
             "labels": job.labels, "version": self._version, "maxLogBytes": job.max_log_bytes,
@@ -363,7 +325,7 @@ class Worker:
                 await instance.eval(runtime.module_script(token, name, source, index))
             except JSParseException as exc:
                 await self._drain(instance, job)
-                return _failure("syntax_error", await self._syntax_error(
+                return failure("syntax_error", await self._syntax_error(
                     instance, str(exc), name, source))
         await instance.eval(runtime.start_script(token, job.entry, job.input))
         while True:
@@ -371,7 +333,7 @@ class Worker:
             if outcome is not None:
                 return outcome
             if not timers:
-                return _failure("deadlock", jserrors.make_error("DeadlockError", DEADLOCK_MESSAGE))
+                return failure("deadlock", jserrors.make_error("DeadlockError", DEADLOCK_MESSAGE))
             timer_id, due_ms = min(timers, key=lambda t: (t[1], t[0]))
             delay = due_ms / 1000 - time.time()
             if delay > 0:
@@ -408,12 +370,12 @@ class Worker:
                 self._log(job, level if level in LOG_LEVELS else "info", str(message), ts / 1000)
             job.js_dropped = max(job.js_dropped, int(dropped))
             pending = [(int(i), float(due)) for i, due in timers]
-            return _check_outcome(report["outcome"], job), pending
+            return jserrors.check_outcome(report["outcome"], job.max_result_bytes), pending
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise BadReport(f"the prelude sent a malformed report: {exc}") from exc
 
     def _log(self, job: Job, level: str, message: str, ts: float, *, marker: bool = False) -> None:
-        message = _clean(message)
+        message = clean_text(message)
         if not marker:
             size = len(message.encode())
             if job.py_dropped or job.log_bytes + size > job.max_log_bytes:
@@ -429,7 +391,7 @@ class Worker:
         rss_before = process.memory_info().rss
         before = _sum_heaps(live)
         for instance in live:
-            instance.mr.low_memory_notification()
+            instance.collect()
         gc.collect()
         self.send({"ev": "gc", "before": before, "after": _sum_heaps(live),
                    "rss_before": rss_before, "rss_after": process.memory_info().rss})
@@ -441,38 +403,6 @@ def _sum_heaps(instances: list[Instance]) -> dict[str, int]:
         for key, value in (instance.heap() or {}).items():
             total[key] += value
     return total
-
-
-def _check_outcome(raw: Any, job: Job) -> dict[str, Any] | None:
-    """Validate the prelude's outcome; Python, not task code, decides what is sent."""
-    if raw is None:
-        return None
-    if raw.get("ok") is True:
-        if not isinstance(raw["value"], str):
-            raise TypeError("value is not a string")
-        value = _clean(raw["value"])
-        size = len(value.encode())
-        if size > job.max_result_bytes:
-            return _failure("result_too_large", jserrors.make_error(
-                "RangeError", f"result is {size} bytes of JSON, over the limit of "
-                f"{job.max_result_bytes} bytes"))
-        return {"ok": True, "value": value}
-    reason = raw["reason"]
-    if reason not in protocol.FAILURE_REASONS:
-        raise ValueError(f"unknown failure reason {reason!r}")
-    err = raw["error"]
-
-    def text(key: str) -> str | None:
-        v = err.get(key)
-        return _clean(v) if isinstance(v, str) else None
-
-    def number(key: str) -> int | None:
-        v = err.get(key)
-        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-    return _failure(reason, jserrors.make_error(
-        text("name") or "Error", text("message") or "", stack=text("stack"),
-        module=text("module"), line=number("line"), column=number("column"), code=text("code")))
 
 
 def main() -> int:

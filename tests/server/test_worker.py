@@ -282,6 +282,34 @@ async def test_result_too_large(worker):
     assert "5002 bytes" in error["message"] and "1000 bytes" in error["message"]
 
 
+async def test_invalid_input_json(worker):
+    error = failed(await worker.run("module.exports = (i) => i;", input="{nope"), "js_error")
+    assert error["name"] == "SyntaxError" and "not valid JSON" in error["message"]
+
+
+async def test_module_names_that_need_an_alias_keep_their_name(worker):
+    modules = {"main.js": "require('./my lib/bad file.js');",
+               "my lib/bad file.js": "\n  throw new Error('spaced');"}
+    error = failed(await worker.run(modules), "js_error")
+    assert (error["module"], error["line"], error["column"]) == ("my lib/bad file.js", 2, 9)
+    assert "my lib/bad file.js:2:9" in error["stack"]
+
+
+async def test_wrapper_escapes_stay_inside_their_own_task(worker):
+    error = failed(await worker.run("}); globalThis.escaped = 1; (function () {"), "syntax_error")
+    assert (error["module"], error["line"]) == ("main.js", 1)
+    # A source that does parse outside the wrapper only reaches its own fresh instance.
+    escape = '}), "main.js", "main.js"); globalThis.escaped = 1; (0, (function () {'
+    assert ok_value(await worker.run(escape)) == {}
+    assert ok_value(await worker.run("module.exports = typeof escaped;")) == "undefined"
+
+
+async def test_lone_surrogates_do_not_break_frames(worker):
+    done = await worker.run("console.log('a\\ud800b'); module.exports = {s: 'x\\udc00'};")
+    assert json.loads(done["value"]) == {"s": "x\udc00"}
+    assert done["_logs"][0]["message"] == "a?b"
+
+
 # ---- limits -----------------------------------------------------------------------------
 
 async def test_timeout_of_infinite_loop(worker):
@@ -504,3 +532,14 @@ async def test_exit_while_running_still_sends_done(worker):
     error = failed((await worker.until_done(task_id, timeout=5))[-1], "cancelled")
     assert "exiting" in error["message"]
     assert await asyncio.wait_for(worker.proc.wait(), 10) == 0
+
+
+def test_worker_process_does_not_import_grpc():
+    """DESIGN.md keeps gRPC out of workers: startup time, RSS and fork-safety."""
+    import subprocess
+    import sys
+
+    code = "import sys, zako_server.worker; print('grpc' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip() == "False"

@@ -16,15 +16,25 @@ the same for every module, and the module's name goes after the source so it can
 change it. Registering through `define` inside the same eval (rather than Python passing
 the compiled function back in) means Python never has to make a blocking call into an
 isolate that task code may already be running in.
+
+`Instance` wraps one MiniRacer with the prelude installed and tracks the one thing that
+decides what is safe to do with it: whether task code may still be running in it. V8 runs
+microtasks *after* an eval has returned, outside anything that can be cancelled, and a
+blocking call (heap stats, GC) into a busy isolate would hang the worker's event loop;
+close() is always safe, because it terminates whatever runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
 from functools import cache
 from importlib import resources
+from typing import Any
+
+from py_mini_racer import MiniRacer
 
 TOKEN_HEX_CHARS = 32
 _WRAPPER_OPEN = "(function (exports, require, module, __filename, __dirname) {"
@@ -107,3 +117,46 @@ def fire_script(token: str, timer_id: int) -> str:
 
 def poll_script(token: str) -> str:
     return f"__zako.poll({_js(token)})"
+
+
+class Instance:
+    """One MiniRacer with the prelude installed (create it inside the running loop)."""
+
+    def __init__(self) -> None:
+        self.mr = MiniRacer()
+        self.token = new_token()
+        self.prefix = prefix_length(self.token)
+        self.files: dict[str, str] = {}  # sourceURL -> module name, for uncaught errors
+        # Set while an eval runs and left set if it fails or is abandoned, until a later
+        # eval completes: only then is the isolate known to be idle.
+        self.tainted = False
+        try:
+            self.mr.eval(install_script(self.token))
+        except BaseException:
+            self.mr.close()
+            raise
+
+    async def eval(self, script: str) -> Any:
+        self.tainted = True
+        result = await self.mr.eval_cancelable(script)
+        self.tainted = False
+        return result
+
+    def heap(self) -> dict[str, int] | None:
+        """V8 heap figures, or None when asking could block on running task code."""
+        if self.tainted:
+            return None
+        stats = self.mr.heap_stats()
+        return {
+            "used": int(stats.get("used_heap_size", 0)),
+            "total": int(stats.get("total_heap_size", 0)),
+            "limit": int(stats.get("heap_size_limit", 0)),
+        }
+
+    def collect(self) -> None:
+        if not self.tainted:
+            self.mr.low_memory_notification()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.mr.close()

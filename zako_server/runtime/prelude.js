@@ -32,7 +32,6 @@
   const strIndexOf = uncurry(String.prototype.indexOf);
   const strLastIndexOf = uncurry(String.prototype.lastIndexOf);
   const strStarts = uncurry(String.prototype.startsWith);
-  const strRepeat = uncurry(String.prototype.repeat);
   const arrJoin = uncurry(Array.prototype.join);
   const isArray = Array.isArray;
   const stringify = JSON.stringify;
@@ -283,20 +282,23 @@
   }
 
   // ---- capabilities -----------------------------------------------------------------
-  // mini-racer declares its timer globals with `var`, which makes them non-configurable.
+  // Plain assignment where allowed: it is cheaper than redefining a global, and works for
+  // mini-racer's timer globals, which `var` made non-configurable.
   const setGlobal = (name, value) => {
     const d = getOwnPropertyDescriptor(G, name);
-    if (d !== undefined && !d.configurable) G[name] = value;
+    if (d !== undefined && d.writable) G[name] = value;
     else defineProperty(G, name, { value, writable: true, enumerable: false, configurable: true });
   };
 
-  function denied(what, where) {
+  // The context's description is only known at configure time; stubs read it when used.
+  let where = 'a hermetic context';
+  function denied(what) {
     const stub = function () { throw hostError(CapabilityError, what + ' is not available in ' + where, 'capability_denied'); };
     defineProperty(stub, 'name', { value: what });
     return stub;
   }
-  function deniedNamespace(what, where) {
-    const fail = denied(what, where);
+  function deniedNamespace(what) {
+    const fail = denied(what);
     return new NativeProxy(freeze({ __proto__: null }), {
       get: (t, key) => (key === Symbol.toStringTag ? what : fail()),
       has: () => fail(), ownKeys: () => fail(), set: () => fail(), defineProperty: () => fail(),
@@ -322,6 +324,33 @@
     return v;
   }
 
+  // Kind-independent setup happens at install, off the request path (this also makes V8
+  // compile these functions lazily there rather than during a task).
+  setGlobal('__timer_manager', undefined);
+  // Always denied: each could run JavaScript outside an eval Python started.
+  setGlobal('SharedArrayBuffer', denied('SharedArrayBuffer'));
+  setGlobal('FinalizationRegistry', denied('FinalizationRegistry'));
+  setGlobal('Atomics', deniedNamespace('Atomics'));
+  setGlobal('WebAssembly', deniedNamespace('WebAssembly'));
+  setGlobal('queueMicrotask', (fn) => {
+    if (typeof fn !== 'function') throw new NativeTypeError('The "callback" argument must be of type function');
+    promiseThen(resolved(), () => fn());
+  });
+  setGlobal('console', makeConsole());
+  // Hermetic is the default: the stubs go in now, and only a config task with system
+  // access puts the originals back (changing globals costs V8 deoptimization work).
+  const DateStub = denied('Date');
+  DateStub.now = denied('Date.now');
+  DateStub.parse = denied('Date.parse');
+  DateStub.UTC = denied('Date.UTC');
+  const hermeticGlobals = [['Date', DateStub], ['WeakRef', denied('WeakRef')]];
+  for (const name of ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval']) hermeticGlobals.push([name, denied(name)]);
+  for (const name of ['Intl', 'Temporal']) if (name in G) hermeticGlobals.push([name, deniedNamespace(name)]);
+  const originals = hermeticGlobals.map(([name]) => [name, G[name]]);
+  const originalRandom = Math.random;
+  for (let i = 0; i < hermeticGlobals.length; i++) setGlobal(hermeticGlobals[i][0], hermeticGlobals[i][1]);
+  Math.random = denied('Math.random');
+
   function configure(t, cfgText) {
     checkToken(t);
     if (configured) throw new NativeError('already configured');
@@ -329,34 +358,18 @@
     const cfg = parse(cfgText);
     const kind = '' + cfg.kind;
     const hermetic = cfg.hermetic !== false;
-    const where = (hermetic ? 'a hermetic ' : 'a Zako ') + "'" + kind + "' context";
+    where = (hermetic ? 'a hermetic ' : 'a Zako ') + "'" + kind + "' context";
     maxLogBytes = cfg.maxLogBytes;
     maxResultBytes = cfg.maxResultBytes;
-    setGlobal('__timer_manager', undefined);
-    // Always denied: each could run JavaScript outside an eval Python started.
-    setGlobal('SharedArrayBuffer', denied('SharedArrayBuffer', where));
-    setGlobal('FinalizationRegistry', denied('FinalizationRegistry', where));
-    setGlobal('Atomics', deniedNamespace('Atomics', where));
-    setGlobal('WebAssembly', deniedNamespace('WebAssembly', where));
-    if (hermetic) {
-      const DateStub = denied('Date', where);
-      DateStub.now = denied('Date.now', where);
-      DateStub.parse = denied('Date.parse', where);
-      DateStub.UTC = denied('Date.UTC', where);
-      setGlobal('Date', DateStub);
-      defineProperty(Math, 'random', { value: denied('Math.random', where), writable: true, configurable: true });
-      for (const name of ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval']) setGlobal(name, denied(name, where));
-      for (const name of ['Intl', 'Temporal']) if (name in G) setGlobal(name, deniedNamespace(name, where));
-      setGlobal('WeakRef', denied('WeakRef', where));
-    } else {
+    if (!hermetic) {
+      for (let i = 0; i < originals.length; i++) {
+        if (originals[i][1] === undefined) delete G[originals[i][0]];
+        else setGlobal(originals[i][0], originals[i][1]);
+      }
+      Math.random = originalRandom;
       setGlobal('setTimeout', setTimeoutImpl);
       setGlobal('clearTimeout', clearTimeoutImpl);
     }
-    setGlobal('queueMicrotask', (fn) => {
-      if (typeof fn !== 'function') throw new NativeTypeError('The "callback" argument must be of type function');
-      promiseThen(resolved(), () => fn());
-    });
-    setGlobal('console', makeConsole());
     contextObject = deepFreeze({ kind, taskId: cfg.taskId, labels: cfg.labels, systemAccess: !hermetic });
     coreModule = freeze({ version: cfg.version, log: (...args) => { emit('info', safe(() => format(args), '')); } });
   }
@@ -539,6 +552,13 @@
     logCount = 0;
     return out;
   }
+
+  // Warm-up: run the common per-task code paths once on throwaway data, so that V8's lazy
+  // compilation happens now, while the instance is a spare, not during a task.
+  // Only what every task runs: failing and logging paths compile when first used.
+  serialize({ a: [1, 'x', null, { b: true }] });
+  deepFreeze({ a: {} });
+  resolve('a/b.js', 'zako:core');
 
   defineProperty(G, '__zako', {
     value: freeze({ configure, define, start, fire, poll }),
