@@ -301,3 +301,24 @@ async def test_call_deadline_caps_the_task_timeout(stub):
         await asyncio.sleep(0.02)
     assert stats.pool.busy == 0
     assert time.monotonic() - started < 3.0
+
+
+async def test_broadcast_gc_reaches_a_busy_worker_after_its_task_without_failing_it(
+        server_factory):
+    server = server_factory(min_workers=1, max_workers=1)
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        busy = "let n = 0; for (let i = 0; i < 2e8; i++) n++; module.exports = n"
+        running = asyncio.ensure_future(stub.Run(pb.RunRequest(task=task("busy", busy))))
+        for _ in range(250):
+            if (await stub.Stats(pb.StatsRequest())).pool.busy == 1:
+                break
+            await asyncio.sleep(0.02)
+        gc_reply = await stub.BroadcastGC(pb.BroadcastGCRequest(), timeout=30)
+        gc_answered = time.time_ns()
+        outcome = await running
+        assert outcome.completed.result.value_json == "200000000"
+        assert [w.worker_id for w in gc_reply.workers] == \
+            [w.id for w in server.server.pool.workers()]
+        # The busy worker collected after its task, so the answer came after it finished.
+        assert gc_answered >= outcome.completed.result.timings.finished_at.ToNanoseconds()
