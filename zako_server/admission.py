@@ -1,28 +1,62 @@
-"""Admission: which accepted task runs next, and how many run at once.
+"""Admission: which accepted task runs next, so the machine is never oversubscribed and
+no tenant starves the others.
 
-    service ──enqueue()──▶ [ waiting, sorted by (priority, arrival) ] ──grant──▶ lease
-                 │ full → Overloaded (RESOURCE_EXHAUSTED + retry hint)     │
-                 │ closed → Draining (UNAVAILABLE)                          ▼
-                                                     pool runs the task; release(lease)
+    enqueue() ── closed? Draining ── can never fit? CannotFit ── queue/tenant full? Overloaded
+        │
+        ▼  waiting[priority][tenant] = deque of tickets (arrival order)
+    _grant(): best priority first; within it the tenant running the fewest tasks first
+        (fair share); a ticket runs when its whole request fits the free capacity and its
+        tenant's quota. Smaller tickets may pass one that does not fit (backfill) until
+        that one has waited `aging` seconds; then nothing passes it until it runs.
+        │
+        ▼  lease: resources held until release() (exactly once, on every path)
+    expire(now): waiting tickets past their deadline leave with QueueDeadlineExceeded.
 
-The shape is trio's CapacityLimiter: `enqueue` never waits (it decides at once whether
-a task may queue), `acquire` waits in line, a cancelled waiter removes itself, and all
-state lives here behind a frozen `statistics()` snapshot. Slots equal the pool's
-maximum workers, so a granted lease always finds a worker, warm or about to start.
-
-Pure asyncio, no gRPC: the clock is injectable and the rules are unit-tested directly.
+The shape is trio's CapacityLimiter: `enqueue` never waits, `acquire` waits in line, a
+cancelled waiter removes itself, and `statistics()` hands out a frozen snapshot. Worker
+slots are one more resource ("workers", one per task), so a granted lease always finds a
+worker. Pure asyncio, no gRPC; the clock is injected so the policy is unit-tested with
+virtual time (`timers=False` and explicit `expire(now)` calls).
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
+import contextlib
+import heapq
 import itertools
+import math
 import time
-from collections.abc import Callable
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from zako_server.errors import Draining, Overloaded
+from zako_server.errors import CannotFit, Draining, Overloaded, ZakoServerError
+from zako_server.stats import Histogram
+
+WORKERS = "workers"
+# How many waiting tickets one scheduling pass looks at for backfill: bounds the cost of
+# a pass when thousands wait, while still letting small tasks pass a blocked large one.
+_BACKFILL_WINDOW = 256
+
+
+class QueueDeadlineExceeded(ZakoServerError):
+    """A waiting task's deadline passed before it could start."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
+@dataclass(frozen=True)
+class AdmissionPolicy:
+    """Capacities and limits; built from Settings once."""
+
+    capacities: Mapping[str, float]
+    queue_capacity: int
+    queue_capacity_bytes: int = 1 << 62
+    tenant_max_queued: int = 1 << 62
+    tenant_max_running: int = 1 << 62
+    aging: float = 30.0
+    retry_after: float = 1.0
 
 
 @dataclass(eq=False)
@@ -30,76 +64,109 @@ class Ticket:
     """One task's place in line; it becomes a lease once granted."""
 
     task_id: str
+    tenant: str
     priority: int
+    request: Mapping[str, float]
+    size_bytes: int
+    deadline: float | None
     seq: int
     enqueued_at: float
     granted: asyncio.Future[None] = field(repr=False)
-    released: bool = False
+    state: str = "waiting"  # waiting -> granted -> released | withdrawn | expired
 
-    @property
-    def key(self) -> tuple[int, int]:
-        return (self.priority, self.seq)
+
+@dataclass(frozen=True)
+class ResourceUse:
+    capacity: float
+    in_use: float
+    queued_demand: float
+
+
+@dataclass(frozen=True)
+class TenantUse:
+    running: int
+    queued: int
+    accepted: int
+    rejected: int
 
 
 @dataclass(frozen=True)
 class AdmissionStats:
     """A consistent snapshot for Stats."""
 
-    slots: int
     running: int
     queued: int
     capacity: int
+    queued_bytes: int
+    capacity_bytes: int
     closed: bool
+    depth_by_priority: Mapping[int, int]
+    resources: Mapping[str, ResourceUse]
+    tenants: Mapping[str, TenantUse]
+    queue_wait: Histogram
 
 
 class Admission:
-    """Orders waiting tasks by priority then arrival and grants at most `slots` at once."""
+    """Orders waiting tasks and grants them resources without ever exceeding capacity."""
 
-    def __init__(
-        self,
-        slots: int,
-        queue_capacity: int,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        retry_after: float = 1.0,
-    ) -> None:
-        if slots < 1 or queue_capacity < 1:
-            raise ValueError("slots and queue_capacity must be >= 1")
-        self._slots = slots
-        self._capacity = queue_capacity
+    def __init__(self, policy: AdmissionPolicy, *, clock: Callable[[], float] = time.monotonic,
+                 timers: bool = True) -> None:
+        if policy.queue_capacity < 1 or policy.capacities.get(WORKERS, 0) < 1:
+            raise ValueError("queue_capacity and the workers capacity must be >= 1")
+        self.policy = policy
         self._clock = clock
-        self._retry_after = retry_after
-        self._order: list[tuple[int, int]] = []
-        self._waiting: dict[tuple[int, int], Ticket] = {}
-        self._running = 0
+        self._timers = timers
+        self._waiting: dict[int, dict[str, deque[Ticket]]] = defaultdict(dict)
+        self._queued = 0
+        self._queued_bytes = 0
+        self._depth: Counter[int] = Counter()
+        self._in_use: dict[str, float] = dict.fromkeys(policy.capacities, 0.0)
+        self._demand: dict[str, float] = dict.fromkeys(policy.capacities, 0.0)
+        self._running: Counter[str] = Counter()
+        self._tenant_queued: Counter[str] = Counter()
+        self._tenant_use: dict[str, Counter[str]] = defaultdict(Counter)
+        self._accepted: Counter[str] = Counter()
+        self._rejected: Counter[str] = Counter()
+        self._deadlines: list[tuple[float, int, Ticket]] = []
+        self._deadline_task: asyncio.Task[None] | None = None
+        self._deadline_changed = asyncio.Event()
         self._seq = itertools.count()
         self._closed = False
+        self.queue_wait = Histogram()
 
-    def enqueue(self, task_id: str, priority: int = 0) -> tuple[Ticket, int]:
+    # -- the public operations ----------------------------------------------------------
+
+    def enqueue(self, task_id: str, *, tenant: str = "anonymous", priority: int = 0,
+                request: Mapping[str, float] | None = None, size_bytes: int = 0,
+                deadline: float | None = None) -> tuple[Ticket, int]:
         """Take a place in line at once or refuse; returns the ticket and its position."""
-        if self._closed:
-            raise Draining("server is shutting down; retry on another replica",
-                           retry_after=self._retry_after)
-        if len(self._order) >= self._capacity:
-            raise Overloaded(
-                f"queue is full ({self._capacity} tasks waiting); retry later",
-                retry_after=self._retry_after,
-            )
+        request = {WORKERS: 1.0, **(request or {})}
+        self._check_admissible(tenant, request, size_bytes)
         loop = asyncio.get_running_loop()
-        ticket = Ticket(task_id, priority, next(self._seq), self._clock(), loop.create_future())
-        position = bisect.bisect_left(self._order, ticket.key)
-        self._order.insert(position, ticket.key)
-        self._waiting[ticket.key] = ticket
+        ticket = Ticket(task_id, tenant, priority, request, size_bytes, deadline,
+                        next(self._seq), self._clock(), loop.create_future())
+        position = sum(n for p, n in self._depth.items() if p <= priority)
+        self._waiting[priority].setdefault(tenant, deque()).append(ticket)
+        self._queued += 1
+        self._queued_bytes += size_bytes
+        self._depth[priority] += 1
+        self._tenant_queued[tenant] += 1
+        self._accepted[tenant] += 1
+        for name, amount in request.items():
+            self._demand[name] += amount
+        if deadline is not None:
+            heapq.heappush(self._deadlines, (deadline, ticket.seq, ticket))
+            self._wake_deadline_timer()
         self._grant()
         return ticket, position
 
     async def acquire(self, ticket: Ticket) -> None:
-        """Wait until the ticket is granted; if cancelled, the ticket leaves the line."""
+        """Wait until granted. Cancelled: the ticket leaves the line (or hands its lease
+        back if it was granted in the same instant). Raises QueueDeadlineExceeded."""
         try:
             await asyncio.shield(ticket.granted)
         except asyncio.CancelledError:
-            if ticket.granted.done() and not ticket.granted.cancelled():
-                # Granted in the same instant we were cancelled: hand the slot back.
+            if ticket.state == "granted":
                 self.release(ticket)
             else:
                 self.withdraw(ticket)
@@ -107,39 +174,184 @@ class Admission:
 
     def withdraw(self, ticket: Ticket) -> bool:
         """Remove a waiting ticket (a queued task was cancelled). False if not waiting."""
-        if self._waiting.pop(ticket.key, None) is None:
+        if ticket.state != "waiting":
             return False
-        index = bisect.bisect_left(self._order, ticket.key)
-        del self._order[index]
+        self._remove_waiting(ticket, "withdrawn")
         if not ticket.granted.done():
             ticket.granted.cancel()
+        self._grant()  # a blocked head may have been holding back backfill
         return True
 
     def release(self, ticket: Ticket) -> None:
-        """Give a granted slot back. Idempotent, so every exit path may call it."""
-        if ticket.released or not ticket.granted.done() or ticket.granted.cancelled():
+        """Give a granted lease back. Idempotent, so every exit path may call it."""
+        if ticket.state != "granted":
             return
-        ticket.released = True
-        self._running -= 1
+        ticket.state = "released"
+        self._running[ticket.tenant] -= 1
+        use = self._tenant_use[ticket.tenant]
+        for name, amount in ticket.request.items():
+            self._in_use[name] -= amount
+            use[name] -= amount
         self._grant()
+
+    def expire(self, now: float | None = None) -> list[Ticket]:
+        """Fail every waiting ticket whose deadline has passed; returns them."""
+        now = self._clock() if now is None else now
+        expired = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, _, ticket = heapq.heappop(self._deadlines)
+            if ticket.state != "waiting":
+                continue
+            self._remove_waiting(ticket, "expired")
+            waited = now - ticket.enqueued_at
+            ticket.granted.set_exception(QueueDeadlineExceeded(
+                f"the task waited {waited:.3f}s in the queue and its deadline passed "
+                "before a worker was free; it did not run"))
+            ticket.granted.exception()  # retrieved by acquire(); no "never retrieved" noise
+            expired.append(ticket)
+        if expired:
+            self._grant()
+        return expired
 
     def close(self) -> None:
         """Refuse new tasks from now on (draining); queued ones keep their place."""
         self._closed = True
 
-    def position(self, ticket: Ticket) -> int | None:
-        """How many tasks are ahead of a waiting ticket; None once it left the line."""
-        if ticket.key not in self._waiting:
-            return None
-        return bisect.bisect_left(self._order, ticket.key)
+    async def aclose(self) -> None:
+        self.close()
+        if self._deadline_task is not None:
+            self._deadline_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._deadline_task
+
+    def note_rejection(self, tenant: str) -> None:
+        """Count a refused task for its tenant (the caller counts every refusal once,
+        whether validation or `enqueue` refused it)."""
+        self._rejected[tenant] += 1
 
     def statistics(self) -> AdmissionStats:
-        return AdmissionStats(self._slots, self._running, len(self._order), self._capacity,
-                              self._closed)
+        tenants = set(self._accepted) | set(self._rejected)
+        return AdmissionStats(
+            running=sum(self._running.values()), queued=self._queued,
+            capacity=self.policy.queue_capacity, queued_bytes=self._queued_bytes,
+            capacity_bytes=self.policy.queue_capacity_bytes, closed=self._closed,
+            depth_by_priority={p: n for p, n in self._depth.items() if n},
+            resources={name: ResourceUse(cap, self._in_use[name], self._demand[name])
+                       for name, cap in self.policy.capacities.items()},
+            tenants={t: TenantUse(self._running[t], self._tenant_queued[t],
+                                  self._accepted[t], self._rejected[t]) for t in sorted(tenants)},
+            queue_wait=self.queue_wait.copy(),
+        )
+
+    # -- policy -------------------------------------------------------------------------
+
+    def _check_admissible(self, tenant: str, request: Mapping[str, float],
+                          size_bytes: int) -> None:
+        policy = self.policy
+        if self._closed:
+            raise Draining("server is shutting down; retry on another replica",
+                           retry_after=policy.retry_after)
+        for name, amount in request.items():
+            capacity = policy.capacities.get(name, 0.0)
+            if amount > capacity:
+                field = "task.resources." + {"cpu": "cpu_millis", "memory": "memory_bytes"}.get(
+                    name, f"extras[{name!r}]")
+                raise CannotFit(f"{field} asks for {amount:g} of {name!r}; this server's "
+                                f"capacity is {capacity:g}", field=field)
+        if self._tenant_queued[tenant] >= policy.tenant_max_queued:
+            raise Overloaded(f"tenant {tenant!r} already has {policy.tenant_max_queued} tasks "
+                             "queued, its quota", retry_after=policy.retry_after,
+                             quota=f"tenant/{tenant}/max_queued")
+        if self._queued >= policy.queue_capacity:
+            raise Overloaded(f"queue is full ({policy.queue_capacity} tasks waiting); retry "
+                             "later", retry_after=policy.retry_after)
+        if self._queued_bytes + size_bytes > policy.queue_capacity_bytes:
+            raise Overloaded(f"queue is full ({self._queued_bytes} bytes of tasks waiting, "
+                             f"limit {policy.queue_capacity_bytes}); retry later",
+                             retry_after=policy.retry_after)
+
+    def _fits(self, ticket: Ticket) -> bool:
+        if self._running[ticket.tenant] >= self.policy.tenant_max_running:
+            return False
+        return all(self._in_use[name] + amount <= self.policy.capacities[name] + 1e-9
+                   for name, amount in ticket.request.items())
+
+    def _candidates(self) -> list[Ticket]:
+        """Waiting tickets in policy order: priority, then the least-served tenant
+        (fewest running), then arrival; at most the backfill window."""
+        ordered: list[Ticket] = []
+        for priority in sorted(self._waiting):
+            tenants = self._waiting[priority]
+            queues = sorted((q for q in tenants.values() if q),
+                            key=lambda q: (self._running[q[0].tenant], q[0].seq))
+            # Round-robin across tenants so one tenant's backlog cannot fill the window.
+            for depth in range(max((len(q) for q in queues), default=0)):
+                for q in queues:
+                    if depth < len(q):
+                        ordered.append(q[depth])
+                        if len(ordered) >= _BACKFILL_WINDOW:
+                            return ordered
+        return ordered
 
     def _grant(self) -> None:
-        while self._running < self._slots and self._order:
-            key = self._order.pop(0)
-            ticket = self._waiting.pop(key)
-            self._running += 1
-            ticket.granted.set_result(None)
+        now = self._clock()
+        workers = self.policy.capacities[WORKERS]
+        while self._queued and self._in_use[WORKERS] < workers:
+            granted = False
+            for ticket in self._candidates():
+                if self._fits(ticket):
+                    self._start(ticket, now)
+                    granted = True
+                    break  # fair-share order changed; recompute
+                held_by_quota = self._running[ticket.tenant] >= self.policy.tenant_max_running
+                if not held_by_quota and now - ticket.enqueued_at >= self.policy.aging:
+                    return  # aged: reserve capacity for it, let nothing pass
+            if not granted:
+                return
+
+    def _start(self, ticket: Ticket, now: float) -> None:
+        self._remove_waiting(ticket, "granted")
+        self._running[ticket.tenant] += 1
+        use = self._tenant_use[ticket.tenant]
+        for name, amount in ticket.request.items():
+            self._in_use[name] += amount
+            use[name] += amount
+        self.queue_wait.observe(max(now - ticket.enqueued_at, 0.0))
+        ticket.granted.set_result(None)
+
+    def _remove_waiting(self, ticket: Ticket, state: str) -> None:
+        tenants = self._waiting[ticket.priority]
+        queue = tenants[ticket.tenant]
+        queue.remove(ticket)
+        if not queue:
+            del tenants[ticket.tenant]
+        if not tenants:
+            del self._waiting[ticket.priority]
+        ticket.state = state
+        self._queued -= 1
+        self._queued_bytes -= ticket.size_bytes
+        self._depth[ticket.priority] -= 1
+        self._tenant_queued[ticket.tenant] -= 1
+        for name, amount in ticket.request.items():
+            self._demand[name] -= amount
+
+    # -- deadline timer -----------------------------------------------------------------
+
+    def _wake_deadline_timer(self) -> None:
+        if not self._timers:
+            return
+        if self._deadline_task is None or self._deadline_task.done():
+            self._deadline_task = asyncio.get_running_loop().create_task(
+                self._deadline_loop(), name="zako-admission-deadlines")
+        self._deadline_changed.set()
+
+    async def _deadline_loop(self) -> None:
+        while True:
+            self._deadline_changed.clear()
+            self.expire()
+            while self._deadlines and self._deadlines[0][2].state != "waiting":
+                heapq.heappop(self._deadlines)
+            delay = self._deadlines[0][0] - self._clock() if self._deadlines else math.inf
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._deadline_changed.wait(),
+                                       None if delay == math.inf else max(delay, 0.0))

@@ -58,6 +58,20 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
+def parse_resources(text: str) -> tuple[tuple[str, float], ...]:
+    """'gpu=1,licenses=4' -> (('gpu', 1.0), ('licenses', 4.0)); names as in task.resources."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in str(text).split(","))):
+        name, sep, amount = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,62}", name.strip()):
+            raise ValueError(f"{item!r} is not NAME=AMOUNT")
+        value = float(amount)
+        if not value >= 0 or value == float("inf"):
+            raise ValueError(f"{item!r}: the amount must be a finite number >= 0")
+        pairs.append((name.strip(), value))
+    return tuple(pairs)
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -87,6 +101,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("min_workers", _non_negative_int, "warm V8 workers kept even when idle"),
     Option("max_workers", _positive(int),
            "upper bound on V8 worker processes (default: half the effective CPUs, >= 1)"),
+    Option("queue_capacity_bytes", _positive(parse_size),
+           "most bytes of task sources and inputs waiting in the queue"),
+    Option("resources", parse_resources,
+           "capacities of named resources, NAME=AMOUNT,...; also overrides cpu (millicores) "
+           "and memory (bytes), which default to the effective CPUs and memory "
+           "(flag --resource NAME=AMOUNT may repeat)"),
+    Option("default_cpu_millis", _positive(int), "CPU a task requests when it names none"),
+    Option("tenant_max_queued", _positive(int), "most tasks one tenant may have waiting"),
+    Option("tenant_max_running", _positive(int), "most tasks one tenant may have running"),
+    Option("aging", _positive(float),
+           "seconds after which no smaller task may pass a waiting one (backfill bound)"),
     Option("queue_capacity", _positive(int),
            "most tasks waiting for a worker (default: max(2 x max_workers, 1024))"),
     Option("idle_timeout", _positive(float), "seconds an idle worker above min lives"),
@@ -124,6 +149,12 @@ class Settings:
     min_workers: int = 1
     max_workers: int = 1
     queue_capacity: int = 1024
+    queue_capacity_bytes: int = 256 << 20
+    resources: tuple[tuple[str, float], ...] = ()
+    default_cpu_millis: int = 1000
+    tenant_max_queued: int = 10_000
+    tenant_max_running: int = 1_000_000
+    aging: float = 30.0
     idle_timeout: float = 60.0
     default_timeout: float = 30.0
     min_timeout: float = 0.001
@@ -160,6 +191,15 @@ class Settings:
             problems.append(f"listen {self.listen!r} is not host:port")
         if problems:
             raise ValueError("invalid settings: " + "; ".join(problems))
+
+    def capacities(self) -> dict[str, float]:
+        """What admission hands out: cpu (millicores), memory (bytes), workers, extras."""
+        machine = self.machine
+        capacities = {"cpu": (machine.cpus if machine else 1.0) * 1000.0,
+                      "memory": float(machine.memory_bytes if machine else 1 << 30),
+                      "workers": float(self.max_workers)}
+        capacities.update(dict(self.resources))
+        return capacities
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some values changed (tests use it to shrink limits)."""
@@ -235,10 +275,14 @@ def settings_from_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> tu
         description="Zako: remote execution of JavaScript on a pool of V8 workers, over gRPC.",
     )
     add_arguments(parser)
+    parser.add_argument("--resource", action="append", default=[], metavar="NAME=AMOUNT",
+                        help="a resource capacity; may repeat (joins --resources)")
     parser.add_argument("--print-config", action="store_true",
                         help="print every setting, its value and where it came from, then exit")
     args = parser.parse_args(argv)
     flags = {option.name: getattr(args, option.name) for option in OPTIONS}
+    if args.resource:
+        flags["resources"] = ",".join(filter(None, [flags["resources"], *args.resource]))
     try:
         settings = build_settings(flags, env)
     except ValueError as exc:

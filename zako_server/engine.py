@@ -28,9 +28,10 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_server.admission import Admission, Ticket
+from zako_server.admission import Admission, QueueDeadlineExceeded, Ticket
 from zako_server.errors import DuplicateTask, TaskNotFound, TaskRejection
 from zako_server.pool import Pool
+from zako_server.stats import Histogram
 from zako_server.validation import Job
 
 log = logging.getLogger("zako.engine")
@@ -113,7 +114,8 @@ class Counters:
 
 
 def rejected_event(task_id: str, exc: TaskRejection) -> pb.SubmitResponse:
-    rejected = pb.Rejected(code=_code_number(exc.code), message=exc.message, field=exc.field)
+    rejected = pb.Rejected(code=_code_number(exc.code), message=exc.message, field=exc.field,
+                           quota=exc.quota)
     if exc.retry_after is not None:
         rejected.retry_after.CopyFrom(duration(exc.retry_after))
     return pb.SubmitResponse(task_id=task_id, time=timestamp(time.time()), rejected=rejected)
@@ -134,23 +136,29 @@ class Engine:
         self.admission = admission
         self.pool = pool
         self.counters = Counters()
+        self.run_time = Histogram()
         self._tasks: dict[str, TaskRecord] = {}
 
-    def submit(self, job: Job, owner: object, emit: Emit) -> TaskRecord:
+    def submit(self, job: Job, owner: object, emit: Emit, tenant: str = "anonymous") -> TaskRecord:
         """Accept a validated task or raise TaskRejection (the caller reports it)."""
         if job.task_id in self._tasks:
             raise DuplicateTask(f"task.id {job.task_id!r} is already queued or running",
                                 field="task.id")
         record = TaskRecord(job, owner, emit)
-        record.ticket, position = self.admission.enqueue(job.task_id, job.priority)
+        deadline = (None if job.queue_timeout_s is None
+                    else time.monotonic() + job.queue_timeout_s)
+        record.ticket, position = self.admission.enqueue(
+            job.task_id, tenant=tenant, priority=job.priority, request=job.request,
+            size_bytes=job.size_bytes, deadline=deadline)
         self._tasks[job.task_id] = record
         self.counters.accepted += 1
         emit(record.event(accepted=pb.Accepted(queue_position=position)))
         record.runner = asyncio.create_task(self._run(record), name=f"zako-task-{job.task_id}")
         return record
 
-    def count_rejection(self, exc: TaskRejection) -> None:
+    def count_rejection(self, exc: TaskRejection, tenant: str = "anonymous") -> None:
         self.counters.rejected[exc.code] += 1
+        self.admission.note_rejection(tenant)
 
     def get(self, task_id: str) -> TaskRecord | None:
         return self._tasks.get(task_id)
@@ -206,6 +214,9 @@ class Engine:
             self._finish_from_worker(record, done)
         except asyncio.CancelledError:
             self._finish_cancelled(record)
+        except QueueDeadlineExceeded as exc:
+            self._finish_failed(record, pb.FAILURE_REASON_DEADLINE_EXCEEDED,
+                                pb.JsError(name="DeadlineExceeded", message=str(exc)))
         except Exception as exc:
             log.exception("internal error running task %s", record.task_id)
             self._finish_failed(record, pb.FAILURE_REASON_INTERNAL,
@@ -231,6 +242,7 @@ class Engine:
 
     def _finish_from_worker(self, record: TaskRecord, done: dict[str, Any]) -> None:
         timings = record.timings(done.get("run_s"), float(done.get("cpu_s") or 0.0))
+        self.run_time.observe(timings.run.ToTimedelta().total_seconds())
         heap = done.get("heap") or {}
         usage = pb.HeapUsage(used_bytes=int(heap.get("used", 0)),
                              total_bytes=int(heap.get("total", 0)),

@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
-from zako_server.admission import Admission
+from zako_server.admission import Admission, AdmissionPolicy
 from zako_server.config import Settings
 from zako_server.engine import Engine
 from zako_server.pool import Pool, PoolSettings
@@ -51,7 +51,11 @@ class ZakoServer:
             idle_timeout=settings.idle_timeout, cancel_grace=settings.cancel_grace,
             worker_start_timeout=settings.worker_start_timeout,
             worker_rss_margin=settings.worker_rss_margin))
-        self.admission = Admission(settings.max_workers, settings.queue_capacity)
+        self.admission = Admission(AdmissionPolicy(
+            capacities=settings.capacities(), queue_capacity=settings.queue_capacity,
+            queue_capacity_bytes=settings.queue_capacity_bytes,
+            tenant_max_queued=settings.tenant_max_queued,
+            tenant_max_running=settings.tenant_max_running, aging=settings.aging))
         self.engine = Engine(self.admission, self.pool)
         self.service = ExecutorService(settings, self.engine)
         self.health = HealthServicer()
@@ -113,6 +117,7 @@ class ZakoServer:
             # Streams get a moment to flush their last (terminal) events.
             await self._grpc.stop(grace=1.0)
         await self.pool.close()
+        await self.admission.aclose()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:

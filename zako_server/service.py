@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import platform
+import re
 import time
 from collections.abc import AsyncIterator
 from importlib import metadata
@@ -36,6 +37,7 @@ from zako_server.errors import (
     ZakoServerError,
     status_name_of,
 )
+from zako_server.stats import BOUNDS, Histogram
 from zako_server.validation import (
     BUILTIN_MODULES,
     CONTEXT_NAMES,
@@ -60,15 +62,46 @@ async def _abort(context: grpc.aio.ServicerContext, exc: ZakoServerError) -> NoR
     """The single place a server error becomes an RPC status (with RetryInfo when useful)."""
     code = grpc.StatusCode[status_name_of(exc)]
     message = getattr(exc, "message", None) or str(exc)
+    details = []
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.RetryInfo(retry_delay=duration(retry_after)))
+        details.append(detail)
+    quota = getattr(exc, "quota", "")
+    if quota:
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.QuotaFailure(violations=[
+            error_details_pb2.QuotaFailure.Violation(subject=quota, description=message)]))
+        details.append(detail)
+    if details:
         status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message,
-                                   details=[detail])
+                                   details=details)
         await context.abort_with_status(rpc_status.to_status(status))
     await context.abort(code, message)
     raise AssertionError("unreachable")  # context.abort always raises
+
+
+TENANT_HEADER = "x-zako-tenant"
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def tenant_of(context: grpc.aio.ServicerContext) -> str:
+    """The caller's tenant: the `x-zako-tenant` request header, else "anonymous".
+
+    Until authentication exists (the security issue) the header is trusted; a malformed
+    one is treated as anonymous rather than failing the call.
+    """
+    for key, value in context.invocation_metadata() or ():
+        if key == TENANT_HEADER and isinstance(value, str) and _TENANT.match(value):
+            return value
+    return "anonymous"
+
+
+def _histogram(h: Histogram) -> pb.Histogram:
+    return pb.Histogram(bounds_seconds=BOUNDS, counts=h.counts, count=h.count,
+                        sum_seconds=h.total, p50_seconds=h.quantile(0.5),
+                        p90_seconds=h.quantile(0.9), p99_seconds=h.quantile(0.99))
 
 
 class ExecutorService(pb_grpc.ExecutorServicer):
@@ -86,14 +119,14 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                               python=platform.python_version(), protocol="zako.v1")
 
     def _accept(self, task: pb.Task, owner: object, emit: Emit,
-                context: grpc.aio.ServicerContext) -> pb.SubmitResponse | str:
+                context: grpc.aio.ServicerContext, tenant: str) -> pb.SubmitResponse | str:
         """Validate and submit: the accepted task's id, or the Rejected event to send."""
         try:
             job = validate(task, self.settings, deadline_s=context.time_remaining())
-            self.engine.submit(job, owner, emit)
+            self.engine.submit(job, owner, emit, tenant)
             return job.task_id
         except TaskRejection as exc:
-            self.engine.count_rejection(exc)
+            self.engine.count_rejection(exc, tenant)
             return rejected_event(task.id, exc)
 
     async def Submit(  # noqa: N802 - gRPC method name
@@ -101,6 +134,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.SubmitResponse]:
         owner = object()
+        tenant = tenant_of(context)
         out: asyncio.Queue[pb.SubmitResponse | None] = asyncio.Queue()
         outstanding: set[str] = set()
         reading = True
@@ -125,10 +159,10 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                                 f"this stream already has {len(outstanding)} tasks in flight; "
                                 f"the limit is {self.settings.max_tasks_per_stream}",
                                 retry_after=1.0)
-                            self.engine.count_rejection(exc)
+                            self.engine.count_rejection(exc, tenant)
                             out.put_nowait(rejected_event(request.task.id, exc))
                             continue
-                        accepted = self._accept(request.task, owner, emit, context)
+                        accepted = self._accept(request.task, owner, emit, context, tenant)
                         if isinstance(accepted, str):
                             outstanding.add(accepted)
                         else:
@@ -169,11 +203,12 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 logs.append(event.log)
 
         owner = object()
+        tenant = tenant_of(context)
         try:
             job = validate(request.task, self.settings, deadline_s=context.time_remaining())
-            record = self.engine.submit(job, owner, emit)
+            record = self.engine.submit(job, owner, emit, tenant)
         except TaskRejection as exc:
-            self.engine.count_rejection(exc)
+            self.engine.count_rejection(exc, tenant)
             await _abort(context, exc)
         try:
             await record.finished.wait()
@@ -231,7 +266,18 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                               crashed_total=pool.crashed_total,
                               reclaimed_total=pool.reclaimed_total),
             queue=pb.QueueStats(depth=admission.queued, capacity=admission.capacity,
-                                running=admission.running),
+                                running=admission.running,
+                                depth_by_priority=admission.depth_by_priority,
+                                queued_bytes=admission.queued_bytes,
+                                capacity_bytes=admission.capacity_bytes),
+            resources=[pb.ResourceStats(name=name, capacity=use.capacity, in_use=use.in_use,
+                                        queued_demand=use.queued_demand)
+                       for name, use in admission.resources.items()],
+            tenants=[pb.TenantStats(tenant=name, running=use.running, queued=use.queued,
+                                    rejected=use.rejected, accepted=use.accepted)
+                     for name, use in admission.tenants.items()],
+            queue_wait=_histogram(admission.queue_wait),
+            run_time=_histogram(self.engine.run_time),
             tasks=pb.TaskCounters(
                 accepted=counters.accepted, completed=counters.completed,
                 failed=sum(counters.failed.values()), cancelled=counters.cancelled,
@@ -244,9 +290,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
     async def Capabilities(self, request: pb.CapabilitiesRequest,  # noqa: N802
                            context: grpc.aio.ServicerContext) -> pb.CapabilitiesResponse:
         s = self.settings
-        machine = s.machine
-        capacity = {"cpu": (machine.cpus if machine else 1) * 1000.0,
-                    "memory": float(machine.memory_bytes if machine else 0)}
+        capacity = s.capacities()
         return pb.CapabilitiesResponse(
             limits=pb.Limits(
                 max_message_bytes=s.max_message_bytes, max_source_bytes=s.max_source_bytes,

@@ -46,6 +46,9 @@ class Job:
     priority: int
     timeout_s: float
     frame: dict[str, Any]
+    request: dict[str, float]
+    size_bytes: int
+    queue_timeout_s: float | None
 
 
 def _size(text: str) -> int:
@@ -82,7 +85,9 @@ def _timeout(task: pb.Task, settings: Settings, deadline_s: float | None) -> flo
     return timeout
 
 
-def _memory(task: pb.Task, settings: Settings) -> int:
+def _request(task: pb.Task, settings: Settings) -> dict[str, float]:
+    """What the task asks admission for. Shape errors are INVALID_ARGUMENT here; whether
+    the amounts can ever fit is admission's call (it knows the capacities)."""
     res = task.resources
     if res.cpu_millis < 0:
         raise InvalidTask(f"task.resources.cpu_millis must be >= 0, got {res.cpu_millis}",
@@ -90,22 +95,33 @@ def _memory(task: pb.Task, settings: Settings) -> int:
     if res.memory_bytes < 0:
         raise InvalidTask(f"task.resources.memory_bytes must be >= 0, got {res.memory_bytes}",
                           field="task.resources.memory_bytes")
-    cpu_capacity = int((settings.machine.cpus if settings.machine else 1) * 1000)
-    if res.cpu_millis > cpu_capacity:
-        raise CannotFit(f"task.resources.cpu_millis asks for {res.cpu_millis} millicores; this "
-                        f"server has {cpu_capacity}", field="task.resources.cpu_millis")
     if res.memory_bytes > settings.max_memory:
         raise CannotFit(f"task.resources.memory_bytes asks for {res.memory_bytes} bytes; the "
                         f"largest heap this server grants is {settings.max_memory}",
                         field="task.resources.memory_bytes")
+    request = {"cpu": float(res.cpu_millis or settings.default_cpu_millis),
+               "memory": float(res.memory_bytes or settings.default_memory)}
     for name, amount in res.extras.items():
         field = f"task.resources.extras[{name!r}]"
         if math.isnan(amount) or math.isinf(amount) or amount < 0:
             raise InvalidTask(f"{field} must be a finite amount >= 0, got {amount}", field=field)
+        if name in {"cpu", "memory", "workers"}:
+            raise InvalidTask(f"{field}: {name!r} is not an extra; use the typed field",
+                              field=field)
         if amount > 0:
-            raise CannotFit(f"{field} asks for {amount} of {name!r}; this server has no "
-                            f"capacity for that resource", field=field)
-    return res.memory_bytes or settings.default_memory
+            request[name] = float(amount)
+    return request
+
+
+def _queue_timeout(task: pb.Task, deadline_s: float | None) -> float | None:
+    limits = [] if deadline_s is None else [deadline_s]
+    if task.HasField("queue_timeout"):
+        seconds = task.queue_timeout.seconds + task.queue_timeout.nanos / 1e9
+        if seconds <= 0 or task.queue_timeout.nanos < 0:
+            raise InvalidTask(f"task.queue_timeout must be a positive duration, got {seconds}s",
+                              field="task.queue_timeout")
+        limits.append(seconds)
+    return min(limits) if limits else None
 
 
 def validate(task: pb.Task, settings: Settings, *, deadline_s: float | None = None) -> Job:
@@ -166,7 +182,7 @@ def validate(task: pb.Task, settings: Settings, *, deadline_s: float | None = No
             raise InvalidTask(f"task.labels[{key!r}]: keys are 1..{MAX_LABEL_KEY} characters, "
                               f"values at most {MAX_LABEL_VALUE}", field="task.labels")
 
-    memory = _memory(task, settings)
+    request = _request(task, settings)
     timeout = _timeout(task, settings, deadline_s)
     frame = {
         "op": "run",
@@ -177,8 +193,10 @@ def validate(task: pb.Task, settings: Settings, *, deadline_s: float | None = No
         "context": {"kind": kind, "task_id": task_id, "labels": dict(task.labels),
                     "system_access": bool(task.system_access)},
         "timeout_s": timeout,
-        "max_heap_bytes": memory,
+        "max_heap_bytes": int(request["memory"]),
         "max_log_bytes": settings.max_log_bytes,
         "max_result_bytes": settings.max_result_bytes,
     }
-    return Job(task_id, task.priority, timeout, frame)
+    size = sum(_size(source) for source in modules.values()) + _size(input_json)
+    return Job(task_id, task.priority, timeout, frame, request, size,
+               _queue_timeout(task, deadline_s))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 
 from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 from zako_server.config import build_settings
@@ -31,6 +32,9 @@ def test_a_good_task_becomes_a_worker_frame():
     assert job.frame["context"] == {"kind": "rule", "task_id": "t1", "labels": {"k": "v"},
                                     "system_access": False}
     assert job.timeout_s == SETTINGS.default_timeout
+    assert job.request == {"cpu": 1000.0, "memory": float(1 << 20)}
+    assert job.size_bytes == len("module.exports = 1") + 1 + len('{"a": 1}')
+    assert job.queue_timeout_s is None
 
 
 def test_missing_id_is_assigned():
@@ -59,12 +63,11 @@ def test_missing_id_is_assigned():
      "task.resources.memory_bytes", ">= 0"),
     ({"resources": pb.ResourceRequests(memory_bytes=2 << 20)}, CannotFit,
      "task.resources.memory_bytes", "largest heap"),
-    ({"resources": pb.ResourceRequests(cpu_millis=64000)}, CannotFit,
-     "task.resources.cpu_millis", "has 2000"),
     ({"resources": pb.ResourceRequests(extras={"gpu": float("nan")})}, InvalidTask,
      "task.resources.extras['gpu']", "finite"),
-    ({"resources": pb.ResourceRequests(extras={"gpu": 1})}, CannotFit,
-     "task.resources.extras['gpu']", "no capacity"),
+    ({"resources": pb.ResourceRequests(extras={"cpu": 1})}, InvalidTask,
+     "task.resources.extras['cpu']", "typed field"),
+    ({"queue_timeout": Duration(seconds=-1)}, InvalidTask, "task.queue_timeout", "positive"),
 ])
 def test_bad_fields_are_named(fields, error, field, words):
     with pytest.raises(error) as exc:
@@ -74,8 +77,6 @@ def test_bad_fields_are_named(fields, error, field, words):
 
 
 def test_timeout_is_capped_by_server_max_and_call_deadline():
-    from google.protobuf.duration_pb2 import Duration
-
     job = validate(task(timeout=Duration(seconds=10_000)), SETTINGS)
     assert job.timeout_s == SETTINGS.max_timeout
     job = validate(task(timeout=Duration(seconds=20)), SETTINGS, deadline_s=3.0)

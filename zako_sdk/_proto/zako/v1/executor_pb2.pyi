@@ -42,6 +42,7 @@ class FailureReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FAILURE_REASON_MODULE_NOT_FOUND: _ClassVar[FailureReason]
     FAILURE_REASON_CAPABILITY_DENIED: _ClassVar[FailureReason]
     FAILURE_REASON_INTERNAL: _ClassVar[FailureReason]
+    FAILURE_REASON_DEADLINE_EXCEEDED: _ClassVar[FailureReason]
 
 class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -71,6 +72,7 @@ FAILURE_REASON_WORKER_LOST: FailureReason
 FAILURE_REASON_MODULE_NOT_FOUND: FailureReason
 FAILURE_REASON_CAPABILITY_DENIED: FailureReason
 FAILURE_REASON_INTERNAL: FailureReason
+FAILURE_REASON_DEADLINE_EXCEEDED: FailureReason
 TASK_STATE_UNSPECIFIED: TaskState
 TASK_STATE_QUEUED: TaskState
 TASK_STATE_RUNNING: TaskState
@@ -101,7 +103,7 @@ class ResourceRequests(_message.Message):
     def __init__(self, cpu_millis: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., extras: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "source", "entry_name", "modules", "input_json", "context", "resources", "priority", "timeout", "labels", "system_access")
+    __slots__ = ("id", "source", "entry_name", "modules", "input_json", "context", "resources", "priority", "timeout", "labels", "system_access", "queue_timeout")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +122,7 @@ class Task(_message.Message):
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_ACCESS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     id: str
     source: str
     entry_name: str
@@ -131,7 +134,8 @@ class Task(_message.Message):
     timeout: _duration_pb2.Duration
     labels: _containers.ScalarMap[str, str]
     system_access: bool
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., entry_name: _Optional[str] = ..., modules: _Optional[_Iterable[_Union[Module, _Mapping]]] = ..., input_json: _Optional[str] = ..., context: _Optional[_Union[ContextKind, str]] = ..., resources: _Optional[_Union[ResourceRequests, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., system_access: _Optional[bool] = ...) -> None: ...
+    queue_timeout: _duration_pb2.Duration
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., entry_name: _Optional[str] = ..., modules: _Optional[_Iterable[_Union[Module, _Mapping]]] = ..., input_json: _Optional[str] = ..., context: _Optional[_Union[ContextKind, str]] = ..., resources: _Optional[_Union[ResourceRequests, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., system_access: _Optional[bool] = ..., queue_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class CancelTask(_message.Message):
     __slots__ = ("task_id", "reason")
@@ -276,16 +280,18 @@ class Cancelled(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., was_running: _Optional[bool] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
 
 class Rejected(_message.Message):
-    __slots__ = ("code", "message", "field", "retry_after")
+    __slots__ = ("code", "message", "field", "retry_after", "quota")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_FIELD_NUMBER: _ClassVar[int]
     code: int
     message: str
     field: str
     retry_after: _duration_pb2.Duration
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., field: _Optional[str] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    quota: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., field: _Optional[str] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., quota: _Optional[str] = ...) -> None: ...
 
 class RunRequest(_message.Message):
     __slots__ = ("task",)
@@ -372,14 +378,71 @@ class PoolStats(_message.Message):
     def __init__(self, min_workers: _Optional[int] = ..., max_workers: _Optional[int] = ..., live: _Optional[int] = ..., busy: _Optional[int] = ..., idle: _Optional[int] = ..., started_total: _Optional[int] = ..., crashed_total: _Optional[int] = ..., reclaimed_total: _Optional[int] = ...) -> None: ...
 
 class QueueStats(_message.Message):
-    __slots__ = ("depth", "capacity", "running")
+    __slots__ = ("depth", "capacity", "running", "depth_by_priority", "queued_bytes", "capacity_bytes")
+    class DepthByPriorityEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: int
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[int] = ...) -> None: ...
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_BY_PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     depth: int
     capacity: int
     running: int
-    def __init__(self, depth: _Optional[int] = ..., capacity: _Optional[int] = ..., running: _Optional[int] = ...) -> None: ...
+    depth_by_priority: _containers.ScalarMap[int, int]
+    queued_bytes: int
+    capacity_bytes: int
+    def __init__(self, depth: _Optional[int] = ..., capacity: _Optional[int] = ..., running: _Optional[int] = ..., depth_by_priority: _Optional[_Mapping[int, int]] = ..., queued_bytes: _Optional[int] = ..., capacity_bytes: _Optional[int] = ...) -> None: ...
+
+class ResourceStats(_message.Message):
+    __slots__ = ("name", "capacity", "in_use", "queued_demand")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    IN_USE_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_DEMAND_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    capacity: float
+    in_use: float
+    queued_demand: float
+    def __init__(self, name: _Optional[str] = ..., capacity: _Optional[float] = ..., in_use: _Optional[float] = ..., queued_demand: _Optional[float] = ...) -> None: ...
+
+class TenantStats(_message.Message):
+    __slots__ = ("tenant", "running", "queued", "rejected", "accepted")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    running: int
+    queued: int
+    rejected: int
+    accepted: int
+    def __init__(self, tenant: _Optional[str] = ..., running: _Optional[int] = ..., queued: _Optional[int] = ..., rejected: _Optional[int] = ..., accepted: _Optional[int] = ...) -> None: ...
+
+class Histogram(_message.Message):
+    __slots__ = ("bounds_seconds", "counts", "count", "sum_seconds", "p50_seconds", "p90_seconds", "p99_seconds")
+    BOUNDS_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SUM_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    P50_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    P90_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    P99_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    bounds_seconds: _containers.RepeatedScalarFieldContainer[float]
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    count: int
+    sum_seconds: float
+    p50_seconds: float
+    p90_seconds: float
+    p99_seconds: float
+    def __init__(self, bounds_seconds: _Optional[_Iterable[float]] = ..., counts: _Optional[_Iterable[int]] = ..., count: _Optional[int] = ..., sum_seconds: _Optional[float] = ..., p50_seconds: _Optional[float] = ..., p90_seconds: _Optional[float] = ..., p99_seconds: _Optional[float] = ...) -> None: ...
 
 class TaskCounters(_message.Message):
     __slots__ = ("accepted", "completed", "failed", "cancelled", "rejected", "failed_by_reason", "rejected_by_reason")
@@ -428,20 +491,28 @@ class VersionInfo(_message.Message):
     def __init__(self, server: _Optional[str] = ..., v8: _Optional[str] = ..., mini_racer: _Optional[str] = ..., python: _Optional[str] = ..., protocol: _Optional[str] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("time", "uptime", "pool", "queue", "tasks", "versions")
+    __slots__ = ("time", "uptime", "pool", "queue", "tasks", "versions", "resources", "tenants", "queue_wait", "run_time")
     TIME_FIELD_NUMBER: _ClassVar[int]
     UPTIME_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_WAIT_FIELD_NUMBER: _ClassVar[int]
+    RUN_TIME_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     uptime: _duration_pb2.Duration
     pool: PoolStats
     queue: QueueStats
     tasks: TaskCounters
     versions: VersionInfo
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pool: _Optional[_Union[PoolStats, _Mapping]] = ..., queue: _Optional[_Union[QueueStats, _Mapping]] = ..., tasks: _Optional[_Union[TaskCounters, _Mapping]] = ..., versions: _Optional[_Union[VersionInfo, _Mapping]] = ...) -> None: ...
+    resources: _containers.RepeatedCompositeFieldContainer[ResourceStats]
+    tenants: _containers.RepeatedCompositeFieldContainer[TenantStats]
+    queue_wait: Histogram
+    run_time: Histogram
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pool: _Optional[_Union[PoolStats, _Mapping]] = ..., queue: _Optional[_Union[QueueStats, _Mapping]] = ..., tasks: _Optional[_Union[TaskCounters, _Mapping]] = ..., versions: _Optional[_Union[VersionInfo, _Mapping]] = ..., resources: _Optional[_Iterable[_Union[ResourceStats, _Mapping]]] = ..., tenants: _Optional[_Iterable[_Union[TenantStats, _Mapping]]] = ..., queue_wait: _Optional[_Union[Histogram, _Mapping]] = ..., run_time: _Optional[_Union[Histogram, _Mapping]] = ...) -> None: ...
 
 class CapabilitiesRequest(_message.Message):
     __slots__ = ()

@@ -1,0 +1,45 @@
+"""Histograms of durations for Stats (queue wait, run time).
+
+Fixed log-spaced buckets from 100 µs to ~100 s: percentiles are estimated within a
+bucket (linear interpolation), which is what Prometheus-style histograms give too, and
+memory stays constant however many tasks pass.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+# 1e-4 s .. ~1.3e2 s, four buckets per decade.
+BOUNDS: tuple[float, ...] = tuple(round(1e-4 * 10 ** (i / 4), 6) for i in range(25))
+
+
+@dataclass
+class Histogram:
+    """Counts of observations (seconds) per bucket, plus count and sum."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(BOUNDS) + 1))
+    count: int = 0
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(BOUNDS, seconds)] += 1
+        self.count += 1
+        self.total += seconds
+
+    def copy(self) -> Histogram:
+        return Histogram(list(self.counts), self.count, self.total)
+
+    def quantile(self, q: float) -> float:
+        """Estimate the q-quantile (0..1) by interpolating inside its bucket."""
+        if not self.count:
+            return 0.0
+        rank = q * self.count
+        seen = 0
+        for index, n in enumerate(self.counts):
+            if n and seen + n >= rank:
+                low = BOUNDS[index - 1] if index > 0 else 0.0
+                high = BOUNDS[index] if index < len(BOUNDS) else BOUNDS[-1] * 10
+                return low + (high - low) * max(rank - seen, 0.0) / n
+            seen += n
+        return BOUNDS[-1]
