@@ -120,7 +120,7 @@ async def test_cancelled_waiter_leaves_at_once_and_release_is_idempotent():
 async def test_rejections_name_the_limit():
     adm = make(workers=1, queue_capacity=2, tenant_max_queued=1, cpu=2000.0,
                queue_capacity_bytes=100, extra={"licenses": 2.0})
-    with pytest.raises(CannotFit, match="cpu_millis asks for 3000 of 'cpu'.*2000"):
+XX
         adm.enqueue("huge", request={"cpu": 3000})
     with pytest.raises(CannotFit, match=r"extras\['gpu'\] asks for 1 of 'gpu'.*capacity is 0"):
         adm.enqueue("gpu", request={"gpu": 1})
@@ -153,7 +153,7 @@ async def test_statistics_report_resources_tenants_and_wait_histogram():
     clock = Clock()
     adm = make(workers=1, clock=clock)
     first, _ = adm.enqueue("a", tenant="x", request={"cpu": 1500})
-    second, _ = adm.enqueue("b", tenant="y", priority=3, request={"cpu": 700})
+    adm.enqueue("b", tenant="y", priority=3, request={"cpu": 700})
     stats = adm.statistics()
     assert stats.resources["cpu"].in_use == 1500 and stats.resources["cpu"].queued_demand == 700
     assert stats.depth_by_priority == {3: 1}
