@@ -120,7 +120,7 @@ async def test_cancelled_waiter_leaves_at_once_and_release_is_idempotent():
 async def test_rejections_name_the_limit():
     adm = make(workers=1, queue_capacity=2, tenant_max_queued=1, cpu=2000.0,
                queue_capacity_bytes=100, extra={"licenses": 2.0})
-XX
+    with pytest.raises(CannotFit, match=r"cpu_millis asks for 3000 of 'cpu'.*2000"):
         adm.enqueue("huge", request={"cpu": 3000})
     with pytest.raises(CannotFit, match=r"extras\['gpu'\] asks for 1 of 'gpu'.*capacity is 0"):
         adm.enqueue("gpu", request={"gpu": 1})
