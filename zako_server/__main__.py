@@ -26,10 +26,10 @@ def _configure_logging(level: str) -> None:
 
 
 async def serve(settings: Settings) -> int:
-    server = ZakoServer(settings)
     try:
+        server = ZakoServer(settings)
         await server.start()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         print(f"zako-server: {exc}", file=sys.stderr)
         return 2
     stats = server.pool.statistics()

@@ -137,6 +137,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("worker_rss_margin", _positive(parse_size),
            "resident memory a worker may use beyond its task's heap limit before it is "
            "killed (ArrayBuffers are outside V8's heap limit)"),
+    Option("tls_cert", str, "PEM certificate chain: serve TLS (with --tls-key)"),
+    Option("tls_key", str, "PEM private key of --tls-cert"),
+    Option("tls_client_ca", str, "PEM CA bundle: require client certificates (mutual TLS)"),
+    Option("auth_tokens", str, "bearer tokens TOKEN:TENANT:ROLE,... (roles: admin, client); "
+           "any token turns authentication on"),
+    Option("auth_tokens_file", str, "file of bearer tokens, one 'TOKEN TENANT ROLE' per line"),
     Option("log_level", str, "server log level: debug, info, warning, error"),
 )
 
@@ -173,6 +179,11 @@ class Settings:
     cancel_grace: float = 1.0
     worker_start_timeout: float = 30.0
     worker_rss_margin: int = 256 << 20
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    auth_tokens: str = field(default="", repr=False)
+    auth_tokens_file: str = ""
     log_level: str = "info"
     machine: Machine | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -187,6 +198,10 @@ class Settings:
             problems.append("default_memory > max_memory")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             problems.append(f"log_level {self.log_level!r} is not debug/info/warning/error")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            problems.append("tls_cert and tls_key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            problems.append("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
         if ":" not in self.listen:
             problems.append(f"listen {self.listen!r} is not host:port")
         if problems:
@@ -209,8 +224,9 @@ class Settings:
         """(name, value, source) for every option, for --print-config."""
         rows = []
         for option in OPTIONS:
-            rows.append((option.name, repr(getattr(self, option.name)),
-                         self.sources.get(option.name, "default")))
+            value = getattr(self, option.name)
+            shown = "'***'" if option.name == "auth_tokens" and value else repr(value)
+            rows.append((option.name, shown, self.sources.get(option.name, "default")))
         if self.machine is not None:
             rows.append(("(effective cpus)", f"{self.machine.cpus:g}", self.machine.cpus_source))
             rows.append(("(effective memory)", str(self.machine.memory_bytes),

@@ -31,6 +31,7 @@ from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 from zako_server.admission import Admission, QueueDeadlineExceeded, Ticket
 from zako_server.errors import DuplicateTask, TaskNotFound, TaskRejection
 from zako_server.pool import Pool
+from zako_server.security import PermissionDenied
 from zako_server.stats import Histogram
 from zako_server.validation import Job
 
@@ -60,6 +61,7 @@ class TaskRecord:
     job: Job
     owner: object
     emit: Emit
+    tenant: str = "anonymous"
     accepted_wall: float = field(default_factory=time.time)
     accepted_mono: float = field(default_factory=time.monotonic)
     state: str = "queued"  # queued -> running -> done
@@ -144,7 +146,7 @@ class Engine:
         if job.task_id in self._tasks:
             raise DuplicateTask(f"task.id {job.task_id!r} is already queued or running",
                                 field="task.id")
-        record = TaskRecord(job, owner, emit)
+        record = TaskRecord(job, owner, emit, tenant)
         deadline = (None if job.queue_timeout_s is None
                     else time.monotonic() + job.queue_timeout_s)
         record.ticket, position = self.admission.enqueue(
@@ -163,12 +165,18 @@ class Engine:
     def get(self, task_id: str) -> TaskRecord | None:
         return self._tasks.get(task_id)
 
-    def cancel(self, task_id: str, reason: str, owner: object | None = None) -> int:
-        """Cancel a queued or running task; returns its pb.TaskState before the cancel."""
+    def cancel(self, task_id: str, reason: str, owner: object | None = None,
+               tenant: str | None = None) -> int:
+        """Cancel a queued or running task; returns its pb.TaskState before the cancel.
+
+        `owner` limits it to one stream's tasks, `tenant` to one tenant's (a client role).
+        """
         record = self._tasks.get(task_id)
         if record is None or record.state == "done" or (
                 owner is not None and record.owner is not owner):
             raise TaskNotFound(f"no queued or running task with id {task_id!r}")
+        if tenant is not None and record.tenant != tenant:
+            raise PermissionDenied(f"task {task_id!r} belongs to another tenant")
         previous = pb.TASK_STATE_RUNNING if record.state == "running" else pb.TASK_STATE_QUEUED
         self._cancel(record, reason or "cancelled by client")
         return previous

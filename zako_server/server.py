@@ -26,6 +26,7 @@ from zako_server.admission import Admission, AdmissionPolicy
 from zako_server.config import Settings
 from zako_server.engine import Engine
 from zako_server.pool import Pool, PoolSettings
+from zako_server.security import Authenticator, TlsFiles
 from zako_server.service import ExecutorService
 
 log = logging.getLogger("zako.server")
@@ -57,7 +58,9 @@ class ZakoServer:
             tenant_max_queued=settings.tenant_max_queued,
             tenant_max_running=settings.tenant_max_running, aging=settings.aging))
         self.engine = Engine(self.admission, self.pool)
-        self.service = ExecutorService(settings, self.engine)
+        self.service = ExecutorService(
+            settings, self.engine,
+            Authenticator.from_settings(settings.auth_tokens, settings.auth_tokens_file))
         self.health = HealthServicer()
         self.port = 0
         self._grpc: grpc.aio.Server | None = None
@@ -80,8 +83,16 @@ class ZakoServer:
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME), server)
         try:
-            self.port = server.add_insecure_port(self.settings.listen)
-        except RuntimeError as exc:
+            if self.settings.tls_cert:
+                cert, key, client_ca = TlsFiles(self.settings.tls_cert, self.settings.tls_key,
+                                                self.settings.tls_client_ca).load()
+                credentials = grpc.ssl_server_credentials(
+                    [(key, cert)], root_certificates=client_ca,
+                    require_client_auth=client_ca is not None)
+                self.port = server.add_secure_port(self.settings.listen, credentials)
+            else:
+                self.port = server.add_insecure_port(self.settings.listen)
+        except (RuntimeError, ValueError) as exc:
             await self.pool.close()
             raise OSError(f"cannot listen on {self.settings.listen}: {exc}") from exc
         await server.start()

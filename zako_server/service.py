@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import platform
-import re
 import time
 from collections.abc import AsyncIterator
 from importlib import metadata
@@ -37,6 +36,7 @@ from zako_server.errors import (
     ZakoServerError,
     status_name_of,
 )
+from zako_server.security import Authenticator, Identity, PermissionDenied
 from zako_server.stats import BOUNDS, Histogram
 from zako_server.validation import (
     BUILTIN_MODULES,
@@ -82,22 +82,6 @@ async def _abort(context: grpc.aio.ServicerContext, exc: ZakoServerError) -> NoR
     raise AssertionError("unreachable")  # context.abort always raises
 
 
-TENANT_HEADER = "x-zako-tenant"
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-def tenant_of(context: grpc.aio.ServicerContext) -> str:
-    """The caller's tenant: the `x-zako-tenant` request header, else "anonymous".
-
-    Until authentication exists (the security issue) the header is trusted; a malformed
-    one is treated as anonymous rather than failing the call.
-    """
-    for key, value in context.invocation_metadata() or ():
-        if key == TENANT_HEADER and isinstance(value, str) and _TENANT.match(value):
-            return value
-    return "anonymous"
-
-
 def _histogram(h: Histogram) -> pb.Histogram:
     return pb.Histogram(bounds_seconds=BOUNDS, counts=h.counts, count=h.count,
                         sum_seconds=h.total, p50_seconds=h.quantile(0.5),
@@ -107,9 +91,11 @@ def _histogram(h: Histogram) -> pb.Histogram:
 class ExecutorService(pb_grpc.ExecutorServicer):
     """Implements every RPC of zako.v1.Executor on top of the Engine."""
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Settings, engine: Engine,
+                 authenticator: Authenticator | None = None) -> None:
         self.settings = settings
         self.engine = engine
+        self.auth = authenticator or Authenticator()
         self.started_at = time.time()
         self.draining = False
 
@@ -117,6 +103,17 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         return pb.VersionInfo(server=server_version(), v8=self.engine.pool.v8_version,
                               mini_racer=self.engine.pool.mini_racer_version,
                               python=platform.python_version(), protocol="zako.v1")
+
+    async def _identify(self, context: grpc.aio.ServicerContext,
+                        admin: bool = False) -> Identity:
+        """The caller, or the call ends with UNAUTHENTICATED / PERMISSION_DENIED."""
+        try:
+            identity = self.auth.identify(context.invocation_metadata())
+            if admin and not identity.is_admin:
+                raise PermissionDenied("this call needs the admin role")
+        except ZakoServerError as exc:
+            await _abort(context, exc)
+        return identity
 
     def _accept(self, task: pb.Task, owner: object, emit: Emit,
                 context: grpc.aio.ServicerContext, tenant: str) -> pb.SubmitResponse | str:
@@ -134,7 +131,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.SubmitResponse]:
         owner = object()
-        tenant = tenant_of(context)
+        tenant = (await self._identify(context)).tenant
         out: asyncio.Queue[pb.SubmitResponse | None] = asyncio.Queue()
         outstanding: set[str] = set()
         reading = True
@@ -203,7 +200,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 logs.append(event.log)
 
         owner = object()
-        tenant = tenant_of(context)
+        tenant = (await self._identify(context)).tenant
         try:
             job = validate(request.task, self.settings, deadline_s=context.time_remaining())
             record = self.engine.submit(job, owner, emit, tenant)
@@ -224,14 +221,17 @@ class ExecutorService(pb_grpc.ExecutorServicer):
 
     async def Cancel(self, request: pb.CancelRequest,  # noqa: N802
                      context: grpc.aio.ServicerContext) -> pb.CancelResponse:
+        identity = await self._identify(context)
         try:
-            previous = self.engine.cancel(request.task_id, request.reason or "cancelled by request")
-        except TaskNotFound as exc:
+            previous = self.engine.cancel(request.task_id, request.reason or "cancelled by request",
+                                          tenant=None if identity.is_admin else identity.tenant)
+        except (TaskNotFound, PermissionDenied) as exc:
             await _abort(context, exc)
         return pb.CancelResponse(previous_state=previous)  # type: ignore[arg-type]
 
     async def BroadcastGC(self, request: pb.BroadcastGCRequest,  # noqa: N802
                           context: grpc.aio.ServicerContext) -> pb.BroadcastGCResponse:
+        await self._identify(context, admin=True)
         remaining = context.time_remaining()
         timeout = remaining if remaining is not None else self.settings.max_timeout + 5
         replies = await self.engine.pool.broadcast_gc(timeout)
@@ -253,8 +253,11 @@ class ExecutorService(pb_grpc.ExecutorServicer):
 
     async def Stats(self, request: pb.StatsRequest,  # noqa: N802
                     context: grpc.aio.ServicerContext) -> pb.StatsResponse:
+        identity = await self._identify(context)
         pool = self.engine.pool.statistics()
         admission = self.engine.admission.statistics()
+        visible = {name: use for name, use in admission.tenants.items()
+                   if identity.is_admin or name == identity.tenant}
         counters = self.engine.counters
         now = time.time()
         return pb.StatsResponse(
@@ -275,7 +278,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                        for name, use in admission.resources.items()],
             tenants=[pb.TenantStats(tenant=name, running=use.running, queued=use.queued,
                                     rejected=use.rejected, accepted=use.accepted)
-                     for name, use in admission.tenants.items()],
+                     for name, use in visible.items()],
             queue_wait=_histogram(admission.queue_wait),
             run_time=_histogram(self.engine.run_time),
             tasks=pb.TaskCounters(
@@ -289,6 +292,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
 
     async def Capabilities(self, request: pb.CapabilitiesRequest,  # noqa: N802
                            context: grpc.aio.ServicerContext) -> pb.CapabilitiesResponse:
+        await self._identify(context)
         s = self.settings
         capacity = s.capacities()
         return pb.CapabilitiesResponse(
