@@ -137,6 +137,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("worker_rss_margin", _positive(parse_size),
            "resident memory a worker may use beyond its task's heap limit before it is "
            "killed (ArrayBuffers are outside V8's heap limit)"),
+    Option("metrics_listen", str,
+           "host:port for Prometheus /metrics over HTTP (empty: off), e.g. 0.0.0.0:9090"),
     Option("tls_cert", str, "PEM certificate chain: serve TLS (with --tls-key)"),
     Option("tls_key", str, "PEM private key of --tls-cert"),
     Option("tls_client_ca", str, "PEM CA bundle: require client certificates (mutual TLS)"),
@@ -179,6 +181,7 @@ class Settings:
     cancel_grace: float = 1.0
     worker_start_timeout: float = 30.0
     worker_rss_margin: int = 256 << 20
+    metrics_listen: str = ""
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""

@@ -25,6 +25,7 @@ from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_server.admission import Admission, AdmissionPolicy
 from zako_server.config import Settings
 from zako_server.engine import Engine
+from zako_server.metrics import Metrics
 from zako_server.pool import Pool, PoolSettings
 from zako_server.security import Authenticator, TlsFiles
 from zako_server.service import ExecutorService
@@ -62,6 +63,8 @@ class ZakoServer:
             settings, self.engine,
             Authenticator.from_settings(settings.auth_tokens, settings.auth_tokens_file))
         self.health = HealthServicer()
+        self.metrics = Metrics()
+        self.metrics.attach(self)
         self.port = 0
         self._grpc: grpc.aio.Server | None = None
         self._stopped = asyncio.Event()
@@ -71,7 +74,7 @@ class ZakoServer:
         """Start workers and the gRPC server; returns the bound port."""
         await self.pool.start()
         limit = self.settings.max_message_bytes
-        server = grpc.aio.server(options=[
+        server = grpc.aio.server(interceptors=[self.metrics.interceptor], options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0),
@@ -97,6 +100,13 @@ class ZakoServer:
             raise OSError(f"cannot listen on {self.settings.listen}: {exc}") from exc
         await server.start()
         self._grpc = server
+        if self.settings.metrics_listen:
+            try:
+                self.metrics.serve(self.settings.metrics_listen)
+            except OSError as exc:
+                await self.shutdown(drain_grace=0)
+                raise OSError(f"cannot serve metrics on {self.settings.metrics_listen}: "
+                              f"{exc}") from exc
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return self.port
@@ -129,6 +139,7 @@ class ZakoServer:
             await self._grpc.stop(grace=1.0)
         await self.pool.close()
         await self.admission.aclose()
+        self.metrics.close()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:

@@ -1,0 +1,195 @@
+"""Prometheus metrics on a separate HTTP port (`--metrics-listen`).
+
+    scrape ──▶ ZakoCollector.collect() reads pool / admission / engine snapshots
+           └─▶ RPC counters and latency histograms filled by RpcMetricsInterceptor
+
+Almost everything is derived at scrape time from the snapshots Stats already uses, so
+the hot path pays nothing; only the per-RPC figures are counted as calls happen. Labels
+are bounded sets (method, status code, reason, state): never task ids, digests or
+tenants, which would make series grow without bound. One registry per server, no
+module-level globals, so several servers (tests, replicas) can live in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from zako_server.stats import BOUNDS
+from zako_server.stats import Histogram as DurationHistogram
+
+if TYPE_CHECKING:
+    from zako_server.server import ZakoServer
+
+_RPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+def _histogram_family(name: str, doc: str, h: DurationHistogram) -> HistogramMetricFamily:
+    cumulative, total = [], 0
+    for bound, count in zip((*BOUNDS, float("inf")), h.counts, strict=True):
+        total += count
+        cumulative.append((str(bound) if bound != float("inf") else "+Inf", total))
+    return HistogramMetricFamily(name, doc, buckets=cumulative, sum_value=h.total)
+
+
+class ZakoCollector:
+    """Reads the server's state when Prometheus scrapes."""
+
+    def __init__(self, server: ZakoServer) -> None:
+        self.server = server
+
+    def collect(self) -> Iterator[Metric]:
+        pool = self.server.pool.statistics()
+        adm = self.server.admission.statistics()
+        counters = self.server.engine.counters
+        queue = GaugeMetricFamily("zako_queue_depth", "Tasks waiting for a worker, by priority",
+                                  labels=["priority"])
+        for priority, depth in sorted(adm.depth_by_priority.items()):
+            queue.add_metric([str(priority)], depth)
+        yield queue
+        yield GaugeMetricFamily("zako_queue_length", "Tasks waiting for a worker (all)",
+                                value=adm.queued)
+        yield GaugeMetricFamily("zako_tasks_in_flight", "Tasks running on workers",
+                                value=adm.running)
+        workers = GaugeMetricFamily("zako_workers", "Worker processes by state",
+                                    labels=["state"])
+        for state, value in (("busy", pool.busy), ("idle", pool.idle),
+                             ("starting", pool.starting)):
+            workers.add_metric([state], value)
+        yield workers
+        lifecycle = CounterMetricFamily("zako_worker_events", "Worker lifecycle events",
+                                        labels=["event"])
+        for event, value in (("started", pool.started_total), ("crashed", pool.crashed_total),
+                             ("reclaimed", pool.reclaimed_total)):
+            lifecycle.add_metric([event], value)
+        yield lifecycle
+        outcomes = CounterMetricFamily("zako_tasks", "Tasks by outcome", labels=["outcome"])
+        outcomes.add_metric(["admitted"], counters.accepted)
+        outcomes.add_metric(["completed"], counters.completed)
+        outcomes.add_metric(["failed"], sum(counters.failed.values()))
+        outcomes.add_metric(["cancelled"], counters.cancelled)
+        outcomes.add_metric(["rejected"], sum(counters.rejected.values()))
+        yield outcomes
+        failed = CounterMetricFamily("zako_tasks_failed", "Failed tasks by reason",
+                                     labels=["reason"])
+        for reason, value in sorted(counters.failed.items()):
+            failed.add_metric([reason], value)
+        yield failed
+        rejected = CounterMetricFamily("zako_tasks_rejected", "Rejected tasks by status code",
+                                       labels=["code"])
+        for code, value in sorted(counters.rejected.items()):
+            rejected.add_metric([code], value)
+        yield rejected
+        resources = GaugeMetricFamily("zako_resource", "Admission resources",
+                                      labels=["resource", "measure"])
+        for name, use in sorted(adm.resources.items()):
+            resources.add_metric([name, "capacity"], use.capacity)
+            resources.add_metric([name, "in_use"], use.in_use)
+            resources.add_metric([name, "queued_demand"], use.queued_demand)
+        yield resources
+        yield _histogram_family("zako_task_wait_seconds", "Time tasks waited in the queue",
+                                adm.queue_wait)
+        yield _histogram_family("zako_task_run_seconds", "Time tasks ran on a worker",
+                                self.server.engine.run_time)
+
+
+class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts every RPC by method and final status code, and times it."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter("zako_rpc_requests", "RPCs by method and status code",
+                                ["method", "code"], registry=registry)
+        self.latency = Histogram("zako_rpc_duration_seconds", "RPC latency by method",
+                                 ["method"], buckets=_RPC_BUCKETS, registry=registry)
+
+    def _done(self, method: str, started: float, context: grpc.aio.ServicerContext,
+              error: BaseException | None) -> None:
+        code = context.code()
+        if code is None:
+            code = grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
+        if error is not None and code == grpc.StatusCode.OK:
+            cancelled = isinstance(error, asyncio.CancelledError)
+            code = grpc.StatusCode.CANCELLED if cancelled else grpc.StatusCode.UNKNOWN
+        name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+        self.requests.labels(method, name).inc()
+        self.latency.labels(method).observe(time.perf_counter() - started)
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails],
+                                     Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method = details.method.rsplit("/", 1)[-1]
+        if handler is None or not details.method.startswith("/zako."):
+            return handler
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started, error = time.perf_counter(), None
+                try:
+                    return await inner(request, context)
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    self._done(method, started, context, error)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, handler.request_deserializer, handler.response_serializer)
+        if handler.stream_stream is not None:
+            inner_stream = handler.stream_stream
+
+            async def stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                started, error = time.perf_counter(), None
+                try:
+                    async for response in inner_stream(requests, context):
+                        yield response
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    self._done(method, started, context, error)
+
+            return grpc.stream_stream_rpc_method_handler(
+                stream, handler.request_deserializer, handler.response_serializer)
+        return handler
+
+
+class Metrics:
+    """The server's registry, its interceptor and its HTTP endpoint."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.interceptor = RpcMetricsInterceptor(self.registry)
+        self._http: Any = None
+        self.port = 0
+
+    def attach(self, server: ZakoServer) -> None:
+        self.registry.register(ZakoCollector(server))
+
+    def serve(self, listen: str) -> int:
+        host, _, port = listen.rpartition(":")
+        http, _thread = start_http_server(int(port), addr=host or "127.0.0.1",
+                                          registry=self.registry)
+        self._http = http
+        self.port = http.server_address[1]
+        return self.port
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
