@@ -59,7 +59,7 @@ def test_settings(**overrides: Any) -> Settings:
 test_settings.__test__ = False  # type: ignore[attr-defined]  # not a test, despite its name
 
 
-def start_server(settings: Settings) -> RunningServer:
+def start_server(settings: Settings, tracer_provider: Any = None) -> RunningServer:
     loop = asyncio.new_event_loop()
     started: Future[ZakoServer] = Future()
 
@@ -67,7 +67,7 @@ def start_server(settings: Settings) -> RunningServer:
         asyncio.set_event_loop(loop)
 
         async def boot() -> None:
-            server = ZakoServer(settings)
+            server = ZakoServer(settings, tracer_provider)
             try:
                 await server.start()
             except BaseException as exc:
@@ -104,8 +104,8 @@ def server_factory() -> Iterator[Callable[..., RunningServer]]:
     """Start private servers with custom settings; all are stopped after the test."""
     servers: list[RunningServer] = []
 
-    def make(**overrides: Any) -> RunningServer:
-        running = start_server(test_settings(**overrides))
+    def make(tracer_provider: Any = None, **overrides: Any) -> RunningServer:
+        running = start_server(test_settings(**overrides), tracer_provider)
         servers.append(running)
         return running
 

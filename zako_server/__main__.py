@@ -27,7 +27,13 @@ def _configure_logging(level: str) -> None:
 
 async def serve(settings: Settings) -> int:
     try:
-        server = ZakoServer(settings)
+        provider = None
+        if settings.tracing:
+            from zako_server.service import server_version
+            from zako_server.tracing import provider_from_env
+
+            provider = provider_from_env(os.environ, server_version())
+        server = ZakoServer(settings, provider)
         await server.start()
     except (OSError, ValueError) as exc:
         print(f"zako-server: {exc}", file=sys.stderr)

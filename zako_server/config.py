@@ -139,6 +139,8 @@ OPTIONS: tuple[Option, ...] = (
            "killed (ArrayBuffers are outside V8's heap limit)"),
     Option("metrics_listen", str,
            "host:port for Prometheus /metrics over HTTP (empty: off), e.g. 0.0.0.0:9090"),
+    Option("tracing", parse_bool,
+           "OpenTelemetry spans (exporter from OTEL_TRACES_EXPORTER: console or otlp)"),
     Option("tls_cert", str, "PEM certificate chain: serve TLS (with --tls-key)"),
     Option("tls_key", str, "PEM private key of --tls-cert"),
     Option("tls_client_ca", str, "PEM CA bundle: require client certificates (mutual TLS)"),
@@ -182,6 +184,7 @@ class Settings:
     worker_start_timeout: float = 30.0
     worker_rss_margin: int = 256 << 20
     metrics_listen: str = ""
+    tracing: bool = False
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""

@@ -26,6 +26,7 @@ from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import trace
 
 from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 from zako_server.admission import Admission, QueueDeadlineExceeded, Ticket
@@ -134,9 +135,11 @@ def _code_number(name: str) -> int:
 class Engine:
     """Owns the registry of live tasks and drives each through admission and the pool."""
 
-    def __init__(self, admission: Admission, pool: Pool) -> None:
+    def __init__(self, admission: Admission, pool: Pool,
+                 tracer: trace.Tracer | None = None) -> None:
         self.admission = admission
         self.pool = pool
+        self.tracer = tracer or trace.NoOpTracerProvider().get_tracer("zako_server")
         self.counters = Counters()
         self.run_time = Histogram()
         self._tasks: dict[str, TaskRecord] = {}
@@ -214,11 +217,17 @@ class Engine:
 
     async def _run(self, record: TaskRecord) -> None:
         assert record.ticket is not None
+        attributes = {"zako.task_id": record.task_id, "zako.tenant": record.tenant}
         try:
-            await self.admission.acquire(record.ticket)
+            with self.tracer.start_as_current_span("zako.admission.wait", attributes=attributes):
+                await self.admission.acquire(record.ticket)
             record.state = "running"
             record.started_wall, record.started_mono = time.time(), time.monotonic()
-            done = await self.pool.run(record.job.frame, lambda m: self._on_worker_event(record, m))
+            with self.tracer.start_as_current_span("zako.execute", attributes=attributes) as span:
+                done = await self.pool.run(record.job.frame,
+                                           lambda m: self._on_worker_event(record, m))
+                span.set_attribute("zako.outcome", "completed" if done.get("ok")
+                                   else str(done.get("reason")))
             self._finish_from_worker(record, done)
         except asyncio.CancelledError:
             self._finish_cancelled(record)

@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.trace import TracerProvider
 
 from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
@@ -29,6 +30,7 @@ from zako_server.metrics import Metrics
 from zako_server.pool import Pool, PoolSettings
 from zako_server.security import Authenticator, TlsFiles
 from zako_server.service import ExecutorService
+from zako_server.tracing import Tracing
 
 log = logging.getLogger("zako.server")
 
@@ -46,8 +48,10 @@ _SERVER_OPTIONS_KEEPALIVE = [
 class ZakoServer:
     """One running Zako server: its pool, engine, gRPC server and health state."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings,
+                 tracer_provider: TracerProvider | None = None) -> None:
         self.settings = settings
+        self.tracing = Tracing(tracer_provider)
         self.pool = Pool(PoolSettings(
             min_workers=settings.min_workers, max_workers=settings.max_workers,
             idle_timeout=settings.idle_timeout, cancel_grace=settings.cancel_grace,
@@ -58,7 +62,7 @@ class ZakoServer:
             queue_capacity_bytes=settings.queue_capacity_bytes,
             tenant_max_queued=settings.tenant_max_queued,
             tenant_max_running=settings.tenant_max_running, aging=settings.aging))
-        self.engine = Engine(self.admission, self.pool)
+        self.engine = Engine(self.admission, self.pool, self.tracing.tracer)
         self.service = ExecutorService(
             settings, self.engine,
             Authenticator.from_settings(settings.auth_tokens, settings.auth_tokens_file))
@@ -74,7 +78,8 @@ class ZakoServer:
         """Start workers and the gRPC server; returns the bound port."""
         await self.pool.start()
         limit = self.settings.max_message_bytes
-        server = grpc.aio.server(interceptors=[self.metrics.interceptor], options=[
+        interceptors = [*self.tracing.interceptors(), self.metrics.interceptor]
+        server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0),
@@ -140,6 +145,7 @@ class ZakoServer:
         await self.pool.close()
         await self.admission.aclose()
         self.metrics.close()
+        self.tracing.shutdown()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
