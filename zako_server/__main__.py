@@ -13,16 +13,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from zako_server import logs
 from zako_server.config import Settings, settings_from_args
 from zako_server.server import ZakoServer
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 async def serve(settings: Settings) -> int:
@@ -73,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, value, source in settings.describe():
             print(f"{name:<{width}}  {value:<24}  {source}")
         return 0
-    _configure_logging(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     return asyncio.run(serve(settings))
 
 

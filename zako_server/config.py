@@ -148,6 +148,7 @@ OPTIONS: tuple[Option, ...] = (
            "any token turns authentication on"),
     Option("auth_tokens_file", str, "file of bearer tokens, one 'TOKEN TENANT ROLE' per line"),
     Option("log_level", str, "server log level: debug, info, warning, error"),
+    Option("log_format", str, "server log format: text or json (one object per line)"),
 )
 
 
@@ -191,6 +192,7 @@ class Settings:
     auth_tokens: str = field(default="", repr=False)
     auth_tokens_file: str = ""
     log_level: str = "info"
+    log_format: str = "text"
     machine: Machine | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -208,6 +210,8 @@ class Settings:
             problems.append("tls_cert and tls_key go together")
         if self.tls_client_ca and not self.tls_cert:
             problems.append("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        if self.log_format not in {"text", "json"}:
+            problems.append(f"log_format {self.log_format!r} is not text or json")
         if ":" not in self.listen:
             problems.append(f"listen {self.listen!r} is not host:port")
         if problems:

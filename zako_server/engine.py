@@ -102,6 +102,12 @@ class TaskRecord:
         self.state = "done"
         self.emit(event)
         self.finished.set()
+        outcome = event.WhichOneof("event")
+        level = logging.INFO if outcome == "failed" else logging.DEBUG
+        reason = (pb.FailureReason.Name(event.failed.reason) if outcome == "failed"
+                  else event.cancelled.reason if outcome == "cancelled" else None)
+        log.log(level, "task %s %s", self.task_id, outcome,
+                extra={"task_id": self.task_id, "tenant": self.tenant, "reason": reason})
         return True
 
 
@@ -235,7 +241,8 @@ class Engine:
             self._finish_failed(record, pb.FAILURE_REASON_DEADLINE_EXCEEDED,
                                 pb.JsError(name="DeadlineExceeded", message=str(exc)))
         except Exception as exc:
-            log.exception("internal error running task %s", record.task_id)
+            log.exception("internal error running task %s", record.task_id,
+                          extra={"task_id": record.task_id, "tenant": record.tenant})
             self._finish_failed(record, pb.FAILURE_REASON_INTERNAL,
                                 pb.JsError(name="InternalError",
                                            message=f"internal server error: {type(exc).__name__}"))
