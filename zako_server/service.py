@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import platform
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from importlib import metadata
 from typing import NoReturn
 
 import grpc
+import psutil
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -45,6 +47,7 @@ from zako_server.validation import (
     PRIORITY_MIN,
     validate,
 )
+from zako_server.workerproc import WorkerHandle
 
 log = logging.getLogger("zako.service")
 
@@ -96,6 +99,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         self.settings = settings
         self.engine = engine
         self.auth = authenticator or Authenticator()
+        self._process = psutil.Process()
         self.started_at = time.time()
         self.draining = False
 
@@ -267,7 +271,8 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                               live=pool.live, busy=pool.busy, idle=pool.idle,
                               started_total=pool.started_total,
                               crashed_total=pool.crashed_total,
-                              reclaimed_total=pool.reclaimed_total),
+                              reclaimed_total=pool.reclaimed_total,
+                              workers=[self._worker(w) for w in self.engine.pool.workers()]),
             queue=pb.QueueStats(depth=admission.queued, capacity=admission.capacity,
                                 running=admission.running,
                                 depth_by_priority=admission.depth_by_priority,
@@ -281,6 +286,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                      for name, use in visible.items()],
             queue_wait=_histogram(admission.queue_wait),
             run_time=_histogram(self.engine.run_time),
+            system=self._system(),
             tasks=pb.TaskCounters(
                 accepted=counters.accepted, completed=counters.completed,
                 failed=sum(counters.failed.values()), cancelled=counters.cancelled,
@@ -289,6 +295,29 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 rejected_by_reason=dict(counters.rejected)),
             versions=self.versions(),
         )
+
+    @staticmethod
+    def _worker(worker: WorkerHandle) -> pb.WorkerStats:
+        heap = worker.last_heap
+        return pb.WorkerStats(
+            worker_id=worker.id, pid=worker.pid, state=worker.state, tasks_run=worker.tasks_run,
+            rss_bytes=worker.rss(),
+            last_heap=pb.HeapUsage(used_bytes=int(heap.get("used", 0)),
+                                   total_bytes=int(heap.get("total", 0)),
+                                   limit_bytes=int(heap.get("limit", 0))))
+
+    def _system(self) -> pb.SystemStats:
+        machine = self.settings.machine
+        try:
+            load = os.getloadavg()[0]
+        except OSError:
+            load = 0.0
+        return pb.SystemStats(
+            effective_cpus=machine.cpus if machine else 0.0,
+            effective_memory_bytes=machine.memory_bytes if machine else 0,
+            cpu_percent=psutil.cpu_percent(interval=None),
+            memory_available_bytes=int(psutil.virtual_memory().available),
+            server_rss_bytes=int(self._process.memory_info().rss), load_average_1m=load)
 
     async def Capabilities(self, request: pb.CapabilitiesRequest,  # noqa: N802
                            context: grpc.aio.ServicerContext) -> pb.CapabilitiesResponse:

@@ -56,6 +56,7 @@ class WorkerHandle:
         self.idle_since = time.monotonic()
         self.task_id: str | None = None
         self.tasks_run = 0
+        self.last_heap: dict[str, int] = {}
         self.exit_expected = False
         # Whether the child said it began the current task: before that, a lost worker
         # means the task never ran and may safely go to another worker.
@@ -213,6 +214,7 @@ class WorkerHandle:
         elif kind == "done":
             done = self._done
             if done is not None and not done.done() and message.get("id") == self.task_id:
+                self.last_heap = message.get("heap") or self.last_heap
                 done.set_result(message)
         elif kind == "gc":
             if self._gc_waiters:

@@ -322,3 +322,15 @@ async def test_broadcast_gc_reaches_a_busy_worker_after_its_task_without_failing
             [w.id for w in server.server.pool.workers()]
         # The busy worker collected after its task, so the answer came after it finished.
         assert gc_answered >= outcome.completed.result.timings.finished_at.ToNanoseconds()
+
+
+async def test_stats_show_each_worker_and_the_system(stub, zako_server):
+    await stub.Run(pb.RunRequest(task=task("", "module.exports = [1, 2, 3]")))
+    stats = await stub.Stats(pb.StatsRequest())
+    assert len(stats.pool.workers) == stats.pool.live
+    worker = stats.pool.workers[0]
+    assert worker.worker_id.startswith("w") and worker.pid > 0 and worker.rss_bytes > 0
+    assert any(w.tasks_run > 0 and w.last_heap.used_bytes > 0 for w in stats.pool.workers)
+    system = stats.system
+    assert system.effective_cpus == zako_server.settings.machine.cpus
+    assert system.server_rss_bytes > 0 and system.memory_available_bytes > 0

@@ -358,7 +358,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PoolStats(_message.Message):
-    __slots__ = ("min_workers", "max_workers", "live", "busy", "idle", "started_total", "crashed_total", "reclaimed_total")
+    __slots__ = ("min_workers", "max_workers", "live", "busy", "idle", "started_total", "crashed_total", "reclaimed_total", "workers")
     MIN_WORKERS_FIELD_NUMBER: _ClassVar[int]
     MAX_WORKERS_FIELD_NUMBER: _ClassVar[int]
     LIVE_FIELD_NUMBER: _ClassVar[int]
@@ -367,6 +367,7 @@ class PoolStats(_message.Message):
     STARTED_TOTAL_FIELD_NUMBER: _ClassVar[int]
     CRASHED_TOTAL_FIELD_NUMBER: _ClassVar[int]
     RECLAIMED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
     min_workers: int
     max_workers: int
     live: int
@@ -375,7 +376,40 @@ class PoolStats(_message.Message):
     started_total: int
     crashed_total: int
     reclaimed_total: int
-    def __init__(self, min_workers: _Optional[int] = ..., max_workers: _Optional[int] = ..., live: _Optional[int] = ..., busy: _Optional[int] = ..., idle: _Optional[int] = ..., started_total: _Optional[int] = ..., crashed_total: _Optional[int] = ..., reclaimed_total: _Optional[int] = ...) -> None: ...
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerStats]
+    def __init__(self, min_workers: _Optional[int] = ..., max_workers: _Optional[int] = ..., live: _Optional[int] = ..., busy: _Optional[int] = ..., idle: _Optional[int] = ..., started_total: _Optional[int] = ..., crashed_total: _Optional[int] = ..., reclaimed_total: _Optional[int] = ..., workers: _Optional[_Iterable[_Union[WorkerStats, _Mapping]]] = ...) -> None: ...
+
+class WorkerStats(_message.Message):
+    __slots__ = ("worker_id", "pid", "state", "tasks_run", "rss_bytes", "last_heap")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TASKS_RUN_FIELD_NUMBER: _ClassVar[int]
+    RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEAP_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    pid: int
+    state: str
+    tasks_run: int
+    rss_bytes: int
+    last_heap: HeapUsage
+    def __init__(self, worker_id: _Optional[str] = ..., pid: _Optional[int] = ..., state: _Optional[str] = ..., tasks_run: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., last_heap: _Optional[_Union[HeapUsage, _Mapping]] = ...) -> None: ...
+
+class SystemStats(_message.Message):
+    __slots__ = ("effective_cpus", "effective_memory_bytes", "cpu_percent", "memory_available_bytes", "server_rss_bytes", "load_average_1m")
+    EFFECTIVE_CPUS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_AVAILABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SERVER_RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LOAD_AVERAGE_1M_FIELD_NUMBER: _ClassVar[int]
+    effective_cpus: float
+    effective_memory_bytes: int
+    cpu_percent: float
+    memory_available_bytes: int
+    server_rss_bytes: int
+    load_average_1m: float
+    def __init__(self, effective_cpus: _Optional[float] = ..., effective_memory_bytes: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., memory_available_bytes: _Optional[int] = ..., server_rss_bytes: _Optional[int] = ..., load_average_1m: _Optional[float] = ...) -> None: ...
 
 class QueueStats(_message.Message):
     __slots__ = ("depth", "capacity", "running", "depth_by_priority", "queued_bytes", "capacity_bytes")
@@ -491,7 +525,7 @@ class VersionInfo(_message.Message):
     def __init__(self, server: _Optional[str] = ..., v8: _Optional[str] = ..., mini_racer: _Optional[str] = ..., python: _Optional[str] = ..., protocol: _Optional[str] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("time", "uptime", "pool", "queue", "tasks", "versions", "resources", "tenants", "queue_wait", "run_time")
+    __slots__ = ("time", "uptime", "pool", "queue", "tasks", "versions", "resources", "tenants", "queue_wait", "run_time", "system")
     TIME_FIELD_NUMBER: _ClassVar[int]
     UPTIME_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
@@ -502,6 +536,7 @@ class StatsResponse(_message.Message):
     TENANTS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_WAIT_FIELD_NUMBER: _ClassVar[int]
     RUN_TIME_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     uptime: _duration_pb2.Duration
     pool: PoolStats
@@ -512,7 +547,8 @@ class StatsResponse(_message.Message):
     tenants: _containers.RepeatedCompositeFieldContainer[TenantStats]
     queue_wait: Histogram
     run_time: Histogram
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pool: _Optional[_Union[PoolStats, _Mapping]] = ..., queue: _Optional[_Union[QueueStats, _Mapping]] = ..., tasks: _Optional[_Union[TaskCounters, _Mapping]] = ..., versions: _Optional[_Union[VersionInfo, _Mapping]] = ..., resources: _Optional[_Iterable[_Union[ResourceStats, _Mapping]]] = ..., tenants: _Optional[_Iterable[_Union[TenantStats, _Mapping]]] = ..., queue_wait: _Optional[_Union[Histogram, _Mapping]] = ..., run_time: _Optional[_Union[Histogram, _Mapping]] = ...) -> None: ...
+    system: SystemStats
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pool: _Optional[_Union[PoolStats, _Mapping]] = ..., queue: _Optional[_Union[QueueStats, _Mapping]] = ..., tasks: _Optional[_Union[TaskCounters, _Mapping]] = ..., versions: _Optional[_Union[VersionInfo, _Mapping]] = ..., resources: _Optional[_Iterable[_Union[ResourceStats, _Mapping]]] = ..., tenants: _Optional[_Iterable[_Union[TenantStats, _Mapping]]] = ..., queue_wait: _Optional[_Union[Histogram, _Mapping]] = ..., run_time: _Optional[_Union[Histogram, _Mapping]] = ..., system: _Optional[_Union[SystemStats, _Mapping]] = ...) -> None: ...
 
 class CapabilitiesRequest(_message.Message):
     __slots__ = ()
