@@ -17,6 +17,7 @@ import logging
 import os
 import platform
 import time
+import uuid
 from collections.abc import AsyncIterator
 from importlib import metadata
 from typing import NoReturn
@@ -122,6 +123,10 @@ class ExecutorService(pb_grpc.ExecutorServicer):
     def _accept(self, task: pb.Task, owner: object, emit: Emit,
                 context: grpc.aio.ServicerContext, tenant: str) -> pb.SubmitResponse | str:
         """Validate and submit: the accepted task's id, or the Rejected event to send."""
+        if not task.id:
+            # Assigned here, not in validation, so that even a rejection carries an id of
+            # its own; first events arrive in submission order for clients to match them.
+            task.id = uuid.uuid4().hex
         try:
             job = validate(task, self.settings, deadline_s=context.time_remaining())
             self.engine.submit(job, owner, emit, tenant)

@@ -59,7 +59,7 @@ def hostile_server(server_factory):
                           default_timeout="0.5", max_timeout="1")
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(batch=st.lists(tasks, min_size=1, max_size=6))
 def test_hostile_tasks_each_end_once_and_never_break_the_server(hostile_server, batch):
