@@ -8,6 +8,10 @@
                                  outcome_of_terminal ────▼
                                Result  |  TaskFailed / TaskCancelled / TaskRejected
 
+Also here, because they are decisions rather than I/O: which outcomes may be retried and
+when (`plan_retry`), and which replica a task goes to next (`pick_lane`). Targets are
+read in `_targets.py`.
+
 Keeping this apart from the clients is what lets the sync face be a thin forwarder and
 lets the tests check every mapping without a server (httpx `BaseClient`).
 """
@@ -17,8 +21,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from google.protobuf import duration_pb2
 
 from zako_sdk._proto.zako.v1 import executor_pb2 as pb
@@ -26,7 +32,9 @@ from zako_sdk.errors import (
     TaskCancelled,
     TaskError,
     TaskFailed,
+    TaskRejected,
     TaskTimeout,
+    Unavailable,
     ZakoError,
     rejection_error,
     status_code,
@@ -37,6 +45,7 @@ from zako_sdk.models import (
     LogLine,
     Resources,
     Result,
+    Retry,
     TaskSpec,
     Timings,
     UseClientDefault,
@@ -48,10 +57,25 @@ Outcome = Result | ZakoError
 Metadata = Mapping[str, str] | Sequence[tuple[str, str]]
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+TENANT_HEADER = "x-zako-tenant"
 
-# gRPC's default 4 MiB receive cap would turn a large (server-permitted) result into an
-# opaque RESOURCE_EXHAUSTED on our side; the server already bounds result size.
-DEFAULT_CHANNEL_OPTIONS: dict[str, Any] = {"grpc.max_receive_message_length": -1}
+DEFAULT_CHANNEL_OPTIONS: dict[str, Any] = {
+    # gRPC's default 4 MiB receive cap would turn a large (server-permitted) result into
+    # an opaque RESOURCE_EXHAUSTED on our side; the server already bounds result size.
+    "grpc.max_receive_message_length": -1,
+    # Keepalive as the server expects it (zako_server/server.py): it permits pings every
+    # >= 10 s even without calls, so pinging every 30 s never earns a GOAWAY
+    # "too_many_pings", and a replica that vanished (pod killed, node gone) is noticed
+    # within 40 s instead of at the next TCP timeout, minutes later.
+    "grpc.keepalive_time_ms": 30_000,
+    "grpc.keepalive_timeout_ms": 10_000,
+    "grpc.keepalive_permit_without_calls": 1,
+    "grpc.http2.max_pings_without_data": 0,  # a long task sends no data for minutes
+}
+
+# For a dns:/// name: one subchannel per resolved address and calls spread over them
+# (the default pick_first would send everything to the first address).
+ROUND_ROBIN_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 _CONTEXTS: dict[str, int] = {
     "package": pb.CONTEXT_KIND_PACKAGE,
@@ -126,19 +150,105 @@ def build_task(spec: TaskSpec, *, default_timeout: float | None) -> pb.Task:
     return task
 
 
-def channel_options(extra: Iterable[tuple[str, Any]] | None) -> list[tuple[str, Any]]:
-    """Our defaults overlaid with the caller's; the caller's value wins for a repeated key."""
+def channel_options(extra: Iterable[tuple[str, Any]] | None, *,
+                    balanced: bool = False) -> list[tuple[str, Any]]:
+    """Our defaults overlaid with the caller's; the caller's value wins for a repeated key.
+
+    `balanced` (a dns:/// target) adds the round_robin service config.
+    """
     merged = dict(DEFAULT_CHANNEL_OPTIONS)
+    if balanced:
+        merged["grpc.service_config"] = ROUND_ROBIN_SERVICE_CONFIG
     merged.update(extra or ())
     return list(merged.items())
 
 
-def metadata_tuple(metadata: Metadata | None) -> tuple[tuple[str, str], ...]:
-    """Metadata in the one shape grpc accepts everywhere."""
-    if metadata is None:
-        return ()
-    items = metadata.items() if isinstance(metadata, Mapping) else metadata
-    return tuple((str(k).lower(), str(v)) for k, v in items)
+def metadata_tuple(metadata: Metadata | None,
+                   tenant: str | None = None) -> tuple[tuple[str, str], ...]:
+    """Metadata in the one shape grpc accepts everywhere, with the tenant header if given.
+
+    An explicit `tenant` replaces any x-zako-tenant in `metadata`: two would leave the
+    server to choose, and it takes the first.
+    """
+    items = () if metadata is None else (
+        metadata.items() if isinstance(metadata, Mapping) else metadata)
+    pairs = tuple((str(k).lower(), str(v)) for k, v in items)
+    if tenant is None:
+        return pairs
+    return (*(pair for pair in pairs if pair[0] != TENANT_HEADER), (TENANT_HEADER, tenant))
+
+
+# -- retries -------------------------------------------------------------------------------
+
+_NEVER_RAN_CODES = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE})
+
+
+def never_ran(outcome: Outcome, *, sent: bool) -> bool:
+    """Whether `outcome` proves the task did not run, so sending it again cannot run it twice.
+
+    True for a rejection for capacity (RESOURCE_EXHAUSTED: queue or quota full;
+    UNAVAILABLE: the replica is draining) and for a transport failure of a task that
+    never left this client (`sent` False). Everything else may have run: a result, a
+    failure, a cancel, and a stream that broke after the task was written.
+    """
+    if isinstance(outcome, TaskRejected):
+        return outcome.code in _NEVER_RAN_CODES
+    return isinstance(outcome, Unavailable) and not sent
+
+
+def backoff_delay(retry: Retry, attempt: int, rand: float) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1-based); `rand` in [0, 1)."""
+    base = min(retry.max_backoff, retry.backoff * 2 ** (attempt - 1))
+    return max(0.0, base * (1 + retry.jitter * (2 * rand - 1)))
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    """What to do after an attempt that never ran.
+
+    `delay`: wait at least this long before the next attempt (the backoff).
+    `cooldown`: keep new attempts off the replica that refused for this long (its
+    retry_after; a replica we could not reach gets the backoff). So with one replica
+    the task waits max(retry_after, backoff), as the server asked; with several it goes
+    to another one after the backoff alone, since retry_after speaks for its sender.
+    """
+
+    delay: float
+    cooldown: float
+
+
+def plan_retry(retry: Retry | None, attempt: int, outcome: Outcome, *, sent: bool,
+               rand: float) -> RetryPlan | None:
+    """The retry after attempt number `attempt` ended in `outcome`, or None to give up.
+
+        plan = plan_retry(Retry(), 1, overloaded, sent=True, rand=random.random())
+    """
+    if retry is None or attempt >= retry.attempts or not never_ran(outcome, sent=sent):
+        return None
+    delay = backoff_delay(retry, attempt, rand)
+    retry_after = outcome.retry_after if isinstance(outcome, TaskRejected) else None
+    return RetryPlan(delay=delay, cooldown=delay if retry_after is None else retry_after)
+
+
+def pick_lane(cool_until: Sequence[float], start: int, now: float,
+              avoid: int | None = None) -> int:
+    """The lane (a replica's stream) for the next attempt, round robin from `start`.
+
+    The first lane in rotation that is not cooling down at `now` and is not `avoid` (the
+    one that just refused); else `avoid` if it is not cooling; else whichever lane's
+    cooldown ends first (the caller waits for it). Never fails: with every replica
+    refusing, the task waits rather than giving up early, and `Retry.attempts` bounds that.
+    """
+    n = len(cool_until)
+    if n == 0:
+        raise ValueError("no lanes to pick from")
+    order = [(start + k) % n for k in range(n)]
+    for lane in order:
+        if lane != avoid and cool_until[lane] <= now:
+            return lane
+    if avoid is not None and 0 <= avoid < n and cool_until[avoid] <= now:
+        return avoid
+    return min(order, key=lambda lane: cool_until[lane])
 
 
 def _failed(task_id: str, failed: pb.Failed) -> TaskFailed:
@@ -168,7 +278,7 @@ def outcome_of_terminal(task_id: str, kind: str, event: Any, *,
         retry_after = (event.retry_after.ToNanoseconds() / 1e9
                        if event.HasField("retry_after") else None)
         return rejection_error(status_code(event.code), event.message, task_id=task_id,
-                               field=event.field, retry_after=retry_after)
+                               field=event.field, retry_after=retry_after, quota=event.quota)
     raise ValueError(f"not a terminal event: {kind!r}")
 
 

@@ -5,7 +5,7 @@
     │   ├── TaskFailed             the script threw, timed out, ran out of memory, …
     │   │   └── TaskTimeout        .reason == "TIMEOUT"
     │   ├── TaskCancelled          cancelled by us, by another caller or by the server
-    │   └── TaskRejected           never accepted; .code, .message, .field, .retry_after
+    │   └── TaskRejected           never accepted; .code, .message, .field, .retry_after, .quota
     │       ├── InvalidTask        the task itself is wrong: do not retry it as is
     │       └── Overloaded         capacity: retry after .retry_after seconds
     ├── TransportError             the call failed; .code, .details
@@ -27,6 +27,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 if TYPE_CHECKING:
     from zako_sdk.models import JsError, Timings
@@ -112,12 +114,13 @@ class TaskRejected(TaskError):
     """The server did not accept the task; it never ran."""
 
     def __init__(self, message: str, *, task_id: str, code: grpc.StatusCode,
-                 field: str = "", retry_after: float | None = None) -> None:
+                 field: str = "", retry_after: float | None = None, quota: str = "") -> None:
         super().__init__(f"{code.name}: {message}" if message else code.name, task_id=task_id)
         self.code = code
         self.message = message
         self.field = field
         self.retry_after = retry_after
+        self.quota = quota  # the limit that was hit, e.g. "tenant/acme/max_queued"
 
 
 class InvalidTask(TaskRejected):
@@ -185,7 +188,7 @@ def status_code(number: int) -> grpc.StatusCode:
 
 
 def rejection_error(code: grpc.StatusCode, message: str, *, task_id: str, field: str = "",
-                    retry_after: float | None = None) -> TaskRejected:
+                    retry_after: float | None = None, quota: str = "") -> TaskRejected:
     """The error for a task the server turned away, from a Rejected event or a Run status.
 
     A rejection that says UNAVAILABLE (a draining server) is capacity, not a broken
@@ -195,7 +198,34 @@ def rejection_error(code: grpc.StatusCode, message: str, *, task_id: str, field:
         cls: type[TaskRejected] = Overloaded
     else:
         cls = _REJECTION.get(code, TaskRejected)
-    return cls(message, task_id=task_id, code=code, field=field, retry_after=retry_after)
+    return cls(message, task_id=task_id, code=code, field=field, retry_after=retry_after,
+               quota=quota)
+
+
+def _rich_details(exc: grpc.RpcError) -> tuple[float | None, str]:
+    """RetryInfo's delay and QuotaFailure's subject from the status details, if present.
+
+    The server puts them in `grpc-status-details-bin` (google.rpc.Status) because a
+    unary call has no Rejected message to carry them. A malformed or mismatched blob is
+    ignored: the hint is advisory and must never turn into an error of its own.
+    """
+    if not callable(getattr(exc, "trailing_metadata", None)):
+        return None, ""
+    try:
+        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    except Exception:
+        return None, ""
+    retry_after, quota = None, ""
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            retry_after = info.retry_delay.ToNanoseconds() / 1e9
+        elif detail.Is(error_details_pb2.QuotaFailure.DESCRIPTOR):
+            failure = error_details_pb2.QuotaFailure()
+            detail.Unpack(failure)
+            quota = failure.violations[0].subject if failure.violations else ""
+    return retry_after, quota
 
 
 def map_rpc_error(exc: grpc.RpcError, *, task_id: str | None = None) -> ZakoError:
@@ -217,8 +247,14 @@ def map_rpc_error(exc: grpc.RpcError, *, task_id: str | None = None) -> ZakoErro
     if not isinstance(code, grpc.StatusCode):
         code = grpc.StatusCode.UNKNOWN
     error: ZakoError
-    if task_id is not None and code in _REJECTION:
-        error = rejection_error(code, details, task_id=task_id)
+    retry_after, quota = _rich_details(exc) if task_id is not None else (None, "")
+    # UNAVAILABLE on a task-carrying call is a rejection only when the server said so
+    # (with a RetryInfo: it is draining); bare, it is the transport failing, and then the
+    # task may or may not have reached a worker.
+    if task_id is not None and (code in _REJECTION or (
+            code is grpc.StatusCode.UNAVAILABLE and retry_after is not None)):
+        error = rejection_error(code, details, task_id=task_id, retry_after=retry_after,
+                                quota=quota)
     else:
         error = _TRANSPORT.get(code, RPCError)(details, code=code)
     error.__cause__ = exc

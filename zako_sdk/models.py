@@ -12,20 +12,25 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 
+if TYPE_CHECKING:
+    from zako_sdk.errors import ZakoError
+
 __all__ = [
     "USE_CLIENT_DEFAULT",
+    "ClusterStats",
     "ContextName",
     "HeapUsage",
     "JsError",
     "LogLine",
     "Resources",
     "Result",
+    "Retry",
     "TaskSpec",
     "Timings",
     "UseClientDefault",
@@ -213,3 +218,57 @@ class TaskSpec:
     resources: Resources | Mapping[str, Any] | None = None
     system_access: bool = False
     task_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How the clients resubmit a task that a server turned away without running it.
+
+        AsyncClient(["h1:50051", "h2:50051"], retry=Retry(attempts=5, backoff=0.2))
+        AsyncClient(target, retry=None)          # never resubmit (same as attempts=1)
+
+    Only rejections that prove the task never ran are retried: RESOURCE_EXHAUSTED (queue
+    or quota full) and UNAVAILABLE (a draining server), and tasks that never left this
+    client (a replica that could not be reached). A task that failed, was cancelled, or
+    whose stream broke after it was sent may have run, so it is never resent: for build
+    steps with side effects, "at most once" is the promise worth keeping.
+
+    `attempts` counts the first one. Before attempt n+1 the task waits
+    `backoff * 2**(n-1)` seconds (capped at `max_backoff`, spread by +-`jitter` as a
+    fraction so that many clients refused at once do not return in lockstep), and at
+    least the server's `retry_after` whenever it goes back to the replica that refused it.
+    """
+
+    attempts: int = 3
+    backoff: float = 0.1
+    max_backoff: float = 5.0
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"Retry.attempts must be at least 1, got {self.attempts}")
+        if self.backoff < 0 or self.max_backoff < 0:
+            raise ValueError("Retry.backoff and Retry.max_backoff must not be negative")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"Retry.jitter is a fraction in [0, 1], got {self.jitter}")
+
+
+@dataclass(frozen=True)
+class ClusterStats:
+    """Stats of every replica a client talks to, and their sum.
+
+        cluster = await client.stats_all()
+        print(cluster.total.tasks.completed)
+        for replica, stats in cluster.replicas.items():
+            print(replica, stats.pool.busy)
+
+    `total` is a StatsResponse of the same shape as one replica's (so the same field
+    paths, `jq` filters and dashboards work on it): counters, gauges, capacities and
+    histogram buckets are summed; per-resource and per-tenant rows are summed by name;
+    percentiles are re-estimated from the summed buckets; `uptime` is the longest.
+    `errors` names the replicas that did not answer (their numbers are not in `total`).
+    """
+
+    replicas: Mapping[str, pb.StatsResponse]
+    total: pb.StatsResponse
+    errors: Mapping[str, ZakoError] = field(default_factory=dict)
