@@ -137,6 +137,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("worker_rss_margin", _positive(parse_size),
            "resident memory a worker may use beyond its task's heap limit before it is "
            "killed (ArrayBuffers are outside V8's heap limit)"),
+    Option("health_listen", str,
+           "host:port for a plaintext grpc.health.v1-only server (for kubelet probes when the "
+           "main port serves TLS); empty: off"),
     Option("metrics_listen", str,
            "host:port for Prometheus /metrics over HTTP (empty: off), e.g. 0.0.0.0:9090"),
     Option("tracing", parse_bool,
@@ -184,6 +187,7 @@ class Settings:
     cancel_grace: float = 1.0
     worker_start_timeout: float = 30.0
     worker_rss_margin: int = 256 << 20
+    health_listen: str = ""
     metrics_listen: str = ""
     tracing: bool = False
     tls_cert: str = ""

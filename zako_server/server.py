@@ -70,7 +70,9 @@ class ZakoServer:
         self.metrics = Metrics()
         self.metrics.attach(self)
         self.port = 0
+        self.health_port = 0
         self._grpc: grpc.aio.Server | None = None
+        self._health_grpc: grpc.aio.Server | None = None
         self._stopped = asyncio.Event()
         self._shutdown_task: asyncio.Task[None] | None = None
 
@@ -105,6 +107,19 @@ class ZakoServer:
             raise OSError(f"cannot listen on {self.settings.listen}: {exc}") from exc
         await server.start()
         self._grpc = server
+        if self.settings.health_listen:
+            # Kubelet gRPC probes speak plaintext only: with TLS on the main port, health
+            # is also served here (same servicer, so drain shows on both).
+            health_only = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, health_only)
+            try:
+                self.health_port = health_only.add_insecure_port(self.settings.health_listen)
+            except RuntimeError as exc:
+                await self.shutdown(drain_grace=0)
+                raise OSError(f"cannot serve health on {self.settings.health_listen}: "
+                              f"{exc}") from exc
+            await health_only.start()
+            self._health_grpc = health_only
         if self.settings.metrics_listen:
             try:
                 self.metrics.serve(self.settings.metrics_listen)
@@ -142,6 +157,8 @@ class ZakoServer:
         if self._grpc is not None:
             # Streams get a moment to flush their last (terminal) events.
             await self._grpc.stop(grace=1.0)
+        if self._health_grpc is not None:
+            await self._health_grpc.stop(grace=0.5)
         await self.pool.close()
         await self.admission.aclose()
         self.metrics.close()

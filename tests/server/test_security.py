@@ -167,3 +167,19 @@ async def test_a_client_may_cancel_only_its_own_tenants_tasks(auth_server):
         assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
         await stub.Cancel(pb.CancelRequest(task_id="acme-loop"), metadata=as_acme)
         assert (await running).WhichOneof("outcome") == "cancelled"
+
+
+async def test_plaintext_health_port_beside_a_tls_main_port(server_factory, pki):
+    server = server_factory(tls_cert=pki["server.pem"], tls_key=pki["server.key"],
+                            health_listen="127.0.0.1:0")
+    assert server.server.health_port
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.server.health_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = await health.Check(health_pb2.HealthCheckRequest(service="zako.v1.Executor"))
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as exc:  # health only, nothing else
+            await run_one(channel)
+        assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        await asyncio.to_thread(server.call, server.server.health.enter_graceful_shutdown())
+        reply = await health.Check(health_pb2.HealthCheckRequest(service="zako.v1.Executor"))
+        assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
