@@ -55,6 +55,14 @@ def duration(seconds: float) -> Duration:
     return value
 
 
+def heap_usage(heap: dict[str, Any] | None) -> pb.HeapUsage:
+    """A worker's heap figures ({"used", "total", "limit"}, any may be missing)."""
+    heap = heap or {}
+    return pb.HeapUsage(used_bytes=int(heap.get("used") or 0),
+                        total_bytes=int(heap.get("total") or 0),
+                        limit_bytes=int(heap.get("limit") or 0))
+
+
 @dataclass(eq=False)
 class TaskRecord:
     """One accepted task: where it is, who owns it, and the one-shot terminal latch."""
@@ -267,10 +275,7 @@ class Engine:
     def _finish_from_worker(self, record: TaskRecord, done: dict[str, Any]) -> None:
         timings = record.timings(done.get("run_s"), float(done.get("cpu_s") or 0.0))
         self.run_time.observe(timings.run.ToTimedelta().total_seconds())
-        heap = done.get("heap") or {}
-        usage = pb.HeapUsage(used_bytes=int(heap.get("used", 0)),
-                             total_bytes=int(heap.get("total", 0)),
-                             limit_bytes=int(heap.get("limit", 0)))
+        usage = heap_usage(done.get("heap"))
         if done.get("ok"):
             result = pb.Result(value_json=done["value"], timings=timings, heap=usage)
             if record.finish(record.event(completed=pb.Completed(result=result))):

@@ -31,7 +31,7 @@ from grpc_status import rpc_status
 from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_server.config import Settings
-from zako_server.engine import Emit, Engine, duration, rejected_event, timestamp
+from zako_server.engine import Emit, Engine, duration, heap_usage, rejected_event, timestamp
 from zako_server.errors import (
     Overloaded,
     TaskNotFound,
@@ -249,12 +249,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             before, after = reply.get("before") or {}, reply.get("after") or {}
             response.workers.add(
                 worker_id=worker.id,
-                before=pb.HeapUsage(used_bytes=before.get("used", 0),
-                                    total_bytes=before.get("total", 0),
-                                    limit_bytes=before.get("limit", 0)),
-                after=pb.HeapUsage(used_bytes=after.get("used", 0),
-                                   total_bytes=after.get("total", 0),
-                                   limit_bytes=after.get("limit", 0)),
+                before=heap_usage(before), after=heap_usage(after),
                 rss_before_bytes=int(reply.get("rss_before", 0)),
                 rss_after_bytes=int(reply.get("rss_after", 0)))
             response.total_freed_bytes += max(before.get("used", 0) - after.get("used", 0), 0)
@@ -303,13 +298,10 @@ class ExecutorService(pb_grpc.ExecutorServicer):
 
     @staticmethod
     def _worker(worker: WorkerHandle) -> pb.WorkerStats:
-        heap = worker.last_heap
         return pb.WorkerStats(
             worker_id=worker.id, pid=worker.pid, state=worker.state, tasks_run=worker.tasks_run,
             rss_bytes=worker.rss(),
-            last_heap=pb.HeapUsage(used_bytes=int(heap.get("used", 0)),
-                                   total_bytes=int(heap.get("total", 0)),
-                                   limit_bytes=int(heap.get("limit", 0))))
+            last_heap=heap_usage(worker.last_heap))
 
     def _system(self) -> pb.SystemStats:
         machine = self.settings.machine
