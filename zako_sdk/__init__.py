@@ -9,6 +9,9 @@
     async with zako_sdk.AsyncClient() as client:
         results = await client.batch(zako_sdk.TaskSpec(src, input=n) for n in range(100))
 
+    # several replicas (or "dns:///zako-headless:50051"); refused tasks go elsewhere
+    zako_sdk.Client(["zako-0:50051", "zako-1:50051"], retry=zako_sdk.Retry(attempts=5))
+
 `AsyncClient` is the core; `Client` is its blocking face. Errors are in `zako_sdk.errors`
 (all re-exported here); value objects in `zako_sdk.models`.
 """
@@ -34,11 +37,13 @@ from zako_sdk.errors import (
 )
 from zako_sdk.models import (
     USE_CLIENT_DEFAULT,
+    ClusterStats,
     HeapUsage,
     JsError,
     LogLine,
     Resources,
     Result,
+    Retry,
     TaskSpec,
     Timings,
     UseClientDefault,
@@ -49,6 +54,7 @@ __all__ = [
     "AsyncClient",
     "Client",
     "ClientClosed",
+    "ClusterStats",
     "DeadlineExceeded",
     "HeapUsage",
     "InvalidTask",
@@ -59,6 +65,7 @@ __all__ = [
     "RPCError",
     "Resources",
     "Result",
+    "Retry",
     "SyncTaskHandle",
     "TaskCancelled",
     "TaskError",

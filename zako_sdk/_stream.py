@@ -1,13 +1,19 @@
 """The multiplexed Submit stream under AsyncClient, and the handle of one task on it.
 
-    submit() ──▶ outbox queue ──▶ writer task ──▶ Submit call (one bidi stream)
+    place() ──▶ outbox queue ──▶ writer task ──▶ Submit call (one bidi stream per replica)
                                                         │ events tagged by task id
-    TaskHandle ◀── resolve ◀── TaskEvents.apply ◀── reader task
+    TaskHandle ◀── _ended ◀── TaskEvents.apply ◀── reader task
+         │  rejected for capacity, or never written
+         └──▶ owner.retry ──▶ another attempt, maybe on another replica (_replicas.py)
 
 Writes go through a single writer task because grpc.aio cancels the whole call when a
 `write()` is interrupted; one impatient caller must not take down everyone's stream.
-When the stream breaks, every task on it fails with the mapped error and the client
-opens a fresh stream on the next submit.
+When the stream breaks, every task on it ends with the mapped error, except those the
+writer had not yet taken from the outbox: they never left this client, so they may be
+retried elsewhere. The client opens a fresh stream on the next submit.
+
+A handle outlives its attempts: its future resolves once, with the final outcome, and
+its in-band cancel always goes to the stream (so the replica) of the current attempt.
 """
 
 from __future__ import annotations
@@ -15,21 +21,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
 from zako_sdk._base import (
     Outcome,
     TaskEvents,
+    never_ran,
     unwrap,
 )
 from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_sdk.errors import (
     ClientClosed,
-    InvalidTask,
     RPCError,
+    TaskCancelled,
     Unavailable,
     ZakoError,
     map_rpc_error,
@@ -39,6 +46,9 @@ from zako_sdk.models import (
     Result,
 )
 
+if TYPE_CHECKING:
+    from zako_sdk._replicas import Lane
+
 __all__ = ["OnLog", "TaskHandle"]
 
 logger = logging.getLogger("zako_sdk")
@@ -46,21 +56,38 @@ logger = logging.getLogger("zako_sdk")
 OnLog = Callable[[LogLine], object]
 
 
+class _Owner(Protocol):
+    """What places a handle's attempts and decides on retries (a StreamSet)."""
+
+    def retry(self, handle: TaskHandle, outcome: Outcome, *, sent: bool) -> bool: ...
+
+
 class TaskHandle:
     """A task in flight on a Submit stream.
 
         handle = await client.submit("module.exports = () => 42")
-        print(handle.task_id, handle.logs)
+        print(handle.task_id, handle.replica, handle.logs)
         result = await handle          # or: await handle.result()
         await other.cancel("not needed any more")
+
+    If a replica turns the task away for capacity, the client may send it again (same
+    id), possibly to another replica; the handle follows it and resolves once.
     """
 
-    def __init__(self, task_id: str, stream: _SubmitStream, on_log: OnLog | None) -> None:
-        self._stream = stream
-        self._events = TaskEvents(task_id, on_log)
+    def __init__(self, task: pb.Task, on_log: OnLog | None,
+                 owner: _Owner | None = None) -> None:
+        self._task = task
+        self._on_log = on_log
+        self._owner = owner
+        self._events = TaskEvents(task.id, on_log)
         # The future holds the outcome, never an exception: a handle nobody awaits then
         # produces no "exception was never retrieved" noise, and batch() can inspect it.
         self._future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._stream: _SubmitStream | None = None  # the current attempt's, while it lasts
+        self._lane: Lane | None = None  # where the current (or last) attempt went
+        self._attempts = 0
+        self._cancel_reason: str | None = None
+        self._waiting: asyncio.Task[None] | None = None  # a retry waiting for its turn
 
     @property
     def task_id(self) -> str:
@@ -75,6 +102,16 @@ class TaskHandle:
     def worker_id(self) -> str | None:
         """The worker running the task, once it started."""
         return self._events.worker_id
+
+    @property
+    def replica(self) -> str | None:
+        """The target the task was last sent to (with several replicas, the one that has it)."""
+        return None if self._lane is None else self._lane.replica.target
+
+    @property
+    def attempts(self) -> int:
+        """How many times the task was sent (more than 1 after retries)."""
+        return self._attempts
 
     def done(self) -> bool:
         return self._future.done()
@@ -97,8 +134,35 @@ class TaskHandle:
         self._cancel_nowait(reason)
 
     def _cancel_nowait(self, reason: str) -> None:
-        if not self._future.done():
+        if self._future.done():
+            return
+        self._cancel_reason = reason
+        if self._stream is not None:
             self._stream.cancel(self.task_id, reason)
+            return
+        # Between attempts no server holds the task, so the cancel is ours to complete.
+        if self._waiting is not None:
+            self._waiting.cancel()
+        self._resolve(TaskCancelled(task_id=self.task_id, reason=reason or "cancelled",
+                                    was_running=False))
+
+    def _ended(self, outcome: Outcome, *, sent: bool) -> None:
+        """The current attempt is over: resolve the handle, or let the owner retry it.
+
+        `sent` is False when the task never left this client (the stream broke before
+        the writer took it, or the replica could not be reached).
+        """
+        self._stream = None
+        if self._future.done():
+            return
+        if self._cancel_reason is not None:
+            if never_ran(outcome, sent=sent):
+                outcome = TaskCancelled(task_id=self.task_id, was_running=False,
+                                        reason=self._cancel_reason or "cancelled")
+        elif self._owner is not None and self._owner.retry(self, outcome, sent=sent):
+            self._events = TaskEvents(self.task_id, self._on_log)
+            return
+        self._resolve(outcome)
 
     def _resolve(self, outcome: Outcome) -> None:
         if not self._future.done():
@@ -117,6 +181,7 @@ class _SubmitStream:
         self._call = stub.Submit(metadata=metadata)
         self._outbox: asyncio.Queue[pb.SubmitRequest | None] = asyncio.Queue()
         self._handles: dict[str, TaskHandle] = {}
+        self._unsent: set[str] = set()  # in the outbox, not yet taken by the writer
         self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
         self.error: ZakoError | None = None  # set once: why the stream is no longer usable
         self._writer = asyncio.create_task(self._write_loop(), name="zako-submit-writer")
@@ -126,24 +191,26 @@ class _SubmitStream:
     def closed(self) -> bool:
         return self.error is not None
 
-    async def submit(self, task: pb.Task, on_log: OnLog | None) -> TaskHandle:
+    async def submit(self, handle: TaskHandle) -> None:
+        """Send the handle's task on this stream (after waiting for a slot, if capped).
+
+        Raises the stream's error if it broke meanwhile; the task then never left.
+        """
         if self._slots is not None:
             await self._slots.acquire()
-        try:
+        if self.error is not None or handle.done():
+            self._release()
             if self.error is not None:
                 raise self.error
-            if task.id in self._handles:
-                # Events are routed by id, so two live tasks with one id cannot be told apart.
-                raise InvalidTask(f"task id {task.id!r} is already in flight on this stream",
-                                  task_id=task.id, code=grpc.StatusCode.ALREADY_EXISTS,
-                                  field="task.id")
-        except BaseException:
-            self._release()
-            raise
-        handle = TaskHandle(task.id, self, on_log)
-        self._handles[task.id] = handle
-        self._outbox.put_nowait(pb.SubmitRequest(task=task))
-        return handle
+            return  # cancelled while it waited for the slot
+        task_id = handle.task_id
+        self._handles[task_id] = handle
+        self._unsent.add(task_id)
+        handle._stream = self
+        self._outbox.put_nowait(pb.SubmitRequest(task=handle._task))
+
+    def pending(self, task_id: str) -> bool:
+        return task_id in self._handles
 
     def cancel(self, task_id: str, reason: str) -> None:
         if self.error is None and task_id in self._handles:
@@ -157,6 +224,10 @@ class _SubmitStream:
     async def _write_loop(self) -> None:
         try:
             while (request := await self._outbox.get()) is not None:
+                if request.HasField("task"):
+                    # From here on the server may have the task: it is no longer ours
+                    # to resend (a write can fail after the bytes went out).
+                    self._unsent.discard(request.task.id)
                 await self._call.write(request)
             await self._call.done_writing()
         except (grpc.RpcError, asyncio.InvalidStateError):
@@ -197,8 +268,8 @@ class _SubmitStream:
             return
         if outcome is not None:
             del self._handles[event.task_id]
-            handle._resolve(outcome)
             self._release()
+            handle._ended(outcome, sent=True)
 
     def _fail(self, error: ZakoError) -> None:
         if self.error is not None:
@@ -206,9 +277,10 @@ class _SubmitStream:
         self.error = error
         self._writer.cancel()
         handles, self._handles = list(self._handles.values()), {}
+        unsent, self._unsent = self._unsent, set()
         for handle in handles:
-            handle._resolve(error)
             self._release()
+            handle._ended(error, sent=handle.task_id not in unsent)
 
     async def finish(self, grace: float = 5.0) -> None:
         """Half-close and let the server end the stream; then make sure it is gone."""

@@ -15,21 +15,23 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, overload
 
 import grpc
 
 from zako_sdk._base import DEFAULT_TARGET, Metadata, Outcome, unwrap
 from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_sdk.client import AsyncClient, OnLog, TaskHandle
+from zako_sdk.client import DEFAULT_RETRY, AsyncClient, OnLog, TaskHandle
 from zako_sdk.errors import ClientClosed, ZakoError
 from zako_sdk.models import (
     USE_CLIENT_DEFAULT,
+    ClusterStats,
     ContextName,
     LogLine,
     Resources,
     Result,
+    Retry,
     TaskSpec,
     UseClientDefault,
 )
@@ -59,6 +61,16 @@ class SyncTaskHandle:
         """A snapshot of the lines printed so far (the live list belongs to the loop thread)."""
         return list(self._handle.logs)
 
+    @property
+    def replica(self) -> str | None:
+        """The target the task was last sent to."""
+        return self._handle.replica
+
+    @property
+    def attempts(self) -> int:
+        """How many times the task was sent (more than 1 after retries)."""
+        return self._handle.attempts
+
     def done(self) -> bool:
         return self._handle.done()
 
@@ -80,23 +92,27 @@ class SyncTaskHandle:
 
 
 class Client:
-    """Runs JavaScript on a Zako server, blocking; same options and semantics as AsyncClient.
+    """Runs JavaScript on Zako servers, blocking; same options and semantics as AsyncClient.
 
         with Client("127.0.0.1:50051") as client:
             print(client.run("module.exports = (x) => x + 1", input=41).value)
 
+        Client(["zako-0:50051", "zako-1:50051"], tenant="acme", retry=Retry(attempts=5))
+
     Safe to share between threads. `on_log` callbacks run on the client's own thread.
     """
 
-    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float | None = None,
-                 call_timeout: float | None = 60.0, metadata: Metadata | None = None,
+    def __init__(self, target: str | Sequence[str] = DEFAULT_TARGET, *,
+                 timeout: float | None = None, call_timeout: float | None = 60.0,
+                 metadata: Metadata | None = None,
                  credentials: grpc.ChannelCredentials | None = None,
                  options: Iterable[tuple[str, Any]] | None = None,
-                 max_in_flight: int | None = None) -> None:
-        # AsyncClient creates its channel on first use, i.e. on the loop thread: good.
+                 max_in_flight: int | None = None, retry: Retry | None = DEFAULT_RETRY,
+                 tenant: str | None = None) -> None:
+        # AsyncClient creates its channels on first use, i.e. on the loop thread: good.
         self._async = AsyncClient(target, timeout=timeout, call_timeout=call_timeout,
                                   metadata=metadata, credentials=credentials, options=options,
-                                  max_in_flight=max_in_flight)
+                                  max_in_flight=max_in_flight, retry=retry, tenant=tenant)
         self._loop = asyncio.new_event_loop()
         self._lock = threading.Lock()
         self._closed = False
@@ -212,15 +228,20 @@ class Client:
         return self._call(lambda: self._async.batch(specs, return_exceptions=return_exceptions))
 
     def cancel(self, task_id: str, reason: str = "") -> pb.CancelResponse:
-        """Cancel a queued or running task by id.
+        """Cancel a queued or running task by id: on the replica this client sent it to,
+        else on whichever replica has it (see AsyncClient.cancel).
 
             client.cancel(task_id, "superseded")
         """
         return self._call(lambda: self._async.cancel(task_id, reason))
 
     def stats(self) -> pb.StatsResponse:
-        """A snapshot of the server. `client.stats().queue.depth`"""
+        """A snapshot of the (first) server. `client.stats().queue.depth`"""
         return self._call(self._async.stats)
+
+    def stats_all(self) -> ClusterStats:
+        """Stats of every replica and their sum. `client.stats_all().total.pool.busy`"""
+        return self._call(self._async.stats_all)
 
     def gc(self) -> pb.BroadcastGCResponse:
         """Collect garbage on every worker. `client.gc().total_freed_bytes`"""
@@ -233,6 +254,10 @@ class Client:
     @property
     def target(self) -> str:
         return self._async.target
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return self._async.targets
 
     @property
     def closed(self) -> bool:

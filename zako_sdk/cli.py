@@ -2,6 +2,8 @@
 
     zako run build.js --input '{"target": "x86_64"}'     # value as JSON on stdout
     zako stats | jq .pool
+    zako stats --all --target zako-0:50051,zako-1:50051 | jq .total.tasks
+    zako cancel 3f2a… --target dns:///zako-headless:50051   # asks every replica
 
 stdout carries only the answer (JSON) so it can be piped; the task's console lines and
 every error go to stderr. It is built on the sync `Client`, which keeps its own event
@@ -44,6 +46,11 @@ _EPILOG = f"""exit status:
   {EXIT_UNAVAILABLE}    the server could not be reached, or the call failed
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); a running task is cancelled
 
+targets:
+  host:port                one server
+  h1:port,h2:port          several replicas; tasks are spread over them
+  dns:///name:port         every address of a DNS name (e.g. a headless Service)
+
 environment:
   ZAKO_TARGET  default for --target (else {DEFAULT_TARGET})
 """
@@ -64,7 +71,8 @@ def build_parser(default_target: str) -> argparse.ArgumentParser:
     """The argument parser; `default_target` comes from the environment, read once in main."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--target", default=default_target,
-                        help=f"server address host:port (default: {default_target})")
+                        help="server address host:port, a comma-separated list of replicas, "
+                             f"or dns:///name:port (default: {default_target})")
     parser = argparse.ArgumentParser(
         prog="zako", description="Run JavaScript on a Zako server.", epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,10 +106,14 @@ def build_parser(default_target: str) -> argparse.ArgumentParser:
     output.add_argument("--full", action="store_true",
                         help="print the whole result: value, logs, timings, heap, worker")
 
-    commands.add_parser("stats", parents=[common], help="print the server's stats as JSON")
+    stats = commands.add_parser("stats", parents=[common],
+                                help="print the server's stats as JSON")
+    stats.add_argument("--all", action="store_true",
+                       help="ask every replica; print each one's stats and their sum")
     commands.add_parser("gc", parents=[common], help="collect garbage on every worker")
     commands.add_parser("capabilities", parents=[common], help="print what the server accepts")
-    cancel = commands.add_parser("cancel", parents=[common], help="cancel a task by id")
+    cancel = commands.add_parser("cancel", parents=[common],
+                                 help="cancel a task by id (asks every replica)")
     cancel.add_argument("task_id", metavar="ID")
     cancel.add_argument("--reason", default="cancelled from the zako CLI")
     return parser
@@ -155,12 +167,34 @@ def _run(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _print_message(message: Message, out: TextIO) -> None:
+def _to_json(message: Message) -> str:
     # Zeros printed (a busy count of 0 is an answer) and int64 as numbers where exact, so
     # `jq '.pool.busy > 0'` works without the proto3 JSON habit of quoting 64-bit ints.
-    print(json_format.MessageToJson(message, preserving_proto_field_name=True,
-                                    always_print_fields_with_no_presence=True, indent=2,
-                                    unquote_int64_if_possible=True), file=out)
+    return json_format.MessageToJson(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True, indent=2,
+                                     unquote_int64_if_possible=True)
+
+
+def _print_message(message: Message, out: TextIO) -> None:
+    print(_to_json(message), file=out)
+
+
+def _stats_all(client: Client, out: TextIO) -> int:
+    """`zako stats --all`: {"total": …, "replicas": {target: …}, "errors": {target: "…"}}.
+
+    Printed even when some replica did not answer (the rest is still worth seeing);
+    the exit status then says the picture is incomplete.
+    """
+    cluster = client.stats_all()
+    document = {"total": json.loads(_to_json(cluster.total)),
+                "replicas": {name: json.loads(_to_json(stats))
+                             for name, stats in cluster.replicas.items()},
+                "errors": {name: str(error) for name, error in cluster.errors.items()}}
+    print(json.dumps(document, indent=2), file=out)
+    for name, error in cluster.errors.items():
+        print(f"zako: replica {name} did not answer: {error}", file=sys.stderr)
+    return EXIT_UNAVAILABLE if cluster.errors else EXIT_OK
+
 
 
 _ADMIN: dict[str, Callable[[Client, argparse.Namespace], Message]] = {
@@ -204,9 +238,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a usage error argparse already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        with Client(args.target) as client:
+        client = Client(args.target)
+    except ValueError as exc:  # e.g. an empty --target
+        print(f"zako: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with client:
             if args.command == "run":
                 return _run(client, args, sys.stdout)
+            if args.command == "stats" and args.all:
+                return _stats_all(client, sys.stdout)
             _print_message(_ADMIN[args.command](client, args), sys.stdout)
             return EXIT_OK
     except UsageError as exc:

@@ -1,20 +1,22 @@
 """AsyncClient: the core of the SDK, on grpc.aio.
 
-    submit() ──▶ outbox queue ──▶ writer task ──▶ Submit call (one bidi stream)
-                                                        │ events tagged by task id
-    TaskHandle ◀── resolve ◀── TaskEvents.apply ◀── reader task
+    submit() ──▶ StreamSet.place ──▶ a replica's Submit stream (one bidi stream each)
+                                            │ events tagged by task id
+    TaskHandle ◀── resolve / retry ◀────────┘
 
-One long-lived Submit stream per client carries every `submit()`/`run()`: tasks are
+One long-lived Submit stream per replica carries every `submit()`/`run()`: tasks are
 multiplexed by id and cancels go in-band, so a task costs one message, not a call.
-The stream itself and the task handles live in `_stream.py`. `batch()` opens a stream
-of its own (see there).
+With several replicas, tasks go round robin; one turned away for capacity is sent again
+elsewhere (`Retry`). The stream and the handles live in `_stream.py`, replicas and
+placement in `_replicas.py`. `batch()` opens streams of its own (see there).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+import random
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, overload
 
 import grpc
@@ -24,30 +26,38 @@ from zako_sdk._base import (
     Metadata,
     Outcome,
     build_task,
-    channel_options,
     metadata_tuple,
     outcome_of_run,
+    plan_retry,
     unwrap,
 )
 from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
-from zako_sdk._stream import OnLog, TaskHandle, _SubmitStream
+from zako_sdk._replicas import Cluster, Lane, StreamSet, cancelled_locally, first_cancel
+from zako_sdk._stats import sum_stats
+from zako_sdk._stream import OnLog, TaskHandle
+from zako_sdk._targets import parse_targets
 from zako_sdk.errors import (
     ClientClosed,
+    RPCError,
+    Unavailable,
     ZakoError,
     map_rpc_error,
 )
 from zako_sdk.models import (
     USE_CLIENT_DEFAULT,
+    ClusterStats,
     ContextName,
     Resources,
     Result,
+    Retry,
     TaskSpec,
     UseClientDefault,
 )
 
 __all__ = ["AsyncClient", "TaskHandle"]
 
+DEFAULT_RETRY = Retry()
 
 
 @contextlib.contextmanager
@@ -60,64 +70,65 @@ def _translate(task_id: str | None = None) -> Iterator[None]:
 
 
 class AsyncClient:
-    """Runs JavaScript on a Zako server; the asyncio core of the SDK.
+    """Runs JavaScript on Zako servers; the asyncio core of the SDK.
 
         async with AsyncClient("127.0.0.1:50051") as client:
             result = await client.run("module.exports = (x) => x + 1", input=41)
             assert result.value == 42
 
+        AsyncClient(["zako-0:50051", "zako-1:50051"])    # or "zako-0:50051,zako-1:50051"
+        AsyncClient("dns:///zako-headless.ns.svc:50051")  # every address of the name
+
+    With several targets, tasks are spread round robin over the replicas (one channel and
+    one shared Submit stream each); with a dns:/// name, gRPC's round_robin spreads them
+    over its addresses. `retry` says how tasks a replica refused for capacity (or that
+    could not be delivered) are resent, to another replica when there is one; None
+    disables it. `tenant` sets the x-zako-tenant header the server's quotas count by.
+
     `timeout` is the default task timeout in seconds (None: the server's default);
     `call_timeout` bounds the small unary calls (cancel, stats, gc, capabilities).
     `max_in_flight` caps the tasks in flight per stream on this side: `submit()` waits for
     a slot (None: no cap here; the server rejects past its own `max_tasks_per_stream`).
-    The gRPC channel is created on first use and belongs to that event loop.
+    The gRPC channels are created on first use and belong to that event loop.
     """
 
-    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float | None = None,
-                 call_timeout: float | None = 60.0, metadata: Metadata | None = None,
+    def __init__(self, target: str | Sequence[str] = DEFAULT_TARGET, *,
+                 timeout: float | None = None, call_timeout: float | None = 60.0,
+                 metadata: Metadata | None = None,
                  credentials: grpc.ChannelCredentials | None = None,
                  options: Iterable[tuple[str, Any]] | None = None,
-                 max_in_flight: int | None = None) -> None:
-        self.target = target
+                 max_in_flight: int | None = None, retry: Retry | None = DEFAULT_RETRY,
+                 tenant: str | None = None) -> None:
+        self.targets = parse_targets(target)
+        self.target = ",".join(self.targets)
         self.timeout = timeout
         self.call_timeout = call_timeout
-        self._metadata = metadata_tuple(metadata)
-        self._credentials = credentials
-        self._options = channel_options(options)
+        self.retry = retry
+        self._metadata = metadata_tuple(metadata, tenant)
         self._max_in_flight = max_in_flight
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: pb_grpc.ExecutorStub | None = None
-        self._shared: _SubmitStream | None = None
-        self._streams: set[_SubmitStream] = set()
+        self._cluster = Cluster(self.targets, credentials=credentials, options=options)
+        self._shared = self._stream_set()
+        self._batches: set[StreamSet] = set()
         self._closed = False
 
-    def _get_stub(self) -> pb_grpc.ExecutorStub:
+    def _stream_set(self) -> StreamSet:
+        return StreamSet(self._cluster, metadata=self._metadata,
+                         max_in_flight=self._max_in_flight, retry=self.retry)
+
+    def _check_open(self) -> None:
         if self._closed:
             raise ClientClosed("this client is closed")
-        if self._stub is None:
-            if self._credentials is None:
-                self._channel = grpc.aio.insecure_channel(self.target, options=self._options)
-            else:
-                self._channel = grpc.aio.secure_channel(self.target, self._credentials,
-                                                        options=self._options)
-            self._stub = pb_grpc.ExecutorStub(self._channel)
-        return self._stub
-
-    def _open_stream(self) -> _SubmitStream:
-        stream = _SubmitStream(self._get_stub(), self._metadata, self._max_in_flight)
-        self._streams.add(stream)
-        return stream
-
-    def _shared_stream(self) -> _SubmitStream:
-        if self._shared is None or self._shared.closed:
-            if self._shared is not None:
-                self._streams.discard(self._shared)
-            self._shared = self._open_stream()
-        return self._shared
 
     async def _submit(self, spec: TaskSpec, on_log: OnLog | None = None) -> TaskHandle:
         task = build_task(spec, default_timeout=self.timeout)
-        return await self._shared_stream().submit(task, on_log)
+        self._check_open()
+        handle = self._shared.admit(task, on_log)
+        try:
+            await self._shared.place(handle)
+        except BaseException:
+            handle._cancel_nowait("the caller stopped waiting")
+            raise
+        return handle
 
     async def _run(self, spec: TaskSpec, on_log: OnLog | None = None) -> Result:
         handle = await self._submit(spec, on_log)
@@ -129,10 +140,31 @@ class AsyncClient:
 
     async def _run_unary(self, spec: TaskSpec) -> Result:
         task = build_task(spec, default_timeout=self.timeout)
-        with _translate(task_id=task.id):
-            response = await self._get_stub().Run(pb.RunRequest(task=task),
-                                                  metadata=self._metadata)
-        return unwrap(outcome_of_run(response))
+        self._check_open()
+        lanes = await self._cluster.lanes()
+        lane = self._cluster.pick(lanes)
+        attempt = 1
+        while True:
+            outcome, sent = await self._run_once(lane, task)
+            plan = plan_retry(self.retry, attempt, outcome, sent=sent, rand=random.random())
+            if plan is None:
+                return unwrap(outcome)
+            self._cluster.cool(lane, plan.cooldown)
+            lane = await self._cluster.next_lane(plan.delay, avoid=lane)
+            attempt += 1
+            self._check_open()
+
+    async def _run_once(self, lane: Lane, task: pb.Task) -> tuple[Outcome, bool]:
+        """One Run call: the outcome, and whether the task may have left this client."""
+        if not await lane.replica.ready():
+            return Unavailable(f"cannot connect to {lane.replica.target}",
+                               code=grpc.StatusCode.UNAVAILABLE), False
+        try:
+            response = await lane.replica.stub.Run(pb.RunRequest(task=task),
+                                                   metadata=self._metadata)
+        except grpc.RpcError as exc:
+            return map_rpc_error(exc, task_id=task.id), True
+        return outcome_of_run(response), True
 
     async def run(self, source: str, *, input: Any = None, context: ContextName | str = "build",
                   timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
@@ -206,15 +238,17 @@ class AsyncClient:
         known when one arrives) is raised and the rest of the batch is cancelled; with
         True, each failed task's error takes its place in the list.
 
-        The batch gets a stream of its own, so that giving up on it is one act: closing
-        that stream makes the server cancel whatever of the batch is still queued or
-        running, without touching tasks submitted elsewhere on this client.
+        The batch gets streams of its own (one per replica; tasks go round robin), so
+        that giving up on it is one act: closing them makes the servers cancel whatever
+        of the batch is still queued or running, and nothing else of this client's.
         """
         specs = list(tasks)
         if not specs:
             return []
         builds = [build_task(spec, default_timeout=self.timeout) for spec in specs]
-        stream = self._open_stream()
+        self._check_open()
+        streams = self._stream_set()
+        self._batches.add(streams)
         settled = asyncio.Event()
         remaining = len(specs)
 
@@ -230,43 +264,101 @@ class AsyncClient:
             for task in builds:
                 if settled.is_set():
                     break
-                handle = await stream.submit(task, None)
+                handle = streams.admit(task, None)
                 handle._future.add_done_callback(on_done)
                 handles.append(handle)
+                await streams.place(handle)
             await settled.wait()
             outcomes = [h._future.result() for h in handles if h.done()]
             if return_exceptions:
                 return outcomes
             return [unwrap(outcome) for outcome in outcomes]
         finally:
-            self._streams.discard(stream)
+            self._batches.discard(streams)
             if all(h.done() for h in handles) and len(handles) == len(builds):
-                await stream.finish()
+                await streams.finish()
             else:
-                await stream.aclose(ClientClosed("the batch was abandoned"))
+                await streams.aclose(ClientClosed("the batch was abandoned"))
 
-    async def _unary(self, method: str, request: Any) -> Any:
+    async def _unary(self, method: str, request: Any,
+                     stub: pb_grpc.ExecutorStub | None = None) -> Any:
+        self._check_open()
+        stub = stub or self._cluster.replicas[0].stub
         with _translate():
-            return await getattr(self._get_stub(), method)(
+            return await getattr(stub, method)(
                 request, timeout=self.call_timeout, metadata=self._metadata)
+
+    def _find(self, task_id: str) -> TaskHandle | None:
+        for streams in (self._shared, *self._batches):
+            handle = streams.handles.get(task_id)
+            if handle is not None and not handle.done():
+                return handle
+        return None
 
     async def cancel(self, task_id: str, reason: str = "") -> pb.CancelResponse:
         """Cancel a queued or running task by id (unary Cancel; RPCError NOT_FOUND if none).
 
             await client.cancel("3f2a…", "superseded")
+
+        A task this client sent goes to the replica it was sent to; any other id is asked
+        of every replica, and the cancel succeeds if one of them had it. A task waiting
+        here between attempts is cancelled on the spot (previous state QUEUED).
         """
-        return await self._unary("Cancel", pb.CancelRequest(task_id=task_id, reason=reason))
+        request = pb.CancelRequest(task_id=task_id, reason=reason)
+        handle = self._find(task_id)
+        if handle is not None:
+            stream = handle._stream
+            if stream is None:
+                handle._cancel_nowait(reason)
+                return cancelled_locally()
+            lane = handle._lane
+            if lane is not None and not lane.replica.balanced:
+                try:
+                    return await self._unary("Cancel", request, lane.replica.stub)
+                except RPCError as exc:
+                    # Not on the server (not yet written, or just finished) while our
+                    # stream still holds it: the in-band cancel settles it either way.
+                    if exc.code is not grpc.StatusCode.NOT_FOUND or not stream.pending(task_id):
+                        raise
+                    handle._cancel_nowait(reason)
+                    return cancelled_locally()
+        return first_cancel(await self._fan_out("Cancel", request))
+
+    async def _fan_out(self, method: str, request: Any) -> dict[str, Any]:
+        self._check_open()
+        return await self._cluster.fan_out(method, request, metadata=self._metadata,
+                                           timeout=self.call_timeout)
 
     async def stats(self) -> pb.StatsResponse:
-        """A snapshot of the pool, queue and task counters. `(await client.stats()).pool.busy`"""
+        """A snapshot of the pool, queue and task counters of the first target (see
+        `stats_all()` for every replica). `(await client.stats()).pool.busy`"""
         return await self._unary("Stats", pb.StatsRequest())
 
+    async def stats_all(self) -> ClusterStats:
+        """Stats of every replica (a dns:/// name: of every address) and their sum.
+
+            cluster = await client.stats_all()
+            print(cluster.total.queue.depth, sorted(cluster.replicas))
+
+        Replicas that do not answer are listed in `errors`; if none answers, the first
+        error is raised.
+        """
+        answers = await self._fan_out("Stats", pb.StatsRequest())
+        replicas = {k: v for k, v in answers.items() if isinstance(v, pb.StatsResponse)}
+        errors = {k: v for k, v in answers.items() if isinstance(v, ZakoError)}
+        if not replicas:
+            raise next(iter(errors.values()))
+        return ClusterStats(replicas=replicas, total=sum_stats(list(replicas.values())),
+                            errors=errors)
+
     async def gc(self) -> pb.BroadcastGCResponse:
-        """Collect garbage on every worker. `(await client.gc()).total_freed_bytes`"""
+        """Collect garbage on every worker of the first target.
+        `(await client.gc()).total_freed_bytes`"""
         return await self._unary("BroadcastGC", pb.BroadcastGCRequest())
 
     async def capabilities(self) -> pb.CapabilitiesResponse:
-        """Limits, context kinds, priorities, versions. `(await client.capabilities()).limits`"""
+        """Limits, context kinds, priorities, versions (of the first target).
+        `(await client.capabilities()).limits`"""
         return await self._unary("Capabilities", pb.CapabilitiesRequest())
 
     @property
@@ -279,11 +371,10 @@ class AsyncClient:
         if self._closed:
             return
         self._closed = True
-        streams, self._streams, self._shared = list(self._streams), set(), None
-        for stream in streams:
-            await stream.aclose(ClientClosed("the client was closed"))
-        if self._channel is not None:
-            await self._channel.close()
+        sets, self._batches = [self._shared, *self._batches], set()
+        for streams in sets:
+            await streams.aclose(ClientClosed("the client was closed"))
+        await self._cluster.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         if self._closed:

@@ -6,6 +6,8 @@ import pickle
 
 import grpc
 import pytest
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from zako_sdk import (
     ClientClosed,
@@ -120,3 +122,48 @@ def test_errors_survive_pickling_between_processes():
         copy = pickle.loads(pickle.dumps(error))
         assert type(copy) is type(error) and str(copy) == str(error)
         assert copy.__dict__ == error.__dict__
+
+
+class RichRpcError(FakeRpcError):
+    """A failed call whose trailers carry a google.rpc.Status, as the server sends them."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, *rich: object) -> None:
+        super().__init__(code, details)
+        packed = []
+        for message in rich:
+            detail = any_pb2.Any()
+            detail.Pack(message)
+            packed.append(detail)
+        status = status_pb2.Status(code=code.value[0], message=details, details=packed)
+        self._trailers = (("grpc-status-details-bin", status.SerializeToString()),)
+
+    def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
+        return self._trailers
+
+
+def test_retry_info_and_quota_failure_reach_the_rejection():
+    retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(nanos=500_000_000))
+    quota = error_details_pb2.QuotaFailure(violations=[
+        error_details_pb2.QuotaFailure.Violation(subject="tenant/acme/max_queued")])
+    error = map_rpc_error(RichRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "full", retry,
+                                       quota), task_id="t1")
+    assert type(error) is Overloaded
+    assert error.retry_after == 0.5 and error.quota == "tenant/acme/max_queued"
+
+
+def test_unavailable_with_retry_info_on_run_is_a_draining_rejection():
+    retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=1))
+    error = map_rpc_error(RichRpcError(grpc.StatusCode.UNAVAILABLE, "draining", retry),
+                          task_id="t1")
+    assert type(error) is Overloaded and error.code is grpc.StatusCode.UNAVAILABLE
+    assert error.retry_after == 1.0
+    # The same status on a call that carries no task stays a transport error.
+    assert type(map_rpc_error(RichRpcError(grpc.StatusCode.UNAVAILABLE, "x", retry))) is (
+        Unavailable)
+
+
+def test_a_mismatched_status_blob_is_ignored():
+    exc = RichRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "full")
+    exc._details = "something else"  # grpc_status refuses a blob that disagrees
+    error = map_rpc_error(exc, task_id="t1")
+    assert type(error) is Overloaded and error.retry_after is None

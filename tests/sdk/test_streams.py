@@ -18,6 +18,9 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from zako_sdk import (
     AsyncClient,
@@ -43,14 +46,40 @@ def script(do: str, **more: Any) -> str:
 
 
 class FakeExecutor(pb_grpc.ExecutorServicer):
-    def __init__(self) -> None:
+    """Plays each task's script. Scripts may also say `refuse_on` (names of fakes that
+    reject the task for capacity: `refuse_code`, default 14 draining, `retry_ms`) and
+    `refuse_times` (reject its first N arrivals here), to drive the client's retries."""
+
+    def __init__(self, name: str = "fake") -> None:
+        self.name = name
         self.streams_opened = 0
         self.in_band_cancels: list[tuple[str, str]] = []
+        self.unary_cancels: list[str] = []
         self.hung: dict[str, asyncio.Future[str]] = {}
+        self.received: list[str] = []  # ids of the tasks that reached this fake, in order
+        self.completed = 0
+        self.tenants: list[str | None] = []
+
+    def refusal(self, task: pb.Task) -> pb.Rejected | None:
+        d = json.loads(task.source)
+        times = d.get("refuse_times", 0)
+        if self.name in d.get("refuse_on", ()) or self.received.count(task.id) <= times:
+            rejected = pb.Rejected(code=d.get("refuse_code", 14), message="refused by " + self.name)
+            if "retry_ms" in d:
+                rejected.retry_after.FromMilliseconds(d["retry_ms"])
+            return rejected
+        return None
+
+    def note(self, task: pb.Task, context: Any) -> None:
+        self.received.append(task.id)
+        self.tenants.append(dict(context.invocation_metadata()).get("x-zako-tenant"))
 
     async def play(self, task: pb.Task, emit: Any) -> pb.SubmitResponse | None:
         """Emit the progress events of `task`; return its terminal event, None to break."""
         d = json.loads(task.source)
+        refused = self.refusal(task)
+        if refused is not None:
+            return pb.SubmitResponse(task_id=task.id, rejected=refused)
         emit(pb.SubmitResponse(task_id=task.id, accepted=pb.Accepted()))
         emit(pb.SubmitResponse(task_id=task.id, started=pb.Started(worker_id="w1")))
         for message in d.get("logs", []):
@@ -59,6 +88,7 @@ class FakeExecutor(pb_grpc.ExecutorServicer):
         await asyncio.sleep(d.get("sleep", 0))
         do = d["do"]
         if do == "echo":
+            self.completed += 1
             value = pb.Result(value_json=task.input_json or "null")
             return pb.SubmitResponse(task_id=task.id, completed=pb.Completed(result=value))
         if do == "throw":
@@ -88,6 +118,7 @@ class FakeExecutor(pb_grpc.ExecutorServicer):
             tasks = []
             async for request in request_iterator:
                 if request.HasField("task"):
+                    self.note(request.task, context)
                     tasks.append(asyncio.create_task(run_one(request.task)))
                 else:
                     cancel = request.cancel
@@ -111,9 +142,16 @@ class FakeExecutor(pb_grpc.ExecutorServicer):
 
     async def Run(self, request: pb.RunRequest, context: Any) -> pb.RunResponse:  # noqa: N802
         d = json.loads(request.task.source)
+        self.note(request.task, context)
         if d["do"] == "reject":
             await context.abort(grpc.StatusCode(
                 next(c for c in grpc.StatusCode if c.value[0] == d["code"]).value), "no")
+        refused = self.refusal(request.task)
+        if refused is not None:  # as the real server does it: the status, with RetryInfo
+            detail = any_pb2.Any()
+            detail.Pack(error_details_pb2.RetryInfo(retry_delay=refused.retry_after))
+            await context.abort_with_status(rpc_status.to_status(status_pb2.Status(
+                code=refused.code, message=refused.message, details=[detail])))
         logs: list[pb.LogLine] = []
         terminal = await self.play(request.task, lambda e: logs.extend(
             [e.log] if e.HasField("log") else []))
@@ -124,6 +162,7 @@ class FakeExecutor(pb_grpc.ExecutorServicer):
         return response
 
     async def Cancel(self, request: pb.CancelRequest, context: Any) -> pb.CancelResponse:  # noqa: N802
+        self.unary_cancels.append(request.task_id)
         hung = self.hung.get(request.task_id)
         if hung is None or hung.done():
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no task {request.task_id}")
@@ -131,15 +170,17 @@ class FakeExecutor(pb_grpc.ExecutorServicer):
         return pb.CancelResponse(previous_state=pb.TASK_STATE_RUNNING)
 
     async def Stats(self, request: pb.StatsRequest, context: Any) -> pb.StatsResponse:  # noqa: N802
-        return pb.StatsResponse(pool=pb.PoolStats(max_workers=2))
+        return pb.StatsResponse(pool=pb.PoolStats(max_workers=2),
+                                tasks=pb.TaskCounters(completed=self.completed),
+                                versions=pb.VersionInfo(server=self.name))
 
 
 class FakeServer:
     """A grpc.aio server with FakeExecutor on a private loop thread (tests may block)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "fake") -> None:
         self.loop = asyncio.new_event_loop()
-        self.executor = FakeExecutor()
+        self.executor = FakeExecutor(name)
         started: Future[int] = Future()
 
         async def boot() -> None:
@@ -224,8 +265,8 @@ async def test_rejections_map_to_their_classes(client):
         await client.run(script("reject", code=3))
     assert info.value.field == "task.priority"
     with pytest.raises(Overloaded) as over:
-        await client.run(script("reject", code=8, retry_ms=1500))
-    assert over.value.retry_after == 1.5
+        await client.run(script("reject", code=8, retry_ms=150))  # after 2 retries
+    assert over.value.retry_after == 0.15
 
 
 async def test_a_broken_stream_fails_every_pending_task_then_recovers(client, fake):

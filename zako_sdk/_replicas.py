@@ -1,0 +1,370 @@
+"""Replicas, the lanes tasks travel on, and the placing and re-placing of tasks.
+
+    targets ─▶ Cluster: one Replica (one channel) per target
+                 └─ lanes: one per replica; a dns:/// replica gets one per resolved address
+    submit ─▶ StreamSet.place ─▶ pick_lane (round robin, skipping replicas cooling down)
+                                   └─▶ this set's Submit stream on that lane
+    rejected for capacity / never sent ─▶ StreamSet.retry ─▶ wait ─▶ place on another lane
+
+A dns:/// replica is one channel that gRPC balances with round_robin; since round_robin
+balances *calls* and a Submit stream is one call, such a replica gets one lane (one
+stream) per address it resolves to, and consecutive streams land on different backends.
+
+A StreamSet owns streams: the client's shared one lives as long as the client; each
+batch() has its own, so that abandoning a batch cancels exactly its tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from zako_sdk._base import Outcome, channel_options, pick_lane, plan_retry
+from zako_sdk._proto.zako.v1 import executor_pb2 as pb
+from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_sdk._stream import OnLog, TaskHandle, _SubmitStream
+from zako_sdk._targets import address_target, dns_host_port, is_balanced
+from zako_sdk.errors import (
+    ClientClosed,
+    InvalidTask,
+    RPCError,
+    Unavailable,
+    ZakoError,
+    map_rpc_error,
+)
+from zako_sdk.models import Retry
+
+# How long a task waits for a replica's connection before trying another. A refused
+# connection fails at once; this bounds an address that swallows packets.
+CONNECT_TIMEOUT = 10.0
+# Streams per dns:/// name: one per address, within reason.
+MAX_LANES = 16
+
+Endpoint = tuple[str, "pb_grpc.ExecutorStub | ZakoError"]
+
+
+class Replica:
+    """One target and its channel (created on first use, on the loop that uses it)."""
+
+    def __init__(self, target: str, *, credentials: grpc.ChannelCredentials | None,
+                 options: Iterable[tuple[str, Any]] | None) -> None:
+        self.target = target
+        self.balanced = is_balanced(target)
+        self._credentials = credentials
+        self._extra = list(options or ())
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: pb_grpc.ExecutorStub | None = None
+
+    def open_channel(self, target: str, options: list[tuple[str, Any]]) -> grpc.aio.Channel:
+        if self._credentials is None:
+            return grpc.aio.insecure_channel(target, options=options)
+        return grpc.aio.secure_channel(target, self._credentials, options=options)
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        if self._channel is None:
+            self._channel = self.open_channel(
+                self.target, channel_options(self._extra, balanced=self.balanced))
+        return self._channel
+
+    @property
+    def stub(self) -> pb_grpc.ExecutorStub:
+        if self._stub is None:
+            self._stub = pb_grpc.ExecutorStub(self.channel)
+        return self._stub
+
+    async def ready(self, timeout: float = CONNECT_TIMEOUT) -> bool:
+        """Whether the channel is connected, connecting it if need be.
+
+        Tasks go onto a new stream only over a connected channel: then a stream that
+        fails later may have delivered them (never resent), while a replica that cannot
+        be reached demonstrably has nothing (resent elsewhere at once). A channel in
+        TRANSIENT_FAILURE answers False immediately; gRPC reconnects in the background.
+        """
+        channel = self.channel
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        state = channel.get_state(try_to_connect=True)
+        while state is not grpc.ChannelConnectivity.READY:
+            remaining = deadline - loop.time()
+            if state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                         grpc.ChannelConnectivity.SHUTDOWN) or remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
+            except asyncio.TimeoutError:
+                return False
+            state = channel.get_state(try_to_connect=True)
+        return True
+
+    async def resolve(self) -> list[str]:
+        """The address targets a dns:/// name resolves to now (for per-replica calls)."""
+        host, port = dns_host_port(self.target)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                             type=socket.SOCK_STREAM)
+        return list(dict.fromkeys(address_target(str(info[4][0]), port) for info in infos))
+
+    def address_options(self) -> list[tuple[str, Any]]:
+        """Options for a channel to one resolved address of this dns name."""
+        options = channel_options(self._extra)
+        if self._credentials is not None:
+            # Connecting by IP must still verify the certificate against the name.
+            options.append(("grpc.ssl_target_name_override", dns_host_port(self.target)[0]))
+        return options
+
+    async def aclose(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+
+
+@dataclass(eq=False)
+class Lane:
+    """One Submit stream's worth of a replica; `cool_until` keeps retries off it."""
+
+    replica: Replica
+    slot: int
+    cool_until: float = 0.0
+
+
+class Cluster:
+    """The client's replicas and lanes: the round robin and the cooldowns."""
+
+    def __init__(self, targets: Iterable[str], *,
+                 credentials: grpc.ChannelCredentials | None,
+                 options: Iterable[tuple[str, Any]] | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        extra = list(options or ())
+        self.replicas = tuple(Replica(t, credentials=credentials, options=extra)
+                              for t in targets)
+        self._lanes: list[Lane] | None = None
+        if not any(r.balanced for r in self.replicas):
+            self._lanes = [Lane(r, 0) for r in self.replicas]
+        self._next = 0
+        self.clock = clock
+
+    async def lanes(self) -> list[Lane]:
+        if self._lanes is None:
+            counts = [await self._lane_count(r) for r in self.replicas]
+            if self._lanes is None:  # another caller may have finished first
+                self._lanes = [Lane(r, slot) for r, n in zip(self.replicas, counts, strict=True)
+                               for slot in range(n)]
+        return self._lanes
+
+    @staticmethod
+    async def _lane_count(replica: Replica) -> int:
+        if not replica.balanced:
+            return 1
+        try:
+            return max(1, min(MAX_LANES, len(await replica.resolve())))
+        except (OSError, ValueError):
+            return 1  # gRPC's resolver may still succeed; one stream is a safe start
+
+    def pick(self, lanes: list[Lane], avoid: Lane | None = None) -> Lane:
+        avoid_index = next((i for i, lane in enumerate(lanes) if lane is avoid), None)
+        index = pick_lane([lane.cool_until for lane in lanes], self._next, self.clock(),
+                          avoid_index)
+        self._next = index + 1
+        return lanes[index]
+
+    def cool(self, lane: Lane, seconds: float) -> None:
+        lane.cool_until = max(lane.cool_until, self.clock() + seconds)
+
+    async def next_lane(self, delay: float, avoid: Lane | None) -> Lane:
+        """Wait `delay`, then the lane for a retry, once its cooldown (if any) is over."""
+        await asyncio.sleep(delay)
+        lane = self.pick(await self.lanes(), avoid)
+        wait = lane.cool_until - self.clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return lane
+
+    @contextlib.asynccontextmanager
+    async def endpoints(self) -> AsyncIterator[list[Endpoint]]:
+        """A stub per replica, for calls that must reach each one (stats_all, cancel by id).
+
+        A dns:/// name stands for every address it resolves to now, each reached over a
+        channel of its own: its balanced channel could not say which replica answered.
+        """
+        endpoints: list[Endpoint] = []
+        transient: list[grpc.aio.Channel] = []
+        try:
+            for replica in self.replicas:
+                if not replica.balanced:
+                    endpoints.append((replica.target, replica.stub))
+                    continue
+                try:
+                    addresses = await replica.resolve()
+                except (OSError, ValueError) as exc:
+                    error = Unavailable(f"cannot resolve {replica.target}: {exc}",
+                                        code=grpc.StatusCode.UNAVAILABLE)
+                    endpoints.append((replica.target, error))
+                    continue
+                for address in addresses:
+                    channel = replica.open_channel(address, replica.address_options())
+                    transient.append(channel)
+                    endpoints.append((address, pb_grpc.ExecutorStub(channel)))
+            yield endpoints
+        finally:
+            for channel in transient:
+                await channel.close()
+
+    async def fan_out(self, method: str, request: Any, *,
+                      metadata: tuple[tuple[str, str], ...],
+                      timeout: float | None) -> dict[str, Any]:
+        """`method` on every replica at once: each one's answer or ZakoError, by replica."""
+        async with self.endpoints() as endpoints:
+
+            async def ask(stub: pb_grpc.ExecutorStub | ZakoError) -> Any:
+                if isinstance(stub, ZakoError):
+                    return stub
+                try:
+                    return await getattr(stub, method)(request, timeout=timeout,
+                                                       metadata=metadata)
+                except grpc.RpcError as exc:
+                    return map_rpc_error(exc)  # with exc as its __cause__
+
+            answers = await asyncio.gather(*(ask(stub) for _, stub in endpoints))
+        return {label: answer for (label, _), answer in zip(endpoints, answers, strict=True)}
+
+    async def aclose(self) -> None:
+        for replica in self.replicas:
+            await replica.aclose()
+
+
+class StreamSet:
+    """Streams of one owner, one per lane, and the tasks in flight on them (including those
+    waiting to be retried). The handles' `_Owner`: it places attempts and plans retries."""
+
+    def __init__(self, cluster: Cluster, *, metadata: tuple[tuple[str, str], ...],
+                 max_in_flight: int | None, retry: Retry | None,
+                 rand: Callable[[], float] = random.random) -> None:
+        self.cluster = cluster
+        self.handles: dict[str, TaskHandle] = {}
+        self.closed = False
+        self._metadata = metadata
+        self._max_in_flight = max_in_flight
+        self._retry = retry
+        self._rand = rand
+        self._streams: dict[Lane, _SubmitStream] = {}
+
+    def admit(self, task: pb.Task, on_log: OnLog | None) -> TaskHandle:
+        """A handle for `task`, refused if a task with its id is in flight here: events are
+        routed by id, and the server would reject the second one anyway."""
+        if self.closed:
+            raise ClientClosed("this client is closed")
+        existing = self.handles.get(task.id)
+        if existing is not None and not existing.done():
+            raise InvalidTask(f"task id {task.id!r} is already in flight on this client",
+                              task_id=task.id, code=grpc.StatusCode.ALREADY_EXISTS,
+                              field="task.id")
+        handle = TaskHandle(task, on_log, owner=self)
+        self.handles[task.id] = handle
+
+        def forget(_: object) -> None:
+            if self.handles.get(task.id) is handle:
+                del self.handles[task.id]
+
+        handle._future.add_done_callback(forget)
+        return handle
+
+    async def place(self, handle: TaskHandle, lane: Lane | None = None) -> None:
+        """Start an attempt of `handle` on `lane` (the next in rotation if None).
+
+        Raises nothing on the task's account: an attempt that cannot start ends like any
+        other (`handle._ended`, with sent=False), which may schedule the next one.
+        """
+        if lane is None:
+            lane = self.cluster.pick(await self.cluster.lanes())
+        handle._attempts += 1
+        handle._lane = lane
+        try:
+            stream = await self._stream_for(lane)
+            await stream.submit(handle)
+        except ZakoError as error:
+            handle._ended(error, sent=False)
+
+    async def _stream_for(self, lane: Lane) -> _SubmitStream:
+        stream = self._streams.get(lane)
+        if stream is not None and not stream.closed:
+            return stream
+        if not await lane.replica.ready():
+            raise Unavailable(f"cannot connect to {lane.replica.target}",
+                              code=grpc.StatusCode.UNAVAILABLE)
+        if self.closed:
+            raise ClientClosed("this client is closed")
+        stream = self._streams.get(lane)
+        if stream is None or stream.closed:  # nobody opened one while we waited
+            stream = _SubmitStream(lane.replica.stub, self._metadata, self._max_in_flight)
+            self._streams[lane] = stream
+        return stream
+
+    def retry(self, handle: TaskHandle, outcome: Outcome, *, sent: bool) -> bool:
+        if self.closed:
+            return False
+        plan = plan_retry(self._retry, handle._attempts, outcome, sent=sent, rand=self._rand())
+        if plan is None:
+            return False
+        if handle._lane is not None:
+            self.cluster.cool(handle._lane, plan.cooldown)
+        handle._waiting = asyncio.get_running_loop().create_task(
+            self._again(handle, plan.delay), name=f"zako-retry-{handle.task_id}")
+        return True
+
+    async def _again(self, handle: TaskHandle, delay: float) -> None:
+        try:
+            lane = await self.cluster.next_lane(delay, avoid=handle._lane)
+            await self.place(handle, lane)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must not leave the handle pending forever
+            error = RPCError(f"resubmitting the task failed: {exc!r}",
+                             code=grpc.StatusCode.INTERNAL)
+            error.__cause__ = exc
+            handle._resolve(error)
+
+    async def finish(self) -> None:
+        """Half-close every stream and let the servers end them (batch done)."""
+        self.closed = True
+        streams, self._streams = list(self._streams.values()), {}
+        await asyncio.gather(*(stream.finish() for stream in streams))
+
+    async def aclose(self, error: ZakoError) -> None:
+        """End everything still in flight with `error`; the servers cancel those tasks."""
+        self.closed = True
+        for handle in list(self.handles.values()):
+            if handle._stream is None and not handle.done():  # between attempts
+                if handle._waiting is not None:
+                    handle._waiting.cancel()
+                handle._resolve(error)
+        streams, self._streams = list(self._streams.values()), {}
+        await asyncio.gather(*(stream.aclose(error) for stream in streams))
+
+
+def first_cancel(answers: dict[str, Any]) -> pb.CancelResponse:
+    """The fan-out's verdict on a cancel: success if any replica had the task.
+
+    NOT_FOUND only when every replica said so: a replica that could not be asked might
+    have had the task, so its error is the truer answer.
+    """
+    errors: list[ZakoError] = []
+    for answer in answers.values():
+        if isinstance(answer, pb.CancelResponse):
+            return answer
+        errors.append(answer)
+    for error in errors:
+        if getattr(error, "code", None) is not grpc.StatusCode.NOT_FOUND:
+            raise error
+    raise errors[0]
+
+
+def cancelled_locally() -> pb.CancelResponse:
+    """What unary cancel answers for a task this client held between attempts."""
+    return pb.CancelResponse(previous_state=pb.TASK_STATE_QUEUED)
