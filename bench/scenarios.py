@@ -1,0 +1,581 @@
+"""The measurements: Zako through its full stack, and the baselines it is judged against.
+
+Each function starts the servers it needs (subprocesses on 127.0.0.1, port 0), drives a
+bounded load from this process, stops them, and returns plain data for the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import inspect
+import math
+import os
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psutil
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.common import (
+    CpuMeter,
+    Load,
+    ServerProcess,
+    bench_server_argv,
+    closed_loop,
+    measured,
+    percentile,
+    py_spy,
+    summarize_profiles,
+    zako_argv,
+)
+from bench.payloads import (
+    CPU_SOURCE,
+    TRIVIAL_SOURCE,
+    Messages,
+    commonjs_expression,
+    trivial_task,
+)
+from bench.servers import ECHO_SERVICE, NAIVE_SERVICE
+from zako_sdk import AsyncClient, Overloaded, Result
+from zako_sdk._proto.zako.v1 import executor_pb2 as pb
+
+MB = 1 << 20
+STREAMS = 8          # "8 concurrent streams"
+UNARY_CONCURRENCY = 8
+PACE_MS = 20  # pause between paced calls: longer than a worker's isolate rebuild (~4 ms)
+
+
+@dataclass(frozen=True)
+class Params:
+    """Counts and time bounds of one run; every loop stops at whichever comes first."""
+
+    quick: bool
+    window: int            # tasks in flight on the one-stream runs (and in total on 8)
+    warmup: int
+    trivial_count: int
+    trivial_seconds: float
+    unary_count: int
+    unary_seconds: float
+    echo_count: int
+    echo_seconds: float
+    inprocess_count: int
+    inprocess_seconds: float
+    naive_count: int
+    naive_seconds: float
+    cpu_task_ms: float
+    cpu_tasks_per_worker: int
+    cpu_seconds: float
+    cpu_max_workers: int
+    leak_first: int
+    leak_total: int
+    leak_seconds: float
+    cold_runs: int
+    overload_queue: int
+    overload_seconds: float
+
+    @classmethod
+    def quick_mode(cls) -> Params:
+        return cls(quick=True, window=8, warmup=3, trivial_count=24, trivial_seconds=5,
+                   unary_count=8, unary_seconds=5, echo_count=200, echo_seconds=2,
+                   inprocess_count=10, inprocess_seconds=2, naive_count=16, naive_seconds=3,
+                   cpu_task_ms=10, cpu_tasks_per_worker=3, cpu_seconds=10, cpu_max_workers=2,
+                   leak_first=10, leak_total=30, leak_seconds=5, cold_runs=1,
+                   overload_queue=4, overload_seconds=0.5)
+
+    @classmethod
+    def full_mode(cls, leak_seconds: float = 150.0) -> Params:
+        return cls(quick=False, window=64, warmup=100, trivial_count=50_000,
+                   trivial_seconds=10, unary_count=2_000, unary_seconds=6,
+                   echo_count=100_000, echo_seconds=4, inprocess_count=5_000,
+                   inprocess_seconds=3, naive_count=20_000, naive_seconds=6,
+                   cpu_task_ms=50, cpu_tasks_per_worker=40, cpu_seconds=20, cpu_max_workers=8,
+                   leak_first=1_000, leak_total=100_000, leak_seconds=leak_seconds,
+                   cold_runs=5, overload_queue=4, overload_seconds=5)
+
+
+def sdk_client(target: str, **options: Any) -> AsyncClient:
+    """An SDK client that never resubmits: a benchmark counts what the server did, so a
+    rejection must reach us as one (clients without a `retry` option never resubmit)."""
+    if "retry" in inspect.signature(AsyncClient).parameters:
+        options.setdefault("retry", None)
+    return AsyncClient(target, **options)
+
+
+def _check(result: Result, expected: int) -> None:
+    if result.value_json != str(expected):
+        raise AssertionError(f"expected {expected}, got {result.value_json!r}")
+
+
+async def _parallel(loads: list[Awaitable[Load]], name: str, concurrency: int) -> Load:
+    """Merge loads run side by side (one per stream) into one."""
+    parts = await asyncio.gather(*loads)
+    merged = Load(name, concurrency)
+    for part in parts:
+        merged.latencies.extend(part.latencies)
+        merged.errors += part.errors
+        merged.first_error = merged.first_error or part.first_error
+    merged.elapsed = max(part.elapsed for part in parts)
+    return merged
+
+
+# ---- (2a) the transport's ceiling ------------------------------------------------------
+
+class BytesStream:
+    """A bidi stream multiplexing many calls, shaped like the SDK's Submit stream: callers
+    queue requests for one writer task; one reader task resolves their futures (the echo
+    answers in order, so a FIFO of futures stands in for routing by task id)."""
+
+    def __init__(self, channel: grpc.aio.Channel, method: str, responses_per_request: int) -> None:
+        self._call = channel.stream_stream(method)()
+        self._per = responses_per_request
+        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._waiting: collections.deque[asyncio.Future[bytes]] = collections.deque()
+        self._writer = asyncio.create_task(self._write())
+        self._reader = asyncio.create_task(self._read())
+
+    async def call(self, payload: bytes) -> bytes:
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        self._outbox.put_nowait(payload)
+        return await future
+
+    async def _write(self) -> None:
+        while (payload := await self._outbox.get()) is not None:
+            await self._call.write(payload)
+        await self._call.done_writing()
+
+    async def _read(self) -> None:
+        seen = 0
+        try:
+            while (message := await self._call.read()) is not grpc.aio.EOF:
+                seen += 1
+                if seen % self._per == 0:
+                    self._waiting.popleft().set_result(message)
+        except grpc.RpcError as exc:
+            error = ConnectionError(f"echo stream broke: {exc.code()}")
+            while self._waiting:
+                self._waiting.popleft().set_exception(error)
+
+    async def close(self) -> None:
+        self._outbox.put_nowait(None)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._reader), 5.0)
+        self._call.cancel()
+        self._writer.cancel()
+        self._reader.cancel()
+        await asyncio.gather(self._writer, self._reader, return_exceptions=True)
+
+
+async def echo_baseline(p: Params, msgs: Messages) -> dict[str, Load]:
+    loads: dict[str, Load] = {}
+    async with ServerProcess(bench_server_argv("echo"), "echo server") as server:
+        meter = lambda: CpuMeter({"client": os.getpid(), "server": server.pid})  # noqa: E731
+        channels = [grpc.aio.insecure_channel(server.target) for _ in range(STREAMS)]
+        try:
+            unary = channels[0].unary_unary(f"/{ECHO_SERVICE}/Unary")
+
+            async def one_stream(method: str, per: int, channel: grpc.aio.Channel,
+                                 count: int, window: int, name: str) -> Load:
+                stream = BytesStream(channel, f"/{ECHO_SERVICE}/{method}", per)
+                try:
+                    await closed_loop("warmup", lambda _: stream.call(msgs.submit_request),
+                                      count=p.warmup, concurrency=window, seconds=5)
+                    return await closed_loop(name, lambda _: stream.call(msgs.submit_request),
+                                             count=count, concurrency=window,
+                                             seconds=p.echo_seconds)
+                finally:
+                    await stream.close()
+
+            loads["echo_stream"] = await measured(one_stream(
+                "Stream", 1, channels[0], p.echo_count, p.window, "echo, one stream"), meter())
+            loads["echo_stream3"] = await measured(one_stream(
+                "Stream3", 3, channels[0], p.echo_count, p.window,
+                "echo, one stream, 3 replies/request"), meter())
+            per_stream = max(p.window // STREAMS, 1)
+            loads["echo_streams8"] = await measured(_parallel(
+                [one_stream("Stream", 1, ch, p.echo_count // STREAMS, per_stream, "")
+                 for ch in channels], f"echo, {STREAMS} streams", per_stream * STREAMS),
+                meter())
+
+            async def unary_call(_: int) -> bytes:
+                return await unary(msgs.run_request, timeout=30)
+
+            await closed_loop("warmup", unary_call, count=p.warmup, concurrency=1, seconds=5)
+            loads["echo_unary"] = await measured(closed_loop(
+                "echo, unary, sequential", unary_call, count=p.unary_count * 4, concurrency=1,
+                seconds=p.unary_seconds), meter())
+            loads["echo_unary_c8"] = await measured(closed_loop(
+                f"echo, unary, {UNARY_CONCURRENCY} concurrent", unary_call,
+                count=p.echo_count, concurrency=UNARY_CONCURRENCY, seconds=p.echo_seconds),
+                meter())
+        finally:
+            for channel in channels:
+                await channel.close()
+    return loads
+
+
+# ---- (2b) the engine's ceiling: mini-racer in this process -----------------------------
+
+def inprocess_baseline(p: Params) -> dict[str, Load]:
+    from py_mini_racer import MiniRacer
+
+    def run(name: str, fresh: bool) -> Load:
+        load = Load(name, 1)
+        shared = None if fresh else MiniRacer()
+        meter = CpuMeter({"client": os.getpid()})
+        meter.start()
+        start = time.perf_counter()
+        deadline = start + p.inprocess_seconds
+        try:
+            for i in range(p.inprocess_count):
+                if time.perf_counter() >= deadline:
+                    break
+                t0 = time.perf_counter()
+                racer = MiniRacer() if fresh else shared
+                assert racer is not None
+                try:
+                    value = racer.eval(commonjs_expression(TRIVIAL_SOURCE, str(i)))
+                finally:
+                    if fresh:
+                        racer.close()
+                load.latencies.append(time.perf_counter() - t0)
+                if value != str(i + 1):
+                    load.errors += 1
+        finally:
+            if shared is not None:
+                shared.close()
+        load.elapsed = time.perf_counter() - start
+        load.cpu = meter.stop()
+        load.other_cores = meter.other_cores
+        return load
+
+    run("warmup", fresh=True)
+    return {"inprocess_fresh": run("mini-racer in-process, fresh instance per task", True),
+            "inprocess_reused": run("mini-racer in-process, one reused instance", False)}
+
+
+# ---- (2c) the naive design --------------------------------------------------------------
+
+async def naive_baseline(p: Params) -> dict[str, Load]:
+    loads: dict[str, Load] = {}
+    async with ServerProcess(bench_server_argv("naive"), "naive server") as server:
+        meter = lambda: CpuMeter({"client": os.getpid(), "server": server.pid})  # noqa: E731
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            run = channel.unary_unary(f"/{NAIVE_SERVICE}/Run",
+                                      request_serializer=pb.RunRequest.SerializeToString,
+                                      response_deserializer=pb.RunResponse.FromString)
+
+            async def call(i: int) -> None:
+                response = await run(pb.RunRequest(task=trivial_task(value=i)), timeout=30)
+                if response.completed.result.value_json != str(i + 1):
+                    raise AssertionError(f"naive server answered {response}")
+
+            await closed_loop("warmup", call, count=p.warmup, concurrency=UNARY_CONCURRENCY,
+                              seconds=5)
+            loads["naive_unary"] = await measured(closed_loop(
+                "naive server, unary, sequential", call, count=p.unary_count, concurrency=1,
+                seconds=p.unary_seconds), meter())
+            loads["naive_unary_c8"] = await measured(closed_loop(
+                f"naive server, unary, {UNARY_CONCURRENCY} concurrent", call,
+                count=p.naive_count, concurrency=UNARY_CONCURRENCY, seconds=p.naive_seconds),
+                meter())
+    return loads
+
+
+# ---- (1) Zako, trivial tasks through the full stack --------------------------------------
+
+def _zako_meter(server: ServerProcess) -> Callable[[], CpuMeter]:
+    return lambda: CpuMeter({"client": os.getpid(), "server": server.pid},
+                            children_of={"workers": server.pid})
+
+
+def _sdk_op(client: AsyncClient, unary: bool = False) -> Callable[[int], Awaitable[None]]:
+    async def op(i: int) -> None:
+        if unary:
+            result = await client.run_unary(TRIVIAL_SOURCE, input=i)
+        else:
+            result = await client.run(TRIVIAL_SOURCE, input=i)
+        _check(result, i + 1)
+
+    return op
+
+
+def _worker_pids(server: ServerProcess) -> list[int]:
+    pids = []
+    for child in server.children():
+        with contextlib.suppress(Exception):
+            if "zako_server.worker" in " ".join(child.cmdline()):
+                pids.append(child.pid)
+    return pids
+
+
+async def zako_trivial(p: Params, workers: int, profile_dir: Path | None = None,
+                       ) -> tuple[dict[str, Load], dict[str, Any]]:
+    """Trivial tasks with the server's default settings (workers from the heuristic),
+    then the one-stream run again with `workers` workers if that is more."""
+    loads: dict[str, Load] = {}
+    info: dict[str, Any] = {}
+    async with ServerProcess(zako_argv(), "zako server") as server:
+        info["banner"] = server.banner
+        meter = _zako_meter(server)
+        spied = {"server": server.pid, **{f"worker{i + 1}": pid
+                                          for i, pid in enumerate(_worker_pids(server))}}
+        spy_s = min(p.trivial_seconds, p.unary_seconds) - 1
+        clients = [sdk_client(server.target, timeout=30) for _ in range(STREAMS)]
+        try:
+            one = clients[0]
+            await closed_loop("warmup", _sdk_op(one), count=p.warmup, concurrency=p.window,
+                              seconds=10)
+            async with py_spy(profile_dir, "stream", spied, spy_s):
+                loads["zako_stream"] = await measured(closed_loop(
+                    "zako, one Submit stream (SDK run)", _sdk_op(one), count=p.trivial_count,
+                    concurrency=p.window, seconds=p.trivial_seconds), meter())
+            per_stream = max(p.window // STREAMS, 1)
+            loads["zako_streams8"] = await measured(_parallel(
+                [closed_loop("", _sdk_op(c), count=p.trivial_count // STREAMS,
+                             concurrency=per_stream, seconds=p.trivial_seconds)
+                 for c in clients], f"zako, {STREAMS} Submit streams", per_stream * STREAMS),
+                meter())
+            await closed_loop("warmup", _sdk_op(one, unary=True), count=p.warmup,
+                              concurrency=1, seconds=10)
+            async with py_spy(profile_dir, "unary", spied, spy_s):
+                loads["zako_unary"] = await measured(closed_loop(
+                    "zako, unary Run, sequential", _sdk_op(one, unary=True),
+                    count=p.unary_count, concurrency=1, seconds=p.unary_seconds), meter())
+            # The worker builds its next isolate right after a task; with a pause the
+            # next call finds it ready: the path's own latency, without that rebuild.
+            loads["zako_unary_paced"] = await measured(closed_loop(
+                f"zako, unary Run, sequential, {PACE_MS} ms pauses", _sdk_op(one, unary=True),
+                count=max(p.unary_count // 10, 5), concurrency=1, seconds=p.unary_seconds,
+                pause_s=PACE_MS / 1e3), meter())
+            loads["zako_unary_c8"] = await measured(closed_loop(
+                f"zako, unary Run, {UNARY_CONCURRENCY} concurrent", _sdk_op(one, unary=True),
+                count=p.trivial_count, concurrency=UNARY_CONCURRENCY,
+                seconds=p.unary_seconds), meter())
+        finally:
+            for client in clients:
+                await client.aclose()
+    if profile_dir is not None:
+        info["profile"] = summarize_profiles(profile_dir)
+    default = int(server.banner.split("max ")[1].split(")")[0]) if "max " in server.banner else 0
+    if workers > default:
+        argv = zako_argv("--min-workers", str(workers), "--max-workers", str(workers))
+        async with ServerProcess(argv, f"zako server ({workers} workers)") as server, \
+                sdk_client(server.target, timeout=30) as client:
+            await closed_loop("warmup", _sdk_op(client), count=p.warmup,
+                              concurrency=p.window, seconds=10)
+            loads["zako_stream_nw"] = await measured(closed_loop(
+                f"zako, one Submit stream, {workers} workers", _sdk_op(client),
+                count=p.trivial_count, concurrency=p.window, seconds=p.trivial_seconds),
+                _zako_meter(server)())
+    return loads, info
+
+
+# ---- (3) CPU-bound scaling --------------------------------------------------------------
+
+def calibrate_cpu_task(target_ms: float) -> tuple[int, float]:
+    """The loop count `n` for which CPU_SOURCE costs ~target_ms of CPU in a fresh
+    MiniRacer (as in a worker), and the CPU ms measured. CPU time, not wall time, so
+    that another job's load on the machine does not skew the calibration."""
+    from py_mini_racer import MiniRacer
+
+    def cpu_ms(n: int) -> float:
+        racer = MiniRacer()
+        try:
+            t0 = time.process_time()
+            racer.eval(commonjs_expression(CPU_SOURCE, str(n)))
+            return (time.process_time() - t0) * 1e3
+        finally:
+            racer.close()
+
+    n = 200_000
+    for _ in range(4):
+        n = max(int(n * target_ms / max(cpu_ms(n), 0.1)), 1000)
+    return n, statistics.median(cpu_ms(n) for _ in range(3))
+
+
+async def zako_cpu_scaling(p: Params, effective_cpus: float) -> dict[str, Any]:
+    n, task_ms = calibrate_cpu_task(p.cpu_task_ms)
+    top = max(2, min(p.cpu_max_workers, math.floor(effective_cpus)))
+    rows: dict[str, Any] = {"loop_n": n, "task_cpu_ms_inprocess": round(task_ms, 2), "runs": {}}
+
+    def op_for(client: AsyncClient) -> Callable[[int], Awaitable[None]]:
+        async def op(_: int) -> None:
+            await client.run(CPU_SOURCE, input=n)
+        return op
+
+    for workers in range(1, top + 1):
+        argv = zako_argv("--min-workers", str(workers), "--max-workers", str(workers))
+        async with ServerProcess(argv, f"zako server ({workers} workers)") as server, \
+                sdk_client(server.target, timeout=60) as client:
+            op = op_for(client)
+            await closed_loop("warmup", op, count=2 * workers, concurrency=2 * workers,
+                              seconds=10)
+            rows["runs"][workers] = await measured(closed_loop(
+                f"zako, ~{p.cpu_task_ms:g} ms CPU tasks, {workers} worker(s)", op,
+                count=p.cpu_tasks_per_worker * workers, concurrency=2 * workers,
+                seconds=p.cpu_seconds), _zako_meter(server)())
+    return rows
+
+
+# ---- (4) memory ---------------------------------------------------------------------------
+
+def _memory(pid: int) -> dict[str, int]:
+    """RSS, and what of it is private (USS), proportional (PSS) and file-backed shared
+    (mostly libmini_racer.so's V8 code, shared by every worker)."""
+    try:
+        full = psutil.Process(pid).memory_full_info()
+    except psutil.Error:
+        return {"rss": 0}
+    return {"rss": int(full.rss), "uss": int(full.uss), "pss": int(getattr(full, "pss", 0)),
+            "shared": int(getattr(full, "shared", 0))}
+
+
+async def _snapshot(server: ServerProcess, settle_s: float) -> dict[str, Any]:
+    await asyncio.sleep(settle_s)
+    return {"server": _memory(server.pid),
+            "workers": {pid: _memory(pid) for pid in _worker_pids(server)}}
+
+
+async def zako_memory(p: Params, workers: int) -> dict[str, Any]:
+    """Idle RSS of the server and each worker; server RSS after N1 and after N2 tasks
+    (N2 bounded by time: the counts actually run are reported)."""
+    out: dict[str, Any] = {"workers": workers}
+    argv = zako_argv("--min-workers", str(workers), "--max-workers", str(workers))
+    settle = 0.5 if p.quick else 2.0
+    async with ServerProcess(argv, "zako server") as server:
+        out["idle"] = await _snapshot(server, settle)
+        async with sdk_client(server.target, timeout=30) as client:
+            op = _sdk_op(client)
+            first = await closed_loop("leak, first", op, count=p.leak_first,
+                                      concurrency=p.window, seconds=max(p.leak_seconds, 30))
+            out["first"] = await _snapshot(server, settle)
+            rest = await closed_loop("leak, rest", op, count=p.leak_total - p.leak_first,
+                                     concurrency=p.window, seconds=p.leak_seconds,
+                                     first=p.leak_first)
+            out["last"] = await _snapshot(server, settle)
+        out["tasks_first"] = first.completed
+        out["tasks_last"] = first.completed + rest.completed
+        out["errors"] = first.errors + rest.errors
+        out["rate_per_s"] = round(rest.rate, 1) if rest.completed else None
+        out["rest_seconds"] = round(rest.elapsed, 1)
+    return out
+
+
+# ---- (5) cold start -------------------------------------------------------------------------
+
+async def _wait_serving(target: str, timeout: float) -> None:
+    deadline = time.perf_counter() + timeout
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                if time.perf_counter() >= deadline:
+                    raise
+            if time.perf_counter() >= deadline:
+                raise TimeoutError(f"{target} not SERVING after {timeout} s")
+            await asyncio.sleep(0.005)
+
+
+async def cold_start(p: Params) -> dict[str, Any]:
+    """Process exec to health SERVING (min workers ready: the banner comes after them)."""
+    banner, serving = [], []
+    for _ in range(p.cold_runs):
+        server = ServerProcess(zako_argv(), "zako server")
+        t0 = time.perf_counter()
+        await server.start()
+        try:
+            await _wait_serving(server.target, 15)
+            serving.append(time.perf_counter() - t0)
+            banner.append(server.started_in)
+        finally:
+            await server.stop()
+    return {"runs": len(serving), "serving_s": [round(s, 4) for s in serving],
+            "banner_s": [round(s, 4) for s in banner],
+            "median_s": statistics.median(serving), "max_s": max(serving)}
+
+
+# ---- (6) overload ---------------------------------------------------------------------------
+
+async def overload(p: Params) -> dict[str, Any]:
+    """Offer twice the measured capacity to one worker behind a small queue."""
+    argv = zako_argv("--min-workers", "1", "--max-workers", "1",
+                     "--queue-capacity", str(p.overload_queue))
+    out: dict[str, Any] = {"queue_capacity": p.overload_queue, "workers": 1}
+    async with ServerProcess(argv, "zako server (overload)") as server, \
+            sdk_client(server.target, timeout=30) as client:
+        op = _sdk_op(client)
+        await closed_loop("warmup", op, count=p.warmup, concurrency=1, seconds=10)
+        idle = await closed_loop("unloaded", op, count=max(p.warmup, 10), concurrency=1,
+                                 seconds=max(p.overload_seconds, 1))
+        # In flight = 1 running + the whole queue: the most that never sees a rejection.
+        capacity = await closed_loop("capacity", op, count=p.trivial_count,
+                                     concurrency=1 + p.overload_queue,
+                                     seconds=max(p.overload_seconds, 1))
+        rate = 2 * capacity.rate
+        limit = max(int(rate * p.overload_seconds), 1)
+        accepted: list[float] = []
+        rejected: list[float] = []
+        retry_hints: list[float | None] = []
+        others: collections.Counter[str] = collections.Counter()
+
+        async def fire(i: int) -> None:
+            t0 = time.perf_counter()
+            handle = await client.submit(TRIVIAL_SOURCE, input=i)
+            outcome = await handle.outcome()
+            took = time.perf_counter() - t0
+            if isinstance(outcome, Result):
+                accepted.append(took)
+            elif isinstance(outcome, Overloaded):
+                rejected.append(took)
+                retry_hints.append(outcome.retry_after)
+            else:
+                others[type(outcome).__name__] += 1
+
+        tasks: list[asyncio.Task[None]] = []
+        meter = _zako_meter(server)()
+        meter.start()
+        start = time.perf_counter()
+        while len(tasks) < limit:
+            elapsed = time.perf_counter() - start
+            if elapsed >= p.overload_seconds + 1.0:
+                break
+            due = min(int(elapsed * rate) + 1, limit)
+            while len(tasks) < due:
+                tasks.append(asyncio.create_task(fire(len(tasks))))
+            await asyncio.sleep(0.002)
+        sent_in = time.perf_counter() - start
+        _, pending = await asyncio.wait(tasks, timeout=30) if tasks else (set(), set())
+        cpu = meter.stop()
+        for task in pending:
+            task.cancel()
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                others[type(task.exception()).__name__] += 1
+        out.update({
+            "unloaded_p50_ms": idle.p50_ms, "unloaded_p99_ms": idle.p99_ms,
+            "capacity_per_s": capacity.rate, "offered_per_s": len(tasks) / sent_in,
+            "sent": len(tasks), "accepted": len(accepted), "rejected": len(rejected),
+            "other_outcomes": dict(others), "stuck": len(pending),
+            "accepted_p50_ms": percentile(accepted, 50) * 1e3,
+            "accepted_p99_ms": percentile(accepted, 99) * 1e3,
+            "rejected_p50_ms": percentile(rejected, 50) * 1e3,
+            "rejected_p99_ms": percentile(rejected, 99) * 1e3,
+            "rejections_with_retry_hint": sum(h is not None for h in retry_hints),
+            "cpu_s": cpu, "other_load_cores": meter.other_cores,
+            # Worst case for an accepted task: the whole queue and one running ahead of it.
+            "accepted_bound_ms": (p.overload_queue + 2) * 1e3 / capacity.rate
+            if capacity.rate else math.nan,
+        })
+    return out

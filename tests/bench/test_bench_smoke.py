@@ -1,0 +1,86 @@
+"""Smoke run of the benchmark harness (`python -m bench.run --quick`), so it never rots.
+
+Benchmarks are not tests: nothing here asserts a figure or a timing, only that the run
+finished, measured every section, printed every target row and wrote valid JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SECTIONS = {"echo", "inprocess", "naive", "zako", "cpu", "memory", "cold", "overload"}
+LOADS = {
+    "echo": {"echo_stream", "echo_stream3", "echo_streams8", "echo_unary", "echo_unary_c8"},
+    "inprocess": {"inprocess_fresh", "inprocess_reused"},
+    "naive": {"naive_unary", "naive_unary_c8"},
+    "zako": {"zako_stream", "zako_streams8", "zako_unary", "zako_unary_paced",
+             "zako_unary_c8"},
+}
+TARGETS = {"stream_vs_echo", "unary_vs_echo", "vs_naive", "cpu_scaling", "worker_rss",
+           "server_rss_growth", "cold_start"}
+TARGET_TITLES = [
+    "Trivial tasks, one Submit stream vs echo",
+    "Unary Run p50 vs echo unary p50",
+    "Throughput vs naive design",
+    "CPU-bound ~50 ms tasks, 2 workers vs 1",
+    "Idle worker RSS",
+    "Server RSS growth",
+    "Cold start to SERVING",
+]
+
+
+@pytest.mark.slow
+def test_quick_run_measures_everything(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZAKO_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--json", str(out),
+         "--results-dir", str(tmp_path / "results")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=100, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    for title in TARGET_TITLES:
+        assert title in proc.stdout, f"missing target row {title!r}:\n{proc.stdout}"
+    target_lines = [line for line in proc.stdout.splitlines()
+                    if any(title in line for title in TARGET_TITLES)]
+    assert len(target_lines) == len(TARGET_TITLES)
+    assert all(("PASS" in line) != ("MISS" in line) for line in target_lines), target_lines
+
+    report = json.loads(out.read_text())
+    assert report["mode"] == "quick"
+    assert report["errors"] == {}
+    assert set(report["sections"]) == SECTIONS
+    machine = report["machine"]
+    for key in ("cpu_count", "python", "grpcio", "mini_racer", "v8"):
+        assert machine[key], key
+    results = report["results"]
+    for section, names in LOADS.items():
+        loads = results[section] if section != "zako" else results["zako"]
+        # zako_stream_nw (one stream on every CPU's worker) only where that is more
+        # workers than the default.
+        assert names <= set(loads) <= names | {"zako_stream_nw"}, section
+        for name, load in loads.items():
+            assert load["completed"] > 0 and load["errors"] == 0, (name, load)
+            assert load["rate_per_s"] > 0 and load["p50_ms"] > 0, (name, load)
+    assert set(results["cpu"]["runs"]) >= {"1", "2"}
+    memory = results["memory"]
+    assert memory["last"]["server"]["rss"] > 0 and memory["idle"]["workers"]
+    assert memory["tasks_last"] > memory["tasks_first"] > 0
+    assert results["cold"]["runs"] >= 1
+    overload = results["overload"]
+    assert overload["sent"] == overload["accepted"] + overload["rejected"]
+    assert overload["stuck"] == 0 and overload["other_outcomes"] == {}
+    targets = {t["key"]: t for t in report["targets"]}
+    assert set(targets) == TARGETS
+    assert all(t["status"] in {"PASS", "MISS"} for t in targets.values()), targets
+
+    latest = tmp_path / "results" / "latest-quick.json"
+    assert json.loads(latest.read_text())["started_at"] == report["started_at"]
