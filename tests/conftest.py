@@ -67,8 +67,8 @@ def start_server(settings: Settings, tracer_provider: Any = None) -> RunningServ
         asyncio.set_event_loop(loop)
 
         async def boot() -> None:
-            server = ZakoServer(settings, tracer_provider)
             try:
+                server = ZakoServer(settings, tracer_provider)
                 await server.start()
             except BaseException as exc:
                 started.set_exception(exc)

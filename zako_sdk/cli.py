@@ -1,13 +1,15 @@
 """The `zako` command: run a JS file on a Zako server, or ask the server about itself.
 
     zako run build.js --input '{"target": "x86_64"}'     # value as JSON on stdout
-    zako stats | jq .pool
-    zako stats --all --target zako-0:50051,zako-1:50051 | jq .total.tasks
+    zako stats --watch                                  # a table, refreshed every 2 s
+    zako stats --json | jq .pool
+    zako stats --all --json --target zako-0:50051,zako-1:50051 | jq .total.tasks
     zako cancel 3f2a… --target dns:///zako-headless:50051   # asks every replica
+    zako gc --tls-ca ca.pem --token "$(cat token)"        # TLS and a bearer token
 
-stdout carries only the answer (JSON) so it can be piped; the task's console lines and
-every error go to stderr. It is built on the sync `Client`, which keeps its own event
-loop thread, so `main()` can be called from any test, async or not.
+stdout carries only the answer (JSON, or the stats table) so it can be piped; the task's
+console lines and every error go to stderr. It is built on the sync `Client`, which keeps
+its own event loop thread, so `main()` can be called from any test, async or not.
 """
 
 from __future__ import annotations
@@ -17,16 +19,27 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from zako_sdk._base import CONTEXT_NAMES, DEFAULT_TARGET
 from zako_sdk._sync import Client
-from zako_sdk.errors import RPCError, TaskError, TaskRejected, TransportError, ZakoError
+from zako_sdk._table import render_cluster, render_stats
+from zako_sdk.errors import (
+    PermissionDenied,
+    RPCError,
+    TaskError,
+    TaskRejected,
+    TransportError,
+    Unauthenticated,
+    ZakoError,
+)
 from zako_sdk.models import LogLine, Result
 
 __all__ = ["main"]
@@ -36,6 +49,8 @@ EXIT_TASK_FAILED = 1
 EXIT_USAGE = 2  # argparse's own code for a bad command line; we reuse it for bad input files
 EXIT_REJECTED = 3
 EXIT_UNAVAILABLE = 4
+EXIT_UNAUTHENTICATED = 5
+EXIT_PERMISSION_DENIED = 6
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 
 _EPILOG = f"""exit status:
@@ -44,6 +59,8 @@ _EPILOG = f"""exit status:
   {EXIT_USAGE}    bad command line, or an input/module file that cannot be read
   {EXIT_REJECTED}    the server rejected the task (invalid, too big, or overloaded)
   {EXIT_UNAVAILABLE}    the server could not be reached, or the call failed
+  {EXIT_UNAUTHENTICATED}    the server did not accept the token (or none was given)
+  {EXIT_PERMISSION_DENIED}    the token's role may not do this (e.g. gc needs admin)
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); a running task is cancelled
 
 targets:
@@ -53,6 +70,8 @@ targets:
 
 environment:
   ZAKO_TARGET  default for --target (else {DEFAULT_TARGET})
+  ZAKO_TOKEN   default for --token (safer than the command line, which `ps` shows)
+  ZAKO_TENANT  default for --tenant
 """
 
 
@@ -67,12 +86,39 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
+
+
 def build_parser(default_target: str) -> argparse.ArgumentParser:
     """The argument parser; `default_target` comes from the environment, read once in main."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--target", default=default_target,
                         help="server address host:port, a comma-separated list of replicas, "
                              f"or dns:///name:port (default: {default_target})")
+    secure = common.add_argument_group("security (see the README's Security section)")
+    secure.add_argument("--tls", action="store_true",
+                        help="connect with TLS, trusting the system's root certificates")
+    secure.add_argument("--tls-ca", metavar="FILE",
+                        help="PEM CA bundle to trust instead of the system roots (implies --tls)")
+    secure.add_argument("--tls-cert", metavar="FILE",
+                        help="PEM client certificate for mutual TLS (with --tls-key)")
+    secure.add_argument("--tls-key", metavar="FILE",
+                        help="PEM private key of --tls-cert")
+    secure.add_argument("--tls-server-name", metavar="NAME",
+                        help="name to verify the server's certificate against, when it "
+                             "differs from the target's host (e.g. connecting by IP)")
+    secure.add_argument("--token", help="bearer token sent as `authorization: Bearer TOKEN` "
+                                        "(default: $ZAKO_TOKEN)")
+    secure.add_argument("--tenant", metavar="NAME",
+                        help="tenant header for quotas when the server has no tokens "
+                             "(default: $ZAKO_TENANT)")
     parser = argparse.ArgumentParser(
         prog="zako", description="Run JavaScript on a Zako server.", epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,9 +153,14 @@ def build_parser(default_target: str) -> argparse.ArgumentParser:
                         help="print the whole result: value, logs, timings, heap, worker")
 
     stats = commands.add_parser("stats", parents=[common],
-                                help="print the server's stats as JSON")
+                                help="print the server's stats as a table (or JSON)")
     stats.add_argument("--all", action="store_true",
-                       help="ask every replica; print each one's stats and their sum")
+                       help="ask every replica; print their sum and each one's summary")
+    stats.add_argument("--json", action="store_true",
+                       help="print the StatsResponse as JSON (field names as in the proto)")
+    stats.add_argument("--watch", type=_positive, nargs="?", const=2.0, metavar="SECONDS",
+                       help="print again every SECONDS (default 2) until Ctrl-C")
+    stats.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)  # for tests
     commands.add_parser("gc", parents=[common], help="collect garbage on every worker")
     commands.add_parser("capabilities", parents=[common], help="print what the server accepts")
     cancel = commands.add_parser("cancel", parents=[common],
@@ -179,26 +230,87 @@ def _print_message(message: Message, out: TextIO) -> None:
     print(_to_json(message), file=out)
 
 
-def _stats_all(client: Client, out: TextIO) -> int:
-    """`zako stats --all`: {"total": …, "replicas": {target: …}, "errors": {target: "…"}}.
+def _read_pem(path: str, what: str, marker: str) -> bytes:
+    """The file's bytes, refusing early what is not PEM: gRPC would only fail later, at
+    the handshake, with a message that names neither the file nor the option."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path!r}: {exc.strerror or exc}") from exc
+    if b"-----BEGIN " not in data or marker.encode() not in data:
+        raise UsageError(f"{what} {path!r} is not a PEM file with a {marker.strip('- ')}")
+    return data
 
-    Printed even when some replica did not answer (the rest is still worth seeing);
-    the exit status then says the picture is incomplete.
+
+def _connection(args: argparse.Namespace) -> dict[str, Any]:
+    """Client keyword arguments from the security options and ZAKO_TOKEN / ZAKO_TENANT."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together (a client certificate and its key)")
+    credentials = None
+    if args.tls or args.tls_ca or args.tls_cert or args.tls_server_name:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=args.tls_ca and _read_pem(args.tls_ca, "--tls-ca", "CERTIFICATE"),
+            private_key=args.tls_key and _read_pem(args.tls_key, "--tls-key", "PRIVATE KEY"),
+            certificate_chain=args.tls_cert and _read_pem(args.tls_cert, "--tls-cert",
+                                                          "CERTIFICATE"))
+    options = ([("grpc.ssl_target_name_override", args.tls_server_name)]
+               if args.tls_server_name else None)
+    token = (args.token or os.environ.get("ZAKO_TOKEN") or "").strip()
+    if token and not (token.isascii() and token.isprintable()):
+        raise UsageError("the token must be printable ASCII (a header value)")
+    metadata = (("authorization", f"Bearer {token}"),) if token else None
+    tenant = args.tenant or os.environ.get("ZAKO_TENANT") or None
+    return {"credentials": credentials, "options": options, "metadata": metadata,
+            "tenant": tenant}
+
+
+def _stats_frame(client: Client, args: argparse.Namespace) -> tuple[str, int]:
+    """One snapshot as printed, and the exit status it implies.
+
+    `--all` prints even when some replica did not answer (the rest is still worth
+    seeing); the status then says the picture is incomplete. Its JSON is
+    {"total": …, "replicas": {target: …}, "errors": {target: "…"}}.
     """
+    if not args.all:
+        stats = client.stats()
+        return (_to_json(stats) + "\n" if args.json
+                else render_stats(stats, title=client.target)), EXIT_OK
     cluster = client.stats_all()
+    status = EXIT_UNAVAILABLE if cluster.errors else EXIT_OK
+    if not args.json:
+        return render_cluster(cluster.total, cluster.replicas, cluster.errors), status
     document = {"total": json.loads(_to_json(cluster.total)),
                 "replicas": {name: json.loads(_to_json(stats))
                              for name, stats in cluster.replicas.items()},
                 "errors": {name: str(error) for name, error in cluster.errors.items()}}
-    print(json.dumps(document, indent=2), file=out)
     for name, error in cluster.errors.items():
         print(f"zako: replica {name} did not answer: {error}", file=sys.stderr)
-    return EXIT_UNAVAILABLE if cluster.errors else EXIT_OK
+    return json.dumps(document, indent=2) + "\n", status
 
+
+def _stats(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    """`zako stats`, once or (`--watch`) until Ctrl-C or `--count` frames.
+
+    The screen is cleared between frames only on a terminal: piped into a file or
+    `less`, escape codes would be noise, so frames are separated by a blank line.
+    A failed call ends the watch with its exit status, like any other command.
+    """
+    frames = 0
+    while True:
+        text, status = _stats_frame(client, args)
+        if args.watch is not None and out.isatty():
+            out.write("\x1b[H\x1b[2J")  # cursor home, clear screen
+        elif frames:
+            out.write("\n")
+        out.write(text)
+        out.flush()
+        frames += 1
+        if args.watch is None or (args.count and frames >= args.count):
+            return status
+        time.sleep(args.watch)
 
 
 _ADMIN: dict[str, Callable[[Client, argparse.Namespace], Message]] = {
-    "stats": lambda client, _: client.stats(),
     "gc": lambda client, _: client.gc(),
     "capabilities": lambda client, _: client.capabilities(),
     "cancel": lambda client, args: client.cancel(args.task_id, args.reason),
@@ -206,6 +318,10 @@ _ADMIN: dict[str, Callable[[Client, argparse.Namespace], Message]] = {
 
 
 def _exit_code(error: ZakoError) -> int:
+    if isinstance(error, Unauthenticated):
+        return EXIT_UNAUTHENTICATED
+    if isinstance(error, PermissionDenied):
+        return EXIT_PERMISSION_DENIED
     if isinstance(error, TaskRejected):
         return EXIT_REJECTED
     if isinstance(error, TaskError):
@@ -220,6 +336,11 @@ def _describe(error: ZakoError) -> str:
         return f"zako: task rejected: {error}{where}{hint}"
     if isinstance(error, TaskError):
         return str(error)  # the JS error and its stack, as the author would read them
+    if isinstance(error, Unauthenticated):
+        return (f"zako: not authenticated: {str(error) or 'no details'} "
+                "(check --token or ZAKO_TOKEN)")
+    if isinstance(error, PermissionDenied):
+        return f"zako: permission denied: {str(error) or 'no details'} (check the token's role)"
     if isinstance(error, RPCError):
         return f"zako: call failed: {error}"
     if isinstance(error, TransportError):
@@ -238,16 +359,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a usage error argparse already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        client = Client(args.target)
-    except ValueError as exc:  # e.g. an empty --target
+        client = Client(args.target, **_connection(args))
+    except (UsageError, ValueError) as exc:  # an unreadable PEM file, an empty --target
         print(f"zako: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         with client:
             if args.command == "run":
                 return _run(client, args, sys.stdout)
-            if args.command == "stats" and args.all:
-                return _stats_all(client, sys.stdout)
+            if args.command == "stats":
+                return _stats(client, args, sys.stdout)
             _print_message(_ADMIN[args.command](client, args), sys.stdout)
             return EXIT_OK
     except UsageError as exc:

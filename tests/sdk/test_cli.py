@@ -118,7 +118,7 @@ def test_unreachable_server_exits_4(js, capsys, monkeypatch):
 
 
 def test_stats_prints_json_with_field_names_as_in_the_proto(fake, capsys):
-    assert main(["stats", "--target", fake.target]) == EXIT_OK
+    assert main(["stats", "--json", "--target", fake.target]) == EXIT_OK
     stats = json.loads(capsys.readouterr().out)
     assert stats["pool"]["max_workers"] == 2
     assert stats["pool"]["busy"] == 0  # zeros are printed, not dropped

@@ -236,7 +236,7 @@ async def test_a_dns_target_balances_and_fans_out_by_address(fakes):
 
 def test_cli_stats_all_prints_each_replica_and_the_total(fakes, capsys):
     targets = ",".join(f.target for f in fakes.values())
-    assert main(["stats", "--all", "--target", targets]) == EXIT_OK
+    assert main(["stats", "--all", "--json", "--target", targets]) == EXIT_OK
     printed = json.loads(capsys.readouterr().out)
     assert set(printed["replicas"]) == set(targets.split(","))
     assert printed["total"]["pool"]["max_workers"] == 6 and printed["errors"] == {}
@@ -244,7 +244,7 @@ def test_cli_stats_all_prints_each_replica_and_the_total(fakes, capsys):
 
 def test_cli_stats_all_with_a_replica_down_prints_the_rest_and_exits_4(fakes, capsys):
     down = unused_target()
-    assert main(["stats", "--all", "--target", f"{fakes['a'].target},{down}"]) == (
+    assert main(["stats", "--all", "--json", "--target", f"{fakes['a'].target},{down}"]) == (
         EXIT_UNAVAILABLE)
     captured = capsys.readouterr()
     assert json.loads(captured.out)["total"]["pool"]["max_workers"] == 2

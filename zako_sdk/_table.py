@@ -1,0 +1,188 @@
+"""Plain-text tables of a StatsResponse, for `zako stats` (and `--watch`).
+
+    StatsResponse ──render_stats──▶ "WORKERS  live 1 (min 1, max 2) …\\n  ID  PID …"
+    ClusterStats  ──render_cluster─▶ the total's table + one summary line per replica
+
+Pure: no I/O, no terminal codes (the CLI decides whether to clear the screen), so it is
+tested from hand-built messages. Fixed-width columns rather than a TUI library: the
+output must read the same in a terminal, a log file and a CI transcript.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timezone
+
+from zako_sdk._proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.errors import ZakoError
+
+__all__ = ["format_bytes", "format_duration", "render_cluster", "render_stats"]
+
+_INDENT = "  "
+
+
+def format_bytes(value: float) -> str:
+    """Binary units with one decimal: 1536 -> "1.5 KiB"; bytes stay whole numbers."""
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_duration(seconds: float) -> str:
+    """Uptime the way people say it: "45s", "3m 12s", "2h 05m", "4d 03h"."""
+    total = int(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def _number(value: float) -> str:
+    # Capacities are doubles on the wire but usually whole (millicores, worker slots).
+    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[object]], *, left: int = 1) -> list[str]:
+    """Aligned columns under `header`: the first `left` columns flush left (names), the
+    rest flush right (numbers), so figures line up by their units digit."""
+    cells = [list(header)] + [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = []
+    for row in cells:
+        parts = [cell.ljust(width) if i < left else cell.rjust(width)
+                 for i, (cell, width) in enumerate(zip(row, widths, strict=True))]
+        lines.append((_INDENT + "  ".join(parts)).rstrip())
+    return lines
+
+
+def _pairs(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in sorted(counts.items())) or "-"
+
+
+def _versions(versions: pb.VersionInfo) -> str:
+    parts = [("server", versions.server), ("V8", versions.v8),
+             ("mini-racer", versions.mini_racer), ("Python", versions.python),
+             ("protocol", versions.protocol)]
+    return " · ".join(f"{name} {value}" for name, value in parts if value) or "-"
+
+
+def _workers(pool: pb.PoolStats) -> list[str]:
+    lines = [f"WORKERS  live {pool.live} (min {pool.min_workers}, max {pool.max_workers})  "
+             f"busy {pool.busy}  idle {pool.idle}  started {pool.started_total}  "
+             f"reclaimed {pool.reclaimed_total}  crashed {pool.crashed_total}"]
+    if pool.workers:
+        lines += _table(
+            ("ID", "PID", "STATE", "TASKS", "RSS", "HEAP USED", "HEAP LIMIT"),
+            ((w.worker_id, w.pid, w.state, w.tasks_run, format_bytes(w.rss_bytes),
+              format_bytes(w.last_heap.used_bytes) if w.HasField("last_heap") else "-",
+              format_bytes(w.last_heap.limit_bytes) if w.HasField("last_heap") else "-")
+             for w in pool.workers), left=3)
+    return lines
+
+
+def _queue(queue: pb.QueueStats) -> list[str]:
+    lines = [f"QUEUE  waiting {queue.depth} of {queue.capacity}  running {queue.running}  "
+             f"bytes {format_bytes(queue.queued_bytes)} of {format_bytes(queue.capacity_bytes)}"]
+    if queue.depth_by_priority:
+        lines += _table(("PRIORITY", "WAITING"),
+                        sorted(queue.depth_by_priority.items()), left=0)
+    return lines
+
+
+def _tasks(tasks: pb.TaskCounters) -> list[str]:
+    return [f"TASKS  accepted {tasks.accepted}  completed {tasks.completed}  "
+            f"failed {tasks.failed}  cancelled {tasks.cancelled}  rejected {tasks.rejected}",
+            f"{_INDENT}failed by reason:  {_pairs(dict(tasks.failed_by_reason))}",
+            f"{_INDENT}rejected by code:  {_pairs(dict(tasks.rejected_by_reason))}"]
+
+
+def _latency(stats: pb.StatsResponse) -> list[str]:
+    def row(name: str, h: pb.Histogram) -> tuple[object, ...]:
+        mean = h.sum_seconds / h.count if h.count else 0.0
+        return (name, h.count, _ms(h.p50_seconds), _ms(h.p90_seconds), _ms(h.p99_seconds),
+                _ms(mean))
+
+    return ["LATENCY (ms)", *_table(("", "COUNT", "P50", "P90", "P99", "MEAN"),
+                                    (row("queue wait", stats.queue_wait),
+                                     row("run time", stats.run_time)))]
+
+
+def _resource_value(name: str, value: float) -> str:
+    return format_bytes(value) if name == "memory" else _number(value)
+
+
+def _resources(resources: Sequence[pb.ResourceStats]) -> list[str]:
+    if not resources:
+        return ["RESOURCES  -"]
+    return ["RESOURCES  (cpu in millicores)", *_table(
+        ("NAME", "CAPACITY", "IN USE", "QUEUED"),
+        ((r.name, _resource_value(r.name, r.capacity), _resource_value(r.name, r.in_use),
+          _resource_value(r.name, r.queued_demand)) for r in resources))]
+
+
+def _tenants(tenants: Sequence[pb.TenantStats]) -> list[str]:
+    if not tenants:
+        return ["TENANTS  -"]
+    return ["TENANTS", *_table(("TENANT", "RUNNING", "QUEUED", "ACCEPTED", "REJECTED"),
+                               ((t.tenant, t.running, t.queued, t.accepted, t.rejected)
+                                for t in tenants))]
+
+
+def _system(system: pb.SystemStats) -> list[str]:
+    return [f"SYSTEM  cpus {system.effective_cpus:g}  cpu {system.cpu_percent:.1f}%  "
+            f"load {system.load_average_1m:.2f}  "
+            f"memory {format_bytes(system.memory_available_bytes)} free of "
+            f"{format_bytes(system.effective_memory_bytes)}  "
+            f"server RSS {format_bytes(system.server_rss_bytes)}"]
+
+
+def render_stats(stats: pb.StatsResponse, *, title: str = "", system: bool = True) -> str:
+    """The whole snapshot as text, one section per part of the message, blank-line separated.
+
+    `system=False` leaves out the machine, for a cluster total: machines do not add up
+    (sum_stats leaves that part empty), and zeros there would read as a dead host.
+
+        print(render_stats(client.stats(), title="127.0.0.1:50051"))
+    """
+    head = " ".join(part for part in (
+        "zako", title, f"up {format_duration(stats.uptime.ToNanoseconds() / 1e9)}",
+        f"at {stats.time.ToDatetime(timezone.utc).strftime('%Y-%m-%d %H:%M:%S')} UTC"
+        if stats.HasField("time") else "") if part)
+    sections = [[head, f"{_INDENT}{_versions(stats.versions)}"], _workers(stats.pool),
+                _queue(stats.queue), _tasks(stats.tasks), _latency(stats),
+                _resources(stats.resources), _tenants(stats.tenants)]
+    if system:
+        sections.append(_system(stats.system))
+    return "\n\n".join("\n".join(section) for section in sections) + "\n"
+
+
+def render_cluster(total: pb.StatsResponse, replicas: Mapping[str, pb.StatsResponse],
+                   errors: Mapping[str, ZakoError]) -> str:
+    """`zako stats --all`: the summed table, then a line per replica and per silent one.
+
+    The total comes first because it is what an operator asks about; the replica lines
+    are there to spot the one that is busier, older or down.
+    """
+    rows = [(name, s.versions.server or "-", format_duration(s.uptime.ToNanoseconds() / 1e9),
+             s.pool.live, s.pool.busy, s.queue.depth, s.tasks.completed, s.tasks.failed,
+             s.tasks.rejected, f"{s.system.cpu_percent:.1f}") for name, s in replicas.items()]
+    lines = [f"REPLICAS  {len(replicas)} answered, {len(errors)} did not"]
+    if rows:
+        lines += _table(("TARGET", "SERVER", "UP", "LIVE", "BUSY", "WAITING", "COMPLETED",
+                         "FAILED", "REJECTED", "CPU%"), rows, left=3)
+    lines += [f"{_INDENT}{name}: did not answer: {error}" for name, error in errors.items()]
+    title = f"total of {len(replicas)} replica{'s' if len(replicas) != 1 else ''}"
+    return render_stats(total, title=title, system=False) + "\n" + "\n".join(lines) + "\n"
