@@ -115,8 +115,10 @@ class Replica:
     def address_options(self) -> list[tuple[str, Any]]:
         """Options for a channel to one resolved address of this dns name."""
         options = channel_options(self._extra)
-        if self._credentials is not None:
-            # Connecting by IP must still verify the certificate against the name.
+        given = any(key == "grpc.ssl_target_name_override" for key, _ in options)
+        if self._credentials is not None and not given:
+            # Connecting by IP must still verify the certificate against the name (unless
+            # the caller chose the name to verify against).
             options.append(("grpc.ssl_target_name_override", dns_host_port(self.target)[0]))
         return options
 
