@@ -128,6 +128,7 @@ class Pool:
         try:
             done = await worker.run(job, forward)
         except ConnectionError as exc:
+            worker.mark_broken()
             self._release(worker)
             return lost_result(job["id"], f"could not reach worker {worker.id}: {exc}")
         backstop = float(job["timeout_s"]) + self.settings.cancel_grace + _BACKSTOP_MARGIN_S
@@ -148,6 +149,8 @@ class Pool:
             raise
         finally:
             watchdog.cancel()
+        if result.get("reason") == "worker_lost":
+            worker.mark_broken()
         self._release(worker)
         return result
 

@@ -61,6 +61,7 @@ class WorkerHandle:
         self.last_heap: dict[str, int] = {}
         self._ps: psutil.Process | None = None
         self.exit_expected = False
+        self.broken = False
         # Whether the child said it began the current task: before that, a lost worker
         # means the task never ran and may safely go to another worker.
         self.task_began = False
@@ -140,9 +141,15 @@ class WorkerHandle:
         self._done = None
         self.tasks_run += 1
         gone = self._proc is None or self._proc.returncode is not None
-        if self.state == "busy" and not gone:
+        if self.state == "busy" and not gone and not self.broken:
             self.state = "idle"
             self.idle_since = time.monotonic()
+
+    def mark_broken(self) -> None:
+        """Never hand this worker out again: it was lost (its pipe failed or it died)
+        but the exit may not have been reaped yet, so its state alone cannot tell."""
+        self.broken = True
+        self.kill()
 
     async def stop(self, timeout: float) -> None:
         """Ask the child to exit; kill it if it does not within `timeout`."""
