@@ -93,11 +93,15 @@ async def test_sigterm_cancels_tasks_still_running_after_the_grace():
                 yield pb.SubmitRequest(task=pb.Task(id="queued", source="module.exports = 1"))
                 await asyncio.sleep(30)  # keep the stream open, as a real client would
 
+            signalled = False
             async for event in stub.Submit(requests(), timeout=30):
                 events.append(event)
-                if event.task_id == "forever" and event.WhichOneof("event") == "started":
+                seen = {(e.task_id, e.WhichOneof("event")) for e in events}
+                # Signal only once both tasks are in: one running, one accepted and queued.
+                if not signalled and {("forever", "started"), ("queued", "accepted")} <= seen:
                     proc.send_signal(signal.SIGTERM)
-                if sum(e.WhichOneof("event") in {"completed", "failed", "cancelled"}
+                    signalled = True
+                if sum(e.WhichOneof("event") in {"completed", "failed", "cancelled", "rejected"}
                        for e in events) == 2:
                     break
         ends = {e.task_id: e for e in events
