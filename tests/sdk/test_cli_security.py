@@ -1,21 +1,13 @@
 """`zako` over TLS, mutual TLS and bearer tokens, against a real server on loopback.
 
-The certificates come from a throwaway CA made here (the helper is a copy of the one in
-tests/server/test_security.py: tests is not a package, so it cannot be imported).
+The certificates come from the `pki` fixture of tests/conftest.py (a throwaway CA).
 """
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
-from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from zako_sdk.cli import (
     EXIT_OK,
@@ -28,43 +20,6 @@ from zako_sdk.cli import (
 
 ADMIN = "admin-token-0123456789"
 ACME = "acme-client-token-0123"
-
-
-def _cert(subject: str, key, issuer_name, issuer_key, *, ca: bool, server: bool = False):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-               .issuer_name(issuer_name).public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if server:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False).add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-    elif not ca:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("pki")
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "zako test CA")])
-    files = {"ca.pem": _cert("zako test CA", ca_key, ca_name, ca_key, ca=True)}
-    for name, server in (("server", True), ("client", False)):
-        key = ec.generate_private_key(ec.SECP256R1())
-        files[f"{name}.pem"] = _cert(name, key, ca_name, ca_key, ca=False, server=server)
-        files[f"{name}.key"] = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption())
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-    return {name: folder / name for name in files}
 
 
 @pytest.fixture
