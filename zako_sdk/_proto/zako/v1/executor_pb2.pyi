@@ -103,7 +103,7 @@ class ResourceRequests(_message.Message):
     def __init__(self, cpu_millis: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., extras: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "source", "entry_name", "modules", "input_json", "context", "resources", "priority", "timeout", "labels", "system_access", "queue_timeout")
+    __slots__ = ("id", "source", "entry_name", "modules", "input_json", "context", "resources", "priority", "timeout", "labels", "system_access", "queue_timeout", "fresh_isolate")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,7 @@ class Task(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_ACCESS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    FRESH_ISOLATE_FIELD_NUMBER: _ClassVar[int]
     id: str
     source: str
     entry_name: str
@@ -135,7 +136,8 @@ class Task(_message.Message):
     labels: _containers.ScalarMap[str, str]
     system_access: bool
     queue_timeout: _duration_pb2.Duration
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., entry_name: _Optional[str] = ..., modules: _Optional[_Iterable[_Union[Module, _Mapping]]] = ..., input_json: _Optional[str] = ..., context: _Optional[_Union[ContextKind, str]] = ..., resources: _Optional[_Union[ResourceRequests, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., system_access: _Optional[bool] = ..., queue_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    fresh_isolate: bool
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., entry_name: _Optional[str] = ..., modules: _Optional[_Iterable[_Union[Module, _Mapping]]] = ..., input_json: _Optional[str] = ..., context: _Optional[_Union[ContextKind, str]] = ..., resources: _Optional[_Union[ResourceRequests, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., system_access: _Optional[bool] = ..., queue_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fresh_isolate: _Optional[bool] = ...) -> None: ...
 
 class CancelTask(_message.Message):
     __slots__ = ("task_id", "reason")
@@ -200,20 +202,22 @@ class LogLine(_message.Message):
     def __init__(self, level: _Optional[_Union[LogLevel, str]] = ..., message: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Timings(_message.Message):
-    __slots__ = ("accepted_at", "started_at", "finished_at", "queued", "run", "cpu")
+    __slots__ = ("accepted_at", "started_at", "finished_at", "queued", "run", "cpu", "warm_isolate")
     ACCEPTED_AT_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
     CPU_FIELD_NUMBER: _ClassVar[int]
+    WARM_ISOLATE_FIELD_NUMBER: _ClassVar[int]
     accepted_at: _timestamp_pb2.Timestamp
     started_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
     queued: _duration_pb2.Duration
     run: _duration_pb2.Duration
     cpu: _duration_pb2.Duration
-    def __init__(self, accepted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queued: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., run: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cpu: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    warm_isolate: bool
+    def __init__(self, accepted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queued: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., run: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cpu: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., warm_isolate: _Optional[bool] = ...) -> None: ...
 
 class HeapUsage(_message.Message):
     __slots__ = ("used_bytes", "total_bytes", "limit_bytes")
@@ -591,7 +595,7 @@ class PriorityRange(_message.Message):
     def __init__(self, min: _Optional[int] = ..., max: _Optional[int] = ...) -> None: ...
 
 class CapabilitiesResponse(_message.Message):
-    __slots__ = ("limits", "context_kinds", "priority", "builtin_modules", "system_access_allowed", "versions", "resource_capacity")
+    __slots__ = ("limits", "context_kinds", "priority", "builtin_modules", "system_access_allowed", "versions", "resource_capacity", "isolate_reuse")
     class ResourceCapacityEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -606,6 +610,7 @@ class CapabilitiesResponse(_message.Message):
     SYSTEM_ACCESS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    ISOLATE_REUSE_FIELD_NUMBER: _ClassVar[int]
     limits: Limits
     context_kinds: _containers.RepeatedScalarFieldContainer[ContextKind]
     priority: PriorityRange
@@ -613,4 +618,5 @@ class CapabilitiesResponse(_message.Message):
     system_access_allowed: bool
     versions: VersionInfo
     resource_capacity: _containers.ScalarMap[str, float]
-    def __init__(self, limits: _Optional[_Union[Limits, _Mapping]] = ..., context_kinds: _Optional[_Iterable[_Union[ContextKind, str]]] = ..., priority: _Optional[_Union[PriorityRange, _Mapping]] = ..., builtin_modules: _Optional[_Iterable[str]] = ..., system_access_allowed: _Optional[bool] = ..., versions: _Optional[_Union[VersionInfo, _Mapping]] = ..., resource_capacity: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    isolate_reuse: bool
+    def __init__(self, limits: _Optional[_Union[Limits, _Mapping]] = ..., context_kinds: _Optional[_Iterable[_Union[ContextKind, str]]] = ..., priority: _Optional[_Union[PriorityRange, _Mapping]] = ..., builtin_modules: _Optional[_Iterable[str]] = ..., system_access_allowed: _Optional[bool] = ..., versions: _Optional[_Union[VersionInfo, _Mapping]] = ..., resource_capacity: _Optional[_Mapping[str, float]] = ..., isolate_reuse: _Optional[bool] = ...) -> None: ...
