@@ -7,21 +7,17 @@ subprocess listening on 127.0.0.1 port 0, so a run never hangs and never leaves 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import itertools
 import math
 import os
-import platform
 import re
-import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +210,19 @@ async def measured(load_coro: Awaitable[Load], meter: CpuMeter) -> Load:
     return load
 
 
+async def parallel(loads: list[Awaitable[Load]], name: str, concurrency: int) -> Load:
+    """Merge loads run side by side (one per stream) into one."""
+    parts = await asyncio.gather(*loads)
+    merged = Load(name, concurrency)
+    for part in parts:
+        merged.latencies.extend(part.latencies)
+        merged.errors += part.errors
+        merged.first_error = merged.first_error or part.first_error
+    merged.elapsed = max(part.elapsed for part in parts)
+    return merged
+
+
+
 # ---- subprocess servers -----------------------------------------------------------------
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -341,113 +350,3 @@ def zako_argv(*flags: str) -> list[str]:
 
 def bench_server_argv(kind: str, *flags: str) -> list[str]:
     return [sys.executable, "-m", "bench.servers", kind, *flags]
-
-
-# ---- the machine ------------------------------------------------------------------------
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def machine_info() -> dict[str, Any]:
-    import grpc
-    from py_mini_racer import MiniRacer
-
-    from zako_server.heuristics import default_max_workers, probe_machine
-
-    machine = probe_machine()
-    racer = MiniRacer()
-    try:
-        v8 = racer.v8_version
-    finally:
-        racer.close()
-    return {
-        "cpu_count": os.cpu_count(),
-        "effective_cpus": machine.cpus,
-        "effective_cpus_source": machine.cpus_source,
-        "default_max_workers": default_max_workers(machine),
-        "cpu_model": _cpu_model(),
-        "memory_bytes": psutil.virtual_memory().total,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "grpcio": grpc.__version__,
-        "protobuf": _version("protobuf"),
-        "mini_racer": _version("mini-racer"),
-        "v8": v8,
-        "zako": _version("zako"),
-        "psutil": psutil.__version__,
-    }
-
-
-# ---- profiling (optional: --py-spy DIR) -------------------------------------------------
-
-def py_spy_executable() -> str | None:
-    beside = Path(sys.executable).parent / "py-spy"
-    return str(beside) if beside.exists() else shutil.which("py-spy")
-
-
-@contextlib.asynccontextmanager
-async def py_spy(out_dir: Path | None, label: str, pids: dict[str, int],
-                 seconds: float) -> AsyncIterator[None]:
-    """Record py-spy (wall clock, idle included, collapsed stacks that speedscope and
-    flamegraph.pl read) of `pids` for `seconds` while the body runs a load."""
-    if out_dir is None:
-        yield
-        return
-    exe = py_spy_executable()
-    if exe is None:
-        raise RuntimeError("--py-spy needs py-spy: .venv/bin/pip install py-spy")
-    procs = []
-    for role, pid in pids.items():
-        procs.append(await asyncio.create_subprocess_exec(
-            exe, "record", "--pid", str(pid), "--duration", str(max(int(seconds), 1)),
-            "--rate", "250", "--idle", "--format", "raw",
-            "-o", str(out_dir / f"{label}-{role}.txt"),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL))
-    try:
-        yield
-    finally:
-        for proc in procs:
-            try:
-                await asyncio.wait_for(proc.wait(), seconds + 15)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
-
-
-def summarize_profiles(out_dir: Path) -> dict[str, list[tuple[str, float]]]:
-    return {path.stem: summarize_collapsed(path) for path in sorted(out_dir.glob("*.txt"))}
-
-
-def summarize_collapsed(path: Path, top: int = 12) -> list[tuple[str, float]]:
-    """The `top` frames by inclusive share of samples in a py-spy collapsed-stack file
-    (line numbers dropped, the interpreter's own start-up frames skipped)."""
-    if not path.exists():
-        return []
-    total = 0
-    inclusive: collections.Counter[str] = collections.Counter()
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        total += int(count)
-        frames = {re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")}
-        for frame in frames:
-            inclusive[frame] += int(count)
-    boring = ("<frozen runpy>", "asyncio/runners.py", "threading.py", "main (", "<module> (",
-              "BaseEventLoop.run_", "Handle._run", "BaseEventLoop._run_once",
-              "ThreadedChildWatcher")
-    ranked = [(frame, round(100 * n / total, 1)) for frame, n in inclusive.most_common()
-              if not any(b in frame for b in boring)]
-    return ranked[:top]

@@ -1,4 +1,5 @@
-"""The measurements: Zako through its full stack, and the baselines it is judged against.
+"""The measurements of Zako itself: trivial tasks through the full stack, CPU-bound
+scaling, memory, cold start and overload.
 
 Each function starts the servers it needs (subprocesses on 127.0.0.1, port 0), drives a
 bounded load from this process, stops them, and returns plain data for the report.
@@ -15,7 +16,6 @@ import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,77 +27,16 @@ from bench.common import (
     CpuMeter,
     Load,
     ServerProcess,
-    bench_server_argv,
     closed_loop,
     measured,
+    parallel,
     percentile,
-    py_spy,
-    summarize_profiles,
     zako_argv,
 )
-from bench.payloads import (
-    CPU_SOURCE,
-    TRIVIAL_SOURCE,
-    Messages,
-    commonjs_expression,
-    trivial_task,
-)
-from bench.servers import ECHO_SERVICE, NAIVE_SERVICE
+from bench.params import PACE_MS, STREAMS, UNARY_CONCURRENCY, Params
+from bench.payloads import CPU_SOURCE, TRIVIAL_SOURCE, commonjs_expression
+from bench.profiling import py_spy, summarize_profiles
 from zako_sdk import AsyncClient, Overloaded, Result
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-
-MB = 1 << 20
-STREAMS = 8          # "8 concurrent streams"
-UNARY_CONCURRENCY = 8
-PACE_MS = 20  # pause between paced calls: longer than a worker's isolate rebuild (~4 ms)
-
-
-@dataclass(frozen=True)
-class Params:
-    """Counts and time bounds of one run; every loop stops at whichever comes first."""
-
-    quick: bool
-    window: int            # tasks in flight on the one-stream runs (and in total on 8)
-    warmup: int
-    trivial_count: int
-    trivial_seconds: float
-    unary_count: int
-    unary_seconds: float
-    echo_count: int
-    echo_seconds: float
-    inprocess_count: int
-    inprocess_seconds: float
-    naive_count: int
-    naive_seconds: float
-    cpu_task_ms: float
-    cpu_tasks_per_worker: int
-    cpu_seconds: float
-    cpu_max_workers: int
-    leak_first: int
-    leak_total: int
-    leak_seconds: float
-    cold_runs: int
-    overload_queue: int
-    overload_seconds: float
-
-    @classmethod
-    def quick_mode(cls) -> Params:
-        return cls(quick=True, window=8, warmup=3, trivial_count=24, trivial_seconds=5,
-                   unary_count=8, unary_seconds=5, echo_count=200, echo_seconds=2,
-                   inprocess_count=10, inprocess_seconds=2, naive_count=16, naive_seconds=3,
-                   cpu_task_ms=10, cpu_tasks_per_worker=3, cpu_seconds=10, cpu_max_workers=2,
-                   leak_first=10, leak_total=30, leak_seconds=5, cold_runs=1,
-                   overload_queue=4, overload_seconds=0.5)
-
-    @classmethod
-    def full_mode(cls, leak_seconds: float = 150.0) -> Params:
-        return cls(quick=False, window=64, warmup=100, trivial_count=50_000,
-                   trivial_seconds=10, unary_count=2_000, unary_seconds=6,
-                   echo_count=100_000, echo_seconds=4, inprocess_count=5_000,
-                   inprocess_seconds=3, naive_count=20_000, naive_seconds=6,
-                   cpu_task_ms=50, cpu_tasks_per_worker=40, cpu_seconds=20, cpu_max_workers=8,
-                   leak_first=1_000, leak_total=100_000, leak_seconds=leak_seconds,
-                   cold_runs=5, overload_queue=4, overload_seconds=5)
 
 
 def sdk_client(target: str, **options: Any) -> AsyncClient:
@@ -112,181 +51,6 @@ def _check(result: Result, expected: int) -> None:
     if result.value_json != str(expected):
         raise AssertionError(f"expected {expected}, got {result.value_json!r}")
 
-
-async def _parallel(loads: list[Awaitable[Load]], name: str, concurrency: int) -> Load:
-    """Merge loads run side by side (one per stream) into one."""
-    parts = await asyncio.gather(*loads)
-    merged = Load(name, concurrency)
-    for part in parts:
-        merged.latencies.extend(part.latencies)
-        merged.errors += part.errors
-        merged.first_error = merged.first_error or part.first_error
-    merged.elapsed = max(part.elapsed for part in parts)
-    return merged
-
-
-# ---- (2a) the transport's ceiling ------------------------------------------------------
-
-class BytesStream:
-    """A bidi stream multiplexing many calls, shaped like the SDK's Submit stream: callers
-    queue requests for one writer task; one reader task resolves their futures (the echo
-    answers in order, so a FIFO of futures stands in for routing by task id)."""
-
-    def __init__(self, channel: grpc.aio.Channel, method: str, responses_per_request: int) -> None:
-        self._call = channel.stream_stream(method)()
-        self._per = responses_per_request
-        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._waiting: collections.deque[asyncio.Future[bytes]] = collections.deque()
-        self._writer = asyncio.create_task(self._write())
-        self._reader = asyncio.create_task(self._read())
-
-    async def call(self, payload: bytes) -> bytes:
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._waiting.append(future)
-        self._outbox.put_nowait(payload)
-        return await future
-
-    async def _write(self) -> None:
-        while (payload := await self._outbox.get()) is not None:
-            await self._call.write(payload)
-        await self._call.done_writing()
-
-    async def _read(self) -> None:
-        seen = 0
-        try:
-            while (message := await self._call.read()) is not grpc.aio.EOF:
-                seen += 1
-                if seen % self._per == 0:
-                    self._waiting.popleft().set_result(message)
-        except grpc.RpcError as exc:
-            error = ConnectionError(f"echo stream broke: {exc.code()}")
-            while self._waiting:
-                self._waiting.popleft().set_exception(error)
-
-    async def close(self) -> None:
-        self._outbox.put_nowait(None)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._reader), 5.0)
-        self._call.cancel()
-        self._writer.cancel()
-        self._reader.cancel()
-        await asyncio.gather(self._writer, self._reader, return_exceptions=True)
-
-
-async def echo_baseline(p: Params, msgs: Messages) -> dict[str, Load]:
-    loads: dict[str, Load] = {}
-    async with ServerProcess(bench_server_argv("echo"), "echo server") as server:
-        meter = lambda: CpuMeter({"client": os.getpid(), "server": server.pid})  # noqa: E731
-        channels = [grpc.aio.insecure_channel(server.target) for _ in range(STREAMS)]
-        try:
-            unary = channels[0].unary_unary(f"/{ECHO_SERVICE}/Unary")
-
-            async def one_stream(method: str, per: int, channel: grpc.aio.Channel,
-                                 count: int, window: int, name: str) -> Load:
-                stream = BytesStream(channel, f"/{ECHO_SERVICE}/{method}", per)
-                try:
-                    await closed_loop("warmup", lambda _: stream.call(msgs.submit_request),
-                                      count=p.warmup, concurrency=window, seconds=5)
-                    return await closed_loop(name, lambda _: stream.call(msgs.submit_request),
-                                             count=count, concurrency=window,
-                                             seconds=p.echo_seconds)
-                finally:
-                    await stream.close()
-
-            loads["echo_stream"] = await measured(one_stream(
-                "Stream", 1, channels[0], p.echo_count, p.window, "echo, one stream"), meter())
-            loads["echo_stream3"] = await measured(one_stream(
-                "Stream3", 3, channels[0], p.echo_count, p.window,
-                "echo, one stream, 3 replies/request"), meter())
-            per_stream = max(p.window // STREAMS, 1)
-            loads["echo_streams8"] = await measured(_parallel(
-                [one_stream("Stream", 1, ch, p.echo_count // STREAMS, per_stream, "")
-                 for ch in channels], f"echo, {STREAMS} streams", per_stream * STREAMS),
-                meter())
-
-            async def unary_call(_: int) -> bytes:
-                return await unary(msgs.run_request, timeout=30)
-
-            await closed_loop("warmup", unary_call, count=p.warmup, concurrency=1, seconds=5)
-            loads["echo_unary"] = await measured(closed_loop(
-                "echo, unary, sequential", unary_call, count=p.unary_count * 4, concurrency=1,
-                seconds=p.unary_seconds), meter())
-            loads["echo_unary_c8"] = await measured(closed_loop(
-                f"echo, unary, {UNARY_CONCURRENCY} concurrent", unary_call,
-                count=p.echo_count, concurrency=UNARY_CONCURRENCY, seconds=p.echo_seconds),
-                meter())
-        finally:
-            for channel in channels:
-                await channel.close()
-    return loads
-
-
-# ---- (2b) the engine's ceiling: mini-racer in this process -----------------------------
-
-def inprocess_baseline(p: Params) -> dict[str, Load]:
-    from py_mini_racer import MiniRacer
-
-    def run(name: str, fresh: bool) -> Load:
-        load = Load(name, 1)
-        shared = None if fresh else MiniRacer()
-        meter = CpuMeter({"client": os.getpid()})
-        meter.start()
-        start = time.perf_counter()
-        deadline = start + p.inprocess_seconds
-        try:
-            for i in range(p.inprocess_count):
-                if time.perf_counter() >= deadline:
-                    break
-                t0 = time.perf_counter()
-                racer = MiniRacer() if fresh else shared
-                assert racer is not None
-                try:
-                    value = racer.eval(commonjs_expression(TRIVIAL_SOURCE, str(i)))
-                finally:
-                    if fresh:
-                        racer.close()
-                load.latencies.append(time.perf_counter() - t0)
-                if value != str(i + 1):
-                    load.errors += 1
-        finally:
-            if shared is not None:
-                shared.close()
-        load.elapsed = time.perf_counter() - start
-        load.cpu = meter.stop()
-        load.other_cores = meter.other_cores
-        return load
-
-    run("warmup", fresh=True)
-    return {"inprocess_fresh": run("mini-racer in-process, fresh instance per task", True),
-            "inprocess_reused": run("mini-racer in-process, one reused instance", False)}
-
-
-# ---- (2c) the naive design --------------------------------------------------------------
-
-async def naive_baseline(p: Params) -> dict[str, Load]:
-    loads: dict[str, Load] = {}
-    async with ServerProcess(bench_server_argv("naive"), "naive server") as server:
-        meter = lambda: CpuMeter({"client": os.getpid(), "server": server.pid})  # noqa: E731
-        async with grpc.aio.insecure_channel(server.target) as channel:
-            run = channel.unary_unary(f"/{NAIVE_SERVICE}/Run",
-                                      request_serializer=pb.RunRequest.SerializeToString,
-                                      response_deserializer=pb.RunResponse.FromString)
-
-            async def call(i: int) -> None:
-                response = await run(pb.RunRequest(task=trivial_task(value=i)), timeout=30)
-                if response.completed.result.value_json != str(i + 1):
-                    raise AssertionError(f"naive server answered {response}")
-
-            await closed_loop("warmup", call, count=p.warmup, concurrency=UNARY_CONCURRENCY,
-                              seconds=5)
-            loads["naive_unary"] = await measured(closed_loop(
-                "naive server, unary, sequential", call, count=p.unary_count, concurrency=1,
-                seconds=p.unary_seconds), meter())
-            loads["naive_unary_c8"] = await measured(closed_loop(
-                f"naive server, unary, {UNARY_CONCURRENCY} concurrent", call,
-                count=p.naive_count, concurrency=UNARY_CONCURRENCY, seconds=p.naive_seconds),
-                meter())
-    return loads
 
 
 # ---- (1) Zako, trivial tasks through the full stack --------------------------------------
@@ -338,7 +102,7 @@ async def zako_trivial(p: Params, workers: int, profile_dir: Path | None = None,
                     "zako, one Submit stream (SDK run)", _sdk_op(one), count=p.trivial_count,
                     concurrency=p.window, seconds=p.trivial_seconds), meter())
             per_stream = max(p.window // STREAMS, 1)
-            loads["zako_streams8"] = await measured(_parallel(
+            loads["zako_streams8"] = await measured(parallel(
                 [closed_loop("", _sdk_op(c), count=p.trivial_count // STREAMS,
                              concurrency=per_stream, seconds=p.trivial_seconds)
                  for c in clients], f"zako, {STREAMS} Submit streams", per_stream * STREAMS),
@@ -375,6 +139,21 @@ async def zako_trivial(p: Params, workers: int, profile_dir: Path | None = None,
                 f"zako, one Submit stream, {workers} workers", _sdk_op(client),
                 count=p.trivial_count, concurrency=p.window, seconds=p.trivial_seconds),
                 _zako_meter(server)())
+    # The same stream and unary runs with a fresh isolate per task (the pre-reuse design):
+    # what warm isolate reuse is worth, measured in the same run.
+    async with ServerProcess(zako_argv("--isolate-reuse", "never"),
+                             "zako server (fresh isolates)") as server, \
+            sdk_client(server.target, timeout=30) as client:
+        await closed_loop("warmup", _sdk_op(client), count=p.warmup, concurrency=p.window,
+                          seconds=10)
+        loads["zako_stream_fresh"] = await measured(closed_loop(
+            "zako, one Submit stream, fresh isolate per task", _sdk_op(client),
+            count=p.trivial_count, concurrency=p.window, seconds=p.trivial_seconds),
+            _zako_meter(server)())
+        loads["zako_unary_fresh"] = await measured(closed_loop(
+            "zako, unary Run, sequential, fresh isolate per task", _sdk_op(client, unary=True),
+            count=p.unary_count, concurrency=1, seconds=p.unary_seconds),
+            _zako_meter(server)())
     return loads, info
 
 

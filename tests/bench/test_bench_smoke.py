@@ -22,7 +22,7 @@ LOADS = {
     "inprocess": {"inprocess_fresh", "inprocess_reused"},
     "naive": {"naive_unary", "naive_unary_c8"},
     "zako": {"zako_stream", "zako_streams8", "zako_unary", "zako_unary_paced",
-             "zako_unary_c8"},
+             "zako_unary_c8", "zako_stream_fresh", "zako_unary_fresh"},
 }
 TARGETS = {"stream_vs_echo", "unary_vs_echo", "vs_naive", "cpu_scaling", "worker_rss",
            "server_rss_growth", "cold_start"}
