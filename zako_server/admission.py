@@ -28,7 +28,7 @@ import itertools
 import math
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from zako_server.errors import CannotFit, Draining, Overloaded, ZakoServerError
@@ -162,9 +162,17 @@ class Admission:
 
     async def acquire(self, ticket: Ticket) -> None:
         """Wait until granted. Cancelled: the ticket leaves the line (or hands its lease
-        back if it was granted in the same instant). Raises QueueDeadlineExceeded."""
+        back if it was granted in the same instant). Raises QueueDeadlineExceeded.
+
+        The waiter's cancellation cancels `ticket.granted` itself (no shield: that cost a
+        loop pass per task between a lease coming free and the next task starting), so
+        the grant and expiry paths skip a future that is already settled; the state says
+        what happened and the handler below squares it."""
+        granted = ticket.granted
         try:
-            await asyncio.shield(ticket.granted)
+            if not granted.done():  # granted on enqueue: no suspension at all
+                await granted
+            granted.result()
         except asyncio.CancelledError:
             if ticket.state == "granted":
                 self.release(ticket)
@@ -204,10 +212,11 @@ class Admission:
                 continue
             self._remove_waiting(ticket, "expired")
             waited = now - ticket.enqueued_at
-            ticket.granted.set_exception(QueueDeadlineExceeded(
-                f"the task waited {waited:.3f}s in the queue and its deadline passed "
-                "before a worker was free; it did not run"))
-            ticket.granted.exception()  # retrieved by acquire(); no "never retrieved" noise
+            if not ticket.granted.done():  # done: its waiter was cancelled meanwhile
+                ticket.granted.set_exception(QueueDeadlineExceeded(
+                    f"the task waited {waited:.3f}s in the queue and its deadline passed "
+                    "before a worker was free; it did not run"))
+                ticket.granted.exception()  # retrieved by acquire(); no "never retrieved"
             expired.append(ticket)
         if expired:
             self._grant()
@@ -276,10 +285,14 @@ class Admission:
         return all(self._in_use[name] + amount <= self.policy.capacities[name] + 1e-9
                    for name, amount in ticket.request.items())
 
-    def _candidates(self) -> list[Ticket]:
+    def _candidates(self) -> Iterator[Ticket]:
         """Waiting tickets in policy order: priority, then the least-served tenant
-        (fewest running), then arrival; at most the backfill window."""
-        ordered: list[Ticket] = []
+        (fewest running), then arrival; at most the backfill window.
+
+        Lazy: the head usually fits, and building the whole window on every grant was
+        the costliest step of a task's admission with a few dozen waiting. The caller
+        stops iterating as soon as it changes the queues."""
+        seen = 0
         for priority in sorted(self._waiting):
             tenants = self._waiting[priority]
             queues = sorted((q for q in tenants.values() if q),
@@ -288,10 +301,10 @@ class Admission:
             for depth in range(max((len(q) for q in queues), default=0)):
                 for q in queues:
                     if depth < len(q):
-                        ordered.append(q[depth])
-                        if len(ordered) >= _BACKFILL_WINDOW:
-                            return ordered
-        return ordered
+                        yield q[depth]
+                        seen += 1
+                        if seen >= _BACKFILL_WINDOW:
+                            return
 
     def _grant(self) -> None:
         now = self._clock()
@@ -317,7 +330,8 @@ class Admission:
             self._in_use[name] += amount
             use[name] += amount
         self.queue_wait.observe(max(now - ticket.enqueued_at, 0.0))
-        ticket.granted.set_result(None)
+        if not ticket.granted.done():  # done: its waiter was cancelled and will release
+            ticket.granted.set_result(None)
 
     def _remove_waiting(self, ticket: Ticket, state: str) -> None:
         tenants = self._waiting[ticket.priority]

@@ -72,6 +72,19 @@ def parse_resources(text: str) -> tuple[tuple[str, float], ...]:
     return tuple(pairs)
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = str(text).strip().lower()
+        if value not in allowed:
+            raise ValueError(f"{text!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+ISOLATE_REUSE_MODES = ("tenant", "never")
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -129,6 +142,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_tasks_per_stream", _positive(int), "most tasks in flight per stream"),
     Option("allow_system_access", parse_bool,
            "let config-context tasks ask for clock, randomness and timers"),
+    Option("isolate_reuse", _choice(*ISOLATE_REUSE_MODES),
+           "tenant: a worker keeps warm V8 isolates and reuses one across tasks of the same "
+           "tenant, context kind and hermeticity (Task.fresh_isolate opts out); never: a "
+           "fresh isolate for every task"),
+    Option("isolate_max_tasks", _positive(int),
+           "tasks a warm isolate runs before it is recycled for a fresh one"),
     Option("drain_grace", _positive(float),
            "on SIGTERM: seconds running tasks get to finish before they are cancelled"),
     Option("cancel_grace", _positive(float),
@@ -183,6 +202,8 @@ class Settings:
     max_memory: int = 2 << 30
     max_tasks_per_stream: int = 10_000
     allow_system_access: bool = True
+    isolate_reuse: str = "tenant"
+    isolate_max_tasks: int = 500
     drain_grace: float = 10.0
     cancel_grace: float = 1.0
     worker_start_timeout: float = 30.0
@@ -214,6 +235,10 @@ class Settings:
             problems.append("tls_cert and tls_key go together")
         if self.tls_client_ca and not self.tls_cert:
             problems.append("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        if self.isolate_reuse not in ISOLATE_REUSE_MODES:
+            problems.append(f"isolate_reuse {self.isolate_reuse!r} is not tenant or never")
+        if self.isolate_max_tasks < 1:
+            problems.append("isolate_max_tasks must be >= 1")
         if self.log_format not in {"text", "json"}:
             problems.append(f"log_format {self.log_format!r} is not text or json")
         if ":" not in self.listen:

@@ -12,7 +12,8 @@
     maintenance (every second): keep `min_workers` alive, reclaim workers idle longer
     than `idle_timeout` down to the minimum, start workers for waiting tasks.
 
-Admission grants at most `max_workers` leases, so every `run` finds a worker soon.
+Admission grants at most `max_workers` leases, so every `run` finds a worker soon. Among
+idle workers, `affinity.choose` prefers one whose warm isolate fits the task.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from zako_server.affinity import ReuseKey, choose, reuse_key
 from zako_server.workerproc import EventSink, WorkerHandle, lost_result
 
 log = logging.getLogger("zako.pool")
@@ -103,9 +105,12 @@ class Pool:
         receipt) costs nothing: the task goes to another worker, so no pool transition
         drops a task.
         """
+        key = reuse_key(job)
         for _ in range(_DISPATCH_ATTEMPTS):
-            worker = await self._acquire()
+            worker = await self._acquire(key)
             result = await self._run_on(worker, job, sink)
+            if key is not None and result.get("reason") != "worker_lost":
+                worker.warm_key = key
             if result.get("reason") != "worker_lost" or worker.task_began_for(job["id"]):
                 return result
             log.warning("worker %s was lost before it began task %s; dispatching again",
@@ -126,49 +131,69 @@ class Pool:
             sink(message)
 
         try:
-            done = await worker.run(job, forward)
+            result_future = await worker.run(job, forward)
         except ConnectionError as exc:
             worker.mark_broken()
             self._release(worker)
             return lost_result(job["id"], f"could not reach worker {worker.id}: {exc}")
-        backstop = float(job["timeout_s"]) + self.settings.cancel_grace + _BACKSTOP_MARGIN_S
+        # The memory bound and the backstop are loop timers, not tasks: a task per
+        # dispatch plus its cancellation was a sizeable part of the server's CPU per task.
+        loop = result_future.get_loop()
+        task_id = job["id"]
         rss_limit = int(job["max_heap_bytes"]) + self.settings.worker_rss_margin
-        watchdog = asyncio.create_task(self._watch_memory(worker, job["id"], rss_limit))
+        watch: list[asyncio.TimerHandle] = []  # the memory check's current timer
+        watch.append(loop.call_later(_RSS_POLL_S, self._check_memory, worker, task_id,
+                                     rss_limit, watch))
+        backstop = float(job["timeout_s"]) + self.settings.cancel_grace + _BACKSTOP_MARGIN_S
+        overdue = loop.call_later(backstop, self._kill_overdue, worker, task_id,
+                                  float(job["timeout_s"]))
+        done = worker.current_done
+        assert done is not None
         try:
-            result = await asyncio.wait_for(asyncio.shield(done), backstop)
-        except asyncio.TimeoutError:
-            log.error("worker %s ignored the %.1fs timeout of task %s; killing it",
-                      worker.id, job["timeout_s"], job["id"])
-            worker.kill(("timeout", f"the task ran past its {job['timeout_s']:g}s timeout "
-                                    "and its worker did not stop it; the worker was killed"))
-            result = await done
+            result = await result_future
         except asyncio.CancelledError:
             # The caller went away: stop the task, and make sure the worker is not
             # handed out again while it may still be running it.
-            await self._stop_running(worker, job["id"], done)
+            await self._stop_running(worker, task_id, done)
             raise
         finally:
-            watchdog.cancel()
+            watch[0].cancel()
+            overdue.cancel()
         if result.get("reason") == "worker_lost":
             worker.mark_broken()
         self._release(worker)
         return result
 
-    async def _watch_memory(self, worker: WorkerHandle, task_id: str, limit: int) -> None:
+    def _kill_overdue(self, worker: WorkerHandle, task_id: str, timeout: float) -> None:
+        """The backstop: the worker enforces the timeout inside V8; if it did not, kill it
+        (its done future then resolves with this verdict)."""
+        if worker.task_id != task_id or not worker.alive:
+            return
+        log.error("worker %s ignored the %.1fs timeout of task %s; killing it",
+                  worker.id, timeout, task_id)
+        worker.kill(("timeout", f"the task ran past its {timeout:g}s timeout "
+                                "and its worker did not stop it; the worker was killed"))
+
+    def _check_memory(self, worker: WorkerHandle, task_id: str, limit: int,
+                      watch: list[asyncio.TimerHandle]) -> None:
         """Kill a worker whose RSS passes its bound: V8's heap limit does not count
-        ArrayBuffers, so a task can outgrow it without V8 noticing."""
-        while worker.task_id == task_id and worker.alive:
-            rss = worker.rss()
-            if rss > limit:
-                log.warning("worker %s RSS %d exceeds %d while running %s; killing it",
-                            worker.id, rss, limit, task_id)
-                worker.kill(("out_of_memory",
-                             f"the worker's memory ({rss} bytes resident) exceeded its bound "
-                             f"of {limit} bytes (the task's heap limit plus "
-                             f"{self.settings.worker_rss_margin} bytes; ArrayBuffers count "
-                             "here even though V8's heap limit ignores them)"))
-                return
-            await asyncio.sleep(_RSS_POLL_S)
+        ArrayBuffers, so a task can outgrow it without V8 noticing. The first reading is
+        one interval after dispatch: most tasks are over by then, and reading /proc on
+        every dispatch cost more than the rest of the dispatch."""
+        if worker.task_id != task_id or not worker.alive:
+            return
+        rss = worker.rss()
+        if rss > limit:
+            log.warning("worker %s RSS %d exceeds %d while running %s; killing it",
+                        worker.id, rss, limit, task_id)
+            worker.kill(("out_of_memory",
+                         f"the worker's memory ({rss} bytes resident) exceeded its bound "
+                         f"of {limit} bytes (the task's heap limit plus "
+                         f"{self.settings.worker_rss_margin} bytes; ArrayBuffers count "
+                         "here even though V8's heap limit ignores them)"))
+            return
+        watch[0] = asyncio.get_running_loop().call_later(
+            _RSS_POLL_S, self._check_memory, worker, task_id, limit, watch)
 
     async def cancel(self, task_id: str) -> bool:
         """Ask the worker running `task_id` to stop it; kill the worker if it does not
@@ -232,11 +257,17 @@ class Pool:
     def _live_or_starting(self) -> int:
         return sum(w.state in {"starting", "idle", "busy"} for w in self._workers.values())
 
-    async def _acquire(self) -> WorkerHandle:
-        while self._idle:
-            worker = self._idle.popleft()
-            if worker.state == "idle":
-                return worker
+    async def _acquire(self, key: ReuseKey | None = None) -> WorkerHandle:
+        """An idle worker, preferring one warm for `key` (see affinity), else wait."""
+        index = choose(self._idle, key)
+        if index >= 0:
+            worker = self._idle[index]
+            del self._idle[index]
+            # Entries no longer idle (lost, stopping) are dropped as FIFO order reaches them.
+            while self._idle and self._idle[0].state != "idle":
+                self._idle.popleft()
+            return worker
+        self._idle.clear()  # none idle: every entry left is stale
         if self._closing:
             raise RuntimeError("worker pool is closed")
         waiter: asyncio.Future[WorkerHandle] = asyncio.get_running_loop().create_future()

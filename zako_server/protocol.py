@@ -65,15 +65,20 @@ class ProtocolError(Exception):
     """The peer sent something that is not a frame of this protocol."""
 
 
+# Made once: json.dumps/loads build or look these up on every call with options.
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_decode_json = json.JSONDecoder().decode
+
+
 def encode(message: dict[str, Any]) -> bytes:
     """Serialize one message as a length-prefixed frame."""
-    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    body = _encode_json(message).encode()
     return HEADER.pack(len(body)) + body
 
 
-def _decode_body(body: bytes) -> dict[str, Any]:
+def _decode_body(body: bytes | bytearray) -> dict[str, Any]:
     try:
-        message = json.loads(body)
+        message = _decode_json(body.decode())
     except ValueError as exc:
         raise ProtocolError(f"frame is not JSON: {exc}") from exc
     if not isinstance(message, dict):
@@ -101,6 +106,39 @@ async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
     except asyncio.IncompleteReadError as exc:
         raise ProtocolError("stream ended inside a frame") from exc
     return _decode_body(body)
+
+
+class FrameParser:
+    """Frames out of a byte stream fed in arbitrary chunks (a protocol's data_received),
+    for readers that want no task and no StreamReader between the pipe and the frames."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame held back (non-zero at EOF: a truncated frame)."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        """Every message completed by `data`; raises ProtocolError on a corrupt frame."""
+        buffer = self._buffer
+        buffer += data
+        messages = []
+        start, end = 0, len(buffer)
+        while end - start >= HEADER.size:
+            (length,) = HEADER.unpack_from(buffer, start)
+            _check_length(length)
+            stop = start + HEADER.size + length
+            if stop > end:
+                break
+            messages.append(_decode_body(buffer[start + HEADER.size:stop]))
+            start = stop
+        if start:
+            del buffer[:start]
+        return messages
 
 
 def read_frame_sync(stream: IO[bytes]) -> dict[str, Any] | None:

@@ -80,7 +80,10 @@ class ZakoServer:
         """Start workers and the gRPC server; returns the bound port."""
         await self.pool.start()
         limit = self.settings.max_message_bytes
-        interceptors = [*self.tracing.interceptors(), self.metrics.interceptor]
+        # RPC figures can only be read on the metrics port: without one, counting them is
+        # pure cost (the interceptor adds a generator layer to every streamed message).
+        rpc_metrics = [self.metrics.interceptor] if self.settings.metrics_listen else []
+        interceptors = [*self.tracing.interceptors(), *rpc_metrics]
         server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),

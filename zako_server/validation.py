@@ -124,8 +124,13 @@ def _queue_timeout(task: pb.Task, deadline_s: float | None) -> float | None:
     return min(limits) if limits else None
 
 
-def validate(task: pb.Task, settings: Settings, *, deadline_s: float | None = None) -> Job:
-    """Check every field; raise InvalidTask / CannotFit naming the first problem found."""
+def validate(task: pb.Task, settings: Settings, *, deadline_s: float | None = None,
+             tenant: str = "anonymous") -> Job:
+    """Check every field; raise InvalidTask / CannotFit naming the first problem found.
+
+    `tenant` (the caller's) becomes the frame's `reuse` key: a worker may run the task in
+    a warm isolate kept from the same tenant's earlier tasks, never in another tenant's.
+    """
     task_id = task.id or uuid.uuid4().hex
     if len(task_id) > MAX_ID_LENGTH or not _ID.match(task_id):
         raise InvalidTask(f"task.id must be 1..{MAX_ID_LENGTH} printable ASCII characters "
@@ -196,6 +201,11 @@ def validate(task: pb.Task, settings: Settings, *, deadline_s: float | None = No
         "max_heap_bytes": int(request["memory"]),
         "max_log_bytes": settings.max_log_bytes,
         "max_result_bytes": settings.max_result_bytes,
+        # Warm isolates are shared only within one tenant: globals a task leaves behind
+        # must never reach another tenant's code. None asks for a fresh isolate.
+        "reuse": (None if task.fresh_isolate or settings.isolate_reuse == "never"
+                  else tenant),
+        "reuse_max_tasks": settings.isolate_max_tasks,
     }
     size = sum(_size(source) for source in modules.values()) + _size(input_json)
     return Job(task_id, task.priority, timeout, frame, request, size,

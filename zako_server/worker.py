@@ -190,7 +190,9 @@ class Worker:
                         self._runs.remove(queued)
                         self._not_run(queued, "task was cancelled before it started")
         elif op == "gc":
-            if self._current is None:
+            # A run that has arrived but not yet started counts as busy: the parent
+            # already sees this worker as running it, and expects gc after that task.
+            if self._current is None and not self._runs:
                 self._collect()
             else:
                 self._gc_pending += 1

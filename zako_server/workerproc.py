@@ -2,13 +2,15 @@
 
     pool ──send(run/cancel/gc/exit)──▶ stdin  ┌──────────────────────┐
                                               │ python -m            │
-    pool ◀──on_event(started/log)──── reader ◀│  zako_server.worker  │
+    pool ◀──on_event(started/log)──── pipes ◀─│  zako_server.worker  │
          ◀──done future / gc future───        └──────────────────────┘
 
 The child is a fresh interpreter (exec, never fork of a process holding gRPC or V8
-state). A reader task turns its frames into futures and callbacks; when the pipe ends or
-the process exits, whatever the worker held fails with `worker_lost`, so no task waits on
-a dead process.
+state). Its stdout is parsed as bytes arrive (`_Stdout` -> `_Pipes.frames`) and each
+frame becomes a future's result or a callback at once: no reader task and no
+StreamReader in between, which cost a loop wake-up per frame. When the pipe ends and the
+process has exited, whatever the worker held fails with `worker_lost`, so no task waits
+on a dead process.
 """
 
 from __future__ import annotations
@@ -46,6 +48,113 @@ def lost_result(task_id: str, why: str, reason: str = "worker_lost") -> dict[str
     }
 
 
+class _Pipes(asyncio.SubprocessProtocol):
+    """The child's pipes. Frames on stdout go straight to the handle's `_dispatch` from
+    the read callback: stdout is a pipe of our own read by `_Stdout`, because a
+    subprocess transport's pipes hand data over one loop pass later (call_soon), a pass
+    per frame. Writes to stdin are held back while the pipe is full. The worker is dead
+    once the process has exited *and* stdout has ended, as reading to EOF and then
+    waiting for the process was."""
+
+    def __init__(self, handle: WorkerHandle) -> None:
+        self.handle = handle
+        self.parser = protocol.FrameParser()
+        self.why = "worker process exited"
+        self.corrupt = False
+        self.paused = False
+        self.exited = False
+        self.stdout_ended = False
+        self.stdout: asyncio.ReadTransport | None = None
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._transport: asyncio.SubprocessTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def frames(self, data: bytes) -> None:
+        if self.corrupt:
+            return
+        try:
+            messages = self.parser.feed(data)
+        except protocol.ProtocolError as exc:
+            self._corrupt(str(exc))
+            return
+        for message in messages:
+            try:
+                self.handle._dispatch(message)
+            except Exception:  # a fault handling one frame must not lose the next ones
+                log.exception("worker %s: error handling a %r frame", self.handle.id,
+                              message.get("ev"))
+
+    def stdout_lost(self) -> None:
+        if self.parser.pending and not self.corrupt:
+            self._corrupt("stream ended inside a frame")
+        self.stdout_ended = True
+        self._maybe_dead()
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 0:
+            self._wake_drainers(exc or ConnectionResetError("worker stdin closed"))
+
+    def _corrupt(self, why: str) -> None:
+        self.corrupt = True
+        self.why = f"worker sent a corrupt frame: {why}"
+        log.error("worker %s: %s", self.handle.id, self.why)
+        self.handle.kill()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._wake_drainers(None)
+
+    async def drain(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    def _wake_drainers(self, exc: Exception | None) -> None:
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                if exc is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(ConnectionError(str(exc) or "worker pipe lost"))
+        self._drain_waiters.clear()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The process has exited and its stdin is closed."""
+        self._wake_drainers(ConnectionResetError("worker exited"))
+        self.exited = True
+        self._maybe_dead()
+
+    def _maybe_dead(self) -> None:
+        if not (self.exited and self.stdout_ended):
+            return
+        transport = self._transport
+        code = None if transport is None else transport.get_returncode()
+        if transport is not None:
+            transport.close()
+        self.handle._mark_dead(self.why, code)
+
+
+class _Stdout(asyncio.Protocol):
+    """The read end of the child's stdout: bytes to `_Pipes.frames` in the same pass."""
+
+    def __init__(self, pipes: _Pipes) -> None:
+        self.pipes = pipes
+
+    def data_received(self, data: bytes) -> None:
+        self.pipes.frames(data)
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pipes.stdout_lost()
+
+
 class WorkerHandle:
     """One child process: its pipes, its state and the task it is running."""
 
@@ -59,6 +168,8 @@ class WorkerHandle:
         self.task_id: str | None = None
         self.tasks_run = 0
         self.last_heap: dict[str, int] = {}
+        # (reuse, kind, hermetic) of the last task that may have left a warm isolate here.
+        self.warm_key: tuple[str, str, bool] | None = None
         self._ps: psutil.Process | None = None
         self.exit_expected = False
         self.broken = False
@@ -69,10 +180,11 @@ class WorkerHandle:
         # Set when the supervisor kills the worker on purpose, to explain the loss.
         self.kill_reason: tuple[str, str] | None = None
         self._on_exit = on_exit
-        self._proc: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._transport: asyncio.SubprocessTransport | None = None
+        self._pipes: _Pipes | None = None
         self._ready: asyncio.Future[None] | None = None
         self._done: asyncio.Future[dict[str, Any]] | None = None
+        self._result: asyncio.Future[dict[str, Any]] | None = None
         self._sink: EventSink | None = None
         self._gc_waiters: list[asyncio.Future[dict[str, Any]]] = []
         self.exited = asyncio.Event()
@@ -85,15 +197,30 @@ class WorkerHandle:
         """Exec the child and wait for its ready frame (V8 warm)."""
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
-        self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "zako_server.worker",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            # A worker must not die with the server's terminal session before the
-            # server drains it; the server itself ends every worker on shutdown.
-            start_new_session=True,
-        )
-        self.pid = self._proc.pid
-        self._reader = asyncio.create_task(self._read_loop(), name=f"zako-{self.id}-reader")
+        read_fd, write_fd = os.pipe()  # both close-on-exec; the child gets write_fd as fd 1
+        try:
+            self._transport, pipes = await loop.subprocess_exec(
+                lambda: _Pipes(self), sys.executable, "-m", "zako_server.worker",
+                stdin=asyncio.subprocess.PIPE, stdout=write_fd, stderr=None,
+                # A worker must not die with the server's terminal session before the
+                # server drains it; the server itself ends every worker on shutdown.
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        self._pipes = pipes
+        self.pid = self._transport.get_pid()
+        stdout = os.fdopen(read_fd, "rb", buffering=0)
+        try:
+            pipes.stdout, _ = await loop.connect_read_pipe(lambda: _Stdout(pipes), stdout)
+        except BaseException:
+            stdout.close()
+            pipes.stdout_lost()  # so the exit alone marks the worker dead
+            self.kill()
+            raise
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), timeout)
         except BaseException:
@@ -103,16 +230,22 @@ class WorkerHandle:
         self.idle_since = time.monotonic()
 
     async def run(self, job: dict[str, Any], sink: EventSink) -> asyncio.Future[dict[str, Any]]:
-        """Send a task; the returned future resolves with its done message (or a lost one)."""
+        """Send a task; the returned future resolves with its done message (or a lost one).
+
+        The returned future is the caller's: awaiting it directly is safe even if the
+        caller is cancelled, because `current_done`, which only the done message or the
+        worker's loss settles, stays intact for the cancel path. (A shield here cost a
+        loop pass per task between the done frame and the next dispatch.)"""
         assert self.state == "idle", f"worker {self.id} is {self.state}"
         self.state = "busy"
         self.task_id = self._last_task = job["id"]
         self.task_began = False
         self._sink = sink
-        self._done = asyncio.get_running_loop().create_future()
-        done = self._done
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        result = self._result = loop.create_future()
         await self._send(job)
-        return done
+        return result
 
     def task_began_for(self, task_id: str) -> bool:
         """Whether this worker said it began `task_id` (its last task)."""
@@ -139,8 +272,9 @@ class WorkerHandle:
         self.task_id = None
         self._sink = None
         self._done = None
+        self._result = None
         self.tasks_run += 1
-        gone = self._proc is None or self._proc.returncode is not None
+        gone = self._transport is None or self._transport.get_returncode() is not None
         if self.state == "busy" and not gone and not self.broken:
             self.state = "idle"
             self.idle_since = time.monotonic()
@@ -172,9 +306,9 @@ class WorkerHandle:
         """
         if reason is not None and self.kill_reason is None:
             self.kill_reason = reason
-        if self._proc is not None and self._proc.returncode is None:
+        if self._transport is not None and self._transport.get_returncode() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self._proc.pid, signal.SIGKILL)
+                os.kill(self.pid, signal.SIGKILL)
 
     def rss(self) -> int:
         """Resident memory of the child; 0 once it is gone. The psutil handle is kept:
@@ -187,29 +321,16 @@ class WorkerHandle:
             return 0
 
     async def _send(self, message: dict[str, Any]) -> None:
-        proc = self._proc
-        if proc is None or proc.stdin is None or proc.returncode is not None:
+        transport, pipes = self._transport, self._pipes
+        stdin = None if transport is None else transport.get_pipe_transport(0)
+        if (stdin is None or pipes is None or stdin.is_closing()
+                or transport is None or transport.get_returncode() is not None):
             raise ConnectionError(f"worker {self.id} is not running")
-        proc.stdin.write(protocol.encode(message))
-        await proc.stdin.drain()
-
-    async def _read_loop(self) -> None:
-        proc = self._proc
-        assert proc is not None and proc.stdout is not None
-        why = "worker process exited"
-        try:
-            while True:
-                message = await protocol.read_frame(proc.stdout)
-                if message is None:
-                    break
-                self._dispatch(message)
-        except (protocol.ProtocolError, ConnectionError) as exc:
-            why = f"worker sent a corrupt frame: {exc}"
-            log.error("worker %s: %s", self.id, why)
-            self.kill()
-        finally:
-            code = await proc.wait()
-            self._mark_dead(why, code)
+        stdin.write(protocol.encode(message))  # type: ignore[attr-defined]
+        if stdin.is_closing():  # the write found the pipe broken (the child died)
+            raise ConnectionError(f"worker {self.id}: its stdin pipe is closed")
+        if pipes.paused:
+            await pipes.drain()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("ev")
@@ -227,7 +348,7 @@ class WorkerHandle:
             done = self._done
             if done is not None and not done.done() and message.get("id") == self.task_id:
                 self.last_heap = message.get("heap") or self.last_heap
-                done.set_result(message)
+                self._settle(message)
         elif kind == "gc":
             if self._gc_waiters:
                 waiter = self._gc_waiters.pop(0)
@@ -235,6 +356,11 @@ class WorkerHandle:
                     waiter.set_result(message)
         else:
             log.warning("worker %s sent an unknown frame kind %r", self.id, kind)
+
+    def _settle(self, message: dict[str, Any]) -> None:
+        for future in (self._done, self._result):
+            if future is not None and not future.done():
+                future.set_result(message)
 
     def _mark_dead(self, why: str, code: int | None) -> None:
         expected = self.exit_expected = self.state == "stopping"
@@ -256,7 +382,7 @@ class WorkerHandle:
             else:
                 result = lost_result(self.task_id,
                                      f"worker {self.id} (pid {self.pid}) was lost: {why}")
-            self._done.set_result(result)
+            self._settle(result)
         for waiter in self._gc_waiters:
             if not waiter.done():
                 waiter.set_exception(ConnectionError(f"worker {self.id} exited"))

@@ -117,6 +117,31 @@ async def test_cancelled_waiter_leaves_at_once_and_release_is_idempotent():
     assert adm.statistics().running == 1 and granted(behind)
 
 
+async def test_waiter_cancelled_just_before_its_grant_or_expiry_hands_the_lease_back():
+    """acquire() awaits the ticket's own future (no shield), so a cancel lands on it; a
+    grant or an expiry before the waiter's handler runs must neither raise nor leak."""
+    clock = Clock()
+    adm = make(workers=1, clock=clock)
+    holder, _ = adm.enqueue("holder")
+    waiter, _ = adm.enqueue("waiter")
+    expiring, _ = adm.enqueue("expiring", deadline=1.0)
+    pending = [asyncio.create_task(adm.acquire(t)) for t in (waiter, expiring)]
+    await asyncio.sleep(0)
+    for task in pending:
+        task.cancel()  # the tickets' futures are cancelled now; the handlers run later
+    adm.release(holder)  # grants `waiter` whose waiter is already cancelled
+    clock.now = 2.0
+    adm.expire()  # expires `expiring`, likewise
+    assert waiter.state == "granted" and expiring.state == "expired"
+    for task in pending:
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    stats = adm.statistics()
+    assert stats.running == 0 and stats.queued == 0
+    after, _ = adm.enqueue("after")
+    assert granted(after)
+
+
 async def test_rejections_name_the_limit():
     adm = make(workers=1, queue_capacity=2, tenant_max_queued=1, cpu=2000.0,
                queue_capacity_bytes=100, extra={"licenses": 2.0})

@@ -100,3 +100,18 @@ def test_readme_configuration_table_lists_every_option():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [o.env for o in OPTIONS if f"`{o.flag}` | `{o.env}`" not in readme]
     assert not missing, f"README configuration table lacks {missing}"
+
+
+def test_isolate_reuse_settings_from_flags_and_env():
+    machine = Machine(2, "test", 1 << 30, "test")
+    defaults = build_settings({}, {}, machine)
+    assert (defaults.isolate_reuse, defaults.isolate_max_tasks) == ("tenant", 500)
+    settings = build_settings({"isolate_reuse": "never"},
+                              {"ZAKO_ISOLATE_REUSE": "tenant", "ZAKO_ISOLATE_MAX_TASKS": "20"},
+                              machine)
+    assert settings.isolate_reuse == "never"
+    assert settings.isolate_max_tasks == 20
+    with pytest.raises(ValueError, match="isolate_reuse from flag --isolate-reuse"):
+        build_settings({"isolate_reuse": "sometimes"}, {}, machine)
+    with pytest.raises(ValueError, match="isolate_max_tasks from env"):
+        build_settings({}, {"ZAKO_ISOLATE_MAX_TASKS": "0"}, machine)

@@ -150,3 +150,30 @@ def test_dispatch_to_a_worker_dead_before_the_pool_noticed_is_redone(server_fact
     assert result["ok"] and result["value"] == '"ran"', result
     started = [e for e in events if e["ev"] == "started"]
     assert len(started) == 1 and started[0]["worker_id"] != victim.id
+
+
+async def test_a_tenants_tasks_return_to_the_worker_warm_for_it(server_factory):
+    """Longest-idle-first alone would alternate workers (A, A, B, A -> w1, w2, w1, w2);
+    affinity keeps A on its warm worker and sends B to the cold one."""
+    server = server_factory(min_workers=2, max_workers=2)
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        for _ in range(50):  # both warm workers up, so neither is started mid-test
+            if (await stub.Stats(pb.StatsRequest())).pool.idle == 2:
+                break
+            await asyncio.sleep(0.1)
+
+        async def worker_of(tenant: str) -> str:
+            requests = [pb.SubmitRequest(task=pb.Task(source="module.exports = 1"))]
+            worker = ""
+            async for event in stub.Submit(iter(requests), timeout=30,
+                                           metadata=[("x-zako-tenant", tenant)]):
+                if event.WhichOneof("event") == "started":
+                    worker = event.started.worker_id
+                assert event.WhichOneof("event") != "failed"
+            return worker
+
+        placed = [(tenant, await worker_of(tenant)) for tenant in ("a", "a", "b", "a", "b")]
+    a_workers = {w for t, w in placed if t == "a"}
+    b_workers = {w for t, w in placed if t == "b"}
+    assert len(a_workers) == 1 and len(b_workers) == 1 and a_workers != b_workers, placed

@@ -285,6 +285,14 @@ async def test_capabilities_describe_limits_and_versions(stub, zako_server):
     assert caps.priority.min < 0 < caps.priority.max
     assert "zako:core" in caps.builtin_modules
     assert caps.versions.v8.count(".") >= 2
+    assert caps.isolate_reuse is True
+
+
+async def test_capabilities_say_no_isolate_reuse_when_the_server_never_reuses(server_factory):
+    server = server_factory(isolate_reuse="never")
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        caps = await pb_grpc.ExecutorStub(channel).Capabilities(pb.CapabilitiesRequest())
+    assert caps.isolate_reuse is False
 
 
 async def test_call_deadline_caps_the_task_timeout(stub):

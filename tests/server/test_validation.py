@@ -83,3 +83,20 @@ def test_timeout_is_capped_by_server_max_and_call_deadline():
     assert job.timeout_s == 3.0
     with pytest.raises(InvalidTask, match="below the minimum"):
         validate(task(timeout=Duration(nanos=1)), SETTINGS)
+
+
+def test_the_frame_asks_for_a_warm_isolate_of_the_callers_tenant():
+    job = validate(task(), SETTINGS, tenant="acme")
+    assert job.frame["reuse"] == "acme"
+    assert job.frame["reuse_max_tasks"] == SETTINGS.isolate_max_tasks == 500
+
+
+def test_fresh_isolate_task_gets_no_reuse_key():
+    assert validate(task(fresh_isolate=True), SETTINGS, tenant="acme").frame["reuse"] is None
+
+
+def test_isolate_reuse_never_gives_every_task_a_fresh_isolate():
+    settings = SETTINGS.replace(isolate_reuse="never", isolate_max_tasks=7)
+    job = validate(task(), settings, tenant="acme")
+    assert job.frame["reuse"] is None
+    assert job.frame["reuse_max_tasks"] == 7
