@@ -18,8 +18,9 @@ lets the tests check every mapping without a server (httpx `BaseClient`).
 
 from __future__ import annotations
 
+import functools
 import json
-import uuid
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,12 +89,17 @@ CONTEXT_NAMES: tuple[str, ...] = tuple(_CONTEXTS)
 
 
 def new_task_id() -> str:
-    """A fresh id; random (uuid4) so that ids from many clients never collide on a server."""
-    return uuid.uuid4().hex
+    """A fresh id: 128 random bits as 32 hex digits, so that ids from many clients (and
+    forked processes) never collide on a server. os.urandom rather than uuid4, which
+    builds a UUID object on the way: 0.5 µs instead of 2 µs, on every task."""
+    return os.urandom(16).hex()
 
 
 def context_kind(name: str) -> int:
     """The ContextKind number for "package" | "build" | "rule" | "toolchain" | "config"."""
+    kind = _CONTEXTS.get(name) if isinstance(name, str) else None  # the usual spelling
+    if kind is not None:
+        return kind
     try:
         return _CONTEXTS[name.lower()]
     except (KeyError, AttributeError):
@@ -105,6 +111,19 @@ def duration(seconds: float) -> duration_pb2.Duration:
     result = duration_pb2.Duration()
     result.FromNanoseconds(round(seconds * 1_000_000_000))
     return result
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(seconds: float) -> duration_pb2.Duration:
+    # A client sends the same few timeouts (usually its default) on every task. Shared:
+    # never mutated, only copied into each Task by its constructor.
+    return duration(seconds)
+
+
+# allow_nan=False: NaN/Infinity are not JSON and JSON.parse would reject them. One encoder
+# for all calls: json.dumps with options builds a new one each time (0.85 µs saved).
+_encode_input = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
+                                 allow_nan=False).encode
 
 
 def _resources(value: Resources | Mapping[str, Any]) -> pb.ResourceRequests:
@@ -129,25 +148,30 @@ def build_task(spec: TaskSpec, *, default_timeout: float | None) -> pb.Task:
         task = build_task(TaskSpec("module.exports = 1"), default_timeout=None)
     """
     timeout = default_timeout if isinstance(spec.timeout, UseClientDefault) else spec.timeout
-    task = pb.Task(
-        id=spec.task_id or new_task_id(),
-        source=spec.source,
-        entry_name=spec.entry_name or "",
-        # allow_nan=False: NaN/Infinity are not JSON and JSON.parse would reject them.
-        input_json="" if spec.input is None else json.dumps(
-            spec.input, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
-        context=context_kind(spec.context),  # type: ignore[arg-type]
-        priority=spec.priority,
-        labels=dict(spec.labels or {}),
-        system_access=spec.system_access,
-    )
-    for name, source in (spec.modules or {}).items():
-        task.modules.add(name=name, source=source)
+    # Only the fields that differ from the proto's defaults: each keyword costs the
+    # constructor a conversion even when it sets a zero (1.5 µs -> 0.5 µs for a plain task).
+    fields: dict[str, Any] = {"id": spec.task_id or new_task_id(), "source": spec.source,
+                              "context": context_kind(spec.context)}
+    if spec.input is not None:
+        fields["input_json"] = _encode_input(spec.input)
+    if spec.entry_name:
+        fields["entry_name"] = spec.entry_name
+    if spec.priority:
+        fields["priority"] = spec.priority
+    if spec.labels:
+        fields["labels"] = dict(spec.labels)
+    if spec.system_access:
+        fields["system_access"] = True
+    if spec.fresh_isolate:
+        fields["fresh_isolate"] = True
+    if spec.modules:
+        fields["modules"] = [pb.Module(name=name, source=source)
+                             for name, source in spec.modules.items()]
     if spec.resources is not None:
-        task.resources.CopyFrom(_resources(spec.resources))
+        fields["resources"] = _resources(spec.resources)
     if timeout is not None:
-        task.timeout.CopyFrom(duration(timeout))
-    return task
+        fields["timeout"] = _timeout(timeout)
+    return pb.Task(**fields)
 
 
 def channel_options(extra: Iterable[tuple[str, Any]] | None, *,

@@ -152,6 +152,12 @@ class Cluster:
         self._next = 0
         self.clock = clock
 
+    @property
+    def known_lanes(self) -> list[Lane] | None:
+        """The lanes if already known (always, without a dns:/// target), else None: lets
+        the per-task path skip a coroutine."""
+        return self._lanes
+
     async def lanes(self) -> list[Lane]:
         if self._lanes is None:
             counts = [await self._lane_count(r) for r in self.replicas]
@@ -170,6 +176,8 @@ class Cluster:
             return 1  # gRPC's resolver may still succeed; one stream is a safe start
 
     def pick(self, lanes: list[Lane], avoid: Lane | None = None) -> Lane:
+        if len(lanes) == 1:  # pick_lane's answer for one lane, whatever the cooldowns
+            return lanes[0]
         avoid_index = next((i for i, lane in enumerate(lanes) if lane is avoid), None)
         index = pick_lane([lane.cool_until for lane in lanes], self._next, self.clock(),
                           avoid_index)
@@ -269,13 +277,12 @@ class StreamSet:
                               field="task.id")
         handle = TaskHandle(task, on_log, owner=self)
         self.handles[task.id] = handle
-
-        def forget(_: object) -> None:
-            if self.handles.get(task.id) is handle:
-                del self.handles[task.id]
-
-        handle._future.add_done_callback(forget)
         return handle
+
+    def forget(self, handle: TaskHandle) -> None:
+        """Drop a handle that is done (the handle calls this when it resolves)."""
+        if self.handles.get(handle.task_id) is handle:
+            del self.handles[handle.task_id]
 
     async def place(self, handle: TaskHandle, lane: Lane | None = None) -> None:
         """Start an attempt of `handle` on `lane` (the next in rotation if None).
@@ -284,12 +291,18 @@ class StreamSet:
         other (`handle._ended`, with sent=False), which may schedule the next one.
         """
         if lane is None:
-            lane = self.cluster.pick(await self.cluster.lanes())
+            lanes = self.cluster.known_lanes
+            lane = self.cluster.pick(lanes if lanes is not None else await self.cluster.lanes())
         handle._attempts += 1
         handle._lane = lane
+        stream = self._streams.get(lane)
         try:
-            stream = await self._stream_for(lane)
-            await stream.submit(handle)
+            if stream is None or stream.closed:
+                stream = await self._stream_for(lane)
+            if stream.capped:
+                await stream.submit(handle)
+            else:
+                stream.send(handle)  # the usual case, without a coroutine per task
         except ZakoError as error:
             handle._ended(error, sent=False)
 

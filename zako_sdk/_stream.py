@@ -1,6 +1,6 @@
 """The multiplexed Submit stream under AsyncClient, and the handle of one task on it.
 
-    place() ──▶ outbox queue ──▶ writer task ──▶ Submit call (one bidi stream per replica)
+    place() ──▶ outbox deque ──▶ writer task ──▶ Submit call (one bidi stream per replica)
                                                         │ events tagged by task id
     TaskHandle ◀── _ended ◀── TaskEvents.apply ◀── reader task
          │  rejected for capacity, or never written
@@ -14,12 +14,20 @@ retried elsewhere. The client opens a fresh stream on the next submit.
 
 A handle outlives its attempts: its future resolves once, with the final outcome, and
 its in-band cancel always goes to the stream (so the replica) of the current attempt.
+
+This is the per-task hot path (issue #7). At ~150 trivial tasks/s most of the client's
+CPU is gRPC's: one write and three reads per task (accepted, started, completed), each a
+wake-up of the event loop, which a bare grpc.aio client pays as well. What is ours is
+kept to the minimum: no asyncio.Queue (a deque and one wake-up future), no shield() or
+done-callbacks between the reader and a `run()` caller (each costs a loop turn per
+task), and the request built once per task.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -61,6 +69,8 @@ class _Owner(Protocol):
 
     def retry(self, handle: TaskHandle, outcome: Outcome, *, sent: bool) -> bool: ...
 
+    def forget(self, handle: TaskHandle) -> None: ...
+
 
 class TaskHandle:
     """A task in flight on a Submit stream.
@@ -77,6 +87,7 @@ class TaskHandle:
     def __init__(self, task: pb.Task, on_log: OnLog | None,
                  owner: _Owner | None = None) -> None:
         self._task = task
+        self._request: pb.SubmitRequest | None = None  # built on first send, resent on retries
         self._on_log = on_log
         self._owner = owner
         self._events = TaskEvents(task.id, on_log)
@@ -128,6 +139,20 @@ class TaskHandle:
     def __await__(self) -> Generator[Any, None, Result]:
         return self.result().__await__()
 
+    async def _wait(self) -> Result:
+        """The Result for `run()`, which is the handle's only waiter.
+
+        It awaits the future itself: shield() would cost a second future and an extra
+        event-loop turn per task. Cancelling the caller then cancels the future too, so
+        `_abandon` sends the in-band cancel that `_cancel_nowait` would have sent.
+        """
+        try:
+            outcome = await self._future
+        except asyncio.CancelledError:
+            self._abandon("the caller stopped waiting")
+            raise
+        return unwrap(outcome)
+
     async def cancel(self, reason: str = "") -> None:
         """Ask the server to cancel the task (in-band, on its stream). Returns at once; the
         handle then fails with TaskCancelled, unless the task finished first."""
@@ -146,6 +171,16 @@ class TaskHandle:
         self._resolve(TaskCancelled(task_id=self.task_id, reason=reason or "cancelled",
                                     was_running=False))
 
+    def _abandon(self, reason: str) -> None:
+        """The only waiter is gone and took the future with it: cancel the task on the
+        server (or stop a retry waiting for its turn) and forget the handle."""
+        self._cancel_reason = reason
+        if self._stream is not None:
+            self._stream.cancel(self.task_id, reason)
+        elif self._waiting is not None:
+            self._waiting.cancel()
+        self._forget()
+
     def _ended(self, outcome: Outcome, *, sent: bool) -> None:
         """The current attempt is over: resolve the handle, or let the owner retry it.
 
@@ -159,7 +194,8 @@ class TaskHandle:
             if never_ran(outcome, sent=sent):
                 outcome = TaskCancelled(task_id=self.task_id, was_running=False,
                                         reason=self._cancel_reason or "cancelled")
-        elif self._owner is not None and self._owner.retry(self, outcome, sent=sent):
+        elif (isinstance(outcome, BaseException) and self._owner is not None
+              and self._owner.retry(self, outcome, sent=sent)):  # a Result is never retried
             self._events = TaskEvents(self.task_id, self._on_log)
             return
         self._resolve(outcome)
@@ -167,6 +203,13 @@ class TaskHandle:
     def _resolve(self, outcome: Outcome) -> None:
         if not self._future.done():
             self._future.set_result(outcome)
+        self._forget()
+
+    def _forget(self) -> None:
+        # Called directly rather than as a done-callback of the future: a callback is
+        # one more thing the event loop schedules and runs per task.
+        if self._owner is not None:
+            self._owner.forget(self)
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"
@@ -179,7 +222,9 @@ class _SubmitStream:
     def __init__(self, stub: pb_grpc.ExecutorStub, metadata: tuple[tuple[str, str], ...],
                  max_in_flight: int | None) -> None:
         self._call = stub.Submit(metadata=metadata)
-        self._outbox: asyncio.Queue[pb.SubmitRequest | None] = asyncio.Queue()
+        # (request, id of the task it carries or None); a None request means half-close.
+        self._outbox: deque[tuple[pb.SubmitRequest | None, str | None]] = deque()
+        self._wakeup: asyncio.Future[None] | None = None  # set while the writer is idle
         self._handles: dict[str, TaskHandle] = {}
         self._unsent: set[str] = set()  # in the outbox, not yet taken by the writer
         self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
@@ -191,43 +236,82 @@ class _SubmitStream:
     def closed(self) -> bool:
         return self.error is not None
 
+    @property
+    def capped(self) -> bool:
+        """Whether `submit()` may wait for a slot; if not, `send()` does the same at once."""
+        return self._slots is not None
+
     async def submit(self, handle: TaskHandle) -> None:
         """Send the handle's task on this stream (after waiting for a slot, if capped).
 
         Raises the stream's error if it broke meanwhile; the task then never left.
         """
-        if self._slots is not None:
-            await self._slots.acquire()
-        if self.error is not None or handle.done():
+        if self._slots is None:
+            self.send(handle)
+            return
+        await self._slots.acquire()
+        try:
+            sent = self.send(handle)
+        except ZakoError:
             self._release()
-            if self.error is not None:
-                raise self.error
-            return  # cancelled while it waited for the slot
+            raise
+        if not sent:
+            self._release()  # cancelled while it waited for the slot
+
+    def send(self, handle: TaskHandle) -> bool:
+        """Queue the handle's task for the writer, without waiting; False if the handle is
+        already done. Raises the stream's error if it broke. On a capped stream the
+        caller must hold a slot (as `submit()` does)."""
+        if self.error is not None:
+            raise self.error
+        if handle.done():
+            return False
         task_id = handle.task_id
         self._handles[task_id] = handle
         self._unsent.add(task_id)
         handle._stream = self
-        self._outbox.put_nowait(pb.SubmitRequest(task=handle._task))
+        request = handle._request
+        if request is None:
+            request = handle._request = pb.SubmitRequest(task=handle._task)
+        self._post(request, task_id)
+        return True
+
+    def _post(self, request: pb.SubmitRequest | None, task_id: str | None) -> None:
+        self._outbox.append((request, task_id))
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
 
     def pending(self, task_id: str) -> bool:
         return task_id in self._handles
 
     def cancel(self, task_id: str, reason: str) -> None:
         if self.error is None and task_id in self._handles:
-            request = pb.SubmitRequest(cancel=pb.CancelTask(task_id=task_id, reason=reason))
-            self._outbox.put_nowait(request)
+            self._post(pb.SubmitRequest(cancel=pb.CancelTask(task_id=task_id, reason=reason)),
+                       None)
 
     def _release(self) -> None:
         if self._slots is not None:
             self._slots.release()
 
     async def _write_loop(self) -> None:
+        outbox = self._outbox
+        loop = asyncio.get_running_loop()
         try:
-            while (request := await self._outbox.get()) is not None:
-                if request.HasField("task"):
+            while True:
+                if not outbox:
+                    self._wakeup = loop.create_future()
+                    await self._wakeup
+                    continue
+                request, task_id = outbox.popleft()
+                if request is None:
+                    break
+                if task_id is not None:
                     # From here on the server may have the task: it is no longer ours
                     # to resend (a write can fail after the bytes went out).
-                    self._unsent.discard(request.task.id)
+                    self._unsent.discard(task_id)
                 await self._call.write(request)
             await self._call.done_writing()
         except (grpc.RpcError, asyncio.InvalidStateError):
@@ -285,7 +369,7 @@ class _SubmitStream:
     async def finish(self, grace: float = 5.0) -> None:
         """Half-close and let the server end the stream; then make sure it is gone."""
         if self.error is None:
-            self._outbox.put_nowait(None)
+            self._post(None, None)
             await asyncio.wait([self._reader], timeout=grace)
         await self.aclose(ClientClosed("the stream was finished"))
 

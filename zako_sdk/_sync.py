@@ -165,6 +165,7 @@ class Client:
             priority: int = 0, labels: Mapping[str, str] | None = None,
             resources: Resources | Mapping[str, Any] | None = None,
             system_access: bool = False, task_id: str | None = None,
+            fresh_isolate: bool = False,
             on_log: OnLog | None = None) -> Result:
         """Run one task and return its Result; raise if it fails.
 
@@ -173,7 +174,7 @@ class Client:
         spec = TaskSpec(source, input=input, context=context, timeout=timeout,
                         modules=modules, entry_name=entry_name, priority=priority,
                         labels=labels, resources=resources, system_access=system_access,
-                        task_id=task_id)
+                        task_id=task_id, fresh_isolate=fresh_isolate)
         return self._call(lambda: self._async._run(spec, on_log))
 
     def run_unary(self, source: str, *, input: Any = None, context: ContextName | str = "build",
@@ -181,7 +182,8 @@ class Client:
                   modules: Mapping[str, str] | None = None, entry_name: str | None = None,
                   priority: int = 0, labels: Mapping[str, str] | None = None,
                   resources: Resources | Mapping[str, Any] | None = None,
-                  system_access: bool = False, task_id: str | None = None) -> Result:
+                  system_access: bool = False, task_id: str | None = None,
+                  fresh_isolate: bool = False) -> Result:
         """Like `run()`, through the unary Run RPC.
 
             result = client.run_unary("module.exports = 1")
@@ -189,7 +191,7 @@ class Client:
         spec = TaskSpec(source, input=input, context=context, timeout=timeout,
                         modules=modules, entry_name=entry_name, priority=priority,
                         labels=labels, resources=resources, system_access=system_access,
-                        task_id=task_id)
+                        task_id=task_id, fresh_isolate=fresh_isolate)
         return self._call(lambda: self._async._run_unary(spec))
 
     def submit(self, source: str, *, input: Any = None, context: ContextName | str = "build",
@@ -198,6 +200,7 @@ class Client:
                priority: int = 0, labels: Mapping[str, str] | None = None,
                resources: Resources | Mapping[str, Any] | None = None,
                system_access: bool = False, task_id: str | None = None,
+               fresh_isolate: bool = False,
                on_log: OnLog | None = None) -> SyncTaskHandle:
         """Send a task now and return its handle without waiting for it.
 
@@ -207,7 +210,7 @@ class Client:
         spec = TaskSpec(source, input=input, context=context, timeout=timeout,
                         modules=modules, entry_name=entry_name, priority=priority,
                         labels=labels, resources=resources, system_access=system_access,
-                        task_id=task_id)
+                        task_id=task_id, fresh_isolate=fresh_isolate)
         return SyncTaskHandle(self, self._call(lambda: self._async._submit(spec, on_log)))
 
     @overload

@@ -145,6 +145,9 @@ def build_parser(default_target: str) -> argparse.ArgumentParser:
     run.add_argument("--priority", type=int, default=0, help="lower runs sooner (default: 0)")
     run.add_argument("--system-access", action="store_true",
                      help="ask for clock, randomness and timers (config context only)")
+    run.add_argument("--fresh-isolate", action="store_true",
+                     help="run in a fresh V8 isolate, not a warm one reused across the "
+                          "tenant's tasks (for code that patches built-ins)")
     run.add_argument("--task-id", help="the task id (default: a random one)")
     output = run.add_mutually_exclusive_group()
     output.add_argument("--compact", action="store_true",
@@ -213,7 +216,7 @@ def _run(client: Client, args: argparse.Namespace, out: TextIO) -> int:
                         timeout=args.timeout, modules=modules, entry_name=entry,
                         priority=args.priority, labels=dict(args.label),
                         system_access=args.system_access, task_id=args.task_id,
-                        on_log=_print_log)
+                        fresh_isolate=args.fresh_isolate, on_log=_print_log)
     print(_format_result(result, args), file=out)
     return EXIT_OK
 

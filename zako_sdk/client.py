@@ -132,11 +132,7 @@ class AsyncClient:
 
     async def _run(self, spec: TaskSpec, on_log: OnLog | None = None) -> Result:
         handle = await self._submit(spec, on_log)
-        try:
-            return await handle
-        except asyncio.CancelledError:
-            handle._cancel_nowait("the caller stopped waiting")
-            raise
+        return await handle._wait()  # cancelling this coroutine cancels the task
 
     async def _run_unary(self, spec: TaskSpec) -> Result:
         task = build_task(spec, default_timeout=self.timeout)
@@ -172,17 +168,21 @@ class AsyncClient:
                   priority: int = 0, labels: Mapping[str, str] | None = None,
                   resources: Resources | Mapping[str, Any] | None = None,
                   system_access: bool = False, task_id: str | None = None,
+                  fresh_isolate: bool = False,
                   on_log: OnLog | None = None) -> Result:
         """Run one task on the shared stream and return its Result; raise if it fails.
 
             result = await client.run("module.exports = (x) => x * 2", input=21)
+            result.timings.warm_isolate   # True: it reused a warm isolate of this tenant
 
         Cancelling the awaiting coroutine cancels the task on the server.
+        `fresh_isolate=True` asks for an isolate no other task used (see TaskSpec).
         """
         return await self._run(TaskSpec(
             source, input=input, context=context, timeout=timeout, modules=modules,
             entry_name=entry_name, priority=priority, labels=labels, resources=resources,
-            system_access=system_access, task_id=task_id), on_log)
+            system_access=system_access, task_id=task_id,
+            fresh_isolate=fresh_isolate), on_log)
 
     async def run_unary(self, source: str, *, input: Any = None,
                         context: ContextName | str = "build",
@@ -190,7 +190,8 @@ class AsyncClient:
                         modules: Mapping[str, str] | None = None, entry_name: str | None = None,
                         priority: int = 0, labels: Mapping[str, str] | None = None,
                         resources: Resources | Mapping[str, Any] | None = None,
-                        system_access: bool = False, task_id: str | None = None) -> Result:
+                        system_access: bool = False, task_id: str | None = None,
+                        fresh_isolate: bool = False) -> Result:
         """Like `run()`, through the unary Run RPC (no stream; logs arrive with the result).
 
             result = await client.run_unary("module.exports = 1")
@@ -198,7 +199,8 @@ class AsyncClient:
         return await self._run_unary(TaskSpec(
             source, input=input, context=context, timeout=timeout, modules=modules,
             entry_name=entry_name, priority=priority, labels=labels, resources=resources,
-            system_access=system_access, task_id=task_id))
+            system_access=system_access, task_id=task_id,
+            fresh_isolate=fresh_isolate))
 
     async def submit(self, source: str, *, input: Any = None,
                      context: ContextName | str = "build",
@@ -207,6 +209,7 @@ class AsyncClient:
                      priority: int = 0, labels: Mapping[str, str] | None = None,
                      resources: Resources | Mapping[str, Any] | None = None,
                      system_access: bool = False, task_id: str | None = None,
+                     fresh_isolate: bool = False,
                      on_log: OnLog | None = None) -> TaskHandle:
         """Send a task on the shared stream now and return its handle without waiting.
 
@@ -218,7 +221,8 @@ class AsyncClient:
         return await self._submit(TaskSpec(
             source, input=input, context=context, timeout=timeout, modules=modules,
             entry_name=entry_name, priority=priority, labels=labels, resources=resources,
-            system_access=system_access, task_id=task_id), on_log)
+            system_access=system_access, task_id=task_id,
+            fresh_isolate=fresh_isolate), on_log)
 
     @overload
     async def batch(self, tasks: Iterable[TaskSpec], *,

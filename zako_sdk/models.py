@@ -60,13 +60,19 @@ def _seconds(duration: duration_pb2.Duration) -> float:
     return duration.seconds + duration.nanos / 1e9
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def _time(message: Any, name: str) -> dt.datetime | None:
     # Unset timestamps mean "never happened" (e.g. started_at of a task cancelled in the
     # queue); the epoch would be a lie.
     if not message.HasField(name):
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, name)
-    return stamp.ToDatetime(tzinfo=dt.timezone.utc)
+    # Timestamp.ToDatetime(tzinfo=utc)'s own arithmetic (nanos are never negative, so //
+    # rounds toward zero as it does) without its generic time-zone step: 1.2 -> 0.7 µs,
+    # three times per result.
+    return _EPOCH + dt.timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,11 @@ class JsError:
 
 @dataclass(frozen=True)
 class Timings:
-    """Where a task's time went; timestamps are the server's clock, durations in seconds."""
+    """Where a task's time went; timestamps are the server's clock, durations in seconds.
+
+    `warm_isolate` says the task ran in a warm isolate the server kept from earlier tasks
+    of the same tenant (False: a fresh one, e.g. asked for with `fresh_isolate=True`).
+    """
 
     accepted_at: dt.datetime | None = None
     started_at: dt.datetime | None = None
@@ -123,12 +133,13 @@ class Timings:
     queued: float = 0.0
     run: float = 0.0
     cpu: float = 0.0
+    warm_isolate: bool = False
 
     @classmethod
     def from_proto(cls, timings: pb.Timings) -> Timings:
         return cls(_time(timings, "accepted_at"), _time(timings, "started_at"),
                    _time(timings, "finished_at"), _seconds(timings.queued),
-                   _seconds(timings.run), _seconds(timings.cpu))
+                   _seconds(timings.run), _seconds(timings.cpu), timings.warm_isolate)
 
 
 @dataclass(frozen=True)
@@ -180,7 +191,7 @@ class Result:
                      for line in self.logs],
             "timings": {"accepted_at": iso(t.accepted_at), "started_at": iso(t.started_at),
                         "finished_at": iso(t.finished_at), "queued_s": t.queued,
-                        "run_s": t.run, "cpu_s": t.cpu},
+                        "run_s": t.run, "cpu_s": t.cpu, "warm_isolate": t.warm_isolate},
             "heap": {"used_bytes": self.heap.used_bytes, "total_bytes": self.heap.total_bytes,
                      "limit_bytes": self.heap.limit_bytes},
             "worker_id": self.worker_id,
@@ -205,6 +216,10 @@ class TaskSpec:
 
         specs = [TaskSpec("module.exports = (n) => n * n", input=n) for n in range(100)]
         results = await client.batch(specs)
+
+    `fresh_isolate=True` runs the task in a V8 isolate no other task used, instead of a
+    warm one the server reuses across the tenant's tasks with built-ins frozen: for code
+    that must patch built-ins (a polyfill). It costs the server a few milliseconds.
     """
 
     source: str
@@ -218,6 +233,7 @@ class TaskSpec:
     resources: Resources | Mapping[str, Any] | None = None
     system_access: bool = False
     task_id: str | None = None
+    fresh_isolate: bool = False
 
 
 @dataclass(frozen=True)

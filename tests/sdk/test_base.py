@@ -11,6 +11,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from zako_sdk import (
     InvalidTask,
+    LogLine,
     Overloaded,
     Resources,
     Result,
@@ -61,6 +62,7 @@ class TestBuildTask:
         assert not task.HasField("timeout")
         assert not task.HasField("resources")
         assert task.entry_name == "" and task.priority == 0 and not task.system_access
+        assert not task.fresh_isolate  # the server may reuse a warm isolate
 
     def test_every_option_reaches_the_wire(self):
         spec = TaskSpec("src", input={"a": [1, 2**60]}, context="config", timeout=1.5,
@@ -68,8 +70,9 @@ class TestBuildTask:
                         priority=-3, labels={"k": "v"},
                         resources={"cpu_millis": 500, "memory_bytes": 1 << 20,
                                    "extras": {"licenses": 1}},
-                        system_access=True, task_id="my-id")
+                        system_access=True, task_id="my-id", fresh_isolate=True)
         task = build_task(spec, default_timeout=9.0)
+        assert task.fresh_isolate
         assert task.id == "my-id"
         assert json.loads(task.input_json) == {"a": [1, 2**60]}  # big ints survive exactly
         assert task.context == pb.CONTEXT_KIND_CONFIG
@@ -88,6 +91,14 @@ class TestBuildTask:
     def test_unknown_resource_key_is_refused_here(self):
         with pytest.raises(ValueError, match="cpu"):
             build_task(TaskSpec("s", resources={"cpus": 1}), default_timeout=None)
+
+    def test_fresh_isolate_reaches_the_wire(self):
+        assert build_task(TaskSpec("s", fresh_isolate=True), default_timeout=None).fresh_isolate
+
+    def test_a_cached_timeout_is_not_shared_between_tasks(self):
+        first = build_task(TaskSpec("s", timeout=2.5), default_timeout=None)
+        first.timeout.seconds = 99  # a caller mutating its task must not change the next one
+        assert build_task(TaskSpec("s", timeout=2.5), default_timeout=None).timeout.seconds == 2
 
     def test_client_default_timeout_applies_only_when_not_given(self):
         assert build_task(TaskSpec("s"), default_timeout=3.0).timeout.seconds == 3
@@ -218,6 +229,23 @@ class TestTaskEvents:
     def test_rejected_without_retry_hint(self):
         outcome = TaskEvents("t1").apply(event(rejected=pb.Rejected(code=3, message="bad")))
         assert outcome.retry_after is None
+
+
+@pytest.mark.parametrize(("seconds", "nanos"), [
+    (0, 0), (1_700_000_000, 500_000_000), (1_700_000_000, 999_999_999), (1, 1),
+    (-1, 999_000), (253_402_300_799, 999_999_999),
+])
+def test_timestamps_convert_as_to_datetime_does(seconds, nanos):
+    message = pb.LogLine(time=timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos))
+    assert LogLine.from_proto(message).time == message.time.ToDatetime(tzinfo=dt.timezone.utc)
+
+
+def test_warm_isolate_is_read_from_the_timings():
+    result = TaskEvents("t1").apply(event(completed=pb.Completed(result=pb.Result(
+        value_json="1", timings=pb.Timings(warm_isolate=True)))))
+    assert result.timings.warm_isolate is True
+    assert result.to_dict()["timings"]["warm_isolate"] is True
+    assert Timings.from_proto(pb.Timings()).warm_isolate is False
 
 
 class TestRunResponse:

@@ -41,7 +41,8 @@ def test_run_arguments_parse():
     args = build_parser("h:1").parse_args([
         "run", "f.js", "--module", "lib/a.js=src/a.js", "--module", "b=b.js",
         "--label", "k=v=w", "--context", "config", "--timeout", "2.5", "--system-access",
-        "--priority", "-1", "--input", '{"a": 1}'])
+        "--priority", "-1", "--input", '{"a": 1}', "--fresh-isolate"])
+    assert args.fresh_isolate and not build_parser("h:1").parse_args(["run", "f"]).fresh_isolate
     assert args.target == "h:1" and args.file == "f.js"
     assert args.module == [("lib/a.js", "src/a.js"), ("b", "b.js")]
     assert args.label == [("k", "v=w")]
@@ -97,6 +98,23 @@ def test_run_full_prints_the_whole_result(fake, js, capsys, tmp_path):
     full = json.loads(capsys.readouterr().out)
     assert full["value"] == "x" and full["worker_id"] == "w1"
     assert full["logs"][0]["message"] == "l" and "run_s" in full["timings"]
+
+
+def test_run_fresh_isolate_asks_for_one_and_full_shows_the_isolate(fake, js, capsys):
+    path = js(script("echo"))
+    assert main(["run", path, "--target", fake.target, "--full", "--fresh-isolate"]) == EXIT_OK
+    fresh = json.loads(capsys.readouterr().out)
+    assert fake.executor.fresh[fresh["task_id"]] is True
+    assert fresh["timings"]["warm_isolate"] is False
+    assert main(["run", path, "--target", fake.target, "--full"]) == EXIT_OK
+    warm = json.loads(capsys.readouterr().out)
+    assert fake.executor.fresh[warm["task_id"]] is False
+    assert warm["timings"]["warm_isolate"] is True
+
+
+def test_capabilities_show_isolate_reuse(fake, capsys):
+    assert main(["capabilities", "--target", fake.target]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["isolate_reuse"] is True
 
 
 def test_failed_task_prints_the_stack_and_exits_1(fake, js, capsys):

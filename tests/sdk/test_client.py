@@ -118,9 +118,19 @@ async def test_batch_with_failures_in_place(client):
     assert (one.value, two.value) == (1, 2) and isinstance(failed, TaskFailed)
 
 
+async def test_fresh_isolate_runs_and_says_so_in_the_timings(client):
+    fresh = await client.run("module.exports = (x) => x + 1", input=1, fresh_isolate=True)
+    assert fresh.value == 2 and fresh.timings.warm_isolate is False
+    unary = await client.run_unary("module.exports = 3", fresh_isolate=True)
+    assert unary.value == 3 and unary.timings.warm_isolate is False
+    default = await client.run("module.exports = 4")
+    assert isinstance(default.timings.warm_isolate, bool)
+
+
 async def test_stats_and_capabilities(client):
     capabilities = await client.capabilities()
     assert capabilities.versions.protocol == "zako.v1"
+    assert isinstance(capabilities.isolate_reuse, bool)
     assert (await client.stats()).pool.max_workers >= 1
 
 

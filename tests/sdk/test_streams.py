@@ -59,6 +59,7 @@ class FakeExecutor(pb_grpc.ExecutorServicer):
         self.received: list[str] = []  # ids of the tasks that reached this fake, in order
         self.completed = 0
         self.tenants: list[str | None] = []
+        self.fresh: dict[str, bool] = {}  # task id -> Task.fresh_isolate as received
 
     def refusal(self, task: pb.Task) -> pb.Rejected | None:
         d = json.loads(task.source)
@@ -72,6 +73,7 @@ class FakeExecutor(pb_grpc.ExecutorServicer):
 
     def note(self, task: pb.Task, context: Any) -> None:
         self.received.append(task.id)
+        self.fresh[task.id] = task.fresh_isolate
         self.tenants.append(dict(context.invocation_metadata()).get("x-zako-tenant"))
 
     async def play(self, task: pb.Task, emit: Any) -> pb.SubmitResponse | None:
@@ -89,7 +91,9 @@ class FakeExecutor(pb_grpc.ExecutorServicer):
         do = d["do"]
         if do == "echo":
             self.completed += 1
-            value = pb.Result(value_json=task.input_json or "null")
+            # A server that reuses isolates: warm unless the task asked for a fresh one.
+            value = pb.Result(value_json=task.input_json or "null",
+                              timings=pb.Timings(warm_isolate=not task.fresh_isolate))
             return pb.SubmitResponse(task_id=task.id, completed=pb.Completed(result=value))
         if do == "throw":
             error = pb.JsError(name="Error", message=d["message"], module="main.js", line=2,
@@ -169,6 +173,10 @@ class FakeExecutor(pb_grpc.ExecutorServicer):
         hung.set_result(request.reason)
         return pb.CancelResponse(previous_state=pb.TASK_STATE_RUNNING)
 
+    async def Capabilities(self, request: pb.CapabilitiesRequest,  # noqa: N802
+                           context: Any) -> pb.CapabilitiesResponse:
+        return pb.CapabilitiesResponse(isolate_reuse=True)
+
     async def Stats(self, request: pb.StatsRequest, context: Any) -> pb.StatsResponse:  # noqa: N802
         return pb.StatsResponse(pool=pb.PoolStats(max_workers=2),
                                 tasks=pb.TaskCounters(completed=self.completed),
@@ -243,6 +251,21 @@ async def test_run_returns_the_value_and_logs(client):
     assert result.value == {"x": [1, 2]}
     assert [line.message for line in result.logs] == ["a", "b"]
     assert result.worker_id == "w1"
+
+
+async def test_fresh_isolate_is_sent_and_warm_isolate_read_back_on_every_path(client, fake):
+    fresh = await client.run(script("echo"), fresh_isolate=True)
+    warm = await client.run(script("echo"))
+    assert fake.executor.fresh[fresh.task_id] is True and fresh.timings.warm_isolate is False
+    assert fake.executor.fresh[warm.task_id] is False and warm.timings.warm_isolate is True
+    unary = await client.run_unary(script("echo"), fresh_isolate=True)
+    assert fake.executor.fresh[unary.task_id] and unary.timings.warm_isolate is False
+    handle = await client.submit(script("echo"), fresh_isolate=True)
+    assert (await handle.result()).timings.warm_isolate is False
+    batch = await client.batch([TaskSpec(script("echo"), fresh_isolate=True),
+                                TaskSpec(script("echo"))])
+    assert [result.timings.warm_isolate for result in batch] == [False, True]
+    assert (await client.capabilities()).isolate_reuse is True
 
 
 async def test_failure_raises_task_failed_with_the_js_error(client):
@@ -385,6 +408,22 @@ async def test_cancelling_the_caller_cancels_the_task(fake):
             await waiter
         await asyncio.sleep(0.05)
         assert ("abandoned", "the caller stopped waiting") in fake.executor.in_band_cancels
+
+
+async def test_finished_and_abandoned_tasks_leave_no_handles_behind(fake):
+    # Handles forget themselves when they resolve (no done-callback), and run() awaits
+    # its future without shield(): a cancelled caller must still be forgotten.
+    async with AsyncClient(fake.target) as client:
+        await asyncio.gather(*(client.run(script("echo"), input=n) for n in range(20)))
+        waiter = asyncio.create_task(client.run(script("hang"), task_id="left"))
+        await asyncio.sleep(0.05)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert client._shared.handles == {}
+        await asyncio.sleep(0.05)
+        assert ("left", "the caller stopped waiting") in fake.executor.in_band_cancels
+        assert (await client.run(script("echo"), input=1, task_id="left")).value == 1
 
 
 def test_sync_result_timeout_leaves_the_task_running(fake):
