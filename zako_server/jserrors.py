@@ -135,6 +135,23 @@ def uncaught_error(
     return make_error(name, message, stack=stack, module=module, line=line, column=column)
 
 
+# V8's messages for writes to frozen objects, and lockdown.js's for a tamed prototype.
+_FROZEN = re.compile(
+    r"^Cannot (assign to read only property|add property|redefine property|"
+    r"define property|delete property)|is not extensible$"
+)
+
+
+def frozen_builtin(outcome: Mapping[str, Any]) -> bool:
+    """Could this failure be a write to a frozen built-in (worth a re-run when fresh)?
+
+    A write to an object the task froze itself matches too; its re-run fails the same way.
+    """
+    error = outcome.get("error") or {}
+    return (outcome.get("reason") == "js_error" and error.get("name") == "TypeError"
+            and _FROZEN.search(str(error.get("message", ""))) is not None)
+
+
 def failure(reason: str, error: dict[str, Any]) -> dict[str, Any]:
     """The outcome part of a failed done event."""
     return {"ok": False, "reason": reason, "error": error}

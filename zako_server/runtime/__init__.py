@@ -44,9 +44,18 @@ _PLAIN_NAME = re.compile(r"[\w.\-/@+~$]+")
 
 
 @cache
+def _source(name: str) -> str:
+    return resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
+
+
 def prelude_source() -> str:
-    """The prelude, a function expression taking (token, prefixLength)."""
-    return resources.files(__name__).joinpath("prelude.js").read_text(encoding="utf-8")
+    """The prelude, a function expression taking (token, prefixLength, lockdown)."""
+    return _source("prelude.js")
+
+
+def lockdown_source() -> str:
+    """Hardening for reuse (lockdown.js), handed to the prelude, which runs it on demand."""
+    return _source("lockdown.js")
 
 
 def new_token() -> str:
@@ -71,7 +80,7 @@ def prefix_length(token: str) -> int:
 def install_script(token: str) -> str:
     """The eval that installs the prelude into a fresh instance."""
     return (
-        f"({prelude_source()})({_js(token)},{prefix_length(token)});\n"
+        f"({prelude_source()})({_js(token)},{prefix_length(token)},{lockdown_source()});\n"
         "//# sourceURL=zako:prelude"
     )
 
@@ -103,8 +112,25 @@ def diagnose_script(source: str) -> str:
     return DIAGNOSE_PREFIX + source
 
 
-def configure_script(token: str, config: dict[str, object]) -> str:
-    return f"__zako.configure({_js(token)},{_js(_js(config))})"
+def task_script(token: str, config: dict[str, object], modules: list[tuple[str, str]],
+                entry: str, input_text: str) -> str:
+    """The one eval that configures, compiles every module, starts and polls a task.
+
+    `modules` is (name, source) in order; each goes in as the text of its own module
+    script (module_script), which the prelude compiles with an indirect eval.
+    """
+    texts = ",".join(_js(module_script(token, name, source, index))
+                     for index, (name, source) in enumerate(modules))
+    return (f"__zako.task({_js(token)},{_js(_js(config))},[{texts}],"
+            f"{_js(entry)},{_js(input_text)})")
+
+
+def failed_module_script(token: str) -> str:
+    return f"__zako.failedModule({_js(token)})"
+
+
+def reset_script(token: str) -> str:
+    return f"__zako.reset({_js(token)})"
 
 
 def start_script(token: str, entry: str, input_text: str) -> str:
@@ -130,6 +156,7 @@ class Instance:
         # Set while an eval runs and left set if it fails or is abandoned, until a later
         # eval completes: only then is the isolate known to be idle.
         self.tainted = False
+        self.uses = 0  # tasks this isolate has run
         try:
             self.mr.eval(install_script(self.token))
         except BaseException:

@@ -16,7 +16,7 @@
  * - Error.prepareStackTrace is ours and fixed: it hides host frames, undoes the module
  *   wrapper's column shift on line 1 and remembers the innermost task frame per error.
  */
-(function zakoPrelude(token, prefixLength) {
+(function zakoPrelude(token, prefixLength, lockdown) {
   'use strict';
 
   // Intrinsics, captured before task code can replace them.
@@ -57,6 +57,10 @@
   const wmGet = uncurry(WeakMap.prototype.get);
   const wmSet = uncurry(WeakMap.prototype.set);
   const isView = ArrayBuffer.isView;
+  const ownKeys = Reflect.ownKeys;
+  const isExtensible = Object.isExtensible;
+  const indirectEval = G.eval;
+  const globalProto = getPrototypeOf(G);
 
   // Per-task state; only this closure can reach it.
   const defs = new NativeMap(); // module name -> wrapper function
@@ -65,6 +69,7 @@
   const locations = new NativeWeakMap(); // error -> innermost task frame
   const reasons = new NativeWeakMap(); // errors the host made -> failure reason
   const timers = new NativeMap(); // id -> { fn, args, due }
+  const mapClear = uncurry(Map.prototype.clear);
   let nextTimer = 1;
   let logs = [];
   let logCount = 0;
@@ -78,6 +83,11 @@
   let outcome = null; // JSON text once the task has settled
   let contextObject = null;
   let coreModule = null;
+  let compiling = -1; // index of the module being compiled, for locating syntax errors
+  // Set once the isolate is hardened for reuse: the kind-dependent globals are fixed from
+  // then on, and `globals` is the global object's own properties to restore after a task.
+  let hardenedFor = null;
+  let globals = null;
 
   const append = (array, index, value) =>
     defineProperty(array, index, { value, writable: true, enumerable: true, configurable: true });
@@ -297,12 +307,15 @@
     defineProperty(stub, 'name', { value: what });
     return stub;
   }
+  const deniedNamespaces = []; // immutable already; hardening must not ask them anything
   function deniedNamespace(what) {
     const fail = denied(what);
-    return new NativeProxy(freeze({ __proto__: null }), {
+    const namespace = new NativeProxy(freeze({ __proto__: null }), {
       get: (t, key) => (key === Symbol.toStringTag ? what : fail()),
       has: () => fail(), ownKeys: () => fail(), set: () => fail(), defineProperty: () => fail(),
     });
+    append(deniedNamespaces, deniedNamespaces.length, namespace);
+    return namespace;
   }
 
   function setTimeoutImpl(fn, delay, ...args) {
@@ -361,7 +374,10 @@
     where = (hermetic ? 'a hermetic ' : 'a Zako ') + "'" + kind + "' context";
     maxLogBytes = cfg.maxLogBytes;
     maxResultBytes = cfg.maxResultBytes;
-    if (!hermetic) {
+    if (hardenedFor !== null) {
+      // Python only sends a hardened isolate tasks with the same key; refuse otherwise.
+      if (hardenedFor !== hermetic) throw new NativeError('isolate hardened for another context');
+    } else if (!hermetic) {
       for (let i = 0; i < originals.length; i++) {
         if (originals[i][1] === undefined) delete G[originals[i][0]];
         else setGlobal(originals[i][0], originals[i][1]);
@@ -372,11 +388,89 @@
     }
     contextObject = deepFreeze({ kind, taskId: cfg.taskId, labels: cfg.labels, systemAccess: !hermetic });
     coreModule = freeze({ version: cfg.version, log: (...args) => { emit('info', safe(() => format(args), '')); } });
+    if (cfg.reuse === true && hardenedFor === null) harden(hermetic);
   }
+
+  // ---- reuse ------------------------------------------------------------------------
+  function harden(hermetic) {
+    lockdown(deniedNamespaces);
+    hardenedFor = hermetic;
+    const ks = ownKeys(G);
+    globals = [];
+    for (let i = 0; i < ks.length; i++) append(globals, i, [ks[i], getOwnPropertyDescriptor(G, ks[i])]);
+  }
+
+  const sameDescriptor = (a, b) => a.configurable === b.configurable && a.enumerable === b.enumerable &&
+    ('value' in a ? 'value' in b && is(a.value, b.value) && a.writable === b.writable
+      : !('value' in b) && a.get === b.get && a.set === b.set);
+
+  // Puts the global object back as hardening left it; '' when the isolate is fit for the
+  // next task, else why not (Python then closes it).
+  function restoreGlobals() {
+    if (getPrototypeOf(G) !== globalProto) return 'the global object got a new prototype';
+    if (!isExtensible(G)) return 'the global object was made non-extensible';
+    const wanted = new NativeMap();
+    for (let i = 0; i < globals.length; i++) mapSet(wanted, globals[i][0], globals[i][1]);
+    const present = ownKeys(G);
+    for (let i = 0; i < present.length; i++) {
+      const key = present[i];
+      const now = getOwnPropertyDescriptor(G, key);
+      const before = mapGet(wanted, key);
+      if (before === undefined) {
+        if (!now.configurable || !delete G[key]) return 'a global the task added cannot be removed';
+      } else if (!sameDescriptor(now, before)) {
+        if (!now.configurable) return 'a global the task changed cannot be restored';
+        defineProperty(G, key, before);
+      }
+      mapDelete(wanted, key);
+    }
+    let missing = '';
+    mapForEach(wanted, (d, key) => { if (missing === '') { try { defineProperty(G, key, d); } catch (e) { missing = 'a global the task deleted cannot be restored'; } } });
+    return missing;
+  }
+
+  function reset(t) {
+    checkToken(t);
+    mapClear(defs);
+    mapClear(files);
+    mapClear(cache);
+    mapClear(timers);
+    logs = [];
+    logCount = 0;
+    logBytes = 0;
+    dropped = 0;
+    indent = '';
+    configured = false;
+    started = false;
+    outcome = null;
+    contextObject = null;
+    coreModule = null;
+    compiling = -1;
+    where = 'a hermetic context';
+    return hardenedFor === null ? 'the isolate is not hardened' : restoreGlobals();
+  }
+
+  // One eval for the common case: configure, compile each module, start, first report.
+  // Each module compiles in an indirect eval, not as a script of its own: a module that
+  // closes the wrapper early can then declare nothing that outlives the eval except
+  // global object properties, which restoreGlobals removes. A compile error propagates
+  // (its message carries the position) and `failedModule` says whose it was.
+  function task(t, cfgText, modules, entry, inputText) {
+    configure(t, cfgText);
+    for (let i = 0; i < modules.length; i++) {
+      compiling = i;
+      indirectEval(modules[i]);
+    }
+    compiling = -1;
+    start(t, entry, inputText);
+    return poll(t);
+  }
+  function failedModule(t) { checkToken(t); return compiling; }
 
   // ---- modules ----------------------------------------------------------------------
   function define(t, fn, name, file) {
     checkToken(t);
+    if (started) throw new NativeError('modules are defined before the task starts');
     if (typeof fn !== 'function') throw new NativeTypeError('module ' + name + ' did not compile to a function');
     mapSet(defs, name, fn);
     mapSet(files, file, name);
@@ -561,7 +655,7 @@
   resolve('a/b.js', 'zako:core');
 
   defineProperty(G, '__zako', {
-    value: freeze({ configure, define, start, fire, poll }),
+    value: freeze({ configure, define, start, fire, poll, task, failedModule, reset }),
     writable: false, enumerable: false, configurable: false,
   });
 })

@@ -1,0 +1,102 @@
+"""The V8 instances one worker process holds: a spare no task has used, and a warm one.
+
+    run (key) ──take()──▶ warm instance if its key matches, else the spare (or a new one)
+    done      ──give_back()──▶ keep() says whether it may serve the key again;
+                               reset (prelude) restores the globals; else close it
+
+A fresh isolate costs about 4 ms of CPU (MiniRacer plus the prelude), several times what a
+trivial task costs, so a worker keeps the isolate of its last reusable task. The key is
+(tenant, context kind, hermetic): the server never lets two tenants share an isolate, and
+kind and hermeticity decide which globals exist. The isolate was hardened (lockdown.js)
+on its first reusable task; after each one the prelude drops the task's state and puts
+the global object back. Anything that leaves the isolate in doubt recycles it instead:
+an abandoned eval, a failure outcome other than the task's own exception, a heap over
+half the task's limit, a global that cannot be restored, too many tasks.
+
+The parent mirrors the key in `WorkerHandle.warm_key` (affinity.py) to route tasks here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from zako_server import runtime
+from zako_server.runtime import Instance
+
+ReuseKey = tuple[str, str, bool]
+
+# A reset eval answers in well under a millisecond; longer means task code is still
+# running (a microtask chain), and the isolate is closed instead.
+RESET_TIMEOUT_S = 0.25
+# Outcomes after which nothing of the task can still be running and the prelude's state
+# is consistent: the task returned, threw, or was refused by the prelude.
+REUSABLE_REASONS = frozenset({
+    "ok", "js_error", "not_serializable", "result_too_large", "capability_denied",
+    "module_not_found", "deadlock",
+})
+
+
+def keep(instance: Instance, reason: str, heap_used: int, heap_limit: int,
+         max_tasks: int) -> bool:
+    """Whether an isolate that just ran a reusable task may run another (before reset)."""
+    return (not instance.tainted and reason in REUSABLE_REASONS
+            and instance.uses < max_tasks
+            # Live data the next task would inherit counts against its own limit.
+            and (heap_limit <= 0 or heap_used <= heap_limit // 2))
+
+
+class Isolates:
+    """One spare and at most one warm instance; create inside the running loop."""
+
+    def __init__(self) -> None:
+        self.spare: Instance | None = None
+        self.warm: Instance | None = None
+        self.warm_key: ReuseKey | None = None
+
+    def prepare(self) -> None:
+        """Make the spare now, off the request path (raises if V8 cannot start)."""
+        if self.spare is None:
+            self.spare = Instance()
+
+    def take(self, key: ReuseKey | None) -> tuple[Instance, bool]:
+        """The instance for a task with `key` and whether an earlier task used it."""
+        if key is not None and self.warm is not None and self.warm_key == key:
+            instance, self.warm = self.warm, None
+            return instance, True
+        instance = self.spare if self.spare is not None else Instance()
+        self.spare = None
+        return instance, False
+
+    async def give_back(self, instance: Instance, key: ReuseKey | None, reason: str,
+                        heap: dict[str, Any], max_tasks: int) -> bool:
+        """Keep `instance` warm for `key` if it is fit for that; else close it."""
+        instance.uses += 1
+        if key is None or not keep(instance, reason, int(heap.get("used", 0)),
+                                   int(heap.get("limit", 0)), max_tasks):
+            instance.close()
+            return False
+        try:
+            verdict = await asyncio.wait_for(
+                instance.eval(runtime.reset_script(instance.token)), RESET_TIMEOUT_S)
+        except Exception:  # still busy, or the prelude refused: not fit for reuse
+            verdict = "reset failed"
+        if verdict != "":
+            instance.close()
+            return False
+        if self.warm is not None:
+            self.warm.close()
+        self.warm, self.warm_key = instance, key
+        return True
+
+    def live(self) -> list[Instance]:
+        """Instances that are idle and can be asked for heap figures or a GC."""
+        return [i for i in (self.spare, self.warm) if i is not None and not i.tainted]
+
+    def close(self) -> None:
+        for instance in (self.spare, self.warm):
+            if instance is not None:
+                with contextlib.suppress(Exception):
+                    instance.close()
+        self.spare = self.warm = None
