@@ -33,7 +33,6 @@ import os
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
@@ -41,7 +40,8 @@ import psutil
 from py_mini_racer import JSEvalException, JSOOMException, JSParseException
 
 from zako_server import jserrors, protocol, runtime
-from zako_server.isolates import Isolates, ReuseKey
+from zako_server.isolates import Isolates, ReuseKey, heap_reading
+from zako_server.job import Job
 from zako_server.jserrors import clean_text, failure
 from zako_server.runtime import Instance
 
@@ -73,73 +73,6 @@ class BadReport(Exception):
 
 class RetryFresh(Exception):
     """The task failed only because a hardened isolate's built-ins are frozen."""
-
-
-@dataclass
-class Job:
-    """A validated run message."""
-
-    id: str
-    entry: str
-    modules: dict[str, str]
-    input: str
-    kind: str
-    task_id: str
-    labels: dict[str, str]
-    system_access: bool
-    timeout_s: float
-    max_heap_bytes: int
-    max_log_bytes: int
-    max_result_bytes: int
-    reuse: str | None = None
-    reuse_max_tasks: int = 0
-    cancel: asyncio.Event = field(default_factory=asyncio.Event)
-    cancel_why: str = "task was cancelled"
-    log_bytes: int = 0
-    py_dropped: int = 0
-    js_dropped: int = 0
-    logs_sent: int = 0
-    hardened: bool = False  # runs in an isolate hardened for reuse
-
-    @classmethod
-    def parse(cls, msg: dict[str, Any]) -> Job:
-        modules = msg["modules"]
-        context = msg.get("context") or {}
-        if not isinstance(modules, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in modules.items()
-        ):
-            raise ValueError("modules must map names to source strings")
-        return cls(
-            id=msg["id"],
-            entry=str(msg["entry"]),
-            modules=modules,
-            input=str(msg.get("input") or ""),
-            kind=str(context.get("kind", "build")),
-            task_id=str(context.get("task_id", msg["id"])),
-            labels={str(k): str(v) for k, v in (context.get("labels") or {}).items()},
-            system_access=bool(context.get("system_access", False)),
-            timeout_s=float(msg["timeout_s"]),
-            max_heap_bytes=int(msg["max_heap_bytes"]),
-            max_log_bytes=int(msg["max_log_bytes"]),
-            max_result_bytes=int(msg["max_result_bytes"]),
-            reuse=None if msg.get("reuse") is None else str(msg["reuse"]),
-            reuse_max_tasks=int(msg.get("reuse_max_tasks") or 0),
-        )
-
-    @property
-    def hermetic(self) -> bool:
-        return not (self.kind == "config" and self.system_access)
-
-    @property
-    def key(self) -> ReuseKey | None:
-        """Which warm isolate may run this task (see isolates.py); None: a fresh one."""
-        if self.reuse is None or self.reuse_max_tasks <= 0:
-            return None
-        return (self.reuse, self.kind, self.hermetic)
-
-    @property
-    def dropped(self) -> int:
-        return self.js_dropped + self.py_dropped
 
 
 class Worker:
@@ -195,8 +128,7 @@ class Worker:
             status = 2
         self._stopping = True
         if self._current is not None:
-            self._current.cancel_why = "the worker is exiting"
-            self._current.cancel.set()
+            self._current.stop("the worker is exiting")
         self._wakeup.set()
         await runner
         self._isolates.close()
@@ -210,7 +142,7 @@ class Worker:
         elif op == "cancel":
             job = self._current
             if job is not None and job.id == msg.get("id"):
-                job.cancel.set()
+                job.stop()
             else:
                 for queued in list(self._runs):
                     if queued.get("id") == msg.get("id"):
@@ -275,7 +207,8 @@ class Worker:
                 job.hardened = False
                 job.timeout_s = max(job.timeout_s - (time.perf_counter() - wall0), 0.001)
                 outcome = await self._supervise(instance, job)
-            heap = instance.heap() or {"used": 0, "total": 0}
+            heap = heap_reading(instance, time.perf_counter() - wall0) or {"used": 0,
+                                                                          "total": 0}
             heap["limit"] = job.max_heap_bytes
             if job.dropped:
                 self._log(job, "warn", f"[zako] log limit of {job.max_log_bytes} bytes "
@@ -305,18 +238,16 @@ class Worker:
     async def _supervise(self, instance: Instance, job: Job) -> dict[str, Any]:
         """Run the driver under the task's deadline and its cancel switch."""
         driver = asyncio.create_task(self._drive(instance, job))
-        cancelled = asyncio.create_task(job.cancel.wait())
         finished, _ = await asyncio.wait(
-            {driver, cancelled}, timeout=job.timeout_s, return_when=asyncio.FIRST_COMPLETED
+            {driver, job.cancel}, timeout=job.timeout_s, return_when=asyncio.FIRST_COMPLETED
         )
-        cancelled.cancel()
         if driver in finished:
             return driver.result()
         driver.cancel()
         await asyncio.wait({driver}, timeout=STOP_GRACE_S)
         if driver.done() and not driver.cancelled():
             driver.exception()  # interrupted anyway; only mark it retrieved
-        if job.cancel.is_set():
+        if job.cancel.done():
             outcome = failure("cancelled", jserrors.make_error("CancelledError", job.cancel_why))
         else:
             outcome = failure("timeout", jserrors.make_error(

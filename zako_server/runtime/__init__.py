@@ -157,6 +157,8 @@ class Instance:
         # eval completes: only then is the isolate known to be idle.
         self.tainted = False
         self.uses = 0  # tasks this isolate has run
+        self.last_heap: dict[str, int] | None = None  # see isolates.heap_reading
+        self.heap_age = 0
         try:
             self.mr.eval(install_script(self.token))
         except BaseException:
