@@ -1,0 +1,136 @@
+"""The worker's isolate keeping (isolates.py) with real V8 instances, in this process.
+
+End-to-end behaviour through a server is in test_warm_isolates.py; these pin the rules:
+which isolate a task gets, when one is kept, and that the prelude's reset is the gate.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from zako_server import runtime
+from zako_server.isolates import HEAP_MAX_AGE, Isolates, heap_reading, keep
+from zako_server.runtime import Instance
+
+KEY = ("tenant-a", "build", True)
+OTHER = ("tenant-b", "build", True)
+CONFIG = {"kind": "build", "hermetic": True, "taskId": "t", "labels": {}, "version": "test",
+          "maxLogBytes": 10_000, "maxResultBytes": 10_000, "reuse": True}
+
+
+async def run(instance: Instance, source: str, reuse: bool = True) -> dict:
+    """One task the way the worker runs a synchronous one: a single eval."""
+    text = await instance.eval(runtime.task_script(
+        instance.token, {**CONFIG, "reuse": reuse}, [("main.js", source)], "main.js", ""))
+    return json.loads(text)["outcome"]
+
+
+@pytest.fixture
+async def isolates():
+    pool = Isolates()
+    pool.prepare()
+    yield pool
+    pool.close()
+
+
+def test_keep_only_after_outcomes_that_leave_nothing_running():
+    instance = Instance()
+    try:
+        assert keep(instance, "ok", 1, 100, max_tasks=5)
+        assert keep(instance, "js_error", 1, 100, max_tasks=5)
+        for reason in ("timeout", "cancelled", "out_of_memory", "internal", "syntax_error"):
+            assert not keep(instance, reason, 1, 100, max_tasks=5), reason
+        assert not keep(instance, "ok", 51, 100, max_tasks=5)  # over half the heap limit
+        instance.uses = 5
+        assert not keep(instance, "ok", 1, 100, max_tasks=5)
+        instance.uses = 0
+        instance.tainted = True  # an eval was abandoned: task code may still run
+        assert not keep(instance, "ok", 1, 100, max_tasks=5)
+    finally:
+        instance.close()
+
+
+async def test_the_same_key_gets_the_warm_isolate_and_another_key_a_fresh_one(isolates):
+    first, warm = isolates.take(KEY)
+    assert not warm and isolates.spare is None
+    assert (await run(first, "module.exports = 1"))["ok"]
+    assert await isolates.give_back(first, KEY, "ok", {"used": 1, "limit": 10**9}, 10)
+    isolates.prepare()
+    again, warm = isolates.take(KEY)
+    assert again is first and warm
+    assert await isolates.give_back(again, KEY, "ok", {}, 10)
+    other, warm = isolates.take(OTHER)
+    assert other is not first and not warm
+    fresh, warm = isolates.take(None)
+    assert fresh is not first and not warm
+    fresh.close()
+    other.close()
+
+
+async def test_a_fresh_task_never_leaves_its_isolate_behind(isolates):
+    instance, _ = isolates.take(None)
+    assert (await run(instance, "module.exports = 1", reuse=False))["ok"]
+    assert not await isolates.give_back(instance, None, "ok", {}, 10)
+    assert isolates.warm is None
+
+
+async def test_reset_restores_globals_and_refuses_what_it_cannot_undo(isolates):
+    instance, _ = isolates.take(KEY)
+    outcome = await run(instance, "globalThis.a = 1; b = 2; delete globalThis.Math;"
+                                  "globalThis.JSON = null; module.exports = 1")
+    assert outcome["ok"]
+    assert await isolates.give_back(instance, KEY, "ok", {}, 10)
+    instance, warm = isolates.take(KEY)
+    assert warm
+    outcome = await run(instance, "module.exports = [typeof a, typeof b, typeof Math.max,"
+                                  " JSON.stringify([1])]")
+    assert json.loads(outcome["value"]) == ["undefined", "undefined", "function", "[1]"]
+    assert await isolates.give_back(instance, KEY, "ok", {}, 10)
+    instance, warm = isolates.take(KEY)
+    assert warm
+    # A global that cannot be deleted again: the isolate is closed, not kept.
+    assert (await run(instance, "Object.defineProperty(globalThis, 'stuck', {value: 1});"
+                                "module.exports = 1"))["ok"]
+    assert not await isolates.give_back(instance, KEY, "ok", {}, 10)
+    assert isolates.warm is None
+
+
+async def test_built_ins_are_frozen_once_hardened_but_inherited_names_stay_assignable(isolates):
+    instance, _ = isolates.take(KEY)
+    outcome = await run(instance, "'use strict'; Array.prototype.x = 1; module.exports = 1")
+    assert not outcome["ok"] and outcome["error"]["name"] == "TypeError"
+    instance.close()
+    instance, _ = isolates.take(KEY)
+    outcome = await run(instance, "'use strict'; class E extends Error { constructor() {"
+                                  " super('m'); this.name = 'E' } }; const o = {};"
+                                  " o.toString = () => 'x'; module.exports = [new E().name,"
+                                  " String(o), Object.isFrozen(Object.prototype)]")
+    assert json.loads(outcome["value"]) == ["E", "x", True]
+    instance.close()
+
+
+async def test_a_fresh_isolate_is_not_hardened(isolates):
+    instance, _ = isolates.take(None)
+    outcome = await run(instance, "'use strict'; Array.prototype.x = 7; module.exports = [].x",
+                        reuse=False)
+    assert json.loads(outcome["value"]) == 7
+    instance.close()
+
+
+async def test_heap_is_read_when_it_can_have_moved_and_reused_when_it_cannot(isolates):
+    instance, _ = isolates.take(KEY)
+    first = heap_reading(instance, 0.0)  # never read before: read now
+    assert first is not None and first["used"] > 0
+    instance.uses = 1
+    first["used"] = -1  # the caller's copy; the isolate's reading must not change
+    assert heap_reading(instance, 0.0001)["used"] > 0 and instance.heap_age == 1
+    heap_reading(instance, 0.01)  # ran long enough: a new reading
+    assert instance.heap_age == 0
+    for _ in range(HEAP_MAX_AGE):
+        heap_reading(instance, 0.0001)
+    assert instance.heap_age == HEAP_MAX_AGE
+    heap_reading(instance, 0.0001)
+    assert instance.heap_age == 0
+    instance.close()
