@@ -50,6 +50,7 @@ from zako_server.runtime import Instance
 # (by microtasks that run outside any eval; a terminated isolate answers in well under 1 ms).
 STOP_GRACE_S = 2.0
 DRAIN_TIMEOUT_S = 0.08
+IDLE_COLLECT_S = 1.0
 LOG_LEVELS = frozenset({"debug", "info", "warn", "error"})
 FROZEN_HINT = (
     " (built-ins are frozen in a warm isolate; this task had already logged, so it was not"
@@ -86,6 +87,7 @@ class Worker:
         self._stopping = False
         self._version = _version("zako")
         self._heap_cap: int | None = None
+        self._ran_since_collect = False
 
     # ---- frames -----------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -162,13 +164,20 @@ class Worker:
         while True:
             while not self._runs and not self._stopping:
                 self._wakeup.clear()
+                idle = None
+                if self._ran_since_collect:
+                    idle = asyncio.get_running_loop().call_later(
+                        IDLE_COLLECT_S, self._idle_collect)
                 await self._wakeup.wait()
+                if idle is not None:
+                    idle.cancel()
             if self._stopping:
                 for msg in self._runs:
                     self._not_run(msg, "the worker is exiting")
                 self._runs.clear()
                 return
             await self._run(self._runs.popleft())
+            self._ran_since_collect = True
             for _ in range(self._gc_pending):
                 self._collect()
             self._gc_pending = 0
@@ -379,7 +388,15 @@ class Worker:
         self.send({"ev": "log", "id": job.id, "level": level, "message": message, "ts": ts})
 
     # ---- gc -----------------------------------------------------------------------------
+    def _idle_collect(self) -> None:
+        """A warm isolate's heap grows with the garbage of thousands of tasks (V8 sees no
+        pressure under a limit of a gigabyte or more): give it back once the worker idles."""
+        self._ran_since_collect = False
+        for instance in self._isolates.live():
+            instance.collect()
+
     def _collect(self) -> None:
+        self._ran_since_collect = False
         process = psutil.Process()
         live = self._isolates.live()
         rss_before = process.memory_info().rss
