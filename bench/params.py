@@ -37,6 +37,7 @@ class Params:
     cold_runs: int
     overload_queue: int
     overload_seconds: float
+    overload_task_ms: float  # CPU per overload task: the worker, not the host, is the limit
 
     @classmethod
     def quick_mode(cls) -> Params:
@@ -45,7 +46,7 @@ class Params:
                    inprocess_count=10, inprocess_seconds=2, naive_count=16, naive_seconds=3,
                    cpu_task_ms=10, cpu_tasks_per_worker=3, cpu_seconds=10, cpu_max_workers=2,
                    leak_first=10, leak_total=30, leak_seconds=5, cold_runs=1,
-                   overload_queue=4, overload_seconds=0.5)
+                   overload_queue=4, overload_seconds=0.5, overload_task_ms=2)
 
     @classmethod
     def full_mode(cls, leak_seconds: float = 150.0) -> Params:
@@ -55,4 +56,4 @@ class Params:
                    inprocess_seconds=3, naive_count=20_000, naive_seconds=6,
                    cpu_task_ms=50, cpu_tasks_per_worker=40, cpu_seconds=20, cpu_max_workers=8,
                    leak_first=1_000, leak_total=100_000, leak_seconds=leak_seconds,
-                   cold_runs=5, overload_queue=4, overload_seconds=5)
+                   cold_runs=5, overload_queue=4, overload_seconds=5, overload_task_ms=5)

@@ -219,8 +219,10 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
             [f"offered {_fmt(over['offered_per_s'])}/s: rejected", f"{over['rejected']:,}",
              _fmt(over["rejected_p50_ms"], 2), _fmt(over["rejected_p99_ms"], 2)],
         ]
+        task = (f"tasks of {_fmt(over['task_cpu_ms'], 1)} ms CPU (loop n="
+                f"{over['task_loop_n']:,})" if "task_cpu_ms" in over else "trivial tasks")
         out += [f"Overload (1 worker, queue capacity {over['queue_capacity']}, 2 x capacity "
-                f"offered open-loop on one stream)", ""]
+                f"offered open-loop on one stream; {task})", ""]
         out += _table(["", "tasks or /s", "p50 ms", "p99 ms"], rows)
         other = over["other_outcomes"]
         out += [f"rejections with a retry hint: {over['rejections_with_retry_hint']:,}/"
