@@ -1,0 +1,181 @@
+"""Warm isolate reuse through a real server: speed must never cost isolation.
+
+Every test runs on a one-worker server, so consecutive tasks of one tenant really land in
+the same worker and, when the rules allow, in the same isolate (`warm_isolate` says so).
+"""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+from google.protobuf.duration_pb2 import Duration
+
+from tests.server.test_security import ACME, BETA, TOKENS, bearer
+from tests.server.test_service import task
+from zako_sdk._proto.zako.v1 import executor_pb2 as pb
+from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
+
+WARM_UP = "module.exports = (x) => x + 1"
+
+
+class Runner:
+    """Sequential unary runs on one channel; each returns (value or failure, warm)."""
+
+    def __init__(self, channel: grpc.aio.Channel, token: str | None = None) -> None:
+        self.stub = pb_grpc.ExecutorStub(channel)
+        self.metadata = tuple(bearer(token).items()) if token else None
+        self.count = 0
+
+    async def reply(self, source: str, **fields) -> pb.RunResponse:
+        self.count += 1
+        return await self.stub.Run(pb.RunRequest(task=task(f"t{self.count}", source, **fields)),
+                                   timeout=30, metadata=self.metadata)
+
+    async def value(self, source: str, **fields) -> tuple[object, bool]:
+        reply = await self.reply(source, **fields)
+        assert reply.WhichOneof("outcome") == "completed", reply
+        result = reply.completed.result
+        return json.loads(result.value_json), result.timings.warm_isolate
+
+
+@pytest.fixture
+async def runner(server_factory):
+    server = server_factory(min_workers=1, max_workers=1)
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        yield Runner(channel)
+
+
+async def test_a_tenants_next_task_runs_in_the_warm_isolate(runner):
+    assert (await runner.value(WARM_UP, input_json="1")) == (2, False)
+    assert (await runner.value(WARM_UP, input_json="2")) == (3, True)
+
+
+async def test_fresh_isolate_opts_out_and_may_patch_built_ins(runner):
+    await runner.value(WARM_UP)
+    patch = "Array.prototype.zz = function () { return 7 }; module.exports = [].zz()"
+    assert (await runner.value(patch, fresh_isolate=True)) == (7, False)
+    # The fresh isolate is gone; the warm one, kept aside meanwhile, never saw the patch.
+    assert (await runner.value("module.exports = typeof [].zz")) == ("undefined", True)
+
+
+async def test_strict_code_patching_a_frozen_built_in_is_rerun_fresh(runner):
+    await runner.value(WARM_UP)
+    await runner.value(WARM_UP)
+    patch = "'use strict'; Array.prototype.zz = function () { return 7 }; module.exports = [].zz()"
+    assert (await runner.value(patch)) == (7, False)
+    await runner.value(WARM_UP)
+    value, warm = await runner.value("module.exports = typeof [].zz")
+    assert (value, warm) == ("undefined", True)
+
+
+async def test_a_task_that_logged_before_failing_on_a_frozen_built_in_is_told_why(runner):
+    await runner.value(WARM_UP)
+    source = ("'use strict'; module.exports = async () => { console.log('before');"
+              " await new Promise((r) => r()); Object.prototype.polyfill = 1; }")
+    reply = await runner.reply(source)
+    # The log went out with the first report, so the task is not re-run behind its back.
+    assert reply.WhichOneof("outcome") == "failed"
+    error = reply.failed.error
+    assert error.name == "TypeError" and "fresh_isolate" in error.message
+
+
+async def test_globals_a_task_adds_replaces_or_deletes_are_gone_for_the_next(runner):
+    await runner.value(WARM_UP)
+    mess = ("globalThis.leak = 42; undeclared = 1; globalThis.JSON = null;"
+            " delete globalThis.Math; module.exports = 1")
+    assert (await runner.value(mess)) == (1, True)
+    check = ("module.exports = [typeof leak, typeof undeclared, JSON.stringify([1]),"
+             " Math.max(1, 2)]")
+    assert (await runner.value(check)) == (["undefined", "undefined", "[1]", 2], True)
+
+
+async def test_ordinary_code_may_assign_inherited_names_on_its_own_objects(runner):
+    source = ("'use strict'; class E extends Error { constructor(m) { super(m);"
+              " this.name = 'E' } }; const o = {}; o.toString = () => 'x';"
+              " function F() {} F.prototype.constructor = F;"
+              " module.exports = [new E('m').name, String(o), new F().constructor === F]")
+    assert (await runner.value(source)) == (["E", "x", True], False)
+    assert (await runner.value(source)) == (["E", "x", True], True)
+
+
+async def test_regexp_legacy_statics_do_not_carry_the_last_match(runner):
+    await runner.value("/(secret\\d+)/.exec('xx secret123 yy'); module.exports = 1")
+    value, warm = await runner.value(
+        "module.exports = [typeof RegExp.$1 === 'string' ? RegExp.$1 : null,"
+        " RegExp.lastMatch === undefined ? null : RegExp.lastMatch]")
+    assert warm and "secret123" not in json.dumps(value)
+
+
+async def test_module_state_is_per_task(runner):
+    counter = "let n = 0; module.exports = () => ++n"
+    assert [await runner.value(counter) for _ in range(3)] == [
+        (1, False), (1, True), (1, True)]
+
+
+async def test_a_module_that_closes_its_wrapper_leaves_nothing_behind(runner):
+    await runner.value(WARM_UP)
+    for escape in ("}), 'x', 'y'); let leaked = 1; (function () {",
+                   "}); let leaked = 1; f((function () {",
+                   "(0, eval)('var leaked = 5'); module.exports = 1"):
+        await runner.reply(escape)  # rejected or contained; either way:
+        value, _ = await runner.value("module.exports = typeof leaked")
+        assert value == "undefined", escape
+
+
+async def test_tenants_never_share_an_isolate(server_factory):
+    server = server_factory(auth_tokens=TOKENS, min_workers=1, max_workers=1)
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        acme, beta = Runner(channel, ACME), Runner(channel, BETA)
+        assert (await acme.value(WARM_UP))[1] is False
+        assert (await acme.value("globalThis.mine = 1; module.exports = 1"))[1] is True
+        assert (await beta.value("module.exports = typeof mine")) == ("undefined", False)
+        assert (await beta.value(WARM_UP))[1] is True
+
+
+async def test_system_access_never_leaks_into_a_hermetic_task(runner):
+    config = pb.CONTEXT_KIND_CONFIG
+    assert (await runner.value("module.exports = typeof Date.now()", context=config,
+                               system_access=True))[0] == "number"
+    assert (await runner.value("module.exports = typeof Date.now()", context=config,
+                               system_access=True))[1] is True
+    reply = await runner.reply("module.exports = Date.now()", context=config)
+    assert reply.WhichOneof("outcome") == "failed"
+    assert reply.failed.reason == pb.FAILURE_REASON_CAPABILITY_DENIED
+
+
+async def test_an_isolate_is_retired_after_a_timeout_and_after_its_task_budget(
+        server_factory):
+    server = server_factory(min_workers=1, max_workers=1, isolate_max_tasks=3)
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        runner = Runner(channel)
+        await runner.value(WARM_UP)
+        reply = await runner.reply("while (true) {}", timeout=Duration(nanos=200_000_000))
+        assert reply.failed.reason == pb.FAILURE_REASON_TIMEOUT
+        warm = [(await runner.value(WARM_UP))[1] for _ in range(5)]
+        assert warm == [False, True, True, False, True]
+
+
+async def test_reuse_can_be_switched_off(server_factory):
+    server = server_factory(min_workers=1, max_workers=1, isolate_reuse="never")
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        runner = Runner(channel)
+        assert [(await runner.value(WARM_UP))[1] for _ in range(3)] == [False] * 3
+        caps = await runner.stub.Capabilities(pb.CapabilitiesRequest(), timeout=10)
+        assert caps.isolate_reuse is False
+
+
+async def test_capabilities_say_isolates_are_reused_by_default(runner):
+    caps = await runner.stub.Capabilities(pb.CapabilitiesRequest(), timeout=10)
+    assert caps.isolate_reuse is True
+
+
+async def test_sloppy_writes_to_built_ins_are_silently_ignored_when_warm(runner):
+    """Documents a semantic of frozen intrinsics (README, warm isolates): JavaScript
+    ignores a sloppy-mode write to a frozen object, so such code needs fresh_isolate."""
+    await runner.value(WARM_UP)
+    assert (await runner.value("Array.prototype.qq = 1; module.exports = [].qq === undefined")
+            ) == (True, True)
+    assert (await runner.value("Array.prototype.qq = 1; module.exports = [].qq === undefined",
+                               fresh_isolate=True)) == (False, False)
