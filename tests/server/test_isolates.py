@@ -134,3 +134,75 @@ async def test_heap_is_read_when_it_can_have_moved_and_reused_when_it_cannot(iso
     heap_reading(instance, 0.0001)
     assert instance.heap_age == 0
     instance.close()
+
+
+# Objects made by syntax and by built-ins, twice over: whatever both walks reach is shared
+# by every task in the isolate (an intrinsic), and must be frozen; the rest is per task.
+AUDIT = r"""
+module.exports = () => {
+  const make = () => {
+    const roots = [
+      async function () {}, function* () {}, async function* () {}, (function* () {})(),
+      (async function* () {})(), [].values(), [].entries(), ''[Symbol.iterator](),
+      new Map().entries(), new Set().values(), /a/g[Symbol.matchAll]('a'), new Int8Array(1),
+      new Uint8Array(1).values(), new ArrayBuffer(1), new DataView(new ArrayBuffer(1)),
+      Promise.resolve(), new WeakMap(), new WeakSet(), Object(1n), Object(Symbol()),
+      new Error('x'), new TypeError('x'), new AggregateError([]),
+      (function () { return arguments; })(), (function () { 'use strict'; return arguments; })(),
+      class {}, () => {}, new Proxy({}, {}), /x/, new String('s'), new Number(1), {}, [],
+    ];
+    const optional = [() => [].values().map((x) => x), () => Iterator.from({ next() {} }),
+      () => new Date(0), () => new Intl.Segmenter().segment('a'),
+      () => new Intl.Segmenter().segment('a')[Symbol.iterator]()];
+    for (const f of optional) { try { roots.push(f()); } catch (e) { /* absent or denied */ } }
+    return roots;
+  };
+  const walk = (roots) => {
+    const seen = new Set();
+    const queue = roots.slice();
+    for (let i = 0; i < queue.length && i < 200000; i++) {
+      const o = queue[i];
+      if (o === null || (typeof o !== 'object' && typeof o !== 'function') || seen.has(o)) continue;
+      seen.add(o);
+      let keys;
+      try { keys = Reflect.ownKeys(o); } catch (e) { continue; }
+      const p = Object.getPrototypeOf(o);
+      if (p !== null) queue.push(p);
+      for (const k of keys) {
+        const d = Object.getOwnPropertyDescriptor(o, k);
+        if (d === undefined) continue;
+        if ('value' in d) queue.push(d.value); else queue.push(d.get, d.set);
+      }
+    }
+    return seen;
+  };
+  const first = walk(make());
+  const open = [];
+  let shared = 0;
+  for (const o of walk(make())) {
+    if (!first.has(o) || o === globalThis) continue;
+    shared++;
+    let frozen = true;
+    try { frozen = Object.isFrozen(o); } catch (e) { /* a denied stub: immutable */ }
+    if (!frozen) {
+      open.push(Object.prototype.toString.call(o) + ' ' + Reflect.ownKeys(o).map(String));
+    }
+  }
+  return { shared, open };
+};
+"""
+
+
+@pytest.mark.parametrize("hermetic", [True, False], ids=["hermetic", "system-access"])
+async def test_every_intrinsic_a_task_can_reach_is_frozen_once_hardened(isolates, hermetic):
+    instance, _ = isolates.take(KEY)
+    text = await instance.eval(runtime.task_script(
+        instance.token, {**CONFIG, "hermetic": hermetic,
+                         "kind": "build" if hermetic else "config"},
+        [("main.js", AUDIT)], "main.js", ""))
+    outcome = json.loads(text)["outcome"]
+    assert outcome["ok"], outcome
+    audit = json.loads(outcome["value"])
+    assert audit["shared"] > 300  # the walk really reached the intrinsics
+    assert audit["open"] == []
+    instance.close()

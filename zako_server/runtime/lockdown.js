@@ -53,7 +53,13 @@
   hidden(() => getPrototypeOf([].values().map((x) => x)));
   hidden(() => getPrototypeOf(Iterator.from({ next() { return { done: true }; } })));
   hidden(() => getPrototypeOf(Int8Array));
+  // Only where Intl is real (a context with system access; elsewhere it is a denied stub).
+  hidden(() => getPrototypeOf(new Intl.Segmenter().segment('')));
+  hidden(() => getPrototypeOf(new Intl.Segmenter().segment('')[Symbol.iterator]()));
   hidden(() => getOwnPropertyDescriptor(Function.prototype, 'caller').get);
+  // Every error's own `stack` accessor is one shared pair of native functions.
+  hidden(() => getOwnPropertyDescriptor(new Error(), 'stack').get);
+  hidden(() => getOwnPropertyDescriptor(new Error(), 'stack').set);
   hidden(() => (function () { 'use strict'; return getOwnPropertyDescriptor(arguments, 'callee').get; })());
 
   // RegExp's legacy statics (RegExp.$1, lastMatch, input ...) hold the last match of
