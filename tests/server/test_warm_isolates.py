@@ -179,3 +179,105 @@ async def test_sloppy_writes_to_built_ins_are_silently_ignored_when_warm(runner)
             ) == (True, True)
     assert (await runner.value("Array.prototype.qq = 1; module.exports = [].qq === undefined",
                                fresh_isolate=True)) == (False, False)
+
+
+async def test_a_module_that_closes_its_wrapper_early_is_a_syntax_error(runner):
+    """A source cannot end the module wrapper and run code outside it."""
+    await runner.value(WARM_UP)
+    for escape in ("}), 'x', 'y'); let leaked = 1; (function () {",
+                   "}); let leaked = 1; f((function () {"):
+        reply = await runner.reply(escape)
+        assert reply.WhichOneof("outcome") == "failed", (escape, reply)
+        assert reply.failed.reason == pb.FAILURE_REASON_SYNTAX_ERROR, (escape, reply)
+
+
+async def test_a_wrapper_escape_that_parses_cannot_declare_globals_for_the_next_task(runner):
+    """This escape is valid JavaScript once wrapped: its `var` and function declarations
+    run outside the module function, where a plain script would make them globals."""
+    await runner.value(WARM_UP)
+    await runner.reply("}), 'x', 'y'); var leaked = 1; function leakedFn() {} ((function () {")
+    value, _ = await runner.value("module.exports = [typeof leaked, typeof leakedFn]")
+    assert value == ["undefined", "undefined"]
+
+
+async def test_the_first_task_in_a_new_isolate_cannot_patch_built_ins_for_the_next(runner):
+    """The isolate must be hardened before its first reusable task runs, not after."""
+    await runner.reply("Array.prototype.first = 1; Object.prototype.own = 2; module.exports = 1")
+    value, _ = await runner.value("module.exports = [typeof [].first, typeof ({}).own]")
+    assert value == ["undefined", "undefined"]
+
+
+@pytest.mark.parametrize("mess", [
+    "Object.defineProperty(globalThis, 'stuck', { value: 1, configurable: false })",
+    "Object.defineProperty(globalThis, 'stuck', { get() { return 1 }, configurable: true })",
+    "Object.setPrototypeOf(globalThis, { stuck: 1 })",
+    "Object.preventExtensions(globalThis)",
+    "Object.freeze(globalThis)",
+])
+async def test_a_global_object_a_task_reshaped_is_not_seen_by_the_next(runner, mess):
+    """Globals that cannot simply be deleted again (non-configurable, on the global's
+    prototype, or a global object closed to new properties) must not reach the next task:
+    the reset undoes them or the isolate is retired."""
+    await runner.value(WARM_UP)
+    await runner.reply(f"{mess}; module.exports = 1")
+    value, _ = await runner.value("globalThis.added = 1; module.exports ="
+                                  " [typeof stuck, typeof added, Object.isExtensible(globalThis)]")
+    assert value == ["undefined", "number", True]
+
+
+async def test_state_left_on_the_runtimes_own_objects_does_not_carry_over(runner):
+    """console and the zako:core / zako:context objects are the runtime's, not frozen
+    built-ins; a task must not be able to leave data on them for the next task."""
+    await runner.value(WARM_UP)
+    stash = ("require('zako:core').stash = 's1'; require('zako:context').stash = 's2';"
+             " console.stash = 's3'; console.log = () => {}; module.exports = 1")
+    assert (await runner.value(stash))[0] == 1
+    check = ("console.log('still logs'); module.exports = [require('zako:core').stash ?? null,"
+             " require('zako:context').stash ?? null, console.stash ?? null]")
+    reply = await runner.reply(check)
+    assert reply.WhichOneof("outcome") == "completed", reply
+    assert json.loads(reply.completed.result.value_json) == [None, None, None]
+    assert [line.message for line in reply.logs] == ["still logs"]
+
+
+async def test_timers_and_microtasks_a_task_left_pending_do_not_run_in_the_next(runner):
+    """Work a task scheduled but did not wait for belongs to that task alone."""
+    config = {"context": pb.CONTEXT_KIND_CONFIG, "system_access": True}
+    await runner.value(WARM_UP, **config)
+    await runner.value("module.exports = () => { setTimeout(() => { globalThis.late = 1 }, 20);"
+                       " Promise.resolve().then(() => { globalThis.soon = 1 }); return 1 }",
+                       **config)
+    value, _ = await runner.value(
+        "module.exports = async () => { await new Promise((r) => setTimeout(r, 100));"
+        " return [typeof late, typeof soon] }", **config)
+    assert value == ["undefined", "undefined"]
+
+
+async def test_an_isolate_is_retired_after_running_out_of_memory(server_factory):
+    """Out of memory leaves the isolate in doubt; the next task gets a fresh one, in the
+    same worker process (the heap limit stops the task, not the worker)."""
+    server = server_factory(min_workers=1, max_workers=1)
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        runner = Runner(channel)
+        await runner.value(WARM_UP)
+        assert (await runner.value(WARM_UP))[1] is True
+        reply = await runner.reply("const a = []; while (true) a.push(new Array(1e5).fill(1.5));",
+                                   resources=pb.ResourceRequests(memory_bytes=32 << 20),
+                                   timeout=Duration(seconds=20))
+        assert reply.failed.reason == pb.FAILURE_REASON_OUT_OF_MEMORY, reply
+        assert [await runner.value(WARM_UP, input_json="1") for _ in range(2)] == [
+            (2, False), (2, True)]
+        stats = await runner.stub.Stats(pb.StatsRequest(), timeout=10)
+        assert stats.pool.crashed_total == 0 and stats.pool.started_total == 1, stats.pool
+
+
+async def test_a_build_task_after_system_access_config_tasks_is_still_hermetic(runner):
+    """System access granted to config tasks must not leak into a hermetic context."""
+    config = {"context": pb.CONTEXT_KIND_CONFIG, "system_access": True}
+    assert (await runner.value("module.exports = typeof Date.now()", **config))[0] == "number"
+    assert (await runner.value("module.exports = typeof Date.now()", **config))[1] is True
+    for _ in range(2):  # the second build task runs warm, if at all, in a build isolate
+        reply = await runner.reply("module.exports = () => Date.now()",
+                                   context=pb.CONTEXT_KIND_BUILD)
+        assert reply.failed.reason == pb.FAILURE_REASON_CAPABILITY_DENIED, reply
+        assert reply.failed.error.name == "CapabilityError"
