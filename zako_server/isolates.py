@@ -62,7 +62,7 @@ def heap_reading(instance: Instance, run_s: float) -> dict[str, int] | None:
 def keep(instance: Instance, reason: str, heap_used: int, heap_limit: int,
          max_tasks: int) -> bool:
     """Whether an isolate that just ran a reusable task may run another (before reset)."""
-    return (not instance.tainted and reason in REUSABLE_REASONS
+    return (not instance.tainted and not instance.retired and reason in REUSABLE_REASONS
             and instance.uses < max_tasks
             # Live data the next task would inherit counts against its own limit.
             and (heap_limit <= 0 or heap_used <= heap_limit // 2))

@@ -312,7 +312,7 @@ class Worker:
             index = await instance.eval(runtime.failed_module_script(token))
             if not isinstance(index, int) or not 0 <= index < len(modules):
                 raise
-            instance.tainted = True  # whatever the module's text declared, never reuse it
+            instance.retired = True  # whatever the module's text declared: never reuse
             await self._drain(instance, job)
             name, source = modules[index]
             return failure("syntax_error", await self._syntax_error(

@@ -281,3 +281,13 @@ async def test_a_build_task_after_system_access_config_tasks_is_still_hermetic(r
                                    context=pb.CONTEXT_KIND_BUILD)
         assert reply.failed.reason == pb.FAILURE_REASON_CAPABILITY_DENIED, reply
         assert reply.failed.error.name == "CapabilityError"
+
+
+async def test_an_isolate_is_retired_after_a_syntax_error_which_still_reports_its_heap(runner):
+    """A module that did not compile may have declared things outside the wrapper; the
+    isolate is not reused, but nothing is running in it, so its heap can still be read."""
+    await runner.value(WARM_UP)
+    reply = await runner.reply("module.exports = (")
+    assert reply.failed.reason == pb.FAILURE_REASON_SYNTAX_ERROR
+    assert reply.failed.heap.used_bytes > 0
+    assert (await runner.value(WARM_UP, input_json="1")) == (2, False)

@@ -157,6 +157,7 @@ class Instance:
         # eval completes: only then is the isolate known to be idle.
         self.tainted = False
         self.uses = 0  # tasks this isolate has run
+        self.retired = False  # set when it must not run another task (see isolates.keep)
         self.last_heap: dict[str, int] | None = None  # see isolates.heap_reading
         self.heap_age = 0
         try:
