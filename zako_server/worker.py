@@ -214,8 +214,8 @@ class Worker:
                 instance, warm = self._isolates.take(None)
                 key = job.reuse = None
                 job.hardened = False
-                job.timeout_s = max(job.timeout_s - (time.perf_counter() - wall0), 0.001)
-                outcome = await self._supervise(instance, job)
+                left = max(job.timeout_s - (time.perf_counter() - wall0), 0.001)
+                outcome = await self._supervise(instance, job, left)
             heap = heap_reading(instance, time.perf_counter() - wall0) or {"used": 0,
                                                                           "total": 0}
             heap["limit"] = job.max_heap_bytes
@@ -244,11 +244,14 @@ class Worker:
             except Exception as exc:
                 print(f"zako worker: could not prepare a V8 instance: {exc!r}", file=sys.stderr)
 
-    async def _supervise(self, instance: Instance, job: Job) -> dict[str, Any]:
-        """Run the driver under the task's deadline and its cancel switch."""
+    async def _supervise(self, instance: Instance, job: Job,
+                         time_left: float | None = None) -> dict[str, Any]:
+        """Run the driver under the task's deadline (`time_left` of it, on a re-run) and
+        its cancel switch."""
         driver = asyncio.create_task(self._drive(instance, job))
         finished, _ = await asyncio.wait(
-            {driver, job.cancel}, timeout=job.timeout_s, return_when=asyncio.FIRST_COMPLETED
+            {driver, job.cancel}, timeout=job.timeout_s if time_left is None else time_left,
+            return_when=asyncio.FIRST_COMPLETED,
         )
         if driver in finished:
             return driver.result()
@@ -392,28 +395,16 @@ class Worker:
         """A warm isolate's heap grows with the garbage of thousands of tasks (V8 sees no
         pressure under a limit of a gigabyte or more): give it back once the worker idles."""
         self._ran_since_collect = False
-        for instance in self._isolates.live():
-            instance.collect()
+        self._isolates.collect()
 
     def _collect(self) -> None:
         self._ran_since_collect = False
         process = psutil.Process()
-        live = self._isolates.live()
         rss_before = process.memory_info().rss
-        before = _sum_heaps(live)
-        for instance in live:
-            instance.collect()
+        before, after = self._isolates.collect()
         gc.collect()
-        self.send({"ev": "gc", "before": before, "after": _sum_heaps(live),
+        self.send({"ev": "gc", "before": before, "after": after,
                    "rss_before": rss_before, "rss_after": process.memory_info().rss})
-
-
-def _sum_heaps(instances: list[Instance]) -> dict[str, int]:
-    total = {"used": 0, "total": 0, "limit": 0}
-    for instance in instances:
-        for key, value in (instance.heap() or {}).items():
-            total[key] += value
-    return total
 
 
 def main() -> int:
