@@ -30,6 +30,11 @@ class Candidate(Protocol):
     warm_key: ReuseKey | None
 
 
+def is_hermetic(kind: str, system_access: bool) -> bool:
+    """Only a config context with system access is not hermetic (the worker's rule too)."""
+    return not (kind == "config" and system_access)
+
+
 def reuse_key(frame: Mapping[str, Any]) -> ReuseKey | None:
     """The warm-isolate key of a run frame; None when the task wants a fresh isolate."""
     reuse = frame.get("reuse")
@@ -37,9 +42,7 @@ def reuse_key(frame: Mapping[str, Any]) -> ReuseKey | None:
         return None
     context = frame["context"]
     kind = str(context["kind"])
-    # Same rule as the worker's: only a config context with system access is not hermetic.
-    hermetic = not (kind == "config" and bool(context.get("system_access")))
-    return (str(reuse), kind, hermetic)
+    return (str(reuse), kind, is_hermetic(kind, bool(context.get("system_access"))))
 
 
 def choose(idle: Sequence[Candidate], key: ReuseKey | None) -> int:

@@ -23,9 +23,8 @@ import contextlib
 from typing import Any
 
 from zako_server import runtime
+from zako_server.affinity import ReuseKey
 from zako_server.runtime import Instance
-
-ReuseKey = tuple[str, str, bool]
 
 # A reset eval answers in well under a millisecond; longer means task code is still
 # running (a microtask chain), and the isolate is closed instead.

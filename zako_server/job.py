@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from zako_server.isolates import ReuseKey
+from zako_server.affinity import ReuseKey, is_hermetic
 
 
 @dataclass
@@ -70,7 +70,7 @@ class Job:
 
     @property
     def hermetic(self) -> bool:
-        return not (self.kind == "config" and self.system_access)
+        return is_hermetic(self.kind, self.system_access)
 
     def stop(self, why: str | None = None) -> None:
         if not self.cancel.done():

@@ -40,7 +40,8 @@ import psutil
 from py_mini_racer import JSEvalException, JSOOMException, JSParseException
 
 from zako_server import jserrors, protocol, runtime
-from zako_server.isolates import Isolates, ReuseKey, heap_reading
+from zako_server.affinity import ReuseKey
+from zako_server.isolates import Isolates, heap_reading
 from zako_server.job import Job
 from zako_server.jserrors import clean_text, failure
 from zako_server.runtime import Instance

@@ -133,10 +133,6 @@ def reset_script(token: str) -> str:
     return f"__zako.reset({_js(token)})"
 
 
-def start_script(token: str, entry: str, input_text: str) -> str:
-    return f"__zako.start({_js(token)},{_js(entry)},{_js(input_text)})"
-
-
 def fire_script(token: str, timer_id: int) -> str:
     return f"__zako.fire({_js(token)},{int(timer_id)})"
 

@@ -655,7 +655,7 @@
   resolve('a/b.js', 'zako:core');
 
   defineProperty(G, '__zako', {
-    value: freeze({ configure, define, start, fire, poll, task, failedModule, reset }),
+    value: freeze({ define, fire, poll, task, failedModule, reset }),
     writable: false, enumerable: false, configurable: false,
   });
 })
