@@ -32,6 +32,7 @@ from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 
 # ---- (2a) the transport's ceiling ------------------------------------------------------
 
+
 class BytesStream:
     """A bidi stream multiplexing many calls, shaped like the SDK's Submit stream: callers
     queue requests for one writer task; one reader task resolves their futures (the echo
@@ -86,40 +87,80 @@ async def echo_baseline(p: Params, msgs: Messages) -> dict[str, Load]:
         try:
             unary = channels[0].unary_unary(f"/{ECHO_SERVICE}/Unary")
 
-            async def one_stream(method: str, per: int, channel: grpc.aio.Channel,
-                                 count: int, window: int, name: str) -> Load:
+            async def one_stream(
+                method: str, per: int, channel: grpc.aio.Channel, count: int, window: int, name: str
+            ) -> Load:
                 stream = BytesStream(channel, f"/{ECHO_SERVICE}/{method}", per)
                 try:
-                    await closed_loop("warmup", lambda _: stream.call(msgs.submit_request),
-                                      count=p.warmup, concurrency=window, seconds=5)
-                    return await closed_loop(name, lambda _: stream.call(msgs.submit_request),
-                                             count=count, concurrency=window,
-                                             seconds=p.echo_seconds)
+                    await closed_loop(
+                        "warmup",
+                        lambda _: stream.call(msgs.submit_request),
+                        count=p.warmup,
+                        concurrency=window,
+                        seconds=5,
+                    )
+                    return await closed_loop(
+                        name,
+                        lambda _: stream.call(msgs.submit_request),
+                        count=count,
+                        concurrency=window,
+                        seconds=p.echo_seconds,
+                    )
                 finally:
                     await stream.close()
 
-            loads["echo_stream"] = await measured(one_stream(
-                "Stream", 1, channels[0], p.echo_count, p.window, "echo, one stream"), meter())
-            loads["echo_stream3"] = await measured(one_stream(
-                "Stream3", 3, channels[0], p.echo_count, p.window,
-                "echo, one stream, 3 replies/request"), meter())
+            loads["echo_stream"] = await measured(
+                one_stream("Stream", 1, channels[0], p.echo_count, p.window, "echo, one stream"),
+                meter(),
+            )
+            loads["echo_stream3"] = await measured(
+                one_stream(
+                    "Stream3",
+                    3,
+                    channels[0],
+                    p.echo_count,
+                    p.window,
+                    "echo, one stream, 3 replies/request",
+                ),
+                meter(),
+            )
             per_stream = max(p.window // STREAMS, 1)
-            loads["echo_streams8"] = await measured(parallel(
-                [one_stream("Stream", 1, ch, p.echo_count // STREAMS, per_stream, "")
-                 for ch in channels], f"echo, {STREAMS} streams", per_stream * STREAMS),
-                meter())
+            loads["echo_streams8"] = await measured(
+                parallel(
+                    [
+                        one_stream("Stream", 1, ch, p.echo_count // STREAMS, per_stream, "")
+                        for ch in channels
+                    ],
+                    f"echo, {STREAMS} streams",
+                    per_stream * STREAMS,
+                ),
+                meter(),
+            )
 
             async def unary_call(_: int) -> bytes:
                 return await unary(msgs.run_request, timeout=30)
 
             await closed_loop("warmup", unary_call, count=p.warmup, concurrency=1, seconds=5)
-            loads["echo_unary"] = await measured(closed_loop(
-                "echo, unary, sequential", unary_call, count=p.unary_count * 4, concurrency=1,
-                seconds=p.unary_seconds), meter())
-            loads["echo_unary_c8"] = await measured(closed_loop(
-                f"echo, unary, {UNARY_CONCURRENCY} concurrent", unary_call,
-                count=p.echo_count, concurrency=UNARY_CONCURRENCY, seconds=p.echo_seconds),
-                meter())
+            loads["echo_unary"] = await measured(
+                closed_loop(
+                    "echo, unary, sequential",
+                    unary_call,
+                    count=p.unary_count * 4,
+                    concurrency=1,
+                    seconds=p.unary_seconds,
+                ),
+                meter(),
+            )
+            loads["echo_unary_c8"] = await measured(
+                closed_loop(
+                    f"echo, unary, {UNARY_CONCURRENCY} concurrent",
+                    unary_call,
+                    count=p.echo_count,
+                    concurrency=UNARY_CONCURRENCY,
+                    seconds=p.echo_seconds,
+                ),
+                meter(),
+            )
         finally:
             for channel in channels:
                 await channel.close()
@@ -127,6 +168,7 @@ async def echo_baseline(p: Params, msgs: Messages) -> dict[str, Load]:
 
 
 # ---- (2b) the engine's ceiling: mini-racer in this process -----------------------------
+
 
 def inprocess_baseline(p: Params) -> dict[str, Load]:
     from py_mini_racer import MiniRacer
@@ -162,33 +204,52 @@ def inprocess_baseline(p: Params) -> dict[str, Load]:
         return load
 
     run("warmup", fresh=True)
-    return {"inprocess_fresh": run("mini-racer in-process, fresh instance per task", True),
-            "inprocess_reused": run("mini-racer in-process, one reused instance", False)}
+    return {
+        "inprocess_fresh": run("mini-racer in-process, fresh instance per task", True),
+        "inprocess_reused": run("mini-racer in-process, one reused instance", False),
+    }
 
 
 # ---- (2c) the naive design --------------------------------------------------------------
+
 
 async def naive_baseline(p: Params) -> dict[str, Load]:
     loads: dict[str, Load] = {}
     async with ServerProcess(bench_server_argv("naive"), "naive server") as server:
         meter = lambda: CpuMeter({"client": os.getpid(), "server": server.pid})  # noqa: E731
         async with grpc.aio.insecure_channel(server.target) as channel:
-            run = channel.unary_unary(f"/{NAIVE_SERVICE}/Run",
-                                      request_serializer=pb.RunRequest.SerializeToString,
-                                      response_deserializer=pb.RunResponse.FromString)
+            run = channel.unary_unary(
+                f"/{NAIVE_SERVICE}/Run",
+                request_serializer=pb.RunRequest.SerializeToString,
+                response_deserializer=pb.RunResponse.FromString,
+            )
 
             async def call(i: int) -> None:
                 response = await run(pb.RunRequest(task=trivial_task(value=i)), timeout=30)
                 if response.completed.result.value_json != str(i + 1):
                     raise AssertionError(f"naive server answered {response}")
 
-            await closed_loop("warmup", call, count=p.warmup, concurrency=UNARY_CONCURRENCY,
-                              seconds=5)
-            loads["naive_unary"] = await measured(closed_loop(
-                "naive server, unary, sequential", call, count=p.unary_count, concurrency=1,
-                seconds=p.unary_seconds), meter())
-            loads["naive_unary_c8"] = await measured(closed_loop(
-                f"naive server, unary, {UNARY_CONCURRENCY} concurrent", call,
-                count=p.naive_count, concurrency=UNARY_CONCURRENCY, seconds=p.naive_seconds),
-                meter())
+            await closed_loop(
+                "warmup", call, count=p.warmup, concurrency=UNARY_CONCURRENCY, seconds=5
+            )
+            loads["naive_unary"] = await measured(
+                closed_loop(
+                    "naive server, unary, sequential",
+                    call,
+                    count=p.unary_count,
+                    concurrency=1,
+                    seconds=p.unary_seconds,
+                ),
+                meter(),
+            )
+            loads["naive_unary_c8"] = await measured(
+                closed_loop(
+                    f"naive server, unary, {UNARY_CONCURRENCY} concurrent",
+                    call,
+                    count=p.naive_count,
+                    concurrency=UNARY_CONCURRENCY,
+                    seconds=p.naive_seconds,
+                ),
+                meter(),
+            )
     return loads

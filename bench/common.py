@@ -29,6 +29,7 @@ LOOPBACK = "127.0.0.1"
 
 # ---- statistics -----------------------------------------------------------------------
 
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100) by linear interpolation; NaN for no values."""
     if not values:
@@ -74,10 +75,15 @@ class Load:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "concurrency": self.concurrency, "completed": self.completed,
-            "errors": self.errors, "first_error": self.first_error,
-            "elapsed_s": round(self.elapsed, 4), "rate_per_s": _round(self.rate),
-            "p50_ms": _round(self.p50_ms), "p99_ms": _round(self.p99_ms),
+            "name": self.name,
+            "concurrency": self.concurrency,
+            "completed": self.completed,
+            "errors": self.errors,
+            "first_error": self.first_error,
+            "elapsed_s": round(self.elapsed, 4),
+            "rate_per_s": _round(self.rate),
+            "p50_ms": _round(self.p50_ms),
+            "p99_ms": _round(self.p99_ms),
             "cpu_ms_per_op": {k: _round(v) for k, v in self.cpu_ms_per_op().items()},
             "other_load_cores": _round(self.other_cores, 3),
         }
@@ -90,8 +96,17 @@ def _round(value: float, digits: int = 4) -> float | None:
 Op = Callable[[int], Awaitable[object]]
 
 
-async def closed_loop(name: str, op: Op, *, count: int, concurrency: int, seconds: float,
-                      drain_s: float = 30.0, first: int = 0, pause_s: float = 0.0) -> Load:
+async def closed_loop(
+    name: str,
+    op: Op,
+    *,
+    count: int,
+    concurrency: int,
+    seconds: float,
+    drain_s: float = 30.0,
+    first: int = 0,
+    pause_s: float = 0.0,
+) -> Load:
     """Run `op(i)` for i = first, first+1, … from `concurrency` lanes, each starting its
     next operation when its last one ends (after `pause_s`), until `count` were started
     or `seconds` passed; then wait at most `drain_s` for those in flight. An op that
@@ -222,8 +237,8 @@ async def parallel(loads: list[Awaitable[Load]], name: str, concurrency: int) ->
     return merged
 
 
-
 # ---- subprocess servers -----------------------------------------------------------------
+
 
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for servers we start: no inherited ZAKO_* settings, and this
@@ -262,8 +277,13 @@ class ServerProcess:
     async def start(self, timeout: float = 60.0) -> ServerProcess:
         t0 = time.perf_counter()
         self._proc = await asyncio.create_subprocess_exec(
-            *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=self._stderr, env=child_env(), cwd=ROOT)
+            *self.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=self._stderr,
+            env=child_env(),
+            cwd=ROOT,
+        )
         try:
             await asyncio.wait_for(self._read_banner(), timeout)
         except BaseException:
@@ -278,8 +298,9 @@ class ServerProcess:
         while True:
             raw = await self._proc.stdout.readline()
             if not raw:
-                raise RuntimeError(f"{self.name} exited before listening: "
-                                   f"{' | '.join(seen)} {self.stderr_tail()}")
+                raise RuntimeError(
+                    f"{self.name} exited before listening: {' | '.join(seen)} {self.stderr_tail()}"
+                )
             line = raw.decode(errors="replace").strip()
             seen.append(line)
             match = _PORT.search(line)
@@ -291,8 +312,10 @@ class ServerProcess:
     def check_alive(self) -> None:
         """Raise (with its stderr) if the server died while we measured it."""
         if self._proc is not None and self._proc.returncode is not None:
-            raise RuntimeError(f"{self.name} exited with {self._proc.returncode} during the "
-                               f"measurement: {self.stderr_tail()}")
+            raise RuntimeError(
+                f"{self.name} exited with {self._proc.returncode} during the "
+                f"measurement: {self.stderr_tail()}"
+            )
 
     def stderr_tail(self, limit: int = 2000) -> str:
         self._stderr.seek(0)
@@ -344,8 +367,18 @@ def rss_of(pid: int) -> int:
 
 
 def zako_argv(*flags: str) -> list[str]:
-    return [sys.executable, "-m", "zako_server", "--listen", f"{LOOPBACK}:0",
-            "--log-level", "warning", "--drain-grace", "1", *flags]
+    return [
+        sys.executable,
+        "-m",
+        "zako_server",
+        "--listen",
+        f"{LOOPBACK}:0",
+        "--log-level",
+        "warning",
+        "--drain-grace",
+        "1",
+        *flags,
+    ]
 
 
 def bench_server_argv(kind: str, *flags: str) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MB = 1 << 20
-STREAMS = 8          # "8 concurrent streams"
+STREAMS = 8  # "8 concurrent streams"
 UNARY_CONCURRENCY = 8
 PACE_MS = 20  # pause between paced calls: longer than a worker's isolate rebuild (~4 ms)
 
@@ -15,7 +15,7 @@ class Params:
     """Counts and time bounds of one run; every loop stops at whichever comes first."""
 
     quick: bool
-    window: int            # tasks in flight on the one-stream runs (and in total on 8)
+    window: int  # tasks in flight on the one-stream runs (and in total on 8)
     warmup: int
     trivial_count: int
     trivial_seconds: float
@@ -41,19 +41,58 @@ class Params:
 
     @classmethod
     def quick_mode(cls) -> Params:
-        return cls(quick=True, window=8, warmup=3, trivial_count=24, trivial_seconds=5,
-                   unary_count=8, unary_seconds=5, echo_count=200, echo_seconds=2,
-                   inprocess_count=10, inprocess_seconds=2, naive_count=16, naive_seconds=3,
-                   cpu_task_ms=10, cpu_tasks_per_worker=3, cpu_seconds=10, cpu_max_workers=2,
-                   leak_first=10, leak_total=30, leak_seconds=5, cold_runs=1,
-                   overload_queue=4, overload_seconds=0.5, overload_task_ms=2)
+        return cls(
+            quick=True,
+            window=8,
+            warmup=3,
+            trivial_count=24,
+            trivial_seconds=5,
+            unary_count=8,
+            unary_seconds=5,
+            echo_count=200,
+            echo_seconds=2,
+            inprocess_count=10,
+            inprocess_seconds=2,
+            naive_count=16,
+            naive_seconds=3,
+            cpu_task_ms=10,
+            cpu_tasks_per_worker=3,
+            cpu_seconds=10,
+            cpu_max_workers=2,
+            leak_first=10,
+            leak_total=30,
+            leak_seconds=5,
+            cold_runs=1,
+            overload_queue=4,
+            overload_seconds=0.5,
+            overload_task_ms=2,
+        )
 
     @classmethod
     def full_mode(cls, leak_seconds: float = 150.0) -> Params:
-        return cls(quick=False, window=64, warmup=100, trivial_count=50_000,
-                   trivial_seconds=10, unary_count=2_000, unary_seconds=6,
-                   echo_count=100_000, echo_seconds=4, inprocess_count=5_000,
-                   inprocess_seconds=3, naive_count=20_000, naive_seconds=6,
-                   cpu_task_ms=50, cpu_tasks_per_worker=40, cpu_seconds=20, cpu_max_workers=8,
-                   leak_first=1_000, leak_total=100_000, leak_seconds=leak_seconds,
-                   cold_runs=5, overload_queue=4, overload_seconds=5, overload_task_ms=5)
+        return cls(
+            quick=False,
+            window=64,
+            warmup=100,
+            trivial_count=50_000,
+            trivial_seconds=10,
+            unary_count=2_000,
+            unary_seconds=6,
+            echo_count=100_000,
+            echo_seconds=4,
+            inprocess_count=5_000,
+            inprocess_seconds=3,
+            naive_count=20_000,
+            naive_seconds=6,
+            cpu_task_ms=50,
+            cpu_tasks_per_worker=40,
+            cpu_seconds=20,
+            cpu_max_workers=8,
+            leak_first=1_000,
+            leak_total=100_000,
+            leak_seconds=leak_seconds,
+            cold_runs=5,
+            overload_queue=4,
+            overload_seconds=5,
+            overload_task_ms=5,
+        )

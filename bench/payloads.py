@@ -51,15 +51,24 @@ def _span(seconds: float) -> Duration:
 
 
 def trivial_task(task_id: str | None = None, value: int = 41) -> pb.Task:
-    return pb.Task(id=task_id or uuid.uuid4().hex, source=TRIVIAL_SOURCE,
-                   input_json=json.dumps(value), context=pb.CONTEXT_KIND_BUILD)
+    return pb.Task(
+        id=task_id or uuid.uuid4().hex,
+        source=TRIVIAL_SOURCE,
+        input_json=json.dumps(value),
+        context=pb.CONTEXT_KIND_BUILD,
+    )
 
 
 def completed_result(value_json: str = "42") -> pb.Result:
     now = time.time()
-    timings = pb.Timings(accepted_at=_stamp(now - 0.004), started_at=_stamp(now - 0.003),
-                         finished_at=_stamp(now), queued=_span(0.000_812_345),
-                         run=_span(0.002_345_678), cpu=_span(0.002_123_456))
+    timings = pb.Timings(
+        accepted_at=_stamp(now - 0.004),
+        started_at=_stamp(now - 0.003),
+        finished_at=_stamp(now),
+        queued=_span(0.000_812_345),
+        run=_span(0.002_345_678),
+        cpu=_span(0.002_123_456),
+    )
     heap = pb.HeapUsage(used_bytes=1_234_567, total_bytes=2_345_678, limit_bytes=268_435_456)
     return pb.Result(value_json=value_json, timings=timings, heap=heap)
 
@@ -93,6 +102,7 @@ def messages() -> Messages:
         started=event(started=pb.Started(worker_id="w1", worker_pid=123456)),
         completed=event(completed=pb.Completed(result=result)),
         run_request=pb.RunRequest(task=task).SerializeToString(),
-        run_response=pb.RunResponse(task_id=task.id,
-                                    completed=pb.Completed(result=result)).SerializeToString(),
+        run_response=pb.RunResponse(
+            task_id=task.id, completed=pb.Completed(result=result)
+        ).SerializeToString(),
     )

@@ -19,8 +19,9 @@ def py_spy_executable() -> str | None:
 
 
 @contextlib.asynccontextmanager
-async def py_spy(out_dir: Path | None, label: str, pids: dict[str, int],
-                 seconds: float) -> AsyncIterator[None]:
+async def py_spy(
+    out_dir: Path | None, label: str, pids: dict[str, int], seconds: float
+) -> AsyncIterator[None]:
     """Record py-spy (wall clock, idle included, collapsed stacks that speedscope and
     flamegraph.pl read) of `pids` for `seconds` while the body runs a load."""
     if out_dir is None:
@@ -31,11 +32,25 @@ async def py_spy(out_dir: Path | None, label: str, pids: dict[str, int],
         raise RuntimeError("--py-spy needs py-spy: .venv/bin/pip install py-spy")
     procs = []
     for role, pid in pids.items():
-        procs.append(await asyncio.create_subprocess_exec(
-            exe, "record", "--pid", str(pid), "--duration", str(max(int(seconds), 1)),
-            "--rate", "250", "--idle", "--format", "raw",
-            "-o", str(out_dir / f"{label}-{role}.txt"),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL))
+        procs.append(
+            await asyncio.create_subprocess_exec(
+                exe,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(max(int(seconds), 1)),
+                "--rate",
+                "250",
+                "--idle",
+                "--format",
+                "raw",
+                "-o",
+                str(out_dir / f"{label}-{role}.txt"),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        )
     try:
         yield
     finally:
@@ -66,9 +81,20 @@ def summarize_collapsed(path: Path, top: int = 12) -> list[tuple[str, float]]:
         frames = {re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")}
         for frame in frames:
             inclusive[frame] += int(count)
-    boring = ("<frozen runpy>", "asyncio/runners.py", "threading.py", "main (", "<module> (",
-              "BaseEventLoop.run_", "Handle._run", "BaseEventLoop._run_once",
-              "ThreadedChildWatcher")
-    ranked = [(frame, round(100 * n / total, 1)) for frame, n in inclusive.most_common()
-              if not any(b in frame for b in boring)]
+    boring = (
+        "<frozen runpy>",
+        "asyncio/runners.py",
+        "threading.py",
+        "main (",
+        "<module> (",
+        "BaseEventLoop.run_",
+        "Handle._run",
+        "BaseEventLoop._run_once",
+        "ThreadedChildWatcher",
+    )
+    ranked = [
+        (frame, round(100 * n / total, 1))
+        for frame, n in inclusive.most_common()
+        if not any(b in frame for b in boring)
+    ]
     return ranked[:top]

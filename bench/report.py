@@ -15,8 +15,8 @@ from bench.params import MB, Params
 class Target:
     key: str
     title: str
-    measured: str      # what the ratio is made of, with figures
-    value: float       # the measured ratio (or figure)
+    measured: str  # what the ratio is made of, with figures
+    value: float  # the measured ratio (or figure)
     bound: float
     higher_is_better: bool
     unit: str = "x"
@@ -79,61 +79,114 @@ def targets(results: dict[str, Any], params: Params) -> list[Target]:
         return loads[key].p50_ms if key in loads else nan
 
     rows = [
-        Target("stream_vs_echo", "Trivial tasks, one Submit stream vs echo msgs/s",
-               f"{_fmt(rate('zako_stream'))} vs {_fmt(rate('echo_stream'))} /s",
-               _ratio(rate("zako_stream"), rate("echo_stream")), 0.5, True),
-        Target("unary_vs_echo", "Unary Run p50 vs echo unary p50",
-               f"{_fmt(p50('zako_unary'), 2)} vs {_fmt(p50('echo_unary'), 2)} ms",
-               _ratio(p50("zako_unary"), p50("echo_unary")), 3.0, False),
-        Target("vs_naive", "Throughput vs naive design (one stream vs naive, 8 callers)",
-               f"{_fmt(rate('zako_stream'))} vs {_fmt(rate('naive_unary_c8'))} /s",
-               _ratio(rate("zako_stream"), rate("naive_unary_c8")), 5.0, True),
+        Target(
+            "stream_vs_echo",
+            "Trivial tasks, one Submit stream vs echo msgs/s",
+            f"{_fmt(rate('zako_stream'))} vs {_fmt(rate('echo_stream'))} /s",
+            _ratio(rate("zako_stream"), rate("echo_stream")),
+            0.5,
+            True,
+        ),
+        Target(
+            "unary_vs_echo",
+            "Unary Run p50 vs echo unary p50",
+            f"{_fmt(p50('zako_unary'), 2)} vs {_fmt(p50('echo_unary'), 2)} ms",
+            _ratio(p50("zako_unary"), p50("echo_unary")),
+            3.0,
+            False,
+        ),
+        Target(
+            "vs_naive",
+            "Throughput vs naive design (one stream vs naive, 8 callers)",
+            f"{_fmt(rate('zako_stream'))} vs {_fmt(rate('naive_unary_c8'))} /s",
+            _ratio(rate("zako_stream"), rate("naive_unary_c8")),
+            5.0,
+            True,
+        ),
     ]
     cpu = results.get("cpu") or {}
     runs = cpu.get("runs", {})
     one, two = runs.get(1), runs.get(2)
-    rows.append(Target(
-        "cpu_scaling", "CPU-bound ~50 ms tasks, 2 workers vs 1",
-        f"{_fmt(two.rate if two else nan)} vs {_fmt(one.rate if one else nan)} /s",
-        _ratio(two.rate, one.rate) if one and two else nan, 1.7, True))
+    rows.append(
+        Target(
+            "cpu_scaling",
+            "CPU-bound ~50 ms tasks, 2 workers vs 1",
+            f"{_fmt(two.rate if two else nan)} vs {_fmt(one.rate if one else nan)} /s",
+            _ratio(two.rate, one.rate) if one and two else nan,
+            1.7,
+            True,
+        )
+    )
     memory = results.get("memory") or {}
-    idle = [m["rss"] for when in ("idle", "last")
-            for m in (memory.get(when) or {}).get("workers", {}).values()]
-    rows.append(Target(
-        "worker_rss", "Idle worker RSS (max: fresh and after the load)",
-        f"{len(idle)} sample(s); USS {_fmt(_worker_mem(memory, 'uss') / MB)}, "
-        f"PSS {_fmt(_worker_mem(memory, 'pss') / MB)} MB",
-        max(idle) / MB if idle else nan, 60, False, "MB"))
+    idle = [
+        m["rss"]
+        for when in ("idle", "last")
+        for m in (memory.get(when) or {}).get("workers", {}).values()
+    ]
+    rows.append(
+        Target(
+            "worker_rss",
+            "Idle worker RSS (max: fresh and after the load)",
+            f"{len(idle)} sample(s); USS {_fmt(_worker_mem(memory, 'uss') / MB)}, "
+            f"PSS {_fmt(_worker_mem(memory, 'pss') / MB)} MB",
+            max(idle) / MB if idle else nan,
+            60,
+            False,
+            "MB",
+        )
+    )
     first = (memory.get("first") or {}).get("server", {}).get("rss")
     last = (memory.get("last") or {}).get("server", {}).get("rss")
-    rows.append(Target(
-        "server_rss_growth",
-        f"Server RSS growth, {memory.get('tasks_first', 0):,} -> "
-        f"{memory.get('tasks_last', 0):,} tasks (asked {params.leak_total:,})",
-        f"{_fmt(first / MB if first else nan)} -> {_fmt(last / MB if last else nan)} MB",
-        (last - first) / first * 100 if first and last else nan, 5, False, "%"))
+    rows.append(
+        Target(
+            "server_rss_growth",
+            f"Server RSS growth, {memory.get('tasks_first', 0):,} -> "
+            f"{memory.get('tasks_last', 0):,} tasks (asked {params.leak_total:,})",
+            f"{_fmt(first / MB if first else nan)} -> {_fmt(last / MB if last else nan)} MB",
+            (last - first) / first * 100 if first and last else nan,
+            5,
+            False,
+            "%",
+        )
+    )
     cold = results.get("cold") or {}
-    rows.append(Target(
-        "cold_start", "Cold start to SERVING (median of runs)",
-        f"{cold.get('runs', 0)} run(s), max {_fmt(cold.get('max_s', nan), 2)} s",
-        cold.get("median_s", nan), 1.5, False, "s"))
+    rows.append(
+        Target(
+            "cold_start",
+            "Cold start to SERVING (median of runs)",
+            f"{cold.get('runs', 0)} run(s), max {_fmt(cold.get('max_s', nan), 2)} s",
+            cold.get("median_s", nan),
+            1.5,
+            False,
+            "s",
+        )
+    )
     return rows
 
 
 def _worker_mem(memory: dict[str, Any], kind: str) -> float:
-    values = [m.get(kind, 0) for when in ("idle", "last")
-              for m in (memory.get(when) or {}).get("workers", {}).values()]
+    values = [
+        m.get(kind, 0)
+        for when in ("idle", "last")
+        for m in (memory.get(when) or {}).get("workers", {}).values()
+    ]
     return max(values) if values else math.nan
 
 
 # ---- the report --------------------------------------------------------------------------
 
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    line = lambda cells: "| " + " | ".join(  # noqa: E731
-        str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-    return [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-            *(line(r) for r in rows)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    return [
+        line(header),
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+        *(line(r) for r in rows),
+    ]
 
 
 def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) -> str:
@@ -150,22 +203,44 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
         "",
     ]
     if report["other_load_max"] > 0.25:
-        out[-1:-1] = ["WARNING: other processes used the CPUs during this run; "
-                      "rerun on a quiet machine before quoting the figures"]
+        out[-1:-1] = [
+            "WARNING: other processes used the CPUs during this run; "
+            "rerun on a quiet machine before quoting the figures"
+        ]
     loads = loads_of(results)
     if loads:
         rows = []
         for load in loads.values():
             cpu = load.cpu_ms_per_op()
-            cpu_text = " / ".join(_fmt(cpu.get(r), 2) for r in ("client", "server", "workers")
-                                  if r in cpu)
-            rows.append([load.name, str(load.concurrency), f"{load.completed:,}",
-                         _fmt(load.rate), _fmt(load.p50_ms, 2), _fmt(load.p99_ms, 2),
-                         cpu_text + (f" (errors {load.errors})" if load.errors else ""),
-                         _fmt(load.other_cores, 2)])
+            cpu_text = " / ".join(
+                _fmt(cpu.get(r), 2) for r in ("client", "server", "workers") if r in cpu
+            )
+            rows.append(
+                [
+                    load.name,
+                    str(load.concurrency),
+                    f"{load.completed:,}",
+                    _fmt(load.rate),
+                    _fmt(load.p50_ms, 2),
+                    _fmt(load.p99_ms, 2),
+                    cpu_text + (f" (errors {load.errors})" if load.errors else ""),
+                    _fmt(load.other_cores, 2),
+                ]
+            )
         out += ["Throughput and latency (trivial task `module.exports = (x) => x + 1`)", ""]
-        out += _table(["scenario", "in flight", "done", "tasks/s", "p50 ms", "p99 ms",
-                       "CPU ms/task client / server / workers", "other load"], rows)
+        out += _table(
+            [
+                "scenario",
+                "in flight",
+                "done",
+                "tasks/s",
+                "p50 ms",
+                "p99 ms",
+                "CPU ms/task client / server / workers",
+                "other load",
+            ],
+            rows,
+        )
         out.append("")
     if "zako" in results:
         out.append(f"zako server: {results['zako'][1].get('banner', '')}")
@@ -173,71 +248,147 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
     cpu = results.get("cpu")
     if cpu:
         base = cpu["runs"].get(1)
-        rows = [[str(w), f"{load.completed}", _fmt(load.rate, 2), _fmt(load.p50_ms),
-                 _fmt(_ratio(load.rate, base.rate) if base else math.nan, 2),
-                 _fmt(_ratio(load.rate, base.rate * w) * 100 if base else math.nan, 0),
-                 _fmt(load.cpu_ms_per_op().get("workers"), 1), _fmt(load.other_cores, 2)]
-                for w, load in cpu["runs"].items()]
-        out += [f"CPU-bound tasks (loop n={cpu['loop_n']:,}: {cpu['task_cpu_ms_inprocess']} ms "
-                "CPU in a fresh in-process MiniRacer), 2 tasks in flight per worker", ""]
-        out += _table(["workers", "done", "tasks/s", "p50 ms", "x 1 worker", "efficiency %",
-                       "worker CPU ms/task", "other load"], rows)
+        rows = [
+            [
+                str(w),
+                f"{load.completed}",
+                _fmt(load.rate, 2),
+                _fmt(load.p50_ms),
+                _fmt(_ratio(load.rate, base.rate) if base else math.nan, 2),
+                _fmt(_ratio(load.rate, base.rate * w) * 100 if base else math.nan, 0),
+                _fmt(load.cpu_ms_per_op().get("workers"), 1),
+                _fmt(load.other_cores, 2),
+            ]
+            for w, load in cpu["runs"].items()
+        ]
+        out += [
+            f"CPU-bound tasks (loop n={cpu['loop_n']:,}: {cpu['task_cpu_ms_inprocess']} ms "
+            "CPU in a fresh in-process MiniRacer), 2 tasks in flight per worker",
+            "",
+        ]
+        out += _table(
+            [
+                "workers",
+                "done",
+                "tasks/s",
+                "p50 ms",
+                "x 1 worker",
+                "efficiency %",
+                "worker CPU ms/task",
+                "other load",
+            ],
+            rows,
+        )
         out.append("")
     memory = results.get("memory")
     if memory:
-        def mb(snapshot: dict[str, int]) -> str:
-            return (f"{_fmt(snapshot.get('rss', 0) / MB)} (USS {_fmt(snapshot.get('uss', 0) / MB)}"
-                    f", PSS {_fmt(snapshot.get('pss', 0) / MB)}"
-                    f", shared {_fmt(snapshot.get('shared', 0) / MB)})")
 
-        rows = [[when_text, mb(memory[when]["server"]),
-                 "; ".join(mb(w) for w in memory[when]["workers"].values()) or "-"]
-                for when, when_text in (
-                    ("idle", "idle, after start"),
-                    ("first", f"after {memory['tasks_first']:,} tasks"),
-                    ("last", f"after {memory['tasks_last']:,} tasks "
-                             f"({memory['rest_seconds']:g} s, {memory['rate_per_s']}/s)"))]
-        out += [f"Memory, MB: RSS (USS = private; PSS = private + this process's share of "
-                f"pages it shares; shared = file-backed, mostly libmini_racer.so); "
-                f"{memory['workers']} worker(s)", ""]
+        def mb(snapshot: dict[str, int]) -> str:
+            return (
+                f"{_fmt(snapshot.get('rss', 0) / MB)} (USS {_fmt(snapshot.get('uss', 0) / MB)}"
+                f", PSS {_fmt(snapshot.get('pss', 0) / MB)}"
+                f", shared {_fmt(snapshot.get('shared', 0) / MB)})"
+            )
+
+        rows = [
+            [
+                when_text,
+                mb(memory[when]["server"]),
+                "; ".join(mb(w) for w in memory[when]["workers"].values()) or "-",
+            ]
+            for when, when_text in (
+                ("idle", "idle, after start"),
+                ("first", f"after {memory['tasks_first']:,} tasks"),
+                (
+                    "last",
+                    f"after {memory['tasks_last']:,} tasks "
+                    f"({memory['rest_seconds']:g} s, {memory['rate_per_s']}/s)",
+                ),
+            )
+        ]
+        out += [
+            f"Memory, MB: RSS (USS = private; PSS = private + this process's share of "
+            f"pages it shares; shared = file-backed, mostly libmini_racer.so); "
+            f"{memory['workers']} worker(s)",
+            "",
+        ]
         out += _table(["when", "server", "each worker"], rows)
         out.append("")
     cold = results.get("cold")
     if cold:
-        out += [f"Cold start (exec → health SERVING, {cold['runs']} run(s)): median "
-                f"{cold['median_s']:.3f} s, max {cold['max_s']:.3f} s "
-                f"(banner after {', '.join(f'{s:.3f}' for s in cold['banner_s'])} s)", ""]
+        out += [
+            f"Cold start (exec → health SERVING, {cold['runs']} run(s)): median "
+            f"{cold['median_s']:.3f} s, max {cold['max_s']:.3f} s "
+            f"(banner after {', '.join(f'{s:.3f}' for s in cold['banner_s'])} s)",
+            "",
+        ]
     over = results.get("overload")
     if over:
         rows = [
-            ["unloaded (1 in flight)", "-", _fmt(over["unloaded_p50_ms"], 2),
-             _fmt(over["unloaded_p99_ms"], 2)],
-            [f"capacity ({1 + over['queue_capacity']} in flight)",
-             _fmt(over["capacity_per_s"]), "-", "-"],
-            [f"offered {_fmt(over['offered_per_s'])}/s: accepted", f"{over['accepted']:,}",
-             _fmt(over["accepted_p50_ms"], 2), _fmt(over["accepted_p99_ms"], 2)],
-            [f"offered {_fmt(over['offered_per_s'])}/s: rejected", f"{over['rejected']:,}",
-             _fmt(over["rejected_p50_ms"], 2), _fmt(over["rejected_p99_ms"], 2)],
+            [
+                "unloaded (1 in flight)",
+                "-",
+                _fmt(over["unloaded_p50_ms"], 2),
+                _fmt(over["unloaded_p99_ms"], 2),
+            ],
+            [
+                f"capacity ({1 + over['queue_capacity']} in flight)",
+                _fmt(over["capacity_per_s"]),
+                "-",
+                "-",
+            ],
+            [
+                f"offered {_fmt(over['offered_per_s'])}/s: accepted",
+                f"{over['accepted']:,}",
+                _fmt(over["accepted_p50_ms"], 2),
+                _fmt(over["accepted_p99_ms"], 2),
+            ],
+            [
+                f"offered {_fmt(over['offered_per_s'])}/s: rejected",
+                f"{over['rejected']:,}",
+                _fmt(over["rejected_p50_ms"], 2),
+                _fmt(over["rejected_p99_ms"], 2),
+            ],
         ]
-        task = (f"tasks of {_fmt(over['task_cpu_ms'], 1)} ms CPU (loop n="
-                f"{over['task_loop_n']:,})" if "task_cpu_ms" in over else "trivial tasks")
-        out += [f"Overload (1 worker, queue capacity {over['queue_capacity']}, 2 x capacity "
-                f"offered open-loop on one stream; {task})", ""]
+        task = (
+            f"tasks of {_fmt(over['task_cpu_ms'], 1)} ms CPU (loop n={over['task_loop_n']:,})"
+            if "task_cpu_ms" in over
+            else "trivial tasks"
+        )
+        out += [
+            f"Overload (1 worker, queue capacity {over['queue_capacity']}, 2 x capacity "
+            f"offered open-loop on one stream; {task})",
+            "",
+        ]
         out += _table(["", "tasks or /s", "p50 ms", "p99 ms"], rows)
         other = over["other_outcomes"]
-        out += [f"rejections with a retry hint: {over['rejections_with_retry_hint']:,}/"
-                f"{over['rejected']:,}; other outcomes: {other or 'none'}; "
-                f"accepted-latency bound (queue + 2) / capacity: "
-                f"{_fmt(over['accepted_bound_ms'], 1)} ms; other load "
-                f"{_fmt(over['other_load_cores'], 2)} cores", ""]
+        out += [
+            f"rejections with a retry hint: {over['rejections_with_retry_hint']:,}/"
+            f"{over['rejected']:,}; other outcomes: {other or 'none'}; "
+            f"accepted-latency bound (queue + 2) / capacity: "
+            f"{_fmt(over['accepted_bound_ms'], 1)} ms; other load "
+            f"{_fmt(over['other_load_cores'], 2)} cores",
+            "",
+        ]
     out += ["Targets (issue 7)", ""]
-    out += _table(["target", "measured", "ratio", "target", "result"],
-                  [[t.title, t.measured,
-                    _fmt(t.value, 2) + (t.unit if t.unit == "x" else f" {t.unit}"),
-                    t.target_text, t.status] for t in tgts])
+    out += _table(
+        ["target", "measured", "ratio", "target", "result"],
+        [
+            [
+                t.title,
+                t.measured,
+                _fmt(t.value, 2) + (t.unit if t.unit == "x" else f" {t.unit}"),
+                t.target_text,
+                t.status,
+            ]
+            for t in tgts
+        ],
+    )
     if report["errors"]:
-        out += ["", "Sections that failed: " + "; ".join(
-            f"{k}: {v}" for k, v in report["errors"].items())]
+        out += [
+            "",
+            "Sections that failed: " + "; ".join(f"{k}: {v}" for k, v in report["errors"].items()),
+        ]
     return "\n".join(out)
 
 

@@ -50,9 +50,15 @@ QUIET_CORES = 0.15
 
 # ---- running ----------------------------------------------------------------------------
 
-async def run_sections(params: Params, only: Sequence[str], machine: dict[str, Any],
-                       log: Callable[[str], None], profile_dir: Path | None = None,
-                       wait_quiet: float = 0.0) -> tuple[dict[str, Any], dict[str, str]]:
+
+async def run_sections(
+    params: Params,
+    only: Sequence[str],
+    machine: dict[str, Any],
+    log: Callable[[str], None],
+    profile_dir: Path | None = None,
+    wait_quiet: float = 0.0,
+) -> tuple[dict[str, Any], dict[str, str]]:
     msgs = messages()
     cpus = max(1, math.floor(machine["effective_cpus"]))
     results: dict[str, Any] = {}
@@ -79,9 +85,13 @@ async def run_sections(params: Params, only: Sequence[str], machine: dict[str, A
             results[name] = await steps[name]()
             failed = [load for load in all_loads({name: results[name]}) if load.errors]
             if failed or (name == "memory" and results[name].get("errors")):
-                errors[name] = "; ".join(f"{load.name}: {load.errors} error(s), first: "
-                                         f"{load.first_error[:200]}" for load in failed) or \
-                    f"{results[name]['errors']} task(s) failed in the leak check"
+                errors[name] = (
+                    "; ".join(
+                        f"{load.name}: {load.errors} error(s), first: {load.first_error[:200]}"
+                        for load in failed
+                    )
+                    or f"{results[name]['errors']} task(s) failed in the leak check"
+                )
                 log(f"[bench] {name}: {errors[name]}")
         except Exception as exc:
             errors[name] = f"{type(exc).__name__}: {exc}"
@@ -105,26 +115,55 @@ async def _wait_quiet(limit: float, log: Callable[[str], None]) -> None:
 
 # ---- entry point --------------------------------------------------------------------------
 
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny counts (a smoke run: checks the harness, not the figures)")
-    parser.add_argument("--json", type=Path, metavar="PATH",
-                        help="also write the JSON results here")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, metavar="DIR",
-                        help="where latest.json (full) or latest-quick.json goes "
-                             "(default: bench/results, which git ignores)")
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"comma-separated sections to run (default: all of {SECTIONS})")
-    parser.add_argument("--py-spy", type=Path, metavar="DIR", dest="py_spy",
-                        help="record py-spy profiles (collapsed stacks) of the server and its "
-                             "workers during the one-stream and unary Zako runs into DIR")
-    parser.add_argument("--wait-quiet", type=float, metavar="SECONDS",
-                        help="before each section wait for other processes to leave the CPUs "
-                             "idle, SECONDS in all (default: 60 in full mode, 0 with --quick)")
-    parser.add_argument("--leak-seconds", type=float, default=150.0,
-                        help="full mode: time bound of the N1→N2 leak check (default 150)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny counts (a smoke run: checks the harness, not the figures)",
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="PATH", help="also write the JSON results here"
+    )
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=RESULTS_DIR,
+        metavar="DIR",
+        help="where latest.json (full) or latest-quick.json goes "
+        "(default: bench/results, which git ignores)",
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run (default: all of {SECTIONS})",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        dest="py_spy",
+        help="record py-spy profiles (collapsed stacks) of the server and its "
+        "workers during the one-stream and unary Zako runs into DIR",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        metavar="SECONDS",
+        help="before each section wait for other processes to leave the CPUs "
+        "idle, SECONDS in all (default: 60 in full mode, 0 with --quick)",
+    )
+    parser.add_argument(
+        "--leak-seconds",
+        type=float,
+        default=150.0,
+        help="full mode: time bound of the N1→N2 leak check (default 150)",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(SECTIONS)
     if unknown:
@@ -149,8 +188,9 @@ async def amain(args: argparse.Namespace) -> int:
         args.py_spy.mkdir(parents=True, exist_ok=True)
     wait_quiet = args.wait_quiet if args.wait_quiet is not None else (0 if args.quick else 60)
     results, errors = await run_sections(params, only, machine, log, args.py_spy, wait_quiet)
-    other_loads = [load.other_cores for load in all_loads(results)
-                   if not math.isnan(load.other_cores)]
+    other_loads = [
+        load.other_cores for load in all_loads(results) if not math.isnan(load.other_cores)
+    ]
     report: dict[str, Any] = {
         "command": "python -m bench.run" + (" --quick" if args.quick else ""),
         "argv": sys.argv[1:],
@@ -169,8 +209,9 @@ async def amain(args: argparse.Namespace) -> int:
     table = render(report, results, tgts)
     print(table, flush=True)
     zako = results.get("zako")
-    report["results"] = jsonable({**results, "zako": zako[0] if zako else None,
-                                   "zako_info": zako[1] if zako else None})
+    report["results"] = jsonable(
+        {**results, "zako": zako[0] if zako else None, "zako_info": zako[1] if zako else None}
+    )
     report["targets"] = [t.to_json() for t in tgts]
     report["table"] = table
     text = json.dumps(report, indent=2, sort_keys=False, default=str)

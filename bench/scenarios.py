@@ -52,12 +52,13 @@ def _check(result: Result, expected: int) -> None:
         raise AssertionError(f"expected {expected}, got {result.value_json!r}")
 
 
-
 # ---- (1) Zako, trivial tasks through the full stack --------------------------------------
 
+
 def _zako_meter(server: ServerProcess) -> Callable[[], CpuMeter]:
-    return lambda: CpuMeter({"client": os.getpid(), "server": server.pid},
-                            children_of={"workers": server.pid})
+    return lambda: CpuMeter(
+        {"client": os.getpid(), "server": server.pid}, children_of={"workers": server.pid}
+    )
 
 
 def _sdk_op(client: AsyncClient, unary: bool = False) -> Callable[[int], Awaitable[None]]:
@@ -80,8 +81,11 @@ def _worker_pids(server: ServerProcess) -> list[int]:
     return pids
 
 
-async def zako_trivial(p: Params, workers: int, profile_dir: Path | None = None,
-                       ) -> tuple[dict[str, Load], dict[str, Any]]:
+async def zako_trivial(
+    p: Params,
+    workers: int,
+    profile_dir: Path | None = None,
+) -> tuple[dict[str, Load], dict[str, Any]]:
     """Trivial tasks with the server's default settings (workers from the heuristic),
     then the one-stream run again with `workers` workers if that is more."""
     loads: dict[str, Load] = {}
@@ -89,40 +93,83 @@ async def zako_trivial(p: Params, workers: int, profile_dir: Path | None = None,
     async with ServerProcess(zako_argv(), "zako server") as server:
         info["banner"] = server.banner
         meter = _zako_meter(server)
-        spied = {"server": server.pid, **{f"worker{i + 1}": pid
-                                          for i, pid in enumerate(_worker_pids(server))}}
+        spied = {
+            "server": server.pid,
+            **{f"worker{i + 1}": pid for i, pid in enumerate(_worker_pids(server))},
+        }
         spy_s = min(p.trivial_seconds, p.unary_seconds) - 1
         clients = [sdk_client(server.target, timeout=30) for _ in range(STREAMS)]
         try:
             one = clients[0]
-            await closed_loop("warmup", _sdk_op(one), count=p.warmup, concurrency=p.window,
-                              seconds=10)
+            await closed_loop(
+                "warmup", _sdk_op(one), count=p.warmup, concurrency=p.window, seconds=10
+            )
             async with py_spy(profile_dir, "stream", spied, spy_s):
-                loads["zako_stream"] = await measured(closed_loop(
-                    "zako, one Submit stream (SDK run)", _sdk_op(one), count=p.trivial_count,
-                    concurrency=p.window, seconds=p.trivial_seconds), meter())
+                loads["zako_stream"] = await measured(
+                    closed_loop(
+                        "zako, one Submit stream (SDK run)",
+                        _sdk_op(one),
+                        count=p.trivial_count,
+                        concurrency=p.window,
+                        seconds=p.trivial_seconds,
+                    ),
+                    meter(),
+                )
             per_stream = max(p.window // STREAMS, 1)
-            loads["zako_streams8"] = await measured(parallel(
-                [closed_loop("", _sdk_op(c), count=p.trivial_count // STREAMS,
-                             concurrency=per_stream, seconds=p.trivial_seconds)
-                 for c in clients], f"zako, {STREAMS} Submit streams", per_stream * STREAMS),
-                meter())
-            await closed_loop("warmup", _sdk_op(one, unary=True), count=p.warmup,
-                              concurrency=1, seconds=10)
+            loads["zako_streams8"] = await measured(
+                parallel(
+                    [
+                        closed_loop(
+                            "",
+                            _sdk_op(c),
+                            count=p.trivial_count // STREAMS,
+                            concurrency=per_stream,
+                            seconds=p.trivial_seconds,
+                        )
+                        for c in clients
+                    ],
+                    f"zako, {STREAMS} Submit streams",
+                    per_stream * STREAMS,
+                ),
+                meter(),
+            )
+            await closed_loop(
+                "warmup", _sdk_op(one, unary=True), count=p.warmup, concurrency=1, seconds=10
+            )
             async with py_spy(profile_dir, "unary", spied, spy_s):
-                loads["zako_unary"] = await measured(closed_loop(
-                    "zako, unary Run, sequential", _sdk_op(one, unary=True),
-                    count=p.unary_count, concurrency=1, seconds=p.unary_seconds), meter())
+                loads["zako_unary"] = await measured(
+                    closed_loop(
+                        "zako, unary Run, sequential",
+                        _sdk_op(one, unary=True),
+                        count=p.unary_count,
+                        concurrency=1,
+                        seconds=p.unary_seconds,
+                    ),
+                    meter(),
+                )
             # The worker builds its next isolate right after a task; with a pause the
             # next call finds it ready: the path's own latency, without that rebuild.
-            loads["zako_unary_paced"] = await measured(closed_loop(
-                f"zako, unary Run, sequential, {PACE_MS} ms pauses", _sdk_op(one, unary=True),
-                count=max(p.unary_count // 10, 5), concurrency=1, seconds=p.unary_seconds,
-                pause_s=PACE_MS / 1e3), meter())
-            loads["zako_unary_c8"] = await measured(closed_loop(
-                f"zako, unary Run, {UNARY_CONCURRENCY} concurrent", _sdk_op(one, unary=True),
-                count=p.trivial_count, concurrency=UNARY_CONCURRENCY,
-                seconds=p.unary_seconds), meter())
+            loads["zako_unary_paced"] = await measured(
+                closed_loop(
+                    f"zako, unary Run, sequential, {PACE_MS} ms pauses",
+                    _sdk_op(one, unary=True),
+                    count=max(p.unary_count // 10, 5),
+                    concurrency=1,
+                    seconds=p.unary_seconds,
+                    pause_s=PACE_MS / 1e3,
+                ),
+                meter(),
+            )
+            loads["zako_unary_c8"] = await measured(
+                closed_loop(
+                    f"zako, unary Run, {UNARY_CONCURRENCY} concurrent",
+                    _sdk_op(one, unary=True),
+                    count=p.trivial_count,
+                    concurrency=UNARY_CONCURRENCY,
+                    seconds=p.unary_seconds,
+                ),
+                meter(),
+            )
         finally:
             for client in clients:
                 await client.aclose()
@@ -131,33 +178,59 @@ async def zako_trivial(p: Params, workers: int, profile_dir: Path | None = None,
     default = int(server.banner.split("max ")[1].split(")")[0]) if "max " in server.banner else 0
     if workers > default:
         argv = zako_argv("--min-workers", str(workers), "--max-workers", str(workers))
-        async with ServerProcess(argv, f"zako server ({workers} workers)") as server, \
-                sdk_client(server.target, timeout=30) as client:
-            await closed_loop("warmup", _sdk_op(client), count=p.warmup,
-                              concurrency=p.window, seconds=10)
-            loads["zako_stream_nw"] = await measured(closed_loop(
-                f"zako, one Submit stream, {workers} workers", _sdk_op(client),
-                count=p.trivial_count, concurrency=p.window, seconds=p.trivial_seconds),
-                _zako_meter(server)())
+        async with (
+            ServerProcess(argv, f"zako server ({workers} workers)") as server,
+            sdk_client(server.target, timeout=30) as client,
+        ):
+            await closed_loop(
+                "warmup", _sdk_op(client), count=p.warmup, concurrency=p.window, seconds=10
+            )
+            loads["zako_stream_nw"] = await measured(
+                closed_loop(
+                    f"zako, one Submit stream, {workers} workers",
+                    _sdk_op(client),
+                    count=p.trivial_count,
+                    concurrency=p.window,
+                    seconds=p.trivial_seconds,
+                ),
+                _zako_meter(server)(),
+            )
     # The same stream and unary runs with a fresh isolate per task (the pre-reuse design):
     # what warm isolate reuse is worth, measured in the same run.
-    async with ServerProcess(zako_argv("--isolate-reuse", "never"),
-                             "zako server (fresh isolates)") as server, \
-            sdk_client(server.target, timeout=30) as client:
-        await closed_loop("warmup", _sdk_op(client), count=p.warmup, concurrency=p.window,
-                          seconds=10)
-        loads["zako_stream_fresh"] = await measured(closed_loop(
-            "zako, one Submit stream, fresh isolate per task", _sdk_op(client),
-            count=p.trivial_count, concurrency=p.window, seconds=p.trivial_seconds),
-            _zako_meter(server)())
-        loads["zako_unary_fresh"] = await measured(closed_loop(
-            "zako, unary Run, sequential, fresh isolate per task", _sdk_op(client, unary=True),
-            count=p.unary_count, concurrency=1, seconds=p.unary_seconds),
-            _zako_meter(server)())
+    async with (
+        ServerProcess(
+            zako_argv("--isolate-reuse", "never"), "zako server (fresh isolates)"
+        ) as server,
+        sdk_client(server.target, timeout=30) as client,
+    ):
+        await closed_loop(
+            "warmup", _sdk_op(client), count=p.warmup, concurrency=p.window, seconds=10
+        )
+        loads["zako_stream_fresh"] = await measured(
+            closed_loop(
+                "zako, one Submit stream, fresh isolate per task",
+                _sdk_op(client),
+                count=p.trivial_count,
+                concurrency=p.window,
+                seconds=p.trivial_seconds,
+            ),
+            _zako_meter(server)(),
+        )
+        loads["zako_unary_fresh"] = await measured(
+            closed_loop(
+                "zako, unary Run, sequential, fresh isolate per task",
+                _sdk_op(client, unary=True),
+                count=p.unary_count,
+                concurrency=1,
+                seconds=p.unary_seconds,
+            ),
+            _zako_meter(server)(),
+        )
     return loads, info
 
 
 # ---- (3) CPU-bound scaling --------------------------------------------------------------
+
 
 def calibrate_cpu_task(target_ms: float) -> tuple[int, float]:
     """The loop count `n` for which CPU_SOURCE costs ~target_ms of CPU in a fresh
@@ -188,23 +261,32 @@ async def zako_cpu_scaling(p: Params, effective_cpus: float) -> dict[str, Any]:
     def op_for(client: AsyncClient) -> Callable[[int], Awaitable[None]]:
         async def op(_: int) -> None:
             await client.run(CPU_SOURCE, input=n)
+
         return op
 
     for workers in range(1, top + 1):
         argv = zako_argv("--min-workers", str(workers), "--max-workers", str(workers))
-        async with ServerProcess(argv, f"zako server ({workers} workers)") as server, \
-                sdk_client(server.target, timeout=60) as client:
+        async with (
+            ServerProcess(argv, f"zako server ({workers} workers)") as server,
+            sdk_client(server.target, timeout=60) as client,
+        ):
             op = op_for(client)
-            await closed_loop("warmup", op, count=2 * workers, concurrency=2 * workers,
-                              seconds=10)
-            rows["runs"][workers] = await measured(closed_loop(
-                f"zako, ~{p.cpu_task_ms:g} ms CPU tasks, {workers} worker(s)", op,
-                count=p.cpu_tasks_per_worker * workers, concurrency=2 * workers,
-                seconds=p.cpu_seconds), _zako_meter(server)())
+            await closed_loop("warmup", op, count=2 * workers, concurrency=2 * workers, seconds=10)
+            rows["runs"][workers] = await measured(
+                closed_loop(
+                    f"zako, ~{p.cpu_task_ms:g} ms CPU tasks, {workers} worker(s)",
+                    op,
+                    count=p.cpu_tasks_per_worker * workers,
+                    concurrency=2 * workers,
+                    seconds=p.cpu_seconds,
+                ),
+                _zako_meter(server)(),
+            )
     return rows
 
 
 # ---- (4) memory ---------------------------------------------------------------------------
+
 
 def _memory(pid: int) -> dict[str, int]:
     """RSS, and what of it is private (USS), proportional (PSS) and file-backed shared
@@ -213,14 +295,20 @@ def _memory(pid: int) -> dict[str, int]:
         full = psutil.Process(pid).memory_full_info()
     except psutil.Error:
         return {"rss": 0}
-    return {"rss": int(full.rss), "uss": int(full.uss), "pss": int(getattr(full, "pss", 0)),
-            "shared": int(getattr(full, "shared", 0))}
+    return {
+        "rss": int(full.rss),
+        "uss": int(full.uss),
+        "pss": int(getattr(full, "pss", 0)),
+        "shared": int(getattr(full, "shared", 0)),
+    }
 
 
 async def _snapshot(server: ServerProcess, settle_s: float) -> dict[str, Any]:
     await asyncio.sleep(settle_s)
-    return {"server": _memory(server.pid),
-            "workers": {pid: _memory(pid) for pid in _worker_pids(server)}}
+    return {
+        "server": _memory(server.pid),
+        "workers": {pid: _memory(pid) for pid in _worker_pids(server)},
+    }
 
 
 async def zako_memory(p: Params, workers: int) -> dict[str, Any]:
@@ -233,12 +321,22 @@ async def zako_memory(p: Params, workers: int) -> dict[str, Any]:
         out["idle"] = await _snapshot(server, settle)
         async with sdk_client(server.target, timeout=30) as client:
             op = _sdk_op(client)
-            first = await closed_loop("leak, first", op, count=p.leak_first,
-                                      concurrency=p.window, seconds=max(p.leak_seconds, 30))
+            first = await closed_loop(
+                "leak, first",
+                op,
+                count=p.leak_first,
+                concurrency=p.window,
+                seconds=max(p.leak_seconds, 30),
+            )
             out["first"] = await _snapshot(server, settle)
-            rest = await closed_loop("leak, rest", op, count=p.leak_total - p.leak_first,
-                                     concurrency=p.window, seconds=p.leak_seconds,
-                                     first=p.leak_first)
+            rest = await closed_loop(
+                "leak, rest",
+                op,
+                count=p.leak_total - p.leak_first,
+                concurrency=p.window,
+                seconds=p.leak_seconds,
+                first=p.leak_first,
+            )
             out["last"] = await _snapshot(server, settle)
         out["tasks_first"] = first.completed
         out["tasks_last"] = first.completed + rest.completed
@@ -249,6 +347,7 @@ async def zako_memory(p: Params, workers: int) -> dict[str, Any]:
 
 
 # ---- (5) cold start -------------------------------------------------------------------------
+
 
 async def _wait_serving(target: str, timeout: float) -> None:
     deadline = time.perf_counter() + timeout
@@ -280,12 +379,17 @@ async def cold_start(p: Params) -> dict[str, Any]:
             banner.append(server.started_in)
         finally:
             await server.stop()
-    return {"runs": len(serving), "serving_s": [round(s, 4) for s in serving],
-            "banner_s": [round(s, 4) for s in banner],
-            "median_s": statistics.median(serving), "max_s": max(serving)}
+    return {
+        "runs": len(serving),
+        "serving_s": [round(s, 4) for s in serving],
+        "banner_s": [round(s, 4) for s in banner],
+        "median_s": statistics.median(serving),
+        "max_s": max(serving),
+    }
 
 
 # ---- (6) overload ---------------------------------------------------------------------------
+
 
 async def overload(p: Params) -> dict[str, Any]:
     """Offer twice the measured capacity to one worker behind a small queue.
@@ -295,22 +399,39 @@ async def overload(p: Params) -> dict[str, Any]:
     twice that cannot be offered without saturating the machine the harness runs on. With
     the worker as the bottleneck, as in a real overload, this measures admission."""
     n, task_ms = calibrate_cpu_task(p.overload_task_ms)
-    argv = zako_argv("--min-workers", "1", "--max-workers", "1",
-                     "--queue-capacity", str(p.overload_queue))
-    out: dict[str, Any] = {"queue_capacity": p.overload_queue, "workers": 1,
-                           "task_loop_n": n, "task_cpu_ms": task_ms}
-    async with ServerProcess(argv, "zako server (overload)") as server, \
-            sdk_client(server.target, timeout=30) as client:
+    argv = zako_argv(
+        "--min-workers", "1", "--max-workers", "1", "--queue-capacity", str(p.overload_queue)
+    )
+    out: dict[str, Any] = {
+        "queue_capacity": p.overload_queue,
+        "workers": 1,
+        "task_loop_n": n,
+        "task_cpu_ms": task_ms,
+    }
+    async with (
+        ServerProcess(argv, "zako server (overload)") as server,
+        sdk_client(server.target, timeout=30) as client,
+    ):
 
         async def op(_: int) -> None:
             await client.run(CPU_SOURCE, input=n)
+
         await closed_loop("warmup", op, count=p.warmup, concurrency=1, seconds=10)
-        idle = await closed_loop("unloaded", op, count=max(p.warmup, 10), concurrency=1,
-                                 seconds=max(p.overload_seconds, 1))
+        idle = await closed_loop(
+            "unloaded",
+            op,
+            count=max(p.warmup, 10),
+            concurrency=1,
+            seconds=max(p.overload_seconds, 1),
+        )
         # In flight = 1 running + the whole queue: the most that never sees a rejection.
-        capacity = await closed_loop("capacity", op, count=p.trivial_count,
-                                     concurrency=1 + p.overload_queue,
-                                     seconds=max(p.overload_seconds, 1))
+        capacity = await closed_loop(
+            "capacity",
+            op,
+            count=p.trivial_count,
+            concurrency=1 + p.overload_queue,
+            seconds=max(p.overload_seconds, 1),
+        )
         rate = 2 * capacity.rate
         limit = max(int(rate * p.overload_seconds), 1)
         accepted: list[float] = []
@@ -351,19 +472,28 @@ async def overload(p: Params) -> dict[str, Any]:
         for task in tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 others[type(task.exception()).__name__] += 1
-        out.update({
-            "unloaded_p50_ms": idle.p50_ms, "unloaded_p99_ms": idle.p99_ms,
-            "capacity_per_s": capacity.rate, "offered_per_s": len(tasks) / sent_in,
-            "sent": len(tasks), "accepted": len(accepted), "rejected": len(rejected),
-            "other_outcomes": dict(others), "stuck": len(pending),
-            "accepted_p50_ms": percentile(accepted, 50) * 1e3,
-            "accepted_p99_ms": percentile(accepted, 99) * 1e3,
-            "rejected_p50_ms": percentile(rejected, 50) * 1e3,
-            "rejected_p99_ms": percentile(rejected, 99) * 1e3,
-            "rejections_with_retry_hint": sum(h is not None for h in retry_hints),
-            "cpu_s": cpu, "other_load_cores": meter.other_cores,
-            # Worst case for an accepted task: the whole queue and one running ahead of it.
-            "accepted_bound_ms": (p.overload_queue + 2) * 1e3 / capacity.rate
-            if capacity.rate else math.nan,
-        })
+        out.update(
+            {
+                "unloaded_p50_ms": idle.p50_ms,
+                "unloaded_p99_ms": idle.p99_ms,
+                "capacity_per_s": capacity.rate,
+                "offered_per_s": len(tasks) / sent_in,
+                "sent": len(tasks),
+                "accepted": len(accepted),
+                "rejected": len(rejected),
+                "other_outcomes": dict(others),
+                "stuck": len(pending),
+                "accepted_p50_ms": percentile(accepted, 50) * 1e3,
+                "accepted_p99_ms": percentile(accepted, 99) * 1e3,
+                "rejected_p50_ms": percentile(rejected, 50) * 1e3,
+                "rejected_p99_ms": percentile(rejected, 99) * 1e3,
+                "rejections_with_retry_hint": sum(h is not None for h in retry_hints),
+                "cpu_s": cpu,
+                "other_load_cores": meter.other_cores,
+                # Worst case for an accepted task: the whole queue and one running ahead of it.
+                "accepted_bound_ms": (p.overload_queue + 2) * 1e3 / capacity.rate
+                if capacity.rate
+                else math.nan,
+            }
+        )
     return out

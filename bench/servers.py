@@ -31,8 +31,11 @@ from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 
 ECHO_SERVICE = "bench.Echo"
 NAIVE_SERVICE = "bench.Naive"
-_OPTIONS = [("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 64 << 20),
-            ("grpc.max_send_message_length", 64 << 20)]
+_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    ("grpc.max_receive_message_length", 64 << 20),
+    ("grpc.max_send_message_length", 64 << 20),
+]
 
 
 def echo_handler() -> grpc.GenericRpcHandler:
@@ -41,23 +44,28 @@ def echo_handler() -> grpc.GenericRpcHandler:
     async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return msgs.run_response
 
-    async def stream(requests: AsyncIterator[bytes],
-                     context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+    async def stream(
+        requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
         async for _ in requests:
             yield msgs.completed
 
-    async def stream3(requests: AsyncIterator[bytes],
-                      context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+    async def stream3(
+        requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
         async for _ in requests:
             yield msgs.accepted
             yield msgs.started
             yield msgs.completed
 
-    return grpc.method_handlers_generic_handler(ECHO_SERVICE, {
-        "Unary": grpc.unary_unary_rpc_method_handler(unary),
-        "Stream": grpc.stream_stream_rpc_method_handler(stream),
-        "Stream3": grpc.stream_stream_rpc_method_handler(stream3),
-    })
+    return grpc.method_handlers_generic_handler(
+        ECHO_SERVICE,
+        {
+            "Unary": grpc.unary_unary_rpc_method_handler(unary),
+            "Stream": grpc.stream_stream_rpc_method_handler(stream),
+            "Stream3": grpc.stream_stream_rpc_method_handler(stream3),
+        },
+    )
 
 
 def run_fresh(source: str, input_json: str) -> str:
@@ -74,16 +82,23 @@ def run_fresh(source: str, input_json: str) -> str:
 def naive_handler(pool: concurrent.futures.ThreadPoolExecutor) -> grpc.GenericRpcHandler:
     async def run(request: pb.RunRequest, context: grpc.aio.ServicerContext) -> pb.RunResponse:
         loop = asyncio.get_running_loop()
-        value = await loop.run_in_executor(pool, run_fresh, request.task.source,
-                                           request.task.input_json)
-        return pb.RunResponse(task_id=request.task.id,
-                              completed=pb.Completed(result=completed_result(value)))
+        value = await loop.run_in_executor(
+            pool, run_fresh, request.task.source, request.task.input_json
+        )
+        return pb.RunResponse(
+            task_id=request.task.id, completed=pb.Completed(result=completed_result(value))
+        )
 
-    return grpc.method_handlers_generic_handler(NAIVE_SERVICE, {
-        "Run": grpc.unary_unary_rpc_method_handler(
-            run, request_deserializer=pb.RunRequest.FromString,
-            response_serializer=pb.RunResponse.SerializeToString),
-    })
+    return grpc.method_handlers_generic_handler(
+        NAIVE_SERVICE,
+        {
+            "Run": grpc.unary_unary_rpc_method_handler(
+                run,
+                request_deserializer=pb.RunRequest.FromString,
+                response_serializer=pb.RunResponse.SerializeToString,
+            ),
+        },
+    )
 
 
 async def serve(kind: str, listen: str) -> int:
@@ -94,8 +109,7 @@ async def serve(kind: str, listen: str) -> int:
         # "Check failed: !IsConfigurablePoolInitialized()"): initialize it once here.
         run_fresh("module.exports = 1", "")
     server = grpc.aio.server(options=_OPTIONS)
-    server.add_generic_rpc_handlers(
-        [echo_handler() if kind == "echo" else naive_handler(pool)])
+    server.add_generic_rpc_handlers([echo_handler() if kind == "echo" else naive_handler(pool)])
     port = server.add_insecure_port(listen)
     await server.start()
     extra = f" ({pool._max_workers} threads)" if kind == "naive" else ""
@@ -112,8 +126,11 @@ async def serve(kind: str, listen: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.servers", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.servers",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("kind", choices=["echo", "naive"])
     parser.add_argument("--listen", default="127.0.0.1:0")
     args = parser.parse_args(argv)

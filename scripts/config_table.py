@@ -13,8 +13,10 @@ from zako_server.config import OPTIONS, Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 HEAD = "| Flag | Environment | Default | Meaning |"
-SPECIAL = {"max_workers": "half the effective CPUs, ≥ 1",
-           "queue_capacity": "max(2 x max_workers, 1024)"}
+SPECIAL = {
+    "max_workers": "half the effective CPUs, ≥ 1",
+    "queue_capacity": "max(2 x max_workers, 1024)",
+}
 
 
 def table() -> str:

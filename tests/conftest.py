@@ -57,8 +57,13 @@ class RunningServer:
 
 
 def test_settings(**overrides: Any) -> Settings:
-    flags = {"listen": "127.0.0.1:0", "min_workers": "1", "max_workers": "2",
-             "idle_timeout": "60", "drain_grace": "2"}
+    flags = {
+        "listen": "127.0.0.1:0",
+        "min_workers": "1",
+        "max_workers": "2",
+        "idle_timeout": "60",
+        "drain_grace": "2",
+    }
     flags.update({key: str(value) for key, value in overrides.items()})
     return build_settings(flags, env={})
 
@@ -121,24 +126,37 @@ def server_factory() -> Iterator[Callable[..., RunningServer]]:
         running.stop()
 
 
-def _cert(subject: str, key: Any, issuer_name: x509.Name, issuer_key: Any, *, ca: bool,
-          server: bool = False) -> bytes:
+def _cert(
+    subject: str,
+    key: Any,
+    issuer_name: x509.Name,
+    issuer_key: Any,
+    *,
+    ca: bool,
+    server: bool = False,
+) -> bytes:
     now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-               .issuer_name(issuer_name).public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if server:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False).add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     elif not ca:
         builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
     return builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
@@ -154,8 +172,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         key = ec.generate_private_key(ec.SECP256R1())
         files[f"{name}.pem"] = _cert(name, key, ca_name, ca_key, ca=False, server=server)
         files[f"{name}.key"] = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption())
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
     for name, data in files.items():
         (folder / name).write_bytes(data)
     return {name: folder / name for name in files}

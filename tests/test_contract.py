@@ -39,9 +39,7 @@ def _stub_files(root: Path) -> dict[str, bytes]:
 
 def test_buf_lint_passes():
     assert BUF.exists(), f"buf not found at {BUF}: install the dev extra (`make setup`)"
-    proc = subprocess.run(
-        [str(BUF), "lint"], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run([str(BUF), "lint"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"buf lint failed:\n{proc.stdout}{proc.stderr}"
 
 
@@ -56,8 +54,11 @@ def test_committed_stubs_match_a_fresh_generation(tmp_path):
     drift = sorted(
         [f"{name} (missing from zako_sdk/_proto)" for name in fresh.keys() - committed.keys()]
         + [f"{name} (not generated any more)" for name in committed.keys() - fresh.keys()]
-        + [f"{name} (differs)" for name in fresh.keys() & committed.keys()
-           if fresh[name] != committed[name]]
+        + [
+            f"{name} (differs)"
+            for name in fresh.keys() & committed.keys()
+            if fresh[name] != committed[name]
+        ]
     )
     assert not drift, (
         "zako_sdk/_proto drifted from protos/; run `make gen` and commit the result:\n  "
@@ -108,7 +109,13 @@ def test_submit_events_and_terminal_outcomes(executor_pb2):
 
     event = executor_pb2.SubmitResponse.DESCRIPTOR.oneofs_by_name["event"]
     assert [f.name for f in event.fields] == [
-        "accepted", "started", "log", "completed", "failed", "cancelled", "rejected",
+        "accepted",
+        "started",
+        "log",
+        "completed",
+        "failed",
+        "cancelled",
+        "rejected",
     ]
 
     outcome = executor_pb2.RunResponse.DESCRIPTOR.oneofs_by_name["outcome"]

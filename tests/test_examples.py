@@ -115,7 +115,7 @@ def test_grpcurl_walkthrough_script(zako_server):
     assert proc.returncode == 0, explain(proc)
     assert "zako.v1.Executor is a service" in proc.stdout
     assert '"SERVING"' in proc.stdout
-    assert proc.stdout.count(": \"42\"") == 2  # Run's 41 + 1 and Submit's 21 * 2
+    assert proc.stdout.count(': "42"') == 2  # Run's 41 + 1 and Submit's 21 * 2
     assert '"\\"rule\\""' in proc.stdout  # ctx.kind of the second Submit task
 
 
@@ -137,8 +137,9 @@ def node_client(zako_server):
 
     def submit(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "ZAKO_TARGET": zako_server.target}
-        return run([node, str(NODE_DIR / "submit.js"), *args], cwd=NODE_DIR, env=env,
-                   timeout=timeout)
+        return run(
+            [node, str(NODE_DIR / "submit.js"), *args], cwd=NODE_DIR, env=env, timeout=timeout
+        )
 
     return submit
 
@@ -181,8 +182,7 @@ def test_node_client_multiplexes_many_tasks_on_one_stream(node_client):
     assert events == []  # --quiet prints only the summary
     assert final["summary"]["completed"] == 20
     assert len({r["task_id"] for r in final["results"]}) == 20
-    assert all(r["value"] == {"greeting": "hello, many", "kind": "build"}
-               for r in final["results"])
+    assert all(r["value"] == {"greeting": "hello, many", "kind": "build"} for r in final["results"])
 
 
 def test_node_client_exits_nonzero_when_a_task_fails(node_client, tmp_path):
@@ -198,8 +198,7 @@ def test_node_client_exits_nonzero_when_a_task_fails(node_client, tmp_path):
 
 
 def test_node_client_reports_an_unreachable_server(node_client):
-    proc = node_client("--target", "127.0.0.1:1", "--timeout", "5", "../hello.js",
-                       timeout=30)
+    proc = node_client("--target", "127.0.0.1:1", "--timeout", "5", "../hello.js", timeout=30)
     assert proc.returncode == 3, explain(proc)
     assert "UNAVAILABLE" in proc.stderr or "DEADLINE_EXCEEDED" in proc.stderr
 
@@ -225,8 +224,11 @@ def test_cli_runs_hello(zako_server):
     """`zako run examples/hello.js --input ...`, through the console script's entry point."""
     env = python_env(zako_server)
     code = "import sys; from zako_sdk.cli import main; sys.exit(main())"
-    proc = run([sys.executable, "-c", code, "run", str(HELLO_JS), "--input", '{"name":"cli"}'],
-               env=env, cwd=ROOT)
+    proc = run(
+        [sys.executable, "-c", code, "run", str(HELLO_JS), "--input", '{"name":"cli"}'],
+        env=env,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, explain(proc)
     assert json.loads(proc.stdout) == {"greeting": "hello, cli", "kind": "build"}
     assert "greeting cli" in proc.stderr  # the task's console line

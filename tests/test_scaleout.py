@@ -70,8 +70,9 @@ async def test_cancels_reach_the_replica_that_runs_the_task(replicas):
         by_owner = await client.cancel(second.task_id, "unary, owner known")
         by_fan_out = await stranger.cancel(third.task_id, "unary, asked everyone")
         assert by_owner.previous_state == by_fan_out.previous_state == pb.TASK_STATE_RUNNING
-        for handle, reason in zip(handles, ["in band", "owner known", "asked everyone"],
-                                  strict=True):
+        for handle, reason in zip(
+            handles, ["in band", "owner known", "asked everyone"], strict=True
+        ):
             with pytest.raises(TaskCancelled, match=reason) as info:
                 await asyncio.wait_for(handle.result(), 30)
             assert info.value.was_running
@@ -80,7 +81,8 @@ async def test_cancels_reach_the_replica_that_runs_the_task(replicas):
         assert not cluster.errors
         # Each replica cancelled exactly the one task it was running.
         assert {t: s.tasks.cancelled for t, s in cluster.replicas.items()} == dict.fromkeys(
-            targets, 1)
+            targets, 1
+        )
         assert cluster.total.tasks.cancelled == 3
         assert cluster.total.pool.max_workers == 3
 
@@ -109,8 +111,11 @@ async def test_a_thousand_tasks_spread_and_survive_a_replica_shutdown(replicas):
                 # Mid-load: once the doomed replica has done a fair share, shut it down
                 # in the background, as SIGTERM would, while the load keeps coming.
                 if shutdown is None and done_on[doomed.target] >= 100:
-                    shutdown = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
-                        doomed.server.shutdown(drain_grace=2), doomed.loop))
+                    shutdown = asyncio.wrap_future(
+                        asyncio.run_coroutine_threadsafe(
+                            doomed.server.shutdown(drain_grace=2), doomed.loop
+                        )
+                    )
 
         await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(WINDOW))), 100)
         assert shutdown is not None, "the load ended before the shutdown began"
@@ -125,7 +130,8 @@ async def test_a_thousand_tasks_spread_and_survive_a_replica_shutdown(replicas):
     # replica's stream in the instant gRPC stopped (it may have arrived: never resent).
     for error in others:
         assert (isinstance(error, TaskCancelled) and error.reason == "server shutdown") or (
-            isinstance(error, TransportError)), repr(error)
+            isinstance(error, TransportError)
+        ), repr(error)
     # Only tasks in flight on the doomed replica when it stopped can end so.
     assert len(others) <= WINDOW, others[:5]
 
@@ -143,5 +149,6 @@ async def test_a_thousand_tasks_spread_and_survive_a_replica_shutdown(replicas):
     # The doomed replica refused tasks while draining; the SDK sent them elsewhere.
     retried = [h for h in handles.values() if h.attempts > 1]
     assert doomed_refused >= 1 and retried
-    assert all(h.replica != doomed.target for h in retried if isinstance(
-        outcomes[h.task_id][0], Result))
+    assert all(
+        h.replica != doomed.target for h in retried if isinstance(outcomes[h.task_id][0], Result)
+    )

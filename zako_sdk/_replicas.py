@@ -54,8 +54,13 @@ Endpoint = tuple[str, "pb_grpc.ExecutorStub | ZakoError"]
 class Replica:
     """One target and its channel (created on first use, on the loop that uses it)."""
 
-    def __init__(self, target: str, *, credentials: grpc.ChannelCredentials | None,
-                 options: Iterable[tuple[str, Any]] | None) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        credentials: grpc.ChannelCredentials | None,
+        options: Iterable[tuple[str, Any]] | None,
+    ) -> None:
         self.target = target
         self.balanced = is_balanced(target)
         self._credentials = credentials
@@ -72,7 +77,8 @@ class Replica:
     def channel(self) -> grpc.aio.Channel:
         if self._channel is None:
             self._channel = self.open_channel(
-                self.target, channel_options(self._extra, balanced=self.balanced))
+                self.target, channel_options(self._extra, balanced=self.balanced)
+            )
         return self._channel
 
     @property
@@ -95,8 +101,11 @@ class Replica:
         state = channel.get_state(try_to_connect=True)
         while state is not grpc.ChannelConnectivity.READY:
             remaining = deadline - loop.time()
-            if state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE,
-                         grpc.ChannelConnectivity.SHUTDOWN) or remaining <= 0:
+            if (
+                state
+                in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN)
+                or remaining <= 0
+            ):
                 return False
             try:
                 await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
@@ -108,8 +117,7 @@ class Replica:
     async def resolve(self) -> list[str]:
         """The address targets a dns:/// name resolves to now (for per-replica calls)."""
         host, port = dns_host_port(self.target)
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port,
-                                                             type=socket.SOCK_STREAM)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         return list(dict.fromkeys(address_target(str(info[4][0]), port) for info in infos))
 
     def address_options(self) -> list[tuple[str, Any]]:
@@ -139,13 +147,16 @@ class Lane:
 class Cluster:
     """The client's replicas and lanes: the round robin and the cooldowns."""
 
-    def __init__(self, targets: Iterable[str], *,
-                 credentials: grpc.ChannelCredentials | None,
-                 options: Iterable[tuple[str, Any]] | None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        targets: Iterable[str],
+        *,
+        credentials: grpc.ChannelCredentials | None,
+        options: Iterable[tuple[str, Any]] | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         extra = list(options or ())
-        self.replicas = tuple(Replica(t, credentials=credentials, options=extra)
-                              for t in targets)
+        self.replicas = tuple(Replica(t, credentials=credentials, options=extra) for t in targets)
         self._lanes: list[Lane] | None = None
         if not any(r.balanced for r in self.replicas):
             self._lanes = [Lane(r, 0) for r in self.replicas]
@@ -162,8 +173,11 @@ class Cluster:
         if self._lanes is None:
             counts = [await self._lane_count(r) for r in self.replicas]
             if self._lanes is None:  # another caller may have finished first
-                self._lanes = [Lane(r, slot) for r, n in zip(self.replicas, counts, strict=True)
-                               for slot in range(n)]
+                self._lanes = [
+                    Lane(r, slot)
+                    for r, n in zip(self.replicas, counts, strict=True)
+                    for slot in range(n)
+                ]
         return self._lanes
 
     @staticmethod
@@ -179,8 +193,9 @@ class Cluster:
         if len(lanes) == 1:  # pick_lane's answer for one lane, whatever the cooldowns
             return lanes[0]
         avoid_index = next((i for i, lane in enumerate(lanes) if lane is avoid), None)
-        index = pick_lane([lane.cool_until for lane in lanes], self._next, self.clock(),
-                          avoid_index)
+        index = pick_lane(
+            [lane.cool_until for lane in lanes], self._next, self.clock(), avoid_index
+        )
         self._next = index + 1
         return lanes[index]
 
@@ -213,8 +228,9 @@ class Cluster:
                 try:
                     addresses = await replica.resolve()
                 except (OSError, ValueError) as exc:
-                    error = Unavailable(f"cannot resolve {replica.target}: {exc}",
-                                        code=grpc.StatusCode.UNAVAILABLE)
+                    error = Unavailable(
+                        f"cannot resolve {replica.target}: {exc}", code=grpc.StatusCode.UNAVAILABLE
+                    )
                     endpoints.append((replica.target, error))
                     continue
                 for address in addresses:
@@ -226,9 +242,14 @@ class Cluster:
             for channel in transient:
                 await channel.close()
 
-    async def fan_out(self, method: str, request: Any, *,
-                      metadata: tuple[tuple[str, str], ...],
-                      timeout: float | None) -> dict[str, Any]:
+    async def fan_out(
+        self,
+        method: str,
+        request: Any,
+        *,
+        metadata: tuple[tuple[str, str], ...],
+        timeout: float | None,
+    ) -> dict[str, Any]:
         """`method` on every replica at once: each one's answer or ZakoError, by replica."""
         async with self.endpoints() as endpoints:
 
@@ -236,8 +257,7 @@ class Cluster:
                 if isinstance(stub, ZakoError):
                     return stub
                 try:
-                    return await getattr(stub, method)(request, timeout=timeout,
-                                                       metadata=metadata)
+                    return await getattr(stub, method)(request, timeout=timeout, metadata=metadata)
                 except grpc.RpcError as exc:
                     return map_rpc_error(exc)  # with exc as its __cause__
 
@@ -253,9 +273,15 @@ class StreamSet:
     """Streams of one owner, one per lane, and the tasks in flight on them (including those
     waiting to be retried). The handles' `_Owner`: it places attempts and plans retries."""
 
-    def __init__(self, cluster: Cluster, *, metadata: tuple[tuple[str, str], ...],
-                 max_in_flight: int | None, retry: Retry | None,
-                 rand: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        metadata: tuple[tuple[str, str], ...],
+        max_in_flight: int | None,
+        retry: Retry | None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
         self.cluster = cluster
         self.handles: dict[str, TaskHandle] = {}
         self.closed = False
@@ -272,9 +298,12 @@ class StreamSet:
             raise ClientClosed("this client is closed")
         existing = self.handles.get(task.id)
         if existing is not None and not existing.done():
-            raise InvalidTask(f"task id {task.id!r} is already in flight on this client",
-                              task_id=task.id, code=grpc.StatusCode.ALREADY_EXISTS,
-                              field="task.id")
+            raise InvalidTask(
+                f"task id {task.id!r} is already in flight on this client",
+                task_id=task.id,
+                code=grpc.StatusCode.ALREADY_EXISTS,
+                field="task.id",
+            )
         handle = TaskHandle(task, on_log, owner=self)
         self.handles[task.id] = handle
         return handle
@@ -311,8 +340,9 @@ class StreamSet:
         if stream is not None and not stream.closed:
             return stream
         if not await lane.replica.ready():
-            raise Unavailable(f"cannot connect to {lane.replica.target}",
-                              code=grpc.StatusCode.UNAVAILABLE)
+            raise Unavailable(
+                f"cannot connect to {lane.replica.target}", code=grpc.StatusCode.UNAVAILABLE
+            )
         if self.closed:
             raise ClientClosed("this client is closed")
         stream = self._streams.get(lane)
@@ -330,7 +360,8 @@ class StreamSet:
         if handle._lane is not None:
             self.cluster.cool(handle._lane, plan.cooldown)
         handle._waiting = asyncio.get_running_loop().create_task(
-            self._again(handle, plan.delay), name=f"zako-retry-{handle.task_id}")
+            self._again(handle, plan.delay), name=f"zako-retry-{handle.task_id}"
+        )
         return True
 
     async def _again(self, handle: TaskHandle, delay: float) -> None:
@@ -340,8 +371,9 @@ class StreamSet:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug here must not leave the handle pending forever
-            error = RPCError(f"resubmitting the task failed: {exc!r}",
-                             code=grpc.StatusCode.INTERNAL)
+            error = RPCError(
+                f"resubmitting the task failed: {exc!r}", code=grpc.StatusCode.INTERNAL
+            )
             error.__cause__ = exc
             handle._resolve(error)
 

@@ -17,8 +17,16 @@ from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 
 __all__ = ["sum_stats"]
 
-_POOL = ("min_workers", "max_workers", "live", "busy", "idle", "started_total",
-         "crashed_total", "reclaimed_total")
+_POOL = (
+    "min_workers",
+    "max_workers",
+    "live",
+    "busy",
+    "idle",
+    "started_total",
+    "crashed_total",
+    "reclaimed_total",
+)
 _QUEUE = ("depth", "capacity", "running", "queued_bytes", "capacity_bytes")
 _TASKS = ("accepted", "completed", "failed", "cancelled", "rejected")
 _TASK_MAPS = ("failed_by_reason", "rejected_by_reason")
@@ -36,8 +44,12 @@ def _add_map(total: Any, part: Any) -> None:
         total[key] = total[key] + value  # proto maps default missing keys to zero
 
 
-def _rows(parts: Sequence[Iterable[M]], key: Callable[[M], str],
-          add: Callable[[M, M], None], make: Callable[[M], M]) -> list[M]:
+def _rows(
+    parts: Sequence[Iterable[M]],
+    key: Callable[[M], str],
+    add: Callable[[M, M], None],
+    make: Callable[[M], M],
+) -> list[M]:
     """Rows of repeated fields summed by `key`, in order of first appearance."""
     rows: dict[str, M] = {}
     for part in parts:
@@ -100,8 +112,8 @@ def _copy(message: M) -> M:
 def sum_stats(parts: Sequence[pb.StatsResponse]) -> pb.StatsResponse:
     """One StatsResponse that sums `parts` (see ClusterStats for what "sum" means per field).
 
-        total = sum_stats([a, b])
-        assert total.tasks.completed == a.tasks.completed + b.tasks.completed
+    total = sum_stats([a, b])
+    assert total.tasks.completed == a.tasks.completed + b.tasks.completed
     """
     total = pb.StatsResponse()
     for part in parts:
@@ -122,10 +134,10 @@ def sum_stats(parts: Sequence[pb.StatsResponse]) -> pb.StatsResponse:
     def add_tenant(row: pb.TenantStats, more: pb.TenantStats) -> None:
         _add_fields(row, more, ("running", "queued", "rejected", "accepted"))
 
-    total.resources.extend(_rows([p.resources for p in parts], lambda r: r.name,
-                                 add_resource, _copy))
-    total.tenants.extend(_rows([p.tenants for p in parts], lambda t: t.tenant,
-                               add_tenant, _copy))
+    total.resources.extend(
+        _rows([p.resources for p in parts], lambda r: r.name, add_resource, _copy)
+    )
+    total.tenants.extend(_rows([p.tenants for p in parts], lambda t: t.tenant, add_tenant, _copy))
     total.queue_wait.CopyFrom(_histogram([p.queue_wait for p in parts]))
     total.run_time.CopyFrom(_histogram([p.run_time for p in parts]))
     total.versions.CopyFrom(_versions([p.versions for p in parts]))

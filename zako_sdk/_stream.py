@@ -84,8 +84,7 @@ class TaskHandle:
     id), possibly to another replica; the handle follows it and resolves once.
     """
 
-    def __init__(self, task: pb.Task, on_log: OnLog | None,
-                 owner: _Owner | None = None) -> None:
+    def __init__(self, task: pb.Task, on_log: OnLog | None, owner: _Owner | None = None) -> None:
         self._task = task
         self._request: pb.SubmitRequest | None = None  # built on first send, resent on retries
         self._on_log = on_log
@@ -168,8 +167,9 @@ class TaskHandle:
         # Between attempts no server holds the task, so the cancel is ours to complete.
         if self._waiting is not None:
             self._waiting.cancel()
-        self._resolve(TaskCancelled(task_id=self.task_id, reason=reason or "cancelled",
-                                    was_running=False))
+        self._resolve(
+            TaskCancelled(task_id=self.task_id, reason=reason or "cancelled", was_running=False)
+        )
 
     def _abandon(self, reason: str) -> None:
         """The only waiter is gone and took the future with it: cancel the task on the
@@ -192,10 +192,16 @@ class TaskHandle:
             return
         if self._cancel_reason is not None:
             if never_ran(outcome, sent=sent):
-                outcome = TaskCancelled(task_id=self.task_id, was_running=False,
-                                        reason=self._cancel_reason or "cancelled")
-        elif (isinstance(outcome, BaseException) and self._owner is not None
-              and self._owner.retry(self, outcome, sent=sent)):  # a Result is never retried
+                outcome = TaskCancelled(
+                    task_id=self.task_id,
+                    was_running=False,
+                    reason=self._cancel_reason or "cancelled",
+                )
+        elif (
+            isinstance(outcome, BaseException)
+            and self._owner is not None
+            and self._owner.retry(self, outcome, sent=sent)
+        ):  # a Result is never retried
             self._events = TaskEvents(self.task_id, self._on_log)
             return
         self._resolve(outcome)
@@ -219,8 +225,12 @@ class TaskHandle:
 class _SubmitStream:
     """One Submit call with its writer and reader tasks and the handles in flight on it."""
 
-    def __init__(self, stub: pb_grpc.ExecutorStub, metadata: tuple[tuple[str, str], ...],
-                 max_in_flight: int | None) -> None:
+    def __init__(
+        self,
+        stub: pb_grpc.ExecutorStub,
+        metadata: tuple[tuple[str, str], ...],
+        max_in_flight: int | None,
+    ) -> None:
         self._call = stub.Submit(metadata=metadata)
         # (request, id of the task it carries or None); a None request means half-close.
         self._outbox: deque[tuple[pb.SubmitRequest | None, str | None]] = deque()
@@ -289,8 +299,7 @@ class _SubmitStream:
 
     def cancel(self, task_id: str, reason: str) -> None:
         if self.error is None and task_id in self._handles:
-            self._post(pb.SubmitRequest(cancel=pb.CancelTask(task_id=task_id, reason=reason)),
-                       None)
+            self._post(pb.SubmitRequest(cancel=pb.CancelTask(task_id=task_id, reason=reason)), None)
 
     def _release(self) -> None:
         if self._slots is not None:
@@ -317,8 +326,9 @@ class _SubmitStream:
         except (grpc.RpcError, asyncio.InvalidStateError):
             pass  # the call is over; the reader learns the status and reports it
         except Exception as exc:
-            error = RPCError(f"writing to the Submit stream failed: {exc!r}",
-                             code=grpc.StatusCode.INTERNAL)
+            error = RPCError(
+                f"writing to the Submit stream failed: {exc!r}", code=grpc.StatusCode.INTERNAL
+            )
             error.__cause__ = exc
             self._fail(error)
             self._call.cancel()
@@ -328,16 +338,20 @@ class _SubmitStream:
             while True:
                 event = await self._call.read()
                 if event is grpc.aio.EOF:
-                    self._fail(Unavailable("the server ended the Submit stream",
-                                           code=grpc.StatusCode.UNAVAILABLE))
+                    self._fail(
+                        Unavailable(
+                            "the server ended the Submit stream", code=grpc.StatusCode.UNAVAILABLE
+                        )
+                    )
                     return
                 self._dispatch(event)
         except grpc.RpcError as exc:
             self._fail(map_rpc_error(exc))
         except asyncio.CancelledError:
             # The call was cancelled locally (aclose, channel closed) or this task was.
-            self._fail(Unavailable("the Submit stream was cancelled",
-                                   code=grpc.StatusCode.CANCELLED))
+            self._fail(
+                Unavailable("the Submit stream was cancelled", code=grpc.StatusCode.CANCELLED)
+            )
             raise
 
     def _dispatch(self, event: pb.SubmitResponse) -> None:

@@ -44,8 +44,8 @@ T = TypeVar("T")
 class SyncTaskHandle:
     """A task in flight, seen from a blocking caller.
 
-        handle = client.submit("module.exports = () => 42")
-        result = handle.result(timeout=10)
+    handle = client.submit("module.exports = () => 42")
+    result = handle.result(timeout=10)
     """
 
     def __init__(self, client: Client, handle: TaskHandle) -> None:
@@ -102,17 +102,31 @@ class Client:
     Safe to share between threads. `on_log` callbacks run on the client's own thread.
     """
 
-    def __init__(self, target: str | Sequence[str] = DEFAULT_TARGET, *,
-                 timeout: float | None = None, call_timeout: float | None = 60.0,
-                 metadata: Metadata | None = None,
-                 credentials: grpc.ChannelCredentials | None = None,
-                 options: Iterable[tuple[str, Any]] | None = None,
-                 max_in_flight: int | None = None, retry: Retry | None = DEFAULT_RETRY,
-                 tenant: str | None = None) -> None:
+    def __init__(
+        self,
+        target: str | Sequence[str] = DEFAULT_TARGET,
+        *,
+        timeout: float | None = None,
+        call_timeout: float | None = 60.0,
+        metadata: Metadata | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Iterable[tuple[str, Any]] | None = None,
+        max_in_flight: int | None = None,
+        retry: Retry | None = DEFAULT_RETRY,
+        tenant: str | None = None,
+    ) -> None:
         # AsyncClient creates its channels on first use, i.e. on the loop thread: good.
-        self._async = AsyncClient(target, timeout=timeout, call_timeout=call_timeout,
-                                  metadata=metadata, credentials=credentials, options=options,
-                                  max_in_flight=max_in_flight, retry=retry, tenant=tenant)
+        self._async = AsyncClient(
+            target,
+            timeout=timeout,
+            call_timeout=call_timeout,
+            metadata=metadata,
+            credentials=credentials,
+            options=options,
+            max_in_flight=max_in_flight,
+            retry=retry,
+            tenant=tenant,
+        )
         self._loop = asyncio.new_event_loop()
         self._lock = threading.Lock()
         self._closed = False
@@ -159,73 +173,133 @@ class Client:
             # coroutine, and run() turns that into an in-band cancel of the task.
             future.cancel()
 
-    def run(self, source: str, *, input: Any = None, context: ContextName | str = "build",
-            timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
-            modules: Mapping[str, str] | None = None, entry_name: str | None = None,
-            priority: int = 0, labels: Mapping[str, str] | None = None,
-            resources: Resources | Mapping[str, Any] | None = None,
-            system_access: bool = False, task_id: str | None = None,
-            fresh_isolate: bool = False,
-            on_log: OnLog | None = None) -> Result:
+    def run(
+        self,
+        source: str,
+        *,
+        input: Any = None,
+        context: ContextName | str = "build",
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        modules: Mapping[str, str] | None = None,
+        entry_name: str | None = None,
+        priority: int = 0,
+        labels: Mapping[str, str] | None = None,
+        resources: Resources | Mapping[str, Any] | None = None,
+        system_access: bool = False,
+        task_id: str | None = None,
+        fresh_isolate: bool = False,
+        on_log: OnLog | None = None,
+    ) -> Result:
         """Run one task and return its Result; raise if it fails.
 
-            result = client.run("module.exports = (x) => x * 2", input=21)
+        result = client.run("module.exports = (x) => x * 2", input=21)
         """
-        spec = TaskSpec(source, input=input, context=context, timeout=timeout,
-                        modules=modules, entry_name=entry_name, priority=priority,
-                        labels=labels, resources=resources, system_access=system_access,
-                        task_id=task_id, fresh_isolate=fresh_isolate)
+        spec = TaskSpec(
+            source,
+            input=input,
+            context=context,
+            timeout=timeout,
+            modules=modules,
+            entry_name=entry_name,
+            priority=priority,
+            labels=labels,
+            resources=resources,
+            system_access=system_access,
+            task_id=task_id,
+            fresh_isolate=fresh_isolate,
+        )
         return self._call(lambda: self._async._run(spec, on_log))
 
-    def run_unary(self, source: str, *, input: Any = None, context: ContextName | str = "build",
-                  timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
-                  modules: Mapping[str, str] | None = None, entry_name: str | None = None,
-                  priority: int = 0, labels: Mapping[str, str] | None = None,
-                  resources: Resources | Mapping[str, Any] | None = None,
-                  system_access: bool = False, task_id: str | None = None,
-                  fresh_isolate: bool = False) -> Result:
+    def run_unary(
+        self,
+        source: str,
+        *,
+        input: Any = None,
+        context: ContextName | str = "build",
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        modules: Mapping[str, str] | None = None,
+        entry_name: str | None = None,
+        priority: int = 0,
+        labels: Mapping[str, str] | None = None,
+        resources: Resources | Mapping[str, Any] | None = None,
+        system_access: bool = False,
+        task_id: str | None = None,
+        fresh_isolate: bool = False,
+    ) -> Result:
         """Like `run()`, through the unary Run RPC.
 
-            result = client.run_unary("module.exports = 1")
+        result = client.run_unary("module.exports = 1")
         """
-        spec = TaskSpec(source, input=input, context=context, timeout=timeout,
-                        modules=modules, entry_name=entry_name, priority=priority,
-                        labels=labels, resources=resources, system_access=system_access,
-                        task_id=task_id, fresh_isolate=fresh_isolate)
+        spec = TaskSpec(
+            source,
+            input=input,
+            context=context,
+            timeout=timeout,
+            modules=modules,
+            entry_name=entry_name,
+            priority=priority,
+            labels=labels,
+            resources=resources,
+            system_access=system_access,
+            task_id=task_id,
+            fresh_isolate=fresh_isolate,
+        )
         return self._call(lambda: self._async._run_unary(spec))
 
-    def submit(self, source: str, *, input: Any = None, context: ContextName | str = "build",
-               timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
-               modules: Mapping[str, str] | None = None, entry_name: str | None = None,
-               priority: int = 0, labels: Mapping[str, str] | None = None,
-               resources: Resources | Mapping[str, Any] | None = None,
-               system_access: bool = False, task_id: str | None = None,
-               fresh_isolate: bool = False,
-               on_log: OnLog | None = None) -> SyncTaskHandle:
+    def submit(
+        self,
+        source: str,
+        *,
+        input: Any = None,
+        context: ContextName | str = "build",
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        modules: Mapping[str, str] | None = None,
+        entry_name: str | None = None,
+        priority: int = 0,
+        labels: Mapping[str, str] | None = None,
+        resources: Resources | Mapping[str, Any] | None = None,
+        system_access: bool = False,
+        task_id: str | None = None,
+        fresh_isolate: bool = False,
+        on_log: OnLog | None = None,
+    ) -> SyncTaskHandle:
         """Send a task now and return its handle without waiting for it.
 
-            handle = client.submit("module.exports = () => 1")
-            print(handle.result().value)
+        handle = client.submit("module.exports = () => 1")
+        print(handle.result().value)
         """
-        spec = TaskSpec(source, input=input, context=context, timeout=timeout,
-                        modules=modules, entry_name=entry_name, priority=priority,
-                        labels=labels, resources=resources, system_access=system_access,
-                        task_id=task_id, fresh_isolate=fresh_isolate)
+        spec = TaskSpec(
+            source,
+            input=input,
+            context=context,
+            timeout=timeout,
+            modules=modules,
+            entry_name=entry_name,
+            priority=priority,
+            labels=labels,
+            resources=resources,
+            system_access=system_access,
+            task_id=task_id,
+            fresh_isolate=fresh_isolate,
+        )
         return SyncTaskHandle(self, self._call(lambda: self._async._submit(spec, on_log)))
 
     @overload
-    def batch(self, tasks: Iterable[TaskSpec], *,
-              return_exceptions: Literal[False] = ...) -> list[Result]: ...
+    def batch(
+        self, tasks: Iterable[TaskSpec], *, return_exceptions: Literal[False] = ...
+    ) -> list[Result]: ...
 
     @overload
-    def batch(self, tasks: Iterable[TaskSpec], *,
-              return_exceptions: bool) -> list[Result | ZakoError]: ...
+    def batch(
+        self, tasks: Iterable[TaskSpec], *, return_exceptions: bool
+    ) -> list[Result | ZakoError]: ...
 
-    def batch(self, tasks: Iterable[TaskSpec], *,
-              return_exceptions: bool = False) -> list[Result] | list[Result | ZakoError]:
+    def batch(
+        self, tasks: Iterable[TaskSpec], *, return_exceptions: bool = False
+    ) -> list[Result] | list[Result | ZakoError]:
         """Run many tasks over one stream; results in input order (see AsyncClient.batch).
 
-            results = client.batch([TaskSpec(src, input=n) for n in range(200)])
+        results = client.batch([TaskSpec(src, input=n) for n in range(200)])
         """
         specs = list(tasks)
         return self._call(lambda: self._async.batch(specs, return_exceptions=return_exceptions))

@@ -62,8 +62,10 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[object]], *, left: int
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = []
     for row in cells:
-        parts = [cell.ljust(width) if i < left else cell.rjust(width)
-                 for i, (cell, width) in enumerate(zip(row, widths, strict=True))]
+        parts = [
+            cell.ljust(width) if i < left else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
         lines.append((_INDENT + "  ".join(parts)).rstrip())
     return lines
 
@@ -73,51 +75,80 @@ def _pairs(counts: Mapping[str, int]) -> str:
 
 
 def _versions(versions: pb.VersionInfo) -> str:
-    parts = [("server", versions.server), ("V8", versions.v8),
-             ("mini-racer", versions.mini_racer), ("Python", versions.python),
-             ("protocol", versions.protocol)]
+    parts = [
+        ("server", versions.server),
+        ("V8", versions.v8),
+        ("mini-racer", versions.mini_racer),
+        ("Python", versions.python),
+        ("protocol", versions.protocol),
+    ]
     return " · ".join(f"{name} {value}" for name, value in parts if value) or "-"
 
 
 def _workers(pool: pb.PoolStats) -> list[str]:
-    lines = [f"WORKERS  live {pool.live} (min {pool.min_workers}, max {pool.max_workers})  "
-             f"busy {pool.busy}  idle {pool.idle}  started {pool.started_total}  "
-             f"reclaimed {pool.reclaimed_total}  crashed {pool.crashed_total}"]
+    lines = [
+        f"WORKERS  live {pool.live} (min {pool.min_workers}, max {pool.max_workers})  "
+        f"busy {pool.busy}  idle {pool.idle}  started {pool.started_total}  "
+        f"reclaimed {pool.reclaimed_total}  crashed {pool.crashed_total}"
+    ]
     if pool.workers:
         lines += _table(
             ("ID", "PID", "STATE", "TASKS", "RSS", "HEAP USED", "HEAP LIMIT"),
-            ((w.worker_id, w.pid, w.state, w.tasks_run, format_bytes(w.rss_bytes),
-              format_bytes(w.last_heap.used_bytes) if w.HasField("last_heap") else "-",
-              format_bytes(w.last_heap.limit_bytes) if w.HasField("last_heap") else "-")
-             for w in pool.workers), left=3)
+            (
+                (
+                    w.worker_id,
+                    w.pid,
+                    w.state,
+                    w.tasks_run,
+                    format_bytes(w.rss_bytes),
+                    format_bytes(w.last_heap.used_bytes) if w.HasField("last_heap") else "-",
+                    format_bytes(w.last_heap.limit_bytes) if w.HasField("last_heap") else "-",
+                )
+                for w in pool.workers
+            ),
+            left=3,
+        )
     return lines
 
 
 def _queue(queue: pb.QueueStats) -> list[str]:
-    lines = [f"QUEUE  waiting {queue.depth} of {queue.capacity}  running {queue.running}  "
-             f"bytes {format_bytes(queue.queued_bytes)} of {format_bytes(queue.capacity_bytes)}"]
+    lines = [
+        f"QUEUE  waiting {queue.depth} of {queue.capacity}  running {queue.running}  "
+        f"bytes {format_bytes(queue.queued_bytes)} of {format_bytes(queue.capacity_bytes)}"
+    ]
     if queue.depth_by_priority:
-        lines += _table(("PRIORITY", "WAITING"),
-                        sorted(queue.depth_by_priority.items()), left=0)
+        lines += _table(("PRIORITY", "WAITING"), sorted(queue.depth_by_priority.items()), left=0)
     return lines
 
 
 def _tasks(tasks: pb.TaskCounters) -> list[str]:
-    return [f"TASKS  accepted {tasks.accepted}  completed {tasks.completed}  "
-            f"failed {tasks.failed}  cancelled {tasks.cancelled}  rejected {tasks.rejected}",
-            f"{_INDENT}failed by reason:  {_pairs(dict(tasks.failed_by_reason))}",
-            f"{_INDENT}rejected by code:  {_pairs(dict(tasks.rejected_by_reason))}"]
+    return [
+        f"TASKS  accepted {tasks.accepted}  completed {tasks.completed}  "
+        f"failed {tasks.failed}  cancelled {tasks.cancelled}  rejected {tasks.rejected}",
+        f"{_INDENT}failed by reason:  {_pairs(dict(tasks.failed_by_reason))}",
+        f"{_INDENT}rejected by code:  {_pairs(dict(tasks.rejected_by_reason))}",
+    ]
 
 
 def _latency(stats: pb.StatsResponse) -> list[str]:
     def row(name: str, h: pb.Histogram) -> tuple[object, ...]:
         mean = h.sum_seconds / h.count if h.count else 0.0
-        return (name, h.count, _ms(h.p50_seconds), _ms(h.p90_seconds), _ms(h.p99_seconds),
-                _ms(mean))
+        return (
+            name,
+            h.count,
+            _ms(h.p50_seconds),
+            _ms(h.p90_seconds),
+            _ms(h.p99_seconds),
+            _ms(mean),
+        )
 
-    return ["LATENCY (ms)", *_table(("", "COUNT", "P50", "P90", "P99", "MEAN"),
-                                    (row("queue wait", stats.queue_wait),
-                                     row("run time", stats.run_time)))]
+    return [
+        "LATENCY (ms)",
+        *_table(
+            ("", "COUNT", "P50", "P90", "P99", "MEAN"),
+            (row("queue wait", stats.queue_wait), row("run time", stats.run_time)),
+        ),
+    ]
 
 
 def _resource_value(name: str, value: float) -> str:
@@ -127,26 +158,43 @@ def _resource_value(name: str, value: float) -> str:
 def _resources(resources: Sequence[pb.ResourceStats]) -> list[str]:
     if not resources:
         return ["RESOURCES  -"]
-    return ["RESOURCES  (cpu in millicores)", *_table(
-        ("NAME", "CAPACITY", "IN USE", "QUEUED"),
-        ((r.name, _resource_value(r.name, r.capacity), _resource_value(r.name, r.in_use),
-          _resource_value(r.name, r.queued_demand)) for r in resources))]
+    return [
+        "RESOURCES  (cpu in millicores)",
+        *_table(
+            ("NAME", "CAPACITY", "IN USE", "QUEUED"),
+            (
+                (
+                    r.name,
+                    _resource_value(r.name, r.capacity),
+                    _resource_value(r.name, r.in_use),
+                    _resource_value(r.name, r.queued_demand),
+                )
+                for r in resources
+            ),
+        ),
+    ]
 
 
 def _tenants(tenants: Sequence[pb.TenantStats]) -> list[str]:
     if not tenants:
         return ["TENANTS  -"]
-    return ["TENANTS", *_table(("TENANT", "RUNNING", "QUEUED", "ACCEPTED", "REJECTED"),
-                               ((t.tenant, t.running, t.queued, t.accepted, t.rejected)
-                                for t in tenants))]
+    return [
+        "TENANTS",
+        *_table(
+            ("TENANT", "RUNNING", "QUEUED", "ACCEPTED", "REJECTED"),
+            ((t.tenant, t.running, t.queued, t.accepted, t.rejected) for t in tenants),
+        ),
+    ]
 
 
 def _system(system: pb.SystemStats) -> list[str]:
-    return [f"SYSTEM  cpus {system.effective_cpus:g}  cpu {system.cpu_percent:.1f}%  "
-            f"load {system.load_average_1m:.2f}  "
-            f"memory {format_bytes(system.memory_available_bytes)} free of "
-            f"{format_bytes(system.effective_memory_bytes)}  "
-            f"server RSS {format_bytes(system.server_rss_bytes)}"]
+    return [
+        f"SYSTEM  cpus {system.effective_cpus:g}  cpu {system.cpu_percent:.1f}%  "
+        f"load {system.load_average_1m:.2f}  "
+        f"memory {format_bytes(system.memory_available_bytes)} free of "
+        f"{format_bytes(system.effective_memory_bytes)}  "
+        f"server RSS {format_bytes(system.server_rss_bytes)}"
+    ]
 
 
 def render_stats(stats: pb.StatsResponse, *, title: str = "", system: bool = True) -> str:
@@ -157,32 +205,75 @@ def render_stats(stats: pb.StatsResponse, *, title: str = "", system: bool = Tru
 
         print(render_stats(client.stats(), title="127.0.0.1:50051"))
     """
-    head = " ".join(part for part in (
-        "zako", title, f"up {format_duration(stats.uptime.ToNanoseconds() / 1e9)}",
-        f"at {stats.time.ToDatetime(timezone.utc).strftime('%Y-%m-%d %H:%M:%S')} UTC"
-        if stats.HasField("time") else "") if part)
-    sections = [[head, f"{_INDENT}{_versions(stats.versions)}"], _workers(stats.pool),
-                _queue(stats.queue), _tasks(stats.tasks), _latency(stats),
-                _resources(stats.resources), _tenants(stats.tenants)]
+    head = " ".join(
+        part
+        for part in (
+            "zako",
+            title,
+            f"up {format_duration(stats.uptime.ToNanoseconds() / 1e9)}",
+            f"at {stats.time.ToDatetime(timezone.utc).strftime('%Y-%m-%d %H:%M:%S')} UTC"
+            if stats.HasField("time")
+            else "",
+        )
+        if part
+    )
+    sections = [
+        [head, f"{_INDENT}{_versions(stats.versions)}"],
+        _workers(stats.pool),
+        _queue(stats.queue),
+        _tasks(stats.tasks),
+        _latency(stats),
+        _resources(stats.resources),
+        _tenants(stats.tenants),
+    ]
     if system:
         sections.append(_system(stats.system))
     return "\n\n".join("\n".join(section) for section in sections) + "\n"
 
 
-def render_cluster(total: pb.StatsResponse, replicas: Mapping[str, pb.StatsResponse],
-                   errors: Mapping[str, ZakoError]) -> str:
+def render_cluster(
+    total: pb.StatsResponse,
+    replicas: Mapping[str, pb.StatsResponse],
+    errors: Mapping[str, ZakoError],
+) -> str:
     """`zako stats --all`: the summed table, then a line per replica and per silent one.
 
     The total comes first because it is what an operator asks about; the replica lines
     are there to spot the one that is busier, older or down.
     """
-    rows = [(name, s.versions.server or "-", format_duration(s.uptime.ToNanoseconds() / 1e9),
-             s.pool.live, s.pool.busy, s.queue.depth, s.tasks.completed, s.tasks.failed,
-             s.tasks.rejected, f"{s.system.cpu_percent:.1f}") for name, s in replicas.items()]
+    rows = [
+        (
+            name,
+            s.versions.server or "-",
+            format_duration(s.uptime.ToNanoseconds() / 1e9),
+            s.pool.live,
+            s.pool.busy,
+            s.queue.depth,
+            s.tasks.completed,
+            s.tasks.failed,
+            s.tasks.rejected,
+            f"{s.system.cpu_percent:.1f}",
+        )
+        for name, s in replicas.items()
+    ]
     lines = [f"REPLICAS  {len(replicas)} answered, {len(errors)} did not"]
     if rows:
-        lines += _table(("TARGET", "SERVER", "UP", "LIVE", "BUSY", "WAITING", "COMPLETED",
-                         "FAILED", "REJECTED", "CPU%"), rows, left=3)
+        lines += _table(
+            (
+                "TARGET",
+                "SERVER",
+                "UP",
+                "LIVE",
+                "BUSY",
+                "WAITING",
+                "COMPLETED",
+                "FAILED",
+                "REJECTED",
+                "CPU%",
+            ),
+            rows,
+            left=3,
+        )
     lines += [f"{_INDENT}{name}: did not answer: {error}" for name, error in errors.items()]
     title = f"total of {len(replicas)} replica{'s' if len(replicas) != 1 else ''}"
     return render_stats(total, title=title, system=False) + "\n" + "\n".join(lines) + "\n"

@@ -99,75 +99,139 @@ def _positive(text: str) -> float:
 def build_parser(default_target: str) -> argparse.ArgumentParser:
     """The argument parser; `default_target` comes from the environment, read once in main."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--target", default=default_target,
-                        help="server address host:port, a comma-separated list of replicas, "
-                             f"or dns:///name:port (default: {default_target})")
+    common.add_argument(
+        "--target",
+        default=default_target,
+        help="server address host:port, a comma-separated list of replicas, "
+        f"or dns:///name:port (default: {default_target})",
+    )
     secure = common.add_argument_group("security (see the README's Security section)")
-    secure.add_argument("--tls", action="store_true",
-                        help="connect with TLS, trusting the system's root certificates")
-    secure.add_argument("--tls-ca", metavar="FILE",
-                        help="PEM CA bundle to trust instead of the system roots (implies --tls)")
-    secure.add_argument("--tls-cert", metavar="FILE",
-                        help="PEM client certificate for mutual TLS (with --tls-key)")
-    secure.add_argument("--tls-key", metavar="FILE",
-                        help="PEM private key of --tls-cert")
-    secure.add_argument("--tls-server-name", metavar="NAME",
-                        help="name to verify the server's certificate against, when it "
-                             "differs from the target's host (e.g. connecting by IP)")
-    secure.add_argument("--token", help="bearer token sent as `authorization: Bearer TOKEN` "
-                                        "(default: $ZAKO_TOKEN)")
-    secure.add_argument("--tenant", metavar="NAME",
-                        help="tenant header for quotas when the server has no tokens "
-                             "(default: $ZAKO_TENANT)")
+    secure.add_argument(
+        "--tls",
+        action="store_true",
+        help="connect with TLS, trusting the system's root certificates",
+    )
+    secure.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="PEM CA bundle to trust instead of the system roots (implies --tls)",
+    )
+    secure.add_argument(
+        "--tls-cert", metavar="FILE", help="PEM client certificate for mutual TLS (with --tls-key)"
+    )
+    secure.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    secure.add_argument(
+        "--tls-server-name",
+        metavar="NAME",
+        help="name to verify the server's certificate against, when it "
+        "differs from the target's host (e.g. connecting by IP)",
+    )
+    secure.add_argument(
+        "--token", help="bearer token sent as `authorization: Bearer TOKEN` (default: $ZAKO_TOKEN)"
+    )
+    secure.add_argument(
+        "--tenant",
+        metavar="NAME",
+        help="tenant header for quotas when the server has no tokens (default: $ZAKO_TENANT)",
+    )
     parser = argparse.ArgumentParser(
-        prog="zako", description="Run JavaScript on a Zako server.", epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="zako",
+        description="Run JavaScript on a Zako server.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
-        "run", parents=[common], epilog=_EPILOG,
+        "run",
+        parents=[common],
+        epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="run a JS file and print its value as JSON",
         description="Run FILE (CommonJS: module.exports = value or (input, context) => value) "
-                    "and print the value as JSON on stdout; console lines go to stderr.")
+        "and print the value as JSON on stdout; console lines go to stderr.",
+    )
     run.add_argument("file", metavar="FILE", help="the entry module, or - for stdin")
     source = run.add_mutually_exclusive_group()
     source.add_argument("--input", metavar="JSON", help="the input, as JSON text")
     source.add_argument("--input-file", metavar="PATH", help="read the input JSON from PATH")
-    run.add_argument("--context", choices=CONTEXT_NAMES, default="build",
-                     help="capability profile (default: build)")
-    run.add_argument("--timeout", type=float, metavar="SECONDS",
-                     help="task timeout (default: the server's)")
-    run.add_argument("--module", action="append", type=_key_value, default=[],
-                     metavar="NAME=PATH", help="an extra module `require(NAME)` loads; repeat")
-    run.add_argument("--label", action="append", type=_key_value, default=[],
-                     metavar="KEY=VALUE", help="a label visible as context.labels; repeat")
+    run.add_argument(
+        "--context",
+        choices=CONTEXT_NAMES,
+        default="build",
+        help="capability profile (default: build)",
+    )
+    run.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="task timeout (default: the server's)"
+    )
+    run.add_argument(
+        "--module",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="NAME=PATH",
+        help="an extra module `require(NAME)` loads; repeat",
+    )
+    run.add_argument(
+        "--label",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a label visible as context.labels; repeat",
+    )
     run.add_argument("--priority", type=int, default=0, help="lower runs sooner (default: 0)")
-    run.add_argument("--system-access", action="store_true",
-                     help="ask for clock, randomness and timers (config context only)")
-    run.add_argument("--fresh-isolate", action="store_true",
-                     help="run in a fresh V8 isolate, not a warm one reused across the "
-                          "tenant's tasks (for code that patches built-ins)")
+    run.add_argument(
+        "--system-access",
+        action="store_true",
+        help="ask for clock, randomness and timers (config context only)",
+    )
+    run.add_argument(
+        "--fresh-isolate",
+        action="store_true",
+        help="run in a fresh V8 isolate, not a warm one reused across the "
+        "tenant's tasks (for code that patches built-ins)",
+    )
     run.add_argument("--task-id", help="the task id (default: a random one)")
     output = run.add_mutually_exclusive_group()
-    output.add_argument("--compact", action="store_true",
-                        help="print the value exactly as the server sent it, on one line")
-    output.add_argument("--full", action="store_true",
-                        help="print the whole result: value, logs, timings, heap, worker")
+    output.add_argument(
+        "--compact",
+        action="store_true",
+        help="print the value exactly as the server sent it, on one line",
+    )
+    output.add_argument(
+        "--full",
+        action="store_true",
+        help="print the whole result: value, logs, timings, heap, worker",
+    )
 
-    stats = commands.add_parser("stats", parents=[common],
-                                help="print the server's stats as a table (or JSON)")
-    stats.add_argument("--all", action="store_true",
-                       help="ask every replica; print their sum and each one's summary")
-    stats.add_argument("--json", action="store_true",
-                       help="print the StatsResponse as JSON (field names as in the proto)")
-    stats.add_argument("--watch", type=_positive, nargs="?", const=2.0, metavar="SECONDS",
-                       help="print again every SECONDS (default 2) until Ctrl-C")
+    stats = commands.add_parser(
+        "stats", parents=[common], help="print the server's stats as a table (or JSON)"
+    )
+    stats.add_argument(
+        "--all",
+        action="store_true",
+        help="ask every replica; print their sum and each one's summary",
+    )
+    stats.add_argument(
+        "--json",
+        action="store_true",
+        help="print the StatsResponse as JSON (field names as in the proto)",
+    )
+    stats.add_argument(
+        "--watch",
+        type=_positive,
+        nargs="?",
+        const=2.0,
+        metavar="SECONDS",
+        help="print again every SECONDS (default 2) until Ctrl-C",
+    )
     stats.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)  # for tests
     commands.add_parser("gc", parents=[common], help="collect garbage on every worker")
     commands.add_parser("capabilities", parents=[common], help="print what the server accepts")
-    cancel = commands.add_parser("cancel", parents=[common],
-                                 help="cancel a task by id (asks every replica)")
+    cancel = commands.add_parser(
+        "cancel", parents=[common], help="cancel a task by id (asks every replica)"
+    )
     cancel.add_argument("task_id", metavar="ID")
     cancel.add_argument("--reason", default="cancelled from the zako CLI")
     return parser
@@ -212,11 +276,20 @@ def _run(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     source = _read_text(args.file, "file")
     modules = {name: _read_text(path, "module") for name, path in args.module}
     entry = "main.js" if args.file == "-" else os.path.basename(args.file)
-    result = client.run(source, input=_input(args), context=args.context,
-                        timeout=args.timeout, modules=modules, entry_name=entry,
-                        priority=args.priority, labels=dict(args.label),
-                        system_access=args.system_access, task_id=args.task_id,
-                        fresh_isolate=args.fresh_isolate, on_log=_print_log)
+    result = client.run(
+        source,
+        input=_input(args),
+        context=args.context,
+        timeout=args.timeout,
+        modules=modules,
+        entry_name=entry,
+        priority=args.priority,
+        labels=dict(args.label),
+        system_access=args.system_access,
+        task_id=args.task_id,
+        fresh_isolate=args.fresh_isolate,
+        on_log=_print_log,
+    )
     print(_format_result(result, args), file=out)
     return EXIT_OK
 
@@ -224,9 +297,13 @@ def _run(client: Client, args: argparse.Namespace, out: TextIO) -> int:
 def _to_json(message: Message) -> str:
     # Zeros printed (a busy count of 0 is an answer) and int64 as numbers where exact, so
     # `jq '.pool.busy > 0'` works without the proto3 JSON habit of quoting 64-bit ints.
-    return json_format.MessageToJson(message, preserving_proto_field_name=True,
-                                     always_print_fields_with_no_presence=True, indent=2,
-                                     unquote_int64_if_possible=True)
+    return json_format.MessageToJson(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+        indent=2,
+        unquote_int64_if_possible=True,
+    )
 
 
 def _print_message(message: Message, out: TextIO) -> None:
@@ -254,17 +331,18 @@ def _connection(args: argparse.Namespace) -> dict[str, Any]:
         credentials = grpc.ssl_channel_credentials(
             root_certificates=args.tls_ca and _read_pem(args.tls_ca, "--tls-ca", "CERTIFICATE"),
             private_key=args.tls_key and _read_pem(args.tls_key, "--tls-key", "PRIVATE KEY"),
-            certificate_chain=args.tls_cert and _read_pem(args.tls_cert, "--tls-cert",
-                                                          "CERTIFICATE"))
-    options = ([("grpc.ssl_target_name_override", args.tls_server_name)]
-               if args.tls_server_name else None)
+            certificate_chain=args.tls_cert
+            and _read_pem(args.tls_cert, "--tls-cert", "CERTIFICATE"),
+        )
+    options = (
+        [("grpc.ssl_target_name_override", args.tls_server_name)] if args.tls_server_name else None
+    )
     token = (args.token or os.environ.get("ZAKO_TOKEN") or "").strip()
     if token and not (token.isascii() and token.isprintable()):
         raise UsageError("the token must be printable ASCII (a header value)")
     metadata = (("authorization", f"Bearer {token}"),) if token else None
     tenant = args.tenant or os.environ.get("ZAKO_TENANT") or None
-    return {"credentials": credentials, "options": options, "metadata": metadata,
-            "tenant": tenant}
+    return {"credentials": credentials, "options": options, "metadata": metadata, "tenant": tenant}
 
 
 def _stats_frame(client: Client, args: argparse.Namespace) -> tuple[str, int]:
@@ -276,16 +354,18 @@ def _stats_frame(client: Client, args: argparse.Namespace) -> tuple[str, int]:
     """
     if not args.all:
         stats = client.stats()
-        return (_to_json(stats) + "\n" if args.json
-                else render_stats(stats, title=client.target)), EXIT_OK
+        return (
+            _to_json(stats) + "\n" if args.json else render_stats(stats, title=client.target)
+        ), EXIT_OK
     cluster = client.stats_all()
     status = EXIT_UNAVAILABLE if cluster.errors else EXIT_OK
     if not args.json:
         return render_cluster(cluster.total, cluster.replicas, cluster.errors), status
-    document = {"total": json.loads(_to_json(cluster.total)),
-                "replicas": {name: json.loads(_to_json(stats))
-                             for name, stats in cluster.replicas.items()},
-                "errors": {name: str(error) for name, error in cluster.errors.items()}}
+    document = {
+        "total": json.loads(_to_json(cluster.total)),
+        "replicas": {name: json.loads(_to_json(stats)) for name, stats in cluster.replicas.items()},
+        "errors": {name: str(error) for name, error in cluster.errors.items()},
+    }
     for name, error in cluster.errors.items():
         print(f"zako: replica {name} did not answer: {error}", file=sys.stderr)
     return json.dumps(document, indent=2) + "\n", status
@@ -340,8 +420,9 @@ def _describe(error: ZakoError) -> str:
     if isinstance(error, TaskError):
         return str(error)  # the JS error and its stack, as the author would read them
     if isinstance(error, Unauthenticated):
-        return (f"zako: not authenticated: {str(error) or 'no details'} "
-                "(check --token or ZAKO_TOKEN)")
+        return (
+            f"zako: not authenticated: {str(error) or 'no details'} (check --token or ZAKO_TOKEN)"
+        )
     if isinstance(error, PermissionDenied):
         return f"zako: permission denied: {str(error) or 'no details'} (check the token's role)"
     if isinstance(error, RPCError):
@@ -354,7 +435,7 @@ def _describe(error: ZakoError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `zako`; returns the exit status (see `zako --help`).
 
-        assert main(["run", "hello.js", "--input", "1"]) == 0
+    assert main(["run", "hello.js", "--input", "1"]) == 0
     """
     parser = build_parser(os.environ.get("ZAKO_TARGET") or DEFAULT_TARGET)
     try:

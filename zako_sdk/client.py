@@ -92,13 +92,19 @@ class AsyncClient:
     The gRPC channels are created on first use and belong to that event loop.
     """
 
-    def __init__(self, target: str | Sequence[str] = DEFAULT_TARGET, *,
-                 timeout: float | None = None, call_timeout: float | None = 60.0,
-                 metadata: Metadata | None = None,
-                 credentials: grpc.ChannelCredentials | None = None,
-                 options: Iterable[tuple[str, Any]] | None = None,
-                 max_in_flight: int | None = None, retry: Retry | None = DEFAULT_RETRY,
-                 tenant: str | None = None) -> None:
+    def __init__(
+        self,
+        target: str | Sequence[str] = DEFAULT_TARGET,
+        *,
+        timeout: float | None = None,
+        call_timeout: float | None = 60.0,
+        metadata: Metadata | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Iterable[tuple[str, Any]] | None = None,
+        max_in_flight: int | None = None,
+        retry: Retry | None = DEFAULT_RETRY,
+        tenant: str | None = None,
+    ) -> None:
         self.targets = parse_targets(target)
         self.target = ",".join(self.targets)
         self.timeout = timeout
@@ -112,8 +118,12 @@ class AsyncClient:
         self._closed = False
 
     def _stream_set(self) -> StreamSet:
-        return StreamSet(self._cluster, metadata=self._metadata,
-                         max_in_flight=self._max_in_flight, retry=self.retry)
+        return StreamSet(
+            self._cluster,
+            metadata=self._metadata,
+            max_in_flight=self._max_in_flight,
+            retry=self.retry,
+        )
 
     def _check_open(self) -> None:
         if self._closed:
@@ -153,23 +163,34 @@ class AsyncClient:
     async def _run_once(self, lane: Lane, task: pb.Task) -> tuple[Outcome, bool]:
         """One Run call: the outcome, and whether the task may have left this client."""
         if not await lane.replica.ready():
-            return Unavailable(f"cannot connect to {lane.replica.target}",
-                               code=grpc.StatusCode.UNAVAILABLE), False
+            return Unavailable(
+                f"cannot connect to {lane.replica.target}", code=grpc.StatusCode.UNAVAILABLE
+            ), False
         try:
-            response = await lane.replica.stub.Run(pb.RunRequest(task=task),
-                                                   metadata=self._metadata)
+            response = await lane.replica.stub.Run(
+                pb.RunRequest(task=task), metadata=self._metadata
+            )
         except grpc.RpcError as exc:
             return map_rpc_error(exc, task_id=task.id), True
         return outcome_of_run(response), True
 
-    async def run(self, source: str, *, input: Any = None, context: ContextName | str = "build",
-                  timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
-                  modules: Mapping[str, str] | None = None, entry_name: str | None = None,
-                  priority: int = 0, labels: Mapping[str, str] | None = None,
-                  resources: Resources | Mapping[str, Any] | None = None,
-                  system_access: bool = False, task_id: str | None = None,
-                  fresh_isolate: bool = False,
-                  on_log: OnLog | None = None) -> Result:
+    async def run(
+        self,
+        source: str,
+        *,
+        input: Any = None,
+        context: ContextName | str = "build",
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        modules: Mapping[str, str] | None = None,
+        entry_name: str | None = None,
+        priority: int = 0,
+        labels: Mapping[str, str] | None = None,
+        resources: Resources | Mapping[str, Any] | None = None,
+        system_access: bool = False,
+        task_id: str | None = None,
+        fresh_isolate: bool = False,
+        on_log: OnLog | None = None,
+    ) -> Result:
         """Run one task on the shared stream and return its Result; raise if it fails.
 
             result = await client.run("module.exports = (x) => x * 2", input=21)
@@ -178,39 +199,78 @@ class AsyncClient:
         Cancelling the awaiting coroutine cancels the task on the server.
         `fresh_isolate=True` asks for an isolate no other task used (see TaskSpec).
         """
-        return await self._run(TaskSpec(
-            source, input=input, context=context, timeout=timeout, modules=modules,
-            entry_name=entry_name, priority=priority, labels=labels, resources=resources,
-            system_access=system_access, task_id=task_id,
-            fresh_isolate=fresh_isolate), on_log)
+        return await self._run(
+            TaskSpec(
+                source,
+                input=input,
+                context=context,
+                timeout=timeout,
+                modules=modules,
+                entry_name=entry_name,
+                priority=priority,
+                labels=labels,
+                resources=resources,
+                system_access=system_access,
+                task_id=task_id,
+                fresh_isolate=fresh_isolate,
+            ),
+            on_log,
+        )
 
-    async def run_unary(self, source: str, *, input: Any = None,
-                        context: ContextName | str = "build",
-                        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
-                        modules: Mapping[str, str] | None = None, entry_name: str | None = None,
-                        priority: int = 0, labels: Mapping[str, str] | None = None,
-                        resources: Resources | Mapping[str, Any] | None = None,
-                        system_access: bool = False, task_id: str | None = None,
-                        fresh_isolate: bool = False) -> Result:
+    async def run_unary(
+        self,
+        source: str,
+        *,
+        input: Any = None,
+        context: ContextName | str = "build",
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        modules: Mapping[str, str] | None = None,
+        entry_name: str | None = None,
+        priority: int = 0,
+        labels: Mapping[str, str] | None = None,
+        resources: Resources | Mapping[str, Any] | None = None,
+        system_access: bool = False,
+        task_id: str | None = None,
+        fresh_isolate: bool = False,
+    ) -> Result:
         """Like `run()`, through the unary Run RPC (no stream; logs arrive with the result).
 
-            result = await client.run_unary("module.exports = 1")
+        result = await client.run_unary("module.exports = 1")
         """
-        return await self._run_unary(TaskSpec(
-            source, input=input, context=context, timeout=timeout, modules=modules,
-            entry_name=entry_name, priority=priority, labels=labels, resources=resources,
-            system_access=system_access, task_id=task_id,
-            fresh_isolate=fresh_isolate))
+        return await self._run_unary(
+            TaskSpec(
+                source,
+                input=input,
+                context=context,
+                timeout=timeout,
+                modules=modules,
+                entry_name=entry_name,
+                priority=priority,
+                labels=labels,
+                resources=resources,
+                system_access=system_access,
+                task_id=task_id,
+                fresh_isolate=fresh_isolate,
+            )
+        )
 
-    async def submit(self, source: str, *, input: Any = None,
-                     context: ContextName | str = "build",
-                     timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
-                     modules: Mapping[str, str] | None = None, entry_name: str | None = None,
-                     priority: int = 0, labels: Mapping[str, str] | None = None,
-                     resources: Resources | Mapping[str, Any] | None = None,
-                     system_access: bool = False, task_id: str | None = None,
-                     fresh_isolate: bool = False,
-                     on_log: OnLog | None = None) -> TaskHandle:
+    async def submit(
+        self,
+        source: str,
+        *,
+        input: Any = None,
+        context: ContextName | str = "build",
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        modules: Mapping[str, str] | None = None,
+        entry_name: str | None = None,
+        priority: int = 0,
+        labels: Mapping[str, str] | None = None,
+        resources: Resources | Mapping[str, Any] | None = None,
+        system_access: bool = False,
+        task_id: str | None = None,
+        fresh_isolate: bool = False,
+        on_log: OnLog | None = None,
+    ) -> TaskHandle:
         """Send a task on the shared stream now and return its handle without waiting.
 
             handle = await client.submit("module.exports = () => 1", on_log=print)
@@ -218,22 +278,37 @@ class AsyncClient:
 
         `on_log` is called with each LogLine as it arrives; it must not block.
         """
-        return await self._submit(TaskSpec(
-            source, input=input, context=context, timeout=timeout, modules=modules,
-            entry_name=entry_name, priority=priority, labels=labels, resources=resources,
-            system_access=system_access, task_id=task_id,
-            fresh_isolate=fresh_isolate), on_log)
+        return await self._submit(
+            TaskSpec(
+                source,
+                input=input,
+                context=context,
+                timeout=timeout,
+                modules=modules,
+                entry_name=entry_name,
+                priority=priority,
+                labels=labels,
+                resources=resources,
+                system_access=system_access,
+                task_id=task_id,
+                fresh_isolate=fresh_isolate,
+            ),
+            on_log,
+        )
 
     @overload
-    async def batch(self, tasks: Iterable[TaskSpec], *,
-                    return_exceptions: Literal[False] = ...) -> list[Result]: ...
+    async def batch(
+        self, tasks: Iterable[TaskSpec], *, return_exceptions: Literal[False] = ...
+    ) -> list[Result]: ...
 
     @overload
-    async def batch(self, tasks: Iterable[TaskSpec], *,
-                    return_exceptions: bool) -> list[Result | ZakoError]: ...
+    async def batch(
+        self, tasks: Iterable[TaskSpec], *, return_exceptions: bool
+    ) -> list[Result | ZakoError]: ...
 
-    async def batch(self, tasks: Iterable[TaskSpec], *,
-                    return_exceptions: bool = False) -> list[Result] | list[Result | ZakoError]:
+    async def batch(
+        self, tasks: Iterable[TaskSpec], *, return_exceptions: bool = False
+    ) -> list[Result] | list[Result | ZakoError]:
         """Run many tasks over one Submit stream; results in input order.
 
             results = await client.batch(TaskSpec(src, input=n) for n in range(200))
@@ -259,8 +334,7 @@ class AsyncClient:
         def on_done(future: asyncio.Future[Outcome]) -> None:
             nonlocal remaining
             remaining -= 1
-            if remaining == 0 or (not return_exceptions
-                                  and isinstance(future.result(), ZakoError)):
+            if remaining == 0 or (not return_exceptions and isinstance(future.result(), ZakoError)):
                 settled.set()
 
         handles: list[TaskHandle] = []
@@ -284,13 +358,15 @@ class AsyncClient:
             else:
                 await streams.aclose(ClientClosed("the batch was abandoned"))
 
-    async def _unary(self, method: str, request: Any,
-                     stub: pb_grpc.ExecutorStub | None = None) -> Any:
+    async def _unary(
+        self, method: str, request: Any, stub: pb_grpc.ExecutorStub | None = None
+    ) -> Any:
         self._check_open()
         stub = stub or self._cluster.replicas[0].stub
         with _translate():
             return await getattr(stub, method)(
-                request, timeout=self.call_timeout, metadata=self._metadata)
+                request, timeout=self.call_timeout, metadata=self._metadata
+            )
 
     def _find(self, task_id: str) -> TaskHandle | None:
         for streams in (self._shared, *self._batches):
@@ -330,8 +406,9 @@ class AsyncClient:
 
     async def _fan_out(self, method: str, request: Any) -> dict[str, Any]:
         self._check_open()
-        return await self._cluster.fan_out(method, request, metadata=self._metadata,
-                                           timeout=self.call_timeout)
+        return await self._cluster.fan_out(
+            method, request, metadata=self._metadata, timeout=self.call_timeout
+        )
 
     async def stats(self) -> pb.StatsResponse:
         """A snapshot of the pool, queue and task counters of the first target (see
@@ -352,8 +429,9 @@ class AsyncClient:
         errors = {k: v for k, v in answers.items() if isinstance(v, ZakoError)}
         if not replicas:
             raise next(iter(errors.values()))
-        return ClusterStats(replicas=replicas, total=sum_stats(list(replicas.values())),
-                            errors=errors)
+        return ClusterStats(
+            replicas=replicas, total=sum_stats(list(replicas.values())), errors=errors
+        )
 
     async def gc(self) -> pb.BroadcastGCResponse:
         """Collect garbage on every worker of the first target.

@@ -55,8 +55,7 @@ __all__ = [
 ]
 
 
-def _rebuild(cls: type[ZakoError], args: tuple[object, ...],
-             state: dict[str, object]) -> ZakoError:
+def _rebuild(cls: type[ZakoError], args: tuple[object, ...], state: dict[str, object]) -> ZakoError:
     error = cls.__new__(cls)
     error.args = args
     error.__dict__.update(state)
@@ -87,8 +86,9 @@ class TaskFailed(TaskError):
     callers can branch on it without importing the generated protobuf module.
     """
 
-    def __init__(self, *, task_id: str, reason: str, js_error: JsError,
-                 timings: Timings | None = None) -> None:
+    def __init__(
+        self, *, task_id: str, reason: str, js_error: JsError, timings: Timings | None = None
+    ) -> None:
         text = js_error.format()
         super().__init__(text if reason == "JS_ERROR" else f"{reason}: {text}", task_id=task_id)
         self.reason = reason
@@ -104,8 +104,9 @@ class TaskCancelled(TaskError):
     """The task was cancelled before it finished."""
 
     def __init__(self, *, task_id: str, reason: str, was_running: bool = False) -> None:
-        super().__init__(f"task {task_id} was cancelled: {reason or 'no reason given'}",
-                         task_id=task_id)
+        super().__init__(
+            f"task {task_id} was cancelled: {reason or 'no reason given'}", task_id=task_id
+        )
         self.reason = reason
         self.was_running = was_running
 
@@ -113,8 +114,16 @@ class TaskCancelled(TaskError):
 class TaskRejected(TaskError):
     """The server did not accept the task; it never ran."""
 
-    def __init__(self, message: str, *, task_id: str, code: grpc.StatusCode,
-                 field: str = "", retry_after: float | None = None, quota: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_id: str,
+        code: grpc.StatusCode,
+        field: str = "",
+        retry_after: float | None = None,
+        quota: str = "",
+    ) -> None:
         super().__init__(f"{code.name}: {message}" if message else code.name, task_id=task_id)
         self.code = code
         self.message = message
@@ -187,8 +196,15 @@ def status_code(number: int) -> grpc.StatusCode:
     return _BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
 
 
-def rejection_error(code: grpc.StatusCode, message: str, *, task_id: str, field: str = "",
-                    retry_after: float | None = None, quota: str = "") -> TaskRejected:
+def rejection_error(
+    code: grpc.StatusCode,
+    message: str,
+    *,
+    task_id: str,
+    field: str = "",
+    retry_after: float | None = None,
+    quota: str = "",
+) -> TaskRejected:
     """The error for a task the server turned away, from a Rejected event or a Run status.
 
     A rejection that says UNAVAILABLE (a draining server) is capacity, not a broken
@@ -198,8 +214,9 @@ def rejection_error(code: grpc.StatusCode, message: str, *, task_id: str, field:
         cls: type[TaskRejected] = Overloaded
     else:
         cls = _REJECTION.get(code, TaskRejected)
-    return cls(message, task_id=task_id, code=code, field=field, retry_after=retry_after,
-               quota=quota)
+    return cls(
+        message, task_id=task_id, code=code, field=field, retry_after=retry_after, quota=quota
+    )
 
 
 def _rich_details(exc: grpc.RpcError) -> tuple[float | None, str]:
@@ -251,10 +268,12 @@ def map_rpc_error(exc: grpc.RpcError, *, task_id: str | None = None) -> ZakoErro
     # UNAVAILABLE on a task-carrying call is a rejection only when the server said so
     # (with a RetryInfo: it is draining); bare, it is the transport failing, and then the
     # task may or may not have reached a worker.
-    if task_id is not None and (code in _REJECTION or (
-            code is grpc.StatusCode.UNAVAILABLE and retry_after is not None)):
-        error = rejection_error(code, details, task_id=task_id, retry_after=retry_after,
-                                quota=quota)
+    if task_id is not None and (
+        code in _REJECTION or (code is grpc.StatusCode.UNAVAILABLE and retry_after is not None)
+    ):
+        error = rejection_error(
+            code, details, task_id=task_id, retry_after=retry_after, quota=quota
+        )
     else:
         error = _TRANSPORT.get(code, RPCError)(details, code=code)
     error.__cause__ = exc

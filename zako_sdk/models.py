@@ -137,9 +137,15 @@ class Timings:
 
     @classmethod
     def from_proto(cls, timings: pb.Timings) -> Timings:
-        return cls(_time(timings, "accepted_at"), _time(timings, "started_at"),
-                   _time(timings, "finished_at"), _seconds(timings.queued),
-                   _seconds(timings.run), _seconds(timings.cpu), timings.warm_isolate)
+        return cls(
+            _time(timings, "accepted_at"),
+            _time(timings, "started_at"),
+            _time(timings, "finished_at"),
+            _seconds(timings.queued),
+            _seconds(timings.run),
+            _seconds(timings.cpu),
+            timings.warm_isolate,
+        )
 
 
 @dataclass(frozen=True)
@@ -187,13 +193,24 @@ class Result:
         return {
             "task_id": self.task_id,
             "value": self.value,
-            "logs": [{"level": line.level, "message": line.message, "time": iso(line.time)}
-                     for line in self.logs],
-            "timings": {"accepted_at": iso(t.accepted_at), "started_at": iso(t.started_at),
-                        "finished_at": iso(t.finished_at), "queued_s": t.queued,
-                        "run_s": t.run, "cpu_s": t.cpu, "warm_isolate": t.warm_isolate},
-            "heap": {"used_bytes": self.heap.used_bytes, "total_bytes": self.heap.total_bytes,
-                     "limit_bytes": self.heap.limit_bytes},
+            "logs": [
+                {"level": line.level, "message": line.message, "time": iso(line.time)}
+                for line in self.logs
+            ],
+            "timings": {
+                "accepted_at": iso(t.accepted_at),
+                "started_at": iso(t.started_at),
+                "finished_at": iso(t.finished_at),
+                "queued_s": t.queued,
+                "run_s": t.run,
+                "cpu_s": t.cpu,
+                "warm_isolate": t.warm_isolate,
+            },
+            "heap": {
+                "used_bytes": self.heap.used_bytes,
+                "total_bytes": self.heap.total_bytes,
+                "limit_bytes": self.heap.limit_bytes,
+            },
             "worker_id": self.worker_id,
         }
 
@@ -202,7 +219,7 @@ class Result:
 class Resources:
     """What a task needs while it runs; zeros mean the server's defaults.
 
-        Resources(cpu_millis=500, memory_bytes=64 << 20, extras={"licenses": 1})
+    Resources(cpu_millis=500, memory_bytes=64 << 20, extras={"licenses": 1})
     """
 
     cpu_millis: int = 0

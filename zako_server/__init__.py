@@ -18,8 +18,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Settings", "ZakoServer", "build_settings", "create_server"]
 
-_HOMES = {"Settings": "zako_server.config", "build_settings": "zako_server.config",
-          "ZakoServer": "zako_server.server", "create_server": "zako_server.server"}
+_HOMES = {
+    "Settings": "zako_server.config",
+    "build_settings": "zako_server.config",
+    "ZakoServer": "zako_server.server",
+    "create_server": "zako_server.server",
+}
 
 
 def __getattr__(name: str) -> Any:

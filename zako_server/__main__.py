@@ -32,9 +32,12 @@ async def serve(settings: Settings) -> int:
         print(f"zako-server: {exc}", file=sys.stderr)
         return 2
     stats = server.pool.statistics()
-    print(f"zako-server listening on {server.address} with {stats.live} V8 worker(s) "
-          f"started (min {settings.min_workers}, max {settings.max_workers}); "
-          f"V8 {server.pool.v8_version}", flush=True)
+    print(
+        f"zako-server listening on {server.address} with {stats.live} V8 worker(s) "
+        f"started (min {settings.min_workers}, max {settings.max_workers}); "
+        f"V8 {server.pool.v8_version}",
+        flush=True,
+    )
 
     loop = asyncio.get_running_loop()
     signals: asyncio.Queue[int] = asyncio.Queue()
@@ -44,7 +47,8 @@ async def serve(settings: Settings) -> int:
     async def watch_signals() -> None:
         first = await signals.get()
         logging.getLogger("zako.server").info(
-            "received %s: draining (send again to exit at once)", signal.Signals(first).name)
+            "received %s: draining (send again to exit at once)", signal.Signals(first).name
+        )
         server.request_shutdown()
         await signals.get()
         logging.getLogger("zako.server").warning("second signal: exiting now")

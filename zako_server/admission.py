@@ -109,8 +109,13 @@ class AdmissionStats:
 class Admission:
     """Orders waiting tasks and grants them resources without ever exceeding capacity."""
 
-    def __init__(self, policy: AdmissionPolicy, *, clock: Callable[[], float] = time.monotonic,
-                 timers: bool = True) -> None:
+    def __init__(
+        self,
+        policy: AdmissionPolicy,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        timers: bool = True,
+    ) -> None:
         if policy.queue_capacity < 1 or policy.capacities.get(WORKERS, 0) < 1:
             raise ValueError("queue_capacity and the workers capacity must be >= 1")
         self.policy = policy
@@ -136,15 +141,31 @@ class Admission:
 
     # -- the public operations ----------------------------------------------------------
 
-    def enqueue(self, task_id: str, *, tenant: str = "anonymous", priority: int = 0,
-                request: Mapping[str, float] | None = None, size_bytes: int = 0,
-                deadline: float | None = None) -> tuple[Ticket, int]:
+    def enqueue(
+        self,
+        task_id: str,
+        *,
+        tenant: str = "anonymous",
+        priority: int = 0,
+        request: Mapping[str, float] | None = None,
+        size_bytes: int = 0,
+        deadline: float | None = None,
+    ) -> tuple[Ticket, int]:
         """Take a place in line at once or refuse; returns the ticket and its position."""
         request = {WORKERS: 1.0, **(request or {})}
         self._check_admissible(tenant, request, size_bytes)
         loop = asyncio.get_running_loop()
-        ticket = Ticket(task_id, tenant, priority, request, size_bytes, deadline,
-                        next(self._seq), self._clock(), loop.create_future())
+        ticket = Ticket(
+            task_id,
+            tenant,
+            priority,
+            request,
+            size_bytes,
+            deadline,
+            next(self._seq),
+            self._clock(),
+            loop.create_future(),
+        )
         position = sum(n for p, n in self._depth.items() if p <= priority)
         self._waiting[priority].setdefault(tenant, deque()).append(ticket)
         self._queued += 1
@@ -213,9 +234,12 @@ class Admission:
             self._remove_waiting(ticket, "expired")
             waited = now - ticket.enqueued_at
             if not ticket.granted.done():  # done: its waiter was cancelled meanwhile
-                ticket.granted.set_exception(QueueDeadlineExceeded(
-                    f"the task waited {waited:.3f}s in the queue and its deadline passed "
-                    "before a worker was free; it did not run"))
+                ticket.granted.set_exception(
+                    QueueDeadlineExceeded(
+                        f"the task waited {waited:.3f}s in the queue and its deadline passed "
+                        "before a worker was free; it did not run"
+                    )
+                )
                 ticket.granted.exception()  # retrieved by acquire(); no "never retrieved"
             expired.append(ticket)
         if expired:
@@ -241,49 +265,70 @@ class Admission:
     def statistics(self) -> AdmissionStats:
         tenants = set(self._accepted) | set(self._rejected)
         return AdmissionStats(
-            running=sum(self._running.values()), queued=self._queued,
-            capacity=self.policy.queue_capacity, queued_bytes=self._queued_bytes,
-            capacity_bytes=self.policy.queue_capacity_bytes, closed=self._closed,
+            running=sum(self._running.values()),
+            queued=self._queued,
+            capacity=self.policy.queue_capacity,
+            queued_bytes=self._queued_bytes,
+            capacity_bytes=self.policy.queue_capacity_bytes,
+            closed=self._closed,
             depth_by_priority={p: n for p, n in self._depth.items() if n},
-            resources={name: ResourceUse(cap, self._in_use[name], self._demand[name])
-                       for name, cap in self.policy.capacities.items()},
-            tenants={t: TenantUse(self._running[t], self._tenant_queued[t],
-                                  self._accepted[t], self._rejected[t]) for t in sorted(tenants)},
+            resources={
+                name: ResourceUse(cap, self._in_use[name], self._demand[name])
+                for name, cap in self.policy.capacities.items()
+            },
+            tenants={
+                t: TenantUse(
+                    self._running[t], self._tenant_queued[t], self._accepted[t], self._rejected[t]
+                )
+                for t in sorted(tenants)
+            },
             queue_wait=self.queue_wait.copy(),
         )
 
     # -- policy -------------------------------------------------------------------------
 
-    def _check_admissible(self, tenant: str, request: Mapping[str, float],
-                          size_bytes: int) -> None:
+    def _check_admissible(self, tenant: str, request: Mapping[str, float], size_bytes: int) -> None:
         policy = self.policy
         if self._closed:
-            raise Draining("server is shutting down; retry on another replica",
-                           retry_after=policy.retry_after)
+            raise Draining(
+                "server is shutting down; retry on another replica", retry_after=policy.retry_after
+            )
         for name, amount in request.items():
             capacity = policy.capacities.get(name, 0.0)
             if amount > capacity:
                 field = "task.resources." + {"cpu": "cpu_millis", "memory": "memory_bytes"}.get(
-                    name, f"extras[{name!r}]")
-                raise CannotFit(f"{field} asks for {amount:g} of {name!r}; this server's "
-                                f"capacity is {capacity:g}", field=field)
+                    name, f"extras[{name!r}]"
+                )
+                raise CannotFit(
+                    f"{field} asks for {amount:g} of {name!r}; this server's "
+                    f"capacity is {capacity:g}",
+                    field=field,
+                )
         if self._tenant_queued[tenant] >= policy.tenant_max_queued:
-            raise Overloaded(f"tenant {tenant!r} already has {policy.tenant_max_queued} tasks "
-                             "queued, its quota", retry_after=policy.retry_after,
-                             quota=f"tenant/{tenant}/max_queued")
+            raise Overloaded(
+                f"tenant {tenant!r} already has {policy.tenant_max_queued} tasks queued, its quota",
+                retry_after=policy.retry_after,
+                quota=f"tenant/{tenant}/max_queued",
+            )
         if self._queued >= policy.queue_capacity:
-            raise Overloaded(f"queue is full ({policy.queue_capacity} tasks waiting); retry "
-                             "later", retry_after=policy.retry_after)
+            raise Overloaded(
+                f"queue is full ({policy.queue_capacity} tasks waiting); retry later",
+                retry_after=policy.retry_after,
+            )
         if self._queued_bytes + size_bytes > policy.queue_capacity_bytes:
-            raise Overloaded(f"queue is full ({self._queued_bytes} bytes of tasks waiting, "
-                             f"limit {policy.queue_capacity_bytes}); retry later",
-                             retry_after=policy.retry_after)
+            raise Overloaded(
+                f"queue is full ({self._queued_bytes} bytes of tasks waiting, "
+                f"limit {policy.queue_capacity_bytes}); retry later",
+                retry_after=policy.retry_after,
+            )
 
     def _fits(self, ticket: Ticket) -> bool:
         if self._running[ticket.tenant] >= self.policy.tenant_max_running:
             return False
-        return all(self._in_use[name] + amount <= self.policy.capacities[name] + 1e-9
-                   for name, amount in ticket.request.items())
+        return all(
+            self._in_use[name] + amount <= self.policy.capacities[name] + 1e-9
+            for name, amount in ticket.request.items()
+        )
 
     def _candidates(self) -> Iterator[Ticket]:
         """Waiting tickets in policy order: priority, then the least-served tenant
@@ -295,8 +340,10 @@ class Admission:
         seen = 0
         for priority in sorted(self._waiting):
             tenants = self._waiting[priority]
-            queues = sorted((q for q in tenants.values() if q),
-                            key=lambda q: (self._running[q[0].tenant], q[0].seq))
+            queues = sorted(
+                (q for q in tenants.values() if q),
+                key=lambda q: (self._running[q[0].tenant], q[0].seq),
+            )
             # Round-robin across tenants so one tenant's backlog cannot fill the window.
             for depth in range(max((len(q) for q in queues), default=0)):
                 for q in queues:
@@ -356,7 +403,8 @@ class Admission:
             return
         if self._deadline_task is None or self._deadline_task.done():
             self._deadline_task = asyncio.get_running_loop().create_task(
-                self._deadline_loop(), name="zako-admission-deadlines")
+                self._deadline_loop(), name="zako-admission-deadlines"
+            )
         self._deadline_changed.set()
 
     async def _deadline_loop(self) -> None:
@@ -367,5 +415,6 @@ class Admission:
                 heapq.heappop(self._deadlines)
             delay = self._deadlines[0][0] - self._clock() if self._deadlines else math.inf
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._deadline_changed.wait(),
-                                       None if delay == math.inf else max(delay, 0.0))
+                await asyncio.wait_for(
+                    self._deadline_changed.wait(), None if delay == math.inf else max(delay, 0.0)
+                )

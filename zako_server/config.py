@@ -23,8 +23,17 @@ from zako_server.heuristics import (
 )
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-          "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30, "ti": 1 << 40}
+_UNITS = {
+    "": 1,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+    "ki": 1 << 10,
+    "mi": 1 << 20,
+    "gi": 1 << 30,
+    "ti": 1 << 40,
+}
 
 
 def parse_size(text: str) -> int:
@@ -112,21 +121,36 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("listen", str, "address:port to serve gRPC on (port 0 = any)"),
     Option("min_workers", _non_negative_int, "warm V8 workers kept even when idle"),
-    Option("max_workers", _positive(int),
-           "upper bound on V8 worker processes (default: half the effective CPUs, >= 1)"),
-    Option("queue_capacity_bytes", _positive(parse_size),
-           "most bytes of task sources and inputs waiting in the queue"),
-    Option("resources", parse_resources,
-           "capacities of named resources, NAME=AMOUNT,...; also overrides cpu (millicores) "
-           "and memory (bytes), which default to the effective CPUs and memory "
-           "(flag --resource NAME=AMOUNT may repeat)"),
+    Option(
+        "max_workers",
+        _positive(int),
+        "upper bound on V8 worker processes (default: half the effective CPUs, >= 1)",
+    ),
+    Option(
+        "queue_capacity_bytes",
+        _positive(parse_size),
+        "most bytes of task sources and inputs waiting in the queue",
+    ),
+    Option(
+        "resources",
+        parse_resources,
+        "capacities of named resources, NAME=AMOUNT,...; also overrides cpu (millicores) "
+        "and memory (bytes), which default to the effective CPUs and memory "
+        "(flag --resource NAME=AMOUNT may repeat)",
+    ),
     Option("default_cpu_millis", _positive(int), "CPU a task requests when it names none"),
     Option("tenant_max_queued", _positive(int), "most tasks one tenant may have waiting"),
     Option("tenant_max_running", _positive(int), "most tasks one tenant may have running"),
-    Option("aging", _positive(float),
-           "seconds after which no smaller task may pass a waiting one (backfill bound)"),
-    Option("queue_capacity", _positive(int),
-           "most tasks waiting for a worker (default: max(2 x max_workers, 1024))"),
+    Option(
+        "aging",
+        _positive(float),
+        "seconds after which no smaller task may pass a waiting one (backfill bound)",
+    ),
+    Option(
+        "queue_capacity",
+        _positive(int),
+        "most tasks waiting for a worker (default: max(2 x max_workers, 1024))",
+    ),
     Option("idle_timeout", _positive(float), "seconds an idle worker above min lives"),
     Option("default_timeout", _positive(float), "task timeout when a task gives none (s)"),
     Option("min_timeout", _positive(float), "shortest task timeout accepted (s)"),
@@ -140,34 +164,65 @@ OPTIONS: tuple[Option, ...] = (
     Option("default_memory", _positive(parse_size), "default V8 heap limit per task"),
     Option("max_memory", _positive(parse_size), "largest V8 heap limit a task may ask"),
     Option("max_tasks_per_stream", _positive(int), "most tasks in flight per stream"),
-    Option("allow_system_access", parse_bool,
-           "let config-context tasks ask for clock, randomness and timers"),
-    Option("isolate_reuse", _choice(*ISOLATE_REUSE_MODES),
-           "tenant: a worker keeps warm V8 isolates and reuses one across tasks of the same "
-           "tenant, context kind and hermeticity (Task.fresh_isolate opts out); never: a "
-           "fresh isolate for every task"),
-    Option("isolate_max_tasks", _positive(int),
-           "tasks a warm isolate runs before it is recycled for a fresh one"),
-    Option("drain_grace", _positive(float),
-           "on SIGTERM: seconds running tasks get to finish before they are cancelled"),
-    Option("cancel_grace", _positive(float),
-           "seconds a worker gets to stop a cancelled or timed-out task before it is killed"),
+    Option(
+        "allow_system_access",
+        parse_bool,
+        "let config-context tasks ask for clock, randomness and timers",
+    ),
+    Option(
+        "isolate_reuse",
+        _choice(*ISOLATE_REUSE_MODES),
+        "tenant: a worker keeps warm V8 isolates and reuses one across tasks of the same "
+        "tenant, context kind and hermeticity (Task.fresh_isolate opts out); never: a "
+        "fresh isolate for every task",
+    ),
+    Option(
+        "isolate_max_tasks",
+        _positive(int),
+        "tasks a warm isolate runs before it is recycled for a fresh one",
+    ),
+    Option(
+        "drain_grace",
+        _positive(float),
+        "on SIGTERM: seconds running tasks get to finish before they are cancelled",
+    ),
+    Option(
+        "cancel_grace",
+        _positive(float),
+        "seconds a worker gets to stop a cancelled or timed-out task before it is killed",
+    ),
     Option("worker_start_timeout", _positive(float), "seconds a new worker has to get ready"),
-    Option("worker_rss_margin", _positive(parse_size),
-           "resident memory a worker may use beyond its task's heap limit before it is "
-           "killed (ArrayBuffers are outside V8's heap limit)"),
-    Option("health_listen", str,
-           "host:port for a plaintext grpc.health.v1-only server (for kubelet probes when the "
-           "main port serves TLS); empty: off"),
-    Option("metrics_listen", str,
-           "host:port for Prometheus /metrics over HTTP (empty: off), e.g. 0.0.0.0:9090"),
-    Option("tracing", parse_bool,
-           "OpenTelemetry spans (exporter from OTEL_TRACES_EXPORTER: console or otlp)"),
+    Option(
+        "worker_rss_margin",
+        _positive(parse_size),
+        "resident memory a worker may use beyond its task's heap limit before it is "
+        "killed (ArrayBuffers are outside V8's heap limit)",
+    ),
+    Option(
+        "health_listen",
+        str,
+        "host:port for a plaintext grpc.health.v1-only server (for kubelet probes when the "
+        "main port serves TLS); empty: off",
+    ),
+    Option(
+        "metrics_listen",
+        str,
+        "host:port for Prometheus /metrics over HTTP (empty: off), e.g. 0.0.0.0:9090",
+    ),
+    Option(
+        "tracing",
+        parse_bool,
+        "OpenTelemetry spans (exporter from OTEL_TRACES_EXPORTER: console or otlp)",
+    ),
     Option("tls_cert", str, "PEM certificate chain: serve TLS (with --tls-key)"),
     Option("tls_key", str, "PEM private key of --tls-cert"),
     Option("tls_client_ca", str, "PEM CA bundle: require client certificates (mutual TLS)"),
-    Option("auth_tokens", str, "bearer tokens TOKEN:TENANT:ROLE,... (roles: admin, client); "
-           "any token turns authentication on"),
+    Option(
+        "auth_tokens",
+        str,
+        "bearer tokens TOKEN:TENANT:ROLE,... (roles: admin, client); "
+        "any token turns authentication on",
+    ),
     Option("auth_tokens_file", str, "file of bearer tokens, one 'TOKEN TENANT ROLE' per line"),
     Option("log_level", str, "server log level: debug, info, warning, error"),
     Option("log_format", str, "server log format: text or json (one object per line)"),
@@ -249,9 +304,11 @@ class Settings:
     def capacities(self) -> dict[str, float]:
         """What admission hands out: cpu (millicores), memory (bytes), workers, extras."""
         machine = self.machine
-        capacities = {"cpu": (machine.cpus if machine else 1.0) * 1000.0,
-                      "memory": float(machine.memory_bytes if machine else 1 << 30),
-                      "workers": float(self.max_workers)}
+        capacities = {
+            "cpu": (machine.cpus if machine else 1.0) * 1000.0,
+            "memory": float(machine.memory_bytes if machine else 1 << 30),
+            "workers": float(self.max_workers),
+        }
         capacities.update(dict(self.resources))
         return capacities
 
@@ -268,8 +325,9 @@ class Settings:
             rows.append((option.name, shown, self.sources.get(option.name, "default")))
         if self.machine is not None:
             rows.append(("(effective cpus)", f"{self.machine.cpus:g}", self.machine.cpus_source))
-            rows.append(("(effective memory)", str(self.machine.memory_bytes),
-                         self.machine.memory_source))
+            rows.append(
+                ("(effective memory)", str(self.machine.memory_bytes), self.machine.memory_source)
+            )
         return rows
 
 
@@ -282,8 +340,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for option in OPTIONS:
         default = _DEFAULTS[option.name]
         shown = "from the machine" if option.name in _HEURISTIC else repr(default)
-        parser.add_argument(option.flag, dest=option.name, default=None, metavar="VALUE",
-                            help=f"{option.help} [env {option.env}; default {shown}]")
+        parser.add_argument(
+            option.flag,
+            dest=option.name,
+            default=None,
+            metavar="VALUE",
+            help=f"{option.help} [env {option.env}; default {shown}]",
+        )
 
 
 def build_settings(
@@ -322,18 +385,27 @@ def build_settings(
     return Settings(**values, machine=machine, sources=sources)
 
 
-def settings_from_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> tuple[
-        Settings, argparse.Namespace]:
+def settings_from_args(
+    argv: Sequence[str] | None, env: Mapping[str, str]
+) -> tuple[Settings, argparse.Namespace]:
     """Parse the command line of `zako-server` into Settings (plus the non-setting flags)."""
     parser = argparse.ArgumentParser(
         prog="zako-server",
         description="Zako: remote execution of JavaScript on a pool of V8 workers, over gRPC.",
     )
     add_arguments(parser)
-    parser.add_argument("--resource", action="append", default=[], metavar="NAME=AMOUNT",
-                        help="a resource capacity; may repeat (joins --resources)")
-    parser.add_argument("--print-config", action="store_true",
-                        help="print every setting, its value and where it came from, then exit")
+    parser.add_argument(
+        "--resource",
+        action="append",
+        default=[],
+        metavar="NAME=AMOUNT",
+        help="a resource capacity; may repeat (joins --resources)",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print every setting, its value and where it came from, then exit",
+    )
     args = parser.parse_args(argv)
     flags = {option.name: getattr(args, option.name) for option in OPTIONS}
     if args.resource:

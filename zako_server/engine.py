@@ -40,8 +40,12 @@ log = logging.getLogger("zako.engine")
 
 Emit = Callable[[pb.SubmitResponse], None]
 _NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
-_LEVELS = {"debug": pb.LOG_LEVEL_DEBUG, "info": pb.LOG_LEVEL_INFO,
-           "warn": pb.LOG_LEVEL_WARN, "error": pb.LOG_LEVEL_ERROR}
+_LEVELS = {
+    "debug": pb.LOG_LEVEL_DEBUG,
+    "info": pb.LOG_LEVEL_INFO,
+    "warn": pb.LOG_LEVEL_WARN,
+    "error": pb.LOG_LEVEL_ERROR,
+}
 
 
 # Built with keyword arguments (C) rather than FromNanoseconds (Python, with range checks):
@@ -59,9 +63,11 @@ def duration(seconds: float) -> Duration:
 def heap_usage(heap: dict[str, Any] | None) -> pb.HeapUsage:
     """A worker's heap figures ({"used", "total", "limit"}, any may be missing)."""
     heap = heap or {}
-    return pb.HeapUsage(used_bytes=int(heap.get("used") or 0),
-                        total_bytes=int(heap.get("total") or 0),
-                        limit_bytes=int(heap.get("limit") or 0))
+    return pb.HeapUsage(
+        used_bytes=int(heap.get("used") or 0),
+        total_bytes=int(heap.get("total") or 0),
+        limit_bytes=int(heap.get("limit") or 0),
+    )
 
 
 @dataclass(eq=False)
@@ -90,19 +96,29 @@ class TaskRecord:
     def event(self, **kind: Any) -> pb.SubmitResponse:
         return pb.SubmitResponse(task_id=self.task_id, time=timestamp(time.time()), **kind)
 
-    def timings(self, run_s: float | None = None, cpu_s: float = 0.0,
-                warm: bool = False) -> pb.Timings:
+    def timings(
+        self, run_s: float | None = None, cpu_s: float = 0.0, warm: bool = False
+    ) -> pb.Timings:
         finished = timestamp(time.time())
         if self.started_mono:
             if run_s is None:
                 run_s = time.monotonic() - self.started_mono
-            return pb.Timings(accepted_at=timestamp(self.accepted_wall),
-                              started_at=timestamp(self.started_wall), finished_at=finished,
-                              queued=duration(self.started_mono - self.accepted_mono),
-                              run=duration(run_s), cpu=duration(cpu_s), warm_isolate=warm)
-        return pb.Timings(accepted_at=timestamp(self.accepted_wall), finished_at=finished,
-                          queued=duration(time.monotonic() - self.accepted_mono),
-                          cpu=duration(cpu_s), warm_isolate=warm)
+            return pb.Timings(
+                accepted_at=timestamp(self.accepted_wall),
+                started_at=timestamp(self.started_wall),
+                finished_at=finished,
+                queued=duration(self.started_mono - self.accepted_mono),
+                run=duration(run_s),
+                cpu=duration(cpu_s),
+                warm_isolate=warm,
+            )
+        return pb.Timings(
+            accepted_at=timestamp(self.accepted_wall),
+            finished_at=finished,
+            queued=duration(time.monotonic() - self.accepted_mono),
+            cpu=duration(cpu_s),
+            warm_isolate=warm,
+        )
 
     def finish(self, event: pb.SubmitResponse) -> bool:
         """Emit the terminal event; False (and nothing emitted) if one was already sent."""
@@ -115,10 +131,20 @@ class TaskRecord:
         outcome = event.WhichOneof("event")
         level = logging.INFO if outcome == "failed" else logging.DEBUG
         if log.isEnabledFor(level):  # the usual completed task logs nothing: skip the extras
-            reason = (pb.FailureReason.Name(event.failed.reason) if outcome == "failed"
-                      else event.cancelled.reason if outcome == "cancelled" else None)
-            log.log(level, "task %s %s", self.task_id, outcome,
-                    extra={"task_id": self.task_id, "tenant": self.tenant, "reason": reason})
+            reason = (
+                pb.FailureReason.Name(event.failed.reason)
+                if outcome == "failed"
+                else event.cancelled.reason
+                if outcome == "cancelled"
+                else None
+            )
+            log.log(
+                level,
+                "task %s %s",
+                self.task_id,
+                outcome,
+                extra={"task_id": self.task_id, "tenant": self.tenant, "reason": reason},
+            )
         return True
 
 
@@ -134,8 +160,9 @@ class Counters:
 
 
 def rejected_event(task_id: str, exc: TaskRejection) -> pb.SubmitResponse:
-    rejected = pb.Rejected(code=_code_number(exc.code), message=exc.message, field=exc.field,
-                           quota=exc.quota)
+    rejected = pb.Rejected(
+        code=_code_number(exc.code), message=exc.message, field=exc.field, quota=exc.quota
+    )
     if exc.retry_after is not None:
         rejected.retry_after.CopyFrom(duration(exc.retry_after))
     return pb.SubmitResponse(task_id=task_id, time=timestamp(time.time()), rejected=rejected)
@@ -143,17 +170,27 @@ def rejected_event(task_id: str, exc: TaskRejection) -> pb.SubmitResponse:
 
 def _code_number(name: str) -> int:
     # google.rpc.Code numbers; kept here so this module needs no gRPC import.
-    return {"OK": 0, "CANCELLED": 1, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4,
-            "NOT_FOUND": 5, "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7,
-            "RESOURCE_EXHAUSTED": 8, "FAILED_PRECONDITION": 9, "UNAVAILABLE": 14,
-            "UNAUTHENTICATED": 16}.get(name, 13)
+    return {
+        "OK": 0,
+        "CANCELLED": 1,
+        "INVALID_ARGUMENT": 3,
+        "DEADLINE_EXCEEDED": 4,
+        "NOT_FOUND": 5,
+        "ALREADY_EXISTS": 6,
+        "PERMISSION_DENIED": 7,
+        "RESOURCE_EXHAUSTED": 8,
+        "FAILED_PRECONDITION": 9,
+        "UNAVAILABLE": 14,
+        "UNAUTHENTICATED": 16,
+    }.get(name, 13)
 
 
 class Engine:
     """Owns the registry of live tasks and drives each through admission and the pool."""
 
-    def __init__(self, admission: Admission, pool: Pool,
-                 tracer: trace.Tracer | None = None) -> None:
+    def __init__(
+        self, admission: Admission, pool: Pool, tracer: trace.Tracer | None = None
+    ) -> None:
         self.admission = admission
         self.pool = pool
         self.tracer = tracer or trace.NoOpTracerProvider().get_tracer("zako_server")
@@ -166,14 +203,19 @@ class Engine:
     def submit(self, job: Job, owner: object, emit: Emit, tenant: str = "anonymous") -> TaskRecord:
         """Accept a validated task or raise TaskRejection (the caller reports it)."""
         if job.task_id in self._tasks:
-            raise DuplicateTask(f"task.id {job.task_id!r} is already queued or running",
-                                field="task.id")
+            raise DuplicateTask(
+                f"task.id {job.task_id!r} is already queued or running", field="task.id"
+            )
         record = TaskRecord(job, owner, emit, tenant)
-        deadline = (None if job.queue_timeout_s is None
-                    else time.monotonic() + job.queue_timeout_s)
+        deadline = None if job.queue_timeout_s is None else time.monotonic() + job.queue_timeout_s
         record.ticket, position = self.admission.enqueue(
-            job.task_id, tenant=tenant, priority=job.priority, request=job.request,
-            size_bytes=job.size_bytes, deadline=deadline)
+            job.task_id,
+            tenant=tenant,
+            priority=job.priority,
+            request=job.request,
+            size_bytes=job.size_bytes,
+            deadline=deadline,
+        )
         self._tasks[job.task_id] = record
         self.counters.accepted += 1
         emit(record.event(accepted=pb.Accepted(queue_position=position)))
@@ -187,15 +229,19 @@ class Engine:
     def get(self, task_id: str) -> TaskRecord | None:
         return self._tasks.get(task_id)
 
-    def cancel(self, task_id: str, reason: str, owner: object | None = None,
-               tenant: str | None = None) -> int:
+    def cancel(
+        self, task_id: str, reason: str, owner: object | None = None, tenant: str | None = None
+    ) -> int:
         """Cancel a queued or running task; returns its pb.TaskState before the cancel.
 
         `owner` limits it to one stream's tasks, `tenant` to one tenant's (a client role).
         """
         record = self._tasks.get(task_id)
-        if record is None or record.state == "done" or (
-                owner is not None and record.owner is not owner):
+        if (
+            record is None
+            or record.state == "done"
+            or (owner is not None and record.owner is not owner)
+        ):
             raise TaskNotFound(f"no queued or running task with id {task_id!r}")
         if tenant is not None and record.tenant != tenant:
             raise PermissionDenied(f"task {task_id!r} belongs to another tenant")
@@ -220,8 +266,9 @@ class Engine:
         while self._tasks and time.monotonic() < deadline:
             pending = [r.finished.wait() for r in list(self._tasks.values())]
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*pending),
-                                       max(deadline - time.monotonic(), 0.0))
+                await asyncio.wait_for(
+                    asyncio.gather(*pending), max(deadline - time.monotonic(), 0.0)
+                )
         return not self._tasks
 
     def _cancel(self, record: TaskRecord, reason: str) -> None:
@@ -242,52 +289,72 @@ class Engine:
             record.state = "running"
             record.started_wall, record.started_mono = time.time(), time.monotonic()
             with self._span("zako.execute", record) as span:
-                done = await self.pool.run(record.job.frame,
-                                           lambda m: self._on_worker_event(record, m))
+                done = await self.pool.run(
+                    record.job.frame, lambda m: self._on_worker_event(record, m)
+                )
                 if span is not None:
-                    span.set_attribute("zako.outcome", "completed" if done.get("ok")
-                                       else str(done.get("reason")))
+                    span.set_attribute(
+                        "zako.outcome", "completed" if done.get("ok") else str(done.get("reason"))
+                    )
             self._finish_from_worker(record, done)
         except asyncio.CancelledError:
             self._finish_cancelled(record)
         except QueueDeadlineExceeded as exc:
-            self._finish_failed(record, pb.FAILURE_REASON_DEADLINE_EXCEEDED,
-                                pb.JsError(name="DeadlineExceeded", message=str(exc)))
+            self._finish_failed(
+                record,
+                pb.FAILURE_REASON_DEADLINE_EXCEEDED,
+                pb.JsError(name="DeadlineExceeded", message=str(exc)),
+            )
         except Exception as exc:
-            log.exception("internal error running task %s", record.task_id,
-                          extra={"task_id": record.task_id, "tenant": record.tenant})
-            self._finish_failed(record, pb.FAILURE_REASON_INTERNAL,
-                                pb.JsError(name="InternalError",
-                                           message=f"internal server error: {type(exc).__name__}"))
+            log.exception(
+                "internal error running task %s",
+                record.task_id,
+                extra={"task_id": record.task_id, "tenant": record.tenant},
+            )
+            self._finish_failed(
+                record,
+                pb.FAILURE_REASON_INTERNAL,
+                pb.JsError(
+                    name="InternalError", message=f"internal server error: {type(exc).__name__}"
+                ),
+            )
         finally:
             self.admission.release(record.ticket)
             self._tasks.pop(record.task_id, None)
             if record.terminal is None:  # defensive: never leave a task without an end
                 self._finish_cancelled(record)
 
-    def _span(self, name: str,
-              record: TaskRecord) -> contextlib.AbstractContextManager[trace.Span | None]:
+    def _span(
+        self, name: str, record: TaskRecord
+    ) -> contextlib.AbstractContextManager[trace.Span | None]:
         if not self._traced:
             return _NO_SPAN
         return self.tracer.start_as_current_span(
-            name, attributes={"zako.task_id": record.task_id, "zako.tenant": record.tenant})
+            name, attributes={"zako.task_id": record.task_id, "zako.tenant": record.tenant}
+        )
 
     def _on_worker_event(self, record: TaskRecord, message: dict[str, Any]) -> None:
         if record.terminal is not None:
             return
         if message["ev"] == "started" and "worker_id" in message:
-            record.emit(record.event(started=pb.Started(worker_id=message["worker_id"],
-                                                        worker_pid=message["pid"])))
+            record.emit(
+                record.event(
+                    started=pb.Started(worker_id=message["worker_id"], worker_pid=message["pid"])
+                )
+            )
         elif message["ev"] == "log":
-            line = pb.LogLine(level=_LEVELS.get(message.get("level", "info"), pb.LOG_LEVEL_INFO),
-                              message=str(message.get("message", "")),
-                              time=timestamp(float(message.get("ts") or time.time())))
+            line = pb.LogLine(
+                level=_LEVELS.get(message.get("level", "info"), pb.LOG_LEVEL_INFO),
+                message=str(message.get("message", "")),
+                time=timestamp(float(message.get("ts") or time.time())),
+            )
             record.emit(record.event(log=line))
 
     def _finish_from_worker(self, record: TaskRecord, done: dict[str, Any]) -> None:
         # "warm" is absent from workers that predate isolate reuse: they always ran fresh.
-        timings = record.timings(done.get("run_s"), float(done.get("cpu_s") or 0.0),
-                                 bool(done.get("warm", False)))
+        timings = record.timings(
+            done.get("run_s"), float(done.get("cpu_s") or 0.0), bool(done.get("warm", False))
+        )
         self.run_time.observe(timings.run.seconds + timings.run.nanos / 1e9)
         usage = heap_usage(done.get("heap"))
         if done.get("ok"):
@@ -301,18 +368,27 @@ class Engine:
             return
         error = done.get("error") or {}
         js_error = pb.JsError(
-            name=str(error.get("name") or ""), message=str(error.get("message") or ""),
-            stack=str(error.get("stack") or ""), module=str(error.get("module") or ""),
-            line=int(error.get("line") or 0), column=int(error.get("column") or 0))
+            name=str(error.get("name") or ""),
+            message=str(error.get("message") or ""),
+            stack=str(error.get("stack") or ""),
+            module=str(error.get("module") or ""),
+            line=int(error.get("line") or 0),
+            column=int(error.get("column") or 0),
+        )
         try:
             number = pb.FailureReason.Value(f"FAILURE_REASON_{reason.upper()}")
         except ValueError:
             number = pb.FAILURE_REASON_INTERNAL
         self._finish_failed(record, number, js_error, timings, usage)
 
-    def _finish_failed(self, record: TaskRecord, reason: int, error: pb.JsError,
-                       timings: pb.Timings | None = None,
-                       heap: pb.HeapUsage | None = None) -> None:
+    def _finish_failed(
+        self,
+        record: TaskRecord,
+        reason: int,
+        error: pb.JsError,
+        timings: pb.Timings | None = None,
+        heap: pb.HeapUsage | None = None,
+    ) -> None:
         failed = pb.Failed(reason=reason, error=error, timings=timings or record.timings())
         if heap is not None:
             failed.heap.CopyFrom(heap)
@@ -321,8 +397,10 @@ class Engine:
             self.counters.failed[name] += 1
 
     def _finish_cancelled(self, record: TaskRecord, timings: pb.Timings | None = None) -> None:
-        cancelled = pb.Cancelled(reason=record.cancel_reason or "cancelled",
-                                 was_running=bool(record.started_mono),
-                                 timings=timings or record.timings())
+        cancelled = pb.Cancelled(
+            reason=record.cancel_reason or "cancelled",
+            was_running=bool(record.started_mono),
+            timings=timings or record.timings(),
+        )
         if record.finish(record.event(cancelled=cancelled)):
             self.counters.cancelled += 1

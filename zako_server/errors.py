@@ -29,7 +29,11 @@ class TaskRejection(ZakoServerError):
     """A task refused before it ran; `field` names the culprit when one field is."""
 
     def __init__(
-        self, message: str, *, field: str = "", retry_after: float | None = None,
+        self,
+        message: str,
+        *,
+        field: str = "",
+        retry_after: float | None = None,
         quota: str = "",
     ) -> None:
         super().__init__(message)

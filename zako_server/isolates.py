@@ -31,10 +31,17 @@ from zako_server.runtime import Instance
 RESET_TIMEOUT_S = 0.25
 # Outcomes after which nothing of the task can still be running and the prelude's state
 # is consistent: the task returned, threw, or was refused by the prelude.
-REUSABLE_REASONS = frozenset({
-    "ok", "js_error", "not_serializable", "result_too_large", "capability_denied",
-    "module_not_found", "deadlock",
-})
+REUSABLE_REASONS = frozenset(
+    {
+        "ok",
+        "js_error",
+        "not_serializable",
+        "result_too_large",
+        "capability_denied",
+        "module_not_found",
+        "deadlock",
+    }
+)
 
 
 # A heap reading costs about 0.35 ms of CPU (mini-racer's heap_stats), a third of what a
@@ -48,8 +55,12 @@ HEAP_MAX_AGE = 16
 def heap_reading(instance: Instance, run_s: float) -> dict[str, int] | None:
     """The task's heap figures (see above); None when the isolate may still be busy."""
     last = instance.last_heap
-    if last is None or instance.uses == 0 or run_s >= HEAP_FRESH_S or (
-            instance.heap_age >= HEAP_MAX_AGE):
+    if (
+        last is None
+        or instance.uses == 0
+        or run_s >= HEAP_FRESH_S
+        or (instance.heap_age >= HEAP_MAX_AGE)
+    ):
         reading = instance.heap()
         if reading is not None:
             instance.last_heap, instance.heap_age = dict(reading), 0
@@ -58,13 +69,16 @@ def heap_reading(instance: Instance, run_s: float) -> dict[str, int] | None:
     return dict(last)
 
 
-def keep(instance: Instance, reason: str, heap_used: int, heap_limit: int,
-         max_tasks: int) -> bool:
+def keep(instance: Instance, reason: str, heap_used: int, heap_limit: int, max_tasks: int) -> bool:
     """Whether an isolate that just ran a reusable task may run another (before reset)."""
-    return (not instance.tainted and not instance.retired and reason in REUSABLE_REASONS
-            and instance.uses < max_tasks
-            # Live data the next task would inherit counts against its own limit.
-            and (heap_limit <= 0 or heap_used <= heap_limit // 2))
+    return (
+        not instance.tainted
+        and not instance.retired
+        and reason in REUSABLE_REASONS
+        and instance.uses < max_tasks
+        # Live data the next task would inherit counts against its own limit.
+        and (heap_limit <= 0 or heap_used <= heap_limit // 2)
+    )
 
 
 class Isolates:
@@ -89,17 +103,25 @@ class Isolates:
         self.spare = None
         return instance, False
 
-    async def give_back(self, instance: Instance, key: ReuseKey | None, reason: str,
-                        heap: dict[str, Any], max_tasks: int) -> bool:
+    async def give_back(
+        self,
+        instance: Instance,
+        key: ReuseKey | None,
+        reason: str,
+        heap: dict[str, Any],
+        max_tasks: int,
+    ) -> bool:
         """Keep `instance` warm for `key` if it is fit for that; else close it."""
         instance.uses += 1
-        if key is None or not keep(instance, reason, int(heap.get("used", 0)),
-                                   int(heap.get("limit", 0)), max_tasks):
+        if key is None or not keep(
+            instance, reason, int(heap.get("used", 0)), int(heap.get("limit", 0)), max_tasks
+        ):
             instance.close()
             return False
         try:
             verdict = await asyncio.wait_for(
-                instance.eval(runtime.reset_script(instance.token)), RESET_TIMEOUT_S)
+                instance.eval(runtime.reset_script(instance.token)), RESET_TIMEOUT_S
+            )
         except Exception:  # still busy, or the prelude refused: not fit for reuse
             verdict = "reset failed"
         if verdict != "":

@@ -35,7 +35,8 @@ class Job:
     reuse_max_tasks: int = 0
     # Resolved by a cancel (a future, not an Event: asyncio.wait takes it as it is).
     cancel: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future())
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
     cancel_why: str = "task was cancelled"
     log_bytes: int = 0
     py_dropped: int = 0

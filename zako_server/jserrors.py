@@ -148,8 +148,11 @@ def frozen_builtin(outcome: Mapping[str, Any]) -> bool:
     A write to an object the task froze itself matches too; its re-run fails the same way.
     """
     error = outcome.get("error") or {}
-    return (outcome.get("reason") == "js_error" and error.get("name") == "TypeError"
-            and _FROZEN.search(str(error.get("message", ""))) is not None)
+    return (
+        outcome.get("reason") == "js_error"
+        and error.get("name") == "TypeError"
+        and _FROZEN.search(str(error.get("message", ""))) is not None
+    )
 
 
 def failure(reason: str, error: dict[str, Any]) -> dict[str, Any]:
@@ -187,9 +190,13 @@ def check_outcome(raw: Any, max_result_bytes: int) -> dict[str, Any] | None:
         value = clean_text(raw["value"])
         size = len(value.encode())
         if size > max_result_bytes:
-            return failure("result_too_large", make_error(
-                "RangeError",
-                f"result is {size} bytes of JSON, over the limit of {max_result_bytes} bytes"))
+            return failure(
+                "result_too_large",
+                make_error(
+                    "RangeError",
+                    f"result is {size} bytes of JSON, over the limit of {max_result_bytes} bytes",
+                ),
+            )
         return {"ok": True, "value": value}
     reason = raw["reason"]
     if reason not in FAILURE_REASONS:
@@ -204,6 +211,15 @@ def check_outcome(raw: Any, max_result_bytes: int) -> dict[str, Any] | None:
         v = err.get(key)
         return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
-    return failure(reason, make_error(
-        text("name") or "Error", text("message") or "", stack=text("stack"),
-        module=text("module"), line=number("line"), column=number("column"), code=text("code")))
+    return failure(
+        reason,
+        make_error(
+            text("name") or "Error",
+            text("message") or "",
+            stack=text("stack"),
+            module=text("module"),
+            line=number("line"),
+            column=number("column"),
+            code=text("code"),
+        ),
+    )

@@ -43,8 +43,11 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        fields = [f"{name}={getattr(record, name)}" for name in TASK_FIELDS
-                  if getattr(record, name, None) is not None]
+        fields = [
+            f"{name}={getattr(record, name)}"
+            for name in TASK_FIELDS
+            if getattr(record, name, None) is not None
+        ]
         return f"{line} [{' '.join(fields)}]" if fields else line
 
 

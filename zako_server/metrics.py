@@ -53,25 +53,30 @@ class ZakoCollector:
         pool = self.server.pool.statistics()
         adm = self.server.admission.statistics()
         counters = self.server.engine.counters
-        queue = GaugeMetricFamily("zako_queue_depth", "Tasks waiting for a worker, by priority",
-                                  labels=["priority"])
+        queue = GaugeMetricFamily(
+            "zako_queue_depth", "Tasks waiting for a worker, by priority", labels=["priority"]
+        )
         for priority, depth in sorted(adm.depth_by_priority.items()):
             queue.add_metric([str(priority)], depth)
         yield queue
-        yield GaugeMetricFamily("zako_queue_length", "Tasks waiting for a worker (all)",
-                                value=adm.queued)
-        yield GaugeMetricFamily("zako_tasks_in_flight", "Tasks running on workers",
-                                value=adm.running)
-        workers = GaugeMetricFamily("zako_workers", "Worker processes by state",
-                                    labels=["state"])
-        for state, value in (("busy", pool.busy), ("idle", pool.idle),
-                             ("starting", pool.starting)):
+        yield GaugeMetricFamily(
+            "zako_queue_length", "Tasks waiting for a worker (all)", value=adm.queued
+        )
+        yield GaugeMetricFamily(
+            "zako_tasks_in_flight", "Tasks running on workers", value=adm.running
+        )
+        workers = GaugeMetricFamily("zako_workers", "Worker processes by state", labels=["state"])
+        for state, value in (("busy", pool.busy), ("idle", pool.idle), ("starting", pool.starting)):
             workers.add_metric([state], value)
         yield workers
-        lifecycle = CounterMetricFamily("zako_worker_events", "Worker lifecycle events",
-                                        labels=["event"])
-        for event, value in (("started", pool.started_total), ("crashed", pool.crashed_total),
-                             ("reclaimed", pool.reclaimed_total)):
+        lifecycle = CounterMetricFamily(
+            "zako_worker_events", "Worker lifecycle events", labels=["event"]
+        )
+        for event, value in (
+            ("started", pool.started_total),
+            ("crashed", pool.crashed_total),
+            ("reclaimed", pool.reclaimed_total),
+        ):
             lifecycle.add_metric([event], value)
         yield lifecycle
         outcomes = CounterMetricFamily("zako_tasks", "Tasks by outcome", labels=["outcome"])
@@ -81,40 +86,59 @@ class ZakoCollector:
         outcomes.add_metric(["cancelled"], counters.cancelled)
         outcomes.add_metric(["rejected"], sum(counters.rejected.values()))
         yield outcomes
-        failed = CounterMetricFamily("zako_tasks_failed", "Failed tasks by reason",
-                                     labels=["reason"])
+        failed = CounterMetricFamily(
+            "zako_tasks_failed", "Failed tasks by reason", labels=["reason"]
+        )
         for reason, value in sorted(counters.failed.items()):
             failed.add_metric([reason], value)
         yield failed
-        rejected = CounterMetricFamily("zako_tasks_rejected", "Rejected tasks by status code",
-                                       labels=["code"])
+        rejected = CounterMetricFamily(
+            "zako_tasks_rejected", "Rejected tasks by status code", labels=["code"]
+        )
         for code, value in sorted(counters.rejected.items()):
             rejected.add_metric([code], value)
         yield rejected
-        resources = GaugeMetricFamily("zako_resource", "Admission resources",
-                                      labels=["resource", "measure"])
+        resources = GaugeMetricFamily(
+            "zako_resource", "Admission resources", labels=["resource", "measure"]
+        )
         for name, use in sorted(adm.resources.items()):
             resources.add_metric([name, "capacity"], use.capacity)
             resources.add_metric([name, "in_use"], use.in_use)
             resources.add_metric([name, "queued_demand"], use.queued_demand)
         yield resources
-        yield _histogram_family("zako_task_wait_seconds", "Time tasks waited in the queue",
-                                adm.queue_wait)
-        yield _histogram_family("zako_task_run_seconds", "Time tasks ran on a worker",
-                                self.server.engine.run_time)
+        yield _histogram_family(
+            "zako_task_wait_seconds", "Time tasks waited in the queue", adm.queue_wait
+        )
+        yield _histogram_family(
+            "zako_task_run_seconds", "Time tasks ran on a worker", self.server.engine.run_time
+        )
 
 
 class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts every RPC by method and final status code, and times it."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter("zako_rpc_requests", "RPCs by method and status code",
-                                ["method", "code"], registry=registry)
-        self.latency = Histogram("zako_rpc_duration_seconds", "RPC latency by method",
-                                 ["method"], buckets=_RPC_BUCKETS, registry=registry)
+        self.requests = Counter(
+            "zako_rpc_requests",
+            "RPCs by method and status code",
+            ["method", "code"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "zako_rpc_duration_seconds",
+            "RPC latency by method",
+            ["method"],
+            buckets=_RPC_BUCKETS,
+            registry=registry,
+        )
 
-    def _done(self, method: str, started: float, context: grpc.aio.ServicerContext,
-              error: BaseException | None) -> None:
+    def _done(
+        self,
+        method: str,
+        started: float,
+        context: grpc.aio.ServicerContext,
+        error: BaseException | None,
+    ) -> None:
         code = context.code()
         if code is None:
             code = grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
@@ -126,8 +150,8 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
         self.latency.labels(method).observe(time.perf_counter() - started)
 
     async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails],
-                                     Awaitable[grpc.RpcMethodHandler]],
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
@@ -148,7 +172,8 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
                     self._done(method, started, context, error)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary, handler.request_deserializer, handler.response_serializer)
+                unary, handler.request_deserializer, handler.response_serializer
+            )
         if handler.stream_stream is not None:
             inner_stream = handler.stream_stream
 
@@ -164,7 +189,8 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
                     self._done(method, started, context, error)
 
             return grpc.stream_stream_rpc_method_handler(
-                stream, handler.request_deserializer, handler.response_serializer)
+                stream, handler.request_deserializer, handler.response_serializer
+            )
         return handler
 
 
@@ -182,8 +208,9 @@ class Metrics:
 
     def serve(self, listen: str) -> int:
         host, _, port = listen.rpartition(":")
-        http, _thread = start_http_server(int(port), addr=host or "127.0.0.1",
-                                          registry=self.registry)
+        http, _thread = start_http_server(
+            int(port), addr=host or "127.0.0.1", registry=self.registry
+        )
         self._http = http
         self.port = http.server_address[1]
         return self.port

@@ -113,12 +113,16 @@ class Pool:
                 worker.warm_key = key
             if result.get("reason") != "worker_lost" or worker.task_began_for(job["id"]):
                 return result
-            log.warning("worker %s was lost before it began task %s; dispatching again",
-                        worker.id, job["id"])
+            log.warning(
+                "worker %s was lost before it began task %s; dispatching again",
+                worker.id,
+                job["id"],
+            )
         return result
 
-    async def _run_on(self, worker: WorkerHandle, job: dict[str, Any],
-                      sink: EventSink) -> dict[str, Any]:
+    async def _run_on(
+        self, worker: WorkerHandle, job: dict[str, Any], sink: EventSink
+    ) -> dict[str, Any]:
         started = False
 
         def forward(message: dict[str, Any]) -> None:
@@ -142,11 +146,13 @@ class Pool:
         task_id = job["id"]
         rss_limit = int(job["max_heap_bytes"]) + self.settings.worker_rss_margin
         watch: list[asyncio.TimerHandle] = []  # the memory check's current timer
-        watch.append(loop.call_later(_RSS_POLL_S, self._check_memory, worker, task_id,
-                                     rss_limit, watch))
+        watch.append(
+            loop.call_later(_RSS_POLL_S, self._check_memory, worker, task_id, rss_limit, watch)
+        )
         backstop = float(job["timeout_s"]) + self.settings.cancel_grace + _BACKSTOP_MARGIN_S
-        overdue = loop.call_later(backstop, self._kill_overdue, worker, task_id,
-                                  float(job["timeout_s"]))
+        overdue = loop.call_later(
+            backstop, self._kill_overdue, worker, task_id, float(job["timeout_s"])
+        )
         done = worker.current_done
         assert done is not None
         try:
@@ -169,13 +175,23 @@ class Pool:
         (its done future then resolves with this verdict)."""
         if worker.task_id != task_id or not worker.alive:
             return
-        log.error("worker %s ignored the %.1fs timeout of task %s; killing it",
-                  worker.id, timeout, task_id)
-        worker.kill(("timeout", f"the task ran past its {timeout:g}s timeout "
-                                "and its worker did not stop it; the worker was killed"))
+        log.error(
+            "worker %s ignored the %.1fs timeout of task %s; killing it",
+            worker.id,
+            timeout,
+            task_id,
+        )
+        worker.kill(
+            (
+                "timeout",
+                f"the task ran past its {timeout:g}s timeout "
+                "and its worker did not stop it; the worker was killed",
+            )
+        )
 
-    def _check_memory(self, worker: WorkerHandle, task_id: str, limit: int,
-                      watch: list[asyncio.TimerHandle]) -> None:
+    def _check_memory(
+        self, worker: WorkerHandle, task_id: str, limit: int, watch: list[asyncio.TimerHandle]
+    ) -> None:
         """Kill a worker whose RSS passes its bound: V8's heap limit does not count
         ArrayBuffers, so a task can outgrow it without V8 noticing. The first reading is
         one interval after dispatch: most tasks are over by then, and reading /proc on
@@ -184,16 +200,26 @@ class Pool:
             return
         rss = worker.rss()
         if rss > limit:
-            log.warning("worker %s RSS %d exceeds %d while running %s; killing it",
-                        worker.id, rss, limit, task_id)
-            worker.kill(("out_of_memory",
-                         f"the worker's memory ({rss} bytes resident) exceeded its bound "
-                         f"of {limit} bytes (the task's heap limit plus "
-                         f"{self.settings.worker_rss_margin} bytes; ArrayBuffers count "
-                         "here even though V8's heap limit ignores them)"))
+            log.warning(
+                "worker %s RSS %d exceeds %d while running %s; killing it",
+                worker.id,
+                rss,
+                limit,
+                task_id,
+            )
+            worker.kill(
+                (
+                    "out_of_memory",
+                    f"the worker's memory ({rss} bytes resident) exceeded its bound "
+                    f"of {limit} bytes (the task's heap limit plus "
+                    f"{self.settings.worker_rss_margin} bytes; ArrayBuffers count "
+                    "here even though V8's heap limit ignores them)",
+                )
+            )
             return
         watch[0] = asyncio.get_running_loop().call_later(
-            _RSS_POLL_S, self._check_memory, worker, task_id, limit, watch)
+            _RSS_POLL_S, self._check_memory, worker, task_id, limit, watch
+        )
 
     async def cancel(self, task_id: str) -> bool:
         """Ask the worker running `task_id` to stop it; kill the worker if it does not
@@ -247,8 +273,9 @@ class Pool:
             if not waiter.done():
                 waiter.set_exception(RuntimeError("worker pool is closed"))
                 waiter.exception()
-        await asyncio.gather(*(w.stop(timeout) for w in list(self._workers.values())),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(w.stop(timeout) for w in list(self._workers.values())), return_exceptions=True
+        )
         for task in list(self._background):
             task.cancel()
 
@@ -342,12 +369,14 @@ class Pool:
             self._idle.remove(worker)
         if not worker.exit_expected and not self._closing:
             self._crashed_total += 1
-            log.warning("worker %s (pid %s) exited unexpectedly; replacing it",
-                        worker.id, worker.pid)
+            log.warning(
+                "worker %s (pid %s) exited unexpectedly; replacing it", worker.id, worker.pid
+            )
         self._top_up()
 
-    async def _stop_running(self, worker: WorkerHandle, task_id: str,
-                            done: asyncio.Future[dict[str, Any]]) -> None:
+    async def _stop_running(
+        self, worker: WorkerHandle, task_id: str, done: asyncio.Future[dict[str, Any]]
+    ) -> None:
         with contextlib.suppress(ConnectionError):
             await worker.cancel(task_id)
         try:
@@ -371,8 +400,12 @@ class Pool:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(done), self.settings.cancel_grace)
         if not done.done() and worker.alive:
-            log.warning("worker %s did not stop task %s within %.1fs; killing it",
-                        worker.id, task_id, self.settings.cancel_grace)
+            log.warning(
+                "worker %s did not stop task %s within %.1fs; killing it",
+                worker.id,
+                task_id,
+                self.settings.cancel_grace,
+            )
             worker.kill()
 
     async def _maintain(self) -> None:

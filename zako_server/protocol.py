@@ -134,7 +134,7 @@ class FrameParser:
             stop = start + HEADER.size + length
             if stop > end:
                 break
-            messages.append(_decode_body(buffer[start + HEADER.size:stop]))
+            messages.append(_decode_body(buffer[start + HEADER.size : stop]))
             start = stop
         if start:
             del buffer[:start]

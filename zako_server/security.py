@@ -76,8 +76,9 @@ class Authenticator:
     """Maps request metadata to an Identity; with no tokens configured, auth is off."""
 
     def __init__(self, entries: Sequence[tuple[str, str, str]] = ()) -> None:
-        self._by_digest = {_digest(token): Identity(tenant, role)
-                           for token, tenant, role in entries}
+        self._by_digest = {
+            _digest(token): Identity(tenant, role) for token, tenant, role in entries
+        }
 
     @classmethod
     def from_settings(cls, tokens: str, tokens_file: str) -> Authenticator:

@@ -48,24 +48,35 @@ _SERVER_OPTIONS_KEEPALIVE = [
 class ZakoServer:
     """One running Zako server: its pool, engine, gRPC server and health state."""
 
-    def __init__(self, settings: Settings,
-                 tracer_provider: TracerProvider | None = None) -> None:
+    def __init__(self, settings: Settings, tracer_provider: TracerProvider | None = None) -> None:
         self.settings = settings
         self.tracing = Tracing(tracer_provider)
-        self.pool = Pool(PoolSettings(
-            min_workers=settings.min_workers, max_workers=settings.max_workers,
-            idle_timeout=settings.idle_timeout, cancel_grace=settings.cancel_grace,
-            worker_start_timeout=settings.worker_start_timeout,
-            worker_rss_margin=settings.worker_rss_margin))
-        self.admission = Admission(AdmissionPolicy(
-            capacities=settings.capacities(), queue_capacity=settings.queue_capacity,
-            queue_capacity_bytes=settings.queue_capacity_bytes,
-            tenant_max_queued=settings.tenant_max_queued,
-            tenant_max_running=settings.tenant_max_running, aging=settings.aging))
+        self.pool = Pool(
+            PoolSettings(
+                min_workers=settings.min_workers,
+                max_workers=settings.max_workers,
+                idle_timeout=settings.idle_timeout,
+                cancel_grace=settings.cancel_grace,
+                worker_start_timeout=settings.worker_start_timeout,
+                worker_rss_margin=settings.worker_rss_margin,
+            )
+        )
+        self.admission = Admission(
+            AdmissionPolicy(
+                capacities=settings.capacities(),
+                queue_capacity=settings.queue_capacity,
+                queue_capacity_bytes=settings.queue_capacity_bytes,
+                tenant_max_queued=settings.tenant_max_queued,
+                tenant_max_running=settings.tenant_max_running,
+                aging=settings.aging,
+            )
+        )
         self.engine = Engine(self.admission, self.pool, self.tracing.tracer)
         self.service = ExecutorService(
-            settings, self.engine,
-            Authenticator.from_settings(settings.auth_tokens, settings.auth_tokens_file))
+            settings,
+            self.engine,
+            Authenticator.from_settings(settings.auth_tokens, settings.auth_tokens_file),
+        )
         self.health = HealthServicer()
         self.metrics = Metrics()
         self.metrics.attach(self)
@@ -84,24 +95,35 @@ class ZakoServer:
         # pure cost (the interceptor adds a generator layer to every streamed message).
         rpc_metrics = [self.metrics.interceptor] if self.settings.metrics_listen else []
         interceptors = [*self.tracing.interceptors(), *rpc_metrics]
-        server = grpc.aio.server(interceptors=interceptors, options=[
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
-            ("grpc.so_reuseport", 0),
-            *_SERVER_OPTIONS_KEEPALIVE,
-        ])
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),
+                *_SERVER_OPTIONS_KEEPALIVE,
+            ],
+        )
         pb_grpc.add_ExecutorServicer_to_server(self.service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME), server)
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
         try:
             if self.settings.tls_cert:
-                cert, key, client_ca = TlsFiles(self.settings.tls_cert, self.settings.tls_key,
-                                                self.settings.tls_client_ca).load()
+                cert, key, client_ca = TlsFiles(
+                    self.settings.tls_cert, self.settings.tls_key, self.settings.tls_client_ca
+                ).load()
                 credentials = grpc.ssl_server_credentials(
-                    [(key, cert)], root_certificates=client_ca,
-                    require_client_auth=client_ca is not None)
+                    [(key, cert)],
+                    root_certificates=client_ca,
+                    require_client_auth=client_ca is not None,
+                )
                 self.port = server.add_secure_port(self.settings.listen, credentials)
             else:
                 self.port = server.add_insecure_port(self.settings.listen)
@@ -119,8 +141,9 @@ class ZakoServer:
                 self.health_port = health_only.add_insecure_port(self.settings.health_listen)
             except RuntimeError as exc:
                 await self.shutdown(drain_grace=0)
-                raise OSError(f"cannot serve health on {self.settings.health_listen}: "
-                              f"{exc}") from exc
+                raise OSError(
+                    f"cannot serve health on {self.settings.health_listen}: {exc}"
+                ) from exc
             await health_only.start()
             self._health_grpc = health_only
         if self.settings.metrics_listen:
@@ -128,8 +151,9 @@ class ZakoServer:
                 self.metrics.serve(self.settings.metrics_listen)
             except OSError as exc:
                 await self.shutdown(drain_grace=0)
-                raise OSError(f"cannot serve metrics on {self.settings.metrics_listen}: "
-                              f"{exc}") from exc
+                raise OSError(
+                    f"cannot serve metrics on {self.settings.metrics_listen}: {exc}"
+                ) from exc
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return self.port

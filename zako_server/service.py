@@ -76,12 +76,18 @@ async def _abort(context: grpc.aio.ServicerContext, exc: ZakoServerError) -> NoR
     quota = getattr(exc, "quota", "")
     if quota:
         detail = any_pb2.Any()
-        detail.Pack(error_details_pb2.QuotaFailure(violations=[
-            error_details_pb2.QuotaFailure.Violation(subject=quota, description=message)]))
+        detail.Pack(
+            error_details_pb2.QuotaFailure(
+                violations=[
+                    error_details_pb2.QuotaFailure.Violation(subject=quota, description=message)
+                ]
+            )
+        )
         details.append(detail)
     if details:
-        status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message,
-                                   details=details)
+        status = status_pb2.Status(
+            code=getattr(code_pb2, code.name), message=message, details=details
+        )
         await context.abort_with_status(rpc_status.to_status(status))
     await context.abort(code, message)
     raise AssertionError("unreachable")  # context.abort always raises
@@ -113,16 +119,23 @@ class _Outbox:
 
 
 def _histogram(h: Histogram) -> pb.Histogram:
-    return pb.Histogram(bounds_seconds=BOUNDS, counts=h.counts, count=h.count,
-                        sum_seconds=h.total, p50_seconds=h.quantile(0.5),
-                        p90_seconds=h.quantile(0.9), p99_seconds=h.quantile(0.99))
+    return pb.Histogram(
+        bounds_seconds=BOUNDS,
+        counts=h.counts,
+        count=h.count,
+        sum_seconds=h.total,
+        p50_seconds=h.quantile(0.5),
+        p90_seconds=h.quantile(0.9),
+        p99_seconds=h.quantile(0.99),
+    )
 
 
 class ExecutorService(pb_grpc.ExecutorServicer):
     """Implements every RPC of zako.v1.Executor on top of the Engine."""
 
-    def __init__(self, settings: Settings, engine: Engine,
-                 authenticator: Authenticator | None = None) -> None:
+    def __init__(
+        self, settings: Settings, engine: Engine, authenticator: Authenticator | None = None
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.auth = authenticator or Authenticator()
@@ -131,12 +144,15 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         self.draining = False
 
     def versions(self) -> pb.VersionInfo:
-        return pb.VersionInfo(server=server_version(), v8=self.engine.pool.v8_version,
-                              mini_racer=self.engine.pool.mini_racer_version,
-                              python=platform.python_version(), protocol="zako.v1")
+        return pb.VersionInfo(
+            server=server_version(),
+            v8=self.engine.pool.v8_version,
+            mini_racer=self.engine.pool.mini_racer_version,
+            python=platform.python_version(),
+            protocol="zako.v1",
+        )
 
-    async def _identify(self, context: grpc.aio.ServicerContext,
-                        admin: bool = False) -> Identity:
+    async def _identify(self, context: grpc.aio.ServicerContext, admin: bool = False) -> Identity:
         """The caller, or the call ends with UNAUTHENTICATED / PERMISSION_DENIED."""
         try:
             identity = self.auth.identify(context.invocation_metadata())
@@ -146,24 +162,30 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             await _abort(context, exc)
         return identity
 
-    def _accept(self, task: pb.Task, owner: object, emit: Emit,
-                context: grpc.aio.ServicerContext, tenant: str) -> pb.SubmitResponse | str:
+    def _accept(
+        self,
+        task: pb.Task,
+        owner: object,
+        emit: Emit,
+        context: grpc.aio.ServicerContext,
+        tenant: str,
+    ) -> pb.SubmitResponse | str:
         """Validate and submit: the accepted task's id, or the Rejected event to send."""
         if not task.id:
             # Assigned here, not in validation, so that even a rejection carries an id of
             # its own; first events arrive in submission order for clients to match them.
             task.id = uuid.uuid4().hex
         try:
-            job = validate(task, self.settings, deadline_s=context.time_remaining(),
-                           tenant=tenant)
+            job = validate(task, self.settings, deadline_s=context.time_remaining(), tenant=tenant)
             self.engine.submit(job, owner, emit, tenant)
             return job.task_id
         except TaskRejection as exc:
             self.engine.count_rejection(exc, tenant)
             return rejected_event(task.id, exc)
 
-    async def Submit(  # noqa: N802 - gRPC method name
-        self, request_iterator: AsyncIterator[pb.SubmitRequest],
+    async def Submit(
+        self,
+        request_iterator: AsyncIterator[pb.SubmitRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.SubmitResponse]:
         owner = object()
@@ -191,7 +213,8 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                             exc = Overloaded(
                                 f"this stream already has {len(outstanding)} tasks in flight; "
                                 f"the limit is {self.settings.max_tasks_per_stream}",
-                                retry_after=1.0)
+                                retry_after=1.0,
+                            )
                             self.engine.count_rejection(exc, tenant)
                             out.put_nowait(rejected_event(request.task.id, exc))
                             continue
@@ -204,8 +227,11 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                         # Cancel is idempotent: a task that already ended (or never was)
                         # is left alone, since it has had its one terminal event.
                         with contextlib.suppress(TaskNotFound):
-                            self.engine.cancel(request.cancel.task_id, request.cancel.reason
-                                               or "cancelled by client", owner)
+                            self.engine.cancel(
+                                request.cancel.task_id,
+                                request.cancel.reason or "cancelled by client",
+                                owner,
+                            )
             finally:
                 reading = False
                 if not outstanding:
@@ -227,8 +253,11 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 await reader
             self.engine.cancel_owned_by(owner, "stream closed")
 
-    async def Run(self, request: pb.RunRequest,  # noqa: N802
-                  context: grpc.aio.ServicerContext) -> pb.RunResponse:
+    async def Run(
+        self,
+        request: pb.RunRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> pb.RunResponse:
         logs: list[pb.LogLine] = []
 
         def emit(event: pb.SubmitResponse) -> None:
@@ -238,8 +267,9 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         owner = object()
         tenant = (await self._identify(context)).tenant
         try:
-            job = validate(request.task, self.settings,
-                           deadline_s=context.time_remaining(), tenant=tenant)
+            job = validate(
+                request.task, self.settings, deadline_s=context.time_remaining(), tenant=tenant
+            )
             record = self.engine.submit(job, owner, emit, tenant)
         except TaskRejection as exc:
             self.engine.count_rejection(exc, tenant)
@@ -256,18 +286,27 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         getattr(response, kind).CopyFrom(getattr(terminal, kind))
         return response
 
-    async def Cancel(self, request: pb.CancelRequest,  # noqa: N802
-                     context: grpc.aio.ServicerContext) -> pb.CancelResponse:
+    async def Cancel(
+        self,
+        request: pb.CancelRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> pb.CancelResponse:
         identity = await self._identify(context)
         try:
-            previous = self.engine.cancel(request.task_id, request.reason or "cancelled by request",
-                                          tenant=None if identity.is_admin else identity.tenant)
+            previous = self.engine.cancel(
+                request.task_id,
+                request.reason or "cancelled by request",
+                tenant=None if identity.is_admin else identity.tenant,
+            )
         except (TaskNotFound, PermissionDenied) as exc:
             await _abort(context, exc)
         return pb.CancelResponse(previous_state=previous)  # type: ignore[arg-type]
 
-    async def BroadcastGC(self, request: pb.BroadcastGCRequest,  # noqa: N802
-                          context: grpc.aio.ServicerContext) -> pb.BroadcastGCResponse:
+    async def BroadcastGC(
+        self,
+        request: pb.BroadcastGCRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> pb.BroadcastGCResponse:
         await self._identify(context, admin=True)
         remaining = context.time_remaining()
         timeout = remaining if remaining is not None else self.settings.max_timeout + 5
@@ -277,59 +316,95 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             before, after = reply.get("before") or {}, reply.get("after") or {}
             response.workers.add(
                 worker_id=worker.id,
-                before=heap_usage(before), after=heap_usage(after),
+                before=heap_usage(before),
+                after=heap_usage(after),
                 rss_before_bytes=int(reply.get("rss_before", 0)),
-                rss_after_bytes=int(reply.get("rss_after", 0)))
+                rss_after_bytes=int(reply.get("rss_after", 0)),
+            )
             response.total_freed_bytes += max(before.get("used", 0) - after.get("used", 0), 0)
         return response
 
-    async def Stats(self, request: pb.StatsRequest,  # noqa: N802
-                    context: grpc.aio.ServicerContext) -> pb.StatsResponse:
+    async def Stats(
+        self,
+        request: pb.StatsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> pb.StatsResponse:
         identity = await self._identify(context)
         pool = self.engine.pool.statistics()
         admission = self.engine.admission.statistics()
-        visible = {name: use for name, use in admission.tenants.items()
-                   if identity.is_admin or name == identity.tenant}
+        visible = {
+            name: use
+            for name, use in admission.tenants.items()
+            if identity.is_admin or name == identity.tenant
+        }
         counters = self.engine.counters
         now = time.time()
         return pb.StatsResponse(
             time=timestamp(now),
             uptime=duration(now - self.started_at),
-            pool=pb.PoolStats(min_workers=pool.min_workers, max_workers=pool.max_workers,
-                              live=pool.live, busy=pool.busy, idle=pool.idle,
-                              started_total=pool.started_total,
-                              crashed_total=pool.crashed_total,
-                              reclaimed_total=pool.reclaimed_total,
-                              workers=[self._worker(w) for w in self.engine.pool.workers()]),
-            queue=pb.QueueStats(depth=admission.queued, capacity=admission.capacity,
-                                running=admission.running,
-                                depth_by_priority=admission.depth_by_priority,
-                                queued_bytes=admission.queued_bytes,
-                                capacity_bytes=admission.capacity_bytes),
-            resources=[pb.ResourceStats(name=name, capacity=use.capacity, in_use=use.in_use,
-                                        queued_demand=use.queued_demand)
-                       for name, use in admission.resources.items()],
-            tenants=[pb.TenantStats(tenant=name, running=use.running, queued=use.queued,
-                                    rejected=use.rejected, accepted=use.accepted)
-                     for name, use in visible.items()],
+            pool=pb.PoolStats(
+                min_workers=pool.min_workers,
+                max_workers=pool.max_workers,
+                live=pool.live,
+                busy=pool.busy,
+                idle=pool.idle,
+                started_total=pool.started_total,
+                crashed_total=pool.crashed_total,
+                reclaimed_total=pool.reclaimed_total,
+                workers=[self._worker(w) for w in self.engine.pool.workers()],
+            ),
+            queue=pb.QueueStats(
+                depth=admission.queued,
+                capacity=admission.capacity,
+                running=admission.running,
+                depth_by_priority=admission.depth_by_priority,
+                queued_bytes=admission.queued_bytes,
+                capacity_bytes=admission.capacity_bytes,
+            ),
+            resources=[
+                pb.ResourceStats(
+                    name=name,
+                    capacity=use.capacity,
+                    in_use=use.in_use,
+                    queued_demand=use.queued_demand,
+                )
+                for name, use in admission.resources.items()
+            ],
+            tenants=[
+                pb.TenantStats(
+                    tenant=name,
+                    running=use.running,
+                    queued=use.queued,
+                    rejected=use.rejected,
+                    accepted=use.accepted,
+                )
+                for name, use in visible.items()
+            ],
             queue_wait=_histogram(admission.queue_wait),
             run_time=_histogram(self.engine.run_time),
             system=self._system(),
             tasks=pb.TaskCounters(
-                accepted=counters.accepted, completed=counters.completed,
-                failed=sum(counters.failed.values()), cancelled=counters.cancelled,
+                accepted=counters.accepted,
+                completed=counters.completed,
+                failed=sum(counters.failed.values()),
+                cancelled=counters.cancelled,
                 rejected=sum(counters.rejected.values()),
                 failed_by_reason=dict(counters.failed),
-                rejected_by_reason=dict(counters.rejected)),
+                rejected_by_reason=dict(counters.rejected),
+            ),
             versions=self.versions(),
         )
 
     @staticmethod
     def _worker(worker: WorkerHandle) -> pb.WorkerStats:
         return pb.WorkerStats(
-            worker_id=worker.id, pid=worker.pid, state=worker.state, tasks_run=worker.tasks_run,
+            worker_id=worker.id,
+            pid=worker.pid,
+            state=worker.state,
+            tasks_run=worker.tasks_run,
             rss_bytes=worker.rss(),
-            last_heap=heap_usage(worker.last_heap))
+            last_heap=heap_usage(worker.last_heap),
+        )
 
     def _system(self) -> pb.SystemStats:
         machine = self.settings.machine
@@ -342,21 +417,33 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             effective_memory_bytes=machine.memory_bytes if machine else 0,
             cpu_percent=psutil.cpu_percent(interval=None),
             memory_available_bytes=int(psutil.virtual_memory().available),
-            server_rss_bytes=int(self._process.memory_info().rss), load_average_1m=load)
+            server_rss_bytes=int(self._process.memory_info().rss),
+            load_average_1m=load,
+        )
 
-    async def Capabilities(self, request: pb.CapabilitiesRequest,  # noqa: N802
-                           context: grpc.aio.ServicerContext) -> pb.CapabilitiesResponse:
+    async def Capabilities(
+        self,
+        request: pb.CapabilitiesRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> pb.CapabilitiesResponse:
         await self._identify(context)
         s = self.settings
         capacity = s.capacities()
         return pb.CapabilitiesResponse(
             limits=pb.Limits(
-                max_message_bytes=s.max_message_bytes, max_source_bytes=s.max_source_bytes,
-                max_modules=s.max_modules, max_input_bytes=s.max_input_bytes,
-                max_result_bytes=s.max_result_bytes, max_log_bytes=s.max_log_bytes,
-                min_timeout=duration(s.min_timeout), default_timeout=duration(s.default_timeout),
-                max_timeout=duration(s.max_timeout), default_memory_bytes=s.default_memory,
-                max_memory_bytes=s.max_memory, max_tasks_per_stream=s.max_tasks_per_stream),
+                max_message_bytes=s.max_message_bytes,
+                max_source_bytes=s.max_source_bytes,
+                max_modules=s.max_modules,
+                max_input_bytes=s.max_input_bytes,
+                max_result_bytes=s.max_result_bytes,
+                max_log_bytes=s.max_log_bytes,
+                min_timeout=duration(s.min_timeout),
+                default_timeout=duration(s.default_timeout),
+                max_timeout=duration(s.max_timeout),
+                default_memory_bytes=s.default_memory,
+                max_memory_bytes=s.max_memory,
+                max_tasks_per_stream=s.max_tasks_per_stream,
+            ),
             context_kinds=sorted(CONTEXT_NAMES),
             priority=pb.PriorityRange(min=PRIORITY_MIN, max=PRIORITY_MAX),
             builtin_modules=list(BUILTIN_MODULES),

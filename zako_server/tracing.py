@@ -30,18 +30,21 @@ def _exporter(name: str) -> SpanExporter:
                 OTLPSpanExporter,
             )
         except ImportError as exc:
-            raise ValueError("OTEL_TRACES_EXPORTER=otlp needs the package "
-                             "opentelemetry-exporter-otlp-proto-grpc") from exc
+            raise ValueError(
+                "OTEL_TRACES_EXPORTER=otlp needs the package opentelemetry-exporter-otlp-proto-grpc"
+            ) from exc
         return OTLPSpanExporter()
     raise ValueError(f"OTEL_TRACES_EXPORTER={name!r} is not supported (console, otlp)")
 
 
 def provider_from_env(env: Mapping[str, str], version: str) -> TracerProvider:
     """A provider exporting where OTEL_TRACES_EXPORTER says (read once, at start-up)."""
-    provider = TracerProvider(resource=Resource.create(
-        {"service.name": env.get("OTEL_SERVICE_NAME", "zako"), "service.version": version}))
-    provider.add_span_processor(BatchSpanProcessor(_exporter(env.get("OTEL_TRACES_EXPORTER",
-                                                                      ""))))
+    provider = TracerProvider(
+        resource=Resource.create(
+            {"service.name": env.get("OTEL_SERVICE_NAME", "zako"), "service.version": version}
+        )
+    )
+    provider.add_span_processor(BatchSpanProcessor(_exporter(env.get("OTEL_TRACES_EXPORTER", ""))))
     return provider
 
 

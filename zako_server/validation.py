@@ -61,22 +61,29 @@ def _check_module(name: str, source: str, field: str, settings: Settings) -> Non
     if not _MODULE_NAME.match(name) or ".." in name.split("/"):
         raise InvalidTask(
             f"{field} name {name!r} is not a valid module name (letters, digits, `._-/@`, "
-            "at most 256 characters, no '..' segments)", field=field)
+            "at most 256 characters, no '..' segments)",
+            field=field,
+        )
     size = _size(source)
     if size > settings.max_source_bytes:
-        raise InvalidTask(f"{field} ({name}) is {size} bytes; the limit is "
-                          f"{settings.max_source_bytes}", field=field)
+        raise InvalidTask(
+            f"{field} ({name}) is {size} bytes; the limit is {settings.max_source_bytes}",
+            field=field,
+        )
 
 
 def _timeout(task: pb.Task, settings: Settings, deadline_s: float | None) -> float:
     if task.HasField("timeout"):
         seconds = task.timeout.seconds + task.timeout.nanos / 1e9
         if seconds < 0 or task.timeout.nanos < 0 or task.timeout.nanos >= 1_000_000_000:
-            raise InvalidTask(f"task.timeout must be a positive duration, got {seconds}s",
-                              field="task.timeout")
+            raise InvalidTask(
+                f"task.timeout must be a positive duration, got {seconds}s", field="task.timeout"
+            )
         if seconds < settings.min_timeout:
-            raise InvalidTask(f"task.timeout {seconds}s is below the minimum "
-                              f"{settings.min_timeout}s", field="task.timeout")
+            raise InvalidTask(
+                f"task.timeout {seconds}s is below the minimum {settings.min_timeout}s",
+                field="task.timeout",
+            )
         timeout = min(seconds, settings.max_timeout)
     else:
         timeout = settings.default_timeout
@@ -90,24 +97,33 @@ def _request(task: pb.Task, settings: Settings) -> dict[str, float]:
     the amounts can ever fit is admission's call (it knows the capacities)."""
     res = task.resources
     if res.cpu_millis < 0:
-        raise InvalidTask(f"task.resources.cpu_millis must be >= 0, got {res.cpu_millis}",
-                          field="task.resources.cpu_millis")
+        raise InvalidTask(
+            f"task.resources.cpu_millis must be >= 0, got {res.cpu_millis}",
+            field="task.resources.cpu_millis",
+        )
     if res.memory_bytes < 0:
-        raise InvalidTask(f"task.resources.memory_bytes must be >= 0, got {res.memory_bytes}",
-                          field="task.resources.memory_bytes")
+        raise InvalidTask(
+            f"task.resources.memory_bytes must be >= 0, got {res.memory_bytes}",
+            field="task.resources.memory_bytes",
+        )
     if res.memory_bytes > settings.max_memory:
-        raise CannotFit(f"task.resources.memory_bytes asks for {res.memory_bytes} bytes; the "
-                        f"largest heap this server grants is {settings.max_memory}",
-                        field="task.resources.memory_bytes")
-    request = {"cpu": float(res.cpu_millis or settings.default_cpu_millis),
-               "memory": float(res.memory_bytes or settings.default_memory)}
+        raise CannotFit(
+            f"task.resources.memory_bytes asks for {res.memory_bytes} bytes; the "
+            f"largest heap this server grants is {settings.max_memory}",
+            field="task.resources.memory_bytes",
+        )
+    request = {
+        "cpu": float(res.cpu_millis or settings.default_cpu_millis),
+        "memory": float(res.memory_bytes or settings.default_memory),
+    }
     for name, amount in res.extras.items():
         field = f"task.resources.extras[{name!r}]"
         if math.isnan(amount) or math.isinf(amount) or amount < 0:
             raise InvalidTask(f"{field} must be a finite amount >= 0, got {amount}", field=field)
         if name in {"cpu", "memory", "workers"}:
-            raise InvalidTask(f"{field}: {name!r} is not an extra; use the typed field",
-                              field=field)
+            raise InvalidTask(
+                f"{field}: {name!r} is not an extra; use the typed field", field=field
+            )
         if amount > 0:
             request[name] = float(amount)
     return request
@@ -118,14 +134,17 @@ def _queue_timeout(task: pb.Task, deadline_s: float | None) -> float | None:
     if task.HasField("queue_timeout"):
         seconds = task.queue_timeout.seconds + task.queue_timeout.nanos / 1e9
         if seconds <= 0 or task.queue_timeout.nanos < 0:
-            raise InvalidTask(f"task.queue_timeout must be a positive duration, got {seconds}s",
-                              field="task.queue_timeout")
+            raise InvalidTask(
+                f"task.queue_timeout must be a positive duration, got {seconds}s",
+                field="task.queue_timeout",
+            )
         limits.append(seconds)
     return min(limits) if limits else None
 
 
-def validate(task: pb.Task, settings: Settings, *, deadline_s: float | None = None,
-             tenant: str = "anonymous") -> Job:
+def validate(
+    task: pb.Task, settings: Settings, *, deadline_s: float | None = None, tenant: str = "anonymous"
+) -> Job:
     """Check every field; raise InvalidTask / CannotFit naming the first problem found.
 
     `tenant` (the caller's) becomes the frame's `reuse` key: a worker may run the task in
@@ -133,16 +152,21 @@ def validate(task: pb.Task, settings: Settings, *, deadline_s: float | None = No
     """
     task_id = task.id or uuid.uuid4().hex
     if len(task_id) > MAX_ID_LENGTH or not _ID.match(task_id):
-        raise InvalidTask(f"task.id must be 1..{MAX_ID_LENGTH} printable ASCII characters "
-                          "without spaces", field="task.id")
+        raise InvalidTask(
+            f"task.id must be 1..{MAX_ID_LENGTH} printable ASCII characters without spaces",
+            field="task.id",
+        )
     if not task.source.strip():
-        raise InvalidTask("task.source is empty: give the entry module's JavaScript",
-                          field="task.source")
+        raise InvalidTask(
+            "task.source is empty: give the entry module's JavaScript", field="task.source"
+        )
     entry = task.entry_name or "main.js"
     _check_module(entry, task.source, "task.source", settings)
     if len(task.modules) > settings.max_modules:
-        raise InvalidTask(f"task.modules has {len(task.modules)} modules; the limit is "
-                          f"{settings.max_modules}", field="task.modules")
+        raise InvalidTask(
+            f"task.modules has {len(task.modules)} modules; the limit is {settings.max_modules}",
+            field="task.modules",
+        )
     modules = {entry: task.source}
     for index, module in enumerate(task.modules):
         field = f"task.modules[{index}]"
@@ -154,38 +178,53 @@ def validate(task: pb.Task, settings: Settings, *, deadline_s: float | None = No
     input_json = task.input_json or "null"
     size = _size(input_json)
     if size > settings.max_input_bytes:
-        raise InvalidTask(f"task.input_json is {size} bytes; the limit is "
-                          f"{settings.max_input_bytes}", field="task.input_json")
+        raise InvalidTask(
+            f"task.input_json is {size} bytes; the limit is {settings.max_input_bytes}",
+            field="task.input_json",
+        )
     try:
         json.loads(input_json)
     except ValueError as exc:
-        raise InvalidTask(f"task.input_json is not valid JSON: {exc}",
-                          field="task.input_json") from exc
+        raise InvalidTask(
+            f"task.input_json is not valid JSON: {exc}", field="task.input_json"
+        ) from exc
 
     if task.context == pb.CONTEXT_KIND_UNSPECIFIED:
         kind = "build"
     elif task.context in CONTEXT_NAMES:
         kind = CONTEXT_NAMES[task.context]
     else:
-        raise InvalidTask(f"task.context {task.context} is not a known context kind",
-                          field="task.context")
+        raise InvalidTask(
+            f"task.context {task.context} is not a known context kind", field="task.context"
+        )
     if task.system_access and kind != "config":
-        raise InvalidTask(f"task.system_access is only for config contexts, not {kind!r}",
-                          field="task.system_access")
+        raise InvalidTask(
+            f"task.system_access is only for config contexts, not {kind!r}",
+            field="task.system_access",
+        )
     if task.system_access and not settings.allow_system_access:
-        raise CannotFit("task.system_access: this server does not grant system access",
-                        field="task.system_access")
+        raise CannotFit(
+            "task.system_access: this server does not grant system access",
+            field="task.system_access",
+        )
 
     if not PRIORITY_MIN <= task.priority <= PRIORITY_MAX:
-        raise InvalidTask(f"task.priority {task.priority} is outside "
-                          f"[{PRIORITY_MIN}, {PRIORITY_MAX}]", field="task.priority")
+        raise InvalidTask(
+            f"task.priority {task.priority} is outside [{PRIORITY_MIN}, {PRIORITY_MAX}]",
+            field="task.priority",
+        )
     if len(task.labels) > MAX_LABELS:
-        raise InvalidTask(f"task.labels has {len(task.labels)} entries; the limit is "
-                          f"{MAX_LABELS}", field="task.labels")
+        raise InvalidTask(
+            f"task.labels has {len(task.labels)} entries; the limit is {MAX_LABELS}",
+            field="task.labels",
+        )
     for key, value in task.labels.items():
         if not key or len(key) > MAX_LABEL_KEY or len(value) > MAX_LABEL_VALUE:
-            raise InvalidTask(f"task.labels[{key!r}]: keys are 1..{MAX_LABEL_KEY} characters, "
-                              f"values at most {MAX_LABEL_VALUE}", field="task.labels")
+            raise InvalidTask(
+                f"task.labels[{key!r}]: keys are 1..{MAX_LABEL_KEY} characters, "
+                f"values at most {MAX_LABEL_VALUE}",
+                field="task.labels",
+            )
 
     request = _request(task, settings)
     timeout = _timeout(task, settings, deadline_s)
@@ -195,18 +234,22 @@ def validate(task: pb.Task, settings: Settings, *, deadline_s: float | None = No
         "entry": entry,
         "modules": modules,
         "input": input_json,
-        "context": {"kind": kind, "task_id": task_id, "labels": dict(task.labels),
-                    "system_access": bool(task.system_access)},
+        "context": {
+            "kind": kind,
+            "task_id": task_id,
+            "labels": dict(task.labels),
+            "system_access": bool(task.system_access),
+        },
         "timeout_s": timeout,
         "max_heap_bytes": int(request["memory"]),
         "max_log_bytes": settings.max_log_bytes,
         "max_result_bytes": settings.max_result_bytes,
         # Warm isolates are shared only within one tenant: globals a task leaves behind
         # must never reach another tenant's code. None asks for a fresh isolate.
-        "reuse": (None if task.fresh_isolate or settings.isolate_reuse == "never"
-                  else tenant),
+        "reuse": (None if task.fresh_isolate or settings.isolate_reuse == "never" else tenant),
         "reuse_max_tasks": settings.isolate_max_tasks,
     }
     size = sum(_size(source) for source in modules.values()) + _size(input_json)
-    return Job(task_id, task.priority, timeout, frame, request, size,
-               _queue_timeout(task, deadline_s))
+    return Job(
+        task_id, task.priority, timeout, frame, request, size, _queue_timeout(task, deadline_s)
+    )

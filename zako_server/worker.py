@@ -57,9 +57,7 @@ FROZEN_HINT = (
     " (built-ins are frozen in a warm isolate; this task had already logged, so it was not"
     " re-run fresh: set fresh_isolate to patch built-ins)"
 )
-DEADLOCK_MESSAGE = (
-    "the task's promise can never settle: nothing is pending that could settle it"
-)
+DEADLOCK_MESSAGE = "the task's promise can never settle: nothing is pending that could settle it"
 
 
 def _version(dist: str) -> str:
@@ -111,10 +109,14 @@ class Worker:
         # (which mini-racer enforces by terminating the task) must stay below it.
         v8_limit = (spare.heap() or {}).get("limit", 0)
         self._heap_cap = int(v8_limit * 0.9) if v8_limit else None
-        self.send({
-            "ev": "ready", "pid": os.getpid(), "v8_version": spare.mr.v8_version,
-            "mini_racer_version": _version("mini-racer"),
-        })
+        self.send(
+            {
+                "ev": "ready",
+                "pid": os.getpid(),
+                "v8_version": spare.mr.v8_version,
+                "mini_racer_version": _version("mini-racer"),
+            }
+        )
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -167,8 +169,7 @@ class Worker:
                 self._wakeup.clear()
                 idle = None
                 if self._ran_since_collect:
-                    idle = asyncio.get_running_loop().call_later(
-                        IDLE_COLLECT_S, self._idle_collect)
+                    idle = asyncio.get_running_loop().call_later(IDLE_COLLECT_S, self._idle_collect)
                 await self._wakeup.wait()
                 if idle is not None:
                     idle.cancel()
@@ -185,11 +186,19 @@ class Worker:
 
     def _not_run(self, msg: dict[str, Any], why: str) -> None:
         if isinstance(msg.get("id"), str):
-            self.send({
-                "ev": "done", "id": msg["id"], "ok": False, "reason": "cancelled",
-                "error": jserrors.make_error("CancelledError", why), "cpu_s": 0.0,
-                "run_s": 0.0, "heap": {"used": 0, "total": 0, "limit": 0}, "logs_dropped": 0,
-            })
+            self.send(
+                {
+                    "ev": "done",
+                    "id": msg["id"],
+                    "ok": False,
+                    "reason": "cancelled",
+                    "error": jserrors.make_error("CancelledError", why),
+                    "cpu_s": 0.0,
+                    "run_s": 0.0,
+                    "heap": {"used": 0, "total": 0, "limit": 0},
+                    "logs_dropped": 0,
+                }
+            )
 
     # ---- one task ----------------------------------------------------------------------
     async def _run(self, msg: dict[str, Any]) -> None:
@@ -217,41 +226,63 @@ class Worker:
                 job.hardened = False
                 left = max(job.timeout_s - (time.perf_counter() - wall0), 0.001)
                 outcome = await self._supervise(instance, job, left)
-            heap = heap_reading(instance, time.perf_counter() - wall0) or {"used": 0,
-                                                                          "total": 0}
+            heap = heap_reading(instance, time.perf_counter() - wall0) or {"used": 0, "total": 0}
             heap["limit"] = job.max_heap_bytes
             if job.dropped:
-                self._log(job, "warn", f"[zako] log limit of {job.max_log_bytes} bytes "
-                          f"reached; {job.dropped} lines dropped", time.time(), marker=True)
-            done = {"ev": "done", "id": task_id, **outcome, "heap": heap,
-                    "logs_dropped": job.dropped, "warm": warm}
+                self._log(
+                    job,
+                    "warn",
+                    f"[zako] log limit of {job.max_log_bytes} bytes "
+                    f"reached; {job.dropped} lines dropped",
+                    time.time(),
+                    marker=True,
+                )
+            done = {
+                "ev": "done",
+                "id": task_id,
+                **outcome,
+                "heap": heap,
+                "logs_dropped": job.dropped,
+                "warm": warm,
+            }
         except Exception as exc:  # the exactly-one-done guarantee outlives our own bugs
             print(f"zako worker: internal error in task {task_id}: {exc!r}", file=sys.stderr)
-            done = {"ev": "done", "id": task_id, **failure("internal", jserrors.make_error(
-                "InternalError", f"{type(exc).__name__}: {exc}")),
+            done = {
+                "ev": "done",
+                "id": task_id,
+                **failure(
+                    "internal", jserrors.make_error("InternalError", f"{type(exc).__name__}: {exc}")
+                ),
                 "heap": {"used": 0, "total": 0, "limit": 0},
-                "logs_dropped": job.dropped if job else 0}
+                "logs_dropped": job.dropped if job else 0,
+            }
         done["cpu_s"] = time.process_time() - cpu0
         done["run_s"] = time.perf_counter() - wall0
         self._current = None
         self.send(done)
         if instance is not None:
             await self._isolates.give_back(
-                instance, key, str(done.get("reason") or ("ok" if done.get("ok") else "")),
-                done.get("heap") or {}, job.reuse_max_tasks if job else 0)
+                instance,
+                key,
+                str(done.get("reason") or ("ok" if done.get("ok") else "")),
+                done.get("heap") or {},
+                job.reuse_max_tasks if job else 0,
+            )
         if not self._stopping:
             try:
                 self._isolates.prepare()
             except Exception as exc:
                 print(f"zako worker: could not prepare a V8 instance: {exc!r}", file=sys.stderr)
 
-    async def _supervise(self, instance: Instance, job: Job,
-                         time_left: float | None = None) -> dict[str, Any]:
+    async def _supervise(
+        self, instance: Instance, job: Job, time_left: float | None = None
+    ) -> dict[str, Any]:
         """Run the driver under the task's deadline (`time_left` of it, on a re-run) and
         its cancel switch."""
         driver = asyncio.create_task(self._drive(instance, job))
         finished, _ = await asyncio.wait(
-            {driver, job.cancel}, timeout=job.timeout_s if time_left is None else time_left,
+            {driver, job.cancel},
+            timeout=job.timeout_s if time_left is None else time_left,
             return_when=asyncio.FIRST_COMPLETED,
         )
         if driver in finished:
@@ -263,8 +294,12 @@ class Worker:
         if job.cancel.done():
             outcome = failure("cancelled", jserrors.make_error("CancelledError", job.cancel_why))
         else:
-            outcome = failure("timeout", jserrors.make_error(
-                "TimeoutError", f"task exceeded its time limit of {job.timeout_s:g} s"))
+            outcome = failure(
+                "timeout",
+                jserrors.make_error(
+                    "TimeoutError", f"task exceeded its time limit of {job.timeout_s:g} s"
+                ),
+            )
         await self._drain(instance, job)
         return outcome
 
@@ -282,8 +317,9 @@ class Worker:
             if instance.mr.was_hard_memory_limit_reached():
                 outcome = self._out_of_memory(job)
             else:
-                outcome = failure("js_error", jserrors.uncaught_error(
-                    str(exc), instance.files, instance.prefix))
+                outcome = failure(
+                    "js_error", jserrors.uncaught_error(str(exc), instance.files, instance.prefix)
+                )
         except BadReport as exc:
             outcome = failure("internal", jserrors.make_error("InternalError", str(exc)))
         await self._drain(instance, job)
@@ -291,9 +327,12 @@ class Worker:
 
     @staticmethod
     def _out_of_memory(job: Job) -> dict[str, Any]:
-        return failure("out_of_memory", jserrors.make_error(
-            "OutOfMemoryError",
-            f"task exceeded its heap limit of {job.max_heap_bytes} bytes"))
+        return failure(
+            "out_of_memory",
+            jserrors.make_error(
+                "OutOfMemoryError", f"task exceeded its heap limit of {job.max_heap_bytes} bytes"
+            ),
+        )
 
     async def _execute(self, instance: Instance, job: Job) -> dict[str, Any]:
         token = instance.token
@@ -304,12 +343,24 @@ class Worker:
         for index, (name, _) in enumerate(modules):
             instance.files[runtime.script_name(name, index)] = name
         try:
-            text = await instance.eval(runtime.task_script(token, {
-                "kind": job.kind, "hermetic": job.hermetic, "taskId": job.task_id,
-                "labels": job.labels, "version": self._version,
-                "maxLogBytes": job.max_log_bytes, "maxResultBytes": job.max_result_bytes,
-                "reuse": job.hardened,
-            }, modules, job.entry, job.input))
+            text = await instance.eval(
+                runtime.task_script(
+                    token,
+                    {
+                        "kind": job.kind,
+                        "hermetic": job.hermetic,
+                        "taskId": job.task_id,
+                        "labels": job.labels,
+                        "version": self._version,
+                        "maxLogBytes": job.max_log_bytes,
+                        "maxResultBytes": job.max_result_bytes,
+                        "reuse": job.hardened,
+                    },
+                    modules,
+                    job.entry,
+                    job.input,
+                )
+            )
         except JSEvalException as exc:
             if instance.mr.was_hard_memory_limit_reached():
                 raise
@@ -319,8 +370,9 @@ class Worker:
             instance.retired = True  # whatever the module's text declared: never reuse
             await self._drain(instance, job)
             name, source = modules[index]
-            return failure("syntax_error", await self._syntax_error(
-                instance, str(exc), name, source))
+            return failure(
+                "syntax_error", await self._syntax_error(instance, str(exc), name, source)
+            )
         outcome, timers = self._report(text, job)
         if outcome is None:  # microtasks ran after that eval: ask again before judging
             outcome, timers = await self._poll(instance, job)
@@ -344,8 +396,7 @@ class Worker:
             try:
                 await instance.eval(runtime.diagnose_script(source))
             except JSParseException as exc:
-                found = jserrors.syntax_error(
-                    str(exc), name, source, len(runtime.DIAGNOSE_PREFIX))
+                found = jserrors.syntax_error(str(exc), name, source, len(runtime.DIAGNOSE_PREFIX))
                 if not jserrors.beyond_source(str(exc), source) and (
                     "Illegal return" not in found["message"]
                 ):
@@ -359,9 +410,7 @@ class Worker:
     ) -> tuple[dict[str, Any] | None, list[tuple[int, float]]]:
         return self._report(await instance.eval(runtime.poll_script(instance.token)), job)
 
-    def _report(
-        self, text: Any, job: Job
-    ) -> tuple[dict[str, Any] | None, list[tuple[int, float]]]:
+    def _report(self, text: Any, job: Job) -> tuple[dict[str, Any] | None, list[tuple[int, float]]]:
         """Send a poll report's logs; return its outcome (None: pending) and timers."""
         try:
             report = json.loads(text) if isinstance(text, str) else None
@@ -404,8 +453,15 @@ class Worker:
         rss_before = process.memory_info().rss
         before, after = self._isolates.collect()
         gc.collect()
-        self.send({"ev": "gc", "before": before, "after": after,
-                   "rss_before": rss_before, "rss_after": process.memory_info().rss})
+        self.send(
+            {
+                "ev": "gc",
+                "before": before,
+                "after": after,
+                "rss_before": rss_before,
+                "rss_after": process.memory_info().rss,
+            }
+        )
 
 
 def main() -> int:

@@ -34,17 +34,32 @@ log = logging.getLogger("zako.pool")
 EventSink = Callable[[dict[str, Any]], None]
 
 
-_ERROR_NAMES = {"worker_lost": "WorkerLost", "out_of_memory": "OutOfMemoryError",
-                "timeout": "TimeoutError"}
+_ERROR_NAMES = {
+    "worker_lost": "WorkerLost",
+    "out_of_memory": "OutOfMemoryError",
+    "timeout": "TimeoutError",
+}
 
 
 def lost_result(task_id: str, why: str, reason: str = "worker_lost") -> dict[str, Any]:
     """The done message the parent makes up when the worker cannot send one."""
     return {
-        "ev": "done", "id": task_id, "ok": False, "reason": reason,
-        "error": {"name": _ERROR_NAMES.get(reason, "WorkerLost"), "message": why, "stack": "",
-                  "module": "", "line": 0, "column": 0},
-        "cpu_s": 0.0, "run_s": 0.0, "heap": None, "logs_dropped": 0,
+        "ev": "done",
+        "id": task_id,
+        "ok": False,
+        "reason": reason,
+        "error": {
+            "name": _ERROR_NAMES.get(reason, "WorkerLost"),
+            "message": why,
+            "stack": "",
+            "module": "",
+            "line": 0,
+            "column": 0,
+        },
+        "cpu_s": 0.0,
+        "run_s": 0.0,
+        "heap": None,
+        "logs_dropped": 0,
     }
 
 
@@ -83,8 +98,9 @@ class _Pipes(asyncio.SubprocessProtocol):
             try:
                 self.handle._dispatch(message)
             except Exception:  # a fault handling one frame must not lose the next ones
-                log.exception("worker %s: error handling a %r frame", self.handle.id,
-                              message.get("ev"))
+                log.exception(
+                    "worker %s: error handling a %r frame", self.handle.id, message.get("ev")
+                )
 
     def stdout_lost(self) -> None:
         if self.parser.pending and not self.corrupt:
@@ -200,8 +216,13 @@ class WorkerHandle:
         read_fd, write_fd = os.pipe()  # both close-on-exec; the child gets write_fd as fd 1
         try:
             self._transport, pipes = await loop.subprocess_exec(
-                lambda: _Pipes(self), sys.executable, "-m", "zako_server.worker",
-                stdin=asyncio.subprocess.PIPE, stdout=write_fd, stderr=None,
+                lambda: _Pipes(self),
+                sys.executable,
+                "-m",
+                "zako_server.worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=write_fd,
+                stderr=None,
                 # A worker must not die with the server's terminal session before the
                 # server drains it; the server itself ends every worker on shutdown.
                 start_new_session=True,
@@ -323,8 +344,13 @@ class WorkerHandle:
     async def _send(self, message: dict[str, Any]) -> None:
         transport, pipes = self._transport, self._pipes
         stdin = None if transport is None else transport.get_pipe_transport(0)
-        if (stdin is None or pipes is None or stdin.is_closing()
-                or transport is None or transport.get_returncode() is not None):
+        if (
+            stdin is None
+            or pipes is None
+            or stdin.is_closing()
+            or transport is None
+            or transport.get_returncode() is not None
+        ):
             raise ConnectionError(f"worker {self.id} is not running")
         stdin.write(protocol.encode(message))  # type: ignore[attr-defined]
         if stdin.is_closing():  # the write found the pipe broken (the child died)
@@ -370,8 +396,13 @@ class WorkerHandle:
             if code is not None and code < 0:
                 detail = f"{why}: killed by signal {-code}"
             if self.task_id is not None:
-                log.warning("worker %s (pid %s) lost while running task %s: %s",
-                            self.id, self.pid, self.task_id, detail)
+                log.warning(
+                    "worker %s (pid %s) lost while running task %s: %s",
+                    self.id,
+                    self.pid,
+                    self.task_id,
+                    detail,
+                )
             why = detail
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(ConnectionError(f"worker {self.id}: {why}"))
@@ -380,8 +411,9 @@ class WorkerHandle:
             if self.kill_reason is not None:
                 result = lost_result(self.task_id, self.kill_reason[1], self.kill_reason[0])
             else:
-                result = lost_result(self.task_id,
-                                     f"worker {self.id} (pid {self.pid}) was lost: {why}")
+                result = lost_result(
+                    self.task_id, f"worker {self.id} (pid {self.pid}) was lost: {why}"
+                )
             self._settle(result)
         for waiter in self._gc_waiters:
             if not waiter.done():

@@ -21,11 +21,25 @@ LOADS = {
     "echo": {"echo_stream", "echo_stream3", "echo_streams8", "echo_unary", "echo_unary_c8"},
     "inprocess": {"inprocess_fresh", "inprocess_reused"},
     "naive": {"naive_unary", "naive_unary_c8"},
-    "zako": {"zako_stream", "zako_streams8", "zako_unary", "zako_unary_paced",
-             "zako_unary_c8", "zako_stream_fresh", "zako_unary_fresh"},
+    "zako": {
+        "zako_stream",
+        "zako_streams8",
+        "zako_unary",
+        "zako_unary_paced",
+        "zako_unary_c8",
+        "zako_stream_fresh",
+        "zako_unary_fresh",
+    },
 }
-TARGETS = {"stream_vs_echo", "unary_vs_echo", "vs_naive", "cpu_scaling", "worker_rss",
-           "server_rss_growth", "cold_start"}
+TARGETS = {
+    "stream_vs_echo",
+    "unary_vs_echo",
+    "vs_naive",
+    "cpu_scaling",
+    "worker_rss",
+    "server_rss_growth",
+    "cold_start",
+}
 TARGET_TITLES = [
     "Trivial tasks, one Submit stream vs echo",
     "Unary Run p50 vs echo unary p50",
@@ -42,15 +56,30 @@ def test_quick_run_measures_everything(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZAKO_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--json", str(out),
-         "--results-dir", str(tmp_path / "results")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=100, check=False)
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--quick",
+            "--json",
+            str(out),
+            "--results-dir",
+            str(tmp_path / "results"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     for title in TARGET_TITLES:
         assert title in proc.stdout, f"missing target row {title!r}:\n{proc.stdout}"
-    target_lines = [line for line in proc.stdout.splitlines()
-                    if any(title in line for title in TARGET_TITLES)]
+    target_lines = [
+        line for line in proc.stdout.splitlines() if any(title in line for title in TARGET_TITLES)
+    ]
     assert len(target_lines) == len(TARGET_TITLES)
     assert all(("PASS" in line) != ("MISS" in line) for line in target_lines), target_lines
 

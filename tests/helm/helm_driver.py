@@ -40,16 +40,28 @@ def values_of(request: dict[str, Any]) -> dict[str, Any] | None:
 def handle(request: dict[str, Any]) -> Any:
     op = request["op"]
     if op == "versions":
-        return {"helm": helm.helm_sdk_version(), "helm_c": helm.helm_c_version(),
-                "library": str(helm.library_path), "package": str(Path(helm.__file__).parent)}
+        return {
+            "helm": helm.helm_sdk_version(),
+            "helm_c": helm.helm_c_version(),
+            "library": str(helm.library_path),
+            "package": str(Path(helm.__file__).parent),
+        }
     if op == "render":
         with helm.Chart.load(request["chart"]) as chart:
-            return chart.render(values_of(request), name=request.get("name", "zako-test"),
-                                namespace=request.get("namespace", "zako"), is_install=True)
+            return chart.render(
+                values_of(request),
+                name=request.get("name", "zako-test"),
+                namespace=request.get("namespace", "zako"),
+                is_install=True,
+            )
     if op == "lint":
-        return helm.lint(request["chart"], values_of(request), strict=True,
-                         namespace=request.get("namespace", "zako"),
-                         kube_version=request.get("kube_version"))
+        return helm.lint(
+            request["chart"],
+            values_of(request),
+            strict=True,
+            namespace=request.get("namespace", "zako"),
+            kube_version=request.get("kube_version"),
+        )
     raise ValueError(f"unknown op {op!r}")
 
 

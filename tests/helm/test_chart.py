@@ -48,8 +48,16 @@ KNOWN_ENV = {option.env for option in OPTIONS}
 # Server options the chart sets itself rather than under `config`: the listen addresses
 # (from service.port and metrics.port) and the TLS and token files (paths inside the
 # Secret mounts; token values never go into a ConfigMap).
-CHART_MANAGED = {"listen", "metrics_listen", "health_listen", "tls_cert", "tls_key",
-                 "tls_client_ca", "auth_tokens", "auth_tokens_file"}
+CHART_MANAGED = {
+    "listen",
+    "metrics_listen",
+    "health_listen",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "auth_tokens",
+    "auth_tokens_file",
+}
 HELM_TIMEOUT = 120
 
 
@@ -67,17 +75,36 @@ def helm(tmp_path_factory: pytest.TempPathFactory):
     """Call the Helm library in a subprocess: helm("render", values=...) -> its result."""
     home = tmp_path_factory.mktemp("helm-home")
     closed = "http://127.0.0.1:9"  # nothing listens there: a fetch would fail at once
-    env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"),
-           "HELM_CONFIG_HOME": str(home / "config"), "HELM_DATA_HOME": str(home / "data"),
-           "HTTP_PROXY": closed, "HTTPS_PROXY": closed, "http_proxy": closed,
-           "https_proxy": closed, "NO_PROXY": "", "no_proxy": ""}
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+        "HTTP_PROXY": closed,
+        "HTTPS_PROXY": closed,
+        "http_proxy": closed,
+        "https_proxy": closed,
+        "NO_PROXY": "",
+        "no_proxy": "",
+    }
 
     def call(op: str, **request: Any) -> Any:
-        request = {"op": op, "chart": str(CHART), "name": RELEASE, "namespace": NAMESPACE,
-                   **request}
-        proc = subprocess.run([sys.executable, str(DRIVER)], input=json.dumps(request),
-                              capture_output=True, text=True, timeout=HELM_TIMEOUT, env=env,
-                              check=False)
+        request = {
+            "op": op,
+            "chart": str(CHART),
+            "name": RELEASE,
+            "namespace": NAMESPACE,
+            **request,
+        }
+        proc = subprocess.run(
+            [sys.executable, str(DRIVER)],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            timeout=HELM_TIMEOUT,
+            env=env,
+            check=False,
+        )
         assert proc.returncode == 0, f"helm driver died ({proc.returncode}): {proc.stderr}"
         reply = json.loads(proc.stdout)
         if not reply["ok"]:
@@ -101,22 +128,43 @@ def deep_merge(*layers: dict[str, Any]) -> dict[str, Any]:
 TLS = {"tls": {"enabled": True, "existingSecret": "zako-tls"}}
 MTLS = {"tls": {"enabled": True, "existingSecret": "zako-tls", "clientCA": True}}
 AUTH = {"auth": {"enabled": True, "existingSecret": "zako-tokens", "key": "tokens.yaml"}}
-HPA = {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 12,
-                       "queueLength": {"enabled": True}}}
+HPA = {
+    "autoscaling": {
+        "enabled": True,
+        "minReplicas": 3,
+        "maxReplicas": 12,
+        "queueLength": {"enabled": True},
+    }
+}
 NETPOL_METRICS = {
-    "networkPolicy": {"enabled": True, "ingressFrom": [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ci"}}}]},
-    "metrics": {"enabled": True,
-                "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+    "networkPolicy": {
+        "enabled": True,
+        "ingressFrom": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ci"}}}
+        ],
+    },
+    "metrics": {
+        "enabled": True,
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+    },
 }
 CUSTOM = {
     "replicaCount": 5,
-    "resources": {"requests": {"cpu": "3", "memory": "6Gi"},
-                  "limits": {"cpu": "6", "memory": "12Gi"}},
-    "config": {"max_workers": 4, "min_workers": 2, "drain_grace": 45, "default_timeout": 12.5,
-               "max_memory": "1GiB", "max_message_bytes": 134217728,
-               "allow_system_access": False, "log_level": "debug",
-               "resources": {"licenses": 4, "gpu": 1, "cpu": 5500}},
+    "resources": {
+        "requests": {"cpu": "3", "memory": "6Gi"},
+        "limits": {"cpu": "6", "memory": "12Gi"},
+    },
+    "config": {
+        "max_workers": 4,
+        "min_workers": 2,
+        "drain_grace": 45,
+        "default_timeout": 12.5,
+        "max_memory": "1GiB",
+        "max_message_bytes": 134217728,
+        "allow_system_access": False,
+        "log_level": "debug",
+        "resources": {"licenses": 4, "gpu": 1, "cpu": 5500},
+    },
     "preStopSleepSeconds": 0,
 }
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -141,8 +189,7 @@ class Rendered:
         return [obj for obj in self.objects if obj["kind"] == kind]
 
     def one(self, kind: str, name: str | None = None) -> dict[str, Any]:
-        found = [obj for obj in self.all(kind)
-                 if name is None or obj["metadata"]["name"] == name]
+        found = [obj for obj in self.all(kind) if name is None or obj["metadata"]["name"] == name]
         assert len(found) == 1, f"expected one {kind} {name or ''}, got {len(found)}"
         return found[0]
 
@@ -176,8 +223,13 @@ def chart_defaults() -> dict[str, Any]:
 
 def render(helm, values: dict[str, Any] | None = None, **request: Any) -> Rendered:
     manifests = helm("render", values=values, **request)
-    objects = [obj for path, text in sorted(manifests.items()) if path.endswith(".yaml")
-               for obj in yaml.safe_load_all(text) if obj]
+    objects = [
+        obj
+        for path, text in sorted(manifests.items())
+        if path.endswith(".yaml")
+        for obj in yaml.safe_load_all(text)
+        if obj
+    ]
     merged = deep_merge(chart_defaults(), values or {})
     return Rendered(merged, manifests, objects)
 
@@ -203,12 +255,17 @@ def memory_quantity(text: str) -> int:
 def settings_in_pod(result: Rendered) -> Settings:
     """The Settings the server would build in this pod, with the pod's limits as its cgroup."""
     limits = result.container["resources"]["limits"]
-    machine = Machine(cpu_quantity(limits["cpu"]), "pod cpu limit",
-                      memory_quantity(limits["memory"]), "pod memory limit")
+    machine = Machine(
+        cpu_quantity(limits["cpu"]),
+        "pod cpu limit",
+        memory_quantity(limits["memory"]),
+        "pod memory limit",
+    )
     return build_settings(env=result.container_env(), machine=machine)
 
 
 # --- Helm itself -------------------------------------------------------------------------
+
 
 def test_helm_is_the_bundled_library(helm):
     versions = helm("versions")
@@ -220,8 +277,9 @@ def test_helm_is_the_bundled_library(helm):
 
 def test_chart_metadata_matches_the_project():
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    project_version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(),
-                                re.M).group(1)
+    project_version = re.search(
+        r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M
+    ).group(1)
     assert chart["apiVersion"] == "v2"
     assert chart["name"] == "zako"
     assert chart["appVersion"] == project_version
@@ -233,12 +291,16 @@ def test_chart_metadata_matches_the_project():
 def test_helm_lint_strict(helm, name, k8s):
     report = helm("lint", values=VALUE_SETS[name], kube_version=f"v{k8s}")
     # Only the informational "icon is recommended" (the project has no icon to point at).
-    findings = [m for m in report["messages"]
-                if not (m["severity"] == 1 and m["error"] == "icon is recommended")]
+    findings = [
+        m
+        for m in report["messages"]
+        if not (m["severity"] == 1 and m["error"] == "icon is recommended")
+    ]
     assert findings == [] and report["errors"] == [], report
 
 
 # --- every object valid for Kubernetes -------------------------------------------------------
+
 
 @pytest.mark.parametrize("k8s", K8S_VERSIONS)
 @pytest.mark.parametrize("name", VALUE_SETS)
@@ -279,8 +341,14 @@ def test_objects_rendered(rendered, name):
     result = rendered[name]
     values = result.values
     kinds = sorted(obj["kind"] for obj in result.objects)
-    expected = ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "Service",
-                "ServiceAccount"]
+    expected = [
+        "ConfigMap",
+        "Deployment",
+        "PodDisruptionBudget",
+        "Service",
+        "Service",
+        "ServiceAccount",
+    ]
     if values["autoscaling"]["enabled"]:
         expected.append("HorizontalPodAutoscaler")
     if values["networkPolicy"]["enabled"]:
@@ -299,6 +367,7 @@ def test_objects_rendered(rendered, name):
 
 # --- probes and shutdown ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_grpc_probes_target_the_server(rendered, name):
     result = rendered[name]
@@ -306,8 +375,9 @@ def test_grpc_probes_target_the_server(rendered, name):
     assert ports["grpc"] == result.values["service"]["port"] == 50051
     # Kubelet gRPC probes are plaintext: with TLS they go to the plaintext health port.
     probe_port = ports["health"] if result.values["tls"]["enabled"] else ports["grpc"]
-    probes = {kind: result.container[f"{kind}Probe"] for kind in
-              ("startup", "liveness", "readiness")}
+    probes = {
+        kind: result.container[f"{kind}Probe"] for kind in ("startup", "liveness", "readiness")
+    }
     for kind, probe in probes.items():
         assert set(probe) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"grpc"}, kind
         assert probe["grpc"]["port"] == probe_port, kind
@@ -319,8 +389,7 @@ def test_grpc_probes_target_the_server(rendered, name):
         assert "health" not in {port["targetPort"] for port in service["spec"]["ports"]}
 
 
-@pytest.mark.parametrize(("drain", "pre_stop"), [(10, 5), (45, 0), (12.5, 5), (0.5, 0),
-                                                 (300, 30)])
+@pytest.mark.parametrize(("drain", "pre_stop"), [(10, 5), (45, 0), (12.5, 5), (0.5, 0), (300, 30)])
 def test_termination_grace_outlasts_the_drain(helm, drain, pre_stop):
     result = render(helm, {"config": {"drain_grace": drain}, "preStopSleepSeconds": pre_stop})
     grace = result.pod["spec"]["terminationGracePeriodSeconds"]
@@ -335,8 +404,12 @@ def test_termination_grace_outlasts_the_drain(helm, drain, pre_stop):
 
 
 def test_termination_grace_set_by_hand_must_outlast_the_drain(helm):
-    assert render(helm, {"terminationGracePeriodSeconds": 60}).pod["spec"][
-        "terminationGracePeriodSeconds"] == 60
+    assert (
+        render(helm, {"terminationGracePeriodSeconds": 60}).pod["spec"][
+            "terminationGracePeriodSeconds"
+        ]
+        == 60
+    )
     with pytest.raises(HelmFailed, match="must exceed preStopSleepSeconds"):
         render(helm, {"terminationGracePeriodSeconds": 15})  # 5 s preStop + 10 s drain
 
@@ -345,14 +418,14 @@ def test_termination_grace_set_by_hand_must_outlast_the_drain(helm):
 def test_rolling_update_and_disruption_budget(rendered, name):
     result = rendered[name]
     deployment = result.one("Deployment")
-    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1,
-                                                               "maxUnavailable": 0}
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     pdb = result.one("PodDisruptionBudget")
     assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
     assert pdb["spec"]["maxUnavailable"] == 1
 
 
 # --- settings reach the server ----------------------------------------------------------------
+
 
 def test_every_server_setting_is_a_chart_value():
     schema = json.loads((CHART / "values.schema.json").read_text())
@@ -363,7 +436,8 @@ def test_every_server_setting_is_a_chart_value():
         f"missing from the chart {sorted(server_settings - chart_settings)}, "
         f"unknown to the server {sorted(chart_settings - server_settings)}; every server "
         "option is a Helm value: add it to config.properties in the schema and to the list "
-        "in values.yaml, or to CHART_MANAGED if the chart sets it itself")
+        "in values.yaml, or to CHART_MANAGED if the chart sets it itself"
+    )
 
 
 @pytest.mark.parametrize("name", VALUE_SETS)
@@ -376,8 +450,7 @@ def test_env_reaches_the_container_and_the_server_accepts_it(rendered, name):
     # Service links would add ZAKO_PORT, ZAKO_SERVICE_HOST... for a Service named zako.
     assert result.pod["spec"]["enableServiceLinks"] is False
     assert set(env) - KNOWN_ENV <= PENDING_SERVER_SETTINGS
-    assert set(configmap["data"]) <= KNOWN_ENV - {f"ZAKO_{name.upper()}" for name in
-                                                  CHART_MANAGED}
+    assert set(configmap["data"]) <= KNOWN_ENV - {f"ZAKO_{name.upper()}" for name in CHART_MANAGED}
     config = {key: value for key, value in result.values["config"].items() if value is not None}
     assert set(configmap["data"]) == {f"ZAKO_{key.upper()}" for key in config}
     settings = settings_in_pod(result)
@@ -422,8 +495,11 @@ def test_custom_resources_and_settings_reach_the_server(rendered):
 def test_every_server_default_survives_the_round_trip(helm):
     """Each setting, given as a Helm value, reaches the server as the same value."""
     defaults = Settings()
-    config = {option.name: getattr(defaults, option.name) for option in OPTIONS
-              if option.name not in CHART_MANAGED}
+    config = {
+        option.name: getattr(defaults, option.name)
+        for option in OPTIONS
+        if option.name not in CHART_MANAGED
+    }
     config["resources"] = dict(defaults.resources)  # a tuple of pairs in Settings, a map here
     settings = settings_in_pod(render(helm, {"config": config}))
     for name in config:
@@ -432,13 +508,22 @@ def test_every_server_default_survives_the_round_trip(helm):
 
 
 def test_set_flags_parse_like_the_helm_cli(helm):
-    result = render(helm, None, set=["config.max_workers=6", "config.max_memory=512MiB",
-                                     "config.max_message_bytes=2147483648",
-                                     "config.allow_system_access=false", "replicaCount=3",
-                                     "config.resources.gpu=2",
-                                     # --set keeps fractions as text, which must pass too
-                                     "config.resources.licenses=0.5",
-                                     "config.drain_grace=12.5", "config.aging=0.25"])
+    result = render(
+        helm,
+        None,
+        set=[
+            "config.max_workers=6",
+            "config.max_memory=512MiB",
+            "config.max_message_bytes=2147483648",
+            "config.allow_system_access=false",
+            "replicaCount=3",
+            "config.resources.gpu=2",
+            # --set keeps fractions as text, which must pass too
+            "config.resources.licenses=0.5",
+            "config.drain_grace=12.5",
+            "config.aging=0.25",
+        ],
+    )
     env = result.container_env()
     assert env["ZAKO_MAX_WORKERS"] == "6"
     assert env["ZAKO_MAX_MEMORY"] == "512MiB"
@@ -458,14 +543,21 @@ def test_zako_server_starts_its_config_from_the_pod_env(rendered, name):
     env = {key: value for key, value in os.environ.items() if not key.startswith("ZAKO_")}
     env.update(rendered[name].container_env())
     zako_server = Path(sys.executable).parent / "zako-server"
-    proc = subprocess.run([str(zako_server), "--print-config"], env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [str(zako_server), "--print-config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"^listen\s+'0\.0\.0\.0:50051'\s+env ZAKO_LISTEN$", proc.stdout, re.M)
     assert re.search(r"^drain_grace\s+\S+\s+env ZAKO_DRAIN_GRACE$", proc.stdout, re.M)
 
 
 # --- security -------------------------------------------------------------------------------
+
 
 def dockerfile_user() -> int:
     users = re.findall(r"^USER\s+(\d+)(?::\d+)?\s*$", (ROOT / "Dockerfile").read_text(), re.M)
@@ -535,8 +627,12 @@ def test_auth_tokens_secret_mount(rendered, name):
 def test_optional_mounts_are_off_by_default(rendered):
     result = rendered["default"]
     assert [v["name"] for v in result.pod["spec"]["volumes"]] == ["tmp"]
-    optional = PENDING_SERVER_SETTINGS | {"ZAKO_TLS_CERT", "ZAKO_TLS_KEY", "ZAKO_TLS_CLIENT_CA",
-                                          "ZAKO_AUTH_TOKENS_FILE"}
+    optional = PENDING_SERVER_SETTINGS | {
+        "ZAKO_TLS_CERT",
+        "ZAKO_TLS_KEY",
+        "ZAKO_TLS_CLIENT_CA",
+        "ZAKO_AUTH_TOKENS_FILE",
+    }
     assert set(result.container_env()) & optional == set()
 
 
@@ -544,7 +640,8 @@ def test_metrics_on_by_default_and_off_on_request(helm, rendered):
     result = rendered["default"]
     assert result.container_env()["ZAKO_METRICS_LISTEN"] == "0.0.0.0:9090"
     assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in result.container[
-        "ports"]
+        "ports"
+    ]
     assert result.all("ServiceMonitor") == []  # needs the Prometheus Operator's CRDs
     off = render(helm, {"metrics": {"enabled": False}})
     assert "ZAKO_METRICS_LISTEN" not in off.container_env()
@@ -553,6 +650,7 @@ def test_metrics_on_by_default_and_off_on_request(helm, rendered):
 
 
 # --- services, autoscaling, network policy, monitoring --------------------------------------
+
 
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_services(rendered, name):
@@ -565,8 +663,13 @@ def test_services(rendered, name):
         selector = service["spec"]["selector"]
         assert selector.items() <= pod_labels.items()
         grpc = service["spec"]["ports"][0]
-        assert grpc == {"name": "grpc", "port": 50051, "targetPort": "grpc", "protocol": "TCP",
-                        "appProtocol": "grpc"}
+        assert grpc == {
+            "name": "grpc",
+            "port": 50051,
+            "targetPort": "grpc",
+            "protocol": "TCP",
+            "appProtocol": "grpc",
+        }
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in container_ports
     assert main["spec"]["type"] == "ClusterIP"
@@ -575,8 +678,7 @@ def test_services(rendered, name):
     assert headless["spec"]["publishNotReadyAddresses"] is False
     assert len(headless["spec"]["ports"]) == 1
     main_ports = [port["name"] for port in main["spec"]["ports"]]
-    assert main_ports == (["grpc", "metrics"] if result.values["metrics"]["enabled"]
-                          else ["grpc"])
+    assert main_ports == (["grpc", "metrics"] if result.values["metrics"]["enabled"] else ["grpc"])
 
 
 @pytest.mark.parametrize("name", ["hpa", "everything"])
@@ -586,12 +688,17 @@ def test_autoscaler(rendered, name):
     deployment = result.one("Deployment")
     assert "replicas" not in deployment["spec"]  # the HPA owns it; upgrades must not reset it
     assert hpa["apiVersion"] == "autoscaling/v2"
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                             "name": deployment["metadata"]["name"]}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 12)
     metrics = {metric["type"]: metric for metric in hpa["spec"]["metrics"]}
     assert metrics["Resource"]["resource"] == {
-        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}
+        "name": "cpu",
+        "target": {"type": "Utilization", "averageUtilization": 70},
+    }
     assert metrics["Pods"]["pods"]["metric"]["name"] == "zako_queue_length"
     assert "cpu" in result.container["resources"]["requests"]  # utilization is of the request
 
@@ -611,8 +718,10 @@ def test_network_policy_and_service_monitor(rendered, name):
     assert policy["egress"] == []
     grpc_rule, metrics_rule = policy["ingress"]
     assert grpc_rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
-    assert grpc_rule["from"] == VALUE_SETS["networkpolicy-servicemonitor"]["networkPolicy"][
-        "ingressFrom"]
+    assert (
+        grpc_rule["from"]
+        == VALUE_SETS["networkpolicy-servicemonitor"]["networkPolicy"]["ingressFrom"]
+    )
     assert metrics_rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     assert "from" not in metrics_rule
 
@@ -621,9 +730,12 @@ def test_network_policy_and_service_monitor(rendered, name):
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     selector = monitor["spec"]["selector"]["matchLabels"]
-    scraped = [service for service in result.all("Service")
-               if selector.items() <= service["metadata"]["labels"].items()
-               and "metrics" in {port["name"] for port in service["spec"]["ports"]}]
+    scraped = [
+        service
+        for service in result.all("Service")
+        if selector.items() <= service["metadata"]["labels"].items()
+        and "metrics" in {port["name"] for port in service["spec"]["ports"]}
+    ]
     assert [service["metadata"]["name"] for service in scraped] == [FULLNAME]
     assert [endpoint["port"] for endpoint in monitor["spec"]["endpoints"]] == ["metrics"]
     assert result.container_env()["ZAKO_METRICS_LISTEN"] == "0.0.0.0:9090"
@@ -667,22 +779,31 @@ def test_schema_rejects_bad_values(helm, case):
     assert report["errors"], report
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}},
-     "needs metrics.enabled"),
-    ({"tls": {"enabled": True, "existingSecret": "s", "healthPort": 50051}},
-     "tls.healthPort must differ"),
-    ({"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}},
-     "must not exceed"),
-    ({"autoscaling": {"enabled": True, "targetCPUUtilizationPercentage": None}},
-     "needs a metric"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}},
+            "needs metrics.enabled",
+        ),
+        (
+            {"tls": {"enabled": True, "existingSecret": "s", "healthPort": 50051}},
+            "tls.healthPort must differ",
+        ),
+        ({"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}, "must not exceed"),
+        (
+            {"autoscaling": {"enabled": True, "targetCPUUtilizationPercentage": None}},
+            "needs a metric",
+        ),
+    ],
+)
 def test_cross_field_checks_fail_rendering(helm, values, message):
     with pytest.raises(HelmFailed, match=message):
         helm("render", values=values)
 
 
 # --- names and NOTES -------------------------------------------------------------------------
+
 
 def test_long_release_names_still_fit(helm):
     release = "a-very-long-release-name-that-goes-on-and-on-and-on-x"  # 53, Helm's maximum
@@ -704,6 +825,7 @@ def test_notes_say_how_to_call_it(rendered):
 
 # --- the README's "Deploy on Kubernetes" section -----------------------------------------
 
+
 def deploy_section() -> str:
     """The README's "Deploy on Kubernetes" section."""
     text = (ROOT / "README.md").read_text()
@@ -718,7 +840,8 @@ def test_readme_deploy_commands_match_the_chart(helm):
     section = deploy_section()
     shell = "\n".join(re.findall(r"```sh\n(.*?)```", section, re.S))
     release, namespace = re.search(
-        r"helm install (\S+) \./helm/zako --namespace (\S+)", shell).groups()
+        r"helm install (\S+) \./helm/zako --namespace (\S+)", shell
+    ).groups()
     sets = re.findall(r"--set (\S+=\S+)", shell)
     assert sets
     result = render(helm, None, name=release, namespace=namespace, set=sets)
@@ -726,8 +849,9 @@ def test_readme_deploy_commands_match_the_chart(helm):
     for kind, name in re.findall(r"\b(svc|deployment|deploy)/([\w-]+)", shell):
         kind = "Service" if kind == "svc" else "Deployment"
         assert (kind, name) in names, (kind, name)
-    for name in re.findall(r"`([\w-]+)\.(?:[\w-]+)\.svc\.cluster\.local:50051`", section) + \
-            re.findall(r"dns:///([\w-]+)\.", section):
+    for name in re.findall(
+        r"`([\w-]+)\.(?:[\w-]+)\.svc\.cluster\.local:50051`", section
+    ) + re.findall(r"dns:///([\w-]+)\.", section):
         assert ("Service", name) in names, name
     assert f"-n {namespace}" in shell
     # The defaults the section's table states are the chart's.

@@ -28,8 +28,10 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 HADOLINT = Path(sys.executable).parent / "hadolint"
-BUILD_TOOLS = re.compile(r"\b(apt-get|apt|apk|dnf|yum|microdnf|gcc|g\+\+|cc|make|cmake|"
-                         r"build-essential|pip|pip3|curl|wget|git)\b")
+BUILD_TOOLS = re.compile(
+    r"\b(apt-get|apt|apk|dnf|yum|microdnf|gcc|g\+\+|cc|make|cmake|"
+    r"build-essential|pip|pip3|curl|wget|git)\b"
+)
 
 
 @dataclass
@@ -76,8 +78,9 @@ def parse(text: str) -> tuple[dict[str, str], list[Stage]]:
             name, _, default = instruction.args.partition("=")
             args[name] = default
         elif instruction.keyword == "FROM":
-            image = re.sub(r"\$\{(\w+)\}|\$(\w+)",
-                           lambda m: args[m.group(1) or m.group(2)], instruction.args)
+            image = re.sub(
+                r"\$\{(\w+)\}|\$(\w+)", lambda m: args[m.group(1) or m.group(2)], instruction.args
+            )
             match = re.fullmatch(r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", image, re.I)
             assert match, instruction.args
             stages.append(Stage(match.group(1), match.group(2)))
@@ -111,7 +114,7 @@ def test_final_stage_runs_as_a_fixed_unprivileged_user(stages):
     assert values["podSecurityContext"]["runAsGroup"] == gid
     # Nothing runs as root after the user switch.
     keywords = [i.keyword for i in final.instructions]
-    assert "RUN" not in keywords[keywords.index("USER"):]
+    assert "RUN" not in keywords[keywords.index("USER") :]
 
 
 def test_final_stage_has_only_the_venv_and_no_build_tools(stages):
@@ -131,8 +134,7 @@ def test_entrypoint_port_and_listen_address(stages):
     assert final.all("EXPOSE") == ["50051"]
     assert final.all("HEALTHCHECK") == []  # Kubernetes probes gRPC health natively
     assert final.all("STOPSIGNAL") == ["SIGTERM"]  # what the server drains on
-    env = dict(tuple(item.split("=", 1)) for args in final.all("ENV")
-               for item in shlex.split(args))
+    env = dict(tuple(item.split("=", 1)) for args in final.all("ENV") for item in shlex.split(args))
     assert env["ZAKO_LISTEN"] == "0.0.0.0:50051"
     assert env["PATH"].startswith("/opt/zako/bin:")
     assert not any("ZAKO_" in args for args in builder.all("ENV"))
@@ -149,8 +151,9 @@ def dockerignore_includes(path: str, patterns: list[str]) -> bool:
         negated = pattern.startswith("!")
         pattern = pattern.lstrip("!").rstrip("/")
         if pattern.startswith("**/"):
-            matches = any(fnmatch.fnmatchcase(c.rsplit("/", 1)[-1], pattern[3:])
-                          for c in candidates)
+            matches = any(
+                fnmatch.fnmatchcase(c.rsplit("/", 1)[-1], pattern[3:]) for c in candidates
+            )
         else:
             matches = any(fnmatch.fnmatchcase(c, pattern) for c in candidates)
         if matches:
@@ -167,20 +170,31 @@ def builder_sources(stage: Stage) -> list[str]:
 
 
 def test_build_context_holds_what_the_builder_copies(stages):
-    patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     sources = builder_sources(stages[0])
     assert set(sources) == {"pyproject.toml", "README.md", "zako_server", "zako_sdk"}
     for source in sources:
         path = ROOT / source
-        files = [path] if path.is_file() else [
-            p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+        files = (
+            [path]
+            if path.is_file()
+            else [p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+        )
         assert files, source
         for file in files:
             relative = file.relative_to(ROOT).as_posix()
             assert dockerignore_includes(relative, patterns), relative
-    for excluded in (".venv/bin/python", ".git/HEAD", "tests/conftest.py",
-                     "helm/zako/Chart.yaml", "zako_server/__pycache__/config.cpython-311.pyc"):
+    for excluded in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "tests/conftest.py",
+        "helm/zako/Chart.yaml",
+        "zako_server/__pycache__/config.cpython-311.pyc",
+    ):
         assert not dockerignore_includes(excluded, patterns), excluded
 
 
@@ -191,31 +205,60 @@ def test_builder_stage_builds_the_project_from_its_copies(stages, tmp_path):
     for source in builder_sources(stages[0]):
         origin = ROOT / source
         if origin.is_dir():
-            shutil.copytree(origin, context / source,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(
+                origin, context / source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
         else:
             shutil.copy2(origin, context / source)
     wheels = tmp_path / "wheels"
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--no-index", "--quiet", "--wheel-dir", str(wheels), str(context)],
-        capture_output=True, text=True, timeout=300, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "--wheel-dir",
+            str(wheels),
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (wheel,) = wheels.glob("zako-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
-        entry_points = next(archive.read(n).decode() for n in names
-                            if n.endswith(".dist-info/entry_points.txt"))
+        entry_points = next(
+            archive.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt")
+        )
     assert "zako-server = zako_server.__main__:main" in entry_points
     assert "zako_server/runtime/prelude.js" in names
     assert "zako_sdk/_proto/zako/v1/executor_pb2.py" in names
 
 
 def hadolint(path: Path) -> list[dict]:
-    proc = subprocess.run([str(HADOLINT), "--no-color", "--format", "json",
-                           "--failure-threshold", "style", str(path)],
-                          capture_output=True, text=True, timeout=60, cwd=path.parent,
-                          check=False)
+    proc = subprocess.run(
+        [
+            str(HADOLINT),
+            "--no-color",
+            "--format",
+            "json",
+            "--failure-threshold",
+            "style",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=path.parent,
+        check=False,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     return json.loads(proc.stdout or "[]")
 
@@ -226,7 +269,8 @@ def test_hadolint_finds_nothing():
 
 def test_hadolint_is_not_a_no_op(tmp_path):
     bad = tmp_path / "Dockerfile"
-    bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y gcc\n"
-                   "ENTRYPOINT zako-server\n")
+    bad.write_text(
+        "FROM python:latest\nRUN apt-get update && apt-get install -y gcc\nENTRYPOINT zako-server\n"
+    )
     codes = {finding["code"] for finding in hadolint(bad)}
     assert {"DL3007", "DL3008", "DL3015", "DL3025"} <= codes, codes

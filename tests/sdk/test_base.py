@@ -44,10 +44,14 @@ def event(task_id: str = "t1", **kind: object) -> pb.SubmitResponse:
 
 
 def completed(value_json: str = "42") -> pb.Completed:
-    timings = pb.Timings(accepted_at=T0, started_at=T0, finished_at=T0,
-                         queued=duration_pb2.Duration(nanos=1_000_000),
-                         run=duration_pb2.Duration(seconds=2, nanos=500_000_000),
-                         cpu=duration_pb2.Duration(nanos=250_000_000))
+    timings = pb.Timings(
+        accepted_at=T0,
+        started_at=T0,
+        finished_at=T0,
+        queued=duration_pb2.Duration(nanos=1_000_000),
+        run=duration_pb2.Duration(seconds=2, nanos=500_000_000),
+        cpu=duration_pb2.Duration(nanos=250_000_000),
+    )
     heap = pb.HeapUsage(used_bytes=10, total_bytes=20, limit_bytes=30)
     return pb.Completed(result=pb.Result(value_json=value_json, timings=timings, heap=heap))
 
@@ -65,12 +69,20 @@ class TestBuildTask:
         assert not task.fresh_isolate  # the server may reuse a warm isolate
 
     def test_every_option_reaches_the_wire(self):
-        spec = TaskSpec("src", input={"a": [1, 2**60]}, context="config", timeout=1.5,
-                        modules={"lib/a.js": "A", "b": "B"}, entry_name="main.js",
-                        priority=-3, labels={"k": "v"},
-                        resources={"cpu_millis": 500, "memory_bytes": 1 << 20,
-                                   "extras": {"licenses": 1}},
-                        system_access=True, task_id="my-id", fresh_isolate=True)
+        spec = TaskSpec(
+            "src",
+            input={"a": [1, 2**60]},
+            context="config",
+            timeout=1.5,
+            modules={"lib/a.js": "A", "b": "B"},
+            entry_name="main.js",
+            priority=-3,
+            labels={"k": "v"},
+            resources={"cpu_millis": 500, "memory_bytes": 1 << 20, "extras": {"licenses": 1}},
+            system_access=True,
+            task_id="my-id",
+            fresh_isolate=True,
+        )
         task = build_task(spec, default_timeout=9.0)
         assert task.fresh_isolate
         assert task.id == "my-id"
@@ -121,11 +133,17 @@ class TestBuildTask:
         assert len({new_task_id() for _ in range(1000)}) == 1000
 
 
-@pytest.mark.parametrize(("name", "kind"), [
-    ("package", pb.CONTEXT_KIND_PACKAGE), ("build", pb.CONTEXT_KIND_BUILD),
-    ("rule", pb.CONTEXT_KIND_RULE), ("toolchain", pb.CONTEXT_KIND_TOOLCHAIN),
-    ("config", pb.CONTEXT_KIND_CONFIG), ("Config", pb.CONTEXT_KIND_CONFIG),
-])
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("package", pb.CONTEXT_KIND_PACKAGE),
+        ("build", pb.CONTEXT_KIND_BUILD),
+        ("rule", pb.CONTEXT_KIND_RULE),
+        ("toolchain", pb.CONTEXT_KIND_TOOLCHAIN),
+        ("config", pb.CONTEXT_KIND_CONFIG),
+        ("Config", pb.CONTEXT_KIND_CONFIG),
+    ],
+)
 def test_context_names_map_to_kinds(name, kind):
     assert context_kind(name) == kind
 
@@ -135,9 +153,15 @@ def test_unknown_context_is_a_value_error():
         context_kind("shell")
 
 
-@pytest.mark.parametrize(("seconds", "expected"), [
-    (0.0, (0, 0)), (1.5, (1, 500_000_000)), (0.000000001, (0, 1)), (30, (30, 0)),
-])
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (0.0, (0, 0)),
+        (1.5, (1, 500_000_000)),
+        (0.000000001, (0, 1)),
+        (30, (30, 0)),
+    ],
+)
 def test_duration_is_exact_to_the_nanosecond(seconds, expected):
     d = duration(seconds)
     assert (d.seconds, d.nanos) == expected
@@ -169,8 +193,9 @@ class TestTaskEvents:
         assert result.worker_id == "w7" and events.queue_position == 3
         assert [(line.level, line.message) for line in result.logs] == [("warn", "careful")]
         assert seen == list(result.logs)
-        assert result.logs[0].time == dt.datetime(2023, 11, 14, 22, 13, 20, 500000,
-                                                  tzinfo=dt.timezone.utc)
+        assert result.logs[0].time == dt.datetime(
+            2023, 11, 14, 22, 13, 20, 500000, tzinfo=dt.timezone.utc
+        )
         assert result.timings.run == 2.5 and result.timings.cpu == 0.25
         assert result.timings.queued == pytest.approx(0.001)
         assert result.heap.limit_bytes == 30
@@ -182,21 +207,31 @@ class TestTaskEvents:
         assert events.outcome is first
 
     def test_failed_maps_to_task_failed_with_the_js_error(self):
-        error = pb.JsError(name="TypeError", message="x is not a function",
-                           stack="TypeError: x is not a function\n    at main.js:3:5",
-                           module="main.js", line=3, column=5)
+        error = pb.JsError(
+            name="TypeError",
+            message="x is not a function",
+            stack="TypeError: x is not a function\n    at main.js:3:5",
+            module="main.js",
+            line=3,
+            column=5,
+        )
         failed = pb.Failed(reason=pb.FAILURE_REASON_JS_ERROR, error=error)
         outcome = TaskEvents("t1").apply(event(failed=failed))
         assert type(outcome) is TaskFailed
         assert outcome.reason == "JS_ERROR" and outcome.task_id == "t1"
         assert (outcome.js_error.module, outcome.js_error.line, outcome.js_error.column) == (
-            "main.js", 3, 5)
+            "main.js",
+            3,
+            5,
+        )
         assert str(outcome) == "TypeError: x is not a function\n    at main.js:3:5"
 
     def test_timeout_is_its_own_class(self):
-        failed = pb.Failed(reason=pb.FAILURE_REASON_TIMEOUT,
-                           error=pb.JsError(name="TimeoutError", message="ran past 1s"),
-                           timings=pb.Timings(run=duration_pb2.Duration(seconds=1)))
+        failed = pb.Failed(
+            reason=pb.FAILURE_REASON_TIMEOUT,
+            error=pb.JsError(name="TimeoutError", message="ran past 1s"),
+            timings=pb.Timings(run=duration_pb2.Duration(seconds=1)),
+        )
         outcome = TaskEvents("t1").apply(event(failed=failed))
         assert isinstance(outcome, TaskTimeout) and isinstance(outcome, TaskFailed)
         assert str(outcome) == "TIMEOUT: TimeoutError: ran past 1s"
@@ -204,22 +239,29 @@ class TestTaskEvents:
 
     def test_cancelled(self):
         outcome = TaskEvents("t1").apply(
-            event(cancelled=pb.Cancelled(reason="client request", was_running=True)))
+            event(cancelled=pb.Cancelled(reason="client request", was_running=True))
+        )
         assert isinstance(outcome, TaskCancelled)
         assert outcome.reason == "client request" and outcome.was_running
 
-    @pytest.mark.parametrize(("code", "cls"), [
-        (grpc.StatusCode.INVALID_ARGUMENT, InvalidTask),
-        (grpc.StatusCode.FAILED_PRECONDITION, InvalidTask),
-        (grpc.StatusCode.ALREADY_EXISTS, InvalidTask),
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, Overloaded),
-        (grpc.StatusCode.UNAVAILABLE, Overloaded),  # draining: capacity, not transport
-        (grpc.StatusCode.PERMISSION_DENIED, TaskRejected),
-    ])
+    @pytest.mark.parametrize(
+        ("code", "cls"),
+        [
+            (grpc.StatusCode.INVALID_ARGUMENT, InvalidTask),
+            (grpc.StatusCode.FAILED_PRECONDITION, InvalidTask),
+            (grpc.StatusCode.ALREADY_EXISTS, InvalidTask),
+            (grpc.StatusCode.RESOURCE_EXHAUSTED, Overloaded),
+            (grpc.StatusCode.UNAVAILABLE, Overloaded),  # draining: capacity, not transport
+            (grpc.StatusCode.PERMISSION_DENIED, TaskRejected),
+        ],
+    )
     def test_rejected_maps_by_code(self, code, cls):
-        rejected = pb.Rejected(code=code.value[0], message="task.timeout: too long",
-                               field="task.timeout",
-                               retry_after=duration_pb2.Duration(nanos=250_000_000))
+        rejected = pb.Rejected(
+            code=code.value[0],
+            message="task.timeout: too long",
+            field="task.timeout",
+            retry_after=duration_pb2.Duration(nanos=250_000_000),
+        )
         outcome = TaskEvents("t1").apply(event(rejected=rejected))
         assert type(outcome) is cls
         assert outcome.code is code and outcome.field == "task.timeout"
@@ -231,18 +273,30 @@ class TestTaskEvents:
         assert outcome.retry_after is None
 
 
-@pytest.mark.parametrize(("seconds", "nanos"), [
-    (0, 0), (1_700_000_000, 500_000_000), (1_700_000_000, 999_999_999), (1, 1),
-    (-1, 999_000), (253_402_300_799, 999_999_999),
-])
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [
+        (0, 0),
+        (1_700_000_000, 500_000_000),
+        (1_700_000_000, 999_999_999),
+        (1, 1),
+        (-1, 999_000),
+        (253_402_300_799, 999_999_999),
+    ],
+)
 def test_timestamps_convert_as_to_datetime_does(seconds, nanos):
     message = pb.LogLine(time=timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos))
     assert LogLine.from_proto(message).time == message.time.ToDatetime(tzinfo=dt.timezone.utc)
 
 
 def test_warm_isolate_is_read_from_the_timings():
-    result = TaskEvents("t1").apply(event(completed=pb.Completed(result=pb.Result(
-        value_json="1", timings=pb.Timings(warm_isolate=True)))))
+    result = TaskEvents("t1").apply(
+        event(
+            completed=pb.Completed(
+                result=pb.Result(value_json="1", timings=pb.Timings(warm_isolate=True))
+            )
+        )
+    )
     assert result.timings.warm_isolate is True
     assert result.to_dict()["timings"]["warm_isolate"] is True
     assert Timings.from_proto(pb.Timings()).warm_isolate is False
@@ -250,16 +304,23 @@ def test_warm_isolate_is_read_from_the_timings():
 
 class TestRunResponse:
     def test_completed_carries_the_logs(self):
-        response = pb.RunResponse(task_id="r1", completed=completed("[1,2]"),
-                                  logs=[pb.LogLine(level=pb.LOG_LEVEL_INFO, message="hi")])
+        response = pb.RunResponse(
+            task_id="r1",
+            completed=completed("[1,2]"),
+            logs=[pb.LogLine(level=pb.LOG_LEVEL_INFO, message="hi")],
+        )
         result = unwrap(outcome_of_run(response))
         assert result.value == [1, 2] and result.task_id == "r1"
         assert [line.message for line in result.logs] == ["hi"]
         assert result.logs[0].time is None  # unset stays unset, not the epoch
 
     def test_failed_raises_on_unwrap(self):
-        response = pb.RunResponse(task_id="r1", failed=pb.Failed(
-            reason=pb.FAILURE_REASON_OUT_OF_MEMORY, error=pb.JsError(name="RangeError")))
+        response = pb.RunResponse(
+            task_id="r1",
+            failed=pb.Failed(
+                reason=pb.FAILURE_REASON_OUT_OF_MEMORY, error=pb.JsError(name="RangeError")
+            ),
+        )
         with pytest.raises(TaskFailed) as info:
             unwrap(outcome_of_run(response))
         assert info.value.reason == "OUT_OF_MEMORY"

@@ -38,25 +38,50 @@ def js(tmp_path: Path):
 
 
 def test_run_arguments_parse():
-    args = build_parser("h:1").parse_args([
-        "run", "f.js", "--module", "lib/a.js=src/a.js", "--module", "b=b.js",
-        "--label", "k=v=w", "--context", "config", "--timeout", "2.5", "--system-access",
-        "--priority", "-1", "--input", '{"a": 1}', "--fresh-isolate"])
+    args = build_parser("h:1").parse_args(
+        [
+            "run",
+            "f.js",
+            "--module",
+            "lib/a.js=src/a.js",
+            "--module",
+            "b=b.js",
+            "--label",
+            "k=v=w",
+            "--context",
+            "config",
+            "--timeout",
+            "2.5",
+            "--system-access",
+            "--priority",
+            "-1",
+            "--input",
+            '{"a": 1}',
+            "--fresh-isolate",
+        ]
+    )
     assert args.fresh_isolate and not build_parser("h:1").parse_args(["run", "f"]).fresh_isolate
     assert args.target == "h:1" and args.file == "f.js"
     assert args.module == [("lib/a.js", "src/a.js"), ("b", "b.js")]
     assert args.label == [("k", "v=w")]
     assert (args.context, args.timeout, args.system_access, args.priority) == (
-        "config", 2.5, True, -1)
+        "config",
+        2.5,
+        True,
+        -1,
+    )
 
 
-@pytest.mark.parametrize("argv", [
-    ["run", "f.js", "--label", "novalue"],
-    ["run", "f.js", "--context", "shell"],
-    ["run", "f.js", "--input", "1", "--input-file", "x"],
-    ["run", "f.js", "--compact", "--full"],
-    [],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "f.js", "--label", "novalue"],
+        ["run", "f.js", "--context", "shell"],
+        ["run", "f.js", "--input", "1", "--input-file", "x"],
+        ["run", "f.js", "--compact", "--full"],
+        [],
+    ],
+)
 def test_bad_command_lines_exit_2(argv, capsys):
     assert main(argv) == EXIT_USAGE
     assert "usage:" in capsys.readouterr().err
@@ -86,15 +111,31 @@ def test_run_prints_the_value_and_streams_logs_to_stderr(fake, js, capsys):
 
 
 def test_run_compact_prints_the_servers_text(fake, js, capsys):
-    assert main(["run", js(script("echo")), "--target", fake.target,
-                 "--input", "[1,  2]", "--compact"]) == EXIT_OK
+    assert (
+        main(
+            ["run", js(script("echo")), "--target", fake.target, "--input", "[1,  2]", "--compact"]
+        )
+        == EXIT_OK
+    )
     assert capsys.readouterr().out == "[1,2]\n"
 
 
 def test_run_full_prints_the_whole_result(fake, js, capsys, tmp_path):
     (tmp_path / "in.json").write_text('"x"')
-    assert main(["run", js(script("echo", logs=["l"])), "--target", fake.target,
-                 "--input-file", str(tmp_path / "in.json"), "--full"]) == EXIT_OK
+    assert (
+        main(
+            [
+                "run",
+                js(script("echo", logs=["l"])),
+                "--target",
+                fake.target,
+                "--input-file",
+                str(tmp_path / "in.json"),
+                "--full",
+            ]
+        )
+        == EXIT_OK
+    )
     full = json.loads(capsys.readouterr().out)
     assert full["value"] == "x" and full["worker_id"] == "w1"
     assert full["logs"][0]["message"] == "l" and "run_s" in full["timings"]
@@ -119,7 +160,8 @@ def test_capabilities_show_isolate_reuse(fake, capsys):
 
 def test_failed_task_prints_the_stack_and_exits_1(fake, js, capsys):
     assert main(["run", js(script("throw", message="boom")), "--target", fake.target]) == (
-        EXIT_TASK_FAILED)
+        EXIT_TASK_FAILED
+    )
     captured = capsys.readouterr()
     assert captured.out == "" and "Error: boom\n    at main.js:2:9" in captured.err
 

@@ -27,11 +27,22 @@ def secured(server_factory, pki, monkeypatch):
     """A server with mutual TLS and tokens, and the CLI flags that reach it (no token)."""
     monkeypatch.delenv("ZAKO_TOKEN", raising=False)
     monkeypatch.delenv("ZAKO_TENANT", raising=False)
-    server = server_factory(tls_cert=pki["server.pem"], tls_key=pki["server.key"],
-                            tls_client_ca=pki["ca.pem"],
-                            auth_tokens=f"{ADMIN}:ops:admin,{ACME}:acme:client")
-    return ["--target", server.target, "--tls-ca", str(pki["ca.pem"]),
-            "--tls-cert", str(pki["client.pem"]), "--tls-key", str(pki["client.key"])]
+    server = server_factory(
+        tls_cert=pki["server.pem"],
+        tls_key=pki["server.key"],
+        tls_client_ca=pki["ca.pem"],
+        auth_tokens=f"{ADMIN}:ops:admin,{ACME}:acme:client",
+    )
+    return [
+        "--target",
+        server.target,
+        "--tls-ca",
+        str(pki["ca.pem"]),
+        "--tls-cert",
+        str(pki["client.pem"]),
+        "--tls-key",
+        str(pki["client.key"]),
+    ]
 
 
 def test_run_and_stats_over_mutual_tls_with_a_token(secured, tmp_path, capsys):
@@ -76,16 +87,18 @@ def test_without_a_client_certificate_the_handshake_fails(secured, pki, capsys):
     assert main(["stats", "--token", ADMIN, "--target", secured[1]]) == EXIT_UNAVAILABLE
 
 
-@pytest.mark.parametrize(("flags", "message"), [
-    (["--tls-ca", "{missing}"], "cannot read --tls-ca"),
-    (["--tls-ca", "{key}"], "is not a PEM file with a CERTIFICATE"),
-    (["--tls-cert", "{cert}"], "--tls-cert and --tls-key go together"),
-    (["--tls-cert", "{cert}", "--tls-key", "{cert}"], "--tls-key"),
-    (["--token", "two\nlines"], "printable ASCII"),
-])
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--tls-ca", "{missing}"], "cannot read --tls-ca"),
+        (["--tls-ca", "{key}"], "is not a PEM file with a CERTIFICATE"),
+        (["--tls-cert", "{cert}"], "--tls-cert and --tls-key go together"),
+        (["--tls-cert", "{cert}", "--tls-key", "{cert}"], "--tls-key"),
+        (["--token", "two\nlines"], "printable ASCII"),
+    ],
+)
 def test_bad_security_options_exit_2(pki, tmp_path, flags, message, capsys):
-    paths = {"missing": tmp_path / "nope.pem", "key": pki["client.key"],
-             "cert": pki["client.pem"]}
+    paths = {"missing": tmp_path / "nope.pem", "key": pki["client.key"], "cert": pki["client.pem"]}
     argv = ["stats", "--target", "127.0.0.1:1", *(f.format(**paths) for f in flags)]
     assert main(argv) == EXIT_USAGE
     assert message in capsys.readouterr().err
@@ -94,8 +107,9 @@ def test_bad_security_options_exit_2(pki, tmp_path, flags, message, capsys):
 def test_tenant_flag_and_environment(zako_server, tmp_path, monkeypatch, capsys):
     task = tmp_path / "task.js"
     task.write_text("module.exports = 1", encoding="utf-8")
-    assert main(["run", str(task), "--target", zako_server.target,
-                 "--tenant", "cli-flag"]) == EXIT_OK
+    assert (
+        main(["run", str(task), "--target", zako_server.target, "--tenant", "cli-flag"]) == EXIT_OK
+    )
     monkeypatch.setenv("ZAKO_TENANT", "cli-env")
     assert main(["run", str(task), "--target", zako_server.target]) == EXIT_OK
     capsys.readouterr()

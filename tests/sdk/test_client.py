@@ -65,8 +65,11 @@ async def test_run_unary_hello_world(client):
 
 
 async def test_modules_are_required_by_name(client):
-    result = await client.run('module.exports = (x) => require("lib/twice.js")(x)', input=4,
-                              modules={"lib/twice.js": "module.exports = (x) => 2 * x;"})
+    result = await client.run(
+        'module.exports = (x) => require("lib/twice.js")(x)',
+        input=4,
+        modules={"lib/twice.js": "module.exports = (x) => 2 * x;"},
+    )
     assert result.value == 8
 
 
@@ -148,6 +151,7 @@ def test_cli_run_failure_prints_the_stack(zako_server, tmp_path: Path, capsys):
     path = tmp_path / "check.js"
     path.write_text(THROWS)
     assert main(["run", str(path), "--target", zako_server.target, "--input", "-5"]) == (
-        EXIT_TASK_FAILED)
+        EXIT_TASK_FAILED
+    )
     err = capsys.readouterr().err
     assert "RangeError: negative: -5" in err and "check.js:3" in err

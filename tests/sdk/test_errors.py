@@ -43,16 +43,19 @@ class FakeRpcError(grpc.RpcError):
         return self._details
 
 
-@pytest.mark.parametrize(("code", "cls"), [
-    (grpc.StatusCode.UNAVAILABLE, Unavailable),
-    (grpc.StatusCode.DEADLINE_EXCEEDED, DeadlineExceeded),
-    (grpc.StatusCode.UNAUTHENTICATED, Unauthenticated),
-    (grpc.StatusCode.PERMISSION_DENIED, PermissionDenied),
-    (grpc.StatusCode.NOT_FOUND, RPCError),
-    (grpc.StatusCode.INTERNAL, RPCError),
-    (grpc.StatusCode.INVALID_ARGUMENT, RPCError),  # not about a task on a plain call
-    (grpc.StatusCode.RESOURCE_EXHAUSTED, RPCError),
-])
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, Unavailable),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, DeadlineExceeded),
+        (grpc.StatusCode.UNAUTHENTICATED, Unauthenticated),
+        (grpc.StatusCode.PERMISSION_DENIED, PermissionDenied),
+        (grpc.StatusCode.NOT_FOUND, RPCError),
+        (grpc.StatusCode.INTERNAL, RPCError),
+        (grpc.StatusCode.INVALID_ARGUMENT, RPCError),  # not about a task on a plain call
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, RPCError),
+    ],
+)
 def test_call_statuses_map_to_transport_errors(code, cls):
     exc = FakeRpcError(code, "details here")
     error = map_rpc_error(exc)
@@ -62,13 +65,16 @@ def test_call_statuses_map_to_transport_errors(code, cls):
     assert str(error) == f"{code.name}: details here"
 
 
-@pytest.mark.parametrize(("code", "cls"), [
-    (grpc.StatusCode.INVALID_ARGUMENT, InvalidTask),
-    (grpc.StatusCode.FAILED_PRECONDITION, InvalidTask),
-    (grpc.StatusCode.ALREADY_EXISTS, InvalidTask),
-    (grpc.StatusCode.RESOURCE_EXHAUSTED, Overloaded),
-    (grpc.StatusCode.UNAVAILABLE, Unavailable),  # on a call, UNAVAILABLE stays transport
-])
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [
+        (grpc.StatusCode.INVALID_ARGUMENT, InvalidTask),
+        (grpc.StatusCode.FAILED_PRECONDITION, InvalidTask),
+        (grpc.StatusCode.ALREADY_EXISTS, InvalidTask),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, Overloaded),
+        (grpc.StatusCode.UNAVAILABLE, Unavailable),  # on a call, UNAVAILABLE stays transport
+    ],
+)
 def test_statuses_of_a_task_carrying_call_judge_the_task(code, cls):
     error = map_rpc_error(FakeRpcError(code, "task.source: empty"), task_id="t9")
     assert type(error) is cls
@@ -114,11 +120,12 @@ def test_task_failed_shows_the_stack_once():
 
 def test_errors_survive_pickling_between_processes():
     js = JsError("Error", "boom", "Error: boom\n    at main.js:1:7", "main.js", 1, 7)
-    for error in [TaskFailed(task_id="t", reason="JS_ERROR", js_error=js),
-                  Overloaded("full", task_id="t", code=grpc.StatusCode.RESOURCE_EXHAUSTED,
-                             retry_after=2.0),
-                  Unavailable("down", code=grpc.StatusCode.UNAVAILABLE),
-                  ClientClosed("closed")]:
+    for error in [
+        TaskFailed(task_id="t", reason="JS_ERROR", js_error=js),
+        Overloaded("full", task_id="t", code=grpc.StatusCode.RESOURCE_EXHAUSTED, retry_after=2.0),
+        Unavailable("down", code=grpc.StatusCode.UNAVAILABLE),
+        ClientClosed("closed"),
+    ]:
         copy = pickle.loads(pickle.dumps(error))
         assert type(copy) is type(error) and str(copy) == str(error)
         assert copy.__dict__ == error.__dict__
@@ -143,23 +150,27 @@ class RichRpcError(FakeRpcError):
 
 def test_retry_info_and_quota_failure_reach_the_rejection():
     retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(nanos=500_000_000))
-    quota = error_details_pb2.QuotaFailure(violations=[
-        error_details_pb2.QuotaFailure.Violation(subject="tenant/acme/max_queued")])
-    error = map_rpc_error(RichRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "full", retry,
-                                       quota), task_id="t1")
+    quota = error_details_pb2.QuotaFailure(
+        violations=[error_details_pb2.QuotaFailure.Violation(subject="tenant/acme/max_queued")]
+    )
+    error = map_rpc_error(
+        RichRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "full", retry, quota), task_id="t1"
+    )
     assert type(error) is Overloaded
     assert error.retry_after == 0.5 and error.quota == "tenant/acme/max_queued"
 
 
 def test_unavailable_with_retry_info_on_run_is_a_draining_rejection():
     retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=1))
-    error = map_rpc_error(RichRpcError(grpc.StatusCode.UNAVAILABLE, "draining", retry),
-                          task_id="t1")
+    error = map_rpc_error(
+        RichRpcError(grpc.StatusCode.UNAVAILABLE, "draining", retry), task_id="t1"
+    )
     assert type(error) is Overloaded and error.code is grpc.StatusCode.UNAVAILABLE
     assert error.retry_after == 1.0
     # The same status on a call that carries no task stays a transport error.
     assert type(map_rpc_error(RichRpcError(grpc.StatusCode.UNAVAILABLE, "x", retry))) is (
-        Unavailable)
+        Unavailable
+    )
 
 
 def test_a_mismatched_status_blob_is_ignored():

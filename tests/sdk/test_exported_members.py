@@ -10,8 +10,11 @@ from zako_sdk import errors, models
 
 def test_all_exports_every_public_name():
     # Submodules become attributes once imported anywhere; they are not API names.
-    public = {name for name in dir(zako_sdk) if not name.startswith("_")
-              and not isinstance(getattr(zako_sdk, name), types.ModuleType)}
+    public = {
+        name
+        for name in dir(zako_sdk)
+        if not name.startswith("_") and not isinstance(getattr(zako_sdk, name), types.ModuleType)
+    }
     assert public == set(zako_sdk.__all__)
 
 

@@ -57,10 +57,12 @@ async def close(inner: Any) -> None:
 
 
 @pytest.fixture(params=["async", "sync"])
-async def client(request: pytest.FixtureRequest,
-                 fakes: dict[str, FakeServer]) -> AsyncIterator[Face]:
-    face, inner = make_client(request.param, [f.target for f in fakes.values()], retry=FAST,
-                              tenant="acme")
+async def client(
+    request: pytest.FixtureRequest, fakes: dict[str, FakeServer]
+) -> AsyncIterator[Face]:
+    face, inner = make_client(
+        request.param, [f.target for f in fakes.values()], retry=FAST, tenant="acme"
+    )
     yield face
     await close(inner)
 
@@ -81,8 +83,10 @@ async def test_tasks_go_round_robin_over_the_replicas(client, fakes):
 
 async def test_batch_splits_across_replicas_and_keeps_input_order(client, fakes):
     run = uuid.uuid4().hex[:8]  # the fakes outlive the test; ids must not repeat
-    specs = [TaskSpec(script("echo", sleep=0.002 * (30 - n)), input=n,
-                      task_id=f"order-{run}-{n}") for n in range(30)]
+    specs = [
+        TaskSpec(script("echo", sleep=0.002 * (30 - n)), input=n, task_id=f"order-{run}-{n}")
+        for n in range(30)
+    ]
     results = await client.batch(specs)
     assert [r.value for r in results] == list(range(30))
     assert counts(fakes, {s.task_id for s in specs}) == {"a": 10, "b": 10, "c": 10}
@@ -91,8 +95,10 @@ async def test_batch_splits_across_replicas_and_keeps_input_order(client, fakes)
 async def test_a_task_refused_by_a_draining_replica_runs_on_another(client, fakes):
     # b refuses with retry_after 30 s: the task must not wait for b, it goes elsewhere.
     started = time.monotonic()
-    handles = [await client.submit(script("echo", refuse_on=["b"], retry_ms=30_000),
-                                   input=n) for n in range(6)]
+    handles = [
+        await client.submit(script("echo", refuse_on=["b"], retry_ms=30_000), input=n)
+        for n in range(6)
+    ]
     assert [(await h.result()).value for h in handles] == list(range(6))
     assert time.monotonic() - started < 10
     names = by_target(fakes)
@@ -105,8 +111,9 @@ async def test_a_task_refused_by_a_draining_replica_runs_on_another(client, fake
 
 async def test_run_unary_refused_by_one_replica_runs_on_another(client, fakes):
     for n in range(3):
-        result = await client.run_unary(script("echo", refuse_on=["a"], refuse_code=8,
-                                               retry_ms=30_000), input=n)
+        result = await client.run_unary(
+            script("echo", refuse_on=["a"], refuse_code=8, retry_ms=30_000), input=n
+        )
         assert result.value == n
 
 
@@ -163,8 +170,7 @@ async def test_in_band_cancel_goes_to_the_replica_that_has_the_task(client, fake
             await handle.result()
         owner = names[handle.replica]
         for name, fake in fakes.items():
-            assert ((handle.task_id, "in band") in fake.executor.in_band_cancels) is (
-                name == owner)
+            assert ((handle.task_id, "in band") in fake.executor.in_band_cancels) is (name == owner)
 
 
 async def test_unary_cancel_of_our_task_goes_to_its_replica_only(client, fakes):
@@ -204,7 +210,8 @@ async def test_stats_all_reports_each_replica_and_the_sum(client, fakes):
     assert set(cluster.replicas) == {f.target for f in fakes.values()}
     assert cluster.total.pool.max_workers == 6 and not cluster.errors
     assert cluster.total.tasks.completed == sum(
-        s.tasks.completed for s in cluster.replicas.values())
+        s.tasks.completed for s in cluster.replicas.values()
+    )
     assert sorted(cluster.total.versions.server.split(",")) == ["a", "b", "c"]
 
 
@@ -245,7 +252,8 @@ def test_cli_stats_all_prints_each_replica_and_the_total(fakes, capsys):
 def test_cli_stats_all_with_a_replica_down_prints_the_rest_and_exits_4(fakes, capsys):
     down = unused_target()
     assert main(["stats", "--all", "--json", "--target", f"{fakes['a'].target},{down}"]) == (
-        EXIT_UNAVAILABLE)
+        EXIT_UNAVAILABLE
+    )
     captured = capsys.readouterr()
     assert json.loads(captured.out)["total"]["pool"]["max_workers"] == 2
     assert down in captured.err
@@ -271,7 +279,8 @@ async def test_a_task_waiting_for_its_retry_is_cancelled_here(fakes):
         await asyncio.sleep(0.1)
         await by_handle.cancel("changed my mind")
         assert (await client.cancel(by_id.task_id, "by id")).previous_state == (
-            pb.TASK_STATE_QUEUED)
+            pb.TASK_STATE_QUEUED
+        )
         for handle, reason in ((by_handle, "changed my mind"), (by_id, "by id")):
             with pytest.raises(TaskCancelled, match=reason) as info:
                 await asyncio.wait_for(handle.result(), 5)
@@ -287,9 +296,12 @@ async def test_an_abandoned_batch_does_not_resend_its_waiting_tasks(fakes):
     run = uuid.uuid4().hex[:8]
     async with AsyncClient(fakes["a"].target, retry=FAST) as client:
         with pytest.raises(TaskFailed, match="first"):
-            await client.batch([
-                TaskSpec(script("echo", refuse_times=1, retry_ms=300), task_id=f"w-{run}"),
-                TaskSpec(script("throw", message="first", sleep=0.05))])
+            await client.batch(
+                [
+                    TaskSpec(script("echo", refuse_times=1, retry_ms=300), task_id=f"w-{run}"),
+                    TaskSpec(script("throw", message="first", sleep=0.05)),
+                ]
+            )
         await asyncio.sleep(0.5)
     assert fakes["a"].executor.received.count(f"w-{run}") == 1
 

@@ -26,27 +26,30 @@ from zako_sdk._base import (
     plan_retry,
 )
 
-EXHAUSTED = Overloaded("queue is full", task_id="t", code=grpc.StatusCode.RESOURCE_EXHAUSTED,
-                       retry_after=2.0)
-DRAINING = Overloaded("draining", task_id="t", code=grpc.StatusCode.UNAVAILABLE,
-                      retry_after=1.0)
+EXHAUSTED = Overloaded(
+    "queue is full", task_id="t", code=grpc.StatusCode.RESOURCE_EXHAUSTED, retry_after=2.0
+)
+DRAINING = Overloaded("draining", task_id="t", code=grpc.StatusCode.UNAVAILABLE, retry_after=1.0)
 BROKEN = Unavailable("stream broke", code=grpc.StatusCode.UNAVAILABLE)
 FAILED = TaskFailed(task_id="t", reason="JS_ERROR", js_error=JsError("Error", "boom"))
 NO_JITTER = Retry(attempts=3, backoff=0.1, max_backoff=5.0, jitter=0.0)
 
 
-@pytest.mark.parametrize(("outcome", "sent", "expected"), [
-    (EXHAUSTED, True, True),  # queue or quota full: the server says it never ran
-    (DRAINING, True, True),  # a draining replica refused it
-    (BROKEN, False, True),  # never left this client
-    (BROKEN, True, False),  # the stream broke after the task was written: may have run
-    (FAILED, True, False),
-    (TaskCancelled(task_id="t", reason="server shutdown"), True, False),
-    (InvalidTask("bad", task_id="t", code=grpc.StatusCode.INVALID_ARGUMENT), True, False),
-    (TaskRejected("odd", task_id="t", code=grpc.StatusCode.PERMISSION_DENIED), True, False),
-    (ClientClosed("closed"), False, False),  # misuse is never retried
-    (Result(task_id="t", value_json="1"), True, False),
-])
+@pytest.mark.parametrize(
+    ("outcome", "sent", "expected"),
+    [
+        (EXHAUSTED, True, True),  # queue or quota full: the server says it never ran
+        (DRAINING, True, True),  # a draining replica refused it
+        (BROKEN, False, True),  # never left this client
+        (BROKEN, True, False),  # the stream broke after the task was written: may have run
+        (FAILED, True, False),
+        (TaskCancelled(task_id="t", reason="server shutdown"), True, False),
+        (InvalidTask("bad", task_id="t", code=grpc.StatusCode.INVALID_ARGUMENT), True, False),
+        (TaskRejected("odd", task_id="t", code=grpc.StatusCode.PERMISSION_DENIED), True, False),
+        (ClientClosed("closed"), False, False),  # misuse is never retried
+        (Result(task_id="t", value_json="1"), True, False),
+    ],
+)
 def test_only_outcomes_that_prove_the_task_never_ran_are_retryable(outcome, sent, expected):
     assert never_ran(outcome, sent=sent) is expected
     plan = plan_retry(NO_JITTER, 1, outcome, sent=sent, rand=0.5)
@@ -56,7 +59,8 @@ def test_only_outcomes_that_prove_the_task_never_ran_are_retryable(outcome, sent
 def test_backoff_doubles_up_to_the_cap():
     retry = Retry(backoff=0.1, max_backoff=0.5, jitter=0.0)
     assert [backoff_delay(retry, n, 0.0) for n in (1, 2, 3, 4, 5)] == pytest.approx(
-        [0.1, 0.2, 0.4, 0.5, 0.5])
+        [0.1, 0.2, 0.4, 0.5, 0.5]
+    )
 
 
 def test_jitter_spreads_the_backoff_both_ways():
@@ -129,5 +133,7 @@ class TestPickLane:
 def test_tenant_sets_the_header_and_replaces_one_in_metadata():
     assert metadata_tuple(None, "acme") == ((TENANT_HEADER, "acme"),)
     assert metadata_tuple({"X-Zako-Tenant": "old", "a": "1"}, "acme") == (
-        ("a", "1"), (TENANT_HEADER, "acme"))
+        ("a", "1"),
+        (TENANT_HEADER, "acme"),
+    )
     assert metadata_tuple({"x-zako-tenant": "kept"}) == ((TENANT_HEADER, "kept"),)

@@ -85,19 +85,30 @@ class FakeExecutor(pb_grpc.ExecutorServicer):
         emit(pb.SubmitResponse(task_id=task.id, accepted=pb.Accepted()))
         emit(pb.SubmitResponse(task_id=task.id, started=pb.Started(worker_id="w1")))
         for message in d.get("logs", []):
-            emit(pb.SubmitResponse(task_id=task.id, log=pb.LogLine(
-                level=pb.LOG_LEVEL_INFO, message=message)))
+            emit(
+                pb.SubmitResponse(
+                    task_id=task.id, log=pb.LogLine(level=pb.LOG_LEVEL_INFO, message=message)
+                )
+            )
         await asyncio.sleep(d.get("sleep", 0))
         do = d["do"]
         if do == "echo":
             self.completed += 1
             # A server that reuses isolates: warm unless the task asked for a fresh one.
-            value = pb.Result(value_json=task.input_json or "null",
-                              timings=pb.Timings(warm_isolate=not task.fresh_isolate))
+            value = pb.Result(
+                value_json=task.input_json or "null",
+                timings=pb.Timings(warm_isolate=not task.fresh_isolate),
+            )
             return pb.SubmitResponse(task_id=task.id, completed=pb.Completed(result=value))
         if do == "throw":
-            error = pb.JsError(name="Error", message=d["message"], module="main.js", line=2,
-                               column=9, stack=f"Error: {d['message']}\n    at main.js:2:9")
+            error = pb.JsError(
+                name="Error",
+                message=d["message"],
+                module="main.js",
+                line=2,
+                column=9,
+                stack=f"Error: {d['message']}\n    at main.js:2:9",
+            )
             failed = pb.Failed(reason=pb.FAILURE_REASON_JS_ERROR, error=error)
             return pb.SubmitResponse(task_id=task.id, failed=failed)
         if do == "reject":
@@ -110,7 +121,7 @@ class FakeExecutor(pb_grpc.ExecutorServicer):
             return pb.SubmitResponse(task_id=task.id, cancelled=pb.Cancelled(reason=reason))
         return None  # "break"
 
-    async def Submit(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:  # noqa: N802
+    async def Submit(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
         self.streams_opened += 1
         out: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -144,28 +155,34 @@ class FakeExecutor(pb_grpc.ExecutorServicer):
                     hung.set_result("stream closed")
             reader.cancel()
 
-    async def Run(self, request: pb.RunRequest, context: Any) -> pb.RunResponse:  # noqa: N802
+    async def Run(self, request: pb.RunRequest, context: Any) -> pb.RunResponse:
         d = json.loads(request.task.source)
         self.note(request.task, context)
         if d["do"] == "reject":
-            await context.abort(grpc.StatusCode(
-                next(c for c in grpc.StatusCode if c.value[0] == d["code"]).value), "no")
+            await context.abort(
+                grpc.StatusCode(next(c for c in grpc.StatusCode if c.value[0] == d["code"]).value),
+                "no",
+            )
         refused = self.refusal(request.task)
         if refused is not None:  # as the real server does it: the status, with RetryInfo
             detail = any_pb2.Any()
             detail.Pack(error_details_pb2.RetryInfo(retry_delay=refused.retry_after))
-            await context.abort_with_status(rpc_status.to_status(status_pb2.Status(
-                code=refused.code, message=refused.message, details=[detail])))
+            await context.abort_with_status(
+                rpc_status.to_status(
+                    status_pb2.Status(code=refused.code, message=refused.message, details=[detail])
+                )
+            )
         logs: list[pb.LogLine] = []
-        terminal = await self.play(request.task, lambda e: logs.extend(
-            [e.log] if e.HasField("log") else []))
+        terminal = await self.play(
+            request.task, lambda e: logs.extend([e.log] if e.HasField("log") else [])
+        )
         assert terminal is not None
         kind = terminal.WhichOneof("event")
         response = pb.RunResponse(task_id=request.task.id, logs=logs)
         getattr(response, kind).CopyFrom(getattr(terminal, kind))
         return response
 
-    async def Cancel(self, request: pb.CancelRequest, context: Any) -> pb.CancelResponse:  # noqa: N802
+    async def Cancel(self, request: pb.CancelRequest, context: Any) -> pb.CancelResponse:
         self.unary_cancels.append(request.task_id)
         hung = self.hung.get(request.task_id)
         if hung is None or hung.done():
@@ -173,14 +190,19 @@ class FakeExecutor(pb_grpc.ExecutorServicer):
         hung.set_result(request.reason)
         return pb.CancelResponse(previous_state=pb.TASK_STATE_RUNNING)
 
-    async def Capabilities(self, request: pb.CapabilitiesRequest,  # noqa: N802
-                           context: Any) -> pb.CapabilitiesResponse:
+    async def Capabilities(
+        self,
+        request: pb.CapabilitiesRequest,
+        context: Any,
+    ) -> pb.CapabilitiesResponse:
         return pb.CapabilitiesResponse(isolate_reuse=True)
 
-    async def Stats(self, request: pb.StatsRequest, context: Any) -> pb.StatsResponse:  # noqa: N802
-        return pb.StatsResponse(pool=pb.PoolStats(max_workers=2),
-                                tasks=pb.TaskCounters(completed=self.completed),
-                                versions=pb.VersionInfo(server=self.name))
+    async def Stats(self, request: pb.StatsRequest, context: Any) -> pb.StatsResponse:
+        return pb.StatsResponse(
+            pool=pb.PoolStats(max_workers=2),
+            tasks=pb.TaskCounters(completed=self.completed),
+            versions=pb.VersionInfo(server=self.name),
+        )
 
 
 class FakeServer:
@@ -262,8 +284,9 @@ async def test_fresh_isolate_is_sent_and_warm_isolate_read_back_on_every_path(cl
     assert fake.executor.fresh[unary.task_id] and unary.timings.warm_isolate is False
     handle = await client.submit(script("echo"), fresh_isolate=True)
     assert (await handle.result()).timings.warm_isolate is False
-    batch = await client.batch([TaskSpec(script("echo"), fresh_isolate=True),
-                                TaskSpec(script("echo"))])
+    batch = await client.batch(
+        [TaskSpec(script("echo"), fresh_isolate=True), TaskSpec(script("echo"))]
+    )
     assert [result.timings.warm_isolate for result in batch] == [False, True]
     assert (await client.capabilities()).isolate_reuse is True
 
@@ -313,8 +336,11 @@ async def test_batch_keeps_input_order(client, fake):
 
 
 async def test_batch_return_exceptions_puts_errors_in_place(client):
-    specs = [TaskSpec(script("echo"), input=1), TaskSpec(script("throw", message="x")),
-             TaskSpec(script("reject", code=8))]
+    specs = [
+        TaskSpec(script("echo"), input=1),
+        TaskSpec(script("throw", message="x")),
+        TaskSpec(script("reject", code=8)),
+    ]
     first, second, third = await client.batch(specs, return_exceptions=True)
     assert first.value == 1
     assert isinstance(second, TaskFailed) and isinstance(third, Overloaded)
@@ -369,6 +395,7 @@ async def test_duplicate_id_in_flight_is_refused_before_sending(client):
 def unused_target() -> str:
     """An address nothing listens on (the port was free a moment ago)."""
     import socket
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return f"127.0.0.1:{sock.getsockname()[1]}"

@@ -13,16 +13,19 @@ from zako_sdk._stats import sum_stats
 from zako_sdk._targets import address_target, dns_host_port, is_balanced, parse_targets
 
 
-@pytest.mark.parametrize(("given", "expected"), [
-    ("127.0.0.1:50051", ("127.0.0.1:50051",)),
-    ("h1:1,h2:2", ("h1:1", "h2:2")),
-    (" h1:1 , h2:2 ,", ("h1:1", "h2:2")),
-    (["h1:1", "h2:2"], ("h1:1", "h2:2")),
-    (("h1:1,h2:2", "h3:3"), ("h1:1", "h2:2", "h3:3")),
-    ("h1:1,h1:1,h2:2", ("h1:1", "h2:2")),  # a repeat would get a double share
-    ("dns:///zako-headless.ns.svc:50051", ("dns:///zako-headless.ns.svc:50051",)),
-    ("unix:///tmp/zako.sock", ("unix:///tmp/zako.sock",)),
-])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("127.0.0.1:50051", ("127.0.0.1:50051",)),
+        ("h1:1,h2:2", ("h1:1", "h2:2")),
+        (" h1:1 , h2:2 ,", ("h1:1", "h2:2")),
+        (["h1:1", "h2:2"], ("h1:1", "h2:2")),
+        (("h1:1,h2:2", "h3:3"), ("h1:1", "h2:2", "h3:3")),
+        ("h1:1,h1:1,h2:2", ("h1:1", "h2:2")),  # a repeat would get a double share
+        ("dns:///zako-headless.ns.svc:50051", ("dns:///zako-headless.ns.svc:50051",)),
+        ("unix:///tmp/zako.sock", ("unix:///tmp/zako.sock",)),
+    ],
+)
 def test_targets_parse(given, expected):
     assert parse_targets(given) == expected
 
@@ -43,14 +46,17 @@ def test_only_dns_targets_are_balanced():
     assert not is_balanced("name:1") and not is_balanced("ipv4:1.2.3.4:5")
 
 
-@pytest.mark.parametrize(("target", "expected"), [
-    ("dns:///zako-headless:50051", ("zako-headless", 50051)),
-    ("dns://8.8.8.8/zako.example.com:7000", ("zako.example.com", 7000)),
-    ("dns:zako:1", ("zako", 1)),
-    ("dns:///zako", ("zako", 443)),  # gRPC's own default port
-    ("dns:///[::1]:50051", ("::1", 50051)),
-    ("dns:///127.0.0.1:9", ("127.0.0.1", 9)),
-])
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("dns:///zako-headless:50051", ("zako-headless", 50051)),
+        ("dns://8.8.8.8/zako.example.com:7000", ("zako.example.com", 7000)),
+        ("dns:zako:1", ("zako", 1)),
+        ("dns:///zako", ("zako", 443)),  # gRPC's own default port
+        ("dns:///[::1]:50051", ("::1", 50051)),
+        ("dns:///127.0.0.1:9", ("127.0.0.1", 9)),
+    ],
+)
 def test_dns_host_and_port(target, expected):
     assert dns_host_port(target) == expected
 
@@ -84,15 +90,23 @@ def _stats(n: int) -> pb.StatsResponse:
         uptime=duration_pb2.Duration(seconds=10 * n),
         pool=pb.PoolStats(max_workers=2, live=n, busy=n, started_total=n),
         queue=pb.QueueStats(depth=n, capacity=1024, depth_by_priority={0: n}),
-        tasks=pb.TaskCounters(accepted=10 * n, completed=9 * n, failed=n,
-                              failed_by_reason={"TIMEOUT": n},
-                              rejected_by_reason={"UNAVAILABLE": n}),
+        tasks=pb.TaskCounters(
+            accepted=10 * n,
+            completed=9 * n,
+            failed=n,
+            failed_by_reason={"TIMEOUT": n},
+            rejected_by_reason={"UNAVAILABLE": n},
+        ),
         resources=[pb.ResourceStats(name="cpu", capacity=1000, in_use=100 * n)],
-        tenants=[pb.TenantStats(tenant=f"t{n}", accepted=n),
-                 pb.TenantStats(tenant="anonymous", accepted=n)],
-        queue_wait=pb.Histogram(bounds_seconds=[0.1, 1.0], counts=[n, 0, 0], count=n,
-                                sum_seconds=0.05 * n),
-        versions=pb.VersionInfo(server=f"0.{n}", protocol="zako.v1"))
+        tenants=[
+            pb.TenantStats(tenant=f"t{n}", accepted=n),
+            pb.TenantStats(tenant="anonymous", accepted=n),
+        ],
+        queue_wait=pb.Histogram(
+            bounds_seconds=[0.1, 1.0], counts=[n, 0, 0], count=n, sum_seconds=0.05 * n
+        ),
+        versions=pb.VersionInfo(server=f"0.{n}", protocol="zako.v1"),
+    )
 
 
 def test_stats_sum_counters_gauges_and_rows_by_name():
@@ -117,6 +131,6 @@ def test_stats_sum_histograms_and_reestimate_percentiles():
 
 
 def test_stats_sum_of_nothing_is_empty():
-    assert sum_stats([]) == pb.StatsResponse(queue_wait=pb.Histogram(),
-                                             run_time=pb.Histogram(),
-                                             versions=pb.VersionInfo())
+    assert sum_stats([]) == pb.StatsResponse(
+        queue_wait=pb.Histogram(), run_time=pb.Histogram(), versions=pb.VersionInfo()
+    )

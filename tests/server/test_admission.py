@@ -22,11 +22,11 @@ class Clock:
 
 
 def make(workers=1, cpu=4000.0, clock=None, **policy) -> Admission:
-    capacities = {"workers": float(workers), "cpu": cpu, "memory": 1e9,
-                  **policy.pop("extra", {})}
+    capacities = {"workers": float(workers), "cpu": cpu, "memory": 1e9, **policy.pop("extra", {})}
     policy.setdefault("queue_capacity", 100)
-    return Admission(AdmissionPolicy(capacities=capacities, **policy),
-                     clock=clock or Clock(), timers=False)
+    return Admission(
+        AdmissionPolicy(capacities=capacities, **policy), clock=clock or Clock(), timers=False
+    )
 
 
 def granted(ticket) -> bool:
@@ -143,8 +143,14 @@ async def test_waiter_cancelled_just_before_its_grant_or_expiry_hands_the_lease_
 
 
 async def test_rejections_name_the_limit():
-    adm = make(workers=1, queue_capacity=2, tenant_max_queued=1, cpu=2000.0,
-               queue_capacity_bytes=100, extra={"licenses": 2.0})
+    adm = make(
+        workers=1,
+        queue_capacity=2,
+        tenant_max_queued=1,
+        cpu=2000.0,
+        queue_capacity_bytes=100,
+        extra={"licenses": 2.0},
+    )
     with pytest.raises(CannotFit, match=r"cpu_millis asks for 3000 of 'cpu'.*2000"):
         adm.enqueue("huge", request={"cpu": 3000})
     with pytest.raises(CannotFit, match=r"extras\['gpu'\] asks for 1 of 'gpu'.*capacity is 0"):
@@ -205,9 +211,16 @@ class AdmissionMachine(RuleBasedStateMachine):
         self.n = 0
 
     async def _make(self):
-        return make(workers=3, cpu=3000.0, clock=self.clock, queue_capacity=8,
-                    tenant_max_queued=5, tenant_max_running=2, aging=5.0,
-                    extra={"licenses": 2.0})
+        return make(
+            workers=3,
+            cpu=3000.0,
+            clock=self.clock,
+            queue_capacity=8,
+            tenant_max_queued=5,
+            tenant_max_running=2,
+            aging=5.0,
+            extra={"licenses": 2.0},
+        )
 
     def teardown(self) -> None:
         # Usage returns to zero once every task has ended, whatever happened before.
@@ -222,18 +235,27 @@ class AdmissionMachine(RuleBasedStateMachine):
         finally:
             self.loop.close()
 
-    @rule(tenant=st.sampled_from(["a", "b", "c"]), priority=st.integers(-2, 2),
-          cpu=st.sampled_from([0, 500, 1000, 2500, 4000]), lic=st.integers(0, 3),
-          deadline=st.one_of(st.none(), st.floats(0.1, 10)))
+    @rule(
+        tenant=st.sampled_from(["a", "b", "c"]),
+        priority=st.integers(-2, 2),
+        cpu=st.sampled_from([0, 500, 1000, 2500, 4000]),
+        lic=st.integers(0, 3),
+        deadline=st.one_of(st.none(), st.floats(0.1, 10)),
+    )
     def submit(self, tenant, priority, cpu, lic, deadline):
         self.n += 1
         task_id = f"t{self.n}"
         request = {"cpu": cpu} | ({"licenses": lic} if lic else {})
 
         async def go():
-            return self.adm.enqueue(task_id, tenant=tenant, priority=priority, request=request,
-                                    deadline=None if deadline is None else
-                                    self.clock.now + deadline)
+            return self.adm.enqueue(
+                task_id,
+                tenant=tenant,
+                priority=priority,
+                request=request,
+                deadline=None if deadline is None else self.clock.now + deadline,
+            )
+
         try:
             ticket, _ = self.loop.run_until_complete(go())
             self.live.append(ticket)
@@ -241,8 +263,10 @@ class AdmissionMachine(RuleBasedStateMachine):
             self.refused.add(task_id)
 
     @precondition(lambda self: self.live)
-    @rule(index=st.integers(0, 100), how=st.sampled_from(
-        ["complete", "fail", "cancel", "crash", "disconnect"]))
+    @rule(
+        index=st.integers(0, 100),
+        how=st.sampled_from(["complete", "fail", "cancel", "crash", "disconnect"]),
+    )
     def end(self, index, how):
         ticket = self.live.pop(index % len(self.live))
         # Every ending path reduces to release (granted) or withdraw (waiting); faults may
@@ -278,8 +302,13 @@ class TestAdmissionMachine(AdmissionMachine.TestCase):
 def test_usage_returns_to_zero_after_every_task_ends():
     machine = AdmissionMachine()
     for i in range(30):
-        machine.submit(tenant="abc"[i % 3], priority=i % 3 - 1, cpu=[500, 1000, 2500][i % 3],
-                       lic=i % 2, deadline=None if i % 4 else 1.0)
+        machine.submit(
+            tenant="abc"[i % 3],
+            priority=i % 3 - 1,
+            cpu=[500, 1000, 2500][i % 3],
+            lic=i % 2,
+            deadline=None if i % 4 else 1.0,
+        )
     machine.time_passes(2.0)
     while len(machine.live) > 5:
         machine.end(0, "complete")

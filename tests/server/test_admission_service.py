@@ -28,14 +28,25 @@ async def test_granted_cpu_never_exceeds_capacity_seen_from_the_workers(server_f
         stub = pb_grpc.ExecutorStub(channel)
 
         async def one(i):
-            return await stub.Run(pb.RunRequest(task=pb.Task(
-                id=f"c{i}", source=TIMED, context=pb.CONTEXT_KIND_CONFIG, system_access=True,
-                resources=pb.ResourceRequests(cpu_millis=1000))), timeout=60)
+            return await stub.Run(
+                pb.RunRequest(
+                    task=pb.Task(
+                        id=f"c{i}",
+                        source=TIMED,
+                        context=pb.CONTEXT_KIND_CONFIG,
+                        system_access=True,
+                        resources=pb.ResourceRequests(cpu_millis=1000),
+                    )
+                ),
+                timeout=60,
+            )
 
         replies = await asyncio.gather(*(one(i) for i in range(9)))
     spans = [json.loads(r.completed.result.value_json) for r in replies]
-    edges = sorted([(s["start"], 1) for s in spans] + [(s["end"], -1) for s in spans],
-                   key=lambda e: (e[0], e[1]))
+    edges = sorted(
+        [(s["start"], 1) for s in spans] + [(s["end"], -1) for s in spans],
+        key=lambda e: (e[0], e[1]),
+    )
     running = peak = 0
     for _, delta in edges:
         running += delta
@@ -43,28 +54,36 @@ async def test_granted_cpu_never_exceeds_capacity_seen_from_the_workers(server_f
     assert peak == 2, spans  # never 3 (oversubscribed), and the capacity was used
 
 
-async def test_tenants_are_counted_apart_and_quota_rejections_carry_quota_failure(
-        server_factory):
+async def test_tenants_are_counted_apart_and_quota_rejections_carry_quota_failure(server_factory):
     server = server_factory(min_workers=1, max_workers=1, tenant_max_queued=1)
     async with grpc.aio.insecure_channel(server.target) as channel:
         stub = pb_grpc.ExecutorStub(channel)
         as_acme = (("x-zako-tenant", "acme"),)
-        blocker = asyncio.ensure_future(stub.Run(pb.RunRequest(task=pb.Task(
-            id="block", source="while (true) {}", timeout=Duration(seconds=30))),
-            metadata=as_acme))
+        blocker = asyncio.ensure_future(
+            stub.Run(
+                pb.RunRequest(
+                    task=pb.Task(id="block", source="while (true) {}", timeout=Duration(seconds=30))
+                ),
+                metadata=as_acme,
+            )
+        )
         for _ in range(250):
             if (await stub.Stats(pb.StatsRequest())).pool.busy:
                 break
             await asyncio.sleep(0.02)
-        queued = asyncio.ensure_future(stub.Run(pb.RunRequest(task=pb.Task(
-            id="q1", source="module.exports = 1")), metadata=as_acme))
+        queued = asyncio.ensure_future(
+            stub.Run(
+                pb.RunRequest(task=pb.Task(id="q1", source="module.exports = 1")), metadata=as_acme
+            )
+        )
         for _ in range(250):
             if (await stub.Stats(pb.StatsRequest())).queue.depth:
                 break
             await asyncio.sleep(0.02)
         try:
-            await stub.Run(pb.RunRequest(task=pb.Task(source="module.exports = 2")),
-                           metadata=as_acme)
+            await stub.Run(
+                pb.RunRequest(task=pb.Task(source="module.exports = 2")), metadata=as_acme
+            )
             raise AssertionError("the tenant's queue quota did not apply")
         except grpc.aio.AioRpcError as exc:
             assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -95,10 +114,18 @@ async def test_queue_timeout_fails_a_waiting_task_without_running_it(server_fact
         stub = pb_grpc.ExecutorStub(channel)
 
         async def requests():
-            yield pb.SubmitRequest(task=pb.Task(id="hog", source="while (true) {}",
-                                                timeout=Duration(nanos=800_000_000)))
-            yield pb.SubmitRequest(task=pb.Task(id="impatient", source="module.exports = 1",
-                                                queue_timeout=Duration(nanos=200_000_000)))
+            yield pb.SubmitRequest(
+                task=pb.Task(
+                    id="hog", source="while (true) {}", timeout=Duration(nanos=800_000_000)
+                )
+            )
+            yield pb.SubmitRequest(
+                task=pb.Task(
+                    id="impatient",
+                    source="module.exports = 1",
+                    queue_timeout=Duration(nanos=200_000_000),
+                )
+            )
 
         events = [e async for e in stub.Submit(requests(), timeout=30)]
     impatient = [e.WhichOneof("event") for e in events if e.task_id == "impatient"]
@@ -112,9 +139,14 @@ async def test_request_beyond_capacity_is_failed_precondition_naming_it(zako_ser
     async with grpc.aio.insecure_channel(zako_server.target) as channel:
         stub = pb_grpc.ExecutorStub(channel)
         try:
-            await stub.Run(pb.RunRequest(task=pb.Task(
-                source="module.exports = 1",
-                resources=pb.ResourceRequests(extras={"gpu": 1}))))
+            await stub.Run(
+                pb.RunRequest(
+                    task=pb.Task(
+                        source="module.exports = 1",
+                        resources=pb.ResourceRequests(extras={"gpu": 1}),
+                    )
+                )
+            )
             raise AssertionError("a task needing a GPU was accepted")
         except grpc.aio.AioRpcError as exc:
             assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION

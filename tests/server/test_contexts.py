@@ -12,8 +12,13 @@ from google.protobuf.duration_pb2 import Duration
 from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
-HERMETIC = [pb.CONTEXT_KIND_PACKAGE, pb.CONTEXT_KIND_BUILD, pb.CONTEXT_KIND_RULE,
-            pb.CONTEXT_KIND_TOOLCHAIN, pb.CONTEXT_KIND_CONFIG]
+HERMETIC = [
+    pb.CONTEXT_KIND_PACKAGE,
+    pb.CONTEXT_KIND_BUILD,
+    pb.CONTEXT_KIND_RULE,
+    pb.CONTEXT_KIND_TOOLCHAIN,
+    pb.CONTEXT_KIND_CONFIG,
+]
 
 
 @pytest.fixture
@@ -23,18 +28,27 @@ async def run(zako_server):
 
         async def run(source, **fields):
             fields.setdefault("timeout", Duration(seconds=10))
-            return await stub.Run(pb.RunRequest(task=pb.Task(source=source, **fields)),
-                                  timeout=30)
+            return await stub.Run(pb.RunRequest(task=pb.Task(source=source, **fields)), timeout=30)
 
         yield run
 
 
 @pytest.mark.parametrize("kind", HERMETIC)
-@pytest.mark.parametrize("expression", [
-    "Date.now()", "new Date()", "Math.random()", "setTimeout(() => {}, 1)",
-    "new Intl.NumberFormat()", "new WeakRef({})", "new SharedArrayBuffer(8)",
-    "Atomics.add", "new FinalizationRegistry(() => {})", "WebAssembly.Module",
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "Date.now()",
+        "new Date()",
+        "Math.random()",
+        "setTimeout(() => {}, 1)",
+        "new Intl.NumberFormat()",
+        "new WeakRef({})",
+        "new SharedArrayBuffer(8)",
+        "Atomics.add",
+        "new FinalizationRegistry(() => {})",
+        "WebAssembly.Module",
+    ],
+)
 async def test_hermetic_contexts_deny_nondeterminism(run, kind, expression):
     reply = await run(f"module.exports = () => {expression}", context=kind)
     assert reply.failed.reason == pb.FAILURE_REASON_CAPABILITY_DENIED, reply
@@ -65,25 +79,43 @@ async def test_hermetic_results_are_reproducible(run):
     assert first.completed.result.value_json == second.completed.result.value_json
 
 
-@pytest.mark.parametrize("attempt", [
-    "require('fs')", "require('child_process')", "require('http')",
-    "require('../../etc/passwd')",
-])
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        "require('fs')",
+        "require('child_process')",
+        "require('http')",
+        "require('../../etc/passwd')",
+    ],
+)
 async def test_require_of_anything_not_given_or_built_in_fails_clearly(run, attempt):
     reply = await run(f"module.exports = () => {attempt}")
     assert reply.failed.reason == pb.FAILURE_REASON_MODULE_NOT_FOUND, reply
     assert "zako:core" in reply.failed.error.message  # it says what is available
 
 
-@pytest.mark.parametrize("probe", [
-    "typeof process", "typeof fetch", "typeof XMLHttpRequest", "typeof Deno",
-    "typeof Bun", "typeof globalThis.require", "typeof Function('return this')().process",
-    "typeof (0, eval)('this').process", "typeof load", "typeof print", "typeof readline",
-    "typeof os", "typeof quit",
-])
+@pytest.mark.parametrize(
+    "probe",
+    [
+        "typeof process",
+        "typeof fetch",
+        "typeof XMLHttpRequest",
+        "typeof Deno",
+        "typeof Bun",
+        "typeof globalThis.require",
+        "typeof Function('return this')().process",
+        "typeof (0, eval)('this').process",
+        "typeof load",
+        "typeof print",
+        "typeof readline",
+        "typeof os",
+        "typeof quit",
+    ],
+)
 async def test_no_host_objects_reach_the_script(run, probe):
-    reply = await run(f"module.exports = () => {probe}", context=pb.CONTEXT_KIND_CONFIG,
-                      system_access=True)
+    reply = await run(
+        f"module.exports = () => {probe}", context=pb.CONTEXT_KIND_CONFIG, system_access=True
+    )
     assert reply.completed.result.value_json == '"undefined"', (probe, reply)
 
 
@@ -93,8 +125,9 @@ async def test_dynamic_import_does_not_load_anything(run):
 
 
 async def test_tasks_cannot_see_each_other(run):
-    leak = await run("globalThis.secret = 'mine'; Object.prototype.polluted = 1;"
-                     " module.exports = 1")
+    leak = await run(
+        "globalThis.secret = 'mine'; Object.prototype.polluted = 1; module.exports = 1"
+    )
     assert leak.WhichOneof("outcome") in {"completed", "failed"}
     reply = await run("module.exports = () => [typeof secret, ({}).polluted === undefined]")
     assert reply.completed.result.value_json == '["undefined",true]'
@@ -105,32 +138,43 @@ async def test_builtin_modules_describe_the_context(run):
         "const ctx = require('zako:context'); const core = require('zako:core');"
         " module.exports = (input, c) => ({ same: ctx.kind === c.kind, kind: c.kind,"
         " labels: c.labels, id: typeof c.taskId, version: typeof core.version })",
-        context=pb.CONTEXT_KIND_TOOLCHAIN, labels={"team": "build"})
+        context=pb.CONTEXT_KIND_TOOLCHAIN,
+        labels={"team": "build"},
+    )
     assert json.loads(reply.completed.result.value_json) == {
-        "same": True, "kind": "toolchain", "labels": {"team": "build"}, "id": "string",
-        "version": "string"}
+        "same": True,
+        "kind": "toolchain",
+        "labels": {"team": "build"},
+        "id": "string",
+        "version": "string",
+    }
 
 
 async def test_a_promise_that_can_never_settle_fails_fast_as_deadlock(run):
     started = time.monotonic()
-    reply = await run("module.exports = () => new Promise(() => {})",
-                      timeout=Duration(seconds=20))
+    reply = await run("module.exports = () => new Promise(() => {})", timeout=Duration(seconds=20))
     assert reply.failed.reason == pb.FAILURE_REASON_DEADLOCK, reply
     assert time.monotonic() - started < 2.0
 
 
 async def test_deadlock_after_timers_ran_out_in_a_config_context(run):
     started = time.monotonic()
-    reply = await run("module.exports = async () => { await new Promise(r => setTimeout(r, 10));"
-                      " return new Promise(() => {}) }", context=pb.CONTEXT_KIND_CONFIG,
-                      system_access=True, timeout=Duration(seconds=20))
+    reply = await run(
+        "module.exports = async () => { await new Promise(r => setTimeout(r, 10));"
+        " return new Promise(() => {}) }",
+        context=pb.CONTEXT_KIND_CONFIG,
+        system_access=True,
+        timeout=Duration(seconds=20),
+    )
     assert reply.failed.reason == pb.FAILURE_REASON_DEADLOCK, reply
     assert time.monotonic() - started < 2.0
 
 
 async def test_heap_limit_from_the_memory_request(run):
-    reply = await run("const a = []; while (true) a.push(new Array(1e5).fill(1.5));",
-                      resources=pb.ResourceRequests(memory_bytes=32 << 20))
+    reply = await run(
+        "const a = []; while (true) a.push(new Array(1e5).fill(1.5));",
+        resources=pb.ResourceRequests(memory_bytes=32 << 20),
+    )
     assert reply.failed.reason == pb.FAILURE_REASON_OUT_OF_MEMORY, reply
     after = await run("module.exports = 'fine'")
     assert after.completed.result.value_json == '"fine"'

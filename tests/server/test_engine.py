@@ -21,8 +21,15 @@ def finish(done: dict[str, Any]) -> pb.SubmitResponse:
     return events[0]
 
 
-DONE = {"ev": "done", "id": "t1", "ok": True, "value": "2", "cpu_s": 0.001, "run_s": 0.002,
-        "heap": {"used": 1, "total": 2, "limit": 3}}
+DONE = {
+    "ev": "done",
+    "id": "t1",
+    "ok": True,
+    "value": "2",
+    "cpu_s": 0.001,
+    "run_s": 0.002,
+    "heap": {"used": 1, "total": 2, "limit": 3},
+}
 
 
 @pytest.mark.parametrize(("warm", "expected"), [(True, True), (False, False), (None, False)])
@@ -32,6 +39,11 @@ def test_warm_isolate_comes_from_the_done_frame_and_defaults_to_fresh(warm, expe
 
 
 def test_a_failed_task_reports_its_isolate_too():
-    done = {**DONE, "ok": False, "reason": "js_error", "warm": True,
-            "error": {"name": "Error", "message": "boom"}}
+    done = {
+        **DONE,
+        "ok": False,
+        "reason": "js_error",
+        "warm": True,
+        "error": {"name": "Error", "message": "boom"},
+    }
     assert finish(done).failed.timings.warm_isolate is True

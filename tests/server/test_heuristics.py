@@ -106,9 +106,11 @@ def test_isolate_reuse_settings_from_flags_and_env():
     machine = Machine(2, "test", 1 << 30, "test")
     defaults = build_settings({}, {}, machine)
     assert (defaults.isolate_reuse, defaults.isolate_max_tasks) == ("tenant", 500)
-    settings = build_settings({"isolate_reuse": "never"},
-                              {"ZAKO_ISOLATE_REUSE": "tenant", "ZAKO_ISOLATE_MAX_TASKS": "20"},
-                              machine)
+    settings = build_settings(
+        {"isolate_reuse": "never"},
+        {"ZAKO_ISOLATE_REUSE": "tenant", "ZAKO_ISOLATE_MAX_TASKS": "20"},
+        machine,
+    )
     assert settings.isolate_reuse == "never"
     assert settings.isolate_max_tasks == 20
     with pytest.raises(ValueError, match="isolate_reuse from flag --isolate-reuse"):

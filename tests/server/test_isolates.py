@@ -16,14 +16,25 @@ from zako_server.runtime import Instance
 
 KEY = ("tenant-a", "build", True)
 OTHER = ("tenant-b", "build", True)
-CONFIG = {"kind": "build", "hermetic": True, "taskId": "t", "labels": {}, "version": "test",
-          "maxLogBytes": 10_000, "maxResultBytes": 10_000, "reuse": True}
+CONFIG = {
+    "kind": "build",
+    "hermetic": True,
+    "taskId": "t",
+    "labels": {},
+    "version": "test",
+    "maxLogBytes": 10_000,
+    "maxResultBytes": 10_000,
+    "reuse": True,
+}
 
 
 async def run(instance: Instance, source: str, reuse: bool = True) -> dict:
     """One task the way the worker runs a synchronous one: a single eval."""
-    text = await instance.eval(runtime.task_script(
-        instance.token, {**CONFIG, "reuse": reuse}, [("main.js", source)], "main.js", ""))
+    text = await instance.eval(
+        runtime.task_script(
+            instance.token, {**CONFIG, "reuse": reuse}, [("main.js", source)], "main.js", ""
+        )
+    )
     return json.loads(text)["outcome"]
 
 
@@ -78,21 +89,28 @@ async def test_a_fresh_task_never_leaves_its_isolate_behind(isolates):
 
 async def test_reset_restores_globals_and_refuses_what_it_cannot_undo(isolates):
     instance, _ = isolates.take(KEY)
-    outcome = await run(instance, "globalThis.a = 1; b = 2; delete globalThis.Math;"
-                                  "globalThis.JSON = null; module.exports = 1")
+    outcome = await run(
+        instance,
+        "globalThis.a = 1; b = 2; delete globalThis.Math;"
+        "globalThis.JSON = null; module.exports = 1",
+    )
     assert outcome["ok"]
     assert await isolates.give_back(instance, KEY, "ok", {}, 10)
     instance, warm = isolates.take(KEY)
     assert warm
-    outcome = await run(instance, "module.exports = [typeof a, typeof b, typeof Math.max,"
-                                  " JSON.stringify([1])]")
+    outcome = await run(
+        instance, "module.exports = [typeof a, typeof b, typeof Math.max, JSON.stringify([1])]"
+    )
     assert json.loads(outcome["value"]) == ["undefined", "undefined", "function", "[1]"]
     assert await isolates.give_back(instance, KEY, "ok", {}, 10)
     instance, warm = isolates.take(KEY)
     assert warm
     # A global that cannot be deleted again: the isolate is closed, not kept.
-    assert (await run(instance, "Object.defineProperty(globalThis, 'stuck', {value: 1});"
-                                "module.exports = 1"))["ok"]
+    assert (
+        await run(
+            instance, "Object.defineProperty(globalThis, 'stuck', {value: 1});module.exports = 1"
+        )
+    )["ok"]
     assert not await isolates.give_back(instance, KEY, "ok", {}, 10)
     assert isolates.warm is None
 
@@ -103,18 +121,22 @@ async def test_built_ins_are_frozen_once_hardened_but_inherited_names_stay_assig
     assert not outcome["ok"] and outcome["error"]["name"] == "TypeError"
     instance.close()
     instance, _ = isolates.take(KEY)
-    outcome = await run(instance, "'use strict'; class E extends Error { constructor() {"
-                                  " super('m'); this.name = 'E' } }; const o = {};"
-                                  " o.toString = () => 'x'; module.exports = [new E().name,"
-                                  " String(o), Object.isFrozen(Object.prototype)]")
+    outcome = await run(
+        instance,
+        "'use strict'; class E extends Error { constructor() {"
+        " super('m'); this.name = 'E' } }; const o = {};"
+        " o.toString = () => 'x'; module.exports = [new E().name,"
+        " String(o), Object.isFrozen(Object.prototype)]",
+    )
     assert json.loads(outcome["value"]) == ["E", "x", True]
     instance.close()
 
 
 async def test_a_fresh_isolate_is_not_hardened(isolates):
     instance, _ = isolates.take(None)
-    outcome = await run(instance, "'use strict'; Array.prototype.x = 7; module.exports = [].x",
-                        reuse=False)
+    outcome = await run(
+        instance, "'use strict'; Array.prototype.x = 7; module.exports = [].x", reuse=False
+    )
     assert json.loads(outcome["value"]) == 7
     instance.close()
 
@@ -196,10 +218,15 @@ module.exports = () => {
 @pytest.mark.parametrize("hermetic", [True, False], ids=["hermetic", "system-access"])
 async def test_every_intrinsic_a_task_can_reach_is_frozen_once_hardened(isolates, hermetic):
     instance, _ = isolates.take(KEY)
-    text = await instance.eval(runtime.task_script(
-        instance.token, {**CONFIG, "hermetic": hermetic,
-                         "kind": "build" if hermetic else "config"},
-        [("main.js", AUDIT)], "main.js", ""))
+    text = await instance.eval(
+        runtime.task_script(
+            instance.token,
+            {**CONFIG, "hermetic": hermetic, "kind": "build" if hermetic else "config"},
+            [("main.js", AUDIT)],
+            "main.js",
+            "",
+        )
+    )
     outcome = json.loads(text)["outcome"]
     assert outcome["ok"], outcome
     audit = json.loads(outcome["value"])

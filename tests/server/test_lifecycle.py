@@ -24,7 +24,11 @@ def start_process(*flags: str) -> tuple[subprocess.Popen, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZAKO_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "zako_server", "--listen", "127.0.0.1:0", *flags],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     match = re.search(r"listening on (127\.0\.0\.1:\d+) with (\d+) V8 worker", line)
@@ -55,8 +59,13 @@ async def test_banner_health_and_sigterm_lets_running_tasks_finish():
             stub = pb_grpc.ExecutorStub(channel)
             assert await health(checker) == SERVING
             busy = "let n = 0; for (let i = 0; i < 3e8; i++) n += i % 3; module.exports = n"
-            running = asyncio.ensure_future(stub.Run(pb.RunRequest(task=pb.Task(
-                id="long", source=busy, timeout=Duration(seconds=30)))))
+            running = asyncio.ensure_future(
+                stub.Run(
+                    pb.RunRequest(
+                        task=pb.Task(id="long", source=busy, timeout=Duration(seconds=30))
+                    )
+                )
+            )
             for _ in range(500):
                 if (await stub.Stats(pb.StatsRequest())).pool.busy:
                     break
@@ -88,8 +97,11 @@ async def test_sigterm_cancels_tasks_still_running_after_the_grace():
             events = []
 
             async def requests():
-                yield pb.SubmitRequest(task=pb.Task(id="forever", source="while (true) {}",
-                                                    timeout=Duration(seconds=60)))
+                yield pb.SubmitRequest(
+                    task=pb.Task(
+                        id="forever", source="while (true) {}", timeout=Duration(seconds=60)
+                    )
+                )
                 yield pb.SubmitRequest(task=pb.Task(id="queued", source="module.exports = 1"))
                 await asyncio.sleep(30)  # keep the stream open, as a real client would
 
@@ -101,11 +113,19 @@ async def test_sigterm_cancels_tasks_still_running_after_the_grace():
                 if not signalled and {("forever", "started"), ("queued", "accepted")} <= seen:
                     proc.send_signal(signal.SIGTERM)
                     signalled = True
-                if sum(e.WhichOneof("event") in {"completed", "failed", "cancelled", "rejected"}
-                       for e in events) == 2:
+                if (
+                    sum(
+                        e.WhichOneof("event") in {"completed", "failed", "cancelled", "rejected"}
+                        for e in events
+                    )
+                    == 2
+                ):
                     break
-        ends = {e.task_id: e for e in events
-                if e.WhichOneof("event") in {"completed", "failed", "cancelled"}}
+        ends = {
+            e.task_id: e
+            for e in events
+            if e.WhichOneof("event") in {"completed", "failed", "cancelled"}
+        }
         assert ends["forever"].cancelled.reason == "server shutdown"
         assert ends["forever"].cancelled.was_running
         assert ends["queued"].cancelled.reason == "server shutdown"

@@ -9,19 +9,24 @@ from zako_server.logs import JsonFormatter, TextFormatter
 
 
 def record(**extra) -> logging.LogRecord:
-    rec = logging.LogRecord("zako.engine", logging.INFO, __file__, 1, "task %s failed",
-                            ("t1",), None)
+    rec = logging.LogRecord(
+        "zako.engine", logging.INFO, __file__, 1, "task %s failed", ("t1",), None
+    )
     for key, value in extra.items():
         setattr(rec, key, value)
     return rec
 
 
 def test_json_lines_carry_task_fields():
-    entry = json.loads(JsonFormatter().format(record(task_id="t1", tenant="acme",
-                                                     reason="FAILURE_REASON_TIMEOUT")))
+    entry = json.loads(
+        JsonFormatter().format(record(task_id="t1", tenant="acme", reason="FAILURE_REASON_TIMEOUT"))
+    )
     assert entry["message"] == "task t1 failed" and entry["level"] == "info"
-    assert (entry["task_id"], entry["tenant"], entry["reason"]) == \
-        ("t1", "acme", "FAILURE_REASON_TIMEOUT")
+    assert (entry["task_id"], entry["tenant"], entry["reason"]) == (
+        "t1",
+        "acme",
+        "FAILURE_REASON_TIMEOUT",
+    )
     assert entry["time"].endswith("Z") and "worker_id" not in entry
 
 
@@ -41,6 +46,7 @@ async def test_server_logs_a_failed_task_with_its_id_and_tenant(server_factory, 
     async with grpc.aio.insecure_channel(server.target) as channel:
         await pb_grpc.ExecutorStub(channel).Run(
             pb.RunRequest(task=pb.Task(id="boom", source="throw 1")),
-            metadata=(("x-zako-tenant", "acme"),))
+            metadata=(("x-zako-tenant", "acme"),),
+        )
     ours = [r for r in caplog.records if getattr(r, "task_id", None) == "boom"]
     assert ours and ours[-1].tenant == "acme" and ours[-1].reason == "FAILURE_REASON_JS_ERROR"

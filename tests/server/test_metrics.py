@@ -38,8 +38,9 @@ async def test_metrics_count_known_traffic(server_factory):
         await stub.Stats(pb.StatsRequest())
     samples = await asyncio.to_thread(scrape, port)
     assert samples[("zako_rpc_requests_total", (("code", "OK"), ("method", "Run")))] == 4
-    assert samples[("zako_rpc_requests_total",
-                    (("code", "INVALID_ARGUMENT"), ("method", "Run")))] == 1
+    assert (
+        samples[("zako_rpc_requests_total", (("code", "INVALID_ARGUMENT"), ("method", "Run")))] == 1
+    )
     assert samples[("zako_rpc_duration_seconds_count", (("method", "Run"),))] == 5
     assert samples[("zako_tasks_total", (("outcome", "completed"),))] == 3
     assert samples[("zako_tasks_total", (("outcome", "failed"),))] == 1
@@ -53,5 +54,15 @@ async def test_metrics_count_known_traffic(server_factory):
     assert samples[("zako_resource", (("measure", "capacity"), ("resource", "workers")))] == 1
     # No label may carry a task id or tenant: every label value is from a bounded set.
     label_names = {name for (_, labels) in samples for name, _ in labels}
-    assert label_names <= {"code", "method", "outcome", "reason", "event", "state",
-                           "resource", "measure", "priority", "le"}
+    assert label_names <= {
+        "code",
+        "method",
+        "outcome",
+        "reason",
+        "event",
+        "state",
+        "resource",
+        "measure",
+        "priority",
+        "le",
+    }

@@ -24,11 +24,19 @@ async def test_killed_worker_fails_only_its_task_and_is_replaced(server_factory)
             while (item := await queue.get()) is not None:
                 yield item
 
-        await queue.put(pb.SubmitRequest(task=pb.Task(
-            id="victim", source="while (true) {}", timeout=Duration(seconds=60))))
-        await queue.put(pb.SubmitRequest(task=pb.Task(
-            id="bystander", source="let n = 0; for (let i = 0; i < 5e7; i++) n++;"
-                                   " module.exports = n")))
+        await queue.put(
+            pb.SubmitRequest(
+                task=pb.Task(id="victim", source="while (true) {}", timeout=Duration(seconds=60))
+            )
+        )
+        await queue.put(
+            pb.SubmitRequest(
+                task=pb.Task(
+                    id="bystander",
+                    source="let n = 0; for (let i = 0; i < 5e7; i++) n++; module.exports = n",
+                )
+            )
+        )
         ends: dict[str, pb.SubmitResponse] = {}
         killed_at = None
         async for event in stub.Submit(feed(), timeout=60):
@@ -79,17 +87,27 @@ async def test_pool_scales_up_to_max_under_backlog_and_reclaims_idle(server_fact
 
 
 async def test_arraybuffer_growth_past_the_rss_bound_kills_the_worker_as_out_of_memory(
-        server_factory):
+    server_factory,
+):
     # V8's heap limit does not count ArrayBuffers; the supervisor's RSS bound does.
     server = server_factory(max_workers=1, worker_rss_margin="128MiB")
     async with grpc.aio.insecure_channel(server.target) as channel:
         stub = pb_grpc.ExecutorStub(channel)
-        hog = ("const keep = []; for (let i = 0; i < 400; i++) {"
-               " const b = new Uint8Array(8 << 20); b.fill(i); keep.push(b); }"
-               " module.exports = keep.length")
-        reply = await stub.Run(pb.RunRequest(task=pb.Task(
-            source=hog, resources=pb.ResourceRequests(memory_bytes=64 << 20),
-            timeout=Duration(seconds=30))), timeout=60)
+        hog = (
+            "const keep = []; for (let i = 0; i < 400; i++) {"
+            " const b = new Uint8Array(8 << 20); b.fill(i); keep.push(b); }"
+            " module.exports = keep.length"
+        )
+        reply = await stub.Run(
+            pb.RunRequest(
+                task=pb.Task(
+                    source=hog,
+                    resources=pb.ResourceRequests(memory_bytes=64 << 20),
+                    timeout=Duration(seconds=30),
+                )
+            ),
+            timeout=60,
+        )
         assert reply.failed.reason == pb.FAILURE_REASON_OUT_OF_MEMORY, reply
         assert "exceeded its bound" in reply.failed.error.message
         after = await stub.Run(pb.RunRequest(task=pb.Task(source="module.exports = 'ok'")))
@@ -103,8 +121,12 @@ async def test_tasks_after_idle_reclaim_to_zero_workers_are_never_dropped(server
         stub = pb_grpc.ExecutorStub(channel)
         for i, pause in enumerate([0.0, 0.5, 0.21, 0.19, 0.8, 0.25]):
             await asyncio.sleep(pause)
-            reply = await stub.Run(pb.RunRequest(task=pb.Task(
-                source="module.exports = (x) => x * 2", input_json=str(i))), timeout=30)
+            reply = await stub.Run(
+                pb.RunRequest(
+                    task=pb.Task(source="module.exports = (x) => x * 2", input_json=str(i))
+                ),
+                timeout=30,
+            )
             assert reply.completed.result.value_json == str(i * 2)
         stats = await stub.Stats(pb.StatsRequest())
         assert stats.pool.reclaimed_total >= 2 and stats.tasks.completed == 6
@@ -116,8 +138,7 @@ async def test_task_sent_to_an_idle_worker_that_just_died_runs_elsewhere(server_
     os.kill(idle.pid, signal.SIGKILL)  # dies idle; the task may race its removal
     async with grpc.aio.insecure_channel(server.target) as channel:
         stub = pb_grpc.ExecutorStub(channel)
-        reply = await stub.Run(pb.RunRequest(task=pb.Task(source="module.exports = 1")),
-                               timeout=30)
+        reply = await stub.Run(pb.RunRequest(task=pb.Task(source="module.exports = 1")), timeout=30)
         assert reply.completed.result.value_json == "1"
 
 
@@ -166,8 +187,9 @@ async def test_a_tenants_tasks_return_to_the_worker_warm_for_it(server_factory):
         async def worker_of(tenant: str) -> str:
             requests = [pb.SubmitRequest(task=pb.Task(source="module.exports = 1"))]
             worker = ""
-            async for event in stub.Submit(iter(requests), timeout=30,
-                                           metadata=[("x-zako-tenant", tenant)]):
+            async for event in stub.Submit(
+                iter(requests), timeout=30, metadata=[("x-zako-tenant", tenant)]
+            ):
                 if event.WhichOneof("event") == "started":
                     worker = event.started.worker_id
                 assert event.WhichOneof("event") != "failed"

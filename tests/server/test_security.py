@@ -25,14 +25,18 @@ def secure_channel(target, pki, *, client_cert: bool):
     credentials = grpc.ssl_channel_credentials(
         root_certificates=pki["ca.pem"].read_bytes(),
         private_key=pki["client.key"].read_bytes() if client_cert else None,
-        certificate_chain=pki["client.pem"].read_bytes() if client_cert else None)
+        certificate_chain=pki["client.pem"].read_bytes() if client_cert else None,
+    )
     return grpc.aio.secure_channel(target, credentials)
 
 
 async def run_one(channel, **metadata):
     stub = pb_grpc.ExecutorStub(channel)
-    return await stub.Run(pb.RunRequest(task=pb.Task(source="module.exports = 7")),
-                          metadata=tuple(metadata.items()), timeout=20)
+    return await stub.Run(
+        pb.RunRequest(task=pb.Task(source="module.exports = 7")),
+        metadata=tuple(metadata.items()),
+        timeout=20,
+    )
 
 
 async def test_tls_serves_trusted_clients_and_refuses_plaintext(server_factory, pki):
@@ -46,8 +50,9 @@ async def test_tls_serves_trusted_clients_and_refuses_plaintext(server_factory, 
 
 
 async def test_mutual_tls_requires_a_client_certificate(server_factory, pki):
-    server = server_factory(tls_cert=pki["server.pem"], tls_key=pki["server.key"],
-                            tls_client_ca=pki["ca.pem"])
+    server = server_factory(
+        tls_cert=pki["server.pem"], tls_key=pki["server.key"], tls_client_ca=pki["ca.pem"]
+    )
     async with secure_channel(server.target, pki, client_cert=True) as channel:
         assert (await run_one(channel)).completed.result.value_json == "7"
     async with secure_channel(server.target, pki, client_cert=False) as channel:
@@ -93,13 +98,13 @@ async def test_roles_gc_is_admin_only_and_tenants_see_their_own(auth_server):
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await stub.BroadcastGC(pb.BroadcastGCRequest(), metadata=tuple(bearer(ACME).items()))
         assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        reply = await stub.BroadcastGC(pb.BroadcastGCRequest(),
-                                       metadata=tuple(bearer(ADMIN).items()), timeout=20)
+        reply = await stub.BroadcastGC(
+            pb.BroadcastGCRequest(), metadata=tuple(bearer(ADMIN).items()), timeout=20
+        )
         assert len(reply.workers) >= 1
         seen_by_acme = await stub.Stats(pb.StatsRequest(), metadata=tuple(bearer(ACME).items()))
         assert [t.tenant for t in seen_by_acme.tenants] == ["acme"]
-        seen_by_admin = await stub.Stats(pb.StatsRequest(),
-                                         metadata=tuple(bearer(ADMIN).items()))
+        seen_by_admin = await stub.Stats(pb.StatsRequest(), metadata=tuple(bearer(ADMIN).items()))
         assert {t.tenant for t in seen_by_admin.tenants} == {"acme", "beta"}
 
 
@@ -107,25 +112,34 @@ async def test_a_client_may_cancel_only_its_own_tenants_tasks(auth_server):
     async with grpc.aio.insecure_channel(auth_server.target) as channel:
         stub = pb_grpc.ExecutorStub(channel)
         as_acme = tuple(bearer(ACME).items())
-        running = asyncio.ensure_future(stub.Run(pb.RunRequest(task=pb.Task(
-            id="acme-loop", source="while (true) {}", timeout=Duration(seconds=30))),
-            metadata=as_acme))
+        running = asyncio.ensure_future(
+            stub.Run(
+                pb.RunRequest(
+                    task=pb.Task(
+                        id="acme-loop", source="while (true) {}", timeout=Duration(seconds=30)
+                    )
+                ),
+                metadata=as_acme,
+            )
+        )
         for _ in range(250):
             stats = await stub.Stats(pb.StatsRequest(), metadata=tuple(bearer(ADMIN).items()))
             if stats.pool.busy:
                 break
             await asyncio.sleep(0.02)
         with pytest.raises(grpc.aio.AioRpcError) as exc:
-            await stub.Cancel(pb.CancelRequest(task_id="acme-loop"),
-                              metadata=tuple(bearer(BETA).items()))
+            await stub.Cancel(
+                pb.CancelRequest(task_id="acme-loop"), metadata=tuple(bearer(BETA).items())
+            )
         assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
         await stub.Cancel(pb.CancelRequest(task_id="acme-loop"), metadata=as_acme)
         assert (await running).WhichOneof("outcome") == "cancelled"
 
 
 async def test_plaintext_health_port_beside_a_tls_main_port(server_factory, pki):
-    server = server_factory(tls_cert=pki["server.pem"], tls_key=pki["server.key"],
-                            health_listen="127.0.0.1:0")
+    server = server_factory(
+        tls_cert=pki["server.pem"], tls_key=pki["server.key"], health_listen="127.0.0.1:0"
+    )
     assert server.server.health_port
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.server.health_port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)

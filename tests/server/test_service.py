@@ -25,6 +25,7 @@ def task(task_id: str, source: str, input_json: str = "", **fields) -> pb.Task:
 
 async def submit_all(stub, tasks, *, cancels=(), timeout=60.0):
     """Send tasks (and cancels) on one stream, half-close, collect events per task."""
+
     async def requests():
         for t in tasks:
             yield pb.SubmitRequest(task=t)
@@ -55,8 +56,14 @@ async def stub(zako_server):
 
 
 async def test_200_tasks_multiplexed_on_one_stream_each_result_matched_to_its_id(stub):
-    tasks = [task(f"t{i}", "module.exports = (x) => ({ twice: x.n * 2, id: x.id })",
-                  f'{{"n": {i}, "id": "t{i}"}}') for i in range(200)]
+    tasks = [
+        task(
+            f"t{i}",
+            "module.exports = (x) => ({ twice: x.n * 2, id: x.id })",
+            f'{{"n": {i}, "id": "t{i}"}}',
+        )
+        for i in range(200)
+    ]
     events = await submit_all(stub, tasks)
     assert set(events) == {f"t{i}" for i in range(200)}
     for i in range(200):
@@ -68,8 +75,9 @@ async def test_200_tasks_multiplexed_on_one_stream_each_result_matched_to_its_id
 
 async def test_many_concurrent_streams(stub):
     async def one_stream(s):
-        tasks = [task(f"s{s}-{i}", "module.exports = async (x) => x + 1", str(i))
-                 for i in range(20)]
+        tasks = [
+            task(f"s{s}-{i}", "module.exports = async (x) => x + 1", str(i)) for i in range(20)
+        ]
         return await submit_all(stub, tasks)
 
     results = await asyncio.gather(*(one_stream(s) for s in range(8)))
@@ -78,21 +86,55 @@ async def test_many_concurrent_streams(stub):
             assert terminal(events[f"s{s}-{i}"]).completed.result.value_json == str(i + 1)
 
 
-@pytest.mark.parametrize(("source", "reason", "name", "line", "column", "words"), [
-    ("module.exports = () => {\n  const a = 1;\n  throw new TypeError('bad ' + a);\n};",
-     pb.FAILURE_REASON_JS_ERROR, "TypeError", 3, 9, "bad 1"),
-    ("const x = 1;\nlet y = ;\n", pb.FAILURE_REASON_SYNTAX_ERROR, "SyntaxError", 2, 9,
-     "Unexpected token"),
-    ("module.exports = async () => {\n  await null;\n  throw new RangeError('late');\n};",
-     pb.FAILURE_REASON_JS_ERROR, "RangeError", 3, 9, "late"),
-    ("module.exports = () => Promise.reject(new Error('nope'));",
-     pb.FAILURE_REASON_JS_ERROR, "Error", 1, 39, "nope"),
-    ("module.exports = () => ({ f() {} });", pb.FAILURE_REASON_NOT_SERIALIZABLE, None, 0, 0,
-     "f"),
-    ("module.exports = () => 10n;", pb.FAILURE_REASON_NOT_SERIALIZABLE, None, 0, 0, "bigint"),
-])
+@pytest.mark.parametrize(
+    ("source", "reason", "name", "line", "column", "words"),
+    [
+        (
+            "module.exports = () => {\n  const a = 1;\n  throw new TypeError('bad ' + a);\n};",
+            pb.FAILURE_REASON_JS_ERROR,
+            "TypeError",
+            3,
+            9,
+            "bad 1",
+        ),
+        (
+            "const x = 1;\nlet y = ;\n",
+            pb.FAILURE_REASON_SYNTAX_ERROR,
+            "SyntaxError",
+            2,
+            9,
+            "Unexpected token",
+        ),
+        (
+            "module.exports = async () => {\n  await null;\n  throw new RangeError('late');\n};",
+            pb.FAILURE_REASON_JS_ERROR,
+            "RangeError",
+            3,
+            9,
+            "late",
+        ),
+        (
+            "module.exports = () => Promise.reject(new Error('nope'));",
+            pb.FAILURE_REASON_JS_ERROR,
+            "Error",
+            1,
+            39,
+            "nope",
+        ),
+        (
+            "module.exports = () => ({ f() {} });",
+            pb.FAILURE_REASON_NOT_SERIALIZABLE,
+            None,
+            0,
+            0,
+            "f",
+        ),
+        ("module.exports = () => 10n;", pb.FAILURE_REASON_NOT_SERIALIZABLE, None, 0, 0, "bigint"),
+    ],
+)
 async def test_task_errors_are_structured_with_line_and_column(
-        stub, source, reason, name, line, column, words):
+    stub, source, reason, name, line, column, words
+):
     events = await submit_all(stub, [task("err", source)])
     failed = terminal(events["err"]).failed
     assert failed.reason == reason, failed
@@ -100,18 +142,24 @@ async def test_task_errors_are_structured_with_line_and_column(
         assert failed.error.name == name
     assert words.lower() in (failed.error.message + failed.error.stack).lower()
     if line:
-        assert (failed.error.module, failed.error.line, failed.error.column) == \
-            ("main.js", line, column), failed.error
+        assert (failed.error.module, failed.error.line, failed.error.column) == (
+            "main.js",
+            line,
+            column,
+        ), failed.error
     if reason == pb.FAILURE_REASON_JS_ERROR:
         assert f"main.js:{line}:{column}" in failed.error.stack
 
 
 async def test_timeout_fails_the_task_near_its_limit_and_the_stream_goes_on(stub):
     started = time.monotonic()
-    events = await submit_all(stub, [
-        task("spin", "while (true) {}", timeout=Duration(nanos=300_000_000)),
-        task("after", "module.exports = 'still here'"),
-    ])
+    events = await submit_all(
+        stub,
+        [
+            task("spin", "while (true) {}", timeout=Duration(nanos=300_000_000)),
+            task("after", "module.exports = 'still here'"),
+        ],
+    )
     failed = terminal(events["spin"]).failed
     assert failed.reason == pb.FAILURE_REASON_TIMEOUT
     assert "0.3" in failed.error.message
@@ -120,11 +168,14 @@ async def test_timeout_fails_the_task_near_its_limit_and_the_stream_goes_on(stub
 
 
 async def test_bad_task_is_rejected_by_its_own_event_and_never_breaks_the_stream(stub):
-    events = await submit_all(stub, [
-        task("empty", ""),
-        task("badjson", "module.exports = 1", "{oops"),
-        task("fine", "module.exports = (x) => x", '"ok"'),
-    ])
+    events = await submit_all(
+        stub,
+        [
+            task("empty", ""),
+            task("badjson", "module.exports = 1", "{oops"),
+            task("fine", "module.exports = (x) => x", '"ok"'),
+        ],
+    )
     assert kinds(events["empty"]) == ["rejected"]
     rejected = events["empty"][0].rejected
     assert rejected.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
@@ -134,11 +185,18 @@ async def test_bad_task_is_rejected_by_its_own_event_and_never_breaks_the_stream
 
 
 async def test_duplicate_live_id_is_rejected_as_already_exists(stub):
-    events = await submit_all(stub, [
-        task("dup", "const s = Date.now(); while (Date.now() - s < 300) {}",
-             context=pb.CONTEXT_KIND_CONFIG, system_access=True),
-        task("dup", "module.exports = 2"),
-    ])
+    events = await submit_all(
+        stub,
+        [
+            task(
+                "dup",
+                "const s = Date.now(); while (Date.now() - s < 300) {}",
+                context=pb.CONTEXT_KIND_CONFIG,
+                system_access=True,
+            ),
+            task("dup", "module.exports = 2"),
+        ],
+    )
     seq = kinds(events["dup"])
     assert "rejected" in seq and "completed" in seq
     rejected = next(e for e in events["dup"] if e.WhichOneof("event") == "rejected")
@@ -153,16 +211,18 @@ async def test_cancel_running_task_in_band_stops_it_within_a_second(stub):
             yield item
 
     call = stub.Submit(feed(), timeout=30)
-    await requests.put(pb.SubmitRequest(task=task("loop", "while (true) {}",
-                                                  timeout=Duration(seconds=60))))
+    await requests.put(
+        pb.SubmitRequest(task=task("loop", "while (true) {}", timeout=Duration(seconds=60)))
+    )
     events = []
     cancel_sent = None
     async for event in call:
         events.append(event)
         if event.WhichOneof("event") == "started":
             cancel_sent = time.monotonic()
-            await requests.put(pb.SubmitRequest(cancel=pb.CancelTask(task_id="loop",
-                                                                      reason="test")))
+            await requests.put(
+                pb.SubmitRequest(cancel=pb.CancelTask(task_id="loop", reason="test"))
+            )
             await requests.put(None)
     end = terminal(events)
     assert end.cancelled.was_running and end.cancelled.reason == "test"
@@ -173,6 +233,7 @@ async def test_unary_cancel_of_queued_and_running_tasks(server_factory):
     server = server_factory(max_workers=1, min_workers=1)
     async with grpc.aio.insecure_channel(server.target) as channel:
         stub = pb_grpc.ExecutorStub(channel)
+
         async def wait_for_stats(predicate):
             for _ in range(250):
                 if predicate(await stub.Stats(pb.StatsRequest())):
@@ -180,11 +241,15 @@ async def test_unary_cancel_of_queued_and_running_tasks(server_factory):
                 await asyncio.sleep(0.02)
             raise AssertionError("server never reached the expected state")
 
-        runner = asyncio.ensure_future(stub.Run(pb.RunRequest(task=task(
-            "busy", "while (true) {}", timeout=Duration(seconds=60)))))
+        runner = asyncio.ensure_future(
+            stub.Run(
+                pb.RunRequest(task=task("busy", "while (true) {}", timeout=Duration(seconds=60)))
+            )
+        )
         await wait_for_stats(lambda s: s.pool.busy == 1)
-        queued = asyncio.ensure_future(stub.Run(pb.RunRequest(task=task(
-            "queued", "module.exports = 1"))))
+        queued = asyncio.ensure_future(
+            stub.Run(pb.RunRequest(task=task("queued", "module.exports = 1")))
+        )
         await wait_for_stats(lambda s: s.queue.depth == 1)
         reply = await stub.Cancel(pb.CancelRequest(task_id="queued", reason="not needed"))
         assert reply.previous_state == pb.TASK_STATE_QUEUED
@@ -212,8 +277,9 @@ async def test_client_disconnect_cancels_its_running_tasks(server_factory):
             yield item
 
     call = stub.Submit(feed())
-    await requests.put(pb.SubmitRequest(task=task("orphan", "while (true) {}",
-                                                  timeout=Duration(seconds=60))))
+    await requests.put(
+        pb.SubmitRequest(task=task("orphan", "while (true) {}", timeout=Duration(seconds=60)))
+    )
     async for event in call:
         if event.WhichOneof("event") == "started":
             break
@@ -230,12 +296,20 @@ async def test_client_disconnect_cancels_its_running_tasks(server_factory):
 
 
 async def test_run_unary_reports_outcome_logs_and_rejects_with_status(stub):
-    reply = await stub.Run(pb.RunRequest(task=task(
-        "", "console.log('hi', {a: 1}); console.warn('careful'); module.exports = (x) => x * 3",
-        "7")))
+    reply = await stub.Run(
+        pb.RunRequest(
+            task=task(
+                "",
+                "console.log('hi', {a: 1}); console.warn('careful'); module.exports = (x) => x * 3",
+                "7",
+            )
+        )
+    )
     assert reply.task_id and reply.completed.result.value_json == "21"
     assert [(line.level, line.message) for line in reply.logs] == [
-        (pb.LOG_LEVEL_INFO, "hi { a: 1 }"), (pb.LOG_LEVEL_WARN, "careful")]
+        (pb.LOG_LEVEL_INFO, "hi { a: 1 }"),
+        (pb.LOG_LEVEL_WARN, "careful"),
+    ]
     timings = reply.completed.result.timings
     assert timings.started_at.ToNanoseconds() >= timings.accepted_at.ToNanoseconds()
     with pytest.raises(grpc.aio.AioRpcError) as exc:
@@ -248,10 +322,15 @@ async def test_stats_counts_add_up(server_factory):
     server = server_factory()
     async with grpc.aio.insecure_channel(server.target) as channel:
         stub = pb_grpc.ExecutorStub(channel)
-        await submit_all(stub, [
-            task("ok1", "module.exports = 1"), task("ok2", "module.exports = 2"),
-            task("bad", "throw new Error('x')"), task("rej", ""),
-        ])
+        await submit_all(
+            stub,
+            [
+                task("ok1", "module.exports = 1"),
+                task("ok2", "module.exports = 2"),
+                task("bad", "throw new Error('x')"),
+                task("rej", ""),
+            ],
+        )
         stats = await stub.Stats(pb.StatsRequest())
     t = stats.tasks
     assert (t.accepted, t.completed, t.failed, t.cancelled, t.rejected) == (3, 2, 1, 0, 1)
@@ -268,7 +347,8 @@ async def test_broadcast_gc_answers_with_every_worker(server_factory):
         stub = pb_grpc.ExecutorStub(channel)
         reply = await stub.BroadcastGC(pb.BroadcastGCRequest(), timeout=30)
     assert sorted(w.worker_id for w in reply.workers) == sorted(
-        w.id for w in server.server.pool.workers())
+        w.id for w in server.server.pool.workers()
+    )
     assert len(reply.workers) == 2
     for worker in reply.workers:
         assert worker.rss_before_bytes > 0 and worker.rss_after_bytes > 0
@@ -277,11 +357,17 @@ async def test_broadcast_gc_answers_with_every_worker(server_factory):
 async def test_capabilities_describe_limits_and_versions(stub, zako_server):
     caps = await stub.Capabilities(pb.CapabilitiesRequest())
     assert caps.limits.max_source_bytes == zako_server.settings.max_source_bytes
-    assert caps.limits.default_timeout.ToTimedelta().total_seconds() == \
-        zako_server.settings.default_timeout
-    assert set(caps.context_kinds) == {pb.CONTEXT_KIND_PACKAGE, pb.CONTEXT_KIND_BUILD,
-                                       pb.CONTEXT_KIND_RULE, pb.CONTEXT_KIND_TOOLCHAIN,
-                                       pb.CONTEXT_KIND_CONFIG}
+    assert (
+        caps.limits.default_timeout.ToTimedelta().total_seconds()
+        == zako_server.settings.default_timeout
+    )
+    assert set(caps.context_kinds) == {
+        pb.CONTEXT_KIND_PACKAGE,
+        pb.CONTEXT_KIND_BUILD,
+        pb.CONTEXT_KIND_RULE,
+        pb.CONTEXT_KIND_TOOLCHAIN,
+        pb.CONTEXT_KIND_CONFIG,
+    }
     assert caps.priority.min < 0 < caps.priority.max
     assert "zako:core" in caps.builtin_modules
     assert caps.versions.v8.count(".") >= 2
@@ -298,8 +384,10 @@ async def test_capabilities_say_no_isolate_reuse_when_the_server_never_reuses(se
 async def test_call_deadline_caps_the_task_timeout(stub):
     started = time.monotonic()
     with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await stub.Run(pb.RunRequest(task=task("capped", "while (true) {}",
-                                               timeout=Duration(seconds=60))), timeout=1.0)
+        await stub.Run(
+            pb.RunRequest(task=task("capped", "while (true) {}", timeout=Duration(seconds=60))),
+            timeout=1.0,
+        )
     assert exc.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     # The task did not outlive its call: no worker is still busy with it.
     for _ in range(100):
@@ -311,8 +399,7 @@ async def test_call_deadline_caps_the_task_timeout(stub):
     assert time.monotonic() - started < 3.0
 
 
-async def test_broadcast_gc_reaches_a_busy_worker_after_its_task_without_failing_it(
-        server_factory):
+async def test_broadcast_gc_reaches_a_busy_worker_after_its_task_without_failing_it(server_factory):
     server = server_factory(min_workers=1, max_workers=1)
     async with grpc.aio.insecure_channel(server.target) as channel:
         stub = pb_grpc.ExecutorStub(channel)
@@ -326,8 +413,9 @@ async def test_broadcast_gc_reaches_a_busy_worker_after_its_task_without_failing
         gc_answered = time.time_ns()
         outcome = await running
         assert outcome.completed.result.value_json == "200000000"
-        assert [w.worker_id for w in gc_reply.workers] == \
-            [w.id for w in server.server.pool.workers()]
+        assert [w.worker_id for w in gc_reply.workers] == [
+            w.id for w in server.server.pool.workers()
+        ]
         # The busy worker collected after its task, so the answer came after it finished.
         assert gc_answered >= outcome.completed.result.timings.finished_at.ToNanoseconds()
 

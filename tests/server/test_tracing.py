@@ -22,8 +22,9 @@ async def test_rpc_admission_and_execution_spans_join_the_callers_trace(server_f
     async with grpc.aio.insecure_channel(server.target) as channel:
         stub = pb_grpc.ExecutorStub(channel)
         task = pb.Task(id="traced", source="module.exports = 1")
-        reply = await stub.Run(pb.RunRequest(task=task),
-                               metadata=(("traceparent", f"00-{TRACE_ID}-{PARENT}-01"),))
+        reply = await stub.Run(
+            pb.RunRequest(task=task), metadata=(("traceparent", f"00-{TRACE_ID}-{PARENT}-01"),)
+        )
     assert reply.completed.result.value_json == "1"
     spans = {span.name: span for span in exporter.get_finished_spans()}
     rpc = spans["/zako.v1.Executor/Run"]

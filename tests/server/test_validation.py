@@ -11,10 +11,18 @@ from zako_server.errors import CannotFit, InvalidTask
 from zako_server.heuristics import Machine
 from zako_server.validation import validate
 
-SETTINGS = build_settings({"max_source_bytes": "1000", "max_modules": "2",
-                           "max_input_bytes": "100", "max_memory": "1MiB", "default_memory": "1MiB",
-                           "allow_system_access": "false"},
-                          {}, Machine(2, "test", 1 << 30, "test"))
+SETTINGS = build_settings(
+    {
+        "max_source_bytes": "1000",
+        "max_modules": "2",
+        "max_input_bytes": "100",
+        "max_memory": "1MiB",
+        "default_memory": "1MiB",
+        "allow_system_access": "false",
+    },
+    {},
+    Machine(2, "test", 1 << 30, "test"),
+)
 
 
 def task(**fields) -> pb.Task:
@@ -23,14 +31,25 @@ def task(**fields) -> pb.Task:
 
 
 def test_a_good_task_becomes_a_worker_frame():
-    job = validate(task(id="t1", input_json='{"a": 1}', context=pb.CONTEXT_KIND_RULE,
-                        modules=[pb.Module(name="lib/u.js", source="x")],
-                        labels={"k": "v"}), SETTINGS)
+    job = validate(
+        task(
+            id="t1",
+            input_json='{"a": 1}',
+            context=pb.CONTEXT_KIND_RULE,
+            modules=[pb.Module(name="lib/u.js", source="x")],
+            labels={"k": "v"},
+        ),
+        SETTINGS,
+    )
     assert job.task_id == "t1"
     assert job.frame["entry"] == "main.js"
     assert job.frame["modules"] == {"main.js": "module.exports = 1", "lib/u.js": "x"}
-    assert job.frame["context"] == {"kind": "rule", "task_id": "t1", "labels": {"k": "v"},
-                                    "system_access": False}
+    assert job.frame["context"] == {
+        "kind": "rule",
+        "task_id": "t1",
+        "labels": {"k": "v"},
+        "system_access": False,
+    }
     assert job.timeout_s == SETTINGS.default_timeout
     assert job.request == {"cpu": 1000.0, "memory": float(1 << 20)}
     assert job.size_bytes == len("module.exports = 1") + 1 + len('{"a": 1}')
@@ -41,34 +60,74 @@ def test_missing_id_is_assigned():
     assert len(validate(task(), SETTINGS).task_id) == 32
 
 
-@pytest.mark.parametrize(("fields", "error", "field", "words"), [
-    ({"source": "  "}, InvalidTask, "task.source", "empty"),
-    ({"source": "x" * 1001}, InvalidTask, "task.source", "1001 bytes"),
-    ({"id": "has space"}, InvalidTask, "task.id", "printable"),
-    ({"input_json": "{nope"}, InvalidTask, "task.input_json", "not valid JSON"),
-    ({"input_json": "1" * 101}, InvalidTask, "task.input_json", "limit is 100"),
-    ({"modules": [pb.Module(name="../etc", source="")]}, InvalidTask, "task.modules[0]", "'..'"),
-    ({"modules": [pb.Module(name="zako:core", source="")]}, InvalidTask, "task.modules[0]",
-     "reserved"),
-    ({"modules": [pb.Module(name="a", source=""), pb.Module(name="a", source="")]},
-     InvalidTask, "task.modules[1]", "twice"),
-    ({"modules": [pb.Module(name=f"m{i}", source="") for i in range(3)]}, InvalidTask,
-     "task.modules", "limit is 2"),
-    ({"context": 99}, InvalidTask, "task.context", "not a known"),
-    ({"priority": 5000}, InvalidTask, "task.priority", "outside"),
-    ({"system_access": True}, InvalidTask, "task.system_access", "only for config"),
-    ({"system_access": True, "context": pb.CONTEXT_KIND_CONFIG}, CannotFit,
-     "task.system_access", "does not grant"),
-    ({"resources": pb.ResourceRequests(memory_bytes=-1)}, InvalidTask,
-     "task.resources.memory_bytes", ">= 0"),
-    ({"resources": pb.ResourceRequests(memory_bytes=2 << 20)}, CannotFit,
-     "task.resources.memory_bytes", "largest heap"),
-    ({"resources": pb.ResourceRequests(extras={"gpu": float("nan")})}, InvalidTask,
-     "task.resources.extras['gpu']", "finite"),
-    ({"resources": pb.ResourceRequests(extras={"cpu": 1})}, InvalidTask,
-     "task.resources.extras['cpu']", "typed field"),
-    ({"queue_timeout": Duration(seconds=-1)}, InvalidTask, "task.queue_timeout", "positive"),
-])
+@pytest.mark.parametrize(
+    ("fields", "error", "field", "words"),
+    [
+        ({"source": "  "}, InvalidTask, "task.source", "empty"),
+        ({"source": "x" * 1001}, InvalidTask, "task.source", "1001 bytes"),
+        ({"id": "has space"}, InvalidTask, "task.id", "printable"),
+        ({"input_json": "{nope"}, InvalidTask, "task.input_json", "not valid JSON"),
+        ({"input_json": "1" * 101}, InvalidTask, "task.input_json", "limit is 100"),
+        (
+            {"modules": [pb.Module(name="../etc", source="")]},
+            InvalidTask,
+            "task.modules[0]",
+            "'..'",
+        ),
+        (
+            {"modules": [pb.Module(name="zako:core", source="")]},
+            InvalidTask,
+            "task.modules[0]",
+            "reserved",
+        ),
+        (
+            {"modules": [pb.Module(name="a", source=""), pb.Module(name="a", source="")]},
+            InvalidTask,
+            "task.modules[1]",
+            "twice",
+        ),
+        (
+            {"modules": [pb.Module(name=f"m{i}", source="") for i in range(3)]},
+            InvalidTask,
+            "task.modules",
+            "limit is 2",
+        ),
+        ({"context": 99}, InvalidTask, "task.context", "not a known"),
+        ({"priority": 5000}, InvalidTask, "task.priority", "outside"),
+        ({"system_access": True}, InvalidTask, "task.system_access", "only for config"),
+        (
+            {"system_access": True, "context": pb.CONTEXT_KIND_CONFIG},
+            CannotFit,
+            "task.system_access",
+            "does not grant",
+        ),
+        (
+            {"resources": pb.ResourceRequests(memory_bytes=-1)},
+            InvalidTask,
+            "task.resources.memory_bytes",
+            ">= 0",
+        ),
+        (
+            {"resources": pb.ResourceRequests(memory_bytes=2 << 20)},
+            CannotFit,
+            "task.resources.memory_bytes",
+            "largest heap",
+        ),
+        (
+            {"resources": pb.ResourceRequests(extras={"gpu": float("nan")})},
+            InvalidTask,
+            "task.resources.extras['gpu']",
+            "finite",
+        ),
+        (
+            {"resources": pb.ResourceRequests(extras={"cpu": 1})},
+            InvalidTask,
+            "task.resources.extras['cpu']",
+            "typed field",
+        ),
+        ({"queue_timeout": Duration(seconds=-1)}, InvalidTask, "task.queue_timeout", "positive"),
+    ],
+)
 def test_bad_fields_are_named(fields, error, field, words):
     with pytest.raises(error) as exc:
         validate(task(**fields), SETTINGS)

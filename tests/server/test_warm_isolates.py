@@ -30,8 +30,11 @@ class Runner:
 
     async def reply(self, source: str, **fields) -> pb.RunResponse:
         self.count += 1
-        return await self.stub.Run(pb.RunRequest(task=task(f"t{self.count}", source, **fields)),
-                                   timeout=30, metadata=self.metadata)
+        return await self.stub.Run(
+            pb.RunRequest(task=task(f"t{self.count}", source, **fields)),
+            timeout=30,
+            metadata=self.metadata,
+        )
 
     async def value(self, source: str, **fields) -> tuple[object, bool]:
         reply = await self.reply(source, **fields)
@@ -72,8 +75,10 @@ async def test_strict_code_patching_a_frozen_built_in_is_rerun_fresh(runner):
 
 async def test_a_task_that_logged_before_failing_on_a_frozen_built_in_is_told_why(runner):
     await runner.value(WARM_UP)
-    source = ("'use strict'; module.exports = async () => { console.log('before');"
-              " await new Promise((r) => r()); Object.prototype.polyfill = 1; }")
+    source = (
+        "'use strict'; module.exports = async () => { console.log('before');"
+        " await new Promise((r) => r()); Object.prototype.polyfill = 1; }"
+    )
     reply = await runner.reply(source)
     # The log went out with the first report, so the task is not re-run behind its back.
     assert reply.WhichOneof("outcome") == "failed"
@@ -83,19 +88,22 @@ async def test_a_task_that_logged_before_failing_on_a_frozen_built_in_is_told_wh
 
 async def test_globals_a_task_adds_replaces_or_deletes_are_gone_for_the_next(runner):
     await runner.value(WARM_UP)
-    mess = ("globalThis.leak = 42; undeclared = 1; globalThis.JSON = null;"
-            " delete globalThis.Math; module.exports = 1")
+    mess = (
+        "globalThis.leak = 42; undeclared = 1; globalThis.JSON = null;"
+        " delete globalThis.Math; module.exports = 1"
+    )
     assert (await runner.value(mess)) == (1, True)
-    check = ("module.exports = [typeof leak, typeof undeclared, JSON.stringify([1]),"
-             " Math.max(1, 2)]")
+    check = "module.exports = [typeof leak, typeof undeclared, JSON.stringify([1]), Math.max(1, 2)]"
     assert (await runner.value(check)) == (["undefined", "undefined", "[1]", 2], True)
 
 
 async def test_ordinary_code_may_assign_inherited_names_on_its_own_objects(runner):
-    source = ("'use strict'; class E extends Error { constructor(m) { super(m);"
-              " this.name = 'E' } }; const o = {}; o.toString = () => 'x';"
-              " function F() {} F.prototype.constructor = F;"
-              " module.exports = [new E('m').name, String(o), new F().constructor === F]")
+    source = (
+        "'use strict'; class E extends Error { constructor(m) { super(m);"
+        " this.name = 'E' } }; const o = {}; o.toString = () => 'x';"
+        " function F() {} F.prototype.constructor = F;"
+        " module.exports = [new E('m').name, String(o), new F().constructor === F]"
+    )
     assert (await runner.value(source)) == (["E", "x", True], False)
     assert (await runner.value(source)) == (["E", "x", True], True)
 
@@ -104,21 +112,23 @@ async def test_regexp_legacy_statics_do_not_carry_the_last_match(runner):
     await runner.value("/(secret\\d+)/.exec('xx secret123 yy'); module.exports = 1")
     value, warm = await runner.value(
         "module.exports = [typeof RegExp.$1 === 'string' ? RegExp.$1 : null,"
-        " RegExp.lastMatch === undefined ? null : RegExp.lastMatch]")
+        " RegExp.lastMatch === undefined ? null : RegExp.lastMatch]"
+    )
     assert warm and "secret123" not in json.dumps(value)
 
 
 async def test_module_state_is_per_task(runner):
     counter = "let n = 0; module.exports = () => ++n"
-    assert [await runner.value(counter) for _ in range(3)] == [
-        (1, False), (1, True), (1, True)]
+    assert [await runner.value(counter) for _ in range(3)] == [(1, False), (1, True), (1, True)]
 
 
 async def test_a_module_that_closes_its_wrapper_leaves_nothing_behind(runner):
     await runner.value(WARM_UP)
-    for escape in ("}), 'x', 'y'); let leaked = 1; (function () {",
-                   "}); let leaked = 1; f((function () {",
-                   "(0, eval)('var leaked = 5'); module.exports = 1"):
+    for escape in (
+        "}), 'x', 'y'); let leaked = 1; (function () {",
+        "}); let leaked = 1; f((function () {",
+        "(0, eval)('var leaked = 5'); module.exports = 1",
+    ):
         await runner.reply(escape)  # rejected or contained; either way:
         value, _ = await runner.value("module.exports = typeof leaked")
         assert value == "undefined", escape
@@ -136,17 +146,18 @@ async def test_tenants_never_share_an_isolate(server_factory):
 
 async def test_system_access_never_leaks_into_a_hermetic_task(runner):
     config = pb.CONTEXT_KIND_CONFIG
-    assert (await runner.value("module.exports = typeof Date.now()", context=config,
-                               system_access=True))[0] == "number"
-    assert (await runner.value("module.exports = typeof Date.now()", context=config,
-                               system_access=True))[1] is True
+    assert (
+        await runner.value("module.exports = typeof Date.now()", context=config, system_access=True)
+    )[0] == "number"
+    assert (
+        await runner.value("module.exports = typeof Date.now()", context=config, system_access=True)
+    )[1] is True
     reply = await runner.reply("module.exports = Date.now()", context=config)
     assert reply.WhichOneof("outcome") == "failed"
     assert reply.failed.reason == pb.FAILURE_REASON_CAPABILITY_DENIED
 
 
-async def test_an_isolate_is_retired_after_a_timeout_and_after_its_task_budget(
-        server_factory):
+async def test_an_isolate_is_retired_after_a_timeout_and_after_its_task_budget(server_factory):
     server = server_factory(min_workers=1, max_workers=1, isolate_max_tasks=3)
     async with grpc.aio.insecure_channel(server.target) as channel:
         runner = Runner(channel)
@@ -175,17 +186,24 @@ async def test_sloppy_writes_to_built_ins_are_silently_ignored_when_warm(runner)
     """Documents a semantic of frozen intrinsics (README, warm isolates): JavaScript
     ignores a sloppy-mode write to a frozen object, so such code needs fresh_isolate."""
     await runner.value(WARM_UP)
-    assert (await runner.value("Array.prototype.qq = 1; module.exports = [].qq === undefined")
-            ) == (True, True)
-    assert (await runner.value("Array.prototype.qq = 1; module.exports = [].qq === undefined",
-                               fresh_isolate=True)) == (False, False)
+    assert (await runner.value("Array.prototype.qq = 1; module.exports = [].qq === undefined")) == (
+        True,
+        True,
+    )
+    assert (
+        await runner.value(
+            "Array.prototype.qq = 1; module.exports = [].qq === undefined", fresh_isolate=True
+        )
+    ) == (False, False)
 
 
 async def test_a_module_that_closes_its_wrapper_early_is_a_syntax_error(runner):
     """A source cannot end the module wrapper and run code outside it."""
     await runner.value(WARM_UP)
-    for escape in ("}), 'x', 'y'); let leaked = 1; (function () {",
-                   "}); let leaked = 1; f((function () {"):
+    for escape in (
+        "}), 'x', 'y'); let leaked = 1; (function () {",
+        "}); let leaked = 1; f((function () {",
+    ):
         reply = await runner.reply(escape)
         assert reply.WhichOneof("outcome") == "failed", (escape, reply)
         assert reply.failed.reason == pb.FAILURE_REASON_SYNTAX_ERROR, (escape, reply)
@@ -207,21 +225,26 @@ async def test_the_first_task_in_a_new_isolate_cannot_patch_built_ins_for_the_ne
     assert value == ["undefined", "undefined"]
 
 
-@pytest.mark.parametrize("mess", [
-    "Object.defineProperty(globalThis, 'stuck', { value: 1, configurable: false })",
-    "Object.defineProperty(globalThis, 'stuck', { get() { return 1 }, configurable: true })",
-    "Object.setPrototypeOf(globalThis, { stuck: 1 })",
-    "Object.preventExtensions(globalThis)",
-    "Object.freeze(globalThis)",
-])
+@pytest.mark.parametrize(
+    "mess",
+    [
+        "Object.defineProperty(globalThis, 'stuck', { value: 1, configurable: false })",
+        "Object.defineProperty(globalThis, 'stuck', { get() { return 1 }, configurable: true })",
+        "Object.setPrototypeOf(globalThis, { stuck: 1 })",
+        "Object.preventExtensions(globalThis)",
+        "Object.freeze(globalThis)",
+    ],
+)
 async def test_a_global_object_a_task_reshaped_is_not_seen_by_the_next(runner, mess):
     """Globals that cannot simply be deleted again (non-configurable, on the global's
     prototype, or a global object closed to new properties) must not reach the next task:
     the reset undoes them or the isolate is retired."""
     await runner.value(WARM_UP)
     await runner.reply(f"{mess}; module.exports = 1")
-    value, _ = await runner.value("globalThis.added = 1; module.exports ="
-                                  " [typeof stuck, typeof added, Object.isExtensible(globalThis)]")
+    value, _ = await runner.value(
+        "globalThis.added = 1; module.exports ="
+        " [typeof stuck, typeof added, Object.isExtensible(globalThis)]"
+    )
     assert value == ["undefined", "number", True]
 
 
@@ -229,11 +252,15 @@ async def test_state_left_on_the_runtimes_own_objects_does_not_carry_over(runner
     """console and the zako:core / zako:context objects are the runtime's, not frozen
     built-ins; a task must not be able to leave data on them for the next task."""
     await runner.value(WARM_UP)
-    stash = ("require('zako:core').stash = 's1'; require('zako:context').stash = 's2';"
-             " console.stash = 's3'; console.log = () => {}; module.exports = 1")
+    stash = (
+        "require('zako:core').stash = 's1'; require('zako:context').stash = 's2';"
+        " console.stash = 's3'; console.log = () => {}; module.exports = 1"
+    )
     assert (await runner.value(stash))[0] == 1
-    check = ("console.log('still logs'); module.exports = [require('zako:core').stash ?? null,"
-             " require('zako:context').stash ?? null, console.stash ?? null]")
+    check = (
+        "console.log('still logs'); module.exports = [require('zako:core').stash ?? null,"
+        " require('zako:context').stash ?? null, console.stash ?? null]"
+    )
     reply = await runner.reply(check)
     assert reply.WhichOneof("outcome") == "completed", reply
     assert json.loads(reply.completed.result.value_json) == [None, None, None]
@@ -244,12 +271,16 @@ async def test_timers_and_microtasks_a_task_left_pending_do_not_run_in_the_next(
     """Work a task scheduled but did not wait for belongs to that task alone."""
     config = {"context": pb.CONTEXT_KIND_CONFIG, "system_access": True}
     await runner.value(WARM_UP, **config)
-    await runner.value("module.exports = () => { setTimeout(() => { globalThis.late = 1 }, 20);"
-                       " Promise.resolve().then(() => { globalThis.soon = 1 }); return 1 }",
-                       **config)
+    await runner.value(
+        "module.exports = () => { setTimeout(() => { globalThis.late = 1 }, 20);"
+        " Promise.resolve().then(() => { globalThis.soon = 1 }); return 1 }",
+        **config,
+    )
     value, _ = await runner.value(
         "module.exports = async () => { await new Promise((r) => setTimeout(r, 100));"
-        " return [typeof late, typeof soon] }", **config)
+        " return [typeof late, typeof soon] }",
+        **config,
+    )
     assert value == ["undefined", "undefined"]
 
 
@@ -261,12 +292,16 @@ async def test_an_isolate_is_retired_after_running_out_of_memory(server_factory)
         runner = Runner(channel)
         await runner.value(WARM_UP)
         assert (await runner.value(WARM_UP))[1] is True
-        reply = await runner.reply("const a = []; while (true) a.push(new Array(1e5).fill(1.5));",
-                                   resources=pb.ResourceRequests(memory_bytes=32 << 20),
-                                   timeout=Duration(seconds=20))
+        reply = await runner.reply(
+            "const a = []; while (true) a.push(new Array(1e5).fill(1.5));",
+            resources=pb.ResourceRequests(memory_bytes=32 << 20),
+            timeout=Duration(seconds=20),
+        )
         assert reply.failed.reason == pb.FAILURE_REASON_OUT_OF_MEMORY, reply
         assert [await runner.value(WARM_UP, input_json="1") for _ in range(2)] == [
-            (2, False), (2, True)]
+            (2, False),
+            (2, True),
+        ]
         stats = await runner.stub.Stats(pb.StatsRequest(), timeout=10)
         assert stats.pool.crashed_total == 0 and stats.pool.started_total == 1, stats.pool
 
@@ -277,8 +312,9 @@ async def test_a_build_task_after_system_access_config_tasks_is_still_hermetic(r
     assert (await runner.value("module.exports = typeof Date.now()", **config))[0] == "number"
     assert (await runner.value("module.exports = typeof Date.now()", **config))[1] is True
     for _ in range(2):  # the second build task runs warm, if at all, in a build isolate
-        reply = await runner.reply("module.exports = () => Date.now()",
-                                   context=pb.CONTEXT_KIND_BUILD)
+        reply = await runner.reply(
+            "module.exports = () => Date.now()", context=pb.CONTEXT_KIND_BUILD
+        )
         assert reply.failed.reason == pb.FAILURE_REASON_CAPABILITY_DENIED, reply
         assert reply.failed.error.name == "CapabilityError"
 

@@ -48,13 +48,25 @@ class WorkerClient:
         if isinstance(modules, str):
             modules = {entry: modules}
         task_id = f"task-{next(_ids)}"
-        self.send({
-            "op": "run", "id": task_id, "entry": entry, "modules": modules, "input": input,
-            "context": {"kind": kind, "task_id": task_id, "labels": labels or {},
-                        "system_access": system_access},
-            "timeout_s": timeout_s, "max_heap_bytes": max_heap_bytes,
-            "max_log_bytes": max_log_bytes, "max_result_bytes": max_result_bytes,
-        })
+        self.send(
+            {
+                "op": "run",
+                "id": task_id,
+                "entry": entry,
+                "modules": modules,
+                "input": input,
+                "context": {
+                    "kind": kind,
+                    "task_id": task_id,
+                    "labels": labels or {},
+                    "system_access": system_access,
+                },
+                "timeout_s": timeout_s,
+                "max_heap_bytes": max_heap_bytes,
+                "max_log_bytes": max_log_bytes,
+                "max_result_bytes": max_result_bytes,
+            }
+        )
         return task_id
 
     async def until_done(self, task_id: str, timeout: float = 10.0) -> list[dict[str, Any]]:
@@ -83,8 +95,11 @@ class WorkerClient:
 @pytest.fixture
 async def worker():
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "zako_server.worker",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "zako_server.worker",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
     )
     client = WorkerClient(proc)
     try:
@@ -115,6 +130,7 @@ def failed(done: dict[str, Any], reason: str) -> dict[str, Any]:
 
 # ---- basics ---------------------------------------------------------------------------
 
+
 async def test_ready_reports_versions(worker):
     ready = worker.ready
     assert ready["pid"] == worker.proc.pid
@@ -126,11 +142,17 @@ async def test_hello_world_with_input_and_context(worker):
     done = await worker.run(
         "module.exports = (input, ctx) => ({greeting: 'hello ' + input.name, kind: ctx.kind,\n"
         "  task: ctx.taskId, labels: ctx.labels, system: ctx.systemAccess});",
-        input='{"name": "world"}', labels={"team": "core"},
+        input='{"name": "world"}',
+        labels={"team": "core"},
     )
     value = ok_value(done)
-    assert value == {"greeting": "hello world", "kind": "build", "task": value["task"],
-                     "labels": {"team": "core"}, "system": False}
+    assert value == {
+        "greeting": "hello world",
+        "kind": "build",
+        "task": value["task"],
+        "labels": {"team": "core"},
+        "system": False,
+    }
     assert value["task"].startswith("task-")
     assert done["heap"]["limit"] == 64 * MiB and done["heap"]["used"] > 0
     assert done["cpu_s"] >= 0 and done["run_s"] >= 0 and done["logs_dropped"] == 0
@@ -138,7 +160,8 @@ async def test_hello_world_with_input_and_context(worker):
 
 async def test_plain_value_export_and_empty_input(worker):
     assert ok_value(await worker.run("module.exports = {a: [1, 'x', null]};")) == {
-        "a": [1, "x", None]}
+        "a": [1, "x", None]
+    }
     assert ok_value(await worker.run("module.exports = (input) => input;")) is None
     assert ok_value(await worker.run("module.exports = () => undefined;")) is None
 
@@ -167,30 +190,34 @@ async def test_tasks_queue_in_order(worker):
 
 # ---- modules --------------------------------------------------------------------------
 
+
 async def test_require_relative_paths_cycles_and_builtins(worker):
     modules = {
         "main.js": "const a = require('./lib/a.js');\n"
-                   "const core = require('zako:core');\n"
-                   "const ctx = require('zako:context');\n"
-                   "module.exports = () => ({a: a.describe(), version: typeof core.version,\n"
-                   "  kind: ctx.kind, same: require('./lib/a') === a});",
+        "const core = require('zako:core');\n"
+        "const ctx = require('zako:context');\n"
+        "module.exports = () => ({a: a.describe(), version: typeof core.version,\n"
+        "  kind: ctx.kind, same: require('./lib/a') === a});",
         "lib/a.js": "exports.name = 'a';\n"
-                    "const b = require('./b');\n"
-                    "exports.describe = () => b.seenFromB + '/' + b.util.tag;",
+        "const b = require('./b');\n"
+        "exports.describe = () => b.seenFromB + '/' + b.util.tag;",
         "lib/b.js": "const a = require('./a.js');\n"
-                    "exports.seenFromB = 'b saw ' + a.name +\n"
-                    "  ' partial=' + (a.describe === undefined);\n"
-                    "exports.util = require('../util');",
+        "exports.seenFromB = 'b saw ' + a.name +\n"
+        "  ' partial=' + (a.describe === undefined);\n"
+        "exports.util = require('../util');",
         "util.js": "exports.tag = 'util:' + __filename + ':' + __dirname;",
     }
     value = ok_value(await worker.run(modules))
-    assert value == {"a": "b saw a partial=true/util:util.js:", "version": "string",
-                     "kind": "build", "same": True}
+    assert value == {
+        "a": "b saw a partial=true/util:util.js:",
+        "version": "string",
+        "kind": "build",
+        "same": True,
+    }
 
 
 async def test_module_not_found(worker):
-    modules = {"main.js": "const x = 1;\nconst y = require('./missing');",
-               "lib/other.js": ""}
+    modules = {"main.js": "const x = 1;\nconst y = require('./missing');", "lib/other.js": ""}
     error = failed(await worker.run(modules), "module_not_found")
     assert error["code"] == "MODULE_NOT_FOUND"
     assert "'./missing'" in error["message"]
@@ -205,9 +232,12 @@ async def test_unknown_builtin_is_module_not_found(worker):
 
 # ---- errors ---------------------------------------------------------------------------
 
+
 async def test_throw_has_exact_location(worker):
-    done = await worker.run("const a = 1;\nfunction f() {\n    throw new TypeError('bad ' + a);\n"
-                            "}\nmodule.exports = () => f();")
+    done = await worker.run(
+        "const a = 1;\nfunction f() {\n    throw new TypeError('bad ' + a);\n"
+        "}\nmodule.exports = () => f();"
+    )
     error = failed(done, "js_error")
     assert error["name"] == "TypeError" and error["message"] == "bad 1"
     assert (error["module"], error["line"], error["column"]) == ("main.js", 3, 11)
@@ -228,11 +258,14 @@ async def test_throw_in_required_module(worker):
     assert "lib/bad.js:3:8" in error["stack"] and "main.js:1:1" in error["stack"]
 
 
-@pytest.mark.parametrize(("source", "line", "column"), [
-    ("a b;", 1, 3),
-    ("let x = 1;\nlet y = 2;\n  a b;", 3, 5),
-    ("const f = () => {\n  return 1;\n}}\n", 3, 2),
-])
+@pytest.mark.parametrize(
+    ("source", "line", "column"),
+    [
+        ("a b;", 1, 3),
+        ("let x = 1;\nlet y = 2;\n  a b;", 3, 5),
+        ("const f = () => {\n  return 1;\n}}\n", 3, 2),
+    ],
+)
 async def test_syntax_error_location(worker, source, line, column):
     modules = {"main.js": "require('./lib/broken.js');", "lib/broken.js": source}
     error = failed(await worker.run(modules), "syntax_error")
@@ -241,44 +274,53 @@ async def test_syntax_error_location(worker, source, line, column):
 
 
 async def test_rejected_promise(worker):
-    error = failed(await worker.run(
-        "module.exports = async () => {\n  await null;\n  throw new RangeError('late');\n};"),
-        "js_error")
+    error = failed(
+        await worker.run(
+            "module.exports = async () => {\n  await null;\n  throw new RangeError('late');\n};"
+        ),
+        "js_error",
+    )
     assert error["name"] == "RangeError" and error["message"] == "late"
     assert (error["module"], error["line"]) == ("main.js", 3)
-    error = failed(await worker.run("module.exports = Promise.reject(new Error('plain'));"),
-                   "js_error")
+    error = failed(
+        await worker.run("module.exports = Promise.reject(new Error('plain'));"), "js_error"
+    )
     assert error["message"] == "plain" and error["line"] == 1
 
 
 async def test_non_error_throws(worker):
     error = failed(await worker.run("throw 'just a string';"), "js_error")
     assert (error["name"], error["message"]) == ("Error", "just a string")
-    error = failed(await worker.run("module.exports = async () => { throw {a: 1}; };"),
-                   "js_error")
+    error = failed(await worker.run("module.exports = async () => { throw {a: 1}; };"), "js_error")
     assert error["message"] == '{"a":1}'
 
 
 async def test_error_code_is_kept(worker):
-    error = failed(await worker.run(
-        "const e = new Error('nope'); e.code = 'E_CUSTOM'; throw e;"), "js_error")
+    error = failed(
+        await worker.run("const e = new Error('nope'); e.code = 'E_CUSTOM'; throw e;"), "js_error"
+    )
     assert error["code"] == "E_CUSTOM"
 
 
-@pytest.mark.parametrize(("expr", "fragment"), [
-    ("({a: {b: () => 1}})", "a function at result.a.b"),
-    ("({n: [1, 2n]})", "a BigInt at result.n[1]"),
-    ("({s: Symbol('x')})", "a symbol at result.s"),
-    ("(() => { const o = {x: {}}; o.x.back = o; return o; })()", "a cycle at result.x.back"),
-])
+@pytest.mark.parametrize(
+    ("expr", "fragment"),
+    [
+        ("({a: {b: () => 1}})", "a function at result.a.b"),
+        ("({n: [1, 2n]})", "a BigInt at result.n[1]"),
+        ("({s: Symbol('x')})", "a symbol at result.s"),
+        ("(() => { const o = {x: {}}; o.x.back = o; return o; })()", "a cycle at result.x.back"),
+    ],
+)
 async def test_not_serializable(worker, expr, fragment):
     error = failed(await worker.run(f"module.exports = {expr};"), "not_serializable")
     assert fragment in error["message"], error
 
 
 async def test_result_too_large(worker):
-    error = failed(await worker.run("module.exports = 'x'.repeat(5000);", max_result_bytes=1000),
-                   "result_too_large")
+    error = failed(
+        await worker.run("module.exports = 'x'.repeat(5000);", max_result_bytes=1000),
+        "result_too_large",
+    )
     assert "5002 bytes" in error["message"] and "1000 bytes" in error["message"]
 
 
@@ -288,8 +330,10 @@ async def test_invalid_input_json(worker):
 
 
 async def test_module_names_that_need_an_alias_keep_their_name(worker):
-    modules = {"main.js": "require('./my lib/bad file.js');",
-               "my lib/bad file.js": "\n  throw new Error('spaced');"}
+    modules = {
+        "main.js": "require('./my lib/bad file.js');",
+        "my lib/bad file.js": "\n  throw new Error('spaced');",
+    }
     error = failed(await worker.run(modules), "js_error")
     assert (error["module"], error["line"], error["column"]) == ("my lib/bad file.js", 2, 9)
     assert "my lib/bad file.js:2:9" in error["stack"]
@@ -312,6 +356,7 @@ async def test_lone_surrogates_do_not_break_frames(worker):
 
 # ---- limits -----------------------------------------------------------------------------
 
+
 async def test_timeout_of_infinite_loop(worker):
     done = await worker.run("while (true) {}", timeout_s=0.5)
     error = failed(done, "timeout")
@@ -321,8 +366,7 @@ async def test_timeout_of_infinite_loop(worker):
 
 
 async def test_timeout_of_endless_microtasks(worker):
-    done = await worker.run("module.exports = async () => { for (;;) await null; };",
-                            timeout_s=0.5)
+    done = await worker.run("module.exports = async () => { for (;;) await null; };", timeout_s=0.5)
     failed(done, "timeout")
     assert done["run_s"] < 2
     assert ok_value(await worker.run("module.exports = 'alive';")) == "alive"
@@ -360,14 +404,20 @@ async def test_deadlock_after_timers_fails_fast(worker):
         "module.exports = async () => {\n"
         "  await new Promise((r) => setTimeout(r, 20));\n"
         "  await new Promise(() => {});\n};",
-        kind="config", system_access=True, timeout_s=10)
+        kind="config",
+        system_access=True,
+        timeout_s=10,
+    )
     failed(done, "deadlock")
     assert done["run_s"] < 1.0
 
 
 async def test_out_of_memory_then_next_task(worker):
-    done = await worker.run("let a = []; while (true) a.push(new Array(1e5).fill(1));",
-                            max_heap_bytes=32 * MiB, timeout_s=20)
+    done = await worker.run(
+        "let a = []; while (true) a.push(new Array(1e5).fill(1));",
+        max_heap_bytes=32 * MiB,
+        timeout_s=20,
+    )
     error = failed(done, "out_of_memory")
     assert str(32 * MiB) in error["message"]
     assert ok_value(await worker.run("module.exports = [1, 2].length;")) == 2
@@ -375,28 +425,43 @@ async def test_out_of_memory_then_next_task(worker):
 
 # ---- capabilities -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("expr", [
-    "Date.now()", "new Date()", "Math.random()", "setTimeout(() => {}, 0)",
-    "new Intl.NumberFormat('en').format(1)", "new WeakRef({})", "new SharedArrayBuffer(8)",
-    "Atomics.load", "WebAssembly.Module",
-])
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "Date.now()",
+        "new Date()",
+        "Math.random()",
+        "setTimeout(() => {}, 0)",
+        "new Intl.NumberFormat('en').format(1)",
+        "new WeakRef({})",
+        "new SharedArrayBuffer(8)",
+        "Atomics.load",
+        "WebAssembly.Module",
+    ],
+)
 async def test_hermetic_denials(worker, expr):
-    error = failed(await worker.run(f"module.exports = () => {expr};", kind="rule"),
-                   "capability_denied")
+    error = failed(
+        await worker.run(f"module.exports = () => {expr};", kind="rule"), "capability_denied"
+    )
     assert error["name"] == "CapabilityError"
     assert "is not available in a hermetic 'rule' context" in error["message"]
     assert (error["module"], error["line"]) == ("main.js", 1)
 
 
 async def test_hermetic_globals_still_feature_detect(worker):
-    value = ok_value(await worker.run(
-        "module.exports = [typeof Date, typeof Math.random, typeof setTimeout, typeof Intl];"))
+    value = ok_value(
+        await worker.run(
+            "module.exports = [typeof Date, typeof Math.random, typeof setTimeout, typeof Intl];"
+        )
+    )
     assert value == ["function", "function", "function", "object"]
 
 
 async def test_config_without_system_access_is_hermetic(worker):
-    error = failed(await worker.run("module.exports = Date.now();", kind="config"),
-                   "capability_denied")
+    error = failed(
+        await worker.run("module.exports = Date.now();", kind="config"), "capability_denied"
+    )
     assert "hermetic 'config'" in error["message"]
 
 
@@ -415,21 +480,36 @@ async def test_config_with_system_access(worker):
         "  return {order, waited: Date.now() - t0 >= 50, random: typeof Math.random(),\n"
         "    intl: new Intl.NumberFormat('en-US').format(1234.5),\n"
         "    year: new Date().getFullYear() > 2000};\n"
-        "};", kind="config", system_access=True)
-    assert ok_value(done) == {"order": ["early", "late"], "waited": True, "random": "number",
-                              "intl": "1,234.5", "year": True}
+        "};",
+        kind="config",
+        system_access=True,
+    )
+    assert ok_value(done) == {
+        "order": ["early", "late"],
+        "waited": True,
+        "random": "number",
+        "intl": "1,234.5",
+        "year": True,
+    }
 
 
 async def test_system_access_is_only_for_config(worker):
-    failed(await worker.run("module.exports = Date.now();", kind="build", system_access=True),
-           "capability_denied")
+    failed(
+        await worker.run("module.exports = Date.now();", kind="build", system_access=True),
+        "capability_denied",
+    )
 
 
 async def test_timer_callback_error_fails_task(worker):
-    error = failed(await worker.run(
-        "module.exports = () => new Promise(() => {\n"
-        "  setTimeout(() => { throw new Error('in timer'); }, 1);\n});",
-        kind="config", system_access=True), "js_error")
+    error = failed(
+        await worker.run(
+            "module.exports = () => new Promise(() => {\n"
+            "  setTimeout(() => { throw new Error('in timer'); }, 1);\n});",
+            kind="config",
+            system_access=True,
+        ),
+        "js_error",
+    )
     assert (error["message"], error["line"]) == ("in timer", 2)
 
 
@@ -440,13 +520,15 @@ async def test_host_api_is_out_of_reach(worker):
         "__zako = null;\n"
         "Error.prepareStackTrace = () => 'mine';\n"
         "console.log('still logging');\n"
-        "module.exports = () => { if (!denied) return 'reachable'; throw new Error('x'); };")
+        "module.exports = () => { if (!denied) return 'reachable'; throw new Error('x'); };"
+    )
     error = failed(done, "js_error")
     assert (error["line"], error["stack"].startswith("Error: x")) == (6, True)
     assert [e["message"] for e in done["_logs"]] == ["still logging"]
 
 
 # ---- logs -------------------------------------------------------------------------------
+
 
 async def test_logs_arrive_in_order_before_done(worker):
     done = await worker.run(
@@ -461,12 +543,16 @@ async def test_logs_arrive_in_order_before_done(worker):
         "  require('zako:core').log('via core');\n"
         "  for (let i = 0; i < 100; i++) console.log('n' + i);\n"
         "  return 'ok';\n"
-        "};")
+        "};"
+    )
     assert ok_value(done) == "ok"
     logs = done["_logs"]
     assert [(e["level"], e["message"]) for e in logs[:4]] == [
         ("info", "plain 1 { a: [ 1, 'two' ] } null undefined"),
-        ("info", "x is 42"), ("debug", "dbg"), ("warn", "careful")]
+        ("info", "x is 42"),
+        ("debug", "dbg"),
+        ("warn", "careful"),
+    ]
     assert logs[4]["level"] == "error"
     assert logs[4]["message"].startswith("Error: shown\n    at ")
     assert logs[4]["message"].endswith("{ name: 'c', self: [Circular] }")
@@ -476,16 +562,18 @@ async def test_logs_arrive_in_order_before_done(worker):
 
 
 async def test_log_limit_drops_and_marks(worker):
-    done = await worker.run("for (let i = 0; i < 1000; i++) console.log('line ' + i);",
-                            max_log_bytes=100)
+    done = await worker.run(
+        "for (let i = 0; i < 1000; i++) console.log('line ' + i);", max_log_bytes=100
+    )
     assert ok_value(done) == {}  # module.exports untouched
     logs = done["_logs"]
     kept, marker = logs[:-1], logs[-1]
     assert sum(len(e["message"]) for e in kept) <= 100
     assert done["logs_dropped"] == 1000 - len(kept)
     assert marker["level"] == "warn"
-    assert marker["message"] == (f"[zako] log limit of 100 bytes reached; "
-                                 f"{done['logs_dropped']} lines dropped")
+    assert marker["message"] == (
+        f"[zako] log limit of 100 bytes reached; {done['logs_dropped']} lines dropped"
+    )
 
 
 async def test_logs_of_a_timed_out_task_are_kept(worker):
@@ -495,6 +583,7 @@ async def test_logs_of_a_timed_out_task_are_kept(worker):
 
 
 # ---- gc and lifecycle -------------------------------------------------------------------------
+
 
 async def test_gc_while_idle(worker):
     worker.send({"op": "gc"})
@@ -507,7 +596,9 @@ async def test_gc_while_idle(worker):
 async def test_gc_while_busy_answers_after_the_task(worker):
     task_id = worker.submit(
         "module.exports = () => new Promise((r) => setTimeout(() => r('slept'), 200));",
-        kind="config", system_access=True)
+        kind="config",
+        system_access=True,
+    )
     assert (await worker.recv())["ev"] == "started"
     worker.send({"op": "gc"})
     done = await worker.recv()
@@ -540,6 +631,7 @@ def test_worker_process_does_not_import_grpc():
     import sys
 
     code = "import sys, zako_server.worker; print('grpc' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert out.stdout.strip() == "False"

@@ -95,10 +95,7 @@ def script_name(name: str, index: int) -> str:
 def module_script(token: str, name: str, source: str, index: int) -> str:
     """The eval that compiles one module and registers it with the prelude."""
     file = script_name(name, index)
-    return (
-        f"{_prefix(token)}{source}\n}}),{_js(name)},{_js(file)})\n"
-        f"//# sourceURL={file}"
-    )
+    return f"{_prefix(token)}{source}\n}}),{_js(name)},{_js(file)})\n//# sourceURL={file}"
 
 
 DIAGNOSE_PREFIX = "throw 0;"
@@ -112,17 +109,23 @@ def diagnose_script(source: str) -> str:
     return DIAGNOSE_PREFIX + source
 
 
-def task_script(token: str, config: dict[str, object], modules: list[tuple[str, str]],
-                entry: str, input_text: str) -> str:
+def task_script(
+    token: str,
+    config: dict[str, object],
+    modules: list[tuple[str, str]],
+    entry: str,
+    input_text: str,
+) -> str:
     """The one eval that configures, compiles every module, starts and polls a task.
 
     `modules` is (name, source) in order; each goes in as the text of its own module
     script (module_script), which the prelude compiles with an indirect eval.
     """
-    texts = ",".join(_js(module_script(token, name, source, index))
-                     for index, (name, source) in enumerate(modules))
-    return (f"__zako.task({_js(token)},{_js(_js(config))},[{texts}],"
-            f"{_js(entry)},{_js(input_text)})")
+    texts = ",".join(
+        _js(module_script(token, name, source, index))
+        for index, (name, source) in enumerate(modules)
+    )
+    return f"__zako.task({_js(token)},{_js(_js(config))},[{texts}],{_js(entry)},{_js(input_text)})"
 
 
 def failed_module_script(token: str) -> str:
