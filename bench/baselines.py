@@ -28,7 +28,7 @@ from bench.common import (
 from bench.params import STREAMS, UNARY_CONCURRENCY, Params
 from bench.payloads import TRIVIAL_SOURCE, Messages, commonjs_expression, trivial_task
 from bench.servers import ECHO_SERVICE, NAIVE_SERVICE
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 # ---- (2a) the transport's ceiling ------------------------------------------------------
 

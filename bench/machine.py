@@ -31,7 +31,7 @@ def machine_info() -> dict[str, Any]:
     import grpc
     from py_mini_racer import MiniRacer
 
-    from zako_server.heuristics import default_max_workers, probe_machine
+    from zako_server.server.heuristics import default_max_workers, probe_machine
 
     machine = probe_machine()
     racer = MiniRacer()

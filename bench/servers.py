@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 
 from bench.payloads import commonjs_expression, completed_result, messages
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 ECHO_SERVICE = "bench.Echo"
 NAIVE_SERVICE = "bench.Naive"

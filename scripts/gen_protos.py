@@ -4,9 +4,9 @@ Why a script and committed output: `pip install -e .` then needs no build hook, 
 tests/test_contract.py regenerates into a temporary folder and fails when the committed
 stubs drift from protos/. protoc writes absolute imports (`from zako.v1 import ...`)
 that only resolve when protos/ is a top-level package; we place the stubs inside
-`zako_sdk._proto` and point those imports there, which is the only edit made.
+`zako_sdk.proto` and point those imports there, which is the only edit made.
 
-Usage: python scripts/gen_protos.py [OUT_DIR]   (default: zako_sdk/_proto)
+Usage: python scripts/gen_protos.py [OUT_DIR]   (default: zako_sdk/proto)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
-PACKAGE = "zako_sdk._proto"
+PACKAGE = "zako_sdk.proto"
 
 
 def generate(out_dir: Path) -> list[Path]:
@@ -52,6 +52,6 @@ def generate(out_dir: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "zako_sdk" / "_proto"
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "zako_sdk" / "proto"
     for f in generate(target):
         print(f.relative_to(target.parent) if f.is_relative_to(target.parent) else f)

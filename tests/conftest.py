@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from zako_server.config import Settings, build_settings
-from zako_server.server import ZakoServer
+from zako_server.server.app import ZakoServer
+from zako_server.server.config import Settings, build_settings
 
 
 @dataclass

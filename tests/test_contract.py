@@ -1,7 +1,7 @@
 """The wire contract: protos/ lints clean, the committed stubs match it, the service is whole.
 
 No server needed. protos/zako/v1/executor.proto is the single source of truth; the Python
-stubs in zako_sdk/_proto are generated from it by scripts/gen_protos.py (`make gen`) and
+stubs in zako_sdk/proto are generated from it by scripts/gen_protos.py (`make gen`) and
 committed, so these tests catch an edit to one without the other.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMITTED = ROOT / "zako_sdk" / "_proto"
+COMMITTED = ROOT / "zako_sdk" / "proto"
 GEN_SCRIPT = ROOT / "scripts" / "gen_protos.py"
 BUF = Path(sys.executable).parent / "buf"
 
@@ -52,7 +52,7 @@ def test_committed_stubs_match_a_fresh_generation(tmp_path):
     assert fresh, "gen_protos.generate wrote no stubs"
 
     drift = sorted(
-        [f"{name} (missing from zako_sdk/_proto)" for name in fresh.keys() - committed.keys()]
+        [f"{name} (missing from zako_sdk/proto)" for name in fresh.keys() - committed.keys()]
         + [f"{name} (not generated any more)" for name in committed.keys() - fresh.keys()]
         + [
             f"{name} (differs)"
@@ -61,7 +61,7 @@ def test_committed_stubs_match_a_fresh_generation(tmp_path):
         ]
     )
     assert not drift, (
-        "zako_sdk/_proto drifted from protos/; run `make gen` and commit the result:\n  "
+        "zako_sdk/proto drifted from protos/; run `make gen` and commit the result:\n  "
         + "\n  ".join(drift)
     )
 
@@ -79,7 +79,7 @@ EXPECTED_RPCS = {
 
 @pytest.fixture(scope="module")
 def executor_pb2():
-    from zako_sdk._proto.zako.v1 import executor_pb2
+    from zako_sdk.proto.zako.v1 import executor_pb2
 
     return executor_pb2
 

@@ -25,7 +25,7 @@ from zako_sdk import (
     TransportError,
     ZakoError,
 )
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 TRIVIAL = "module.exports = (n) => n * 2;"
 SPIN = "module.exports = () => { for (;;) {} };"

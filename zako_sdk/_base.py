@@ -28,7 +28,6 @@ from typing import Any
 import grpc
 from google.protobuf import duration_pb2
 
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.errors import (
     TaskCancelled,
     TaskError,
@@ -51,6 +50,7 @@ from zako_sdk.models import (
     Timings,
     UseClientDefault,
 )
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 Outcome = Result | ZakoError
 """How a task ended: its Result, or the error that `await handle` will raise."""
@@ -64,7 +64,7 @@ DEFAULT_CHANNEL_OPTIONS: dict[str, Any] = {
     # gRPC's default 4 MiB receive cap would turn a large (server-permitted) result into
     # an opaque RESOURCE_EXHAUSTED on our side; the server already bounds result size.
     "grpc.max_receive_message_length": -1,
-    # Keepalive as the server expects it (zako_server/server.py): it permits pings every
+    # Keepalive as the server expects it (zako_server/server/app.py): it permits pings every
     # >= 10 s even without calls, so pinging every 30 s never earns a GOAWAY
     # "too_many_pings", and a replica that vanished (pod killed, node gone) is noticed
     # within 40 s instead of at the next TCP timeout, minutes later.

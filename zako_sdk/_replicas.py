@@ -28,8 +28,6 @@ from typing import Any
 import grpc
 
 from zako_sdk._base import Outcome, channel_options, pick_lane, plan_retry
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_sdk._stream import OnLog, TaskHandle, _SubmitStream
 from zako_sdk._targets import address_target, dns_host_port, is_balanced
 from zako_sdk.errors import (
@@ -41,6 +39,8 @@ from zako_sdk.errors import (
     map_rpc_error,
 )
 from zako_sdk.models import Retry
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
 # How long a task waits for a replica's connection before trying another. A refused
 # connection fails at once; this bounds an address that swallows packets.

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 __all__ = ["sum_stats"]
 
@@ -62,7 +62,7 @@ def _rows(
 
 
 def _quantile(bounds: Sequence[float], counts: Sequence[int], q: float) -> float:
-    # The server's own estimate (zako_server/stats.py), on the summed buckets: summing
+    # The server's own estimate (zako_server/server/stats.py), on the summed buckets: summing
     # the replicas' percentiles would mean nothing.
     count = sum(counts)
     if not count or not bounds:

@@ -39,8 +39,6 @@ from zako_sdk._base import (
     never_ran,
     unwrap,
 )
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_sdk.errors import (
     ClientClosed,
     RPCError,
@@ -53,6 +51,8 @@ from zako_sdk.models import (
     LogLine,
     Result,
 )
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
     from zako_sdk._replicas import Lane

@@ -21,7 +21,6 @@ from typing import Any, Literal, TypeVar, overload
 import grpc
 
 from zako_sdk._base import DEFAULT_TARGET, Metadata, Outcome, unwrap
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.client import DEFAULT_RETRY, AsyncClient, OnLog, TaskHandle
 from zako_sdk.errors import ClientClosed, ZakoError
 from zako_sdk.models import (
@@ -35,6 +34,7 @@ from zako_sdk.models import (
     TaskSpec,
     UseClientDefault,
 )
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 __all__ = ["Client", "SyncTaskHandle"]
 

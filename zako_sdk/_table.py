@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timezone
 
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.errors import ZakoError
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 __all__ = ["format_bytes", "format_duration", "render_cluster", "render_stats"]
 

@@ -31,8 +31,6 @@ from zako_sdk._base import (
     plan_retry,
     unwrap,
 )
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_sdk._replicas import Cluster, Lane, StreamSet, cancelled_locally, first_cancel
 from zako_sdk._stats import sum_stats
 from zako_sdk._stream import OnLog, TaskHandle
@@ -54,6 +52,8 @@ from zako_sdk.models import (
     TaskSpec,
     UseClientDefault,
 )
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
 __all__ = ["AsyncClient", "TaskHandle"]
 

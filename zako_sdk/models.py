@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 if TYPE_CHECKING:
     from zako_sdk.errors import ZakoError

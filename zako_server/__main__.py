@@ -13,17 +13,17 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from zako_server import logs
-from zako_server.config import Settings, settings_from_args
-from zako_server.server import ZakoServer
+from zako_server.server import logs
+from zako_server.server.app import ZakoServer
+from zako_server.server.config import Settings, settings_from_args
 
 
 async def serve(settings: Settings) -> int:
     try:
         provider = None
         if settings.tracing:
-            from zako_server.service import server_version
-            from zako_server.tracing import provider_from_env
+            from zako_server.server.service import server_version
+            from zako_server.server.tracing import provider_from_env
 
             provider = provider_from_env(os.environ, server_version())
         server = ZakoServer(settings, provider)

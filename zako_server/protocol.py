@@ -61,6 +61,16 @@ FAILURE_REASONS = (
 )
 
 
+# The warm-isolate key of a task, (tenant, context kind, hermetic): the pool picks a worker
+# by it and the worker keys its isolates by it, so both sides must compute it alike.
+ReuseKey = tuple[str, str, bool]
+
+
+def is_hermetic(kind: str, system_access: bool) -> bool:
+    """Only a config context with system access is not hermetic (both sides' rule)."""
+    return not (kind == "config" and system_access)
+
+
 class ProtocolError(Exception):
     """The peer sent something that is not a frame of this protocol."""
 

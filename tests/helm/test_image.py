@@ -238,8 +238,8 @@ def test_builder_stage_builds_the_project_from_its_copies(stages, tmp_path):
             archive.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt")
         )
     assert "zako-server = zako_server.__main__:main" in entry_points
-    assert "zako_server/runtime/prelude.js" in names
-    assert "zako_sdk/_proto/zako/v1/executor_pb2.py" in names
+    assert "zako_server/worker/runtime/prelude.js" in names
+    assert "zako_sdk/proto/zako/v1/executor_pb2.py" in names
 
 
 def hadolint(path: Path) -> list[dict]:

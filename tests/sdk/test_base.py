@@ -34,7 +34,7 @@ from zako_sdk._base import (
     outcome_of_run,
     unwrap,
 )
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 T0 = timestamp_pb2.Timestamp(seconds=1_700_000_000, nanos=500_000_000)
 

@@ -12,10 +12,10 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from zako_sdk import cli
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 from zako_sdk._table import format_bytes, format_duration, render_cluster, render_stats
 from zako_sdk.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, main
 from zako_sdk.errors import Unavailable
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 
 def _histogram(p50: float, p90: float, p99: float, count: int = 4) -> pb.Histogram:

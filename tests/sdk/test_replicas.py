@@ -26,8 +26,8 @@ from zako_sdk import (
     TaskSpec,
     Unavailable,
 )
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.cli import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, main
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 FAST = Retry(attempts=3, backoff=0.01, jitter=0.0)
 

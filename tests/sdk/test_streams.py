@@ -35,8 +35,8 @@ from zako_sdk import (
     TaskSpec,
     Unavailable,
 )
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
 END = object()
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from zako_server.affinity import ReuseKey, choose, reuse_key
+from zako_server.protocol import ReuseKey
+from zako_server.server.affinity import choose, reuse_key
 
 A: ReuseKey = ("acme", "build", True)
 B: ReuseKey = ("globex", "build", True)

@@ -9,8 +9,8 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
 HERMETIC = [
     pb.CONTEXT_KIND_PACKAGE,

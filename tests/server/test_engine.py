@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_server.engine import Engine, TaskRecord
-from zako_server.validation import Job
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_server.server.engine import Engine, TaskRecord
+from zako_server.server.validation import Job
 
 
 def finish(done: dict[str, Any]) -> pb.SubmitResponse:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from zako_server.config import build_settings, parse_size
-from zako_server.heuristics import (
+from zako_server.server.config import build_settings, parse_size
+from zako_server.server.heuristics import (
     Machine,
     cgroup_cpu_limit,
     cgroup_memory_limit,
@@ -84,7 +84,7 @@ def test_parse_size_units():
 def test_every_option_is_a_settings_field_and_shows_in_print_config():
     import dataclasses
 
-    from zako_server.config import OPTIONS, Settings
+    from zako_server.server.config import OPTIONS, Settings
 
     fields = {f.name for f in dataclasses.fields(Settings)}
     assert {o.name for o in OPTIONS} <= fields
@@ -95,7 +95,7 @@ def test_every_option_is_a_settings_field_and_shows_in_print_config():
 def test_readme_configuration_table_lists_every_option():
     from pathlib import Path
 
-    from zako_server.config import OPTIONS
+    from zako_server.server.config import OPTIONS
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [o.env for o in OPTIONS if f"`{o.flag}` | `{o.env}`" not in readme]

@@ -12,8 +12,8 @@ from google.protobuf.duration_pb2 import Duration
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
 TERMINAL = {"completed", "failed", "cancelled", "rejected"}
 text = st.text(max_size=40)

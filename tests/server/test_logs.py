@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from zako_server.logs import JsonFormatter, TextFormatter
+from zako_server.server.logs import JsonFormatter, TextFormatter
 
 
 def record(**extra) -> logging.LogRecord:
@@ -38,8 +38,8 @@ def test_text_lines_append_task_fields():
 async def test_server_logs_a_failed_task_with_its_id_and_tenant(server_factory, caplog):
     import grpc
 
-    from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-    from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
+    from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+    from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
     server = server_factory()
     caplog.set_level(logging.INFO, logger="zako.engine")

@@ -8,8 +8,8 @@ import urllib.request
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:

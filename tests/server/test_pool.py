@@ -10,8 +10,8 @@ import time
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
 
 async def test_killed_worker_fails_only_its_task_and_is_replaced(server_factory):
@@ -153,7 +153,7 @@ async def test_broadcast_gc_with_no_live_worker_answers_empty(server_factory):
 def test_dispatch_to_a_worker_dead_before_the_pool_noticed_is_redone(server_factory):
     """Deterministic version of the race: the worker dies, and before the event loop
     can notice, a task is dispatched to it. It must run on a replacement."""
-    from zako_server.validation import validate
+    from zako_server.server.validation import validate
 
     server = server_factory(min_workers=1, max_workers=1)
     pool = server.server.pool

@@ -12,8 +12,8 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
 ADMIN = "admin-token-0123456789"
 ACME = "acme-client-token-0123"

@@ -7,8 +7,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"

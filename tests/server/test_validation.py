@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_server.config import build_settings
-from zako_server.errors import CannotFit, InvalidTask
-from zako_server.heuristics import Machine
-from zako_server.validation import validate
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_server.server.config import build_settings
+from zako_server.server.errors import CannotFit, InvalidTask
+from zako_server.server.heuristics import Machine
+from zako_server.server.validation import validate
 
 SETTINGS = build_settings(
     {

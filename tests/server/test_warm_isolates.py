@@ -14,8 +14,8 @@ from google.protobuf.duration_pb2 import Duration
 
 from tests.server.test_security import ACME, BETA, TOKENS, bearer
 from tests.server.test_service import task
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
 WARM_UP = "module.exports = (x) => x + 1"
 

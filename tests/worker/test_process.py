@@ -623,15 +623,3 @@ async def test_exit_while_running_still_sends_done(worker):
     error = failed((await worker.until_done(task_id, timeout=5))[-1], "cancelled")
     assert "exiting" in error["message"]
     assert await asyncio.wait_for(worker.proc.wait(), 10) == 0
-
-
-def test_worker_process_does_not_import_grpc():
-    """DESIGN.md keeps gRPC out of workers: startup time, RSS and fork-safety."""
-    import subprocess
-    import sys
-
-    code = "import sys, zako_server.worker; print('grpc' in sys.modules)"
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert out.stdout.strip() == "False"

@@ -15,9 +15,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_server.config import Settings
-from zako_server.errors import CannotFit, InvalidTask
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_server.server.config import Settings
+from zako_server.server.errors import CannotFit, InvalidTask
 
 PRIORITY_MIN = -1000
 PRIORITY_MAX = 1000

@@ -1,4 +1,4 @@
-"""A V8 worker process: `python -m zako_server.worker`, driven over pipes (protocol.py).
+"""The V8 worker process (`python -m zako_server.worker`), driven over pipes (protocol.py).
 
 Why it is built this way:
 - A task runs in a fresh MiniRacer, or, when the server allows it, in the warm one its
@@ -39,12 +39,13 @@ from typing import Any
 import psutil
 from py_mini_racer import JSEvalException, JSOOMException, JSParseException
 
-from zako_server import jserrors, protocol, runtime
-from zako_server.affinity import ReuseKey
-from zako_server.isolates import Isolates, heap_reading
-from zako_server.job import Job
-from zako_server.jserrors import clean_text, failure
-from zako_server.runtime import Instance
+from zako_server import protocol
+from zako_server.protocol import ReuseKey
+from zako_server.worker import jserrors, runtime
+from zako_server.worker.isolates import Isolates, heap_reading
+from zako_server.worker.jserrors import clean_text, failure
+from zako_server.worker.runtime import Instance
+from zako_server.worker.task import RunningTask
 
 # After a timeout or cancel, how long the cancelled eval may take to unwind, and how long
 # the last poll (collecting buffered logs) may take before the isolate is deemed stuck
@@ -81,7 +82,7 @@ class Worker:
         self._isolates = Isolates()
         self._runs: deque[dict[str, Any]] = deque()
         self._wakeup = asyncio.Event()
-        self._current: Job | None = None
+        self._current: RunningTask | None = None
         self._gc_pending = 0
         self._stopping = False
         self._version = _version("zako")
@@ -208,11 +209,11 @@ class Worker:
             return
         cpu0, wall0 = time.process_time(), time.perf_counter()
         self.send({"ev": "started", "id": task_id})
-        job: Job | None = None
+        job: RunningTask | None = None
         instance: Instance | None = None
         key: ReuseKey | None = None
         try:
-            job = Job.parse(msg)
+            job = RunningTask.parse(msg)
             self._current = job
             key = job.key
             instance, warm = self._isolates.take(key)
@@ -275,7 +276,7 @@ class Worker:
                 print(f"zako worker: could not prepare a V8 instance: {exc!r}", file=sys.stderr)
 
     async def _supervise(
-        self, instance: Instance, job: Job, time_left: float | None = None
+        self, instance: Instance, job: RunningTask, time_left: float | None = None
     ) -> dict[str, Any]:
         """Run the driver under the task's deadline (`time_left` of it, on a re-run) and
         its cancel switch."""
@@ -303,12 +304,12 @@ class Worker:
         await self._drain(instance, job)
         return outcome
 
-    async def _drain(self, instance: Instance, job: Job) -> None:
+    async def _drain(self, instance: Instance, job: RunningTask) -> None:
         """Collect the logs of an interrupted task; a stuck isolate keeps its logs."""
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._poll(instance, job), DRAIN_TIMEOUT_S)
 
-    async def _drive(self, instance: Instance, job: Job) -> dict[str, Any]:
+    async def _drive(self, instance: Instance, job: RunningTask) -> dict[str, Any]:
         try:
             return await self._execute(instance, job)
         except JSOOMException:
@@ -326,7 +327,7 @@ class Worker:
         return outcome
 
     @staticmethod
-    def _out_of_memory(job: Job) -> dict[str, Any]:
+    def _out_of_memory(job: RunningTask) -> dict[str, Any]:
         return failure(
             "out_of_memory",
             jserrors.make_error(
@@ -334,7 +335,7 @@ class Worker:
             ),
         )
 
-    async def _execute(self, instance: Instance, job: Job) -> dict[str, Any]:
+    async def _execute(self, instance: Instance, job: RunningTask) -> dict[str, Any]:
         token = instance.token
         limit = job.max_heap_bytes
         instance.mr.set_hard_memory_limit(min(limit, self._heap_cap) if self._heap_cap else limit)
@@ -406,11 +407,13 @@ class Worker:
         return error
 
     async def _poll(
-        self, instance: Instance, job: Job
+        self, instance: Instance, job: RunningTask
     ) -> tuple[dict[str, Any] | None, list[tuple[int, float]]]:
         return self._report(await instance.eval(runtime.poll_script(instance.token)), job)
 
-    def _report(self, text: Any, job: Job) -> tuple[dict[str, Any] | None, list[tuple[int, float]]]:
+    def _report(
+        self, text: Any, job: RunningTask
+    ) -> tuple[dict[str, Any] | None, list[tuple[int, float]]]:
         """Send a poll report's logs; return its outcome (None: pending) and timers."""
         try:
             report = json.loads(text) if isinstance(text, str) else None
@@ -429,7 +432,9 @@ class Worker:
         job.js_dropped = max(job.js_dropped, int(dropped))
         return outcome, pending
 
-    def _log(self, job: Job, level: str, message: str, ts: float, *, marker: bool = False) -> None:
+    def _log(
+        self, job: RunningTask, level: str, message: str, ts: float, *, marker: bool = False
+    ) -> None:
         message = clean_text(message)
         if not marker:
             size = len(message.encode())
@@ -470,7 +475,3 @@ def main() -> int:
     frame_fd = os.dup(1)
     os.dup2(2, 1)
     return asyncio.run(Worker(frame_fd).serve())
-
-
-if __name__ == "__main__":
-    sys.exit(main())

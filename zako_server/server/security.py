@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zako_server.errors import ZakoServerError
+from zako_server.server.errors import ZakoServerError
 
 ROLES = ("admin", "client")
 TENANT_HEADER = "x-zako-tenant"

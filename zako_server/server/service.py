@@ -29,27 +29,27 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
-from zako_server.config import Settings
-from zako_server.engine import Emit, Engine, duration, heap_usage, rejected_event, timestamp
-from zako_server.errors import (
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_server.server.config import Settings
+from zako_server.server.engine import Emit, Engine, duration, heap_usage, rejected_event, timestamp
+from zako_server.server.errors import (
     Overloaded,
     TaskNotFound,
     TaskRejection,
     ZakoServerError,
     status_name_of,
 )
-from zako_server.security import Authenticator, Identity, PermissionDenied
-from zako_server.stats import BOUNDS, Histogram
-from zako_server.validation import (
+from zako_server.server.security import Authenticator, Identity, PermissionDenied
+from zako_server.server.stats import BOUNDS, Histogram
+from zako_server.server.validation import (
     BUILTIN_MODULES,
     CONTEXT_NAMES,
     PRIORITY_MAX,
     PRIORITY_MIN,
     validate,
 )
-from zako_server.workerproc import WorkerHandle
+from zako_server.server.worker_handle import WorkerHandle
 
 log = logging.getLogger("zako.service")
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-ReuseKey = tuple[str, str, bool]
+from zako_server.protocol import ReuseKey, is_hermetic
 
 
 class Candidate(Protocol):
@@ -28,11 +28,6 @@ class Candidate(Protocol):
 
     state: str
     warm_key: ReuseKey | None
-
-
-def is_hermetic(kind: str, system_access: bool) -> bool:
-    """Only a config context with system access is not hermetic (the worker's rule too)."""
-    return not (kind == "config" and system_access)
 
 
 def reuse_key(frame: Mapping[str, Any]) -> ReuseKey | None:

@@ -26,11 +26,11 @@ from prometheus_client.core import (
     Metric,
 )
 
-from zako_server.stats import BOUNDS
-from zako_server.stats import Histogram as DurationHistogram
+from zako_server.server.stats import BOUNDS
+from zako_server.server.stats import Histogram as DurationHistogram
 
 if TYPE_CHECKING:
-    from zako_server.server import ZakoServer
+    from zako_server.server.app import ZakoServer
 
 _RPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 

@@ -27,8 +27,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from zako_server.affinity import ReuseKey, choose, reuse_key
-from zako_server.workerproc import EventSink, WorkerHandle, lost_result
+from zako_server.server.affinity import ReuseKey, choose, reuse_key
+from zako_server.server.worker_handle import EventSink, WorkerHandle, lost_result
 
 log = logging.getLogger("zako.pool")
 

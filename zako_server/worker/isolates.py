@@ -22,9 +22,9 @@ import asyncio
 import contextlib
 from typing import Any
 
-from zako_server import runtime
-from zako_server.affinity import ReuseKey
-from zako_server.runtime import Instance
+from zako_server.protocol import ReuseKey
+from zako_server.worker import runtime
+from zako_server.worker.runtime import Instance
 
 # A reset eval answers in well under a millisecond; longer means task code is still
 # running (a microtask chain), and the isolate is closed instead.

@@ -21,16 +21,16 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.trace import TracerProvider
 
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_sdk._proto.zako.v1 import executor_pb2_grpc as pb_grpc
-from zako_server.admission import Admission, AdmissionPolicy
-from zako_server.config import Settings
-from zako_server.engine import Engine
-from zako_server.metrics import Metrics
-from zako_server.pool import Pool, PoolSettings
-from zako_server.security import Authenticator, TlsFiles
-from zako_server.service import ExecutorService
-from zako_server.tracing import Tracing
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_server.server.admission import Admission, AdmissionPolicy
+from zako_server.server.config import Settings
+from zako_server.server.engine import Engine
+from zako_server.server.metrics import Metrics
+from zako_server.server.pool import Pool, PoolSettings
+from zako_server.server.security import Authenticator, TlsFiles
+from zako_server.server.service import ExecutorService
+from zako_server.server.tracing import Tracing
 
 log = logging.getLogger("zako.server")
 

@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from zako_server import runtime
-from zako_server.isolates import HEAP_MAX_AGE, Isolates, heap_reading, keep
-from zako_server.runtime import Instance
+from zako_server.worker import runtime
+from zako_server.worker.isolates import HEAP_MAX_AGE, Isolates, heap_reading, keep
+from zako_server.worker.runtime import Instance
 
 KEY = ("tenant-a", "build", True)
 OTHER = ("tenant-b", "build", True)

@@ -31,8 +31,8 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from zako_server.errors import CannotFit, Draining, Overloaded, ZakoServerError
-from zako_server.stats import Histogram
+from zako_server.server.errors import CannotFit, Draining, Overloaded, ZakoServerError
+from zako_server.server.stats import Histogram
 
 WORKERS = "workers"
 # How many waiting tickets one scheduling pass looks at for backfill: bounds the cost of

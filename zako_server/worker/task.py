@@ -12,11 +12,11 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from zako_server.affinity import ReuseKey, is_hermetic
+from zako_server.protocol import ReuseKey, is_hermetic
 
 
 @dataclass
-class Job:
+class RunningTask:
     """A validated run message."""
 
     id: str
@@ -45,7 +45,7 @@ class Job:
     hardened: bool = False  # runs in an isolate hardened for reuse
 
     @classmethod
-    def parse(cls, msg: dict[str, Any]) -> Job:
+    def parse(cls, msg: dict[str, Any]) -> RunningTask:
         modules = msg["modules"]
         context = msg.get("context") or {}
         if not isinstance(modules, dict) or not all(

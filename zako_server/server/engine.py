@@ -28,13 +28,13 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import trace
 
-from zako_sdk._proto.zako.v1 import executor_pb2 as pb
-from zako_server.admission import Admission, QueueDeadlineExceeded, Ticket
-from zako_server.errors import DuplicateTask, TaskNotFound, TaskRejection
-from zako_server.pool import Pool
-from zako_server.security import PermissionDenied
-from zako_server.stats import Histogram
-from zako_server.validation import Job
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_server.server.admission import Admission, QueueDeadlineExceeded, Ticket
+from zako_server.server.errors import DuplicateTask, TaskNotFound, TaskRejection
+from zako_server.server.pool import Pool
+from zako_server.server.security import PermissionDenied
+from zako_server.server.stats import Histogram
+from zako_server.server.validation import Job
 
 log = logging.getLogger("zako.engine")
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zako_server.heuristics import (
+from zako_server.server.heuristics import (
     Machine,
     default_max_workers,
     default_queue_capacity,
