@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup serve test lint gen bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml zako_server/jsdeps/package-lock.json
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	npm ci --prefix zako_server/jsdeps --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 setup: $(STAMP)
