@@ -391,6 +391,27 @@
     if (cfg.reuse === true && hardenedFor === null) harden(hermetic);
   }
 
+  // ---- built-in modules ---------------------------------------------------------------
+  // The loader asks isBuiltin(specifier) before resolving a path, and loadBuiltin for the
+  // exports: 'zako:core', 'zako:context', and Node's built-in modules by both names
+  // ('path' and 'node:path'), as require.resolve('node:path') answers in Node.
+  const ZAKO_BUILTINS = freeze(['zako:core', 'zako:context']);
+  const NODE_BUILTINS = freeze([
+    'assert', 'assert/strict', 'buffer', 'events', 'path', 'path/posix', 'querystring',
+    'string_decoder', 'url', 'util', 'util/types', 'timers', 'process',
+  ]);
+  const nodeName = (spec) => (typeof spec === 'string' && strStarts(spec, 'node:') ? strSlice(spec, 5) : spec);
+  function isBuiltin(spec) {
+    if (typeof spec !== 'string') return false;
+    if (ZAKO_BUILTINS.indexOf(spec) >= 0) return true;
+    return NODE_BUILTINS.indexOf(nodeName(spec)) >= 0;
+  }
+  function loadBuiltin(spec) {
+    if (spec === 'zako:core') return coreModule;
+    if (spec === 'zako:context') return contextObject;
+    throw hostError(NativeError, "Cannot find module '" + spec + "'", 'module_not_found', 'MODULE_NOT_FOUND');
+  }
+
   // ---- reuse ------------------------------------------------------------------------
   function harden(hermetic) {
     lockdown(deniedNamespaces);
