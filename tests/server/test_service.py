@@ -430,3 +430,47 @@ async def test_stats_show_each_worker_and_the_system(stub, zako_server):
     system = stats.system
     assert system.effective_cpus == zako_server.settings.machine.cpus
     assert system.server_rss_bytes > 0 and system.memory_available_bytes > 0
+
+
+def _error_classes(root: type) -> list[type]:
+    found = []
+    for sub in root.__subclasses__():
+        found += [sub, *_error_classes(sub)]
+    return found
+
+
+def test_every_server_error_maps_to_the_same_code_in_grpc_and_google_rpc():
+    """The error tree names its statuses; service.py looks them up in both generated enums.
+
+    A misspelt or unknown name would raise KeyError/ValueError at the first rejection in
+    production; the two numbers must agree because a Rejected event carries the google.rpc
+    number while a unary Run carries the gRPC status.
+    """
+    from typing import get_args
+
+    from google.rpc import code_pb2
+
+    from zako_server.server import errors, service
+
+    classes = _error_classes(errors.ZakoServerError)
+    assert {cls.__name__ for cls in classes} >= {
+        "TaskRejection",
+        "InvalidTask",
+        "DuplicateTask",
+        "CannotFit",
+        "Overloaded",
+        "Draining",
+        "QueueDeadlineExceeded",
+        "TaskNotFound",
+        "Unauthenticated",
+        "PermissionDenied",
+    }
+    for cls in [errors.ZakoServerError, *classes]:
+        exc = cls("boom")
+        assert cls.code in get_args(errors.StatusName), cls
+        assert service.rpc_code(exc) == service.status_code(exc).value[0], cls
+        assert code_pb2.Code.Name(service.rpc_code(exc)) == cls.code
+    # Distinct rejections must stay distinguishable on the wire.
+    rejections = [cls for cls in classes if issubclass(cls, errors.TaskRejection)]
+    leaves = [cls for cls in rejections if cls is not errors.TaskRejection]
+    assert len({cls.code for cls in leaves}) == len(leaves)

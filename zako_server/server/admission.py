@@ -31,19 +31,13 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from zako_server.server.errors import CannotFit, Draining, Overloaded, ZakoServerError
+from zako_server.server.errors import CannotFit, Draining, Overloaded, QueueDeadlineExceeded
 from zako_server.server.stats import Histogram
 
 WORKERS = "workers"
 # How many waiting tickets one scheduling pass looks at for backfill: bounds the cost of
 # a pass when thousands wait, while still letting small tasks pass a blocked large one.
 _BACKFILL_WINDOW = 256
-
-
-class QueueDeadlineExceeded(ZakoServerError):
-    """A waiting task's deadline passed before it could start."""
-
-    code = "DEADLINE_EXCEEDED"
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import trace
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
-from zako_server.server.admission import Admission, QueueDeadlineExceeded, Ticket
-from zako_server.server.errors import DuplicateTask, TaskNotFound, TaskRejection
+from zako_server.server.admission import Admission, Ticket
+from zako_server.server.errors import (
+    DuplicateTask,
+    PermissionDenied,
+    QueueDeadlineExceeded,
+    TaskNotFound,
+    TaskRejection,
+)
 from zako_server.server.pool import Pool
-from zako_server.server.security import PermissionDenied
 from zako_server.server.stats import Histogram
 from zako_server.server.validation import Job
 
@@ -157,32 +162,6 @@ class Counters:
     failed: Counter[str] = field(default_factory=Counter)
     cancelled: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
-
-
-def rejected_event(task_id: str, exc: TaskRejection) -> pb.SubmitResponse:
-    rejected = pb.Rejected(
-        code=_code_number(exc.code), message=exc.message, field=exc.field, quota=exc.quota
-    )
-    if exc.retry_after is not None:
-        rejected.retry_after.CopyFrom(duration(exc.retry_after))
-    return pb.SubmitResponse(task_id=task_id, time=timestamp(time.time()), rejected=rejected)
-
-
-def _code_number(name: str) -> int:
-    # google.rpc.Code numbers; kept here so this module needs no gRPC import.
-    return {
-        "OK": 0,
-        "CANCELLED": 1,
-        "INVALID_ARGUMENT": 3,
-        "DEADLINE_EXCEEDED": 4,
-        "NOT_FOUND": 5,
-        "ALREADY_EXISTS": 6,
-        "PERMISSION_DENIED": 7,
-        "RESOURCE_EXHAUSTED": 8,
-        "FAILED_PRECONDITION": 9,
-        "UNAVAILABLE": 14,
-        "UNAUTHENTICATED": 16,
-    }.get(name, 13)
 
 
 class Engine:

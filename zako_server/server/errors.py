@@ -1,4 +1,4 @@
-"""The server's error tree, and the one table that maps it to gRPC status codes.
+"""The server's error tree: every error the server raises on purpose, in one place.
 
     ZakoServerError
     ├── TaskRejection                 a task that is not accepted (a Rejected event)
@@ -7,22 +7,47 @@
     │   ├── CannotFit                 FAILED_PRECONDITION can never fit this server
     │   ├── Overloaded                RESOURCE_EXHAUSTED  queue full / quota; retry later
     │   └── Draining                  UNAVAILABLE         shutting down; retry elsewhere
+    ├── QueueDeadlineExceeded         DEADLINE_EXCEEDED   waited past its deadline (a Failed event)
     ├── TaskNotFound                  NOT_FOUND           Cancel of an unknown task
-    └── WorkerLost                    (terminal event)    the worker died under a task
+    ├── Unauthenticated               UNAUTHENTICATED     no or unknown bearer token
+    └── PermissionDenied              PERMISSION_DENIED   the caller's role or tenant may not
 
-Rejections are raised by validation and admission and turned into either a Rejected
-event (Submit) or an RPC status (unary Run) in `service.py` — the only place that knows
-about gRPC; codes are held here as status names so admission and the pool stay free of
-gRPC imports and unit-testable on their own. The server never sends a Python traceback to a client.
+Each class names its status as a `google.rpc.Code` / `grpc.StatusCode` member name (the
+two enums share their names), so validation, admission, security and the engine raise
+them without importing gRPC and stay unit-testable on their own. `service.py` is the one
+module that turns them into RPC statuses. A worker that dies under a task is not an
+exception at all: it is that task's Failed event (reason WORKER_LOST), built by the pool.
+The server never sends a Python traceback to a client.
 """
 
 from __future__ import annotations
+
+from typing import Literal
+
+# The google.rpc.Code names the server uses; service.py looks each up in the generated
+# enums by name, and tests/server/test_service.py checks they all exist there.
+StatusName = Literal[
+    "INTERNAL",
+    "INVALID_ARGUMENT",
+    "ALREADY_EXISTS",
+    "FAILED_PRECONDITION",
+    "RESOURCE_EXHAUSTED",
+    "UNAVAILABLE",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "UNAUTHENTICATED",
+    "PERMISSION_DENIED",
+]
 
 
 class ZakoServerError(Exception):
     """Base of every error the server raises on purpose."""
 
-    code: str = "INTERNAL"
+    code: StatusName = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class TaskRejection(ZakoServerError):
@@ -37,7 +62,6 @@ class TaskRejection(ZakoServerError):
         quota: str = "",
     ) -> None:
         super().__init__(message)
-        self.message = message
         self.field = field
         self.retry_after = retry_after
         self.quota = quota
@@ -63,18 +87,20 @@ class Draining(TaskRejection):
     code = "UNAVAILABLE"
 
 
+class QueueDeadlineExceeded(ZakoServerError):
+    """A waiting task's deadline passed before it could start; the engine turns it into
+    the task's Failed event (it was accepted, so it is not a rejection)."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
 class TaskNotFound(ZakoServerError):
     code = "NOT_FOUND"
 
 
-class WorkerLost(ZakoServerError):
-    """A worker process died or stopped answering while it held a task."""
-
-    code = "UNAVAILABLE"
+class Unauthenticated(ZakoServerError):
+    code = "UNAUTHENTICATED"
 
 
-def status_name_of(exc: BaseException) -> str:
-    """The gRPC status code name for an exception; anything unexpected is INTERNAL."""
-    if isinstance(exc, ZakoServerError):
-        return exc.code
-    return "INTERNAL"
+class PermissionDenied(ZakoServerError):
+    code = "PERMISSION_DENIED"

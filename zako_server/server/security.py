@@ -20,19 +20,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zako_server.server.errors import ZakoServerError
+from zako_server.server.errors import Unauthenticated
 
 ROLES = ("admin", "client")
 TENANT_HEADER = "x-zako-tenant"
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-class Unauthenticated(ZakoServerError):
-    code = "UNAUTHENTICATED"
-
-
-class PermissionDenied(ZakoServerError):
-    code = "PERMISSION_DENIED"
 
 
 @dataclass(frozen=True)

@@ -32,15 +32,15 @@ from grpc_status import rpc_status
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_server.server.config import Settings
-from zako_server.server.engine import Emit, Engine, duration, heap_usage, rejected_event, timestamp
+from zako_server.server.engine import Emit, Engine, duration, heap_usage, timestamp
 from zako_server.server.errors import (
     Overloaded,
+    PermissionDenied,
     TaskNotFound,
     TaskRejection,
     ZakoServerError,
-    status_name_of,
 )
-from zako_server.server.security import Authenticator, Identity, PermissionDenied
+from zako_server.server.security import Authenticator, Identity
 from zako_server.server.stats import BOUNDS, Histogram
 from zako_server.server.validation import (
     BUILTIN_MODULES,
@@ -63,17 +63,37 @@ def server_version() -> str:
         return "0.0.0+unknown"
 
 
+def status_code(exc: ZakoServerError) -> grpc.StatusCode:
+    """The gRPC status of a server error, looked up by the name its class carries."""
+    return grpc.StatusCode[exc.code]
+
+
+def rpc_code(exc: ZakoServerError) -> code_pb2.Code.ValueType:
+    """The same status as a google.rpc.Code number (for Rejected events and Status)."""
+    return code_pb2.Code.Value(exc.code)
+
+
+def rejected_event(task_id: str, exc: TaskRejection) -> pb.SubmitResponse:
+    """The Rejected event a Submit stream gets instead of an RPC status."""
+    rejected = pb.Rejected(
+        code=rpc_code(exc), message=exc.message, field=exc.field, quota=exc.quota
+    )
+    if exc.retry_after is not None:
+        rejected.retry_after.CopyFrom(duration(exc.retry_after))
+    return pb.SubmitResponse(task_id=task_id, time=timestamp(time.time()), rejected=rejected)
+
+
 async def _abort(context: grpc.aio.ServicerContext, exc: ZakoServerError) -> NoReturn:
     """The single place a server error becomes an RPC status (with RetryInfo when useful)."""
-    code = grpc.StatusCode[status_name_of(exc)]
-    message = getattr(exc, "message", None) or str(exc)
+    code = status_code(exc)
+    message = exc.message
     details = []
-    retry_after = getattr(exc, "retry_after", None)
+    retry_after = exc.retry_after if isinstance(exc, TaskRejection) else None
     if retry_after is not None:
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.RetryInfo(retry_delay=duration(retry_after)))
         details.append(detail)
-    quota = getattr(exc, "quota", "")
+    quota = exc.quota if isinstance(exc, TaskRejection) else ""
     if quota:
         detail = any_pb2.Any()
         detail.Pack(
@@ -85,9 +105,7 @@ async def _abort(context: grpc.aio.ServicerContext, exc: ZakoServerError) -> NoR
         )
         details.append(detail)
     if details:
-        status = status_pb2.Status(
-            code=getattr(code_pb2, code.name), message=message, details=details
-        )
+        status = status_pb2.Status(code=rpc_code(exc), message=message, details=details)
         await context.abort_with_status(rpc_status.to_status(status))
     await context.abort(code, message)
     raise AssertionError("unreachable")  # context.abort always raises
