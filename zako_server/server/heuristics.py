@@ -6,8 +6,8 @@ smallest of the cgroup quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us / cpu.cfs_perio
 the CPU affinity mask and the host count; effective memory is the smallest of the cgroup
 limit (v2 `memory.max`, v1 `memory.limit_in_bytes`) and physical memory.
 
-The seed system's rules, kept: V8 pool upper bound = half the effective CPUs, at least
-one; dispatch queue = 2 x workers; cache budget = 10 % of memory clamped to 4 MiB..4 GiB.
+The defaults derived from them: at most half the effective CPUs as V8 workers, at least
+one; a queue of 2 x workers with a floor of 1024 (see default_queue_capacity).
 Every probe takes its root directory as an argument so tests can hand it fake files.
 """
 
@@ -120,15 +120,10 @@ def default_max_workers(machine: Machine) -> int:
 
 
 def default_queue_capacity(max_workers: int) -> int:
-    """The seed's dispatch queue of 2 x workers, with a floor so bursts are not refused.
+    """A queue of 2 x workers, with a floor so bursts are not refused.
 
     A build tool fans out hundreds of small tasks at once; refusing all but 2 x workers
     of them would turn every burst into retries. The floor keeps a burst of a few
     hundred queued while still bounding memory.
     """
     return max(2 * max_workers, 1024)
-
-
-def default_cache_bytes(machine: Machine) -> int:
-    """10 % of effective memory, clamped to 4 MiB .. 4 GiB."""
-    return min(max(machine.memory_bytes // 10, 4 << 20), 4 << 30)
