@@ -12,8 +12,15 @@
     # several replicas (or "dns:///zako-headless:50051"); refused tasks go elsewhere
     zako_sdk.Client(["zako-0:50051", "zako-1:50051"], retry=zako_sdk.Retry(attempts=5))
 
-`AsyncClient` is the core; `Client` is its blocking face. Errors are in `zako_sdk.errors`
-(all re-exported here); value objects in `zako_sdk.models`.
+`AsyncClient` is the core; `Client` is its blocking face. Errors are in `zako_sdk.errors`,
+value objects of tasks in `zako_sdk.models`, and what a server says about itself (`Stats`,
+`GCReport`, `Capabilities`, `quantile`) in `zako_sdk.stats`; all are re-exported here.
+The clients take and return only these, never protobuf messages.
+
+`zako_sdk.proto` is the public home of the code generated from `protos/zako/v1/` (the
+`zako.v1` messages and the Executor stub, e.g. `from zako_sdk.proto.zako.v1 import
+executor_pb2`): for talking gRPC directly, and for the server, which imports its wire
+types from here rather than generating its own. It is regenerated, never hand-edited.
 """
 
 from zako_sdk._sync import Client, SyncTaskHandle
@@ -36,6 +43,8 @@ from zako_sdk.errors import (
     ZakoError,
 )
 from zako_sdk.models import (
+    CONTEXT_KINDS,
+    CONTEXT_NAMES,
     USE_CLIENT_DEFAULT,
     ClusterStats,
     HeapUsage,
@@ -44,18 +53,24 @@ from zako_sdk.models import (
     Resources,
     Result,
     Retry,
+    TaskOptions,
     TaskSpec,
     Timings,
     UseClientDefault,
 )
+from zako_sdk.stats import Capabilities, GCReport, Stats, quantile
 
 __all__ = [
+    "CONTEXT_KINDS",
+    "CONTEXT_NAMES",
     "USE_CLIENT_DEFAULT",
     "AsyncClient",
+    "Capabilities",
     "Client",
     "ClientClosed",
     "ClusterStats",
     "DeadlineExceeded",
+    "GCReport",
     "HeapUsage",
     "InvalidTask",
     "JsError",
@@ -66,11 +81,13 @@ __all__ = [
     "Resources",
     "Result",
     "Retry",
+    "Stats",
     "SyncTaskHandle",
     "TaskCancelled",
     "TaskError",
     "TaskFailed",
     "TaskHandle",
+    "TaskOptions",
     "TaskRejected",
     "TaskSpec",
     "TaskTimeout",
@@ -80,4 +97,5 @@ __all__ = [
     "Unavailable",
     "UseClientDefault",
     "ZakoError",
+    "quantile",
 ]

@@ -40,6 +40,8 @@ from zako_sdk.errors import (
     status_code,
 )
 from zako_sdk.models import (
+    CONTEXT_KINDS,
+    CONTEXT_NAMES,
     HeapUsage,
     JsError,
     LogLine,
@@ -78,15 +80,6 @@ DEFAULT_CHANNEL_OPTIONS: dict[str, Any] = {
 # (the default pick_first would send everything to the first address).
 ROUND_ROBIN_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
-_CONTEXTS: dict[str, int] = {
-    "package": pb.CONTEXT_KIND_PACKAGE,
-    "build": pb.CONTEXT_KIND_BUILD,
-    "rule": pb.CONTEXT_KIND_RULE,
-    "toolchain": pb.CONTEXT_KIND_TOOLCHAIN,
-    "config": pb.CONTEXT_KIND_CONFIG,
-}
-CONTEXT_NAMES: tuple[str, ...] = tuple(_CONTEXTS)
-
 
 def new_task_id() -> str:
     """A fresh id: 128 random bits as 32 hex digits, so that ids from many clients (and
@@ -97,11 +90,11 @@ def new_task_id() -> str:
 
 def context_kind(name: str) -> int:
     """The ContextKind number for "package" | "build" | "rule" | "toolchain" | "config"."""
-    kind = _CONTEXTS.get(name) if isinstance(name, str) else None  # the usual spelling
+    kind = CONTEXT_KINDS.get(name) if isinstance(name, str) else None  # the usual spelling
     if kind is not None:
         return kind
     try:
-        return _CONTEXTS[name.lower()]
+        return CONTEXT_KINDS[name.lower()]
     except (KeyError, AttributeError):
         raise ValueError(f"unknown context {name!r}; expected one of {CONTEXT_NAMES}") from None
 

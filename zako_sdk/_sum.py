@@ -5,7 +5,11 @@
     replica C StatsResponse ─┘
 
 The total keeps the shape of a single replica's answer so that every reader of one
-(`jq .pool.busy`, dashboards, the CLI) reads the cluster the same way. Pure: no I/O.
+(`jq .pool.busy`, dashboards, the CLI) reads the cluster the same way. It sums the wire
+messages (their maps default missing keys to zero, their copies are cheap) and the client
+converts the total to a `zako_sdk.stats.Stats` like any replica's answer. Percentiles are
+re-estimated from the summed buckets with the server's own `quantile`: summing the
+replicas' percentiles would mean nothing. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.stats import quantile
 
 __all__ = ["sum_stats"]
 
@@ -61,22 +66,6 @@ def _rows(
     return list(rows.values())
 
 
-def _quantile(bounds: Sequence[float], counts: Sequence[int], q: float) -> float:
-    # The server's own estimate (zako_server/server/stats.py), on the summed buckets: summing
-    # the replicas' percentiles would mean nothing.
-    count = sum(counts)
-    if not count or not bounds:
-        return 0.0
-    rank, seen = q * count, 0
-    for index, n in enumerate(counts):
-        if n and seen + n >= rank:
-            low = bounds[index - 1] if index > 0 else 0.0
-            high = bounds[index] if index < len(bounds) else bounds[-1] * 10
-            return low + (high - low) * max(rank - seen, 0.0) / n
-        seen += n
-    return bounds[-1]
-
-
 def _histogram(parts: Sequence[pb.Histogram]) -> pb.Histogram:
     present = [h for h in parts if h.count or h.counts]
     if not present:
@@ -88,9 +77,9 @@ def _histogram(parts: Sequence[pb.Histogram]) -> pb.Histogram:
         total.sum_seconds += h.sum_seconds
         if list(h.bounds_seconds) == bounds and len(h.counts) == len(total.counts):
             total.counts[:] = [a + b for a, b in zip(total.counts, h.counts, strict=True)]
-    total.p50_seconds = _quantile(bounds, total.counts, 0.5)
-    total.p90_seconds = _quantile(bounds, total.counts, 0.9)
-    total.p99_seconds = _quantile(bounds, total.counts, 0.99)
+    total.p50_seconds = quantile(bounds, total.counts, 0.5)
+    total.p90_seconds = quantile(bounds, total.counts, 0.9)
+    total.p99_seconds = quantile(bounds, total.counts, 0.99)
     return total
 
 

@@ -15,26 +15,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeVar, overload
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Literal, TypeVar, Unpack, overload
 
 import grpc
 
 from zako_sdk._base import DEFAULT_TARGET, Metadata, Outcome, unwrap
 from zako_sdk.client import DEFAULT_RETRY, AsyncClient, OnLog, TaskHandle
 from zako_sdk.errors import ClientClosed, ZakoError
-from zako_sdk.models import (
-    USE_CLIENT_DEFAULT,
-    ClusterStats,
-    ContextName,
-    LogLine,
-    Resources,
-    Result,
-    Retry,
-    TaskSpec,
-    UseClientDefault,
-)
+from zako_sdk.models import ClusterStats, LogLine, Result, Retry, TaskOptions, TaskSpec
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.stats import Capabilities, GCReport, Stats
 
 __all__ = ["Client", "SyncTaskHandle"]
 
@@ -177,111 +168,41 @@ class Client:
         self,
         source: str,
         *,
-        input: Any = None,
-        context: ContextName | str = "build",
-        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        modules: Mapping[str, str] | None = None,
-        entry_name: str | None = None,
-        priority: int = 0,
-        labels: Mapping[str, str] | None = None,
-        resources: Resources | Mapping[str, Any] | None = None,
-        system_access: bool = False,
-        task_id: str | None = None,
-        fresh_isolate: bool = False,
         on_log: OnLog | None = None,
+        **options: Unpack[TaskOptions],
     ) -> Result:
         """Run one task and return its Result; raise if it fails.
 
         result = client.run("module.exports = (x) => x * 2", input=21)
         """
-        spec = TaskSpec(
-            source,
-            input=input,
-            context=context,
-            timeout=timeout,
-            modules=modules,
-            entry_name=entry_name,
-            priority=priority,
-            labels=labels,
-            resources=resources,
-            system_access=system_access,
-            task_id=task_id,
-            fresh_isolate=fresh_isolate,
-        )
+        spec = TaskSpec(source, **options)
         return self._call(lambda: self._async._run(spec, on_log))
 
     def run_unary(
         self,
         source: str,
-        *,
-        input: Any = None,
-        context: ContextName | str = "build",
-        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        modules: Mapping[str, str] | None = None,
-        entry_name: str | None = None,
-        priority: int = 0,
-        labels: Mapping[str, str] | None = None,
-        resources: Resources | Mapping[str, Any] | None = None,
-        system_access: bool = False,
-        task_id: str | None = None,
-        fresh_isolate: bool = False,
+        **options: Unpack[TaskOptions],
     ) -> Result:
         """Like `run()`, through the unary Run RPC.
 
         result = client.run_unary("module.exports = 1")
         """
-        spec = TaskSpec(
-            source,
-            input=input,
-            context=context,
-            timeout=timeout,
-            modules=modules,
-            entry_name=entry_name,
-            priority=priority,
-            labels=labels,
-            resources=resources,
-            system_access=system_access,
-            task_id=task_id,
-            fresh_isolate=fresh_isolate,
-        )
+        spec = TaskSpec(source, **options)
         return self._call(lambda: self._async._run_unary(spec))
 
     def submit(
         self,
         source: str,
         *,
-        input: Any = None,
-        context: ContextName | str = "build",
-        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        modules: Mapping[str, str] | None = None,
-        entry_name: str | None = None,
-        priority: int = 0,
-        labels: Mapping[str, str] | None = None,
-        resources: Resources | Mapping[str, Any] | None = None,
-        system_access: bool = False,
-        task_id: str | None = None,
-        fresh_isolate: bool = False,
         on_log: OnLog | None = None,
+        **options: Unpack[TaskOptions],
     ) -> SyncTaskHandle:
         """Send a task now and return its handle without waiting for it.
 
         handle = client.submit("module.exports = () => 1")
         print(handle.result().value)
         """
-        spec = TaskSpec(
-            source,
-            input=input,
-            context=context,
-            timeout=timeout,
-            modules=modules,
-            entry_name=entry_name,
-            priority=priority,
-            labels=labels,
-            resources=resources,
-            system_access=system_access,
-            task_id=task_id,
-            fresh_isolate=fresh_isolate,
-        )
+        spec = TaskSpec(source, **options)
         return SyncTaskHandle(self, self._call(lambda: self._async._submit(spec, on_log)))
 
     @overload
@@ -312,7 +233,7 @@ class Client:
         """
         return self._call(lambda: self._async.cancel(task_id, reason))
 
-    def stats(self) -> pb.StatsResponse:
+    def stats(self) -> Stats:
         """A snapshot of the (first) server. `client.stats().queue.depth`"""
         return self._call(self._async.stats)
 
@@ -320,11 +241,11 @@ class Client:
         """Stats of every replica and their sum. `client.stats_all().total.pool.busy`"""
         return self._call(self._async.stats_all)
 
-    def gc(self) -> pb.BroadcastGCResponse:
+    def gc(self) -> GCReport:
         """Collect garbage on every worker. `client.gc().total_freed_bytes`"""
         return self._call(self._async.gc)
 
-    def capabilities(self) -> pb.CapabilitiesResponse:
+    def capabilities(self) -> Capabilities:
         """What the server accepts. `client.capabilities().limits.max_timeout`"""
         return self._call(self._async.capabilities)
 

@@ -1,20 +1,29 @@
-"""Plain-text tables of a StatsResponse, for `zako stats` (and `--watch`).
+"""Plain-text tables of a Stats snapshot, for `zako stats` (and `--watch`).
 
-    StatsResponse ──render_stats──▶ "WORKERS  live 1 (min 1, max 2) …\\n  ID  PID …"
+    Stats         ──render_stats──▶ "WORKERS  live 1 (min 1, max 2) …\\n  ID  PID …"
     ClusterStats  ──render_cluster─▶ the total's table + one summary line per replica
 
 Pure: no I/O, no terminal codes (the CLI decides whether to clear the screen), so it is
-tested from hand-built messages. Fixed-width columns rather than a TUI library: the
+tested from hand-built values. Fixed-width columns rather than a TUI library: the
 output must read the same in a terminal, a log file and a CI transcript.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timezone
 
 from zako_sdk.errors import ZakoError
-from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.stats import (
+    Histogram,
+    PoolStats,
+    QueueStats,
+    ResourceStats,
+    Stats,
+    SystemStats,
+    TaskCounters,
+    TenantStats,
+    VersionInfo,
+)
 
 __all__ = ["format_bytes", "format_duration", "render_cluster", "render_stats"]
 
@@ -74,7 +83,7 @@ def _pairs(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{key} {value}" for key, value in sorted(counts.items())) or "-"
 
 
-def _versions(versions: pb.VersionInfo) -> str:
+def _versions(versions: VersionInfo) -> str:
     parts = [
         ("server", versions.server),
         ("V8", versions.v8),
@@ -85,7 +94,7 @@ def _versions(versions: pb.VersionInfo) -> str:
     return " · ".join(f"{name} {value}" for name, value in parts if value) or "-"
 
 
-def _workers(pool: pb.PoolStats) -> list[str]:
+def _workers(pool: PoolStats) -> list[str]:
     lines = [
         f"WORKERS  live {pool.live} (min {pool.min_workers}, max {pool.max_workers})  "
         f"busy {pool.busy}  idle {pool.idle}  started {pool.started_total}  "
@@ -101,8 +110,8 @@ def _workers(pool: pb.PoolStats) -> list[str]:
                     w.state,
                     w.tasks_run,
                     format_bytes(w.rss_bytes),
-                    format_bytes(w.last_heap.used_bytes) if w.HasField("last_heap") else "-",
-                    format_bytes(w.last_heap.limit_bytes) if w.HasField("last_heap") else "-",
+                    format_bytes(w.last_heap.used_bytes) if w.last_heap else "-",
+                    format_bytes(w.last_heap.limit_bytes) if w.last_heap else "-",
                 )
                 for w in pool.workers
             ),
@@ -111,7 +120,7 @@ def _workers(pool: pb.PoolStats) -> list[str]:
     return lines
 
 
-def _queue(queue: pb.QueueStats) -> list[str]:
+def _queue(queue: QueueStats) -> list[str]:
     lines = [
         f"QUEUE  waiting {queue.depth} of {queue.capacity}  running {queue.running}  "
         f"bytes {format_bytes(queue.queued_bytes)} of {format_bytes(queue.capacity_bytes)}"
@@ -121,7 +130,7 @@ def _queue(queue: pb.QueueStats) -> list[str]:
     return lines
 
 
-def _tasks(tasks: pb.TaskCounters) -> list[str]:
+def _tasks(tasks: TaskCounters) -> list[str]:
     return [
         f"TASKS  accepted {tasks.accepted}  completed {tasks.completed}  "
         f"failed {tasks.failed}  cancelled {tasks.cancelled}  rejected {tasks.rejected}",
@@ -130,16 +139,15 @@ def _tasks(tasks: pb.TaskCounters) -> list[str]:
     ]
 
 
-def _latency(stats: pb.StatsResponse) -> list[str]:
-    def row(name: str, h: pb.Histogram) -> tuple[object, ...]:
-        mean = h.sum_seconds / h.count if h.count else 0.0
+def _latency(stats: Stats) -> list[str]:
+    def row(name: str, h: Histogram) -> tuple[object, ...]:
         return (
             name,
             h.count,
             _ms(h.p50_seconds),
             _ms(h.p90_seconds),
             _ms(h.p99_seconds),
-            _ms(mean),
+            _ms(h.mean_seconds),
         )
 
     return [
@@ -155,7 +163,7 @@ def _resource_value(name: str, value: float) -> str:
     return format_bytes(value) if name == "memory" else _number(value)
 
 
-def _resources(resources: Sequence[pb.ResourceStats]) -> list[str]:
+def _resources(resources: Sequence[ResourceStats]) -> list[str]:
     if not resources:
         return ["RESOURCES  -"]
     return [
@@ -175,7 +183,7 @@ def _resources(resources: Sequence[pb.ResourceStats]) -> list[str]:
     ]
 
 
-def _tenants(tenants: Sequence[pb.TenantStats]) -> list[str]:
+def _tenants(tenants: Sequence[TenantStats]) -> list[str]:
     if not tenants:
         return ["TENANTS  -"]
     return [
@@ -187,7 +195,7 @@ def _tenants(tenants: Sequence[pb.TenantStats]) -> list[str]:
     ]
 
 
-def _system(system: pb.SystemStats) -> list[str]:
+def _system(system: SystemStats) -> list[str]:
     return [
         f"SYSTEM  cpus {system.effective_cpus:g}  cpu {system.cpu_percent:.1f}%  "
         f"load {system.load_average_1m:.2f}  "
@@ -197,7 +205,7 @@ def _system(system: pb.SystemStats) -> list[str]:
     ]
 
 
-def render_stats(stats: pb.StatsResponse, *, title: str = "", system: bool = True) -> str:
+def render_stats(stats: Stats, *, title: str = "", system: bool = True) -> str:
     """The whole snapshot as text, one section per part of the message, blank-line separated.
 
     `system=False` leaves out the machine, for a cluster total: machines do not add up
@@ -210,10 +218,8 @@ def render_stats(stats: pb.StatsResponse, *, title: str = "", system: bool = Tru
         for part in (
             "zako",
             title,
-            f"up {format_duration(stats.uptime.ToNanoseconds() / 1e9)}",
-            f"at {stats.time.ToDatetime(timezone.utc).strftime('%Y-%m-%d %H:%M:%S')} UTC"
-            if stats.HasField("time")
-            else "",
+            f"up {format_duration(stats.uptime)}",
+            f"at {stats.time.strftime('%Y-%m-%d %H:%M:%S')} UTC" if stats.time else "",
         )
         if part
     )
@@ -232,8 +238,8 @@ def render_stats(stats: pb.StatsResponse, *, title: str = "", system: bool = Tru
 
 
 def render_cluster(
-    total: pb.StatsResponse,
-    replicas: Mapping[str, pb.StatsResponse],
+    total: Stats,
+    replicas: Mapping[str, Stats],
     errors: Mapping[str, ZakoError],
 ) -> str:
     """`zako stats --all`: the summed table, then a line per replica and per silent one.
@@ -245,7 +251,7 @@ def render_cluster(
         (
             name,
             s.versions.server or "-",
-            format_duration(s.uptime.ToNanoseconds() / 1e9),
+            format_duration(s.uptime),
             s.pool.live,
             s.pool.busy,
             s.queue.depth,

@@ -22,13 +22,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from zako_sdk._base import CONTEXT_NAMES, DEFAULT_TARGET
+from zako_sdk._base import DEFAULT_TARGET
 from zako_sdk._sync import Client
 from zako_sdk._table import render_cluster, render_stats
 from zako_sdk.errors import (
@@ -40,7 +40,7 @@ from zako_sdk.errors import (
     Unauthenticated,
     ZakoError,
 )
-from zako_sdk.models import LogLine, Result
+from zako_sdk.models import CONTEXT_NAMES, LogLine, Result
 
 __all__ = ["main"]
 
@@ -216,7 +216,8 @@ def build_parser(default_target: str) -> argparse.ArgumentParser:
     stats.add_argument(
         "--json",
         action="store_true",
-        help="print the StatsResponse as JSON (field names as in the proto)",
+        help="print the stats as JSON: field names as in the proto's StatsResponse, "
+        "durations in seconds (uptime, *_seconds), times in ISO 8601",
     )
     stats.add_argument(
         "--watch",
@@ -227,8 +228,18 @@ def build_parser(default_target: str) -> argparse.ArgumentParser:
         help="print again every SECONDS (default 2) until Ctrl-C",
     )
     stats.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)  # for tests
-    commands.add_parser("gc", parents=[common], help="collect garbage on every worker")
-    commands.add_parser("capabilities", parents=[common], help="print what the server accepts")
+    commands.add_parser(
+        "gc",
+        parents=[common],
+        help="collect garbage on every worker; print the report as JSON "
+        "(fields as in BroadcastGCResponse)",
+    )
+    commands.add_parser(
+        "capabilities",
+        parents=[common],
+        help="print what the server accepts as JSON (fields as in CapabilitiesResponse; "
+        "timeouts in seconds, context kinds by name)",
+    )
     cancel = commands.add_parser(
         "cancel", parents=[common], help="cancel a task by id (asks every replica)"
     )
@@ -294,20 +305,24 @@ def _run(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _to_json(message: Message) -> str:
-    # Zeros printed (a busy count of 0 is an answer) and int64 as numbers where exact, so
-    # `jq '.pool.busy > 0'` works without the proto3 JSON habit of quoting 64-bit ints.
-    return json_format.MessageToJson(
-        message,
-        preserving_proto_field_name=True,
-        always_print_fields_with_no_presence=True,
-        indent=2,
-        unquote_int64_if_possible=True,
-    )
+class _Answer(Protocol):
+    """What the server-describing calls return (Stats, GCReport, Capabilities)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
-def _print_message(message: Message, out: TextIO) -> None:
-    print(_to_json(message), file=out)
+def _to_json(answer: _Answer | Message) -> str:
+    """The SDK value's own JSON view (proto field names, zeros printed so that
+    `jq '.pool.busy > 0'` works), or a message's proto3 JSON in the same style."""
+    if isinstance(answer, Message):
+        return json_format.MessageToJson(
+            answer,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+            indent=2,
+            unquote_int64_if_possible=True,
+        )
+    return json.dumps(answer.to_dict(), indent=2, ensure_ascii=False)
 
 
 def _read_pem(path: str, what: str, marker: str) -> bytes:
@@ -362,8 +377,8 @@ def _stats_frame(client: Client, args: argparse.Namespace) -> tuple[str, int]:
     if not args.json:
         return render_cluster(cluster.total, cluster.replicas, cluster.errors), status
     document = {
-        "total": json.loads(_to_json(cluster.total)),
-        "replicas": {name: json.loads(_to_json(stats)) for name, stats in cluster.replicas.items()},
+        "total": cluster.total.to_dict(),
+        "replicas": {name: stats.to_dict() for name, stats in cluster.replicas.items()},
         "errors": {name: str(error) for name, error in cluster.errors.items()},
     }
     for name, error in cluster.errors.items():
@@ -393,7 +408,7 @@ def _stats(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         time.sleep(args.watch)
 
 
-_ADMIN: dict[str, Callable[[Client, argparse.Namespace], Message]] = {
+_ADMIN: dict[str, Callable[[Client, argparse.Namespace], _Answer | Message]] = {
     "gc": lambda client, _: client.gc(),
     "capabilities": lambda client, _: client.capabilities(),
     "cancel": lambda client, args: client.cancel(args.task_id, args.reason),
@@ -453,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _run(client, args, sys.stdout)
             if args.command == "stats":
                 return _stats(client, args, sys.stdout)
-            _print_message(_ADMIN[args.command](client, args), sys.stdout)
+            print(_to_json(_ADMIN[args.command](client, args)), file=sys.stdout)
             return EXIT_OK
     except UsageError as exc:
         print(f"zako: {exc}", file=sys.stderr)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal, overload
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal, Unpack, overload
 
 import grpc
 
@@ -32,8 +32,8 @@ from zako_sdk._base import (
     unwrap,
 )
 from zako_sdk._replicas import Cluster, Lane, StreamSet, cancelled_locally, first_cancel
-from zako_sdk._stats import sum_stats
 from zako_sdk._stream import OnLog, TaskHandle
+from zako_sdk._sum import sum_stats
 from zako_sdk._targets import parse_targets
 from zako_sdk.errors import (
     ClientClosed,
@@ -42,18 +42,10 @@ from zako_sdk.errors import (
     ZakoError,
     map_rpc_error,
 )
-from zako_sdk.models import (
-    USE_CLIENT_DEFAULT,
-    ClusterStats,
-    ContextName,
-    Resources,
-    Result,
-    Retry,
-    TaskSpec,
-    UseClientDefault,
-)
+from zako_sdk.models import ClusterStats, Result, Retry, TaskOptions, TaskSpec
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_sdk.stats import Capabilities, GCReport, Stats
 
 __all__ = ["AsyncClient", "TaskHandle"]
 
@@ -178,98 +170,40 @@ class AsyncClient:
         self,
         source: str,
         *,
-        input: Any = None,
-        context: ContextName | str = "build",
-        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        modules: Mapping[str, str] | None = None,
-        entry_name: str | None = None,
-        priority: int = 0,
-        labels: Mapping[str, str] | None = None,
-        resources: Resources | Mapping[str, Any] | None = None,
-        system_access: bool = False,
-        task_id: str | None = None,
-        fresh_isolate: bool = False,
         on_log: OnLog | None = None,
+        **options: Unpack[TaskOptions],
     ) -> Result:
         """Run one task on the shared stream and return its Result; raise if it fails.
 
             result = await client.run("module.exports = (x) => x * 2", input=21)
             result.timings.warm_isolate   # True: it reused a warm isolate of this tenant
 
-        Cancelling the awaiting coroutine cancels the task on the server.
-        `fresh_isolate=True` asks for an isolate no other task used (see TaskSpec).
+        The keyword options are TaskSpec's (`input`, `context`, `timeout`, `modules`, …;
+        see TaskOptions). Cancelling the awaiting coroutine cancels the task on the
+        server. `fresh_isolate=True` asks for an isolate no other task used.
         """
         return await self._run(
-            TaskSpec(
-                source,
-                input=input,
-                context=context,
-                timeout=timeout,
-                modules=modules,
-                entry_name=entry_name,
-                priority=priority,
-                labels=labels,
-                resources=resources,
-                system_access=system_access,
-                task_id=task_id,
-                fresh_isolate=fresh_isolate,
-            ),
+            TaskSpec(source, **options),
             on_log,
         )
 
     async def run_unary(
         self,
         source: str,
-        *,
-        input: Any = None,
-        context: ContextName | str = "build",
-        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        modules: Mapping[str, str] | None = None,
-        entry_name: str | None = None,
-        priority: int = 0,
-        labels: Mapping[str, str] | None = None,
-        resources: Resources | Mapping[str, Any] | None = None,
-        system_access: bool = False,
-        task_id: str | None = None,
-        fresh_isolate: bool = False,
+        **options: Unpack[TaskOptions],
     ) -> Result:
         """Like `run()`, through the unary Run RPC (no stream; logs arrive with the result).
 
         result = await client.run_unary("module.exports = 1")
         """
-        return await self._run_unary(
-            TaskSpec(
-                source,
-                input=input,
-                context=context,
-                timeout=timeout,
-                modules=modules,
-                entry_name=entry_name,
-                priority=priority,
-                labels=labels,
-                resources=resources,
-                system_access=system_access,
-                task_id=task_id,
-                fresh_isolate=fresh_isolate,
-            )
-        )
+        return await self._run_unary(TaskSpec(source, **options))
 
     async def submit(
         self,
         source: str,
         *,
-        input: Any = None,
-        context: ContextName | str = "build",
-        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        modules: Mapping[str, str] | None = None,
-        entry_name: str | None = None,
-        priority: int = 0,
-        labels: Mapping[str, str] | None = None,
-        resources: Resources | Mapping[str, Any] | None = None,
-        system_access: bool = False,
-        task_id: str | None = None,
-        fresh_isolate: bool = False,
         on_log: OnLog | None = None,
+        **options: Unpack[TaskOptions],
     ) -> TaskHandle:
         """Send a task on the shared stream now and return its handle without waiting.
 
@@ -279,20 +213,7 @@ class AsyncClient:
         `on_log` is called with each LogLine as it arrives; it must not block.
         """
         return await self._submit(
-            TaskSpec(
-                source,
-                input=input,
-                context=context,
-                timeout=timeout,
-                modules=modules,
-                entry_name=entry_name,
-                priority=priority,
-                labels=labels,
-                resources=resources,
-                system_access=system_access,
-                task_id=task_id,
-                fresh_isolate=fresh_isolate,
-            ),
+            TaskSpec(source, **options),
             on_log,
         )
 
@@ -410,10 +331,10 @@ class AsyncClient:
             method, request, metadata=self._metadata, timeout=self.call_timeout
         )
 
-    async def stats(self) -> pb.StatsResponse:
+    async def stats(self) -> Stats:
         """A snapshot of the pool, queue and task counters of the first target (see
         `stats_all()` for every replica). `(await client.stats()).pool.busy`"""
-        return await self._unary("Stats", pb.StatsRequest())
+        return Stats.from_proto(await self._unary("Stats", pb.StatsRequest()))
 
     async def stats_all(self) -> ClusterStats:
         """Stats of every replica (a dns:/// name: of every address) and their sum.
@@ -430,18 +351,21 @@ class AsyncClient:
         if not replicas:
             raise next(iter(errors.values()))
         return ClusterStats(
-            replicas=replicas, total=sum_stats(list(replicas.values())), errors=errors
+            replicas={k: Stats.from_proto(v) for k, v in replicas.items()},
+            total=Stats.from_proto(sum_stats(list(replicas.values()))),
+            errors=errors,
         )
 
-    async def gc(self) -> pb.BroadcastGCResponse:
+    async def gc(self) -> GCReport:
         """Collect garbage on every worker of the first target.
         `(await client.gc()).total_freed_bytes`"""
-        return await self._unary("BroadcastGC", pb.BroadcastGCRequest())
+        return GCReport.from_proto(await self._unary("BroadcastGC", pb.BroadcastGCRequest()))
 
-    async def capabilities(self) -> pb.CapabilitiesResponse:
+    async def capabilities(self) -> Capabilities:
         """Limits, context kinds, priorities, versions (of the first target).
-        `(await client.capabilities()).limits`"""
-        return await self._unary("Capabilities", pb.CapabilitiesRequest())
+        `(await client.capabilities()).limits.max_timeout`"""
+        answer = await self._unary("Capabilities", pb.CapabilitiesRequest())
+        return Capabilities.from_proto(answer)
 
     @property
     def closed(self) -> bool:

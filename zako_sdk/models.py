@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_args
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -20,8 +20,11 @@ from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 if TYPE_CHECKING:
     from zako_sdk.errors import ZakoError
+    from zako_sdk.stats import Stats
 
 __all__ = [
+    "CONTEXT_KINDS",
+    "CONTEXT_NAMES",
     "USE_CLIENT_DEFAULT",
     "ClusterStats",
     "ContextName",
@@ -31,6 +34,7 @@ __all__ = [
     "Resources",
     "Result",
     "Retry",
+    "TaskOptions",
     "TaskSpec",
     "Timings",
     "UseClientDefault",
@@ -38,6 +42,15 @@ __all__ = [
 
 ContextName = Literal["package", "build", "rule", "toolchain", "config"]
 """The capability profile a task runs in; see ContextKind in executor.proto."""
+
+CONTEXT_NAMES: tuple[ContextName, ...] = get_args(ContextName)
+"""Every context name, in ContextKind order."""
+
+CONTEXT_KINDS: Mapping[str, int] = {
+    name: pb.ContextKind.Value(f"CONTEXT_KIND_{name.upper()}") for name in CONTEXT_NAMES
+}
+"""Each context name's ContextKind number (`CONTEXT_KIND_<NAME>` on the wire): the one
+table both the SDK and the server read, so a new kind is one word in ContextName."""
 
 
 class UseClientDefault:
@@ -253,6 +266,27 @@ class TaskSpec:
     fresh_isolate: bool = False
 
 
+class TaskOptions(TypedDict, total=False):
+    """The keyword options of `run()`, `run_unary()` and `submit()`: TaskSpec's fields
+    after `source`, with TaskSpec's defaults.
+
+    One definition for the six methods of both clients (`**options: Unpack[TaskOptions]`),
+    so a new option is added here and in TaskSpec, and a test holds the two in step.
+    """
+
+    input: Any
+    context: ContextName | str
+    timeout: float | UseClientDefault | None
+    modules: Mapping[str, str] | None
+    entry_name: str | None
+    priority: int
+    labels: Mapping[str, str] | None
+    resources: Resources | Mapping[str, Any] | None
+    system_access: bool
+    task_id: str | None
+    fresh_isolate: bool
+
+
 @dataclass(frozen=True)
 class Retry:
     """How the clients resubmit a task that a server turned away without running it.
@@ -295,13 +329,13 @@ class ClusterStats:
         for replica, stats in cluster.replicas.items():
             print(replica, stats.pool.busy)
 
-    `total` is a StatsResponse of the same shape as one replica's (so the same field
+    `total` is a Stats of the same shape as one replica's (so the same field
     paths, `jq` filters and dashboards work on it): counters, gauges, capacities and
     histogram buckets are summed; per-resource and per-tenant rows are summed by name;
     percentiles are re-estimated from the summed buckets; `uptime` is the longest.
     `errors` names the replicas that did not answer (their numbers are not in `total`).
     """
 
-    replicas: Mapping[str, pb.StatsResponse]
-    total: pb.StatsResponse
+    replicas: Mapping[str, Stats]
+    total: Stats
     errors: Mapping[str, ZakoError] = field(default_factory=dict)

@@ -1,7 +1,10 @@
-"""`zako stats`: the table (pure, from hand-built messages) and `--watch` on a real server."""
+"""`zako stats`: the value objects and the table (pure, from hand-built messages), and
+`--watch` on a real server."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import io
 import json
 import sys
@@ -15,7 +18,9 @@ from zako_sdk import cli
 from zako_sdk._table import format_bytes, format_duration, render_cluster, render_stats
 from zako_sdk.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, main
 from zako_sdk.errors import Unavailable
+from zako_sdk.models import HeapUsage
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.stats import Histogram, Stats, TaskCounters, VersionInfo, WorkerStats, quantile
 
 
 def _histogram(p50: float, p90: float, p99: float, count: int = 4) -> pb.Histogram:
@@ -30,7 +35,7 @@ def _histogram(p50: float, p90: float, p99: float, count: int = 4) -> pb.Histogr
     )
 
 
-def sample() -> pb.StatsResponse:
+def sample_message() -> pb.StatsResponse:
     return pb.StatsResponse(
         time=Timestamp(seconds=1_800_000_000),
         uptime=Duration(seconds=3 * 3600 + 7 * 60),
@@ -89,6 +94,61 @@ def sample() -> pb.StatsResponse:
             load_average_1m=0.75,
         ),
     )
+
+
+def sample() -> Stats:
+    return Stats.from_proto(sample_message())
+
+
+def test_stats_from_the_message_keeps_every_field_in_plain_python_types():
+    stats = sample()
+    assert stats.time == dt.datetime(2027, 1, 15, 8, 0, tzinfo=dt.timezone.utc)
+    assert stats.uptime == 3 * 3600 + 7 * 60
+    assert stats.pool.workers == (
+        WorkerStats("w1", 4242, "busy", 17, 75 * 2**20, HeapUsage(512 * 1024, 0, 256 * 2**20)),
+        WorkerStats("w2", 4343, "idle", 0, 0, None),  # unset message: None, not zeros
+    )
+    assert stats.queue.depth_by_priority == {-1: 1, 5: 2}
+    assert stats.tasks == TaskCounters(
+        20, 15, 3, 1, 2, {"TIMEOUT": 2, "JS_ERROR": 1}, {"RESOURCE_EXHAUSTED": 2}
+    )
+    assert stats.versions == VersionInfo("0.1.0", "14.4", "", "3.11.7", "zako.v1")
+    assert [(r.name, r.capacity, r.in_use) for r in stats.resources] == [
+        ("cpu", 2000, 500),
+        ("memory", 2**30, 2**29),
+    ]
+    assert stats.run_time == Histogram((0.001, 0.01), (1, 2, 1), 4, 0.02, 0.0123, 0.25, 1.5)
+    assert stats.run_time.mean_seconds == 0.005
+    assert stats.system.load_average_1m == 0.75
+    assert Stats.from_proto(pb.StatsResponse()) == Stats()
+
+
+def test_stats_json_view_has_the_proto_field_paths():
+    document = json.loads(json.dumps(sample().to_dict()))
+    assert document["time"] == "2027-01-15T08:00:00+00:00" and document["uptime"] == 11220
+    assert document["pool"]["workers"][1]["last_heap"] is None
+    assert document["pool"]["workers"][0]["last_heap"]["used_bytes"] == 512 * 1024
+    assert document["queue"]["depth_by_priority"] == {"-1": 1, "5": 2}
+    assert document["tasks"]["failed_by_reason"] == {"TIMEOUT": 2, "JS_ERROR": 1}
+    assert document["run_time"]["p99_seconds"] == 1.5
+    assert document["tenants"] == [
+        {"tenant": "acme", "running": 1, "queued": 3, "rejected": 2, "accepted": 20}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("counts", "q", "expected"),
+    [
+        ([0, 4, 0], 0.5, 1.5),  # half-way through the (1, 2] bucket
+        ([4, 0, 0], 0.25, 0.25),  # the first bucket starts at 0
+        ([0, 0, 2], 0.5, 11.0),  # the open last bucket ends at ten times the last bound
+        ([1, 1, 0], 1.0, 2.0),
+        ([0, 0, 0], 0.5, 0.0),  # no observations
+    ],
+)
+def test_quantile_interpolates_inside_the_bucket(counts, q, expected):
+    assert quantile([1.0, 2.0], counts, q) == pytest.approx(expected)
+    assert Histogram((1.0, 2.0), tuple(counts), sum(counts)).quantile(q) == pytest.approx(expected)
 
 
 def _line(text: str, start: str) -> str:
@@ -160,16 +220,14 @@ def test_columns_line_up():
 
 
 def test_empty_snapshot_renders():
-    text = render_stats(pb.StatsResponse())
+    text = render_stats(Stats())
     assert "TENANTS  -" in text and "RESOURCES  -" in text and "failed by reason:  -" in text
 
 
 def test_cluster_table_has_the_total_and_a_line_per_replica():
-    one, two = sample(), sample()
-    two.versions.server = "0.2.0"
-    total = pb.StatsResponse()
-    total.CopyFrom(one)
-    total.tasks.completed = 30
+    one = sample()
+    two = dataclasses.replace(one, versions=dataclasses.replace(one.versions, server="0.2.0"))
+    total = dataclasses.replace(one, tasks=dataclasses.replace(one.tasks, completed=30))
     silent = Unavailable("refused", code=grpc.StatusCode.UNAVAILABLE)
     text = render_cluster(total, {"a:1": one, "b:1": two}, {"c:1": silent})
     assert text.startswith("zako total of 2 replicas")
