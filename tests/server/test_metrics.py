@@ -6,6 +6,7 @@ import asyncio
 import urllib.request
 
 import grpc
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
@@ -31,12 +32,22 @@ async def test_metrics_count_known_traffic(server_factory):
         for i in range(3):
             await stub.Run(pb.RunRequest(task=pb.Task(source=f"module.exports = {i}")))
         await stub.Run(pb.RunRequest(task=pb.Task(source="throw new Error('x')")))
-        try:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.Run(pb.RunRequest(task=pb.Task(source="")))
-        except grpc.aio.AioRpcError as exc:
-            assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
-        await stub.Stats(pb.StatsRequest())
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        stats = await stub.Stats(pb.StatsRequest())
     samples = await asyncio.to_thread(scrape, port)
+    # Stats and Prometheus read the same figures (stats.TaskFigures): they agree.
+    for outcome, value in (
+        ("admitted", stats.tasks.accepted),
+        ("completed", stats.tasks.completed),
+        ("failed", stats.tasks.failed),
+        ("cancelled", stats.tasks.cancelled),
+        ("rejected", stats.tasks.rejected),
+    ):
+        assert samples[("zako_tasks_total", (("outcome", outcome),))] == value, outcome
+    assert dict(stats.tasks.failed_by_reason) == {"JS_ERROR": 1}
+    assert dict(stats.tasks.rejected_by_reason) == {"INVALID_ARGUMENT": 1}
     assert samples[("zako_rpc_requests_total", (("code", "OK"), ("method", "Run")))] == 4
     assert (
         samples[("zako_rpc_requests_total", (("code", "INVALID_ARGUMENT"), ("method", "Run")))] == 1

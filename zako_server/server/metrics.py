@@ -26,7 +26,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from zako_server.server.stats import BOUNDS
+from zako_server.server.stats import BOUNDS, TaskFigures
 from zako_server.server.stats import Histogram as DurationHistogram
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class ZakoCollector:
     def collect(self) -> Iterator[Metric]:
         pool = self.server.pool.statistics()
         adm = self.server.admission.statistics()
-        counters = self.server.engine.counters
+        tasks = TaskFigures.of(self.server.engine.counters)
         queue = GaugeMetricFamily(
             "zako_queue_depth", "Tasks waiting for a worker, by priority", labels=["priority"]
         )
@@ -80,22 +80,22 @@ class ZakoCollector:
             lifecycle.add_metric([event], value)
         yield lifecycle
         outcomes = CounterMetricFamily("zako_tasks", "Tasks by outcome", labels=["outcome"])
-        outcomes.add_metric(["admitted"], counters.accepted)
-        outcomes.add_metric(["completed"], counters.completed)
-        outcomes.add_metric(["failed"], sum(counters.failed.values()))
-        outcomes.add_metric(["cancelled"], counters.cancelled)
-        outcomes.add_metric(["rejected"], sum(counters.rejected.values()))
+        outcomes.add_metric(["admitted"], tasks.accepted)
+        outcomes.add_metric(["completed"], tasks.completed)
+        outcomes.add_metric(["failed"], tasks.failed)
+        outcomes.add_metric(["cancelled"], tasks.cancelled)
+        outcomes.add_metric(["rejected"], tasks.rejected)
         yield outcomes
         failed = CounterMetricFamily(
             "zako_tasks_failed", "Failed tasks by reason", labels=["reason"]
         )
-        for reason, value in sorted(counters.failed.items()):
+        for reason, value in sorted(tasks.failed_by_reason.items()):
             failed.add_metric([reason], value)
         yield failed
         rejected = CounterMetricFamily(
             "zako_tasks_rejected", "Rejected tasks by status code", labels=["code"]
         )
-        for code, value in sorted(counters.rejected.items()):
+        for code, value in sorted(tasks.rejected_by_reason.items()):
             rejected.add_metric([code], value)
         yield rejected
         resources = GaugeMetricFamily(

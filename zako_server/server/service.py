@@ -41,7 +41,7 @@ from zako_server.server.errors import (
     ZakoServerError,
 )
 from zako_server.server.security import Authenticator, Identity
-from zako_server.server.stats import BOUNDS, Histogram
+from zako_server.server.stats import BOUNDS, Histogram, TaskFigures
 from zako_server.server.validation import (
     BUILTIN_MODULES,
     CONTEXT_NAMES,
@@ -355,7 +355,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             for name, use in admission.tenants.items()
             if identity.is_admin or name == identity.tenant
         }
-        counters = self.engine.counters
+        tasks = TaskFigures.of(self.engine.counters)
         now = time.time()
         return pb.StatsResponse(
             time=timestamp(now),
@@ -402,13 +402,13 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             run_time=_histogram(self.engine.run_time),
             system=self._system(),
             tasks=pb.TaskCounters(
-                accepted=counters.accepted,
-                completed=counters.completed,
-                failed=sum(counters.failed.values()),
-                cancelled=counters.cancelled,
-                rejected=sum(counters.rejected.values()),
-                failed_by_reason=dict(counters.failed),
-                rejected_by_reason=dict(counters.rejected),
+                accepted=tasks.accepted,
+                completed=tasks.completed,
+                failed=tasks.failed,
+                cancelled=tasks.cancelled,
+                rejected=tasks.rejected,
+                failed_by_reason=tasks.failed_by_reason,
+                rejected_by_reason=tasks.rejected_by_reason,
             ),
             versions=self.versions(),
         )

@@ -1,14 +1,21 @@
-"""Histograms of durations for Stats (queue wait, run time).
+"""The figures both reporting faces read: the Stats RPC (service.py) and Prometheus
+(metrics.py).
 
-Fixed log-spaced buckets from 100 µs to ~100 s: percentiles are estimated within a
-bucket (linear interpolation), which is what Prometheus-style histograms give too, and
-memory stays constant however many tasks pass.
+    engine counters ──TaskFigures.of──▶ TaskFigures ──▶ Stats.tasks / zako_tasks_total ...
+    observations ──Histogram.observe──▶ Histogram   ──▶ Stats histograms / *_seconds
+
+Totals are computed here once, so the two faces cannot disagree on what "failed" sums.
+Histograms use fixed log-spaced buckets from 100 µs to ~100 s: percentiles are estimated
+within a bucket (linear interpolation), which is what Prometheus-style histograms give
+too, and memory stays constant however many tasks pass.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 # 1e-4 s .. ~1.3e2 s, four buckets per decade.
 BOUNDS: tuple[float, ...] = tuple(round(1e-4 * 10 ** (i / 4), 6) for i in range(25))
@@ -43,3 +50,48 @@ class Histogram:
                 return low + (high - low) * max(rank - seen, 0.0) / n
             seen += n
         return BOUNDS[-1]
+
+
+class TaskCounts(Protocol):
+    """What the engine counts as tasks end (engine.Counters), read-only here."""
+
+    @property
+    def accepted(self) -> int: ...
+    @property
+    def completed(self) -> int: ...
+    @property
+    def cancelled(self) -> int: ...
+    @property
+    def failed(self) -> Mapping[str, int]: ...
+    @property
+    def rejected(self) -> Mapping[str, int]: ...
+
+
+@dataclass(frozen=True)
+class TaskFigures:
+    """Task outcomes since start, as reported: totals and the per-reason breakdowns.
+
+    `failed_by_reason` is keyed by failure reason, `rejected_by_reason` by status name;
+    each total is the sum of its breakdown.
+    """
+
+    accepted: int
+    completed: int
+    failed: int
+    cancelled: int
+    rejected: int
+    failed_by_reason: Mapping[str, int]
+    rejected_by_reason: Mapping[str, int]
+
+    @classmethod
+    def of(cls, counts: TaskCounts) -> TaskFigures:
+        failed, rejected = dict(counts.failed), dict(counts.rejected)
+        return cls(
+            accepted=counts.accepted,
+            completed=counts.completed,
+            failed=sum(failed.values()),
+            cancelled=counts.cancelled,
+            rejected=sum(rejected.values()),
+            failed_by_reason=failed,
+            rejected_by_reason=rejected,
+        )
