@@ -8,6 +8,8 @@ committed, so these tests catch an edit to one without the other.
 from __future__ import annotations
 
 import importlib.util
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -122,8 +124,53 @@ def test_submit_events_and_terminal_outcomes(executor_pb2):
     assert [f.name for f in outcome.fields] == ["completed", "failed", "cancelled"]
 
 
-def test_buf_config_keeps_the_comments_rule():
-    """Every element of the contract is documented: buf's COMMENTS rules enforce it."""
-    config = (ROOT / "buf.yaml").read_text()
-    assert "- COMMENTS" in config
-    assert "- STANDARD" in config
+def _buf_json(args: list[str], cwd: Path) -> tuple[int, set[str]]:
+    """Run buf with JSON errors in cwd; its exit code and the rule ids it reported."""
+    proc = subprocess.run(
+        [str(BUF), *args, "--error-format=json"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    rules = {json.loads(line)["type"] for line in proc.stdout.splitlines() if line.strip()}
+    return proc.returncode, rules
+
+
+def _contract_copy(tmp_path: Path) -> Path:
+    """protos/ and buf.yaml copied to tmp_path, so a test can break the copy."""
+    shutil.copytree(ROOT / "protos", tmp_path / "protos")
+    shutil.copy(ROOT / "buf.yaml", tmp_path / "buf.yaml")
+    return tmp_path
+
+
+def test_buf_lint_enforces_comments_and_the_standard_rules(tmp_path):
+    """Every element of the contract is documented and named the standard way: buf.yaml's
+    rules must catch an undocumented message and an enum without an _UNSPECIFIED zero."""
+    root = _contract_copy(tmp_path)
+    proto = root / "protos" / "zako" / "v1" / "executor.proto"
+    proto.write_text(
+        proto.read_text()
+        + "\nmessage Undocumented {\n  // A field.\n  string name = 1;\n}\n"
+        + "\n// Colour is documented but its zero value is misnamed.\nenum Colour {\n"
+        + "  // Zero.\n  COLOUR_NONE = 0;\n}\n"
+    )
+    code, rules = _buf_json(["lint"], root)
+    assert code != 0
+    assert {"COMMENT_MESSAGE", "ENUM_ZERO_VALUE_SUFFIX"} <= rules, rules
+
+
+def test_buf_breaking_catches_a_deleted_field(tmp_path):
+    """`make lint` runs buf breaking against the last release; the rules it uses must
+    refuse a change that breaks clients already built against the contract."""
+    root = _contract_copy(tmp_path)
+    proto = root / "protos" / "zako" / "v1" / "executor.proto"
+    text = proto.read_text()
+    field = "  bool isolate_reuse = 8;\n"
+    assert field in text
+    proto.write_text(text.replace(field, ""))
+    code, rules = _buf_json(["breaking", "--against", str(ROOT)], root)
+    assert code != 0
+    assert "FIELD_NO_DELETE" in rules, rules
+    # The same comparison of the untouched contract passes: the failure above is the edit.
+    assert _buf_json(["breaking", "--against", str(ROOT)], ROOT) == (0, set())
