@@ -8,6 +8,7 @@ server (asks for more than it has, or for something it does not allow).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -36,6 +37,12 @@ CONTEXT_NAMES = {
     pb.CONTEXT_KIND_CONFIG: "config",
 }
 BUILTIN_MODULES = ("zako:context", "zako:core")
+# The virtual clock of a hermetic task that names no epoch: 2024-01-01T00:00:00Z, a fixed
+# point like a reproducible build's SOURCE_DATE_EPOCH (see Task.epoch).
+DEFAULT_EPOCH_MS = 1_704_067_200_000
+MAX_SEED_LENGTH = 256
+# Timestamps JavaScript's Date can hold: +-8.64e15 ms around 1970.
+_MAX_DATE_MS = 8_640_000_000_000_000
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,34 @@ def _queue_timeout(task: pb.Task, deadline_s: float | None) -> float | None:
     return min(limits) if limits else None
 
 
+def _epoch_ms(task: pb.Task) -> int:
+    if not task.HasField("epoch"):
+        return DEFAULT_EPOCH_MS
+    ms = task.epoch.seconds * 1000 + task.epoch.nanos // 1_000_000
+    if not 0 <= task.epoch.nanos < 1_000_000_000 or abs(ms) > _MAX_DATE_MS:
+        raise InvalidTask(
+            "task.epoch is outside the range JavaScript's Date can hold", field="task.epoch"
+        )
+    return ms
+
+
+def _seed(task: pb.Task, entry: str, modules: dict[str, str], input_json: str) -> str:
+    """The task's seed, or one derived from its content: the same task draws the same
+    numbers on every server, and tasks that differ in any byte draw different ones."""
+    if task.seed:
+        if len(task.seed) > MAX_SEED_LENGTH:
+            raise InvalidTask(
+                f"task.seed is longer than {MAX_SEED_LENGTH} characters", field="task.seed"
+            )
+        return task.seed
+    digest = hashlib.sha256()
+    for part in (entry, *(x for item in sorted(modules.items()) for x in item), input_json):
+        data = part.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return "content:" + digest.hexdigest()
+
+
 def validate(
     task: pb.Task, settings: Settings, *, deadline_s: float | None = None, tenant: str = "anonymous"
 ) -> Job:
@@ -239,6 +274,10 @@ def validate(
             "task_id": task_id,
             "labels": dict(task.labels),
             "system_access": bool(task.system_access),
+            # The virtual clock and PRNG seed of a hermetic context (the prelude ignores
+            # both under system access, where clock and randomness are real).
+            "epoch_ms": _epoch_ms(task),
+            "seed": _seed(task, entry, modules, input_json),
         },
         "timeout_s": timeout,
         "max_heap_bytes": int(request["memory"]),

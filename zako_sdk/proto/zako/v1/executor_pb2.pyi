@@ -103,7 +103,7 @@ class ResourceRequests(_message.Message):
     def __init__(self, cpu_millis: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., extras: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "source", "entry_name", "modules", "input_json", "context", "resources", "priority", "timeout", "labels", "system_access", "queue_timeout", "fresh_isolate")
+    __slots__ = ("id", "source", "entry_name", "modules", "input_json", "context", "resources", "priority", "timeout", "labels", "system_access", "queue_timeout", "fresh_isolate", "epoch", "seed")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +124,8 @@ class Task(_message.Message):
     SYSTEM_ACCESS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     FRESH_ISOLATE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
     id: str
     source: str
     entry_name: str
@@ -137,7 +139,9 @@ class Task(_message.Message):
     system_access: bool
     queue_timeout: _duration_pb2.Duration
     fresh_isolate: bool
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., entry_name: _Optional[str] = ..., modules: _Optional[_Iterable[_Union[Module, _Mapping]]] = ..., input_json: _Optional[str] = ..., context: _Optional[_Union[ContextKind, str]] = ..., resources: _Optional[_Union[ResourceRequests, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., system_access: _Optional[bool] = ..., queue_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fresh_isolate: _Optional[bool] = ...) -> None: ...
+    epoch: _timestamp_pb2.Timestamp
+    seed: str
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., entry_name: _Optional[str] = ..., modules: _Optional[_Iterable[_Union[Module, _Mapping]]] = ..., input_json: _Optional[str] = ..., context: _Optional[_Union[ContextKind, str]] = ..., resources: _Optional[_Union[ResourceRequests, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., system_access: _Optional[bool] = ..., queue_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fresh_isolate: _Optional[bool] = ..., epoch: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[str] = ...) -> None: ...
 
 class CancelTask(_message.Message):
     __slots__ = ("task_id", "reason")
