@@ -123,7 +123,6 @@ class Admission:
         self._demand: dict[str, float] = dict.fromkeys(policy.capacities, 0.0)
         self._running: Counter[str] = Counter()
         self._tenant_queued: Counter[str] = Counter()
-        self._tenant_use: dict[str, Counter[str]] = defaultdict(Counter)
         self._accepted: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
         self._deadlines: list[tuple[float, int, Ticket]] = []
@@ -211,10 +210,8 @@ class Admission:
             return
         ticket.state = "released"
         self._running[ticket.tenant] -= 1
-        use = self._tenant_use[ticket.tenant]
         for name, amount in ticket.request.items():
             self._in_use[name] -= amount
-            use[name] -= amount
         self._grant()
 
     def expire(self, now: float | None = None) -> list[Ticket]:
@@ -366,10 +363,8 @@ class Admission:
     def _start(self, ticket: Ticket, now: float) -> None:
         self._remove_waiting(ticket, "granted")
         self._running[ticket.tenant] += 1
-        use = self._tenant_use[ticket.tenant]
         for name, amount in ticket.request.items():
             self._in_use[name] += amount
-            use[name] += amount
         self.queue_wait.observe(max(now - ticket.enqueued_at, 0.0))
         if not ticket.granted.done():  # done: its waiter was cancelled and will release
             ticket.granted.set_result(None)

@@ -57,11 +57,11 @@ def cgroup_cpu_limit(root: Path) -> tuple[float, str] | None:
         period_text = _read(folder / "cpu.cfs_period_us")
         if quota_text and period_text:
             try:
-                quota, period = int(quota_text), int(period_text)
+                quota_us, period_us = int(quota_text), int(period_text)
             except ValueError:
                 return None
-            if quota > 0 and period > 0:
-                return quota / period, f"cgroup v1 {folder / 'cpu.cfs_quota_us'}"
+            if quota_us > 0 and period_us > 0:
+                return quota_us / period_us, f"cgroup v1 {folder / 'cpu.cfs_quota_us'}"
             return None
     return None
 

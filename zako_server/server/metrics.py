@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -31,6 +31,9 @@ from zako_server.server.stats import Histogram as DurationHistogram
 
 if TYPE_CHECKING:
     from zako_server.server.app import ZakoServer
+
+    _AioUnary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+    _AioStream = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
 
 _RPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -136,7 +139,7 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
         self,
         method: str,
         started: float,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
         error: BaseException | None,
     ) -> None:
         code = context.code()
@@ -151,17 +154,22 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        method = details.method.rsplit("/", 1)[-1]
-        if handler is None or not details.method.startswith("/zako."):
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        full_method = handler_call_details.method
+        method = full_method.rsplit("/", 1)[-1]
+        if handler is None or not full_method.startswith("/zako."):
             return handler
+        # grpc's stubs type a handler's behaviours as the sync API's; under grpc.aio they
+        # are coroutine functions (unary) and async generators (streams).
         if handler.unary_unary is not None:
-            inner = handler.unary_unary
+            inner = cast("_AioUnary", handler.unary_unary)
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 started, error = time.perf_counter(), None
                 try:
                     return await inner(request, context)
@@ -175,9 +183,9 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
                 unary, handler.request_deserializer, handler.response_serializer
             )
         if handler.stream_stream is not None:
-            inner_stream = handler.stream_stream
+            inner_stream = cast("_AioStream", handler.stream_stream)
 
-            async def stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def stream(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 started, error = time.perf_counter(), None
                 try:
                     async for response in inner_stream(requests, context):

@@ -21,7 +21,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from importlib import metadata
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 import psutil
@@ -83,7 +83,7 @@ def rejected_event(task_id: str, exc: TaskRejection) -> pb.SubmitResponse:
     return pb.SubmitResponse(task_id=task_id, time=timestamp(time.time()), rejected=rejected)
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: ZakoServerError) -> NoReturn:
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: ZakoServerError) -> NoReturn:
     """The single place a server error becomes an RPC status (with RetryInfo when useful)."""
     code = status_code(exc)
     message = exc.message
@@ -170,7 +170,9 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             protocol="zako.v1",
         )
 
-    async def _identify(self, context: grpc.aio.ServicerContext, admin: bool = False) -> Identity:
+    async def _identify(
+        self, context: grpc.aio.ServicerContext[Any, Any], admin: bool = False
+    ) -> Identity:
         """The caller, or the call ends with UNAUTHENTICATED / PERMISSION_DENIED."""
         try:
             identity = self.auth.identify(context.invocation_metadata())
@@ -185,7 +187,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         task: pb.Task,
         owner: object,
         emit: Emit,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
         tenant: str,
     ) -> pb.SubmitResponse | str:
         """Validate and submit: the accepted task's id, or the Rejected event to send."""
@@ -204,7 +206,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
     async def Submit(
         self,
         request_iterator: AsyncIterator[pb.SubmitRequest],
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.SubmitResponse]:
         owner = object()
         tenant = (await self._identify(context)).tenant
@@ -274,7 +276,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
     async def Run(
         self,
         request: pb.RunRequest,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.RunResponse:
         logs: list[pb.LogLine] = []
 
@@ -307,7 +309,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
     async def Cancel(
         self,
         request: pb.CancelRequest,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.CancelResponse:
         identity = await self._identify(context)
         try:
@@ -323,7 +325,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
     async def BroadcastGC(
         self,
         request: pb.BroadcastGCRequest,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.BroadcastGCResponse:
         await self._identify(context, admin=True)
         remaining = context.time_remaining()
@@ -345,7 +347,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
     async def Stats(
         self,
         request: pb.StatsRequest,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.StatsResponse:
         identity = await self._identify(context)
         pool = self.engine.pool.statistics()
@@ -442,7 +444,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
     async def Capabilities(
         self,
         request: pb.CapabilitiesRequest,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.CapabilitiesResponse:
         await self._identify(context)
         s = self.settings
