@@ -1,10 +1,16 @@
-# Two commands matter (see README): `make serve` and `make test`. Both set up .venv first.
+# Two commands matter (see README): `make serve` and `make test`; CI (.ci/run) runs
+# `make lint test`. Every target sets up .venv first.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUNTIME_JS := $(wildcard zako_server/worker/runtime/*.js)
+# buf breaking compares the contract with the newest release tag reachable from HEAD
+# (override: `make lint RELEASE_TAG=v0.2.0`). A clone has the tags; a shallow CI checkout
+# gets them from .ci/run.
+RELEASE_TAG ?= $(shell git describe --tags --abbrev=0 --match 'v[0-9]*' HEAD 2>/dev/null)
 
-.PHONY: setup serve test lint gen bench clean
+.PHONY: setup serve test lint lint-python lint-format lint-types lint-proto lint-js gen bench clean
 
 $(STAMP): pyproject.toml zako_server/jsdeps/package-lock.json
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,15 +24,36 @@ setup: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/zako-server $(ARGS)
 
+# pytest exits 5 when it collects no test, so a run that tests nothing fails too.
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(ARGS)
 
-lint: $(STAMP)
+# Each step is its own target, so `make -k lint` reports every failing one.
+lint: lint-python lint-format lint-types lint-proto lint-js
+
+lint-python: $(STAMP)
 	$(BIN)/ruff check .
+
+lint-format: $(STAMP)
+	$(BIN)/ruff format --check .
+
+# Strict on the SDK (it ships py.typed); the server at the settings in pyproject.toml.
+lint-types: $(STAMP)
+	$(BIN)/mypy --strict zako_sdk
+	$(BIN)/mypy zako_server
+
+lint-proto: $(STAMP)
 	$(BIN)/buf lint
+	@test -n "$(RELEASE_TAG)" || { \
+	  echo "no v* release tag to compare the contract with: git fetch --tags" >&2; exit 1; }
+	$(BIN)/buf breaking --against '.git#tag=$(RELEASE_TAG)'
+
+lint-js:
+	@test -n "$(RUNTIME_JS)" || { echo "no runtime scripts found" >&2; exit 1; }
+	for script in $(RUNTIME_JS); do node --check "$$script" || exit 1; done
 
 gen: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py
