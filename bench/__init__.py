@@ -1,5 +1,5 @@
 """Zako benchmarks: `python -m bench.run` (or `make bench`) prints the comparison tables.
 
 Every figure is measured against baselines taken in the same run on the same machine;
-see `bench/run.py` for what is measured and the README's Performance section for a run.
+see bench/README.md for what is measured and the run quoted in the README.
 """
