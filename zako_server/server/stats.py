@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from zako_sdk.stats import quantile
+
 # 1e-4 s .. ~1.3e2 s, four buckets per decade.
 BOUNDS: tuple[float, ...] = tuple(round(1e-4 * 10 ** (i / 4), 6) for i in range(25))
 
@@ -38,18 +40,9 @@ class Histogram:
         return Histogram(list(self.counts), self.count, self.total)
 
     def quantile(self, q: float) -> float:
-        """Estimate the q-quantile (0..1) by interpolating inside its bucket."""
-        if not self.count:
-            return 0.0
-        rank = q * self.count
-        seen = 0
-        for index, n in enumerate(self.counts):
-            if n and seen + n >= rank:
-                low = BOUNDS[index - 1] if index > 0 else 0.0
-                high = BOUNDS[index] if index < len(BOUNDS) else BOUNDS[-1] * 10
-                return low + (high - low) * max(rank - seen, 0.0) / n
-            seen += n
-        return BOUNDS[-1]
+        """Estimate the q-quantile (0..1): the SDK's estimate, so a server's p99 and the
+        p99 `stats_all()` computes from summed buckets are the same function."""
+        return quantile(BOUNDS, self.counts, q)
 
 
 class TaskCounts(Protocol):
