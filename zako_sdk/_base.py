@@ -227,7 +227,7 @@ def never_ran(outcome: Outcome, *, sent: bool) -> bool:
 
 def backoff_delay(retry: Retry, attempt: int, rand: float) -> float:
     """Seconds to wait after failed attempt number `attempt` (1-based); `rand` in [0, 1)."""
-    base = min(retry.max_backoff, retry.backoff * 2 ** (attempt - 1))
+    base = min(retry.max_backoff, retry.backoff * 2.0 ** (attempt - 1))
     return max(0.0, base * (1 + retry.jitter * (2 * rand - 1)))
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+from google.protobuf.message import Message
+
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.stats import quantile
 
@@ -37,6 +39,7 @@ _TASKS = ("accepted", "completed", "failed", "cancelled", "rejected")
 _TASK_MAPS = ("failed_by_reason", "rejected_by_reason")
 
 M = TypeVar("M")
+Msg = TypeVar("Msg", bound=Message)
 
 
 def _add_fields(total: Any, part: Any, names: Iterable[str]) -> None:
@@ -92,9 +95,9 @@ def _versions(parts: Sequence[pb.VersionInfo]) -> pb.VersionInfo:
     return total
 
 
-def _copy(message: M) -> M:
-    copy = type(message)()  # type: ignore[call-arg]
-    copy.CopyFrom(message)  # type: ignore[attr-defined]
+def _copy(message: Msg) -> Msg:
+    copy = type(message)()
+    copy.CopyFrom(message)
     return copy
 
 

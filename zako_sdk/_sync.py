@@ -14,14 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Literal, TypeVar, Unpack, overload
+from typing import Any, Literal, TypeVar, overload
 
 import grpc
 
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover
+    from typing_extensions import Unpack
+
 from zako_sdk._base import DEFAULT_TARGET, Metadata, Outcome, unwrap
-from zako_sdk.client import DEFAULT_RETRY, AsyncClient, OnLog, TaskHandle
+from zako_sdk._stream import OnLog, TaskHandle
+from zako_sdk.client import DEFAULT_RETRY, AsyncClient
 from zako_sdk.errors import ClientClosed, ZakoError
 from zako_sdk.models import ClusterStats, LogLine, Result, Retry, TaskOptions, TaskSpec
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
@@ -53,6 +60,11 @@ class SyncTaskHandle:
         return list(self._handle.logs)
 
     @property
+    def worker_id(self) -> str | None:
+        """The server's worker running the task, once it has started."""
+        return self._handle.worker_id
+
+    @property
     def replica(self) -> str | None:
         """The target the task was last sent to."""
         return self._handle.replica
@@ -65,14 +77,20 @@ class SyncTaskHandle:
     def done(self) -> bool:
         return self._handle.done()
 
-    def result(self, timeout: float | None = None) -> Result:
-        """Block until the task ends; its Result or the task's error.
+    def outcome(self, timeout: float | None = None) -> Outcome:
+        """Block until the task ends; its Result or its error, returned rather than raised.
 
         TimeoutError if `timeout` seconds pass first; the task keeps running (cancel it
         explicitly if it is no longer wanted).
         """
-        outcome: Outcome = self._client._call(self._handle.outcome, timeout=timeout)
-        return unwrap(outcome)
+        return self._client._call(self._handle.outcome, timeout=timeout)
+
+    def result(self, timeout: float | None = None) -> Result:
+        """Block until the task ends; its Result, or raise the task's error.
+
+        TimeoutError if `timeout` seconds pass first, as for `outcome()`.
+        """
+        return unwrap(self.outcome(timeout))
 
     def cancel(self, reason: str = "") -> None:
         """Ask the server to cancel the task; `result()` then raises TaskCancelled."""

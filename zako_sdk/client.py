@@ -16,10 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sys
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Literal, Unpack, overload
+from typing import Any, Literal, overload
 
 import grpc
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover
+    from typing_extensions import Unpack
 
 from zako_sdk._base import (
     DEFAULT_TARGET,
@@ -315,7 +321,10 @@ class AsyncClient:
             lane = handle._lane
             if lane is not None and not lane.replica.balanced:
                 try:
-                    return await self._unary("Cancel", request, lane.replica.stub)
+                    answer: pb.CancelResponse = await self._unary(
+                        "Cancel", request, lane.replica.stub
+                    )
+                    return answer
                 except RPCError as exc:
                     # Not on the server (not yet written, or just finished) while our
                     # stream still holds it: the in-band cancel settles it either way.

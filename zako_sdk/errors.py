@@ -24,7 +24,7 @@ SDK: `map_rpc_error` is the only door, and callers raise its result `from` the o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import grpc
 from google.rpc import error_details_pb2
@@ -229,7 +229,9 @@ def _rich_details(exc: grpc.RpcError) -> tuple[float | None, str]:
     if not callable(getattr(exc, "trailing_metadata", None)):
         return None, ""
     try:
-        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+        # Duck-typed: grpc.aio's AioRpcError has a Call's code/details/trailing_metadata
+        # without being a grpc.Call, and from_call reads only those.
+        status = rpc_status.from_call(cast("grpc.Call", exc))
     except Exception:
         return None, ""
     retry_after, quota = None, ""

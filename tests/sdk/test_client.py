@@ -12,6 +12,7 @@ import pytest
 from test_streams import Face
 
 from zako_sdk import (
+    CONTEXT_NAMES,
     AsyncClient,
     Client,
     InvalidTask,
@@ -55,7 +56,9 @@ async def test_hello_world(client):
     result = await client.run(HELLO, input={"name": "zako"})
     assert result.value == {"greeting": "hello zako"}
     assert result.logs[0].message.startswith("hello from")
-    assert result.timings.finished_at is not None and result.timings.run >= 0
+    # A task that ran has a start and a measured (non-zero) run time, read off the wire.
+    assert result.timings.started_at is not None and result.timings.finished_at is not None
+    assert result.timings.run > 0 and result.timings.queued >= 0
     assert result.task_id and result.worker_id
 
 
@@ -126,15 +129,30 @@ async def test_fresh_isolate_runs_and_says_so_in_the_timings(client):
     assert fresh.value == 2 and fresh.timings.warm_isolate is False
     unary = await client.run_unary("module.exports = 3", fresh_isolate=True)
     assert unary.value == 3 and unary.timings.warm_isolate is False
+    # By default the server reuses isolates: a tenant's next plain task runs warm (the
+    # pool hands it the worker that holds the first one's isolate).
     default = await client.run("module.exports = 4")
-    assert isinstance(default.timings.warm_isolate, bool)
+    again = await client.run("module.exports = 5")
+    assert default.value == 4 and again.value == 5 and again.timings.warm_isolate is True
 
 
 async def test_stats_and_capabilities(client):
     capabilities = await client.capabilities()
     assert capabilities.versions.protocol == "zako.v1"
-    assert isinstance(capabilities.isolate_reuse, bool)
-    assert (await client.stats()).pool.max_workers >= 1
+    assert capabilities.isolate_reuse is True  # the server's default, isolate_reuse=tenant
+    assert capabilities.context_kinds == CONTEXT_NAMES
+    assert capabilities.limits.max_timeout >= capabilities.limits.default_timeout > 0
+    stats = await client.stats()
+    assert (stats.pool.min_workers, stats.pool.max_workers) == (1, 2)  # test_settings
+    assert stats.time is not None and stats.uptime > 0
+
+
+async def test_capabilities_follow_the_server_settings(server_factory):
+    server = server_factory(isolate_reuse="never")
+    async with AsyncClient(server.target) as client:
+        assert (await client.capabilities()).isolate_reuse is False
+        assert (await client.run("module.exports = 1")).timings.warm_isolate is False
+        assert (await client.run("module.exports = 2")).timings.warm_isolate is False
 
 
 def test_cli_run_prints_json(zako_server, tmp_path: Path, capsys):
