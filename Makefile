@@ -1,10 +1,11 @@
 # Two commands matter (see README): `make serve` and `make test`; CI (.ci/run) runs
-# `make lint test`. Every target sets up .venv first.
+# `make lint test`. Targets that run Python set up .venv first.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-RUNTIME_JS := $(wildcard zako_server/worker/runtime/*.js)
+# Every script of the worker's JS runtime, subfolders included: `make lint` syntax-checks them.
+RUNTIME_JS := $(shell find zako_server/worker/runtime -name "*.js" -not -path "*/node_modules/*" | sort)
 # buf breaking compares the contract with the newest release tag reachable from HEAD
 # (override: `make lint RELEASE_TAG=v0.2.0`). A clone has the tags; a shallow CI checkout
 # gets them from .ci/run.
