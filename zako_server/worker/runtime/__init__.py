@@ -36,6 +36,8 @@ from typing import Any
 
 from py_mini_racer import MiniRacer
 
+from zako_server.worker.runtime import vendor
+
 TOKEN_HEX_CHARS = 32
 _WRAPPER_OPEN = "(function (exports, require, module, __filename, __dirname) {"
 # Module names that can be written into `//# sourceURL=` as they are; others get an alias
@@ -80,7 +82,8 @@ def prefix_length(token: str) -> int:
 def install_script(token: str) -> str:
     """The eval that installs the prelude into a fresh instance."""
     return (
-        f"({prelude_source()})({_js(token)},{prefix_length(token)},{lockdown_source()});\n"
+        f"({prelude_source()})({_js(token)},{prefix_length(token)},{lockdown_source()},"
+        f"{_source('web.js')},{_source('node.js')},{vendor.bundle_json()});\n"
         "//# sourceURL=zako:prelude"
     )
 

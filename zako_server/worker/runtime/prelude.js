@@ -16,7 +16,7 @@
  * - Error.prepareStackTrace is ours and fixed: it hides host frames, undoes the module
  *   wrapper's column shift on line 1 and remembers the innermost task frame per error.
  */
-(function zakoPrelude(token, prefixLength, lockdown) {
+(function zakoPrelude(token, prefixLength, lockdown, makeWeb, makeNode, vendor) {
   'use strict';
 
   // Intrinsics, captured before task code can replace them.
@@ -149,8 +149,22 @@
   });
   NativeError.stackTraceLimit = 50;
 
+  // Every task in a warm isolate shares this class, and any CapabilityError hands user
+  // code its prototype and constructor: both are frozen, in every isolate (issue 12). The
+  // name is an accessor, as lockdown.js tames inherited properties, so that assigning
+  // `e.name` on an instance still works.
   class CapabilityError extends NativeError {}
-  defineProperty(CapabilityError.prototype, 'name', { value: 'CapabilityError', writable: true, configurable: true });
+  {
+    const proto = CapabilityError.prototype;
+    const get = freeze(function () { return 'CapabilityError'; });
+    const set = freeze(function (value) {
+      if (this === proto) throw new NativeTypeError("Cannot assign to read only property 'name' of CapabilityError.prototype");
+      defineProperty(this, 'name', { value, writable: true, enumerable: true, configurable: true });
+    });
+    defineProperty(proto, 'name', { get, set, enumerable: false, configurable: false });
+    freeze(proto);
+    freeze(CapabilityError);
+  }
 
   function hostError(Ctor, message, reason, code) {
     const e = new Ctor(message);
@@ -307,26 +321,109 @@
     defineProperty(stub, 'name', { value: what });
     return stub;
   }
-  const deniedNamespaces = []; // immutable already; hardening must not ask them anything
-  function deniedNamespace(what) {
-    const fail = denied(what);
-    const namespace = new NativeProxy(freeze({ __proto__: null }), {
-      get: (t, key) => (key === Symbol.toStringTag ? what : fail()),
-      has: () => fail(), ownKeys: () => fail(), set: () => fail(), defineProperty: () => fail(),
-    });
-    append(deniedNamespaces, deniedNamespaces.length, namespace);
-    return namespace;
-  }
 
-  function setTimeoutImpl(fn, delay, ...args) {
+  // Per-task state of the virtual clock and the PRNG. Hermetic: Date.now() is the task's
+  // epoch for the whole task (time does not advance while it computes), and Math.random /
+  // crypto draw from ChaCha20 keyed by SHA-256 of the task's seed. System access: the real
+  // clock; Math.random is V8's own, crypto's stream is keyed from it and the seed.
+  const DEFAULT_EPOCH_MS = 1704067200000; // 2024-01-01T00:00:00Z, as validation.py
+  let hermetic = true;
+  let epochMs = DEFAULT_EPOCH_MS;
+  let seed = '';
+  let stream = null; // ChaCha20 keystream, made on the first draw of a task
+  const now = () => (hermetic ? epochMs : dateNow());
+  function draw() {
+    if (stream === null) {
+      const entropy = hermetic ? '' : '' + originalRandom() + originalRandom() + originalRandom() + originalRandom() + dateNow();
+      stream = web.chacha(web.sha256(web.utf8Encode('zako-seed:' + seed + entropy)));
+    }
+    return stream();
+  }
+  function randomBytes(bytes) {
+    for (let i = 0; i < bytes.length; i += 4) {
+      const r = draw();
+      for (let j = 0; j < 4 && i + j < bytes.length; j++) bytes[i + j] = r >>> (j * 8);
+    }
+    return bytes;
+  }
+  const seededRandom = function random() { return ((draw() >>> 5) * 67108864 + (draw() >>> 6)) / 9007199254740992; };
+
+  // The hermetic Date: the real one, except that "now" is the task's epoch. It keeps the
+  // real Date.prototype, so instanceof, subclasses and every method work as in Node.
+  const NativeDate = Date;
+  const dateToString = uncurry(Date.prototype.toString);
+  const HermeticDate = function Date(...args) {
+    if (new.target === undefined) return dateToString(new NativeDate(epochMs));
+    return Reflect.construct(NativeDate, args.length === 0 ? [epochMs] : args, new.target);
+  };
+  defineProperty(HermeticDate, 'length', { value: 7 });
+  defineProperty(HermeticDate, 'prototype', { value: NativeDate.prototype, writable: false, enumerable: false, configurable: false });
+  defineProperty(HermeticDate, 'now', { value: function now() { return epochMs; }, writable: true, configurable: true });
+  defineProperty(HermeticDate, 'parse', { value: NativeDate.parse, writable: true, configurable: true });
+  defineProperty(HermeticDate, 'UTC', { value: NativeDate.UTC, writable: true, configurable: true });
+
+  // Intl reads the current time when DateTimeFormat formats `undefined`.
+  const DTF = typeof Intl === 'object' ? Intl.DateTimeFormat.prototype : null;
+  const dtfFormat = DTF === null ? undefined : getOwnPropertyDescriptor(DTF, 'format');
+  const dtfParts = DTF === null ? undefined : getOwnPropertyDescriptor(DTF, 'formatToParts');
+
+  // Property patches for hermetic contexts: [object, key, hermetic descriptor or undefined
+  // (absent)]. They go in at install (hermetic is the default); only a config task with
+  // system access puts the originals back (changing globals costs V8 deoptimization work).
+  // What cannot be deterministic is absent, so feature detection sees the truth.
+  const patches = [
+    [G, 'Date', { value: HermeticDate, writable: true, enumerable: false, configurable: true }],
+    [NativeDate.prototype, 'constructor', { value: HermeticDate, writable: true, enumerable: false, configurable: true }],
+    [Math, 'random', { value: seededRandom, writable: true, enumerable: false, configurable: true }],
+    [G, 'WeakRef', undefined],
+    [G, 'Temporal', undefined],
+  ];
+  for (const name of ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval']) append(patches, patches.length, [G, name, undefined]);
+  if (dtfFormat !== undefined) {
+    const get = dtfFormat.get;
+    append(patches, patches.length, [DTF, 'format', { get: function format() {
+      const f = apply(get, this, []);
+      return (date) => f(date === undefined ? epochMs : date);
+    }, enumerable: false, configurable: true }]);
+  }
+  if (dtfParts !== undefined) {
+    const parts = dtfParts.value;
+    append(patches, patches.length, [DTF, 'formatToParts', { value: function formatToParts(date) {
+      return apply(parts, this, [date === undefined ? epochMs : date]);
+    }, writable: true, enumerable: false, configurable: true }]);
+  }
+  const originals = patches.map(([o, key]) => getOwnPropertyDescriptor(o, key));
+  const originalRandom = Math.random;
+  const applyPatches = (which) => {
+    for (let i = 0; i < patches.length; i++) {
+      const [o, key] = patches[i];
+      const d = which === 'hermetic' ? patches[i][2] : originals[i];
+      const now = getOwnPropertyDescriptor(o, key);
+      // mini-racer declares its timer globals with `var` (not deletable): undefined there.
+      if (d === undefined) { if (now !== undefined && !now.configurable) o[key] = undefined; else delete o[key]; }
+      else if (now !== undefined && !now.configurable) o[key] = d.value;
+      else defineProperty(o, key, d);
+    }
+  };
+
+  // Timers (system access only): Python schedules them and fires each in its own eval.
+  function addTimer(fn, delay, args, repeat) {
     if (typeof fn !== 'function') throw new NativeTypeError('The "callback" argument must be of type function');
     let ms = +delay;
     if (!(ms >= 1 && ms <= 2147483647)) ms = 1;
     const id = nextTimer++;
-    mapSet(timers, id, { fn, args, due: dateNow() + ms });
+    mapSet(timers, id, { fn, args, due: dateNow() + ms, every: repeat ? ms : 0 });
     return id;
   }
-  function clearTimeoutImpl(id) { mapDelete(timers, id); }
+  function clearTimer(id) { if (typeof id === 'number') mapDelete(timers, id); }
+  const timerGlobals = [
+    ['setTimeout', function setTimeout(fn, delay, ...args) { return addTimer(fn, delay, args, false); }],
+    ['setInterval', function setInterval(fn, delay, ...args) { return addTimer(fn, delay, args, true); }],
+    ['setImmediate', function setImmediate(fn, ...args) { return addTimer(fn, 0, args, false); }],
+    ['clearTimeout', function clearTimeout(id) { clearTimer(id); }],
+    ['clearInterval', function clearInterval(id) { clearTimer(id); }],
+    ['clearImmediate', function clearImmediate(id) { clearTimer(id); }],
+  ];
 
   function deepFreeze(v) {
     if (v !== null && typeof v === 'object') {
@@ -337,32 +434,39 @@
     return v;
   }
 
+  // Globals made on first use in a task and kept for that task only (web.js, node.js):
+  // an accessor on the global object, so a task that never reads one pays nothing, and
+  // nothing a task reaches through one is shared with the next task.
+  const taskValues = new NativeMap(); // name -> value made for the current task
+  function cached(name, make) {
+    if (mapHas(taskValues, name)) return mapGet(taskValues, name);
+    const value = make();
+    mapSet(taskValues, name, value);
+    return value;
+  }
+  function lazyGlobal(name, make) {
+    const get = function () { return cached('global:' + name, make); };
+    const set = function (value) {
+      defineProperty(this === undefined || this === null ? G : this, name, { value, writable: true, enumerable: false, configurable: true });
+    };
+    defineProperty(get, 'name', { value: 'get ' + name });
+    defineProperty(set, 'name', { value: 'set ' + name });
+    defineProperty(G, name, { get, set, enumerable: false, configurable: true });
+  }
+  const taskGlobal = (name) => G[name];
+
   // Kind-independent setup happens at install, off the request path (this also makes V8
   // compile these functions lazily there rather than during a task).
   setGlobal('__timer_manager', undefined);
-  // Always denied: each could run JavaScript outside an eval Python started.
-  setGlobal('SharedArrayBuffer', denied('SharedArrayBuffer'));
-  setGlobal('FinalizationRegistry', denied('FinalizationRegistry'));
-  setGlobal('Atomics', deniedNamespace('Atomics'));
-  setGlobal('WebAssembly', deniedNamespace('WebAssembly'));
-  setGlobal('queueMicrotask', (fn) => {
+  // Always absent: each could run JavaScript outside an eval Python started.
+  for (const name of ['SharedArrayBuffer', 'FinalizationRegistry', 'Atomics', 'WebAssembly']) delete G[name];
+  setGlobal('queueMicrotask', function queueMicrotask(fn) {
     if (typeof fn !== 'function') throw new NativeTypeError('The "callback" argument must be of type function');
     promiseThen(resolved(), () => fn());
   });
   setGlobal('console', makeConsole());
-  // Hermetic is the default: the stubs go in now, and only a config task with system
-  // access puts the originals back (changing globals costs V8 deoptimization work).
-  const DateStub = denied('Date');
-  DateStub.now = denied('Date.now');
-  DateStub.parse = denied('Date.parse');
-  DateStub.UTC = denied('Date.UTC');
-  const hermeticGlobals = [['Date', DateStub], ['WeakRef', denied('WeakRef')]];
-  for (const name of ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval']) hermeticGlobals.push([name, denied(name)]);
-  for (const name of ['Intl', 'Temporal']) if (name in G) hermeticGlobals.push([name, deniedNamespace(name)]);
-  const originals = hermeticGlobals.map(([name]) => [name, G[name]]);
-  const originalRandom = Math.random;
-  for (let i = 0; i < hermeticGlobals.length; i++) setGlobal(hermeticGlobals[i][0], hermeticGlobals[i][1]);
-  Math.random = denied('Math.random');
+  setGlobal('global', G);
+  applyPatches('hermetic');
 
   function configure(t, cfgText) {
     checkToken(t);
@@ -370,51 +474,103 @@
     configured = true;
     const cfg = parse(cfgText);
     const kind = '' + cfg.kind;
-    const hermetic = cfg.hermetic !== false;
+    hermetic = cfg.hermetic !== false;
     where = (hermetic ? 'a hermetic ' : 'a Zako ') + "'" + kind + "' context";
     maxLogBytes = cfg.maxLogBytes;
     maxResultBytes = cfg.maxResultBytes;
+    // Read defensively: the worker passes them as epochMs/seed (or epoch_ms).
+    const epoch = cfg.epochMs !== undefined ? cfg.epochMs : cfg.epoch_ms;
+    epochMs = typeof epoch === 'number' && epoch === epoch && epoch >= -8.64e15 && epoch <= 8.64e15 ? epoch : DEFAULT_EPOCH_MS;
+    seed = typeof cfg.seed === 'string' ? cfg.seed : '';
+    stream = null;
+    entry = typeof cfg.entry === 'string' ? cfg.entry : 'main.js';
     if (hardenedFor !== null) {
       // Python only sends a hardened isolate tasks with the same key; refuse otherwise.
       if (hardenedFor !== hermetic) throw new NativeError('isolate hardened for another context');
     } else if (!hermetic) {
-      for (let i = 0; i < originals.length; i++) {
-        if (originals[i][1] === undefined) delete G[originals[i][0]];
-        else setGlobal(originals[i][0], originals[i][1]);
-      }
-      Math.random = originalRandom;
-      setGlobal('setTimeout', setTimeoutImpl);
-      setGlobal('clearTimeout', clearTimeoutImpl);
+      applyPatches('system');
+      for (let i = 0; i < timerGlobals.length; i++) setGlobal(timerGlobals[i][0], timerGlobals[i][1]);
     }
     contextObject = deepFreeze({ kind, taskId: cfg.taskId, labels: cfg.labels, systemAccess: !hermetic });
-    coreModule = freeze({ version: cfg.version, log: (...args) => { emit('info', safe(() => format(args), '')); } });
+    const log = (...args) => { emit('info', safe(() => format(args), '')); };
+    coreModule = freeze({ version: cfg.version, log: freeze(log) });
     if (cfg.reuse === true && hardenedFor === null) harden(hermetic);
   }
 
   // ---- built-in modules ---------------------------------------------------------------
   // The loader asks isBuiltin(specifier) before resolving a path, and loadBuiltin for the
   // exports: 'zako:core', 'zako:context', and Node's built-in modules by both names
-  // ('path' and 'node:path'), as require.resolve('node:path') answers in Node.
+  // ('path' and 'node:path'), as require.resolve('node:path') answers in Node. Node's are
+  // made on first require in a task and kept for that task only (node.js).
+  let entry = 'main.js';
   const ZAKO_BUILTINS = freeze(['zako:core', 'zako:context']);
-  const NODE_BUILTINS = freeze([
-    'assert', 'assert/strict', 'buffer', 'events', 'path', 'path/posix', 'querystring',
-    'string_decoder', 'url', 'util', 'util/types', 'timers', 'process',
-  ]);
   const nodeName = (spec) => (typeof spec === 'string' && strStarts(spec, 'node:') ? strSlice(spec, 5) : spec);
+  let node = null; // node.js's exports, once the host below exists
   function isBuiltin(spec) {
     if (typeof spec !== 'string') return false;
     if (ZAKO_BUILTINS.indexOf(spec) >= 0) return true;
-    return NODE_BUILTINS.indexOf(nodeName(spec)) >= 0;
+    return node.names.indexOf(nodeName(spec)) >= 0;
   }
   function loadBuiltin(spec) {
     if (spec === 'zako:core') return coreModule;
     if (spec === 'zako:context') return contextObject;
-    throw hostError(NativeError, "Cannot find module '" + spec + "'", 'module_not_found', 'MODULE_NOT_FOUND');
+    const name = nodeName(spec);
+    if (typeof spec !== 'string' || node.names.indexOf(name) < 0) {
+      throw hostError(NativeError, "Cannot find module '" + spec + "'", 'module_not_found', 'MODULE_NOT_FOUND');
+    }
+    return cached('module:' + name, () => node.load(name));
   }
+
+  // The npm packages vendor.py sends (CommonJS), compiled on first use in a task; their
+  // frames are hidden from stack traces like the prelude's own.
+  const vendorSources = new NativeMap(); // path -> wrapper function, compiled once
+  function vendorModule(path) {
+    return cached('vendor:' + path, () => {
+      let fn = mapGet(vendorSources, path);
+      if (fn === undefined) {
+        const source = vendor.files[path];
+        if (typeof source !== 'string') throw new NativeError('the runtime library ' + path + ' is not installed (make setup)');
+        fn = strSlice(path, -5) === '.json' ? null
+          : indirectEval('(function (exports, require, module, __filename, __dirname) {' + source + '\n})\n//# sourceURL=zako:vendor/' + path);
+        mapSet(vendorSources, path, fn);
+      }
+      if (fn === null) return { exports: parse(vendor.files[path]) };
+      const module = { exports: {} };
+      mapSet(taskValues, 'vendor:' + path, module); // cycles see partial exports, as in Node
+      const links = vendor.requires[path] || {};
+      const require = (spec) => {
+        const target = links[spec];
+        return target !== undefined ? vendorModule(target) : loadBuiltin(spec);
+      };
+      apply(fn, module.exports, [module.exports, require, module, '/node_modules/' + path, '/node_modules/' + strSlice(path, 0, strLastIndexOf(path, '/'))]);
+      return module;
+    }).exports;
+  }
+
+  const host = freeze({
+    inspect: (v) => show(v),
+    format: (args) => format(args),
+    global: (name) => taskGlobal(name),
+    cached,
+    denied,
+    builtin: (name) => loadBuiltin(name),
+    vendor: (name) => vendorModule(vendor.mains[name]),
+    now,
+    randomBytes,
+    warn: (text) => emit('warn', '' + text),
+    write: (level, text) => emit(level, strSlice(text, -1) === '\n' ? strSlice(text, 0, -1) : text),
+    entry: () => entry,
+    v8Version: () => '',
+  });
+  const web = makeWeb(host);
+  node = makeNode(host);
+  for (let i = 0; i < web.names.length; i++) lazyGlobal(web.names[i], () => web.make(web.names[i]));
+  lazyGlobal('Buffer', () => loadBuiltin('buffer').Buffer);
+  lazyGlobal('process', () => loadBuiltin('process'));
 
   // ---- reuse ------------------------------------------------------------------------
   function harden(hermetic) {
-    lockdown(deniedNamespaces);
+    lockdown([]);
     hardenedFor = hermetic;
     const ks = ownKeys(G);
     globals = [];
@@ -456,6 +612,8 @@
     mapClear(files);
     mapClear(cache);
     mapClear(timers);
+    mapClear(taskValues);
+    stream = null;
     logs = [];
     logCount = 0;
     logBytes = 0;
@@ -511,7 +669,7 @@
 
   function resolve(from, spec) {
     if (typeof spec !== 'string') throw new NativeTypeError('require() expects a module name string');
-    if (spec === 'zako:core' || spec === 'zako:context') return spec;
+    if (isBuiltin(spec)) return spec;
     const relative = strStarts(spec, './') || strStarts(spec, '../');
     const nested = relative && from !== null;
     const base = normalize(nested ? dirname(from) + '/' + spec : spec);
@@ -526,8 +684,7 @@
 
   function load(from, spec) {
     const name = resolve(from, spec);
-    if (name === 'zako:core') return coreModule;
-    if (name === 'zako:context') return contextObject;
+    if (isBuiltin(name)) return loadBuiltin(name);
     const cached = mapGet(cache, name);
     if (cached !== undefined) return cached.exports;
     const require = (s) => load(name, s);
@@ -651,7 +808,8 @@
     checkToken(t);
     const timer = mapGet(timers, id);
     if (timer === undefined || outcome !== null) return;
-    mapDelete(timers, id);
+    if (timer.every > 0) timer.due = dateNow() + timer.every; // setInterval: due again
+    else mapDelete(timers, id);
     try { apply(timer.fn, undefined, timer.args); } catch (e) { settleError(e); } // uncaught: the task fails
   }
 
