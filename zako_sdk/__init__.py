@@ -24,6 +24,7 @@ types from here rather than generating its own. It is regenerated, never hand-ed
 """
 
 from zako_sdk._sync import Client, SyncTaskHandle
+from zako_sdk.capabilities import Capabilities
 from zako_sdk.client import AsyncClient, TaskHandle
 from zako_sdk.errors import (
     ClientClosed,
@@ -58,7 +59,7 @@ from zako_sdk.models import (
     Timings,
     UseClientDefault,
 )
-from zako_sdk.stats import Capabilities, GCReport, Stats, quantile
+from zako_sdk.stats import GCReport, Stats, quantile
 
 __all__ = [
     "CONTEXT_KINDS",

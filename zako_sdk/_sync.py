@@ -28,11 +28,12 @@ else:  # pragma: no cover
 
 from zako_sdk._base import DEFAULT_TARGET, Metadata, Outcome, unwrap
 from zako_sdk._stream import OnLog, TaskHandle
+from zako_sdk.capabilities import Capabilities
 from zako_sdk.client import DEFAULT_RETRY, AsyncClient
 from zako_sdk.errors import ClientClosed, ZakoError
 from zako_sdk.models import ClusterStats, LogLine, Result, Retry, TaskOptions, TaskSpec
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
-from zako_sdk.stats import Capabilities, GCReport, Stats
+from zako_sdk.stats import GCReport, Stats
 
 __all__ = ["Client", "SyncTaskHandle"]
 

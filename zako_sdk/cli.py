@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
 import grpc
 from google.protobuf import json_format
@@ -41,6 +41,7 @@ from zako_sdk.errors import (
     ZakoError,
 )
 from zako_sdk.models import CONTEXT_NAMES, LogLine, Result
+from zako_sdk.stats import JsonView
 
 __all__ = ["main"]
 
@@ -305,13 +306,7 @@ def _run(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-class _Answer(Protocol):
-    """What the server-describing calls return (Stats, GCReport, Capabilities)."""
-
-    def to_dict(self) -> dict[str, Any]: ...
-
-
-def _to_json(answer: _Answer | Message) -> str:
+def _to_json(answer: JsonView | Message) -> str:
     """The SDK value's own JSON view (proto field names, zeros printed so that
     `jq '.pool.busy > 0'` works), or a message's proto3 JSON in the same style."""
     if isinstance(answer, Message):
@@ -408,7 +403,7 @@ def _stats(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         time.sleep(args.watch)
 
 
-_ADMIN: dict[str, Callable[[Client, argparse.Namespace], _Answer | Message]] = {
+_ADMIN: dict[str, Callable[[Client, argparse.Namespace], JsonView | Message]] = {
     "gc": lambda client, _: client.gc(),
     "capabilities": lambda client, _: client.capabilities(),
     "cancel": lambda client, args: client.cancel(args.task_id, args.reason),

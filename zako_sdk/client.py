@@ -41,6 +41,7 @@ from zako_sdk._replicas import Cluster, Lane, StreamSet, cancelled_locally, firs
 from zako_sdk._stream import OnLog, TaskHandle
 from zako_sdk._sum import sum_stats
 from zako_sdk._targets import parse_targets
+from zako_sdk.capabilities import Capabilities
 from zako_sdk.errors import (
     ClientClosed,
     RPCError,
@@ -51,7 +52,7 @@ from zako_sdk.errors import (
 from zako_sdk.models import ClusterStats, Result, Retry, TaskOptions, TaskSpec
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
-from zako_sdk.stats import Capabilities, GCReport, Stats
+from zako_sdk.stats import GCReport, Stats
 
 __all__ = ["AsyncClient", "TaskHandle"]
 

@@ -1,15 +1,15 @@
-"""What a server says about itself: Stats, the BroadcastGC report and Capabilities.
+"""What a server reports about its workers: Stats, and the BroadcastGC report.
 
-    StatsResponse        ──Stats.from_proto────────▶ Stats (pool, queue, tasks, latency, …)
-    BroadcastGCResponse  ──GCReport.from_proto─────▶ GCReport
-    CapabilitiesResponse ──Capabilities.from_proto─▶ Capabilities
+    StatsResponse        ──Stats.from_proto────▶ Stats (pool, queue, tasks, latency, …)
+    BroadcastGCResponse  ──GCReport.from_proto─▶ GCReport
 
 Frozen dataclasses like the rest of `zako_sdk.models`, built once where the answer
 arrives, so callers never handle generated protobuf classes. Field names are the
 proto's (`stats.pool.busy`, `stats.tasks.failed_by_reason`), so the proto comments are
 their documentation and `zako stats --json | jq .pool.busy` reads the same path; only
 the well-known types change shape: a Duration is float seconds, a Timestamp an aware
-datetime (None if unset), an unset message None, a ContextKind its short name.
+datetime (None if unset), an unset message None. (What a server accepts is in
+`zako_sdk.capabilities`.)
 
 `quantile` is the one estimate of a percentile from histogram buckets: the server uses
 it for its own p50/p90/p99 and `stats_all()` for the summed buckets of a cluster.
@@ -23,16 +23,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zako_sdk.models import CONTEXT_KINDS, HeapUsage, _seconds, _time
+from zako_sdk.models import HeapUsage, _seconds, _time
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 __all__ = [
-    "Capabilities",
     "GCReport",
     "Histogram",
-    "Limits",
     "PoolStats",
-    "PriorityRange",
     "QueueStats",
     "ResourceStats",
     "Stats",
@@ -78,8 +75,9 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-class _JsonView:
-    """`to_dict()` for the top-level answers: field names as here, times as ISO 8601."""
+class JsonView:
+    """`to_dict()` for the top-level answers (Stats, GCReport, Capabilities): field names
+    as here, times as ISO 8601; what `zako stats --json` and friends print."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view, e.g. for `zako stats --json`."""
@@ -285,7 +283,7 @@ class TaskCounters:
 
 
 @dataclass(frozen=True)
-class Stats(_JsonView):
+class Stats(JsonView):
     """A snapshot of one server (or, from `stats_all()`, the sum of several).
 
         stats = client.stats()
@@ -346,7 +344,7 @@ class WorkerGC:
 
 
 @dataclass(frozen=True)
-class GCReport(_JsonView):
+class GCReport(JsonView):
     """What `gc()` did: each live worker's collection and the V8 heap bytes freed in all.
 
     print(client.gc().total_freed_bytes)
@@ -358,88 +356,3 @@ class GCReport(_JsonView):
     @classmethod
     def from_proto(cls, r: pb.BroadcastGCResponse) -> GCReport:
         return cls(tuple(WorkerGC.from_proto(w) for w in r.workers), r.total_freed_bytes)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The bounds the server enforces on a task; sizes in bytes, timeouts in seconds."""
-
-    max_message_bytes: int = 0
-    max_source_bytes: int = 0
-    max_modules: int = 0
-    max_input_bytes: int = 0
-    max_result_bytes: int = 0
-    max_log_bytes: int = 0
-    min_timeout: float = 0.0
-    default_timeout: float = 0.0
-    max_timeout: float = 0.0
-    default_memory_bytes: int = 0
-    max_memory_bytes: int = 0
-    max_tasks_per_stream: int = 0
-
-    @classmethod
-    def from_proto(cls, m: pb.Limits) -> Limits:
-        return cls(
-            m.max_message_bytes,
-            m.max_source_bytes,
-            m.max_modules,
-            m.max_input_bytes,
-            m.max_result_bytes,
-            m.max_log_bytes,
-            _seconds(m.min_timeout),
-            _seconds(m.default_timeout),
-            _seconds(m.max_timeout),
-            m.default_memory_bytes,
-            m.max_memory_bytes,
-            m.max_tasks_per_stream,
-        )
-
-
-@dataclass(frozen=True)
-class PriorityRange:
-    """Accepted `priority` values, inclusive; lower runs sooner."""
-
-    min: int = 0
-    max: int = 0
-
-
-_CONTEXT_NAME_OF = {kind: name for name, kind in CONTEXT_KINDS.items()}
-
-
-def _context_name(kind: int) -> str:
-    # A kind newer than this SDK still shows, by its wire name.
-    return _CONTEXT_NAME_OF.get(kind) or f"CONTEXT_KIND_{kind}"
-
-
-@dataclass(frozen=True)
-class Capabilities(_JsonView):
-    """What a server accepts, so a client can check a task before sending it.
-
-        caps = client.capabilities()
-        caps.limits.max_timeout, caps.context_kinds   # 300.0, ("package", "build", …)
-
-    `context_kinds` are the names `run(context=…)` takes; `isolate_reuse` says whether
-    tasks of one tenant share warm isolates (`fresh_isolate=True` opts out per task).
-    """
-
-    limits: Limits = field(default_factory=Limits)
-    context_kinds: tuple[str, ...] = ()
-    priority: PriorityRange = field(default_factory=PriorityRange)
-    builtin_modules: tuple[str, ...] = ()
-    system_access_allowed: bool = False
-    versions: VersionInfo = field(default_factory=VersionInfo)
-    resource_capacity: Mapping[str, float] = field(default_factory=dict)
-    isolate_reuse: bool = False
-
-    @classmethod
-    def from_proto(cls, c: pb.CapabilitiesResponse) -> Capabilities:
-        return cls(
-            Limits.from_proto(c.limits),
-            tuple(_context_name(kind) for kind in c.context_kinds),
-            PriorityRange(c.priority.min, c.priority.max),
-            tuple(c.builtin_modules),
-            c.system_access_allowed,
-            VersionInfo.from_proto(c.versions),
-            dict(c.resource_capacity),
-            c.isolate_reuse,
-        )

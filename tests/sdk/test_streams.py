@@ -297,6 +297,15 @@ async def test_failure_raises_task_failed_with_the_js_error(client):
     assert info.value.js_error.line == 2 and "at main.js:2:9" in str(info.value)
 
 
+async def test_a_handle_names_its_worker_and_returns_a_failure_as_its_outcome(client):
+    handle = await client.submit(script("throw", message="kept"))
+    outcome = await handle.outcome()  # returned, not raised
+    assert isinstance(outcome, TaskFailed) and outcome.js_error.message == "kept"
+    assert handle.worker_id == "w1"
+    with pytest.raises(TaskFailed, match="kept"):
+        await handle.result()
+
+
 async def test_cancel_goes_in_band_and_fails_the_handle(client, fake):
     handle = await client.submit(script("hang"))
     await asyncio.sleep(0.05)
