@@ -1,0 +1,125 @@
+"""Hermetic contexts are deterministic: the same task returns the same bytes on any server.
+
+Two servers are started with different LANG/TZ in their environment (their workers inherit
+it) and at different wall times; a task that reads the clock, draws random numbers and
+formats for a locale must answer both identically, and a task with another seed or epoch
+must not.
+"""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
+
+TASK = """module.exports = () => ({
+  now: Date.now(),
+  date: new Date().toString(),
+  called: Date(),
+  local: new Date(2020, 0, 2, 3, 4, 5).toString(),
+  offset: new Date().getTimezoneOffset(),
+  random: [Math.random(), Math.random()],
+  bytes: Array.from(crypto.getRandomValues(new Uint8Array(8))),
+  uuid: crypto.randomUUID(),
+  number: (1234567.891).toLocaleString(),
+  array: [1234.5, new Date(0)].toLocaleString(),
+  intl: new Intl.NumberFormat().format(9876543.21),
+  dateTime: new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'long' }).format(),
+  zone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+  locale: Intl.NumberFormat().resolvedOptions().locale,
+  performance: [performance.timeOrigin, performance.now()],
+})"""
+
+HOSTS = [
+    {"LANG": "de_DE.UTF-8", "LC_ALL": "de_DE.UTF-8", "TZ": "America/New_York"},
+    {"LANG": "ja_JP.UTF-8", "LC_ALL": "", "TZ": "Asia/Tokyo"},
+]
+
+
+async def run_on(server, **fields) -> pb.RunResponse:
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        return await stub.Run(
+            pb.RunRequest(task=pb.Task(source=TASK, context=pb.CONTEXT_KIND_BUILD, **fields)),
+            timeout=30,
+        )
+
+
+async def answers(server_factory, monkeypatch, **fields) -> list[str]:
+    out = []
+    for env in HOSTS:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        server = server_factory(min_workers=1, max_workers=1)
+        reply = await run_on(server, **fields)
+        assert reply.WhichOneof("outcome") == "completed", reply
+        out.append(reply.completed.result.value_json)
+    return out
+
+
+async def test_the_same_task_gives_identical_bytes_on_servers_with_other_locales_and_zones(
+    server_factory, monkeypatch
+):
+    first, second = await answers(server_factory, monkeypatch)
+    assert first == second
+    value = json.loads(first)
+    assert value["now"] == 1_704_067_200_000
+    assert value["date"] == "Mon Jan 01 2024 00:00:00 GMT+0000 (Coordinated Universal Time)"
+    assert value["called"] == value["date"]
+    assert value["local"] == "Thu Jan 02 2020 03:04:05 GMT+0000 (Coordinated Universal Time)"
+    assert value["offset"] == 0
+    assert value["number"] == "1,234,567.891"
+    assert value["array"] == "1,234.5,1/1/1970, 12:00:00 AM"
+    assert value["intl"] == "9,876,543.21"
+    assert value["dateTime"] == "Monday, January 1, 2024 at 12:00:00 AM UTC"
+    assert (value["zone"], value["locale"]) == ("UTC", "en-US")
+    assert value["performance"] == [1_704_067_200_000, 0]
+    assert all(0 <= r < 1 for r in value["random"]) and value["random"][0] != value["random"][1]
+    assert value["uuid"][14] == "4"
+
+
+async def test_another_seed_or_epoch_changes_what_it_should(zako_server):
+    base = json.loads((await run_on(zako_server)).completed.result.value_json)
+    again = json.loads((await run_on(zako_server)).completed.result.value_json)
+    assert base == again
+
+    seeded = json.loads((await run_on(zako_server, seed="other")).completed.result.value_json)
+    for key in ("random", "bytes", "uuid"):
+        assert seeded[key] != base[key], key
+    assert seeded["now"] == base["now"] and seeded["number"] == base["number"]
+
+    epoch = Timestamp(seconds=86_400)
+    moved = json.loads((await run_on(zako_server, epoch=epoch)).completed.result.value_json)
+    assert moved["now"] == 86_400_000
+    assert moved["date"] == "Fri Jan 02 1970 00:00:00 GMT+0000 (Coordinated Universal Time)"
+    assert moved["random"] == base["random"]  # the seed derives from content, not the epoch
+
+
+async def test_the_default_seed_follows_the_tasks_content(zako_server):
+    async with grpc.aio.insecure_channel(zako_server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+
+        async def draw(input_json: str) -> float:
+            task = pb.Task(source="module.exports = () => Math.random()", input_json=input_json)
+            reply = await stub.Run(pb.RunRequest(task=task), timeout=30)
+            return json.loads(reply.completed.result.value_json)
+
+        assert await draw("1") == await draw("1")
+        assert await draw("1") != await draw("2")
+
+
+async def test_system_access_has_the_real_clock_and_randomness(zako_server):
+    source = "module.exports = () => [Date.now(), Math.random(), crypto.randomUUID()]"
+    async with grpc.aio.insecure_channel(zako_server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        values = []
+        for _ in range(2):
+            task = pb.Task(source=source, context=pb.CONTEXT_KIND_CONFIG, system_access=True)
+            reply = await stub.Run(pb.RunRequest(task=task), timeout=30)
+            values.append(json.loads(reply.completed.result.value_json))
+    assert values[0][0] > 1_704_067_200_000  # the real clock, later than the default epoch
+    assert values[0][1] != values[1][1] and values[0][2] != values[1][2]
