@@ -31,8 +31,15 @@ from zako_sdk._stream import OnLog, TaskHandle
 from zako_sdk.capabilities import Capabilities
 from zako_sdk.client import DEFAULT_RETRY, AsyncClient
 from zako_sdk.errors import ClientClosed, ZakoError
-from zako_sdk.models import ClusterStats, LogLine, Result, Retry, TaskOptions, TaskSpec
-from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.models import (
+    CancelResult,
+    ClusterStats,
+    LogLine,
+    Result,
+    Retry,
+    TaskOptions,
+    TaskSpec,
+)
 from zako_sdk.stats import GCReport, Stats
 
 __all__ = ["Client", "SyncTaskHandle"]
@@ -244,7 +251,7 @@ class Client:
         specs = list(tasks)
         return self._call(lambda: self._async.batch(specs, return_exceptions=return_exceptions))
 
-    def cancel(self, task_id: str, reason: str = "") -> pb.CancelResponse:
+    def cancel(self, task_id: str, reason: str = "") -> CancelResult:
         """Cancel a queued or running task by id: on the replica this client sent it to,
         else on whichever replica has it (see AsyncClient.cancel).
 

@@ -25,8 +25,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import grpc
-from google.protobuf import json_format
-from google.protobuf.message import Message
 
 from zako_sdk._base import DEFAULT_TARGET
 from zako_sdk._sync import Client
@@ -40,7 +38,7 @@ from zako_sdk.errors import (
     Unauthenticated,
     ZakoError,
 )
-from zako_sdk.models import CONTEXT_NAMES, LogLine, Result
+from zako_sdk.models import CONTEXT_NAMES, CancelResult, LogLine, Result
 from zako_sdk.stats import JsonView
 
 __all__ = ["main"]
@@ -242,7 +240,10 @@ def build_parser(default_target: str) -> argparse.ArgumentParser:
         "timeouts in seconds, context kinds by name)",
     )
     cancel = commands.add_parser(
-        "cancel", parents=[common], help="cancel a task by id (asks every replica)"
+        "cancel",
+        parents=[common],
+        help='cancel a task by id (asks every replica); prints {"previous_state": '
+        '"queued" | "running"}',
     )
     cancel.add_argument("task_id", metavar="ID")
     cancel.add_argument("--reason", default="cancelled from the zako CLI")
@@ -306,17 +307,9 @@ def _run(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _to_json(answer: JsonView | Message) -> str:
-    """The SDK value's own JSON view (proto field names, zeros printed so that
-    `jq '.pool.busy > 0'` works), or a message's proto3 JSON in the same style."""
-    if isinstance(answer, Message):
-        return json_format.MessageToJson(
-            answer,
-            preserving_proto_field_name=True,
-            always_print_fields_with_no_presence=True,
-            indent=2,
-            unquote_int64_if_possible=True,
-        )
+def _to_json(answer: JsonView | CancelResult) -> str:
+    """The SDK value's own JSON view: proto field names, zeros printed (so that
+    `jq '.pool.busy > 0'` works), durations in seconds, enums by short name."""
     return json.dumps(answer.to_dict(), indent=2, ensure_ascii=False)
 
 
@@ -403,7 +396,7 @@ def _stats(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         time.sleep(args.watch)
 
 
-_ADMIN: dict[str, Callable[[Client, argparse.Namespace], JsonView | Message]] = {
+_ADMIN: dict[str, Callable[[Client, argparse.Namespace], JsonView | CancelResult]] = {
     "gc": lambda client, _: client.gc(),
     "capabilities": lambda client, _: client.capabilities(),
     "cancel": lambda client, args: client.cancel(args.task_id, args.reason),

@@ -49,7 +49,7 @@ from zako_sdk.errors import (
     ZakoError,
     map_rpc_error,
 )
-from zako_sdk.models import ClusterStats, Result, Retry, TaskOptions, TaskSpec
+from zako_sdk.models import CancelResult, ClusterStats, Result, Retry, TaskOptions, TaskSpec
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_sdk.stats import GCReport, Stats
@@ -303,7 +303,7 @@ class AsyncClient:
                 return handle
         return None
 
-    async def cancel(self, task_id: str, reason: str = "") -> pb.CancelResponse:
+    async def cancel(self, task_id: str, reason: str = "") -> CancelResult:
         """Cancel a queued or running task by id (unary Cancel; RPCError NOT_FOUND if none).
 
             await client.cancel("3f2a…", "superseded")
@@ -312,6 +312,9 @@ class AsyncClient:
         of every replica, and the cancel succeeds if one of them had it. A task waiting
         here between attempts is cancelled on the spot (previous state QUEUED).
         """
+        return CancelResult.from_proto(await self._cancel(task_id, reason))
+
+    async def _cancel(self, task_id: str, reason: str) -> pb.CancelResponse:
         request = pb.CancelRequest(task_id=task_id, reason=reason)
         handle = self._find(task_id)
         if handle is not None:

@@ -1,4 +1,6 @@
-"""Value objects the SDK hands out and takes in: results, logs, errors, task specs.
+"""Value objects the SDK hands out and takes in: results, logs, errors, task specs, the
+answer to a cancel. (What a server reports about itself is in `zako_sdk.stats` and
+`zako_sdk.capabilities`.)
 
 They are frozen dataclasses built from the wire messages once, at the edge, so callers
 never touch generated protobuf classes (whose API is awkward: unset vs zero, Timestamp
@@ -8,6 +10,7 @@ objects) and can compare, print and construct these in their own tests.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +29,7 @@ __all__ = [
     "CONTEXT_KINDS",
     "CONTEXT_NAMES",
     "USE_CLIENT_DEFAULT",
+    "CancelResult",
     "ClusterStats",
     "ContextName",
     "HeapUsage",
@@ -36,6 +40,7 @@ __all__ = [
     "Retry",
     "TaskOptions",
     "TaskSpec",
+    "TaskState",
     "Timings",
     "UseClientDefault",
 ]
@@ -339,3 +344,32 @@ class ClusterStats:
     replicas: Mapping[str, Stats]
     total: Stats
     errors: Mapping[str, ZakoError] = field(default_factory=dict)
+
+
+class TaskState(enum.IntEnum):
+    """Where a task was when a cancel reached it; the numbers are the wire's TaskState."""
+
+    UNSPECIFIED = 0
+    QUEUED = 1
+    RUNNING = 2
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """What `cancel()` found: QUEUED means the task never ran, RUNNING that it was stopped.
+
+    if client.cancel(task_id).previous_state is TaskState.QUEUED: ...
+    """
+
+    previous_state: TaskState
+
+    @classmethod
+    def from_proto(cls, response: pb.CancelResponse) -> CancelResult:
+        try:
+            return cls(TaskState(response.previous_state))
+        except ValueError:  # a state newer than this SDK
+            return cls(TaskState.UNSPECIFIED)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view, e.g. for `zako cancel`: the state by its short name."""
+        return {"previous_state": self.previous_state.name.lower()}

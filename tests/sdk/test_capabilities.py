@@ -6,7 +6,7 @@ import json
 
 from google.protobuf.duration_pb2 import Duration
 
-from zako_sdk import CONTEXT_NAMES, Capabilities, GCReport, HeapUsage
+from zako_sdk import CONTEXT_NAMES, CancelResult, Capabilities, GCReport, HeapUsage, TaskState
 from zako_sdk.capabilities import Limits, PriorityRange
 from zako_sdk.cli import EXIT_OK, main
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
@@ -94,3 +94,15 @@ def test_cli_capabilities_and_gc_print_the_values_as_json(zako_server, capsys):
     assert {"workers", "total_freed_bytes"} == set(report)
     # min_workers=1: there is always a live worker to collect.
     assert report["workers"] and all(w["worker_id"] for w in report["workers"])
+
+
+def test_cancel_result_names_the_wire_states():
+    # The enum's numbers are the wire's, so it also compares equal to pb constants.
+    assert [(s.name, int(s)) for s in TaskState] == [
+        (pb.TaskState.Name(n).removeprefix("TASK_STATE_"), n) for n in pb.TaskState.values()
+    ]
+    running = CancelResult.from_proto(pb.CancelResponse(previous_state=pb.TASK_STATE_RUNNING))
+    assert running.previous_state is TaskState.RUNNING
+    assert running.to_dict() == {"previous_state": "running"}
+    newer = CancelResult.from_proto(pb.CancelResponse(previous_state=7))  # type: ignore[arg-type]
+    assert newer.previous_state is TaskState.UNSPECIFIED

@@ -24,6 +24,7 @@ from zako_sdk import (
     TaskCancelled,
     TaskFailed,
     TaskSpec,
+    TaskState,
     Unavailable,
 )
 from zako_sdk.cli import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, main
@@ -265,7 +266,7 @@ def test_cli_cancel_asks_every_replica(fakes, capsys):
         handle = owner.submit(script("hang"))
         time.sleep(0.1)
         assert main(["cancel", handle.task_id, "--target", targets]) == EXIT_OK
-        assert json.loads(capsys.readouterr().out)["previous_state"] == "TASK_STATE_RUNNING"
+        assert json.loads(capsys.readouterr().out) == {"previous_state": "running"}
         with pytest.raises(TaskCancelled):
             handle.result(timeout=5)
 
@@ -278,9 +279,7 @@ async def test_a_task_waiting_for_its_retry_is_cancelled_here(fakes):
         by_id = await client.submit(refused)
         await asyncio.sleep(0.1)
         await by_handle.cancel("changed my mind")
-        assert (await client.cancel(by_id.task_id, "by id")).previous_state == (
-            pb.TASK_STATE_QUEUED
-        )
+        assert (await client.cancel(by_id.task_id, "by id")).previous_state is TaskState.QUEUED
         for handle, reason in ((by_handle, "changed my mind"), (by_id, "by id")):
             with pytest.raises(TaskCancelled, match=reason) as info:
                 await asyncio.wait_for(handle.result(), 5)
