@@ -17,6 +17,9 @@
  * before freezing. Assigning on the prototype itself throws a TypeError (even in sloppy
  * code), which the worker recognises and answers by re-running the task fresh.
  *
+ * The same goes for the methods of the typed arrays' shared prototype, which Buffer's own
+ * prototype overrides.
+ *
  * Left alone on purpose: properties V8 guards with protectors (Array.prototype's
  * constructor and iterator, Promise.prototype.then ...); turning them into accessors
  * would switch optimised paths for arrays, promises and for-of off in every later task.
@@ -95,6 +98,13 @@
   if (typeof AggregateError === 'function') everything.push(AggregateError.prototype);
   for (const proto of everything) {
     for (const key of ownKeys(proto)) if (key !== '__proto__') tame(proto, key);
+  }
+  // Typed arrays' shared prototype too, but its methods only: Buffer (node.js) subclasses
+  // Uint8Array and assigns its own fill, slice, toString ... on Buffer.prototype. The
+  // constructor and the iterator stay data properties (V8 protectors guard them).
+  const typedProto = getPrototypeOf(Uint8Array.prototype);
+  for (const key of ownKeys(typedProto)) {
+    if (key !== 'constructor' && key !== Symbol.iterator) tame(typedProto, key); // data properties only
   }
 
   const seen = new Set(skip);

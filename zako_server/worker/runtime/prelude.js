@@ -156,12 +156,15 @@
   class CapabilityError extends NativeError {}
   {
     const proto = CapabilityError.prototype;
-    const get = freeze(function () { return 'CapabilityError'; });
-    const set = freeze(function (value) {
-      if (this === proto) throw new NativeTypeError("Cannot assign to read only property 'name' of CapabilityError.prototype");
-      defineProperty(this, 'name', { value, writable: true, enumerable: true, configurable: true });
-    });
-    defineProperty(proto, 'name', { get, set, enumerable: false, configurable: false });
+    // Accessors written as methods: they have no `prototype` object to leak through.
+    const { get, set } = getOwnPropertyDescriptor({
+      get name() { return 'CapabilityError'; },
+      set name(value) {
+        if (this === proto) throw new NativeTypeError("Cannot assign to read only property 'name' of CapabilityError.prototype");
+        defineProperty(this, 'name', { value, writable: true, enumerable: true, configurable: true });
+      },
+    }, 'name');
+    defineProperty(proto, 'name', { get: freeze(get), set: freeze(set), enumerable: false, configurable: false });
     freeze(proto);
     freeze(CapabilityError);
   }
@@ -542,7 +545,12 @@
         const target = links[spec];
         return target !== undefined ? vendorModule(target) : loadBuiltin(spec);
       };
-      apply(fn, module.exports, [module.exports, require, module, '/node_modules/' + path, '/node_modules/' + strSlice(path, 0, strLastIndexOf(path, '/'))]);
+      try {
+        apply(fn, module.exports, [module.exports, require, module, '/node_modules/' + path, '/node_modules/' + strSlice(path, 0, strLastIndexOf(path, '/'))]);
+      } catch (e) {
+        mapDelete(taskValues, 'vendor:' + path); // as Node: a module that threw is not cached
+        throw e;
+      }
       return module;
     }).exports;
   }

@@ -284,12 +284,12 @@
       get aborted() { return this.#aborted; }
       get reason() { return this.#reason; }
       throwIfAborted() { if (this.#aborted) throw this.#reason; }
-      static abort(reason) { const s = new AbortSignal(ABORT); AbortSignal.signal(s, reason); return s; }
+      static abort(reason) { const s = new AbortSignal(ABORT); signal(s, reason); return s; }
       static any(signals) {
         const s = new AbortSignal(ABORT);
         for (const o of signals) {
-          if (o.aborted) { AbortSignal.signal(s, o.reason); break; }
-          o.addEventListener('abort', () => AbortSignal.signal(s, o.reason), { once: true });
+          if (o.aborted) { signal(s, o.reason); break; }
+          o.addEventListener('abort', () => signal(s, o.reason), { once: true });
         }
         return s;
       }
