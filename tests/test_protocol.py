@@ -1,50 +1,178 @@
-"""The pipe framing, as the parent parses it: frames out of arbitrarily cut chunks."""
+"""The pipe protocol: framing out of arbitrarily cut chunks, and every frame type's round
+trip through `encode` / `decode`, which also refuse what is not a frame."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from zako_server import protocol
-from zako_server.protocol import FrameParser, ProtocolError
+from zako_server.protocol import (
+    BadFrame,
+    CancelFrame,
+    DoneEvent,
+    ExitFrame,
+    FailureReason,
+    FrameParser,
+    GcEvent,
+    GcFrame,
+    HeapFigures,
+    JsError,
+    LogEvent,
+    ProtocolError,
+    ReadyEvent,
+    RunFrame,
+    StartedEvent,
+    TaskContext,
+)
 
-MESSAGES = [
-    {"ev": "started", "id": "t1"},
-    {"ev": "done", "id": "t1", "ok": True, "value": '"é ✓"'},
-    {"ev": "log", "id": "t2", "message": "x" * 70_000},
+RUN = RunFrame(
+    "t1",
+    "main.js",
+    {"main.js": "module.exports = require('./lib')", "lib.js": "module.exports = 'é'"},
+    '{"n": 1}',
+    TaskContext("config", "t1", {"team": "core"}, True, epoch_ms=1_700_000_000_000, seed="s"),
+    2.5,
+    64 << 20,
+    65536,
+    1 << 20,
+    "acme",
+    500,
+)
+HEAP = HeapFigures(1, 2, 3)
+FRAMES = [
+    RUN,
+    CancelFrame("t1"),
+    GcFrame(),
+    ExitFrame(),
+    ReadyEvent(42, "14.4", "0.14.0"),
+    StartedEvent("t1"),
+    LogEvent("t2", "warn", "x" * 70_000, 1.5),
+    DoneEvent("t1", 0.001, 0.002, HEAP, 0, True, value='"é ✓"'),
+    DoneEvent(
+        "t1",
+        0.0,
+        0.0,
+        None,
+        3,
+        False,
+        reason=FailureReason.SYNTAX_ERROR,
+        error=JsError("SyntaxError", "Unexpected end", "SyntaxError: ...", "main.js", 1, 18),
+    ),
+    GcEvent(HEAP, HeapFigures(1, 1, 3), 100, 90),
 ]
-STREAM = b"".join(protocol.encode(m) for m in MESSAGES)
+STREAM = b"".join(protocol.encode(f) for f in FRAMES)
+
+
+@pytest.mark.parametrize("frame", FRAMES, ids=lambda f: type(f).__name__)
+def test_every_frame_comes_back_as_it_was_sent(frame):
+    encoded = protocol.encode(frame)
+    (length,) = protocol.HEADER.unpack_from(encoded)
+    assert length == len(encoded) - protocol.HEADER.size
+    assert protocol.decode(encoded[protocol.HEADER.size :]) == frame
+
+
+def test_a_failure_reason_comes_back_as_the_enum():
+    done = protocol.decode(protocol.encode(FRAMES[-2])[protocol.HEADER.size :])
+    assert isinstance(done, DoneEvent) and done.reason is FailureReason.SYNTAX_ERROR
+    assert not done.ok and FRAMES[-3].ok
+
+
+def test_the_wire_names_each_frame_by_op_or_ev():
+    def tag(frame: protocol.Frame) -> tuple[str, str]:
+        raw = json.loads(protocol.encode(frame)[protocol.HEADER.size :])
+        return ("op", raw["op"]) if "op" in raw else ("ev", raw["ev"])
+
+    assert [tag(f) for f in FRAMES] == [
+        ("op", "run"),
+        ("op", "cancel"),
+        ("op", "gc"),
+        ("op", "exit"),
+        ("ev", "ready"),
+        ("ev", "started"),
+        ("ev", "log"),
+        ("ev", "done"),
+        ("ev", "done"),
+        ("ev", "gc"),
+    ]
 
 
 @pytest.mark.parametrize("cut", [1, 3, 4, 5, 4096, 65_536, len(STREAM)])
 def test_frames_come_out_whole_however_the_bytes_are_cut(cut):
     parser = FrameParser()
-    out = []
+    bodies = []
     for start in range(0, len(STREAM), cut):
-        out += parser.feed(STREAM[start : start + cut])
-    assert out == MESSAGES
+        bodies += parser.feed(STREAM[start : start + cut])
+    assert [protocol.decode(b) for b in bodies] == FRAMES
     assert parser.pending == 0
 
 
 def test_a_truncated_frame_is_held_back_and_shows_as_pending():
     parser = FrameParser()
-    assert parser.feed(STREAM[:-10]) == MESSAGES[:2]
+    assert len(parser.feed(STREAM[:-10])) == len(FRAMES) - 1
     assert parser.pending > 0
 
 
 @pytest.mark.parametrize(
-    "frame",
+    "body",
+    [b"{x}", b"[]", b"\xff\xfe"],  # not JSON, not an object, not UTF-8
+)
+def test_what_is_not_a_json_object_is_a_protocol_error(body):
+    with pytest.raises(ProtocolError) as caught:
+        protocol.decode(body)
+    assert not isinstance(caught.value, BadFrame)  # the stream is not to be trusted
+
+
+def test_a_corrupt_length_prefix_is_a_protocol_error():
+    with pytest.raises(ProtocolError):
+        FrameParser().feed(protocol.HEADER.pack(protocol.MAX_FRAME_BYTES + 1))
+
+
+@pytest.mark.parametrize(
+    ("raw", "tag", "task_id"),
     [
-        protocol.HEADER.pack(3) + b"{x}",  # not JSON
-        protocol.HEADER.pack(2) + b"[]",  # not an object
-        protocol.HEADER.pack(2) + b"\xff\xfe",  # not UTF-8
-        protocol.HEADER.pack(protocol.MAX_FRAME_BYTES + 1),  # a corrupt length prefix
+        ({"op": "reboot"}, "reboot", None),
+        ({"ev": "done", "id": "t1"}, "done", "t1"),  # fields missing
+        ({"op": "cancel", "id": "t1", "why": "x"}, "cancel", "t1"),  # an unknown field
+        ({"op": "cancel", "id": 7}, "cancel", None),  # a wrong type
+        ({"ev": "log", "id": "t", "level": "loud", "message": "", "ts": 1.0}, "log", "t"),
+        ({"ev": "started", "id": True}, "started", None),
+        ({**json.loads(protocol.encode(RUN)[4:]), "timeout_s": "2"}, "run", "t1"),
+        ({**json.loads(protocol.encode(RUN)[4:]), "context": {"kind": "build"}}, "run", "t1"),
+        ({**json.loads(protocol.encode(FRAMES[-2])[4:]), "reason": "bored"}, "done", "t1"),
+        ({**json.loads(protocol.encode(FRAMES[-2])[4:]), "heap": {"used": 1.5}}, "done", "t1"),
     ],
 )
-def test_corrupt_frames_raise_protocol_error(frame):
-    with pytest.raises(ProtocolError):
-        FrameParser().feed(frame)
+def test_an_object_that_is_not_a_frame_is_a_bad_frame_naming_what_it_could(raw, tag, task_id):
+    with pytest.raises(BadFrame) as caught:
+        protocol.decode(json.dumps(raw).encode())
+    assert (caught.value.tag, caught.value.id) == (tag, task_id)
 
 
-def test_encode_keeps_non_ascii_as_utf8():
-    frame = protocol.encode({"v": "é"})
-    assert frame[protocol.HEADER.size :] == '{"v":"é"}'.encode()
+def test_optional_fields_may_be_null_and_integers_pass_for_floats():
+    raw = json.loads(protocol.encode(RUN)[4:])
+    raw["timeout_s"] = 3
+    raw["context"]["epoch_ms"] = raw["context"]["seed"] = raw["reuse"] = None
+    frame = protocol.decode(json.dumps(raw).encode())
+    assert isinstance(frame, RunFrame) and frame.timeout_s == 3 and frame.reuse_key is None
+    assert frame.context.epoch_ms is None and frame.context.seed is None
+
+
+def test_encode_keeps_non_ascii_as_utf8_and_replaces_lone_surrogates():
+    frame = protocol.encode(StartedEvent("é"))
+    assert frame[protocol.HEADER.size :] == '{"id":"é","ev":"started"}'.encode()
+    log = protocol.decode(protocol.encode(LogEvent("t", "info", "a\ud800b", 1.0))[4:])
+    assert isinstance(log, LogEvent) and log.message == "a?b"
+
+
+def test_the_reuse_key_needs_a_tenant_and_room_for_a_task():
+    assert RUN.reuse_key == ("acme", "config", False)  # config with system access
+    context = TaskContext("config", "t", {}, False)
+    assert RunFrame("t", "m", {}, "", context, 1, 1, 1, 1, "a", 1).reuse_key == (
+        "a",
+        "config",
+        True,
+    )
+    assert RunFrame("t", "m", {}, "", context, 1, 1, 1, 1, "a", 0).reuse_key is None
+    assert RunFrame("t", "m", {}, "", context, 1, 1, 1, 1, None, 9).reuse_key is None

@@ -1,37 +1,22 @@
 """The pipe protocol between the pool (parent) and a V8 worker process (child).
 
+    parent ──RunFrame, CancelFrame, GcFrame, ExitFrame──▶ child stdin
+    parent ◀──ReadyEvent, StartedEvent, LogEvent, DoneEvent, GcEvent── child frame fd
+
+Every message is one of the dataclasses below; their docstrings are the specification.
 Frames are a 4-byte big-endian length followed by that many bytes of UTF-8 JSON (one
-object). JSON rather than protobuf: the messages are small, few and internal, JSON keeps
-them readable in a debugger and needs no second code generator; the task's input and
-result already travel as JSON text and pass through untouched.
+object, tagged by "op" parent->child or "ev" child->parent). JSON rather than protobuf:
+the messages are small, few and internal, JSON keeps them readable in a debugger and
+needs no second code generator; the task's input and result already travel as JSON text
+and pass through untouched. `encode` and `decode` are the one place where a dataclass
+becomes a JSON object and back, checking each field's type on the way in.
 
 The child reads frames on stdin and writes frames on a private duplicate of its
 original stdout; its fd 1 is pointed at stderr so that nothing V8 or a library prints
-can corrupt the frame stream.
+can corrupt the frame stream. Server and worker always ship together: there is no
+version negotiation, and a frame either side does not understand is a bug.
 
-Parent -> child ("op"):
-    run     {"op":"run","id":str,"entry":str,"modules":{name:source},"input":str,
-             "context":{"kind":str,"task_id":str,"labels":{..},"system_access":bool},
-             "timeout_s":float,"max_heap_bytes":int,"max_log_bytes":int,
-             "max_result_bytes":int}
-            `entry` names the entry module; it is one of `modules`.
-    cancel  {"op":"cancel","id":str}
-    gc      {"op":"gc"}            -> one "gc" event (after the current task, if any)
-    exit    {"op":"exit"}          -> the child closes its V8 instances and exits 0
-
-Child -> parent ("ev"):
-    ready   {"ev":"ready","pid":int,"v8_version":str,"mini_racer_version":str}
-    started {"ev":"started","id":str}
-    log     {"ev":"log","id":str,"level":"debug|info|warn|error","message":str,"ts":float}
-    done    {"ev":"done","id":str,"ok":bool,"value":str (ok), "reason":str (not ok),
-             "error":{"name","message","stack","module","line","column","code"} (not ok),
-             "cpu_s":float,"run_s":float,"heap":{"used":int,"total":int,"limit":int},
-             "logs_dropped":int}
-            reason is one of FAILURE_REASONS, or "cancelled". In `error`, module/line/column
-            are null when no task frame is known (e.g. a non-Error throw, a timeout), and
-            "code" is the thrown error's `code` property as a string (e.g.
-            "MODULE_NOT_FOUND"), or null.
-    gc      {"ev":"gc","before":{heap},"after":{heap},"rss_before":int,"rss_after":int}
+Imported by both processes, so it must stay free of gRPC, protobuf and V8.
 """
 
 from __future__ import annotations
@@ -39,30 +24,47 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-from typing import IO, Any
+import types
+import typing
+from dataclasses import MISSING, dataclass, fields, is_dataclass
+from enum import Enum
+from typing import Any, ClassVar, Literal
 
 HEADER = struct.Struct(">I")
 # A frame carries at most one task (sources + input) or one result; the server's own
 # limits keep those far below this. It only guards against a corrupted length prefix.
 MAX_FRAME_BYTES = 512 * 1024 * 1024
 
-FAILURE_REASONS = (
-    "js_error",
-    "syntax_error",
-    "timeout",
-    "out_of_memory",
-    "deadlock",
-    "not_serializable",
-    "result_too_large",
-    "worker_lost",
-    "module_not_found",
-    "capability_denied",
-    "internal",
-)
+Op = Literal["run", "cancel", "gc", "exit"]
+Ev = Literal["ready", "started", "log", "done", "gc"]
+LogLevel = Literal["debug", "info", "warn", "error"]
+LOG_LEVELS: frozenset[str] = frozenset(typing.get_args(LogLevel))
+
+
+class FailureReason(str, Enum):
+    """Why a task did not complete: the `reason` of a failed DoneEvent. A str, so it
+    goes into JSON (and compares) as its value.
+
+    The engine maps each to the contract's pb.FailureReason in one table, except
+    CANCELLED, which is not a failure: the task ends with a Cancelled event.
+    """
+
+    JS_ERROR = "js_error"
+    SYNTAX_ERROR = "syntax_error"
+    TIMEOUT = "timeout"
+    OUT_OF_MEMORY = "out_of_memory"
+    DEADLOCK = "deadlock"
+    NOT_SERIALIZABLE = "not_serializable"
+    RESULT_TOO_LARGE = "result_too_large"
+    WORKER_LOST = "worker_lost"
+    MODULE_NOT_FOUND = "module_not_found"
+    CAPABILITY_DENIED = "capability_denied"
+    INTERNAL = "internal"
+    CANCELLED = "cancelled"
 
 
 # The warm-isolate key of a task, (tenant, context kind, hermetic): the pool picks a worker
-# by it and the worker keys its isolates by it, so both sides must compute it alike.
+# by it and the worker keys its isolates by it, so both sides take it from RunFrame.
 ReuseKey = tuple[str, str, bool]
 
 
@@ -75,25 +77,320 @@ class ProtocolError(Exception):
     """The peer sent something that is not a frame of this protocol."""
 
 
+class BadFrame(ProtocolError):
+    """A whole JSON object that is not a valid frame. The stream itself is intact, so
+    the reader may skip it; `tag` ("op" or "ev" value) and `id` are what could be read of
+    it (a worker answers a malformed run with an internal failure: one done per run)."""
+
+    def __init__(self, why: str, tag: object, task_id: object) -> None:
+        super().__init__(why)
+        self.tag = tag if isinstance(tag, str) else None
+        self.id = task_id if isinstance(task_id, str) else None
+
+
+# ---- parent -> child --------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TaskContext:
+    """What the task's `zako:context` module and the prelude's hardening see.
+
+    `epoch_ms` and `seed` pin the hermetic clock and PRNG; None lets the prelude choose
+    its defaults (they reach its configuration only when set)."""
+
+    kind: str  # package | build | rule | toolchain | config
+    task_id: str
+    labels: dict[str, str]
+    system_access: bool
+    epoch_ms: int | None = None
+    seed: str | None = None
+
+    @property
+    def hermetic(self) -> bool:
+        return is_hermetic(self.kind, self.system_access)
+
+
+@dataclass(slots=True)
+class RunFrame:
+    """Run one task; the child answers StartedEvent, LogEvent*, then exactly one DoneEvent.
+
+    `entry` names the entry module, one of `modules` (name -> source). `input` is JSON
+    text ("" for none). `reuse` is the tenant whose warm isolate may run the task (None:
+    a fresh isolate), `reuse_max_tasks` how many tasks one warm isolate may run. A run
+    that arrives while another runs waits in order behind it."""
+
+    TAG: ClassVar[str] = "run"
+    id: str
+    entry: str
+    modules: dict[str, str]
+    input: str
+    context: TaskContext
+    timeout_s: float
+    max_heap_bytes: int
+    max_log_bytes: int
+    max_result_bytes: int
+    reuse: str | None
+    reuse_max_tasks: int
+
+    @property
+    def reuse_key(self) -> ReuseKey | None:
+        """Which warm isolate may run this task; None: it wants a fresh one."""
+        if self.reuse is None or self.reuse_max_tasks <= 0:
+            return None
+        return (self.reuse, self.context.kind, self.context.hermetic)
+
+
+@dataclass(slots=True)
+class CancelFrame:
+    """Stop task `id`: running, it ends with reason CANCELLED; queued, it never starts
+    (its DoneEvent still comes). An unknown id is ignored."""
+
+    TAG: ClassVar[str] = "cancel"
+    id: str
+
+
+@dataclass(slots=True)
+class GcFrame:
+    """Collect garbage in every idle isolate; one GcEvent answers, after the current
+    (or already received) task if there is one."""
+
+    TAG: ClassVar[str] = "gc"
+
+
+@dataclass(slots=True)
+class ExitFrame:
+    """Close the V8 instances and exit 0; queued runs end CANCELLED."""
+
+    TAG: ClassVar[str] = "exit"
+
+
+# ---- child -> parent --------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class HeapFigures:
+    """V8 heap bytes of one isolate (or a sum over isolates). In a DoneEvent, `limit` is
+    the task's own heap limit, not V8's."""
+
+    used: int = 0
+    total: int = 0
+    limit: int = 0
+
+
+@dataclass(slots=True)
+class JsError:
+    """A failed task's error. module/line/column are None when no task frame is known
+    (a non-Error throw, a timeout); `code` is the thrown error's `code` property as a
+    string (e.g. "MODULE_NOT_FOUND"), or None."""
+
+    name: str
+    message: str
+    stack: str
+    module: str | None = None
+    line: int | None = None
+    column: int | None = None
+    code: str | None = None
+
+
+@dataclass(slots=True)
+class ReadyEvent:
+    """The child is up, with a spare isolate made: it takes runs from now on."""
+
+    TAG: ClassVar[str] = "ready"
+    pid: int
+    v8_version: str
+    mini_racer_version: str
+
+
+@dataclass(slots=True)
+class StartedEvent:
+    """The child began task `id` (before this, a lost worker means it never ran)."""
+
+    TAG: ClassVar[str] = "started"
+    id: str
+
+
+@dataclass(slots=True)
+class LogEvent:
+    """One console line of task `id`; `ts` is its wall-clock time in seconds. Every log
+    of a task comes before its DoneEvent."""
+
+    TAG: ClassVar[str] = "log"
+    id: str
+    level: LogLevel
+    message: str
+    ts: float
+
+
+@dataclass(slots=True)
+class DoneEvent:
+    """How task `id` ended: `value` (its result as JSON text) when `reason` is None,
+    else `reason` and `error`. `heap` is None only when the parent made this up for a
+    worker that could not send it. `warm`: the task ran in an isolate an earlier task
+    had used."""
+
+    TAG: ClassVar[str] = "done"
+    id: str
+    cpu_s: float
+    run_s: float
+    heap: HeapFigures | None
+    logs_dropped: int
+    warm: bool
+    value: str | None = None
+    reason: FailureReason | None = None
+    error: JsError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+@dataclass(slots=True)
+class GcEvent:
+    """The answer to a GcFrame: the idle isolates' heaps summed, and the process's RSS."""
+
+    TAG: ClassVar[str] = "gc"
+    before: HeapFigures
+    after: HeapFigures
+    rss_before: int
+    rss_after: int
+
+
+ParentFrame = RunFrame | CancelFrame | GcFrame | ExitFrame
+ChildEvent = ReadyEvent | StartedEvent | LogEvent | DoneEvent | GcEvent
+Frame = ParentFrame | ChildEvent
+
+# ---- encode / decode: the one mapping between dataclasses and JSON objects ----------------
+
+
+def _to_json(value: Any) -> dict[str, Any]:
+    """The JSON encoder's hook for dataclasses (enums are str and need none)."""
+    tag = _TAG_KEYS.get(type(value))
+    out = {name: getattr(value, name) for name in _FIELD_NAMES[type(value)]}
+    if tag is not None:
+        out[tag] = value.TAG
+    return out
+
+
 # Made once: json.dumps/loads build or look these up on every call with options.
-_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_to_json).encode
 _decode_json = json.JSONDecoder().decode
 
 
-def encode(message: dict[str, Any]) -> bytes:
-    """Serialize one message as a length-prefixed frame."""
-    body = _encode_json(message).encode()
+def encode(frame: Frame) -> bytes:
+    """Serialize one frame as a length-prefixed UTF-8 JSON object."""
+    text = _encode_json(frame)
+    try:
+        body = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate from V8: never lose a frame over it
+        body = text.encode("utf-8", "replace")
     return HEADER.pack(len(body)) + body
 
 
-def _decode_body(body: bytes | bytearray) -> dict[str, Any]:
+class _Field:
+    """How one field of a frame is checked (and built, for nested types) on decode.
+
+    `exact` holds the JSON types that pass unchanged, tested with one set lookup: the
+    common case, on the per-task path. Everything else goes through `check`."""
+
+    __slots__ = ("build", "choices", "exact", "name", "optional", "types")
+
+    def __init__(self, name: str, hint: Any) -> None:
+        self.name = name
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        args = typing.get_args(hint) if union else ()
+        self.optional = type(None) in args
+        if args:
+            (hint,) = [a for a in args if a is not type(None)]
+        self.choices: frozenset[Any] | None = None
+        self.build: Any = None
+        origin = typing.get_origin(hint)
+        if origin is Literal:
+            self.choices = frozenset(typing.get_args(hint))
+            self.types: tuple[type, ...] = (str,)
+        elif origin is not None:
+            self.types = (origin,)
+        elif isinstance(hint, type) and issubclass(hint, Enum):
+            self.types, self.build = (str,), hint
+        elif isinstance(hint, type) and is_dataclass(hint):
+            self.types, self.build = (dict,), _decoder(hint)
+        elif hint is float:
+            self.types = (float, int)
+        else:
+            self.types = (hint,)
+        plain = self.choices is None and self.build is None
+        self.exact = frozenset(
+            (self.types if plain else ()) + ((type(None),) if self.optional else ())
+        )
+
+    def check(self, value: Any) -> Any:
+        if value is None and self.optional:
+            return None
+        if not isinstance(value, self.types) or (
+            isinstance(value, bool) and bool not in self.types
+        ):
+            raise TypeError(f"{self.name} is {type(value).__name__}")
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{self.name} {value!r} is not one of {sorted(self.choices)}")
+        return value if self.build is None else self.build(value)
+
+
+def _decoder(cls: type) -> Any:
+    hints = typing.get_type_hints(cls)
+    plan = [
+        (f.name, f.exact, f.check) for f in (_Field(g.name, hints[g.name]) for g in fields(cls))
+    ]
+    required = frozenset(
+        f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+    )
+
+    def build(raw: dict[str, Any]) -> Any:
+        kwargs = {}
+        for name, exact, check in plan:
+            if name in raw:
+                value = raw[name]
+                kwargs[name] = value if type(value) in exact else check(value)
+        if len(kwargs) != len(raw):
+            raise ValueError(f"unknown keys {sorted(set(raw) - set(kwargs))}")
+        missing = required.difference(kwargs) if len(kwargs) < len(plan) else ()
+        if missing:
+            raise ValueError(f"missing {', '.join(sorted(missing))}")
+        return cls(**kwargs)
+
+    return build
+
+
+_PARENT = (RunFrame, CancelFrame, GcFrame, ExitFrame)
+_CHILD = (ReadyEvent, StartedEvent, LogEvent, DoneEvent, GcEvent)
+_TAG_KEYS: dict[type, str] = {cls: "op" for cls in _PARENT} | {cls: "ev" for cls in _CHILD}
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls))
+    for cls in (*_PARENT, *_CHILD, TaskContext, HeapFigures, JsError)
+}
+_DECODERS: dict[str, dict[str, Any]] = {
+    "op": {cls.TAG: _decoder(cls) for cls in _PARENT},
+    "ev": {cls.TAG: _decoder(cls) for cls in _CHILD},
+}
+
+
+def decode(body: bytes | bytearray) -> Frame:
+    """One frame from its JSON body. Raises BadFrame for a JSON object that is not a
+    frame, ProtocolError for anything that is not a JSON object."""
     try:
-        message = _decode_json(body.decode())
+        raw = _decode_json(body.decode())
     except ValueError as exc:
         raise ProtocolError(f"frame is not JSON: {exc}") from exc
-    if not isinstance(message, dict):
+    if not isinstance(raw, dict):
         raise ProtocolError("frame is not a JSON object")
-    return message
+    key = "op" if "op" in raw else "ev"
+    tag = raw.pop(key, None)
+    build = _DECODERS[key].get(tag) if isinstance(tag, str) else None
+    if build is None:
+        raise BadFrame(f"unknown frame {key} {tag!r}", tag, raw.get("id"))
+    try:
+        return build(raw)
+    except (TypeError, ValueError) as exc:
+        raise BadFrame(f"malformed {tag} frame: {exc}", tag, raw.get("id")) from exc
 
 
 def _check_length(length: int) -> None:
@@ -101,8 +398,8 @@ def _check_length(length: int) -> None:
         raise ProtocolError(f"frame of {length} bytes exceeds {MAX_FRAME_BYTES}")
 
 
-async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
-    """Read one message; None at a clean end of stream."""
+async def read_body(reader: asyncio.StreamReader) -> bytes | None:
+    """Read one frame's body (for `decode`); None at a clean end of stream."""
     try:
         header = await reader.readexactly(HEADER.size)
     except asyncio.IncompleteReadError as exc:
@@ -112,15 +409,16 @@ async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
     (length,) = HEADER.unpack(header)
     _check_length(length)
     try:
-        body = await reader.readexactly(length)
+        return await reader.readexactly(length)
     except asyncio.IncompleteReadError as exc:
         raise ProtocolError("stream ended inside a frame") from exc
-    return _decode_body(body)
 
 
 class FrameParser:
-    """Frames out of a byte stream fed in arbitrary chunks (a protocol's data_received),
-    for readers that want no task and no StreamReader between the pipe and the frames."""
+    """Frame bodies out of a byte stream fed in arbitrary chunks (a protocol's
+    data_received), for readers that want no task and no StreamReader between the pipe
+    and the frames. Bodies, not frames: one that does not decode is skipped by the
+    reader, and the ones after it still arrive."""
 
     __slots__ = ("_buffer",)
 
@@ -132,11 +430,11 @@ class FrameParser:
         """Bytes of an incomplete frame held back (non-zero at EOF: a truncated frame)."""
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> list[dict[str, Any]]:
-        """Every message completed by `data`; raises ProtocolError on a corrupt frame."""
+    def feed(self, data: bytes) -> list[bytes]:
+        """Every frame body completed by `data`; raises ProtocolError on a corrupt length."""
         buffer = self._buffer
         buffer += data
-        messages = []
+        bodies = []
         start, end = 0, len(buffer)
         while end - start >= HEADER.size:
             (length,) = HEADER.unpack_from(buffer, start)
@@ -144,23 +442,8 @@ class FrameParser:
             stop = start + HEADER.size + length
             if stop > end:
                 break
-            messages.append(_decode_body(buffer[start + HEADER.size : stop]))
+            bodies.append(bytes(buffer[start + HEADER.size : stop]))
             start = stop
         if start:
             del buffer[:start]
-        return messages
-
-
-def read_frame_sync(stream: IO[bytes]) -> dict[str, Any] | None:
-    """Blocking twin of read_frame, for simple tools and tests."""
-    header = stream.read(HEADER.size)
-    if not header:
-        return None
-    if len(header) < HEADER.size:
-        raise ProtocolError("stream ended inside a frame header")
-    (length,) = HEADER.unpack(header)
-    _check_length(length)
-    body = stream.read(length)
-    if len(body) < length:
-        raise ProtocolError("stream ended inside a frame")
-    return _decode_body(body)
+        return bodies

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from zako_server.protocol import ReuseKey
-from zako_server.server.affinity import choose, reuse_key
+from zako_server.protocol import ReuseKey, RunFrame, TaskContext
+from zako_server.server.affinity import choose
+from zako_server.server.worker_handle import WorkerState
 
 A: ReuseKey = ("acme", "build", True)
 B: ReuseKey = ("globex", "build", True)
@@ -16,22 +17,25 @@ B: ReuseKey = ("globex", "build", True)
 @dataclass
 class Fake:
     warm_key: ReuseKey | None = None
-    state: str = "idle"
+    state: WorkerState = "idle"
 
 
-def frame(reuse: str | None, kind: str = "build", system_access: bool = False) -> dict:
-    return {"reuse": reuse, "context": {"kind": kind, "system_access": system_access}}
+def frame(
+    reuse: str | None, kind: str = "build", system_access: bool = False, max_tasks: int = 500
+) -> RunFrame:
+    context = TaskContext(kind, "t", {}, system_access)
+    return RunFrame("t", "main.js", {"main.js": ""}, "", context, 1.0, 1, 1, 1, reuse, max_tasks)
 
 
 def test_reuse_key_is_tenant_kind_and_hermeticity():
-    assert reuse_key(frame("acme")) == ("acme", "build", True)
-    assert reuse_key(frame("acme", "config")) == ("acme", "config", True)
-    assert reuse_key(frame("acme", "config", system_access=True)) == ("acme", "config", False)
+    assert frame("acme").reuse_key == ("acme", "build", True)
+    assert frame("acme", "config").reuse_key == ("acme", "config", True)
+    assert frame("acme", "config", system_access=True).reuse_key == ("acme", "config", False)
 
 
 def test_a_fresh_isolate_task_has_no_key():
-    assert reuse_key(frame(None)) is None
-    assert reuse_key({"context": {"kind": "build"}}) is None  # a frame from before reuse
+    assert frame(None).reuse_key is None
+    assert frame("acme", max_tasks=0).reuse_key is None  # no isolate would be kept for it
 
 
 def test_a_worker_warm_for_the_key_wins_even_when_not_longest_idle():

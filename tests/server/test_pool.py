@@ -12,6 +12,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_server.protocol import StartedEvent
 
 
 async def test_killed_worker_fails_only_its_task_and_is_replaced(server_factory):
@@ -158,19 +159,23 @@ def test_dispatch_to_a_worker_dead_before_the_pool_noticed_is_redone(server_fact
     server = server_factory(min_workers=1, max_workers=1)
     pool = server.server.pool
     job = validate(pb.Task(id="raced", source="module.exports = 'ran'"), server.settings)
-    events: list[dict] = []
+    started: list[str] = []  # the workers that said they began it
 
     async def race():
         victim = pool.workers()[0]
         os.kill(victim.pid, signal.SIGKILL)
         time.sleep(0.2)  # noqa: ASYNC251 - blocks the loop on purpose: the pool cannot see the death yet
-        result = await pool.run(job.frame, events.append)
+        result = await pool.run(
+            job.frame,
+            lambda event, worker: (
+                started.append(worker.id) if isinstance(event, StartedEvent) else None
+            ),
+        )
         return victim, result
 
     victim, result = server.call(race())
-    assert result["ok"] and result["value"] == '"ran"', result
-    started = [e for e in events if e["ev"] == "started"]
-    assert len(started) == 1 and started[0]["worker_id"] != victim.id
+    assert result.ok and result.value == '"ran"', result
+    assert len(started) == 1 and started[0] != victim.id
 
 
 async def test_a_tenants_tasks_return_to_the_worker_warm_for_it(server_factory):

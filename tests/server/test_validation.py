@@ -42,14 +42,16 @@ def test_a_good_task_becomes_a_worker_frame():
         SETTINGS,
     )
     assert job.task_id == "t1"
-    assert job.frame["entry"] == "main.js"
-    assert job.frame["modules"] == {"main.js": "module.exports = 1", "lib/u.js": "x"}
-    assert job.frame["context"] == {
-        "kind": "rule",
-        "task_id": "t1",
-        "labels": {"k": "v"},
-        "system_access": False,
-    }
+    assert job.frame.id == "t1"
+    assert job.frame.entry == "main.js"
+    assert job.frame.modules == {"main.js": "module.exports = 1", "lib/u.js": "x"}
+    context = job.frame.context
+    assert (context.kind, context.task_id, context.labels, context.system_access) == (
+        "rule",
+        "t1",
+        {"k": "v"},
+        False,
+    )
     assert job.timeout_s == SETTINGS.default_timeout
     assert job.request == {"cpu": 1000.0, "memory": float(1 << 20)}
     assert job.size_bytes == len("module.exports = 1") + 1 + len('{"a": 1}')
@@ -146,16 +148,16 @@ def test_timeout_is_capped_by_server_max_and_call_deadline():
 
 def test_the_frame_asks_for_a_warm_isolate_of_the_callers_tenant():
     job = validate(task(), SETTINGS, tenant="acme")
-    assert job.frame["reuse"] == "acme"
-    assert job.frame["reuse_max_tasks"] == SETTINGS.isolate_max_tasks == 500
+    assert job.frame.reuse == "acme"
+    assert job.frame.reuse_max_tasks == SETTINGS.isolate_max_tasks == 500
 
 
 def test_fresh_isolate_task_gets_no_reuse_key():
-    assert validate(task(fresh_isolate=True), SETTINGS, tenant="acme").frame["reuse"] is None
+    assert validate(task(fresh_isolate=True), SETTINGS, tenant="acme").frame.reuse is None
 
 
 def test_isolate_reuse_never_gives_every_task_a_fresh_isolate():
     settings = SETTINGS.replace(isolate_reuse="never", isolate_max_tasks=7)
     job = validate(task(), settings, tenant="acme")
-    assert job.frame["reuse"] is None
-    assert job.frame["reuse_max_tasks"] == 7
+    assert job.frame.reuse is None
+    assert job.frame.reuse_max_tasks == 7

@@ -10,8 +10,9 @@ import json
 
 import pytest
 
+from zako_server.protocol import FailureReason, HeapFigures
 from zako_server.worker import runtime
-from zako_server.worker.isolates import HEAP_MAX_AGE, Isolates, heap_reading, keep
+from zako_server.worker.isolates import HEAP_MAX_AGE, Isolates, heap_reading, keep, retiring
 from zako_server.worker.runtime import Instance
 
 KEY = ("tenant-a", "build", True)
@@ -49,16 +50,22 @@ async def isolates():
 def test_keep_only_after_outcomes_that_leave_nothing_running():
     instance = Instance()
     try:
-        assert keep(instance, "ok", 1, 100, max_tasks=5)
-        assert keep(instance, "js_error", 1, 100, max_tasks=5)
-        for reason in ("timeout", "cancelled", "out_of_memory", "internal", "syntax_error"):
+        assert keep(instance, None, 1, 100, max_tasks=5)
+        assert keep(instance, FailureReason.JS_ERROR, 1, 100, max_tasks=5)
+        for reason in (
+            FailureReason.TIMEOUT,
+            FailureReason.CANCELLED,
+            FailureReason.OUT_OF_MEMORY,
+            FailureReason.INTERNAL,
+            FailureReason.SYNTAX_ERROR,
+        ):
             assert not keep(instance, reason, 1, 100, max_tasks=5), reason
-        assert not keep(instance, "ok", 51, 100, max_tasks=5)  # over half the heap limit
+        assert not keep(instance, None, 51, 100, max_tasks=5)  # over half the heap limit
         instance.uses = 5
-        assert not keep(instance, "ok", 1, 100, max_tasks=5)
+        assert not keep(instance, None, 1, 100, max_tasks=5)
         instance.uses = 0
         instance.tainted = True  # an eval was abandoned: task code may still run
-        assert not keep(instance, "ok", 1, 100, max_tasks=5)
+        assert not keep(instance, None, 1, 100, max_tasks=5)
     finally:
         instance.close()
 
@@ -67,11 +74,11 @@ async def test_the_same_key_gets_the_warm_isolate_and_another_key_a_fresh_one(is
     first, warm = isolates.take(KEY)
     assert not warm and isolates.spare is None
     assert (await run(first, "module.exports = 1"))["ok"]
-    assert await isolates.give_back(first, KEY, "ok", {"used": 1, "limit": 10**9}, 10)
+    assert await isolates.give_back(first, KEY, None, HeapFigures(used=1, limit=10**9), 10)
     isolates.prepare()
     again, warm = isolates.take(KEY)
     assert again is first and warm
-    assert await isolates.give_back(again, KEY, "ok", {}, 10)
+    assert await isolates.give_back(again, KEY, None, HeapFigures(), 10)
     other, warm = isolates.take(OTHER)
     assert other is not first and not warm
     fresh, warm = isolates.take(None)
@@ -83,7 +90,7 @@ async def test_the_same_key_gets_the_warm_isolate_and_another_key_a_fresh_one(is
 async def test_a_fresh_task_never_leaves_its_isolate_behind(isolates):
     instance, _ = isolates.take(None)
     assert (await run(instance, "module.exports = 1", reuse=False))["ok"]
-    assert not await isolates.give_back(instance, None, "ok", {}, 10)
+    assert not await isolates.give_back(instance, None, None, HeapFigures(), 10)
     assert isolates.warm is None
 
 
@@ -95,14 +102,14 @@ async def test_reset_restores_globals_and_refuses_what_it_cannot_undo(isolates):
         "globalThis.JSON = null; module.exports = 1",
     )
     assert outcome["ok"]
-    assert await isolates.give_back(instance, KEY, "ok", {}, 10)
+    assert await isolates.give_back(instance, KEY, None, HeapFigures(), 10)
     instance, warm = isolates.take(KEY)
     assert warm
     outcome = await run(
         instance, "module.exports = [typeof a, typeof b, typeof Math.max, JSON.stringify([1])]"
     )
     assert json.loads(outcome["value"]) == ["undefined", "undefined", "function", "[1]"]
-    assert await isolates.give_back(instance, KEY, "ok", {}, 10)
+    assert await isolates.give_back(instance, KEY, None, HeapFigures(), 10)
     instance, warm = isolates.take(KEY)
     assert warm
     # A global that cannot be deleted again: the isolate is closed, not kept.
@@ -111,7 +118,7 @@ async def test_reset_restores_globals_and_refuses_what_it_cannot_undo(isolates):
             instance, "Object.defineProperty(globalThis, 'stuck', {value: 1});module.exports = 1"
         )
     )["ok"]
-    assert not await isolates.give_back(instance, KEY, "ok", {}, 10)
+    assert not await isolates.give_back(instance, KEY, None, HeapFigures(), 10)
     assert isolates.warm is None
 
 
@@ -144,10 +151,11 @@ async def test_a_fresh_isolate_is_not_hardened(isolates):
 async def test_heap_is_read_when_it_can_have_moved_and_reused_when_it_cannot(isolates):
     instance, _ = isolates.take(KEY)
     first = heap_reading(instance, 0.0)  # never read before: read now
-    assert first is not None and first["used"] > 0
+    assert first is not None and first.used > 0
     instance.uses = 1
-    first["used"] = -1  # the caller's copy; the isolate's reading must not change
-    assert heap_reading(instance, 0.0001)["used"] > 0 and instance.heap_age == 1
+    first.used = -1  # the caller's copy; the isolate's reading must not change
+    again = heap_reading(instance, 0.0001)
+    assert again is not None and again.used > 0 and instance.heap_age == 1
     heap_reading(instance, 0.01)  # ran long enough: a new reading
     assert instance.heap_age == 0
     for _ in range(HEAP_MAX_AGE):
@@ -155,7 +163,36 @@ async def test_heap_is_read_when_it_can_have_moved_and_reused_when_it_cannot(iso
     assert instance.heap_age == HEAP_MAX_AGE
     heap_reading(instance, 0.0001)
     assert instance.heap_age == 0
+    heap_reading(instance, 0.0001)
+    assert instance.heap_age == 1
+    heap_reading(instance, 0.0001, retiring=True)  # closing it: its own reading, however brief
+    assert instance.heap_age == 0
     instance.close()
+
+
+async def test_an_isolate_about_to_close_is_read_but_a_busy_one_never(isolates):
+    instance, _ = isolates.take(KEY)
+    assert (await run(instance, "module.exports = 1"))["ok"]
+    instance.uses = 1
+    instance.last_heap = {"used": 7, "total": 7, "limit": 7}  # a reading from an earlier task
+    assert heap_reading(instance, 0.0001) == HeapFigures(7, 7, 7)
+    fresh = heap_reading(instance, 0.0001, retiring=True)
+    assert fresh is not None and fresh.used > 7
+    instance.tainted = True  # task code may still run: no blocking call, even to retire it
+    assert heap_reading(instance, 0.0001, retiring=True) is None
+    instance.close()
+
+
+def test_an_isolate_retires_for_its_outcome_its_flags_or_its_age():
+    instance = Instance()
+    try:
+        assert not retiring(instance, None, max_tasks=5, uses=4)
+        assert retiring(instance, None, max_tasks=5, uses=5)
+        assert retiring(instance, FailureReason.SYNTAX_ERROR, max_tasks=5, uses=1)
+        instance.retired = True
+        assert retiring(instance, None, max_tasks=5, uses=1)
+    finally:
+        instance.close()
 
 
 # Objects made by syntax and by built-ins, twice over: whatever both walks reach is shared

@@ -12,6 +12,21 @@ from typing import Any
 import pytest
 
 from zako_server import protocol
+from zako_server.protocol import (
+    CancelFrame,
+    ChildEvent,
+    DoneEvent,
+    ExitFrame,
+    GcEvent,
+    GcFrame,
+    JsError,
+    LogEvent,
+    ParentFrame,
+    ReadyEvent,
+    RunFrame,
+    StartedEvent,
+    TaskContext,
+)
 
 MiB = 1024 * 1024
 _ids = itertools.count(1)
@@ -20,16 +35,26 @@ _ids = itertools.count(1)
 class WorkerClient:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
+        self.logs: list[LogEvent] = []  # of the last `run`
+        self.ready: ReadyEvent | None = None
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, frame: ParentFrame) -> None:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(protocol.encode(message))
+        self.proc.stdin.write(protocol.encode(frame))
 
-    async def recv(self, timeout: float = 10.0) -> dict[str, Any]:
+    def send_raw(self, message: dict[str, Any]) -> None:
+        """A frame the typed API cannot make: what a broken parent might send."""
+        assert self.proc.stdin is not None
+        body = json.dumps(message).encode()
+        self.proc.stdin.write(protocol.HEADER.pack(len(body)) + body)
+
+    async def recv(self, timeout: float = 10.0) -> ChildEvent:
         assert self.proc.stdout is not None
-        frame = await asyncio.wait_for(protocol.read_frame(self.proc.stdout), timeout)
-        assert frame is not None, "worker closed its frame stream"
-        return frame
+        body = await asyncio.wait_for(protocol.read_body(self.proc.stdout), timeout)
+        assert body is not None, "worker closed its frame stream"
+        event = protocol.decode(body)
+        assert not isinstance(event, ParentFrame), event
+        return event
 
     def submit(
         self,
@@ -44,51 +69,51 @@ class WorkerClient:
         max_log_bytes: int = 64 * 1024,
         max_result_bytes: int = MiB,
         labels: dict[str, str] | None = None,
+        reuse: str | None = None,
     ) -> str:
         if isinstance(modules, str):
             modules = {entry: modules}
         task_id = f"task-{next(_ids)}"
+        context = TaskContext(kind, task_id, labels or {}, system_access)
         self.send(
-            {
-                "op": "run",
-                "id": task_id,
-                "entry": entry,
-                "modules": modules,
-                "input": input,
-                "context": {
-                    "kind": kind,
-                    "task_id": task_id,
-                    "labels": labels or {},
-                    "system_access": system_access,
-                },
-                "timeout_s": timeout_s,
-                "max_heap_bytes": max_heap_bytes,
-                "max_log_bytes": max_log_bytes,
-                "max_result_bytes": max_result_bytes,
-            }
+            RunFrame(
+                task_id,
+                entry,
+                modules,
+                input,
+                context,
+                timeout_s,
+                max_heap_bytes,
+                max_log_bytes,
+                max_result_bytes,
+                reuse,
+                500,
+            )
         )
         return task_id
 
-    async def until_done(self, task_id: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+    async def until_done(self, task_id: str, timeout: float = 10.0) -> list[ChildEvent]:
         """All events of one task, ending with its done event."""
-        events: list[dict[str, Any]] = []
+        events: list[ChildEvent] = []
         deadline = time.monotonic() + timeout
         while True:
             event = await self.recv(max(deadline - time.monotonic(), 0.01))
-            assert event.get("id") == task_id, event
+            assert getattr(event, "id", None) == task_id, event
             events.append(event)
-            if event["ev"] == "done":
+            if isinstance(event, DoneEvent):
                 return events
 
-    async def run(self, modules: dict[str, str] | str, **kw: Any) -> dict[str, Any]:
-        """Run one task; returns its done event with the logs attached as `_logs`."""
+    async def run(self, modules: dict[str, str] | str, **kw: Any) -> DoneEvent:
+        """Run one task; returns its done event and keeps its logs in `self.logs`."""
         wait = kw.pop("wait", 10.0)
         task_id = self.submit(modules, **kw)
         events = await self.until_done(task_id, wait)
-        assert events[0] == {"ev": "started", "id": task_id}
-        assert [e["ev"] for e in events[1:-1]] == ["log"] * (len(events) - 2)
+        assert events[0] == StartedEvent(task_id)
+        logs = events[1:-1]
+        assert all(isinstance(e, LogEvent) for e in logs), logs
+        self.logs = logs  # type: ignore[assignment]
         done = events[-1]
-        done["_logs"] = events[1:-1]
+        assert isinstance(done, DoneEvent)
         return done
 
 
@@ -104,28 +129,29 @@ async def worker():
     client = WorkerClient(proc)
     try:
         ready = await client.recv(timeout=60)
-        assert ready["ev"] == "ready", ready
-        client.ready = ready  # type: ignore[attr-defined]
+        assert isinstance(ready, ReadyEvent), ready
+        client.ready = ready
         yield client
     finally:
         if proc.returncode is None:
             try:
-                client.send({"op": "exit"})
+                client.send(ExitFrame())
                 await asyncio.wait_for(proc.wait(), 10)
             except (OSError, asyncio.TimeoutError):
                 proc.kill()
                 await proc.wait()
 
 
-def ok_value(done: dict[str, Any]) -> Any:
-    assert done["ok"] is True, done
-    return json.loads(done["value"])
+def ok_value(done: DoneEvent) -> Any:
+    assert done.ok and done.value is not None, done
+    return json.loads(done.value)
 
 
-def failed(done: dict[str, Any], reason: str) -> dict[str, Any]:
-    assert done["ok"] is False, done
-    assert done["reason"] == reason, done
-    return done["error"]
+def failed(done: DoneEvent, reason: str) -> JsError:
+    assert not done.ok, done
+    assert done.reason == reason, done
+    assert done.error is not None
+    return done.error
 
 
 # ---- basics ---------------------------------------------------------------------------
@@ -133,9 +159,9 @@ def failed(done: dict[str, Any], reason: str) -> dict[str, Any]:
 
 async def test_ready_reports_versions(worker):
     ready = worker.ready
-    assert ready["pid"] == worker.proc.pid
-    assert ready["v8_version"][0].isdigit()
-    assert ready["mini_racer_version"].startswith("0.14")
+    assert ready.pid == worker.proc.pid
+    assert ready.v8_version[0].isdigit()
+    assert ready.mini_racer_version.startswith("0.14")
 
 
 async def test_hello_world_with_input_and_context(worker):
@@ -145,17 +171,18 @@ async def test_hello_world_with_input_and_context(worker):
         input='{"name": "world"}',
         labels={"team": "core"},
     )
-    value = ok_value(done)
-    assert value == {
+    assert ok_value(done) == {
         "greeting": "hello world",
         "kind": "build",
-        "task": value["task"],
+        "task": done.id,  # the context's task id is the run frame's
         "labels": {"team": "core"},
         "system": False,
     }
-    assert value["task"].startswith("task-")
-    assert done["heap"]["limit"] == 64 * MiB and done["heap"]["used"] > 0
-    assert done["cpu_s"] >= 0 and done["run_s"] >= 0 and done["logs_dropped"] == 0
+    assert done.heap is not None
+    assert done.heap.limit == 64 * MiB and done.heap.used > 0
+    # Measured, not left at the 0.0 the worker starts from; and it ran fresh.
+    assert done.cpu_s > 0 and done.run_s > 0 and done.logs_dropped == 0
+    assert done.warm is False
 
 
 async def test_plain_value_export_and_empty_input(worker):
@@ -219,15 +246,15 @@ async def test_require_relative_paths_cycles_and_builtins(worker):
 async def test_module_not_found(worker):
     modules = {"main.js": "const x = 1;\nconst y = require('./missing');", "lib/other.js": ""}
     error = failed(await worker.run(modules), "module_not_found")
-    assert error["code"] == "MODULE_NOT_FOUND"
-    assert "'./missing'" in error["message"]
-    assert "lib/other.js" in error["message"] and "zako:core" in error["message"]
-    assert (error["module"], error["line"], error["column"]) == ("main.js", 2, 11)
+    assert error.code == "MODULE_NOT_FOUND"
+    assert "'./missing'" in error.message
+    assert "lib/other.js" in error.message and "zako:core" in error.message
+    assert (error.module, error.line, error.column) == ("main.js", 2, 11)
 
 
 async def test_unknown_builtin_is_module_not_found(worker):
     error = failed(await worker.run("require('fs');"), "module_not_found")
-    assert "'fs'" in error["message"]
+    assert "'fs'" in error.message
 
 
 # ---- errors ---------------------------------------------------------------------------
@@ -239,23 +266,23 @@ async def test_throw_has_exact_location(worker):
         "}\nmodule.exports = () => f();"
     )
     error = failed(done, "js_error")
-    assert error["name"] == "TypeError" and error["message"] == "bad 1"
-    assert (error["module"], error["line"], error["column"]) == ("main.js", 3, 11)
-    assert "at f (main.js:3:11)" in error["stack"]
-    assert "zako:prelude" not in error["stack"] and "__zako" not in error["stack"]
+    assert error.name == "TypeError" and error.message == "bad 1"
+    assert (error.module, error.line, error.column) == ("main.js", 3, 11)
+    assert "at f (main.js:3:11)" in error.stack
+    assert "zako:prelude" not in error.stack and "__zako" not in error.stack
 
 
 async def test_throw_on_line_one_has_author_column(worker):
     error = failed(await worker.run("let x = 1; throw new Error('one');"), "js_error")
-    assert (error["module"], error["line"], error["column"]) == ("main.js", 1, 18)
+    assert (error.module, error.line, error.column) == ("main.js", 1, 18)
 
 
 async def test_throw_in_required_module(worker):
     modules = {"main.js": "require('./lib/bad');", "lib/bad.js": "\n\n  null.boom;"}
     error = failed(await worker.run(modules), "js_error")
-    assert error["name"] == "TypeError"
-    assert (error["module"], error["line"], error["column"]) == ("lib/bad.js", 3, 8)
-    assert "lib/bad.js:3:8" in error["stack"] and "main.js:1:1" in error["stack"]
+    assert error.name == "TypeError"
+    assert (error.module, error.line, error.column) == ("lib/bad.js", 3, 8)
+    assert "lib/bad.js:3:8" in error.stack and "main.js:1:1" in error.stack
 
 
 @pytest.mark.parametrize(
@@ -269,8 +296,8 @@ async def test_throw_in_required_module(worker):
 async def test_syntax_error_location(worker, source, line, column):
     modules = {"main.js": "require('./lib/broken.js');", "lib/broken.js": source}
     error = failed(await worker.run(modules), "syntax_error")
-    assert error["name"] == "SyntaxError"
-    assert (error["module"], error["line"], error["column"]) == ("lib/broken.js", line, column)
+    assert error.name == "SyntaxError"
+    assert (error.module, error.line, error.column) == ("lib/broken.js", line, column)
 
 
 async def test_rejected_promise(worker):
@@ -280,26 +307,26 @@ async def test_rejected_promise(worker):
         ),
         "js_error",
     )
-    assert error["name"] == "RangeError" and error["message"] == "late"
-    assert (error["module"], error["line"]) == ("main.js", 3)
+    assert error.name == "RangeError" and error.message == "late"
+    assert (error.module, error.line) == ("main.js", 3)
     error = failed(
         await worker.run("module.exports = Promise.reject(new Error('plain'));"), "js_error"
     )
-    assert error["message"] == "plain" and error["line"] == 1
+    assert error.message == "plain" and error.line == 1
 
 
 async def test_non_error_throws(worker):
     error = failed(await worker.run("throw 'just a string';"), "js_error")
-    assert (error["name"], error["message"]) == ("Error", "just a string")
+    assert (error.name, error.message) == ("Error", "just a string")
     error = failed(await worker.run("module.exports = async () => { throw {a: 1}; };"), "js_error")
-    assert error["message"] == '{"a":1}'
+    assert error.message == '{"a":1}'
 
 
 async def test_error_code_is_kept(worker):
     error = failed(
         await worker.run("const e = new Error('nope'); e.code = 'E_CUSTOM'; throw e;"), "js_error"
     )
-    assert error["code"] == "E_CUSTOM"
+    assert error.code == "E_CUSTOM"
 
 
 @pytest.mark.parametrize(
@@ -313,7 +340,7 @@ async def test_error_code_is_kept(worker):
 )
 async def test_not_serializable(worker, expr, fragment):
     error = failed(await worker.run(f"module.exports = {expr};"), "not_serializable")
-    assert fragment in error["message"], error
+    assert fragment in error.message, error
 
 
 async def test_result_too_large(worker):
@@ -321,12 +348,12 @@ async def test_result_too_large(worker):
         await worker.run("module.exports = 'x'.repeat(5000);", max_result_bytes=1000),
         "result_too_large",
     )
-    assert "5002 bytes" in error["message"] and "1000 bytes" in error["message"]
+    assert "5002 bytes" in error.message and "1000 bytes" in error.message
 
 
 async def test_invalid_input_json(worker):
     error = failed(await worker.run("module.exports = (i) => i;", input="{nope"), "js_error")
-    assert error["name"] == "SyntaxError" and "not valid JSON" in error["message"]
+    assert error.name == "SyntaxError" and "not valid JSON" in error.message
 
 
 async def test_module_names_that_need_an_alias_keep_their_name(worker):
@@ -335,13 +362,13 @@ async def test_module_names_that_need_an_alias_keep_their_name(worker):
         "my lib/bad file.js": "\n  throw new Error('spaced');",
     }
     error = failed(await worker.run(modules), "js_error")
-    assert (error["module"], error["line"], error["column"]) == ("my lib/bad file.js", 2, 9)
-    assert "my lib/bad file.js:2:9" in error["stack"]
+    assert (error.module, error.line, error.column) == ("my lib/bad file.js", 2, 9)
+    assert "my lib/bad file.js:2:9" in error.stack
 
 
 async def test_wrapper_escapes_stay_inside_their_own_task(worker):
     error = failed(await worker.run("}); globalThis.escaped = 1; (function () {"), "syntax_error")
-    assert (error["module"], error["line"]) == ("main.js", 1)
+    assert (error.module, error.line) == ("main.js", 1)
     # A source that does parse outside the wrapper only reaches its own fresh instance.
     escape = '}), "main.js", "main.js"); globalThis.escaped = 1; (0, (function () {'
     assert ok_value(await worker.run(escape)) == {}
@@ -350,8 +377,8 @@ async def test_wrapper_escapes_stay_inside_their_own_task(worker):
 
 async def test_lone_surrogates_do_not_break_frames(worker):
     done = await worker.run("console.log('a\\ud800b'); module.exports = {s: 'x\\udc00'};")
-    assert json.loads(done["value"]) == {"s": "x\udc00"}
-    assert done["_logs"][0]["message"] == "a?b"
+    assert json.loads(done.value) == {"s": "x\udc00"}
+    assert worker.logs[0].message == "a?b"
 
 
 # ---- limits -----------------------------------------------------------------------------
@@ -360,43 +387,43 @@ async def test_lone_surrogates_do_not_break_frames(worker):
 async def test_timeout_of_infinite_loop(worker):
     done = await worker.run("while (true) {}", timeout_s=0.5)
     error = failed(done, "timeout")
-    assert error["name"] == "TimeoutError" and "0.5 s" in error["message"]
-    assert 0.45 <= done["run_s"] < 1.5
+    assert error.name == "TimeoutError" and "0.5 s" in error.message
+    assert 0.45 <= done.run_s < 1.5
     assert ok_value(await worker.run("module.exports = 'alive';")) == "alive"
 
 
 async def test_timeout_of_endless_microtasks(worker):
     done = await worker.run("module.exports = async () => { for (;;) await null; };", timeout_s=0.5)
     failed(done, "timeout")
-    assert done["run_s"] < 2
+    assert done.run_s < 2
     assert ok_value(await worker.run("module.exports = 'alive';")) == "alive"
 
 
 async def test_cancel_running_loop(worker):
     task_id = worker.submit("console.log('spinning'); while (true) {}", timeout_s=30)
-    assert (await worker.recv()) == {"ev": "started", "id": task_id}
+    assert (await worker.recv()) == StartedEvent(task_id)
     await asyncio.sleep(0.2)
     sent = time.monotonic()
-    worker.send({"op": "cancel", "id": task_id})
+    worker.send(CancelFrame(task_id))
     events = await worker.until_done(task_id, timeout=5)
     elapsed = time.monotonic() - sent
     error = failed(events[-1], "cancelled")
-    assert error["name"] == "CancelledError"
+    assert error.name == "CancelledError"
     assert elapsed < 1.0, elapsed
-    assert [e["message"] for e in events if e["ev"] == "log"] == ["spinning"]
+    assert [e.message for e in events if isinstance(e, LogEvent)] == ["spinning"]
     assert ok_value(await worker.run("module.exports = 1;")) == 1
 
 
 async def test_cancel_of_unknown_id_is_ignored(worker):
-    worker.send({"op": "cancel", "id": "nobody"})
+    worker.send(CancelFrame("nobody"))
     assert ok_value(await worker.run("module.exports = 3;")) == 3
 
 
 async def test_deadlock_fails_fast(worker):
     done = await worker.run("module.exports = () => new Promise(() => {});", timeout_s=10)
     error = failed(done, "deadlock")
-    assert "can never settle" in error["message"]
-    assert done["run_s"] < 1.0
+    assert "can never settle" in error.message
+    assert done.run_s < 1.0
 
 
 async def test_deadlock_after_timers_fails_fast(worker):
@@ -409,7 +436,7 @@ async def test_deadlock_after_timers_fails_fast(worker):
         timeout_s=10,
     )
     failed(done, "deadlock")
-    assert done["run_s"] < 1.0
+    assert done.run_s < 1.0
 
 
 async def test_out_of_memory_then_next_task(worker):
@@ -419,7 +446,7 @@ async def test_out_of_memory_then_next_task(worker):
         timeout_s=20,
     )
     error = failed(done, "out_of_memory")
-    assert str(32 * MiB) in error["message"]
+    assert str(32 * MiB) in error.message
     assert ok_value(await worker.run("module.exports = [1, 2].length;")) == 2
 
 
@@ -444,9 +471,9 @@ async def test_hermetic_denials(worker, expr):
     error = failed(
         await worker.run(f"module.exports = () => {expr};", kind="rule"), "capability_denied"
     )
-    assert error["name"] == "CapabilityError"
-    assert "is not available in a hermetic 'rule' context" in error["message"]
-    assert (error["module"], error["line"]) == ("main.js", 1)
+    assert error.name == "CapabilityError"
+    assert "is not available in a hermetic 'rule' context" in error.message
+    assert (error.module, error.line) == ("main.js", 1)
 
 
 async def test_hermetic_globals_still_feature_detect(worker):
@@ -462,7 +489,7 @@ async def test_config_without_system_access_is_hermetic(worker):
     error = failed(
         await worker.run("module.exports = Date.now();", kind="config"), "capability_denied"
     )
-    assert "hermetic 'config'" in error["message"]
+    assert "hermetic 'config'" in error.message
 
 
 async def test_config_with_system_access(worker):
@@ -510,7 +537,7 @@ async def test_timer_callback_error_fails_task(worker):
         ),
         "js_error",
     )
-    assert (error["message"], error["line"]) == ("in timer", 2)
+    assert (error.message, error.line) == ("in timer", 2)
 
 
 async def test_host_api_is_out_of_reach(worker):
@@ -523,8 +550,8 @@ async def test_host_api_is_out_of_reach(worker):
         "module.exports = () => { if (!denied) return 'reachable'; throw new Error('x'); };"
     )
     error = failed(done, "js_error")
-    assert (error["line"], error["stack"].startswith("Error: x")) == (6, True)
-    assert [e["message"] for e in done["_logs"]] == ["still logging"]
+    assert (error.line, error.stack.startswith("Error: x")) == (6, True)
+    assert [e.message for e in worker.logs] == ["still logging"]
 
 
 # ---- logs -------------------------------------------------------------------------------
@@ -546,19 +573,19 @@ async def test_logs_arrive_in_order_before_done(worker):
         "};"
     )
     assert ok_value(done) == "ok"
-    logs = done["_logs"]
-    assert [(e["level"], e["message"]) for e in logs[:4]] == [
+    logs = worker.logs
+    assert [(e.level, e.message) for e in logs[:4]] == [
         ("info", "plain 1 { a: [ 1, 'two' ] } null undefined"),
         ("info", "x is 42"),
         ("debug", "dbg"),
         ("warn", "careful"),
     ]
-    assert logs[4]["level"] == "error"
-    assert logs[4]["message"].startswith("Error: shown\n    at ")
-    assert logs[4]["message"].endswith("{ name: 'c', self: [Circular] }")
-    assert logs[5]["message"] == "via core"
-    assert [e["message"] for e in logs[6:]] == [f"n{i}" for i in range(100)]
-    assert all(isinstance(e["ts"], float) and e["ts"] > 1e9 for e in logs)
+    assert logs[4].level == "error"
+    assert logs[4].message.startswith("Error: shown\n    at ")
+    assert logs[4].message.endswith("{ name: 'c', self: [Circular] }")
+    assert logs[5].message == "via core"
+    assert [e.message for e in logs[6:]] == [f"n{i}" for i in range(100)]
+    assert all(isinstance(e.ts, float) and e.ts > 1e9 for e in logs)
 
 
 async def test_log_limit_drops_and_marks(worker):
@@ -566,31 +593,32 @@ async def test_log_limit_drops_and_marks(worker):
         "for (let i = 0; i < 1000; i++) console.log('line ' + i);", max_log_bytes=100
     )
     assert ok_value(done) == {}  # module.exports untouched
-    logs = done["_logs"]
+    logs = worker.logs
     kept, marker = logs[:-1], logs[-1]
-    assert sum(len(e["message"]) for e in kept) <= 100
-    assert done["logs_dropped"] == 1000 - len(kept)
-    assert marker["level"] == "warn"
-    assert marker["message"] == (
-        f"[zako] log limit of 100 bytes reached; {done['logs_dropped']} lines dropped"
+    assert sum(len(e.message) for e in kept) <= 100
+    assert done.logs_dropped == 1000 - len(kept)
+    assert marker.level == "warn"
+    assert marker.message == (
+        f"[zako] log limit of 100 bytes reached; {done.logs_dropped} lines dropped"
     )
 
 
 async def test_logs_of_a_timed_out_task_are_kept(worker):
     done = await worker.run("console.log('before'); while (true) {}", timeout_s=0.3)
     failed(done, "timeout")
-    assert [e["message"] for e in done["_logs"]] == ["before"]
+    assert [e.message for e in worker.logs] == ["before"]
 
 
 # ---- gc and lifecycle -------------------------------------------------------------------------
 
 
 async def test_gc_while_idle(worker):
-    worker.send({"op": "gc"})
+    worker.send(GcFrame())
     event = await worker.recv()
-    assert event["ev"] == "gc"
-    assert set(event["before"]) == {"used", "total", "limit"}
-    assert event["after"]["used"] > 0 and event["rss_before"] > 0 and event["rss_after"] > 0
+    assert isinstance(event, GcEvent)
+    assert event.before.used > 0 and event.after.used > 0
+    assert event.before.limit > event.before.total > 0  # V8's own limit, summed
+    assert event.rss_before > 0 and event.rss_after > 0
 
 
 async def test_gc_while_busy_answers_after_the_task(worker):
@@ -599,15 +627,15 @@ async def test_gc_while_busy_answers_after_the_task(worker):
         kind="config",
         system_access=True,
     )
-    assert (await worker.recv())["ev"] == "started"
-    worker.send({"op": "gc"})
+    assert isinstance(await worker.recv(), StartedEvent)
+    worker.send(GcFrame())
     done = await worker.recv()
-    assert done["ev"] == "done" and done["id"] == task_id and ok_value(done) == "slept"
-    assert (await worker.recv())["ev"] == "gc"
+    assert isinstance(done, DoneEvent) and done.id == task_id and ok_value(done) == "slept"
+    assert isinstance(await worker.recv(), GcEvent)
 
 
 async def test_exit(worker):
-    worker.send({"op": "exit"})
+    worker.send(ExitFrame())
     assert await asyncio.wait_for(worker.proc.wait(), 10) == 0
 
 
@@ -618,8 +646,76 @@ async def test_eof_exits_cleanly(worker):
 
 async def test_exit_while_running_still_sends_done(worker):
     task_id = worker.submit("while (true) {}", timeout_s=30)
-    assert (await worker.recv())["ev"] == "started"
-    worker.send({"op": "exit"})
+    assert isinstance(await worker.recv(), StartedEvent)
+    worker.send(ExitFrame())
     error = failed((await worker.until_done(task_id, timeout=5))[-1], "cancelled")
-    assert "exiting" in error["message"]
+    assert "exiting" in error.message
     assert await asyncio.wait_for(worker.proc.wait(), 10) == 0
+
+
+# ---- the typed protocol, end to end ------------------------------------------------------
+
+
+async def test_run_and_cpu_time_are_measured_per_task(worker):
+    done = await worker.run(
+        "module.exports = () => new Promise((r) => setTimeout(() => r(1), 100));",
+        kind="config",
+        system_access=True,
+    )
+    assert ok_value(done) == 1
+    # The timer cannot fire early, and waiting for it costs the worker no CPU.
+    assert done.run_s >= 0.1 and 0 < done.cpu_s < done.run_s
+
+
+async def test_a_malformed_run_frame_fails_only_its_own_task(worker):
+    worker.send_raw({"op": "run", "id": "broken", "entry": 7})
+    done = await worker.recv()
+    assert isinstance(done, DoneEvent) and done.id == "broken"
+    error = failed(done, "internal")
+    assert "malformed run frame" in error.message
+    worker.send_raw({"op": "reboot"})  # not a frame: skipped
+    assert ok_value(await worker.run("module.exports = 5;")) == 5
+
+
+async def test_a_run_frame_with_non_string_sources_fails_with_internal(worker):
+    task_id = worker.submit({"main.js": 1})  # type: ignore[dict-item]
+    events = await worker.until_done(task_id)
+    assert events[0] == StartedEvent(task_id)
+    failed(events[-1], "internal")  # type: ignore[arg-type]
+
+
+async def test_a_second_task_of_a_tenant_reports_its_warm_isolate(worker):
+    first = await worker.run("module.exports = 1;", reuse="acme")
+    second = await worker.run("module.exports = 2;", reuse="acme")
+    other = await worker.run("module.exports = 3;", reuse="globex")
+    assert (first.warm, second.warm, other.warm) == (False, True, False)
+
+
+async def test_a_retired_warm_isolate_still_reports_its_own_heap(worker):
+    """A syntax error retires the isolate (its text may have declared globals); the
+    heap is read before it is closed, however briefly the task ran."""
+    for _ in range(3):
+        assert ok_value(await worker.run("module.exports = 1;", reuse="acme")) == 1
+    for source in ("module.exports = (", "}}"):  # the second takes the diagnosis path
+        done = await worker.run(source, reuse="acme")
+        failed(done, "syntax_error")
+        assert done.warm and done.heap is not None and done.heap.used > 0, done
+        ok_value(await worker.run("module.exports = 1;", reuse="acme"))
+
+
+async def test_the_hermetic_clock_and_seed_reach_the_prelude_only_when_set():
+    from zako_server.worker.process import Worker
+    from zako_server.worker.task import RunningTask
+
+    def frame(**context: Any) -> RunFrame:
+        return RunFrame(
+            "t", "main.js", {"main.js": ""}, "", TaskContext("build", "t", {}, False, **context),
+            1.0, MiB, 1024, 1024, None, 1,
+        )  # fmt: skip
+
+    worker = Worker(-1)
+    plain = worker._configuration(RunningTask.parse(frame()))
+    assert "epochMs" not in plain and "seed" not in plain
+    pinned = worker._configuration(RunningTask.parse(frame(epoch_ms=86_400_000, seed="s1")))
+    assert (pinned["epochMs"], pinned["seed"]) == (86_400_000, "s1")
+    assert {k: v for k, v in pinned.items() if k not in {"epochMs", "seed"}} == plain

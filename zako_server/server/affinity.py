@@ -1,15 +1,16 @@
 """Which idle worker gets a task: the one most likely to hold a warm isolate for it.
 
-    run frame ──reuse_key()──▶ (tenant, kind, hermetic) or None (fresh isolate)
+    RunFrame.reuse_key ──▶ (tenant, kind, hermetic) or None (fresh isolate)
                                    │
     idle workers, longest idle first ──choose()──▶ 1. same key as its last reuse task
                                                   2. one with no warm isolate yet
                                                   3. the longest idle
 
-A worker keeps warm isolates keyed by the frame's `reuse` string, context kind and
-hermetic flag; a task sent elsewhere pays for a fresh isolate (a few milliseconds
-against tens of microseconds warm). Keeping unkeyed workers for new keys (step 2) stops
-one tenant's tasks from evicting another's warm isolate when a cold worker would do.
+A worker keeps warm isolates keyed by the frame's `reuse` tenant, context kind and
+hermetic flag (it reads the same property of the same frame); a task sent elsewhere pays
+for a fresh isolate (a few milliseconds against tens of microseconds warm). Keeping
+unkeyed workers for new keys (step 2) stops one tenant's tasks from evicting another's
+warm isolate when a cold worker would do.
 Only the choice among idle workers changes: which task runs next is still admission's
 call, and waiting tasks still take released workers in arrival order. Pure logic, so it
 is unit-tested without processes.
@@ -17,27 +18,21 @@ is unit-tested without processes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
-from zako_server.protocol import ReuseKey, is_hermetic
+from zako_server.protocol import ReuseKey
+from zako_server.server.worker_handle import WorkerState
 
 
 class Candidate(Protocol):
     """What `choose` reads of a worker (WorkerHandle has both)."""
 
-    state: str
-    warm_key: ReuseKey | None
+    @property
+    def state(self) -> WorkerState: ...
 
-
-def reuse_key(frame: Mapping[str, Any]) -> ReuseKey | None:
-    """The warm-isolate key of a run frame; None when the task wants a fresh isolate."""
-    reuse = frame.get("reuse")
-    if reuse is None:
-        return None
-    context = frame["context"]
-    kind = str(context["kind"])
-    return (str(reuse), kind, is_hermetic(kind, bool(context.get("system_access"))))
+    @property
+    def warm_key(self) -> ReuseKey | None: ...
 
 
 def choose(idle: Sequence[Candidate], key: ReuseKey | None) -> int:

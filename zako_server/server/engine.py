@@ -29,6 +29,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import trace
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_server.protocol import DoneEvent, FailureReason, HeapFigures, LogEvent, StartedEvent
 from zako_server.server.admission import Admission, Ticket
 from zako_server.server.errors import (
     DuplicateTask,
@@ -40,6 +41,7 @@ from zako_server.server.errors import (
 from zako_server.server.pool import Pool
 from zako_server.server.stats import Histogram
 from zako_server.server.validation import Job
+from zako_server.server.worker_handle import WorkerHandle
 
 log = logging.getLogger("zako.engine")
 
@@ -50,6 +52,21 @@ _LEVELS = {
     "info": pb.LOG_LEVEL_INFO,
     "warn": pb.LOG_LEVEL_WARN,
     "error": pb.LOG_LEVEL_ERROR,
+}
+# The contract's number for each way a task can fail (CANCELLED is not a failure: the
+# task ends with a Cancelled event instead).
+_FAILURE_REASONS: dict[FailureReason, pb.FailureReason] = {
+    FailureReason.JS_ERROR: pb.FAILURE_REASON_JS_ERROR,
+    FailureReason.SYNTAX_ERROR: pb.FAILURE_REASON_SYNTAX_ERROR,
+    FailureReason.TIMEOUT: pb.FAILURE_REASON_TIMEOUT,
+    FailureReason.OUT_OF_MEMORY: pb.FAILURE_REASON_OUT_OF_MEMORY,
+    FailureReason.DEADLOCK: pb.FAILURE_REASON_DEADLOCK,
+    FailureReason.NOT_SERIALIZABLE: pb.FAILURE_REASON_NOT_SERIALIZABLE,
+    FailureReason.RESULT_TOO_LARGE: pb.FAILURE_REASON_RESULT_TOO_LARGE,
+    FailureReason.WORKER_LOST: pb.FAILURE_REASON_WORKER_LOST,
+    FailureReason.MODULE_NOT_FOUND: pb.FAILURE_REASON_MODULE_NOT_FOUND,
+    FailureReason.CAPABILITY_DENIED: pb.FAILURE_REASON_CAPABILITY_DENIED,
+    FailureReason.INTERNAL: pb.FAILURE_REASON_INTERNAL,
 }
 
 
@@ -65,14 +82,11 @@ def duration(seconds: float) -> Duration:
     return Duration(seconds=whole, nanos=nanos)
 
 
-def heap_usage(heap: dict[str, Any] | None) -> pb.HeapUsage:
-    """A worker's heap figures ({"used", "total", "limit"}, any may be missing)."""
-    heap = heap or {}
-    return pb.HeapUsage(
-        used_bytes=int(heap.get("used") or 0),
-        total_bytes=int(heap.get("total") or 0),
-        limit_bytes=int(heap.get("limit") or 0),
-    )
+def heap_usage(heap: HeapFigures | None) -> pb.HeapUsage:
+    """A worker's heap figures (None: it had none to report)."""
+    if heap is None:
+        return pb.HeapUsage()
+    return pb.HeapUsage(used_bytes=heap.used, total_bytes=heap.total, limit_bytes=heap.limit)
 
 
 @dataclass(eq=False)
@@ -205,9 +219,6 @@ class Engine:
         self.counters.rejected[exc.code] += 1
         self.admission.note_rejection(tenant)
 
-    def get(self, task_id: str) -> TaskRecord | None:
-        return self._tasks.get(task_id)
-
     def cancel(
         self, task_id: str, reason: str, owner: object | None = None, tenant: str | None = None
     ) -> int:
@@ -269,11 +280,12 @@ class Engine:
             record.started_wall, record.started_mono = time.time(), time.monotonic()
             with self._span("zako.execute", record) as span:
                 done = await self.pool.run(
-                    record.job.frame, lambda m: self._on_worker_event(record, m)
+                    record.job.frame,
+                    lambda event, worker: self._on_worker_event(record, event, worker),
                 )
                 if span is not None:
                     span.set_attribute(
-                        "zako.outcome", "completed" if done.get("ok") else str(done.get("reason"))
+                        "zako.outcome", "completed" if done.reason is None else done.reason.value
                     )
             self._finish_from_worker(record, done)
         except asyncio.CancelledError:
@@ -312,58 +324,53 @@ class Engine:
             name, attributes={"zako.task_id": record.task_id, "zako.tenant": record.tenant}
         )
 
-    def _on_worker_event(self, record: TaskRecord, message: dict[str, Any]) -> None:
+    def _on_worker_event(
+        self, record: TaskRecord, event: StartedEvent | LogEvent, worker: WorkerHandle
+    ) -> None:
         if record.terminal is not None:
             return
-        if message["ev"] == "started" and "worker_id" in message:
-            record.emit(
-                record.event(
-                    started=pb.Started(worker_id=message["worker_id"], worker_pid=message["pid"])
-                )
-            )
-        elif message["ev"] == "log":
+        if isinstance(event, LogEvent):
             line = pb.LogLine(
-                level=_LEVELS.get(message.get("level", "info"), pb.LOG_LEVEL_INFO),
-                message=str(message.get("message", "")),
-                time=timestamp(float(message.get("ts") or time.time())),
+                level=_LEVELS[event.level], message=event.message, time=timestamp(event.ts)
             )
             record.emit(record.event(log=line))
+        else:
+            record.emit(
+                record.event(started=pb.Started(worker_id=worker.id, worker_pid=worker.pid))
+            )
 
-    def _finish_from_worker(self, record: TaskRecord, done: dict[str, Any]) -> None:
-        # "warm" is absent from workers that predate isolate reuse: they always ran fresh.
-        timings = record.timings(
-            done.get("run_s"), float(done.get("cpu_s") or 0.0), bool(done.get("warm", False))
-        )
+    def _finish_from_worker(self, record: TaskRecord, done: DoneEvent) -> None:
+        timings = record.timings(done.run_s, done.cpu_s, done.warm)
         self.run_time.observe(timings.run.seconds + timings.run.nanos / 1e9)
-        usage = heap_usage(done.get("heap"))
-        if done.get("ok"):
-            result = pb.Result(value_json=done["value"], timings=timings, heap=usage)
+        usage = heap_usage(done.heap)
+        reason = done.reason
+        if reason is None:
+            result = pb.Result(value_json=done.value or "", timings=timings, heap=usage)
             if record.finish(record.event(completed=pb.Completed(result=result))):
                 self.counters.completed += 1
             return
-        reason = str(done.get("reason", "internal"))
-        if reason == "cancelled" or record.cancel_reason:
+        if reason is FailureReason.CANCELLED or record.cancel_reason:
             self._finish_cancelled(record, timings)
             return
-        error = done.get("error") or {}
-        js_error = pb.JsError(
-            name=str(error.get("name") or ""),
-            message=str(error.get("message") or ""),
-            stack=str(error.get("stack") or ""),
-            module=str(error.get("module") or ""),
-            line=int(error.get("line") or 0),
-            column=int(error.get("column") or 0),
+        error = done.error
+        js_error = (
+            pb.JsError()
+            if error is None
+            else pb.JsError(
+                name=error.name,
+                message=error.message,
+                stack=error.stack,
+                module=error.module or "",
+                line=error.line or 0,
+                column=error.column or 0,
+            )
         )
-        try:
-            number = pb.FailureReason.Value(f"FAILURE_REASON_{reason.upper()}")
-        except ValueError:
-            number = pb.FAILURE_REASON_INTERNAL
-        self._finish_failed(record, number, js_error, timings, usage)
+        self._finish_failed(record, _FAILURE_REASONS[reason], js_error, timings, usage)
 
     def _finish_failed(
         self,
         record: TaskRecord,
-        reason: int,
+        reason: pb.FailureReason,
         error: pb.JsError,
         timings: pb.Timings | None = None,
         heap: pb.HeapUsage | None = None,

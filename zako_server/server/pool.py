@@ -24,13 +24,26 @@ import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from zako_server.server.affinity import ReuseKey, choose, reuse_key
-from zako_server.server.worker_handle import EventSink, WorkerHandle, lost_result
+from zako_server.protocol import (
+    DoneEvent,
+    FailureReason,
+    GcEvent,
+    LogEvent,
+    ReuseKey,
+    RunFrame,
+    StartedEvent,
+)
+from zako_server.server.affinity import choose
+from zako_server.server.worker_handle import WorkerHandle, lost_result
 
 log = logging.getLogger("zako.pool")
+
+# A task's started and log events, with the worker that runs it (for Started's worker id).
+TaskSink = Callable[[StartedEvent | LogEvent, WorkerHandle], None]
 
 # Beyond the task's own timeout (which the worker enforces inside V8), how long the
 # parent waits before it declares the worker hung and kills it.
@@ -97,62 +110,58 @@ class Pool:
             raise RuntimeError(f"no V8 worker could be started: {failures[0]}")
         self._maintenance = asyncio.create_task(self._maintain(), name="zako-pool-maintenance")
 
-    async def run(self, job: dict[str, Any], sink: EventSink) -> dict[str, Any]:
-        """Run one task on some worker and return its done message.
+    async def run(self, frame: RunFrame, sink: TaskSink) -> DoneEvent:
+        """Run one task on some worker and return its done event.
 
         Never raises for worker faults: a lost worker yields a `worker_lost` done
-        message. A worker lost before it began the task (it was exiting, or died on
+        event. A worker lost before it began the task (it was exiting, or died on
         receipt) costs nothing: the task goes to another worker, so no pool transition
         drops a task.
         """
-        key = reuse_key(job)
+        key = frame.reuse_key
         for _ in range(_DISPATCH_ATTEMPTS):
             worker = await self._acquire(key)
-            result = await self._run_on(worker, job, sink)
-            if key is not None and result.get("reason") != "worker_lost":
+            result = await self._run_on(worker, frame, sink)
+            lost = result.reason is FailureReason.WORKER_LOST
+            if key is not None and not lost:
                 worker.warm_key = key
-            if result.get("reason") != "worker_lost" or worker.task_began_for(job["id"]):
+            if not lost or worker.task_began_for(frame.id):
                 return result
             log.warning(
                 "worker %s was lost before it began task %s; dispatching again",
                 worker.id,
-                job["id"],
+                frame.id,
             )
         return result
 
-    async def _run_on(
-        self, worker: WorkerHandle, job: dict[str, Any], sink: EventSink
-    ) -> dict[str, Any]:
+    async def _run_on(self, worker: WorkerHandle, frame: RunFrame, sink: TaskSink) -> DoneEvent:
         started = False
 
-        def forward(message: dict[str, Any]) -> None:
+        def forward(event: StartedEvent | LogEvent) -> None:
             nonlocal started
-            if message["ev"] == "started":
+            if isinstance(event, StartedEvent):
                 if started:
                     return
                 started = True
-                message = {**message, "worker_id": worker.id, "pid": worker.pid}
-            sink(message)
+            sink(event, worker)
 
+        task_id = frame.id
         try:
-            result_future = await worker.run(job, forward)
+            result_future = await worker.run(frame, forward)
         except ConnectionError as exc:
             worker.mark_broken()
             self._release(worker)
-            return lost_result(job["id"], f"could not reach worker {worker.id}: {exc}")
+            return lost_result(task_id, f"could not reach worker {worker.id}: {exc}")
         # The memory bound and the backstop are loop timers, not tasks: a task per
         # dispatch plus its cancellation was a sizeable part of the server's CPU per task.
         loop = result_future.get_loop()
-        task_id = job["id"]
-        rss_limit = int(job["max_heap_bytes"]) + self.settings.worker_rss_margin
+        rss_limit = frame.max_heap_bytes + self.settings.worker_rss_margin
         watch: list[asyncio.TimerHandle] = []  # the memory check's current timer
         watch.append(
             loop.call_later(_RSS_POLL_S, self._check_memory, worker, task_id, rss_limit, watch)
         )
-        backstop = float(job["timeout_s"]) + self.settings.cancel_grace + _BACKSTOP_MARGIN_S
-        overdue = loop.call_later(
-            backstop, self._kill_overdue, worker, task_id, float(job["timeout_s"])
-        )
+        backstop = frame.timeout_s + self.settings.cancel_grace + _BACKSTOP_MARGIN_S
+        overdue = loop.call_later(backstop, self._kill_overdue, worker, task_id, frame.timeout_s)
         done = worker.current_done
         assert done is not None
         try:
@@ -165,7 +174,7 @@ class Pool:
         finally:
             watch[0].cancel()
             overdue.cancel()
-        if result.get("reason") == "worker_lost":
+        if result.reason is FailureReason.WORKER_LOST:
             worker.mark_broken()
         self._release(worker)
         return result
@@ -183,7 +192,7 @@ class Pool:
         )
         worker.kill(
             (
-                "timeout",
+                FailureReason.TIMEOUT,
                 f"the task ran past its {timeout:g}s timeout "
                 "and its worker did not stop it; the worker was killed",
             )
@@ -209,7 +218,7 @@ class Pool:
             )
             worker.kill(
                 (
-                    "out_of_memory",
+                    FailureReason.OUT_OF_MEMORY,
                     f"the worker's memory ({rss} bytes resident) exceeded its bound "
                     f"of {limit} bytes (the task's heap limit plus "
                     f"{self.settings.worker_rss_margin} bytes; ArrayBuffers count "
@@ -232,11 +241,11 @@ class Pool:
                 return True
         return False
 
-    async def broadcast_gc(self, timeout: float) -> list[tuple[WorkerHandle, dict[str, Any]]]:
+    async def broadcast_gc(self, timeout: float) -> list[tuple[WorkerHandle, GcEvent]]:
         """Every live worker collects; busy ones right after their task."""
         workers = [w for w in self._workers.values() if w.state in {"idle", "busy"}]
 
-        async def one(worker: WorkerHandle) -> dict[str, Any] | None:
+        async def one(worker: WorkerHandle) -> GcEvent | None:
             try:
                 return await asyncio.wait_for(worker.gc(), timeout)
             except (ConnectionError, asyncio.TimeoutError):
@@ -375,7 +384,7 @@ class Pool:
         self._top_up()
 
     async def _stop_running(
-        self, worker: WorkerHandle, task_id: str, done: asyncio.Future[dict[str, Any]]
+        self, worker: WorkerHandle, task_id: str, done: asyncio.Future[DoneEvent]
     ) -> None:
         with contextlib.suppress(ConnectionError):
             await worker.cancel(task_id)

@@ -333,15 +333,15 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         replies = await self.engine.pool.broadcast_gc(timeout)
         response = pb.BroadcastGCResponse()
         for worker, reply in replies:
-            before, after = reply.get("before") or {}, reply.get("after") or {}
+            before, after = reply.before, reply.after
             response.workers.add(
                 worker_id=worker.id,
                 before=heap_usage(before),
                 after=heap_usage(after),
-                rss_before_bytes=int(reply.get("rss_before", 0)),
-                rss_after_bytes=int(reply.get("rss_after", 0)),
+                rss_before_bytes=reply.rss_before,
+                rss_after_bytes=reply.rss_after,
             )
-            response.total_freed_bytes += max(before.get("used", 0) - after.get("used", 0), 0)
+            response.total_freed_bytes += max(before.used - after.used, 0)
         return response
 
     async def Stats(

@@ -14,9 +14,9 @@ import math
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_server.protocol import RunFrame, TaskContext
 from zako_server.server.config import Settings
 from zako_server.server.errors import CannotFit, InvalidTask
 
@@ -52,7 +52,7 @@ class Job:
     task_id: str
     priority: int
     timeout_s: float
-    frame: dict[str, Any]
+    frame: RunFrame
     request: dict[str, float]
     size_bytes: int
     queue_timeout_s: float | None
@@ -263,31 +263,30 @@ def validate(
 
     request = _request(task, settings)
     timeout = _timeout(task, settings, deadline_s)
-    frame = {
-        "op": "run",
-        "id": task_id,
-        "entry": entry,
-        "modules": modules,
-        "input": input_json,
-        "context": {
-            "kind": kind,
-            "task_id": task_id,
-            "labels": dict(task.labels),
-            "system_access": bool(task.system_access),
+    frame = RunFrame(
+        id=task_id,
+        entry=entry,
+        modules=modules,
+        input=input_json,
+        context=TaskContext(
+            kind=kind,
+            task_id=task_id,
+            labels=dict(task.labels),
+            system_access=bool(task.system_access),
             # The virtual clock and PRNG seed of a hermetic context (the prelude ignores
             # both under system access, where clock and randomness are real).
-            "epoch_ms": _epoch_ms(task),
-            "seed": _seed(task, entry, modules, input_json),
-        },
-        "timeout_s": timeout,
-        "max_heap_bytes": int(request["memory"]),
-        "max_log_bytes": settings.max_log_bytes,
-        "max_result_bytes": settings.max_result_bytes,
+            epoch_ms=_epoch_ms(task),
+            seed=_seed(task, entry, modules, input_json),
+        ),
+        timeout_s=timeout,
+        max_heap_bytes=int(request["memory"]),
+        max_log_bytes=settings.max_log_bytes,
+        max_result_bytes=settings.max_result_bytes,
         # Warm isolates are shared only within one tenant: globals a task leaves behind
         # must never reach another tenant's code. None asks for a fresh isolate.
-        "reuse": (None if task.fresh_isolate or settings.isolate_reuse == "never" else tenant),
-        "reuse_max_tasks": settings.isolate_max_tasks,
-    }
+        reuse=(None if task.fresh_isolate or settings.isolate_reuse == "never" else tenant),
+        reuse_max_tasks=settings.isolate_max_tasks,
+    )
     size = sum(_size(source) for source in modules.values()) + _size(input_json)
     return Job(
         task_id, task.priority, timeout, frame, request, size, _queue_timeout(task, deadline_s)

@@ -23,44 +23,48 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Literal
 
 import psutil
 
 from zako_server import protocol
+from zako_server.protocol import (
+    CancelFrame,
+    DoneEvent,
+    ExitFrame,
+    FailureReason,
+    GcEvent,
+    GcFrame,
+    HeapFigures,
+    JsError,
+    LogEvent,
+    ParentFrame,
+    ReadyEvent,
+    ReuseKey,
+    RunFrame,
+    StartedEvent,
+)
 
 log = logging.getLogger("zako.pool")
 
-EventSink = Callable[[dict[str, Any]], None]
+# starting -> idle <-> busy -> stopping -> dead (any state may go straight to dead)
+WorkerState = Literal["starting", "idle", "busy", "stopping", "dead"]
+EventSink = Callable[[StartedEvent | LogEvent], None]
 
 
 _ERROR_NAMES = {
-    "worker_lost": "WorkerLost",
-    "out_of_memory": "OutOfMemoryError",
-    "timeout": "TimeoutError",
+    FailureReason.WORKER_LOST: "WorkerLost",
+    FailureReason.OUT_OF_MEMORY: "OutOfMemoryError",
+    FailureReason.TIMEOUT: "TimeoutError",
 }
 
 
-def lost_result(task_id: str, why: str, reason: str = "worker_lost") -> dict[str, Any]:
-    """The done message the parent makes up when the worker cannot send one."""
-    return {
-        "ev": "done",
-        "id": task_id,
-        "ok": False,
-        "reason": reason,
-        "error": {
-            "name": _ERROR_NAMES.get(reason, "WorkerLost"),
-            "message": why,
-            "stack": "",
-            "module": "",
-            "line": 0,
-            "column": 0,
-        },
-        "cpu_s": 0.0,
-        "run_s": 0.0,
-        "heap": None,
-        "logs_dropped": 0,
-    }
+def lost_result(
+    task_id: str, why: str, reason: FailureReason = FailureReason.WORKER_LOST
+) -> DoneEvent:
+    """The done event the parent makes up when the worker cannot send one."""
+    error = JsError(_ERROR_NAMES.get(reason, "WorkerLost"), why, "")
+    return DoneEvent(task_id, 0.0, 0.0, None, 0, False, reason=reason, error=error)
 
 
 class _Pipes(asyncio.SubprocessProtocol):
@@ -94,13 +98,16 @@ class _Pipes(asyncio.SubprocessProtocol):
         except protocol.ProtocolError as exc:
             self._corrupt(str(exc))
             return
-        for message in messages:
+        for body in messages:
             try:
-                self.handle._dispatch(message)
+                self.handle._dispatch(protocol.decode(body))
+            except protocol.BadFrame as exc:  # the stream is intact: skip just this one
+                log.error("worker %s sent a bad frame: %s", self.handle.id, exc)
+            except protocol.ProtocolError as exc:
+                self._corrupt(str(exc))
+                return
             except Exception:  # a fault handling one frame must not lose the next ones
-                log.exception(
-                    "worker %s: error handling a %r frame", self.handle.id, message.get("ev")
-                )
+                log.exception("worker %s: error handling a frame", self.handle.id)
 
     def stdout_lost(self) -> None:
         if self.parser.pending and not self.corrupt:
@@ -179,13 +186,13 @@ class WorkerHandle:
         self.pid = 0
         self.v8_version = ""
         self.mini_racer_version = ""
-        self.state = "starting"  # starting -> idle <-> busy -> stopping -> dead
+        self.state: WorkerState = "starting"
         self.idle_since = time.monotonic()
         self.task_id: str | None = None
         self.tasks_run = 0
-        self.last_heap: dict[str, int] = {}
+        self.last_heap: HeapFigures | None = None
         # (reuse, kind, hermetic) of the last task that may have left a warm isolate here.
-        self.warm_key: tuple[str, str, bool] | None = None
+        self.warm_key: ReuseKey | None = None
         self._ps: psutil.Process | None = None
         self.exit_expected = False
         self.broken = False
@@ -194,20 +201,20 @@ class WorkerHandle:
         self.task_began = False
         self._last_task: str | None = None
         # Set when the supervisor kills the worker on purpose, to explain the loss.
-        self.kill_reason: tuple[str, str] | None = None
+        self.kill_reason: tuple[FailureReason, str] | None = None
         self._on_exit = on_exit
         self._transport: asyncio.SubprocessTransport | None = None
         self._pipes: _Pipes | None = None
         self._ready: asyncio.Future[None] | None = None
-        self._done: asyncio.Future[dict[str, Any]] | None = None
-        self._result: asyncio.Future[dict[str, Any]] | None = None
+        self._done: asyncio.Future[DoneEvent] | None = None
+        self._result: asyncio.Future[DoneEvent] | None = None
         self._sink: EventSink | None = None
-        self._gc_waiters: list[asyncio.Future[dict[str, Any]]] = []
+        self._gc_waiters: list[asyncio.Future[GcEvent]] = []
         self.exited = asyncio.Event()
 
     @property
     def alive(self) -> bool:
-        return self.state not in {"dead"}
+        return self.state != "dead"
 
     async def start(self, timeout: float) -> None:
         """Exec the child and wait for its ready frame (V8 warm)."""
@@ -250,8 +257,8 @@ class WorkerHandle:
         self.state = "idle"
         self.idle_since = time.monotonic()
 
-    async def run(self, job: dict[str, Any], sink: EventSink) -> asyncio.Future[dict[str, Any]]:
-        """Send a task; the returned future resolves with its done message (or a lost one).
+    async def run(self, frame: RunFrame, sink: EventSink) -> asyncio.Future[DoneEvent]:
+        """Send a task; the returned future resolves with its done event (or a lost one).
 
         The returned future is the caller's: awaiting it directly is safe even if the
         caller is cancelled, because `current_done`, which only the done message or the
@@ -259,13 +266,13 @@ class WorkerHandle:
         loop pass per task between the done frame and the next dispatch.)"""
         assert self.state == "idle", f"worker {self.id} is {self.state}"
         self.state = "busy"
-        self.task_id = self._last_task = job["id"]
+        self.task_id = self._last_task = frame.id
         self.task_began = False
         self._sink = sink
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         result = self._result = loop.create_future()
-        await self._send(job)
+        await self._send(frame)
         return result
 
     def task_began_for(self, task_id: str) -> bool:
@@ -273,23 +280,23 @@ class WorkerHandle:
         return self.task_began and self._last_task == task_id
 
     @property
-    def current_done(self) -> asyncio.Future[dict[str, Any]] | None:
+    def current_done(self) -> asyncio.Future[DoneEvent] | None:
         """The done future of the running task, if any."""
         return self._done
 
     async def cancel(self, task_id: str) -> None:
         if self.task_id == task_id:
-            await self._send({"op": "cancel", "id": task_id})
+            await self._send(CancelFrame(task_id))
 
-    async def gc(self) -> dict[str, Any]:
+    async def gc(self) -> GcEvent:
         """Ask for a full collection; a busy worker answers after its task."""
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[GcEvent] = asyncio.get_running_loop().create_future()
         self._gc_waiters.append(waiter)
-        await self._send({"op": "gc"})
+        await self._send(GcFrame())
         return await waiter
 
     def finish_task(self) -> None:
-        """The pool took the done message; the worker may take the next task."""
+        """The pool took the done event; the worker may take the next task."""
         self.task_id = None
         self._sink = None
         self._done = None
@@ -312,14 +319,14 @@ class WorkerHandle:
             return
         self.state = "stopping"
         with contextlib.suppress(Exception):
-            await self._send({"op": "exit"})
+            await self._send(ExitFrame())
         try:
             await asyncio.wait_for(self.exited.wait(), timeout)
         except asyncio.TimeoutError:
             self.kill()
             await self.exited.wait()
 
-    def kill(self, reason: tuple[str, str] | None = None) -> None:
+    def kill(self, reason: tuple[FailureReason, str] | None = None) -> None:
         """SIGKILL the child (it ignored a cancel, ran away, or the server is leaving).
 
         `reason` is (failure reason, message) for the task it held, when the kill is
@@ -341,7 +348,7 @@ class WorkerHandle:
         except (psutil.Error, ValueError):
             return 0
 
-    async def _send(self, message: dict[str, Any]) -> None:
+    async def _send(self, frame: ParentFrame) -> None:
         transport, pipes = self._transport, self._pipes
         stdin = None if transport is None else transport.get_pipe_transport(0)
         if (
@@ -352,41 +359,42 @@ class WorkerHandle:
             or transport.get_returncode() is not None
         ):
             raise ConnectionError(f"worker {self.id} is not running")
-        stdin.write(protocol.encode(message))  # type: ignore[attr-defined]
+        stdin.write(protocol.encode(frame))  # type: ignore[attr-defined]
         if stdin.is_closing():  # the write found the pipe broken (the child died)
             raise ConnectionError(f"worker {self.id}: its stdin pipe is closed")
         if pipes.paused:
             await pipes.drain()
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        kind = message.get("ev")
-        if kind == "ready":
-            self.v8_version = str(message.get("v8_version", ""))
-            self.mini_racer_version = str(message.get("mini_racer_version", ""))
+    def _dispatch(self, event: protocol.Frame) -> None:
+        # Ordered by how often each arrives.
+        if isinstance(event, (LogEvent, StartedEvent)):
+            if event.id == self.task_id:
+                if isinstance(event, StartedEvent):
+                    self.task_began = True
+                if self._sink is not None:
+                    self._sink(event)
+        elif isinstance(event, DoneEvent):
+            done = self._done
+            if done is not None and not done.done() and event.id == self.task_id:
+                self.last_heap = event.heap or self.last_heap
+                self._settle(event)
+        elif isinstance(event, ReadyEvent):
+            self.v8_version = event.v8_version
+            self.mini_racer_version = event.mini_racer_version
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(None)
-        elif kind in {"started", "log"}:
-            if kind == "started" and message.get("id") == self.task_id:
-                self.task_began = True
-            if self._sink is not None and message.get("id") == self.task_id:
-                self._sink(message)
-        elif kind == "done":
-            done = self._done
-            if done is not None and not done.done() and message.get("id") == self.task_id:
-                self.last_heap = message.get("heap") or self.last_heap
-                self._settle(message)
-        elif kind == "gc":
+        elif isinstance(event, GcEvent):
             if self._gc_waiters:
                 waiter = self._gc_waiters.pop(0)
                 if not waiter.done():
-                    waiter.set_result(message)
+                    waiter.set_result(event)
         else:
-            log.warning("worker %s sent an unknown frame kind %r", self.id, kind)
+            log.warning("worker %s sent a %s, which only a parent sends", self.id, event)
 
-    def _settle(self, message: dict[str, Any]) -> None:
+    def _settle(self, event: DoneEvent) -> None:
         for future in (self._done, self._result):
             if future is not None and not future.done():
-                future.set_result(message)
+                future.set_result(event)
 
     def _mark_dead(self, why: str, code: int | None) -> None:
         expected = self.exit_expected = self.state == "stopping"

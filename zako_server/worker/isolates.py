@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
-from zako_server.protocol import ReuseKey
+from zako_server.protocol import FailureReason, HeapFigures, ReuseKey
 from zako_server.worker import runtime
 from zako_server.worker.runtime import Instance
 
@@ -31,15 +30,16 @@ from zako_server.worker.runtime import Instance
 RESET_TIMEOUT_S = 0.25
 # Outcomes after which nothing of the task can still be running and the prelude's state
 # is consistent: the task returned, threw, or was refused by the prelude.
-REUSABLE_REASONS = frozenset(
+# (None: the task succeeded.)
+REUSABLE_REASONS: frozenset[FailureReason | None] = frozenset(
     {
-        "ok",
-        "js_error",
-        "not_serializable",
-        "result_too_large",
-        "capability_denied",
-        "module_not_found",
-        "deadlock",
+        None,
+        FailureReason.JS_ERROR,
+        FailureReason.NOT_SERIALIZABLE,
+        FailureReason.RESULT_TOO_LARGE,
+        FailureReason.CAPABILITY_DENIED,
+        FailureReason.MODULE_NOT_FOUND,
+        FailureReason.DEADLOCK,
     }
 )
 
@@ -47,37 +47,51 @@ REUSABLE_REASONS = frozenset(
 # A heap reading costs about 0.35 ms of CPU (mini-racer's heap_stats), a third of what a
 # trivial task costs a worker in all. A task that ran this briefly in a warm isolate
 # reports the isolate's latest reading instead, taken at most HEAP_MAX_AGE tasks earlier:
-# so little run time cannot have moved the live heap far.
+# so little run time cannot have moved the live heap far. An isolate about to be closed
+# gets no such shortcut: its reading is the task's last chance to have one of its own.
 HEAP_FRESH_S = 0.002
 HEAP_MAX_AGE = 16
 
 
-def heap_reading(instance: Instance, run_s: float) -> dict[str, int] | None:
-    """The task's heap figures (see above); None when the isolate may still be busy."""
+def heap_reading(instance: Instance, run_s: float, retiring: bool = False) -> HeapFigures | None:
+    """The task's heap figures (see above); None when the isolate may still be busy.
+    `limit` is V8's; the caller puts the task's own limit there."""
     last = instance.last_heap
     if (
-        last is None
+        retiring
+        or last is None
         or instance.uses == 0
         or run_s >= HEAP_FRESH_S
         or (instance.heap_age >= HEAP_MAX_AGE)
     ):
         reading = instance.heap()
-        if reading is not None:
-            instance.last_heap, instance.heap_age = dict(reading), 0
-        return reading
+        if reading is None:
+            return None
+        instance.last_heap, instance.heap_age = reading, 0
+        return HeapFigures(reading["used"], reading["total"], reading["limit"])
     instance.heap_age += 1
-    return dict(last)
+    return HeapFigures(last["used"], last["total"], last["limit"])
 
 
-def keep(instance: Instance, reason: str, heap_used: int, heap_limit: int, max_tasks: int) -> bool:
-    """Whether an isolate that just ran a reusable task may run another (before reset)."""
+def retiring(instance: Instance, reason: FailureReason | None, max_tasks: int, uses: int) -> bool:
+    """Whether an isolate that has run `uses` tasks, the last ending with `reason`, must
+    be closed whatever its heap holds."""
     return (
-        not instance.tainted
-        and not instance.retired
-        and reason in REUSABLE_REASONS
-        and instance.uses < max_tasks
+        instance.tainted or instance.retired or reason not in REUSABLE_REASONS or uses >= max_tasks
+    )
+
+
+def keep(
+    instance: Instance,
+    reason: FailureReason | None,
+    heap_used: int,
+    heap_limit: int,
+    max_tasks: int,
+) -> bool:
+    """Whether an isolate that just ran a reusable task may run another (before reset)."""
+    return not retiring(instance, reason, max_tasks, instance.uses) and (
         # Live data the next task would inherit counts against its own limit.
-        and (heap_limit <= 0 or heap_used <= heap_limit // 2)
+        heap_limit <= 0 or heap_used <= heap_limit // 2
     )
 
 
@@ -107,15 +121,13 @@ class Isolates:
         self,
         instance: Instance,
         key: ReuseKey | None,
-        reason: str,
-        heap: dict[str, Any],
+        reason: FailureReason | None,
+        heap: HeapFigures,
         max_tasks: int,
     ) -> bool:
         """Keep `instance` warm for `key` if it is fit for that; else close it."""
         instance.uses += 1
-        if key is None or not keep(
-            instance, reason, int(heap.get("used", 0)), int(heap.get("limit", 0)), max_tasks
-        ):
+        if key is None or not keep(instance, reason, heap.used, heap.limit, max_tasks):
             instance.close()
             return False
         try:
@@ -136,7 +148,7 @@ class Isolates:
         """Instances that are idle and can be asked for heap figures or a GC."""
         return [i for i in (self.spare, self.warm) if i is not None and not i.tainted]
 
-    def collect(self) -> tuple[dict[str, int], dict[str, int]]:
+    def collect(self) -> tuple[HeapFigures, HeapFigures]:
         """A full GC in every idle isolate; their heaps, summed, before and after."""
         live = self.live()
         before = _sum_heaps(live)
@@ -152,9 +164,12 @@ class Isolates:
         self.spare = self.warm = None
 
 
-def _sum_heaps(instances: list[Instance]) -> dict[str, int]:
-    total = {"used": 0, "total": 0, "limit": 0}
+def _sum_heaps(instances: list[Instance]) -> HeapFigures:
+    total = HeapFigures()
     for instance in instances:
-        for key, value in (instance.heap() or {}).items():
-            total[key] += value
+        reading = instance.heap()
+        if reading is not None:
+            total.used += reading["used"]
+            total.total += reading["total"]
+            total.limit += reading["limit"]
     return total

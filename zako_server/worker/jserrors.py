@@ -27,9 +27,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from zako_server.protocol import FAILURE_REASONS
+from zako_server.protocol import FailureReason, JsError
+
+# What the prelude may report; CANCELLED is only ever the worker's own verdict.
+_PRELUDE_REASONS = frozenset(FailureReason) - {FailureReason.CANCELLED}
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a task ended, before the worker adds its figures: the DoneEvent's `value`,
+    or its `reason` and `error`."""
+
+    value: str | None = None
+    reason: FailureReason | None = None
+    error: JsError | None = None
+
 
 _HEADER = re.compile(r"^(?P<file>.*?):(?P<line>\d+): (?P<rest>.*)$")
 _NAMED = re.compile(r"^(?P<name>[A-Za-z_$][\w$]*): (?P<message>.*)$", re.DOTALL)
@@ -44,17 +59,17 @@ def make_error(
     line: int | None = None,
     column: int | None = None,
     code: str | None = None,
-) -> dict[str, Any]:
-    """The error dict of a failed done event (see protocol.py)."""
-    return {
-        "name": name,
-        "message": message,
-        "stack": stack or _default_stack(name, message, module, line, column),
-        "module": module,
-        "line": line,
-        "column": column,
-        "code": code,
-    }
+) -> JsError:
+    """The error of a failed done event, with a stack made up when none is known."""
+    return JsError(
+        name,
+        message,
+        stack or _default_stack(name, message, module, line, column),
+        module,
+        line,
+        column,
+        code,
+    )
 
 
 def _default_stack(
@@ -90,7 +105,7 @@ def beyond_source(text: str, source: str) -> bool:
     return header is not None and int(header["line"]) > source.count("\n") + 1
 
 
-def syntax_error(text: str, module: str, source: str, prefix_length: int) -> dict[str, Any]:
+def syntax_error(text: str, module: str, source: str, prefix_length: int) -> JsError:
     """The error for a module that did not parse (JSParseException text)."""
     lines = text.split("\n")
     header = _HEADER.match(lines[0])
@@ -112,9 +127,7 @@ def syntax_error(text: str, module: str, source: str, prefix_length: int) -> dic
     return make_error(name, message, module=module, line=line, column=column)
 
 
-def uncaught_error(
-    text: str, modules_by_file: Mapping[str, str], prefix_length: int
-) -> dict[str, Any]:
+def uncaught_error(text: str, modules_by_file: Mapping[str, str], prefix_length: int) -> JsError:
     """The error for an exception that reached mini-racer (JSEvalException text)."""
     lines = text.split("\n")
     header = _HEADER.match(lines[0])
@@ -142,22 +155,23 @@ _FROZEN = re.compile(
 )
 
 
-def frozen_builtin(outcome: Mapping[str, Any]) -> bool:
+def frozen_builtin(outcome: Outcome) -> bool:
     """Could this failure be a write to a frozen built-in (worth a re-run when fresh)?
 
     A write to an object the task froze itself matches too; its re-run fails the same way.
     """
-    error = outcome.get("error") or {}
+    error = outcome.error
     return (
-        outcome.get("reason") == "js_error"
-        and error.get("name") == "TypeError"
-        and _FROZEN.search(str(error.get("message", ""))) is not None
+        outcome.reason is FailureReason.JS_ERROR
+        and error is not None
+        and error.name == "TypeError"
+        and _FROZEN.search(error.message) is not None
     )
 
 
-def failure(reason: str, error: dict[str, Any]) -> dict[str, Any]:
-    """The outcome part of a failed done event."""
-    return {"ok": False, "reason": reason, "error": error}
+def failure(reason: FailureReason, error: JsError) -> Outcome:
+    """The outcome of a failed task."""
+    return Outcome(reason=reason, error=error)
 
 
 def clean_text(text: str) -> str:
@@ -169,18 +183,7 @@ def clean_text(text: str) -> str:
     return text
 
 
-def scrub(value: Any) -> Any:
-    """clean_text applied to every string of a message."""
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, dict):
-        return {clean_text(str(k)): scrub(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrub(v) for v in value]
-    return value
-
-
-def check_outcome(raw: Any, max_result_bytes: int) -> dict[str, Any] | None:
+def check_outcome(raw: Any, max_result_bytes: int) -> Outcome | None:
     """Validate the prelude's outcome (None: not settled). Raises on anything malformed."""
     if raw is None:
         return None
@@ -191,15 +194,15 @@ def check_outcome(raw: Any, max_result_bytes: int) -> dict[str, Any] | None:
         size = len(value.encode())
         if size > max_result_bytes:
             return failure(
-                "result_too_large",
+                FailureReason.RESULT_TOO_LARGE,
                 make_error(
                     "RangeError",
                     f"result is {size} bytes of JSON, over the limit of {max_result_bytes} bytes",
                 ),
             )
-        return {"ok": True, "value": value}
+        return Outcome(value=value)
     reason = raw["reason"]
-    if reason not in FAILURE_REASONS:
+    if reason not in _PRELUDE_REASONS:
         raise ValueError(f"unknown failure reason {reason!r}")
     err = raw["error"]
 
@@ -212,7 +215,7 @@ def check_outcome(raw: Any, max_result_bytes: int) -> dict[str, Any] | None:
         return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
     return failure(
-        reason,
+        FailureReason(reason),
         make_error(
             text("name") or "Error",
             text("message") or "",

@@ -40,10 +40,27 @@ import psutil
 from py_mini_racer import JSEvalException, JSOOMException, JSParseException
 
 from zako_server import protocol
-from zako_server.protocol import ReuseKey
+from zako_server.protocol import (
+    LOG_LEVELS,
+    CancelFrame,
+    ChildEvent,
+    DoneEvent,
+    ExitFrame,
+    FailureReason,
+    GcEvent,
+    GcFrame,
+    HeapFigures,
+    JsError,
+    LogEvent,
+    LogLevel,
+    ReadyEvent,
+    ReuseKey,
+    RunFrame,
+    StartedEvent,
+)
 from zako_server.worker import jserrors, runtime
-from zako_server.worker.isolates import Isolates, heap_reading
-from zako_server.worker.jserrors import clean_text, failure
+from zako_server.worker.isolates import Isolates, heap_reading, retiring
+from zako_server.worker.jserrors import Outcome, clean_text, failure
 from zako_server.worker.runtime import Instance
 from zako_server.worker.task import RunningTask
 
@@ -53,7 +70,6 @@ from zako_server.worker.task import RunningTask
 STOP_GRACE_S = 2.0
 DRAIN_TIMEOUT_S = 0.08
 IDLE_COLLECT_S = 1.0
-LOG_LEVELS = frozenset({"debug", "info", "warn", "error"})
 FROZEN_HINT = (
     " (built-ins are frozen in a warm isolate; this task had already logged, so it was not"
     " re-run fresh: set fresh_isolate to patch built-ins)"
@@ -80,7 +96,7 @@ class Worker:
     def __init__(self, frame_fd: int) -> None:
         self._fd = frame_fd
         self._isolates = Isolates()
-        self._runs: deque[dict[str, Any]] = deque()
+        self._runs: deque[RunFrame] = deque()
         self._wakeup = asyncio.Event()
         self._current: RunningTask | None = None
         self._gc_pending = 0
@@ -90,13 +106,9 @@ class Worker:
         self._ran_since_collect = False
 
     # ---- frames -----------------------------------------------------------------------
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, event: ChildEvent) -> None:
         # A blocking write keeps frames whole and ordered; the parent always reads.
-        try:
-            data = protocol.encode(message)
-        except UnicodeEncodeError:  # a lone surrogate slipped through: never lose a frame
-            data = protocol.encode(jserrors.scrub(message))
-        view = memoryview(data)
+        view = memoryview(protocol.encode(event))
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
@@ -110,14 +122,7 @@ class Worker:
         # (which mini-racer enforces by terminating the task) must stay below it.
         v8_limit = (spare.heap() or {}).get("limit", 0)
         self._heap_cap = int(v8_limit * 0.9) if v8_limit else None
-        self.send(
-            {
-                "ev": "ready",
-                "pid": os.getpid(),
-                "v8_version": spare.mr.v8_version,
-                "mini_racer_version": _version("mini-racer"),
-            }
-        )
+        self.send(ReadyEvent(os.getpid(), spare.mr.v8_version, _version("mini-racer")))
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -125,10 +130,17 @@ class Worker:
         status = 0
         try:
             while True:
-                msg = await protocol.read_frame(reader)
-                if msg is None or msg.get("op") == "exit":
+                body = await protocol.read_body(reader)
+                if body is None:
                     break
-                self._dispatch(msg)
+                try:
+                    frame = protocol.decode(body)
+                except protocol.BadFrame as exc:
+                    self._bad_frame(exc)
+                    continue
+                if isinstance(frame, ExitFrame):
+                    break
+                self._dispatch(frame)
         except protocol.ProtocolError as exc:
             print(f"zako worker: {exc}", file=sys.stderr)
             status = 2
@@ -140,21 +152,20 @@ class Worker:
         self._isolates.close()
         return status
 
-    def _dispatch(self, msg: dict[str, Any]) -> None:
-        op = msg.get("op")
-        if op == "run":
-            self._runs.append(msg)
+    def _dispatch(self, frame: protocol.Frame) -> None:
+        if isinstance(frame, RunFrame):
+            self._runs.append(frame)
             self._wakeup.set()
-        elif op == "cancel":
+        elif isinstance(frame, CancelFrame):
             job = self._current
-            if job is not None and job.id == msg.get("id"):
+            if job is not None and job.id == frame.id:
                 job.stop()
             else:
                 for queued in list(self._runs):
-                    if queued.get("id") == msg.get("id"):
+                    if queued.id == frame.id:
                         self._runs.remove(queued)
-                        self._not_run(queued, "task was cancelled before it started")
-        elif op == "gc":
+                        self._not_run(queued.id, "task was cancelled before it started")
+        elif isinstance(frame, GcFrame):
             # A run that has arrived but not yet started counts as busy: the parent
             # already sees this worker as running it, and expects gc after that task.
             if self._current is None and not self._runs:
@@ -162,7 +173,17 @@ class Worker:
             else:
                 self._gc_pending += 1
         else:
-            print(f"zako worker: ignoring unknown op {op!r}", file=sys.stderr)
+            print(f"zako worker: ignoring a {type(frame).__name__} frame", file=sys.stderr)
+
+    def _bad_frame(self, exc: protocol.BadFrame) -> None:
+        """A malformed run still gets its one done (internal); anything else is skipped."""
+        print(f"zako worker: {exc}", file=sys.stderr)
+        if exc.tag == "run" and exc.id is not None:
+            self.send(
+                self._done_failed(
+                    exc.id, FailureReason.INTERNAL, jserrors.make_error("InternalError", str(exc))
+                )
+            )
 
     async def _run_loop(self) -> None:
         while True:
@@ -175,8 +196,8 @@ class Worker:
                 if idle is not None:
                     idle.cancel()
             if self._stopping:
-                for msg in self._runs:
-                    self._not_run(msg, "the worker is exiting")
+                for frame in self._runs:
+                    self._not_run(frame.id, "the worker is exiting")
                 self._runs.clear()
                 return
             await self._run(self._runs.popleft())
@@ -185,35 +206,32 @@ class Worker:
                 self._collect()
             self._gc_pending = 0
 
-    def _not_run(self, msg: dict[str, Any], why: str) -> None:
-        if isinstance(msg.get("id"), str):
-            self.send(
-                {
-                    "ev": "done",
-                    "id": msg["id"],
-                    "ok": False,
-                    "reason": "cancelled",
-                    "error": jserrors.make_error("CancelledError", why),
-                    "cpu_s": 0.0,
-                    "run_s": 0.0,
-                    "heap": {"used": 0, "total": 0, "limit": 0},
-                    "logs_dropped": 0,
-                }
+    def _not_run(self, task_id: str, why: str) -> None:
+        self.send(
+            self._done_failed(
+                task_id, FailureReason.CANCELLED, jserrors.make_error("CancelledError", why)
             )
+        )
+
+    @staticmethod
+    def _done_failed(
+        task_id: str, reason: FailureReason, error: JsError, logs_dropped: int = 0
+    ) -> DoneEvent:
+        """The done event of a task that never ran in an isolate (no figures to report)."""
+        return DoneEvent(
+            task_id, 0.0, 0.0, HeapFigures(), logs_dropped, False, reason=reason, error=error
+        )
 
     # ---- one task ----------------------------------------------------------------------
-    async def _run(self, msg: dict[str, Any]) -> None:
-        task_id = msg.get("id")
-        if not isinstance(task_id, str):
-            print(f"zako worker: run without an id: {msg!r:.200}", file=sys.stderr)
-            return
+    async def _run(self, frame: RunFrame) -> None:
+        task_id = frame.id
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        self.send({"ev": "started", "id": task_id})
+        self.send(StartedEvent(task_id))
         job: RunningTask | None = None
         instance: Instance | None = None
         key: ReuseKey | None = None
         try:
-            job = RunningTask.parse(msg)
+            job = RunningTask.parse(frame)
             self._current = job
             key = job.key
             instance, warm = self._isolates.take(key)
@@ -223,12 +241,15 @@ class Worker:
                 # Nothing of it was sent yet: run it again as if reuse were off.
                 instance.close()
                 instance, warm = self._isolates.take(None)
-                key = job.reuse = None
+                key = job.key = None
                 job.hardened = False
                 left = max(job.timeout_s - (time.perf_counter() - wall0), 0.001)
                 outcome = await self._supervise(instance, job, left)
-            heap = heap_reading(instance, time.perf_counter() - wall0) or {"used": 0, "total": 0}
-            heap["limit"] = job.max_heap_bytes
+            closing = key is None or retiring(
+                instance, outcome.reason, frame.reuse_max_tasks, instance.uses + 1
+            )
+            heap = heap_reading(instance, time.perf_counter() - wall0, closing) or HeapFigures()
+            heap.limit = job.max_heap_bytes
             if job.dropped:
                 self._log(
                     job,
@@ -238,36 +259,32 @@ class Worker:
                     time.time(),
                     marker=True,
                 )
-            done = {
-                "ev": "done",
-                "id": task_id,
-                **outcome,
-                "heap": heap,
-                "logs_dropped": job.dropped,
-                "warm": warm,
-            }
+            done = DoneEvent(
+                task_id,
+                0.0,
+                0.0,
+                heap,
+                job.dropped,
+                warm,
+                value=outcome.value,
+                reason=outcome.reason,
+                error=outcome.error,
+            )
         except Exception as exc:  # the exactly-one-done guarantee outlives our own bugs
             print(f"zako worker: internal error in task {task_id}: {exc!r}", file=sys.stderr)
-            done = {
-                "ev": "done",
-                "id": task_id,
-                **failure(
-                    "internal", jserrors.make_error("InternalError", f"{type(exc).__name__}: {exc}")
-                ),
-                "heap": {"used": 0, "total": 0, "limit": 0},
-                "logs_dropped": job.dropped if job else 0,
-            }
-        done["cpu_s"] = time.process_time() - cpu0
-        done["run_s"] = time.perf_counter() - wall0
+            done = self._done_failed(
+                task_id,
+                FailureReason.INTERNAL,
+                jserrors.make_error("InternalError", f"{type(exc).__name__}: {exc}"),
+                job.dropped if job else 0,
+            )
+        done.cpu_s = time.process_time() - cpu0
+        done.run_s = time.perf_counter() - wall0
         self._current = None
         self.send(done)
         if instance is not None:
             await self._isolates.give_back(
-                instance,
-                key,
-                str(done.get("reason") or ("ok" if done.get("ok") else "")),
-                done.get("heap") or {},
-                job.reuse_max_tasks if job else 0,
+                instance, key, done.reason, done.heap or HeapFigures(), frame.reuse_max_tasks
             )
         if not self._stopping:
             try:
@@ -277,12 +294,13 @@ class Worker:
 
     async def _supervise(
         self, instance: Instance, job: RunningTask, time_left: float | None = None
-    ) -> dict[str, Any]:
+    ) -> Outcome:
         """Run the driver under the task's deadline (`time_left` of it, on a re-run) and
         its cancel switch."""
         driver = asyncio.create_task(self._drive(instance, job))
+        either: set[asyncio.Future[Any]] = {driver, job.cancel}
         finished, _ = await asyncio.wait(
-            {driver, job.cancel},
+            either,
             timeout=job.timeout_s if time_left is None else time_left,
             return_when=asyncio.FIRST_COMPLETED,
         )
@@ -293,10 +311,12 @@ class Worker:
         if driver.done() and not driver.cancelled():
             driver.exception()  # interrupted anyway; only mark it retrieved
         if job.cancel.done():
-            outcome = failure("cancelled", jserrors.make_error("CancelledError", job.cancel_why))
+            outcome = failure(
+                FailureReason.CANCELLED, jserrors.make_error("CancelledError", job.cancel_why)
+            )
         else:
             outcome = failure(
-                "timeout",
+                FailureReason.TIMEOUT,
                 jserrors.make_error(
                     "TimeoutError", f"task exceeded its time limit of {job.timeout_s:g} s"
                 ),
@@ -309,7 +329,7 @@ class Worker:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._poll(instance, job), DRAIN_TIMEOUT_S)
 
-    async def _drive(self, instance: Instance, job: RunningTask) -> dict[str, Any]:
+    async def _drive(self, instance: Instance, job: RunningTask) -> Outcome:
         try:
             return await self._execute(instance, job)
         except JSOOMException:
@@ -319,47 +339,58 @@ class Worker:
                 outcome = self._out_of_memory(job)
             else:
                 outcome = failure(
-                    "js_error", jserrors.uncaught_error(str(exc), instance.files, instance.prefix)
+                    FailureReason.JS_ERROR,
+                    jserrors.uncaught_error(str(exc), instance.files, instance.prefix),
                 )
         except BadReport as exc:
-            outcome = failure("internal", jserrors.make_error("InternalError", str(exc)))
+            outcome = failure(
+                FailureReason.INTERNAL, jserrors.make_error("InternalError", str(exc))
+            )
         await self._drain(instance, job)
         return outcome
 
     @staticmethod
-    def _out_of_memory(job: RunningTask) -> dict[str, Any]:
+    def _out_of_memory(job: RunningTask) -> Outcome:
         return failure(
-            "out_of_memory",
+            FailureReason.OUT_OF_MEMORY,
             jserrors.make_error(
                 "OutOfMemoryError", f"task exceeded its heap limit of {job.max_heap_bytes} bytes"
             ),
         )
 
-    async def _execute(self, instance: Instance, job: RunningTask) -> dict[str, Any]:
+    def _configuration(self, job: RunningTask) -> dict[str, Any]:
+        """The prelude's configure() argument for this task (the hermetic clock and PRNG
+        settings only when the frame sets them: the prelude has its own defaults)."""
+        context = job.frame.context
+        config: dict[str, Any] = {
+            "kind": context.kind,
+            "hermetic": context.hermetic,
+            "taskId": context.task_id,
+            "labels": context.labels,
+            "version": self._version,
+            "maxLogBytes": job.max_log_bytes,
+            "maxResultBytes": job.max_result_bytes,
+            "reuse": job.hardened,
+        }
+        if context.epoch_ms is not None:
+            config["epochMs"] = context.epoch_ms
+        if context.seed is not None:
+            config["seed"] = context.seed
+        return config
+
+    async def _execute(self, instance: Instance, job: RunningTask) -> Outcome:
         token = instance.token
         limit = job.max_heap_bytes
         instance.mr.set_hard_memory_limit(min(limit, self._heap_cap) if self._heap_cap else limit)
         job.hardened = job.key is not None
-        modules = list(job.modules.items())
+        frame = job.frame
+        modules = list(frame.modules.items())
         for index, (name, _) in enumerate(modules):
             instance.files[runtime.script_name(name, index)] = name
         try:
             text = await instance.eval(
                 runtime.task_script(
-                    token,
-                    {
-                        "kind": job.kind,
-                        "hermetic": job.hermetic,
-                        "taskId": job.task_id,
-                        "labels": job.labels,
-                        "version": self._version,
-                        "maxLogBytes": job.max_log_bytes,
-                        "maxResultBytes": job.max_result_bytes,
-                        "reuse": job.hardened,
-                    },
-                    modules,
-                    job.entry,
-                    job.input,
+                    token, self._configuration(job), modules, frame.entry, frame.input
                 )
             )
         except JSEvalException as exc:
@@ -372,14 +403,17 @@ class Worker:
             await self._drain(instance, job)
             name, source = modules[index]
             return failure(
-                "syntax_error", await self._syntax_error(instance, str(exc), name, source)
+                FailureReason.SYNTAX_ERROR,
+                await self._syntax_error(instance, str(exc), name, source),
             )
         outcome, timers = self._report(text, job)
         if outcome is None:  # microtasks ran after that eval: ask again before judging
             outcome, timers = await self._poll(instance, job)
         while outcome is None:
             if not timers:
-                return failure("deadlock", jserrors.make_error("DeadlockError", DEADLOCK_MESSAGE))
+                return failure(
+                    FailureReason.DEADLOCK, jserrors.make_error("DeadlockError", DEADLOCK_MESSAGE)
+                )
             timer_id, due_ms = min(timers, key=lambda t: (t[1], t[0]))
             delay = due_ms / 1000 - time.time()
             if delay > 0:
@@ -389,34 +423,36 @@ class Worker:
         return outcome
 
     @staticmethod
-    async def _syntax_error(
-        instance: Instance, text: str, name: str, source: str
-    ) -> dict[str, Any]:
+    async def _syntax_error(instance: Instance, text: str, name: str, source: str) -> JsError:
         error = jserrors.syntax_error(text, name, source, instance.prefix)
         if jserrors.beyond_source(text, source):
+            # The diagnosis only parses (or throws before running anything): whatever it
+            # does, the isolate is as idle as before, and its heap can still be read.
+            tainted = instance.tainted
             try:
                 await instance.eval(runtime.diagnose_script(source))
             except JSParseException as exc:
                 found = jserrors.syntax_error(str(exc), name, source, len(runtime.DIAGNOSE_PREFIX))
                 if not jserrors.beyond_source(str(exc), source) and (
-                    "Illegal return" not in found["message"]
+                    "Illegal return" not in found.message
                 ):
                     error = found
             except JSEvalException:
                 pass  # it parsed as a script (and threw before running anything)
+            instance.tainted = tainted
         return error
 
     async def _poll(
         self, instance: Instance, job: RunningTask
-    ) -> tuple[dict[str, Any] | None, list[tuple[int, float]]]:
+    ) -> tuple[Outcome | None, list[tuple[int, float]]]:
         return self._report(await instance.eval(runtime.poll_script(instance.token)), job)
 
     def _report(
         self, text: Any, job: RunningTask
-    ) -> tuple[dict[str, Any] | None, list[tuple[int, float]]]:
+    ) -> tuple[Outcome | None, list[tuple[int, float]]]:
         """Send a poll report's logs; return its outcome (None: pending) and timers."""
         try:
-            report = json.loads(text) if isinstance(text, str) else None
+            report: Any = json.loads(text) if isinstance(text, str) else None
             logs, timers, dropped = report["logs"], report["timers"], report["dropped"]
             outcome = jserrors.check_outcome(report["outcome"], job.max_result_bytes)
             pending = [(int(i), float(due)) for i, due in timers]
@@ -425,15 +461,15 @@ class Worker:
         if outcome is not None and job.hardened and jserrors.frozen_builtin(outcome):
             if not job.logs_sent:
                 raise RetryFresh()
-            error = outcome["error"]
-            error["message"] += FROZEN_HINT
+            assert outcome.error is not None  # frozen_builtin checked it
+            outcome.error.message += FROZEN_HINT
         for level, message, ts in logs:
             self._log(job, level if level in LOG_LEVELS else "info", str(message), ts / 1000)
         job.js_dropped = max(job.js_dropped, int(dropped))
         return outcome, pending
 
     def _log(
-        self, job: RunningTask, level: str, message: str, ts: float, *, marker: bool = False
+        self, job: RunningTask, level: LogLevel, message: str, ts: float, *, marker: bool = False
     ) -> None:
         message = clean_text(message)
         if not marker:
@@ -443,7 +479,7 @@ class Worker:
                 return
             job.log_bytes += size
         job.logs_sent += 1
-        self.send({"ev": "log", "id": job.id, "level": level, "message": message, "ts": ts})
+        self.send(LogEvent(job.id, level, message, ts))
 
     # ---- gc -----------------------------------------------------------------------------
     def _idle_collect(self) -> None:
@@ -458,15 +494,7 @@ class Worker:
         rss_before = process.memory_info().rss
         before, after = self._isolates.collect()
         gc.collect()
-        self.send(
-            {
-                "ev": "gc",
-                "before": before,
-                "after": after,
-                "rss_before": rss_before,
-                "rss_after": process.memory_info().rss,
-            }
-        )
+        self.send(GcEvent(before, after, rss_before, process.memory_info().rss))
 
 
 def main() -> int:
