@@ -247,7 +247,12 @@
 
   // ---- querystring and url --------------------------------------------------------------
   function makeQuerystring() {
-    const unescape = (s) => { try { return decodeURIComponent(s); } catch (e) { return s; } };
+    // As Node: what is a valid escape is decoded even when the rest is not.
+    const unescape = (s) => {
+      try { return decodeURIComponent(s); } catch (e) {
+        return s.replace(/(?:%[0-9A-Fa-f]{2})+/g, (m) => { try { return decodeURIComponent(m); } catch (x) { return m; } });
+      }
+    };
     const escape = (s) => encodeURIComponent(s);
     const value = (v) => (typeof v === 'string' ? v : (typeof v === 'number' && isFinite(v)) || typeof v === 'bigint' || typeof v === 'boolean' ? '' + v : '');
     const parse = (str, sep = '&', eq = '=', options = {}) => {

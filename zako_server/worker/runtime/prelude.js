@@ -177,27 +177,110 @@
   }
 
   // ---- console ----------------------------------------------------------------------
+  // Values print as Node's util.inspect prints them with its defaults (depth 2, compact 3,
+  // breakLength 80): the same line breaking and array grouping, so a log reads the same.
   const IDENT = /^[A-Za-z_$][\w$]*$/;
-  const quote = (s) => "'" + s.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\n/g, '\\n') + "'";
+  const ESCAPES = { '\n': '\\n', '\t': '\\t', '\r': '\\r', '\b': '\\b', '\f': '\\f', '\v': '\\v', '\\': '\\\\' };
+  function quote(s) {
+    const q = strIndexOf(s, "'") < 0 ? "'" : strIndexOf(s, '"') < 0 ? '"' : strIndexOf(s, '`') < 0 && strIndexOf(s, '${') < 0 ? '`' : "'";
+    let out = '';
+    for (let i = 0; i < s.length; i++) {
+      const ch = s[i];
+      const c = charCode(s, i);
+      if (ch === q || ch === '\\') out += '\\' + ch;
+      else if (ESCAPES[ch] !== undefined) out += ESCAPES[ch];
+      else if (c < 0x20 || c === 0x7f) out += '\\x' + (c < 16 ? '0' : '') + c.toString(16).toUpperCase();
+      else out += ch;
+    }
+    return q + out + q;
+  }
+  const BREAK = 80;
 
-  function inspect(v, depth, seen) {
+  function groupArrayElements(ctx, output, value) {
+    let totalLength = 0;
+    let maxLength = 0;
+    let outputLength = output.length;
+    if (value !== undefined && value.length > 100) outputLength--; // "... more items"
+    const dataLen = [];
+    for (let i = 0; i < outputLength; i++) {
+      const len = output[i].length;
+      append(dataLen, i, len);
+      totalLength += len + 2;
+      if (maxLength < len) maxLength = len;
+    }
+    const actualMax = maxLength + 2;
+    if (actualMax * 3 + ctx.indent < BREAK && (totalLength / actualMax > 5 || maxLength <= 6)) {
+      const averageBias = Math.sqrt(actualMax - totalLength / output.length);
+      const biasedMax = Math.max(actualMax - 3 - averageBias, 1);
+      const columns = Math.min(Math.round(Math.sqrt(2.5 * biasedMax * outputLength) / biasedMax),
+        Math.floor((BREAK - ctx.indent) / actualMax), 12, 15);
+      if (columns <= 1) return output;
+      const tmp = [];
+      const maxLineLength = [];
+      for (let i = 0; i < columns; i++) {
+        let lineLength = 0;
+        for (let j = i; j < output.length; j += columns) if (dataLen[j] > lineLength) lineLength = dataLen[j];
+        append(maxLineLength, i, lineLength + 2);
+      }
+      let numeric = value !== undefined;
+      if (numeric) for (let i = 0; i < output.length; i++) if (typeof value[i] !== 'number' && typeof value[i] !== 'bigint') { numeric = false; break; }
+      for (let i = 0; i < outputLength; i += columns) {
+        const max = Math.min(i + columns, outputLength);
+        let str = '';
+        let j = i;
+        for (; j < max - 1; j++) {
+          const cell = output[j] + ', ';
+          str += numeric ? cell.padStart(maxLineLength[j - i], ' ') : cell.padEnd(maxLineLength[j - i], ' ');
+        }
+        str += numeric ? output[j].padStart(maxLineLength[j - i] - 2, ' ') : output[j];
+        append(tmp, tmp.length, str);
+      }
+      if (outputLength < output.length) append(tmp, tmp.length, output[outputLength]);
+      return tmp;
+    }
+    return output;
+  }
+
+  function reduceToSingleString(ctx, output, base, open, close, isArrayType, level, value) {
+    const entries = output.length;
+    if (isArrayType && entries > 6) output = groupArrayElements(ctx, output, value);
+    if (ctx.currentDepth - level < 3 && entries === output.length) {
+      const start = output.length + ctx.indent + open.length + base.length + 10;
+      let total = output.length + start;
+      let fits = total + output.length <= BREAK;
+      for (let i = 0; fits && i < output.length; i++) { total += output[i].length; if (total > BREAK) fits = false; }
+      if (fits && strIndexOf(base, '\n') < 0) {
+        const joined = arrJoin(output, ', ');
+        if (strIndexOf(joined, '\n') < 0) return (base ? base + ' ' : '') + open + ' ' + joined + ' ' + close;
+      }
+    }
+    const indentation = '\n' + ' '.repeat(ctx.indent);
+    return (base ? base + ' ' : '') + open + indentation + '  ' + arrJoin(output, ',' + indentation + '  ') + indentation + close;
+  }
+
+  function functionBase(v) {
+    const src = safe(() => fnSource(v), '');
+    const name = safe(() => v.name, '') || '';
+    if (strStarts(src, 'class')) return '[class ' + (name || '(anonymous)') + ']';
+    const kind = toTag(v) === '[object AsyncFunction]' ? 'AsyncFunction' : toTag(v) === '[object GeneratorFunction]'
+      ? 'GeneratorFunction' : toTag(v) === '[object AsyncGeneratorFunction]' ? 'AsyncGeneratorFunction' : 'Function';
+    return '[' + kind + (name ? ': ' + name : ' (anonymous)') + ']';
+  }
+
+  // `level` counts objects entered (Node's recurseTimes); `top` prints a string unquoted.
+  function inspect(v, level, seen, ctx, top) {
     switch (typeof v) {
-      case 'string': return depth === 0 ? v : quote(v);
+      case 'string': return top ? v : quote(v);
       case 'number': return is(v, -0) ? '-0' : '' + v;
       case 'bigint': return v + 'n';
       case 'symbol': return v.toString();
       case 'undefined': return 'undefined';
       case 'boolean': return v ? 'true' : 'false';
-      case 'function': {
-        const src = safe(() => fnSource(v), '');
-        const name = safe(() => v.name, '') || '';
-        if (strStarts(src, 'class')) return '[class ' + (name || '(anonymous)') + ']';
-        return '[Function: ' + (name || '(anonymous)') + ']';
-      }
       default: break;
     }
     if (v === null) return 'null';
-    if (seen.indexOf(v) >= 0) return '[Circular]';
+    if (seen.indexOf(v) >= 0) return '[Circular *1]';
+    if (typeof v === 'function' && keys(v).length === 0) return functionBase(v);
     if (toTag(v) === '[object Error]' || v instanceof NativeError) {
       const stack = safe(() => v.stack, undefined);
       return typeof stack === 'string' ? stack : '[' + errorHeader(v) + ']';
@@ -208,44 +291,62 @@
     if (toTag(v) === '[object Promise]') return 'Promise { <unknown> }';
     const proto = getPrototypeOf(v);
     const ctor = proto === null ? null : safe(() => { const c = proto.constructor; return typeof c === 'function' ? c.name : ''; }, '');
+    const array = isArray(v);
+    const view = !array && isView(v);
+    const map = !array && !view && safe(() => { mapSize(v); return true; }, false);
+    const set = !array && !view && !map && safe(() => { setSize(v); return true; }, false);
+    if (level > 2) {
+      return '[' + (array ? 'Array' : map ? 'Map' : set ? 'Set' : ctor === null ? 'Object: null prototype' : ctor || 'Object') + ']';
+    }
+    level += 1;
+    ctx.currentDepth = level;
     const inner = seen.concat([v]);
-    const items = [];
-    const add = (s) => append(items, items.length, s);
+    const output = [];
+    const add = (s) => append(output, output.length, s);
+    const child = (x) => { ctx.indent += 2; const s = inspect(x, level, inner, ctx, false); ctx.indent -= 2; return s; };
     let open = '{';
     let close = '}';
-    let label = ctor === null ? '[Object: null prototype] ' : ctor && ctor !== 'Object' ? ctor + ' ' : '';
-    if (isArray(v) || isView(v)) {
-      if (depth > 2) return isArray(v) ? '[Array]' : '[' + ctor + ']';
+    let prefix = ctor === null ? '[Object: null prototype] ' : ctor && ctor !== 'Object' ? ctor + ' ' : '';
+    let base = typeof v === 'function' ? functionBase(v) : '';
+    let ks = keys(v);
+    if (array || view) {
       open = '['; close = ']';
-      label = isArray(v) ? '' : ctor + '(' + v.length + ') ';
+      prefix = array ? (ctor === 'Array' ? '' : (ctor || '[Array: null prototype]') + '(' + v.length + ') ') : ctor + '(' + v.length + ') ';
       const n = v.length;
-      for (let i = 0; i < n && i < 100; i++) add(inspect(v[i], depth + 1, inner));
-      if (n > 100) add('... ' + (n - 100) + ' more items');
-    } else if (safe(() => { mapSize(v); return true; }, false)) {
-      if (depth > 2) return '[Map]';
-      label = 'Map(' + mapSize(v) + ') ';
-      mapForEach(v, (val, key) => add(inspect(key, depth + 1, inner) + ' => ' + inspect(val, depth + 1, inner)));
-    } else if (safe(() => { setSize(v); return true; }, false)) {
-      if (depth > 2) return '[Set]';
-      label = 'Set(' + setSize(v) + ') ';
-      setForEach(v, (val) => add(inspect(val, depth + 1, inner)));
-    } else {
-      if (depth > 2) return '[' + (ctor || 'Object') + ']';
-      const ks = keys(v);
-      for (let i = 0; i < ks.length && i < 100; i++) {
-        const k = ks[i];
-        const d = getOwnPropertyDescriptor(v, k);
-        const shown = d === undefined ? 'undefined' : 'value' in d ? inspect(d.value, depth + 1, inner)
-          : d.get && d.set ? '[Getter/Setter]' : d.get ? '[Getter]' : '[Setter]';
-        add((IDENT.test(k) ? k : quote(k)) + ': ' + shown);
+      for (let i = 0; i < n && output.length < 100; i++) {
+        if (i in v) { add(child(v[i])); continue; }
+        let holes = 1;
+        while (i + 1 < n && !(i + 1 in v)) { holes++; i++; }
+        add('<' + holes + ' empty item' + (holes > 1 ? 's' : '') + '>');
       }
-      if (ks.length > 100) add('... ' + (ks.length - 100) + ' more properties');
+      if (n > 100) add('... ' + (n - 100) + ' more item' + (n - 100 > 1 ? 's' : ''));
+      ks = array ? ks.filter((k) => !(k >= 0 && '' + (k >>> 0) === k)) : [];
+    } else if (map) {
+      prefix = (ctor || 'Map') + '(' + mapSize(v) + ') ';
+      ctx.indent += 2;
+      mapForEach(v, (val, key) => add(inspect(key, level, inner, ctx, false) + ' => ' + inspect(val, level, inner, ctx, false)));
+      ctx.indent -= 2;
+    } else if (set) {
+      prefix = (ctor || 'Set') + '(' + setSize(v) + ') ';
+      ctx.indent += 2;
+      setForEach(v, (val) => add(inspect(val, level, inner, ctx, false)));
+      ctx.indent -= 2;
     }
-    if (items.length === 0) return label + open + close;
-    return label + open + ' ' + arrJoin(items, ', ') + ' ' + close;
+    for (let i = 0; i < ks.length && i < 100; i++) {
+      const k = ks[i];
+      const d = getOwnPropertyDescriptor(v, k);
+      const shown = d === undefined ? 'undefined' : 'value' in d ? child(d.value)
+        : d.get && d.set ? '[Getter/Setter]' : d.get ? '[Getter]' : '[Setter]';
+      add((IDENT.test(k) ? k : quote(k)) + ': ' + shown);
+    }
+    if (ks.length > 100) add('... ' + (ks.length - 100) + ' more properties');
+    if (base !== '') prefix = '';
+    if (output.length === 0) return base !== '' ? base : prefix + open + close;
+    return reduceToSingleString(ctx, output, base, prefix + open, close, array || view, level, array || view ? v : undefined);
   }
 
-  const show = (v) => safe(() => inspect(v, 0, []), '[uninspectable]');
+  const show = (v) => safe(() => inspect(v, 0, [], { indent: 0, currentDepth: 0 }, true), '[uninspectable]');
+  const inspectValue = (v) => safe(() => inspect(v, 0, [], { indent: 0, currentDepth: 0 }, false), '[uninspectable]');
 
   function format(args) {
     let out = '';
@@ -293,7 +394,7 @@
     const line = (level) => (...args) => { emit(level, safe(() => format(args), '[unformattable]')); };
     const c = {
       log: line('info'), info: line('info'), debug: line('debug'), warn: line('warn'), error: line('error'),
-      dir: (v) => { emit('info', show(v)); },
+      dir: (v) => { emit('info', inspectValue(v)); },
       trace: (...args) => {
         const stack = safe(() => new NativeError('').stack, '');
         const at = strIndexOf(stack, '\n');
@@ -556,7 +657,7 @@
   }
 
   const host = freeze({
-    inspect: (v) => show(v),
+    inspect: (v) => inspectValue(v),
     format: (args) => format(args),
     global: (name) => taskGlobal(name),
     cached,
