@@ -176,3 +176,10 @@ def test_the_reuse_key_needs_a_tenant_and_room_for_a_task():
     )
     assert RunFrame("t", "m", {}, "", context, 1, 1, 1, 1, "a", 0).reuse_key is None
     assert RunFrame("t", "m", {}, "", context, 1, 1, 1, 1, None, 9).reuse_key is None
+
+
+def test_only_protocol_types_encode():
+    with pytest.raises(TypeError):
+        protocol.encode({"ev": "started", "id": "t1"})  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        protocol.encode(StartedEvent(object()))  # type: ignore[arg-type]

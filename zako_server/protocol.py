@@ -35,6 +35,7 @@ HEADER = struct.Struct(">I")
 # limits keep those far below this. It only guards against a corrupted length prefix.
 MAX_FRAME_BYTES = 512 * 1024 * 1024
 
+# The "op" of each parent frame and the "ev" of each child event (their classes' TAG).
 Op = Literal["run", "cancel", "gc", "exit"]
 Ev = Literal["ready", "started", "log", "done", "gc"]
 LogLevel = Literal["debug", "info", "warn", "error"]
@@ -119,7 +120,7 @@ class RunFrame:
     a fresh isolate), `reuse_max_tasks` how many tasks one warm isolate may run. A run
     that arrives while another runs waits in order behind it."""
 
-    TAG: ClassVar[str] = "run"
+    TAG: ClassVar[Op] = "run"
     id: str
     entry: str
     modules: dict[str, str]
@@ -145,7 +146,7 @@ class CancelFrame:
     """Stop task `id`: running, it ends with reason CANCELLED; queued, it never starts
     (its DoneEvent still comes). An unknown id is ignored."""
 
-    TAG: ClassVar[str] = "cancel"
+    TAG: ClassVar[Op] = "cancel"
     id: str
 
 
@@ -154,14 +155,14 @@ class GcFrame:
     """Collect garbage in every idle isolate; one GcEvent answers, after the current
     (or already received) task if there is one."""
 
-    TAG: ClassVar[str] = "gc"
+    TAG: ClassVar[Op] = "gc"
 
 
 @dataclass(slots=True)
 class ExitFrame:
     """Close the V8 instances and exit 0; queued runs end CANCELLED."""
 
-    TAG: ClassVar[str] = "exit"
+    TAG: ClassVar[Op] = "exit"
 
 
 # ---- child -> parent --------------------------------------------------------------------
@@ -196,7 +197,7 @@ class JsError:
 class ReadyEvent:
     """The child is up, with a spare isolate made: it takes runs from now on."""
 
-    TAG: ClassVar[str] = "ready"
+    TAG: ClassVar[Ev] = "ready"
     pid: int
     v8_version: str
     mini_racer_version: str
@@ -206,7 +207,7 @@ class ReadyEvent:
 class StartedEvent:
     """The child began task `id` (before this, a lost worker means it never ran)."""
 
-    TAG: ClassVar[str] = "started"
+    TAG: ClassVar[Ev] = "started"
     id: str
 
 
@@ -215,7 +216,7 @@ class LogEvent:
     """One console line of task `id`; `ts` is its wall-clock time in seconds. Every log
     of a task comes before its DoneEvent."""
 
-    TAG: ClassVar[str] = "log"
+    TAG: ClassVar[Ev] = "log"
     id: str
     level: LogLevel
     message: str
@@ -229,7 +230,7 @@ class DoneEvent:
     worker that could not send it. `warm`: the task ran in an isolate an earlier task
     had used."""
 
-    TAG: ClassVar[str] = "done"
+    TAG: ClassVar[Ev] = "done"
     id: str
     cpu_s: float
     run_s: float
@@ -249,7 +250,7 @@ class DoneEvent:
 class GcEvent:
     """The answer to a GcFrame: the idle isolates' heaps summed, and the process's RSS."""
 
-    TAG: ClassVar[str] = "gc"
+    TAG: ClassVar[Ev] = "gc"
     before: HeapFigures
     after: HeapFigures
     rss_before: int
@@ -265,8 +266,11 @@ Frame = ParentFrame | ChildEvent
 
 def _to_json(value: Any) -> dict[str, Any]:
     """The JSON encoder's hook for dataclasses (enums are str and need none)."""
+    names = _FIELD_NAMES.get(type(value))
+    if names is None:
+        raise TypeError(f"a {type(value).__name__} is not part of the pipe protocol")
     tag = _TAG_KEYS.get(type(value))
-    out = {name: getattr(value, name) for name in _FIELD_NAMES[type(value)]}
+    out = {name: getattr(value, name) for name in names}
     if tag is not None:
         out[tag] = value.TAG
     return out
@@ -279,6 +283,8 @@ _decode_json = json.JSONDecoder().decode
 
 def encode(frame: Frame) -> bytes:
     """Serialize one frame as a length-prefixed UTF-8 JSON object."""
+    if type(frame) not in _TAG_KEYS:
+        raise TypeError(f"a {type(frame).__name__} is not a frame")
     text = _encode_json(frame)
     try:
         body = text.encode()
