@@ -261,7 +261,7 @@ class WorkerHandle:
         """Send a task; the returned future resolves with its done event (or a lost one).
 
         The returned future is the caller's: awaiting it directly is safe even if the
-        caller is cancelled, because `current_done`, which only the done message or the
+        caller is cancelled, because `current_done`, which only the done event or the
         worker's loss settles, stays intact for the cancel path. (A shield here cost a
         loop pass per task between the done frame and the next dispatch.)"""
         assert self.state == "idle", f"worker {self.id} is {self.state}"
