@@ -1,21 +1,17 @@
 """The JavaScript side of a worker: the prelude text and the scripts that talk to it.
 
-Everything Python sends into V8 is built here, so the one fact the prelude and the error
-parser must agree on — how many characters the module wrapper adds in front of line 1 —
-has a single source.
+Everything Python sends into V8 is built here. The task's modules go in as text, with
+the transform stage's output for the files it transformed; modules.js compiles each one
+when it is first loaded, in an indirect eval of
 
-Each module is compiled by its own eval of
-
-    __zako.define("<token>",(function (exports, require, module, __filename, __dirname) {<source>
-    }),"<name>","<file>")
+    (function (exports, require, module, __filename, __dirname, __zimp, __zako_meta) {<source>
+    })
     //# sourceURL=<file>
 
 The wrapper opens on the author's line 1 so line numbers need no correction; only columns
-on line 1 are shifted, by `prefix_length()`. The token has a fixed length, so the shift is
-the same for every module, and the module's name goes after the source so it cannot
-change it. Registering through `define` inside the same eval (rather than Python passing
-the compiled function back in) means Python never has to make a blocking call into an
-isolate that task code may already be running in.
+on line 1 are shifted, by `prefix_length()` (jserrors takes it off a syntax error's caret
+column; the prelude off every stack frame's). The eval's value is the function, so no
+module can register anything under another's name.
 
 `Instance` wraps one MiniRacer with the prelude installed and tracks the one thing that
 decides what is safe to do with it: whether task code may still be running in it. V8 runs
@@ -39,7 +35,10 @@ from py_mini_racer import MiniRacer
 from zako_server.worker.runtime import vendor
 
 TOKEN_HEX_CHARS = 32
-_WRAPPER_OPEN = "(function (exports, require, module, __filename, __dirname) {"
+# The CommonJS wrapper modules.js puts around a module's text (it must be the same text).
+_WRAPPER_OPEN = (
+    "(function (exports, require, module, __filename, __dirname, __zimp, __zako_meta) {"
+)
 # Module names that can be written into `//# sourceURL=` as they are; others get an alias
 # (the prelude maps it back), so stack traces still show the author's name.
 _PLAIN_NAME = re.compile(r"[\w.\-/@+~$]+")
@@ -70,20 +69,18 @@ def _js(value: object) -> str:
     return json.dumps(value, ensure_ascii=True)
 
 
-def _prefix(token: str) -> str:
-    return f"__zako.define({_js(token)},{_WRAPPER_OPEN}"
-
-
 def prefix_length(token: str) -> int:
-    """How far the wrapper shifts columns on a module's line 1."""
-    return len(_prefix(token))
+    """How far the CommonJS wrapper shifts columns on a module's line 1 (the same for
+    every instance; the token parameter stays for callers that pass it)."""
+    return len(_WRAPPER_OPEN)
 
 
 def install_script(token: str) -> str:
     """The eval that installs the prelude into a fresh instance."""
     return (
         f"({prelude_source()})({_js(token)},{prefix_length(token)},{lockdown_source()},"
-        f"{_source('web.js')},{_source('node.js')},{vendor.bundle_json()});\n"
+        f"{_source('web.js')},{_source('node.js')},{vendor.bundle_json()},"
+        f"{_source('modules.js')});\n"
         "//# sourceURL=zako:prelude"
     )
 
@@ -93,12 +90,6 @@ def script_name(name: str, index: int) -> str:
     if _PLAIN_NAME.fullmatch(name) and not name.startswith("zako"):
         return name
     return f"zako-module-{index}"
-
-
-def module_script(token: str, name: str, source: str, index: int) -> str:
-    """The eval that compiles one module and registers it with the prelude."""
-    file = script_name(name, index)
-    return f"{_prefix(token)}{source}\n}}),{_js(name)},{_js(file)})\n//# sourceURL={file}"
 
 
 DIAGNOSE_PREFIX = "throw 0;"
@@ -118,17 +109,21 @@ def task_script(
     modules: list[tuple[str, str]],
     entry: str,
     input_text: str,
+    prepared: dict[str, dict[str, object]] | None = None,
 ) -> str:
-    """The one eval that configures, compiles every module, starts and polls a task.
+    """The one eval that configures, starts and polls a task.
 
-    `modules` is (name, source) in order; each goes in as the text of its own module
-    script (module_script), which the prelude compiles with an indirect eval.
+    `modules` is the task's tree, (path, text) in order, and `prepared` the transform
+    stage's answer for the files it transformed ({path: {esm, code, map, error}}). Both
+    go in as arrays of pairs (never object literals: a file named `__proto__` is a name
+    like any other); modules.js compiles a file only when it is first loaded.
     """
-    texts = ",".join(
-        _js(module_script(token, name, source, index))
-        for index, (name, source) in enumerate(modules)
+    pairs = ",".join(f"[{_js(name)},{_js(source)}]" for name, source in modules)
+    extra = ",".join(f"[{_js(name)},{_js(info)}]" for name, info in (prepared or {}).items())
+    return (
+        f"__zako.task({_js(token)},{_js(_js(config))},[{pairs}],[{extra}],"
+        f"{_js(entry)},{_js(input_text)})"
     )
-    return f"__zako.task({_js(token)},{_js(_js(config))},[{texts}],{_js(entry)},{_js(input_text)})"
 
 
 def failed_module_script(token: str) -> str:

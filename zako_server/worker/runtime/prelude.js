@@ -16,7 +16,7 @@
  * - Error.prepareStackTrace is ours and fixed: it hides host frames, undoes the module
  *   wrapper's column shift on line 1 and remembers the innermost task frame per error.
  */
-(function zakoPrelude(token, prefixLength, lockdown, makeWeb, makeNode, vendor) {
+(function zakoPrelude(token, prefixLength, lockdown, makeWeb, makeNode, vendor, makeModules) {
   'use strict';
 
   // Intrinsics, captured before task code can replace them.
@@ -63,10 +63,8 @@
   const globalProto = getPrototypeOf(G);
 
   // Per-task state; only this closure can reach it.
-  const defs = new NativeMap(); // module name -> wrapper function
-  const files = new NativeMap(); // script name (sourceURL) -> module name
-  const cache = new NativeMap(); // module name -> module object (cycles see partial exports)
   const locations = new NativeWeakMap(); // error -> innermost task frame
+  const pinned = new NativeWeakMap(); // error -> where the module system says it arose
   const reasons = new NativeWeakMap(); // errors the host made -> failure reason
   const timers = new NativeMap(); // id -> { fn, args, due }
   const mapClear = uncurry(Map.prototype.clear);
@@ -120,19 +118,19 @@
     return message === '' ? name : name === '' ? message : name + ': ' + message;
   }
 
+  let moduleSystem = null; // modules.js, made in the modules section below
   function prepareStackTrace(error, sites) {
     let out = errorHeader(error);
     let first = null;
     for (let i = 0; i < sites.length; i++) {
       const site = sites[i];
       const file = site.getScriptNameOrSourceURL();
-      const mod = typeof file === 'string' ? mapGet(files, file) : undefined;
-      if (mod === undefined) continue; // host frames and eval'd code stay hidden
-      const line = site.getLineNumber();
-      let column = site.getColumnNumber();
-      if (line === 1 && typeof column === 'number') column -= prefixLength;
-      if (first === null) first = { module: mod, line, column };
-      const where = mod + ':' + line + ':' + column;
+      // modules.js maps the script back to the author's module, line and column.
+      const at = typeof file === 'string' && moduleSystem !== null
+        ? moduleSystem.frame(file, site.getLineNumber(), site.getColumnNumber()) : undefined;
+      if (at === undefined) continue; // host frames and eval'd code stay hidden
+      if (first === null) first = at;
+      const where = at.module + ':' + at.line + ':' + at.column;
       let name = site.getFunctionName() || site.getMethodName();
       // V8 infers names from the wrapper call around the module ("__zako.define.x").
       if (typeof name === 'string' && strStarts(name, '__zako.define.')) name = strSlice(name, 14);
@@ -279,7 +277,11 @@
       default: break;
     }
     if (v === null) return 'null';
-    if (seen.indexOf(v) >= 0) return '[Circular *1]';
+    if (seen.indexOf(v) >= 0) {
+      let index = mapGet(ctx.circular, v);
+      if (index === undefined) { index = mapSize(ctx.circular) + 1; mapSet(ctx.circular, v, index); }
+      return '[Circular *' + index + ']';
+    }
     if (typeof v === 'function' && keys(v).length === 0) return functionBase(v);
     if (toTag(v) === '[object Error]' || v instanceof NativeError) {
       const stack = safe(() => v.stack, undefined);
@@ -295,7 +297,7 @@
     const view = !array && isView(v);
     const map = !array && !view && safe(() => { mapSize(v); return true; }, false);
     const set = !array && !view && !map && safe(() => { setSize(v); return true; }, false);
-    if (level > 2) {
+    if (level > ctx.depth) {
       return '[' + (array ? 'Array' : map ? 'Map' : set ? 'Set' : ctor === null ? 'Object: null prototype' : ctor || 'Object') + ']';
     }
     level += 1;
@@ -341,12 +343,22 @@
     }
     if (ks.length > 100) add('... ' + (ks.length - 100) + ' more properties');
     if (base !== '') prefix = '';
+    const ref = mapGet(ctx.circular, v);
+    if (ref !== undefined) base = base === '' ? '<ref *' + ref + '>' : '<ref *' + ref + '> ' + base;
     if (output.length === 0) return base !== '' ? base : prefix + open + close;
     return reduceToSingleString(ctx, output, base, prefix + open, close, array || view, level, array || view ? v : undefined);
   }
 
-  const show = (v) => safe(() => inspect(v, 0, [], { indent: 0, currentDepth: 0 }, true), '[uninspectable]');
-  const inspectValue = (v) => safe(() => inspect(v, 0, [], { indent: 0, currentDepth: 0 }, false), '[uninspectable]');
+  const newCtx = (depth) => ({ indent: 0, currentDepth: 0, circular: new NativeMap(), depth });
+  const show = (v) => safe(() => inspect(v, 0, [], newCtx(2), true), '[uninspectable]');
+  // util.format's %s: objects with their own toString print through it, others shallow.
+  const showShallow = (v) => safe(() => {
+    if (v === null || typeof v !== 'object') return typeof v === 'string' ? v : inspect(v, 0, [], newCtx(2), true);
+    const f = v.toString;
+    if (typeof f === 'function' && strIndexOf(fnSource(f), '[native code]') < 0) return '' + v;
+    return inspect(v, 0, [], newCtx(0), true);
+  }, '[uninspectable]');
+  const inspectValue = (v) => safe(() => inspect(v, 0, [], newCtx(2), false), '[uninspectable]');
 
   function format(args) {
     let out = '';
@@ -363,7 +375,7 @@
         else if (i >= args.length || 'sdifjoOc'.indexOf(spec) < 0) continue;
         else {
           const a = args[i++];
-          piece = spec === 's' ? (typeof a === 'string' ? a : show(a))
+          piece = spec === 's' ? (typeof a === 'string' ? a : showShallow(a))
             : spec === 'd' || spec === 'i' ? show(typeof a === 'bigint' ? a : spec === 'i' ? parseInt(a, 10) : +a)
               : spec === 'f' ? show(parseFloat(a))
                 : spec === 'j' ? safe(() => stringify(a), '[Circular]')
@@ -717,9 +729,7 @@
 
   function reset(t) {
     checkToken(t);
-    mapClear(defs);
-    mapClear(files);
-    mapClear(cache);
+    moduleSystem.reset();
     mapClear(timers);
     mapClear(taskValues);
     stream = null;
@@ -738,76 +748,42 @@
     return hardenedFor === null ? 'the isolate is not hardened' : restoreGlobals();
   }
 
-  // One eval for the common case: configure, compile each module, start, first report.
-  // Each module compiles in an indirect eval, not as a script of its own: a module that
-  // closes the wrapper early can then declare nothing that outlives the eval except
-  // global object properties, which restoreGlobals removes. A compile error propagates
-  // (its message carries the position) and `failedModule` says whose it was.
-  function task(t, cfgText, modules, entry, inputText) {
+  // One eval for the common case: configure, start, first report. `modules` is the
+  // task's tree as [path, text] pairs and `prepared` the transform stage's answers
+  // ([path, {esm, code, map, error}]); nothing is compiled until it is loaded (modules.js),
+  // except the entry, compiled here first so that its syntax error propagates out of this
+  // eval (its message carries the position) and `failedModule` says it was the entry.
+  function task(t, cfgText, modules, prepared, entry, inputText) {
     configure(t, cfgText);
-    for (let i = 0; i < modules.length; i++) {
-      compiling = i;
-      indirectEval(modules[i]);
-    }
+    moduleSystem.begin(modules, prepared);
+    for (let i = 0; i < modules.length; i++) if (modules[i][0] === entry) compiling = i;
+    if (compiling >= 0 && !mapHasPrepared(prepared, entry)) moduleSystem.compile(entry);
     compiling = -1;
     start(t, entry, inputText);
     return poll(t);
   }
   function failedModule(t) { checkToken(t); return compiling; }
+  const mapHasPrepared = (prepared, name) => {
+    for (let i = 0; i < prepared.length; i++) if (prepared[i][0] === name) return true;
+    return false;
+  };
 
   // ---- modules ----------------------------------------------------------------------
-  function define(t, fn, name, file) {
-    checkToken(t);
-    if (started) throw new NativeError('modules are defined before the task starts');
-    if (typeof fn !== 'function') throw new NativeTypeError('module ' + name + ' did not compile to a function');
-    mapSet(defs, name, fn);
-    mapSet(files, file, name);
-  }
-
-  const dirname = (name) => { const i = strLastIndexOf(name, '/'); return i < 0 ? '' : strSlice(name, 0, i); };
-  function normalize(path) {
-    const out = [];
-    const parts = path.split('/');
-    for (let i = 0; i < parts.length; i++) {
-      const p = parts[i];
-      if (p === '' || p === '.') continue;
-      if (p === '..') { if (out.length) out.length -= 1; } else append(out, out.length, p);
-    }
-    return arrJoin(out, '/');
-  }
-
-  function resolve(from, spec) {
-    if (typeof spec !== 'string') throw new NativeTypeError('require() expects a module name string');
-    if (isBuiltin(spec)) return spec;
-    const relative = strStarts(spec, './') || strStarts(spec, '../');
-    const nested = relative && from !== null;
-    const base = normalize(nested ? dirname(from) + '/' + spec : spec);
-    const candidates = nested ? [base, base + '.js', base + '/index.js'] : [spec, base, base + '.js', base + '/index.js'];
-    for (let i = 0; i < candidates.length; i++) if (mapHas(defs, candidates[i])) return candidates[i];
-    const names = [];
-    mapForEach(defs, (v, k) => append(names, names.length, k));
-    const message = "Cannot find module '" + spec + "'" + (from === null ? '' : " required from '" + from + "'") +
-      '. Available modules: ' + (arrJoin(names, ', ') || '(none)') + '; built-in: zako:core, zako:context';
-    throw hostError(NativeError, message, 'module_not_found', 'MODULE_NOT_FOUND');
-  }
-
-  function load(from, spec) {
-    const name = resolve(from, spec);
-    if (isBuiltin(name)) return loadBuiltin(name);
-    const cached = mapGet(cache, name);
-    if (cached !== undefined) return cached.exports;
-    const require = (s) => load(name, s);
-    const module = { id: name, filename: name, exports: {}, loaded: false, require };
-    mapSet(cache, name, module);
-    try {
-      apply(mapGet(defs, name), module.exports, [module.exports, require, module, name, dirname(name)]);
-    } catch (e) {
-      mapDelete(cache, name);
-      throw e;
-    }
-    module.loaded = true;
-    return module.exports;
-  }
+  // Resolution, loading and the ESM/CJS interop live in modules.js; it reaches the
+  // prelude only through this host.
+  moduleSystem = makeModules(freeze({
+    hostError,
+    isBuiltin,
+    loadBuiltin,
+    evalScript: (text) => indirectEval(text),
+    locate: (e, at) => { wmSet(pinned, e, at); },
+    compileFailed: (e, name) => {
+      if (e !== null && typeof e === 'object') {
+        wmSet(reasons, e, 'syntax_error');
+        wmSet(pinned, e, { module: name, line: null, column: null });
+      }
+    },
+  }));
 
   // ---- outcome ----------------------------------------------------------------------
   function describe(e) {
@@ -827,7 +803,8 @@
       message = safe(() => { const s = stringify(e); return s === undefined ? '' + e : s; }, null);
       if (message === null) message = safe(() => '' + e, '[unprintable value]');
     }
-    const at = e !== null && (typeof e === 'object' || typeof e === 'function') ? wmGet(locations, e) : undefined;
+    const at = e !== null && (typeof e === 'object' || typeof e === 'function')
+      ? wmGet(pinned, e) || wmGet(locations, e) : undefined;
     let reason = e !== null && typeof e === 'object' ? wmGet(reasons, e) : undefined;
     if (reason === undefined) reason = code === 'MODULE_NOT_FOUND' ? 'module_not_found' : 'js_error';
     return failure(reason, name, message, stack, at, code);
@@ -900,7 +877,15 @@
       return;
     }
     try {
-      const exported = load(null, entry);
+      const found = moduleSystem.entryExport(entry);
+      if (found.promise !== undefined) { // an ES entry awaiting at top level
+        promiseThen(found.promise, (exported) => {
+          const result = typeof exported === 'function' ? apply(exported, undefined, [input, contextObject]) : exported;
+          promiseThen(new NativePromise((res) => res(result)), settleValue, settleError);
+        }, settleError);
+        return;
+      }
+      const exported = found.value;
       const result = typeof exported === 'function' ? apply(exported, undefined, [input, contextObject]) : exported;
       if (result !== null && (typeof result === 'object' || typeof result === 'function') &&
           typeof result.then === 'function') {
@@ -940,10 +925,10 @@
   // Only what every task runs: failing and logging paths compile when first used.
   serialize({ a: [1, 'x', null, { b: true }] });
   deepFreeze({ a: {} });
-  resolve('a/b.js', 'zako:core');
+  moduleSystem.resolve('a/b.js', 'zako:core');
 
   defineProperty(G, '__zako', {
-    value: freeze({ define, fire, poll, task, failedModule, reset }),
+    value: freeze({ fire, poll, task, failedModule, reset }),
     writable: false, enumerable: false, configurable: false,
   });
 })
