@@ -39,6 +39,7 @@ CASES = {
     " gamma: { delta: new Map([['k', [1, 2, 3]]]), epsilon: new Uint8Array(3) }, 'x-y': \"it's\","
     " f: async function g() {}, h: Object.assign(() => {}, { p: 1 }), n: Object.create(null) })",
     "util.inspect.strings": "require('util').inspect(['a\\nb', \"'\", '\\x01', 'ok', new Array(3), [1, , 3]])",
+    "util.inspect.circular": "(() => { const o = { name: 'c', list: [] }; o.self = o; o.list.push(o, { back: o }); return [require('util').inspect(o), require('util').format('%s', o)]; })()",
     "util.inspect.many": "require('util').inspect(Array.from({ length: 120 }, (_, i) => i))",
     "util.inspect.class": "(() => { class Point { constructor() { this.x = 1; } }"
     " return require('util').inspect([new Point(), function named() {}, () => {}, Symbol('s'), -0]); })()",
