@@ -103,6 +103,10 @@ CASES = {
     ".then((b) => Buffer.from(b).toString('hex'))",
     "digest.sha1": "crypto.subtle.digest('SHA-1', new Uint8Array(100).fill(7))"
     ".then((b) => Buffer.from(b).toString('hex'))",
+    "node:crypto": "((c) => [c.createHash('sha256').update('ab').update(Buffer.from('c')).digest('hex'),"
+    " c.createHash('sha1').update('x', 'utf8').digest('base64'), c.randomBytes(5).length,"
+    " Buffer.isBuffer(c.randomBytes(2)), typeof c.randomUUID(), c.randomInt(3) < 3,"
+    " c.randomFillSync(new Uint8Array(4), 1, 2).length])(require('node:crypto'))",
     "globals": "[typeof global, global === globalThis, typeof queueMicrotask, typeof process.nextTick,"
     " process.cwd(), typeof Buffer, typeof structuredClone]",
 }

@@ -38,7 +38,7 @@
     stream: 'Duplex PassThrough Readable Stream Transform Writable addAbortSignal finished pipeline',
     'stream/promises': 'finished pipeline',
     zlib: 'createDeflate createGunzip createGzip createInflate deflate deflateSync gunzip gunzipSync gzip gzipSync inflate inflateSync',
-    crypto: 'createCipheriv createDecipheriv createHash createHmac createSign createVerify generateKeyPair pbkdf2 pbkdf2Sync randomBytes randomInt scrypt scryptSync',
+    crypto: 'createCipheriv createDecipheriv createHmac createSign createVerify generateKeyPair pbkdf2 pbkdf2Sync scrypt scryptSync',
     dns: 'lookup resolve resolve4 resolve6 reverse',
     dgram: 'createSocket',
     tls: 'connect createServer createSecureContext',
@@ -57,10 +57,59 @@
   const DENIED_VALUES = {
     os: () => ({ EOL: '\n', devNull: '/dev/null', constants: freeze({ signals: freeze({}), errno: freeze({}) }) }),
     fs: () => ({ constants: freeze({ F_OK: 0, R_OK: 4, W_OK: 2, X_OK: 1 }) }),
-    crypto: () => ({ webcrypto: host.global('crypto'), getRandomValues: (a) => host.global('crypto').getRandomValues(a),
-      randomUUID: () => host.global('crypto').randomUUID(), subtle: host.global('crypto').subtle }),
+    crypto: makeCrypto,
     worker_threads: () => ({ isMainThread: true, parentPort: null, workerData: null, threadId: 0 }),
   };
+  // node:crypto's randomness and hashing, from the same (seeded where hermetic) stream
+  // and digests as the web crypto global; ciphers, HMAC and KDFs stay denied.
+  function makeCrypto() {
+    const webcrypto = host.global('crypto');
+    const { Buffer } = host.builtin('buffer');
+    const bytesOf = (b) => (ArrayBuffer.isView(b) ? new Uint8Array(b.buffer, b.byteOffset, b.byteLength) : new Uint8Array(b));
+    const later = (fn, ...args) => queueMicrotask(() => fn(...args));
+    const randomFillSync = (buf, offset = 0, size) => {
+      const all = bytesOf(buf);
+      host.randomBytes(all.subarray(offset, size === undefined ? all.length : offset + size));
+      return buf;
+    };
+    const randomBytes = (n, cb) => {
+      const b = host.randomBytes(Buffer.alloc(n));
+      if (typeof cb === 'function') { later(cb, null, b); return undefined; }
+      return b;
+    };
+    const randomInt = (min, max, cb) => {
+      if (max === undefined || typeof max === 'function') { cb = max; max = min; min = 0; }
+      const range = max - min;
+      if (!(range > 0 && range <= 2 ** 48)) throw new RangeError('The value of "max" is out of range');
+      const limit = 2 ** 48 - (2 ** 48 % range);
+      let x;
+      do { const b = host.randomBytes(new Uint8Array(6)); x = b.reduce((a, v) => a * 256 + v, 0); } while (x >= limit);
+      const n = min + (x % range);
+      if (typeof cb === 'function') { later(cb, null, n); return undefined; }
+      return n;
+    };
+    const createHash = (algorithm) => {
+      const name = ('' + algorithm).toLowerCase().replace('-', '');
+      if (!host.digest(name, new Uint8Array(0))) {
+        throw host.denied("crypto.createHash('" + algorithm + "') (Zako has sha1 and sha256)")();
+      }
+      const chunks = [];
+      const hash = {
+        update(data, encoding) { chunks.push(typeof data === 'string' ? Buffer.from(data, encoding) : Buffer.from(bytesOf(data))); return hash; },
+        digest(encoding) {
+          const out = Buffer.from(host.digest(name, Buffer.concat(chunks)));
+          return encoding === undefined || encoding === 'buffer' ? out : out.toString(encoding);
+        },
+        copy() { const h = createHash(algorithm); for (const c of chunks) h.update(c); return h; },
+      };
+      return hash;
+    };
+    return { webcrypto, subtle: webcrypto.subtle, getRandomValues: (a) => webcrypto.getRandomValues(a),
+      randomUUID: () => webcrypto.randomUUID(), randomFillSync, randomFill: (buf, ...rest) => {
+        const cb = rest.pop(); later(cb, null, randomFillSync(buf, ...rest));
+      }, randomBytes, randomInt, createHash, getHashes: () => ['sha1', 'sha256'] };
+  }
+
   function deniedModule(name) {
     const exports = {};
     const names = DENIED[name].split(' ');

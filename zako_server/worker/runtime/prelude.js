@@ -678,6 +678,7 @@
     vendor: (name) => vendorModule(vendor.mains[name]),
     now,
     randomBytes,
+    digest: (name, bytes) => (name === 'sha256' ? web.sha256(bytes) : name === 'sha1' ? web.sha1(bytes) : null),
     warn: (text) => emit('warn', '' + text),
     write: (level, text) => emit(level, strSlice(text, -1) === '\n' ? strSlice(text, 0, -1) : text),
     entry: () => entry,
