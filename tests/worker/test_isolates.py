@@ -270,3 +270,13 @@ async def test_every_intrinsic_a_task_can_reach_is_frozen_once_hardened(isolates
     assert audit["shared"] > 300  # the walk really reached the intrinsics
     assert audit["open"] == []
     instance.close()
+
+
+def test_a_heap_answer_that_is_not_json_is_no_reading_not_a_failure():
+    """mini-racer answers heap_stats with empty text once an isolate hit its hard limit."""
+    instance = Instance()
+    try:
+        instance.mr.heap_stats = lambda: json.loads("")  # type: ignore[method-assign]
+        assert heap_reading(instance, 1.0, retiring=True) is None
+    finally:
+        instance.close()

@@ -64,13 +64,23 @@ def heap_reading(instance: Instance, run_s: float, retiring: bool = False) -> He
         or run_s >= HEAP_FRESH_S
         or (instance.heap_age >= HEAP_MAX_AGE)
     ):
-        reading = instance.heap()
+        reading = _heap(instance)
         if reading is None:
             return None
         instance.last_heap, instance.heap_age = reading, 0
         return HeapFigures(reading["used"], reading["total"], reading["limit"])
     instance.heap_age += 1
     return HeapFigures(last["used"], last["total"], last["limit"])
+
+
+def _heap(instance: Instance) -> dict[str, int] | None:
+    """The isolate's heap figures, None when asking could block or the answer is garbage
+    (mini-racer answers an isolate that hit its hard heap limit with empty text): a
+    reading is a figure to report, never a reason for the task to fail."""
+    try:
+        return instance.heap()
+    except ValueError:
+        return None
 
 
 def retiring(instance: Instance, reason: FailureReason | None, max_tasks: int, uses: int) -> bool:
@@ -167,7 +177,7 @@ class Isolates:
 def _sum_heaps(instances: list[Instance]) -> HeapFigures:
     total = HeapFigures()
     for instance in instances:
-        reading = instance.heap()
+        reading = _heap(instance)
         if reading is not None:
             total.used += reading["used"]
             total.total += reading["total"]
