@@ -79,7 +79,7 @@ def install_script(token: str) -> str:
     """The eval that installs the prelude into a fresh instance."""
     return (
         f"({prelude_source()})({_js(token)},{prefix_length(token)},{lockdown_source()},"
-        f"{_source('web.js')},{_source('node.js')},{vendor.bundle_json()},"
+        f"{_js(_source('web.js'))},{_js(_source('node.js'))},{vendor.bundle_json()},"
         f"{_source('modules.js')});\n"
         "//# sourceURL=zako:prelude"
     )

@@ -16,7 +16,7 @@
  * - Error.prepareStackTrace is ours and fixed: it hides host frames, undoes the module
  *   wrapper's column shift on line 1 and remembers the innermost task frame per error.
  */
-(function zakoPrelude(token, prefixLength, lockdown, makeWeb, makeNode, vendor, makeModules) {
+(function zakoPrelude(token, prefixLength, lockdown, webSource, nodeSource, vendor, makeModules) {
   'use strict';
 
   // Intrinsics, captured before task code can replace them.
@@ -451,7 +451,8 @@
   function draw() {
     if (stream === null) {
       const entropy = hermetic ? '' : '' + originalRandom() + originalRandom() + originalRandom() + originalRandom() + dateNow();
-      stream = web.chacha(web.sha256(web.utf8Encode('zako-seed:' + seed + entropy)));
+      const w = web();
+      stream = w.chacha(w.sha256(w.utf8Encode('zako-seed:' + seed + entropy)));
     }
     return stream();
   }
@@ -621,20 +622,26 @@
   let entry = 'main.js';
   const ZAKO_BUILTINS = freeze(['zako:core', 'zako:context']);
   const nodeName = (spec) => (typeof spec === 'string' && strStarts(spec, 'node:') ? strSlice(spec, 5) : spec);
-  let node = null; // node.js's exports, once the host below exists
+  // Names only: node.js itself is compiled the first time a task needs a built-in.
+  const NODE_BUILTINS = freeze([
+    'assert', 'assert/strict', 'buffer', 'events', 'path', 'path/posix', 'querystring', 'string_decoder',
+    'url', 'util', 'util/types', 'timers', 'process', 'fs', 'fs/promises', 'child_process', 'net', 'http',
+    'https', 'http2', 'os', 'stream', 'stream/promises', 'zlib', 'crypto', 'dns', 'dgram', 'tls', 'readline',
+    'tty', 'vm', 'worker_threads', 'cluster', 'module', 'v8', 'perf_hooks', 'async_hooks', 'inspector',
+  ]);
   function isBuiltin(spec) {
     if (typeof spec !== 'string') return false;
     if (ZAKO_BUILTINS.indexOf(spec) >= 0) return true;
-    return node.names.indexOf(nodeName(spec)) >= 0;
+    return NODE_BUILTINS.indexOf(nodeName(spec)) >= 0;
   }
   function loadBuiltin(spec) {
     if (spec === 'zako:core') return coreModule;
     if (spec === 'zako:context') return contextObject;
     const name = nodeName(spec);
-    if (typeof spec !== 'string' || node.names.indexOf(name) < 0) {
+    if (typeof spec !== 'string' || NODE_BUILTINS.indexOf(name) < 0) {
       throw hostError(NativeError, "Cannot find module '" + spec + "'", 'module_not_found', 'MODULE_NOT_FOUND');
     }
-    return cached('module:' + name, () => node.load(name));
+    return cached('module:' + name, () => node().load(name));
   }
 
   // The npm packages vendor.py sends (CommonJS), compiled on first use in a task; their
@@ -678,15 +685,31 @@
     vendor: (name) => vendorModule(vendor.mains[name]),
     now,
     randomBytes,
-    digest: (name, bytes) => (name === 'sha256' ? web.sha256(bytes) : name === 'sha1' ? web.sha1(bytes) : null),
+    digest: (name, bytes) => (name === 'sha256' ? web().sha256(bytes) : name === 'sha1' ? web().sha1(bytes) : null),
     warn: (text) => emit('warn', '' + text),
     write: (level, text) => emit(level, strSlice(text, -1) === '\n' ? strSlice(text, 0, -1) : text),
     entry: () => entry,
     v8Version: () => '',
   });
-  const web = makeWeb(host);
-  node = makeNode(host);
-  for (let i = 0; i < web.names.length; i++) lazyGlobal(web.names[i], () => web.make(web.names[i]));
+  // web.js and node.js arrive as text and are compiled once per isolate, when a task
+  // first needs them: pre-parsing them at install would cost every new isolate ~1.3 ms.
+  // What they make is still per task (cached); they hold no task state themselves.
+  let webLib = null;
+  let nodeLib = null;
+  const compileLibrary = (source, name, names) => {
+    const lib = indirectEval('(' + source + ')\n//# sourceURL=zako:' + name)(host);
+    if (arrJoin(lib.names.slice().sort(), ',') !== arrJoin(names.slice().sort(), ',')) {
+      throw new NativeError(name + '.js and the prelude disagree on the names it provides');
+    }
+    return lib;
+  };
+  const web = () => webLib || (webLib = compileLibrary(webSource, 'web', WEB_GLOBALS));
+  const node = () => nodeLib || (nodeLib = compileLibrary(nodeSource, 'node', NODE_BUILTINS));
+  const WEB_GLOBALS = freeze([
+    'TextEncoder', 'TextDecoder', 'DOMException', 'atob', 'btoa', 'structuredClone', 'Event', 'EventTarget',
+    'AbortController', 'AbortSignal', 'URL', 'URLSearchParams', 'crypto', 'performance',
+  ]);
+  for (let i = 0; i < WEB_GLOBALS.length; i++) lazyGlobal(WEB_GLOBALS[i], () => web().make(WEB_GLOBALS[i]));
   lazyGlobal('Buffer', () => loadBuiltin('buffer').Buffer);
   lazyGlobal('process', () => loadBuiltin('process'));
 
