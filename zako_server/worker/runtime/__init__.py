@@ -80,7 +80,7 @@ def install_script(token: str) -> str:
     return (
         f"({prelude_source()})({_js(token)},{prefix_length(token)},{lockdown_source()},"
         f"{_js(_source('web.js'))},{_js(_source('node.js'))},{vendor.bundle_json()},"
-        f"{_source('modules.js')},{_source('inspect.js')});\n"
+        f"{_source('modules.js')},{_source('inspect.js')},{_js(_source('random.js'))});\n"
         "//# sourceURL=zako:prelude"
     )
 

@@ -16,7 +16,7 @@
  * - Error.prepareStackTrace is ours and fixed: it hides host frames, undoes the module
  *   wrapper's column shift on line 1 and remembers the innermost task frame per error.
  */
-(function zakoPrelude(token, prefixLength, lockdown, webSource, nodeSource, vendor, makeModules, makeInspect) {
+(function zakoPrelude(token, prefixLength, lockdown, webSource, nodeSource, vendor, makeModules, makeInspect, randomSource) {
   'use strict';
 
   // Intrinsics, captured before task code can replace them.
@@ -236,8 +236,8 @@
   function draw() {
     if (stream === null) {
       const entropy = hermetic ? '' : '' + originalRandom() + originalRandom() + originalRandom() + originalRandom() + dateNow();
-      const w = web();
-      stream = w.chacha(w.sha256(w.utf8Encode('zako-seed:' + seed + entropy)));
+      const r = random();
+      stream = r.chacha(r.sha256(r.utf8Encode('zako-seed:' + seed + entropy)));
     }
     return stream();
   }
@@ -470,7 +470,8 @@
     vendor: (name) => vendorModule(vendor.mains[name]),
     now,
     randomBytes,
-    digest: (name, bytes) => (name === 'sha256' ? web().sha256(bytes) : name === 'sha1' ? web().sha1(bytes) : null),
+    digest: (name, bytes) => (name === 'sha256' ? random().sha256(bytes) : name === 'sha1' ? random().sha1(bytes) : null),
+    random: () => random(),
     warn: (text) => emit('warn', '' + text),
     write: (level, text) => emit(level, strSlice(text, -1) === '\n' ? strSlice(text, 0, -1) : text),
     entry: () => entry,
@@ -481,6 +482,7 @@
   // What they make is still per task (cached); they hold no task state themselves.
   let webLib = null;
   let nodeLib = null;
+  let randomLib = null;
   const compileLibrary = (source, name, names) => {
     const lib = indirectEval('(' + source + ')\n//# sourceURL=zako:' + name)(host);
     if (arrJoin(lib.names.slice().sort(), ',') !== arrJoin(names.slice().sort(), ',')) {
@@ -489,6 +491,7 @@
     return lib;
   };
   const web = () => webLib || (webLib = compileLibrary(webSource, 'web', WEB_GLOBALS));
+  const random = () => randomLib || (randomLib = indirectEval('(' + randomSource + ')\n//# sourceURL=zako:random')());
   const node = () => nodeLib || (nodeLib = compileLibrary(nodeSource, 'node', NODE_BUILTINS));
   const WEB_GLOBALS = freeze([
     'TextEncoder', 'TextDecoder', 'DOMException', 'atob', 'btoa', 'structuredClone', 'Event', 'EventTarget',
