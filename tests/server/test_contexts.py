@@ -219,3 +219,22 @@ async def test_cpu_time_is_measured(run):
     timings = reply.completed.result.timings
     cpu = timings.cpu.ToTimedelta().total_seconds()
     assert cpu > 0.01 and cpu <= timings.run.ToTimedelta().total_seconds() * 2
+
+
+async def test_every_advertised_builtin_module_loads_by_both_names(zako_server, run):
+    async with grpc.aio.insecure_channel(zako_server.target) as channel:
+        caps = await pb_grpc.ExecutorStub(channel).Capabilities(
+            pb.CapabilitiesRequest(), timeout=10
+        )
+    names = list(caps.builtin_modules)
+    assert {"zako:core", "path", "util", "fs", "buffer"} <= set(names)
+    source = (
+        f"module.exports = () => [{json.dumps(names)}.map((n) => [n, typeof require(n),"
+        " n.startsWith('zako:') || require('node:' + n) === require(n)]),"
+        " require.resolve('node:path'), require.resolve('path')]"
+    )
+    reply = await run(source, context=pb.CONTEXT_KIND_BUILD)
+    rows, node_path, path = json.loads(reply.completed.result.value_json)
+    functions = ("assert", "assert/strict", "events")
+    assert rows == [[n, "function" if n in functions else "object", True] for n in names]
+    assert (node_path, path) == ("node:path", "path")
