@@ -351,3 +351,15 @@ async def test_a_capability_error_cannot_carry_state_to_the_next_task(runner):
     )
     assert warm is True
     assert value == ["CapabilityError", None, None, True]
+
+
+async def test_console_counters_and_timers_are_per_task(runner):
+    await runner.value(WARM_UP)
+    source = "console.count('x'); console.time('t'); module.exports = 1"
+    await runner.value(source)
+    reply = await runner.reply("console.count('x'); console.timeEnd('t'); module.exports = 1")
+    assert reply.completed.result.timings.warm_isolate
+    assert [(line.level, line.message) for line in reply.logs] == [
+        (pb.LOG_LEVEL_INFO, "x: 1"),
+        (pb.LOG_LEVEL_WARN, "Warning: No such label 't' for console.timeEnd()"),
+    ]

@@ -203,6 +203,22 @@
     };
     c.groupCollapsed = c.group;
     c.table = c.log;
+    // Counters and timers are the task's own (console itself is shared, and frozen).
+    const counts = () => cached('console:counts', () => new NativeMap());
+    const timers = () => cached('console:timers', () => new NativeMap());
+    const label = (l) => (l === undefined ? 'default' : '' + l);
+    c.count = (l) => { const k = label(l); const n = (mapGet(counts(), k) || 0) + 1; mapSet(counts(), k, n); emit('info', k + ': ' + n); };
+    c.countReset = (l) => { mapDelete(counts(), label(l)); };
+    c.time = (l) => { mapSet(timers(), label(l), now()); };
+    const elapsed = (l, method, end, args) => {
+      const k = label(l);
+      const start = mapGet(timers(), k);
+      if (start === undefined) { emit('warn', "Warning: No such label '" + k + "' for console." + method + '()'); return; }
+      if (end) mapDelete(timers(), k);
+      emit('info', k + ': ' + (now() - start).toFixed(3) + 'ms' + (args.length ? ' ' + format(args) : ''));
+    };
+    c.timeEnd = (l) => elapsed(l, 'timeEnd', true, []);
+    c.timeLog = (l, ...args) => elapsed(l, 'timeLog', false, args);
     return c;
   }
 
