@@ -299,9 +299,16 @@
   for (const name of ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval']) append(patches, patches.length, [G, name, undefined]);
   if (dtfFormat !== undefined) {
     const get = dtfFormat.get;
+    const bound = new NativeWeakMap(); // as V8's: one bound format per DateTimeFormat
     append(patches, patches.length, [DTF, 'format', { get: function format() {
       const f = apply(get, this, []);
-      return (date) => f(date === undefined ? epochMs : date);
+      let g = wmGet(bound, f);
+      if (g === undefined) {
+        g = (date) => f(date === undefined ? epochMs : date);
+        defineProperty(g, 'name', { value: '' });
+        wmSet(bound, f, g);
+      }
+      return g;
     }, enumerable: false, configurable: true }]);
   }
   if (dtfParts !== undefined) {
