@@ -363,3 +363,25 @@ async def test_console_counters_and_timers_are_per_task(runner):
         (pb.LOG_LEVEL_INFO, "x: 1"),
         (pb.LOG_LEVEL_WARN, "Warning: No such label 't' for console.timeEnd()"),
     ]
+
+
+async def test_builtins_and_lazy_globals_a_task_changes_are_new_for_the_next(runner):
+    """Buffer, URL, process, crypto and the built-in modules are made per task: what one
+    task writes on them (or on their prototypes) is gone for the next task."""
+    await runner.value(WARM_UP)
+    tamper = (
+        "'use strict'; Buffer.prototype.leak = 1; URL.leak = 2; process.env.LEAK = '3';"
+        " require('path').join = () => 'hijacked'; require('events').prototype.emit = null;"
+        " crypto.randomUUID = () => 'fixed'; require('node:util').leak = 4;"
+        " globalThis.TextEncoder = 'replaced'; module.exports = 1"
+    )
+    assert (await runner.value(tamper))[0] == 1
+    check = (
+        "const E = require('events'); module.exports = [typeof Buffer.prototype.leak,"
+        " typeof URL.leak, process.env.LEAK ?? null, require('path').join('a', 'b'),"
+        " typeof E.prototype.emit, crypto.randomUUID().length, typeof require('util').leak,"
+        " typeof TextEncoder]"
+    )
+    value, warm = await runner.value(check)
+    assert warm is True
+    assert value == ["undefined", "undefined", None, "a/b", "function", 36, "undefined", "function"]
