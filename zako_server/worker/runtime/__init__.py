@@ -50,7 +50,7 @@ def _source(name: str) -> str:
 
 
 def prelude_source() -> str:
-    """The prelude, a function expression taking (token, prefixLength, lockdown)."""
+    """The prelude, a function expression (its parameters: see install_script)."""
     return _source("prelude.js")
 
 
@@ -78,9 +78,9 @@ def prefix_length(token: str) -> int:
 def install_script(token: str) -> str:
     """The eval that installs the prelude into a fresh instance."""
     return (
-        f"({prelude_source()})({_js(token)},{prefix_length(token)},{lockdown_source()},"
+        f"({prelude_source()})({_js(token)},{prefix_length(token)},{_js(lockdown_source())},"
         f"{_js(_source('web.js'))},{_js(_source('node.js'))},{vendor.bundle_json()},"
-        f"{_source('modules.js')},{_source('inspect.js')},{_js(_source('random.js'))});\n"
+        f"{_source('modules.js')},{_js(_source('inspect.js'))},{_js(_source('random.js'))});\n"
         "//# sourceURL=zako:prelude"
     )
 

@@ -16,7 +16,7 @@
  * - Error.prepareStackTrace is ours and fixed: it hides host frames, undoes the module
  *   wrapper's column shift on line 1 and remembers the innermost task frame per error.
  */
-(function zakoPrelude(token, prefixLength, lockdown, webSource, nodeSource, vendor, makeModules, makeInspect, randomSource) {
+(function zakoPrelude(token, prefixLength, lockdownSource, webSource, nodeSource, vendor, makeModules, inspectSource, randomSource) {
   'use strict';
 
   // Intrinsics, captured before task code can replace them.
@@ -176,7 +176,12 @@
 
   // ---- console ----------------------------------------------------------------------
   // How values print (Node's util.inspect and util.format) lives in inspect.js.
-  const { show, inspectValue, format } = makeInspect(errorHeader);
+  // Text compiled on the first log of the isolate: a new isolate does not pre-parse it.
+  let inspectLib = null;
+  const printer = () => inspectLib || (inspectLib = indirectEval('(' + inspectSource + ')\n//# sourceURL=zako:inspect')(errorHeader));
+  const show = (v) => printer().show(v);
+  const inspectValue = (v) => printer().inspectValue(v);
+  const format = (args) => printer().format(args);
   const IDENT = /^[A-Za-z_$][\w$]*$/; // a key that needs no quotes in a result path
 
   function emit(level, text) {
@@ -526,7 +531,7 @@
 
   // ---- reuse ------------------------------------------------------------------------
   function harden(hermetic) {
-    lockdown([]);
+    indirectEval('(' + lockdownSource + ')\n//# sourceURL=zako:lockdown')([]); // compiled only here
     hardenedFor = hermetic;
     const ks = ownKeys(G);
     globals = [];
