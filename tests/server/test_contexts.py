@@ -238,3 +238,22 @@ async def test_every_advertised_builtin_module_loads_by_both_names(zako_server, 
     functions = ("assert", "assert/strict", "events")
     assert rows == [[n, "function" if n in functions else "object", True] for n in names]
     assert (node_path, path) == ("node:path", "path")
+
+
+async def test_system_access_has_every_timer_as_node_does(run):
+    source = """module.exports = async () => {
+      const out = [];
+      const never = setTimeout(() => out.push('cleared'), 5).unref();
+      clearTimeout(never);
+      const every = setInterval(() => {
+        out.push('tick');
+        if (out.length === 3) clearInterval(every);
+      }, 2);
+      await new Promise((resolve) => setTimeout(resolve, 40));
+      setImmediate((x) => out.push(x), 'immediate');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      return [out, typeof +never, never.hasRef(), typeof require('timers').setInterval];
+    };"""
+    reply = await run(source, context=pb.CONTEXT_KIND_CONFIG, system_access=True)
+    value = json.loads(reply.completed.result.value_json)
+    assert value == [["tick", "tick", "tick", "immediate"], "number", True, "function"]

@@ -342,10 +342,24 @@
     let ms = +delay;
     if (!(ms >= 1 && ms <= 2147483647)) ms = 1;
     const id = nextTimer++;
-    mapSet(timers, id, { fn, args, due: dateNow() + ms, every: repeat ? ms : 0 });
-    return id;
+    const timer = { fn, args, due: dateNow() + ms, every: repeat ? ms : 0 };
+    mapSet(timers, id, timer);
+    // Node's Timeout: code calls .unref() / .ref() on it, and +timeout is its id. A new
+    // object literal (and new methods) per timer: nothing shared to write on.
+    const handle = {
+      ref() { return handle; },
+      unref() { return handle; },
+      hasRef() { return true; },
+      refresh() { if (mapHas(timers, id)) timer.due = dateNow() + ms; return handle; },
+      close() { mapDelete(timers, id); return handle; },
+      [Symbol.toPrimitive]() { return id; },
+    };
+    return handle;
   }
-  function clearTimer(id) { if (typeof id === 'number') mapDelete(timers, id); }
+  function clearTimer(handle) {
+    const id = handle !== null && typeof handle === 'object' ? safe(() => +handle, NaN) : handle;
+    if (typeof id === 'number') mapDelete(timers, id);
+  }
   const timerGlobals = [
     ['setTimeout', function setTimeout(fn, delay, ...args) { return addTimer(fn, delay, args, false); }],
     ['setInterval', function setInterval(fn, delay, ...args) { return addTimer(fn, delay, args, true); }],
