@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
@@ -123,3 +124,39 @@ async def test_system_access_has_the_real_clock_and_randomness(zako_server):
             values.append(json.loads(reply.completed.result.value_json))
     assert values[0][0] > 1_704_067_200_000  # the real clock, later than the default epoch
     assert values[0][1] != values[1][1] and values[0][2] != values[1][2]
+
+
+async def test_hermetic_timers_run_on_the_virtual_clock(zako_server):
+    """Timers are present and deterministic: each fires in due order, moving the task's
+    clock to its due time, and nothing waits (a minute's sleep is a minute on the clock)."""
+    source = """module.exports = async () => {
+      const t0 = Date.now();
+      const order = [];
+      setTimeout(() => order.push(['b', Date.now() - t0]), 50);
+      setTimeout(() => order.push(['a', Date.now() - t0]), 10);
+      let n = 0;
+      const every = setInterval(() => {
+        order.push(['tick', Date.now() - t0, performance.now()]);
+        if (++n === 3) clearInterval(every);
+      }, 20);
+      await new Promise((resolve) => setTimeout(resolve, 60000));
+      setImmediate(() => order.push(['immediate', Date.now() - t0]));
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      return [order, new Date().toISOString()];
+    };"""
+    async with grpc.aio.insecure_channel(zako_server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        task = pb.Task(source=source, context=pb.CONTEXT_KIND_RULE, timeout=Duration(seconds=20))
+        reply = await stub.Run(pb.RunRequest(task=task), timeout=30)
+    value = json.loads(reply.completed.result.value_json)
+    assert value == [
+        [
+            ["a", 10],
+            ["tick", 20, 20],
+            ["tick", 40, 40],
+            ["b", 50],
+            ["tick", 60, 60],
+            ["immediate", 60001],
+        ],
+        "2024-01-01T00:01:00.001Z",
+    ]

@@ -254,6 +254,7 @@
   let seed = '';
   let stream = null; // ChaCha20 keystream, made on the first draw of a task
   const now = () => (hermetic ? epochMs : dateNow());
+  let timeOrigin = DEFAULT_EPOCH_MS; // when the task started, on its clock (performance)
   function draw() {
     if (stream === null) {
       const entropy = hermetic ? '' : '' + originalRandom() + originalRandom() + originalRandom() + originalRandom() + dateNow();
@@ -301,7 +302,6 @@
     [G, 'WeakRef', undefined],
     [G, 'Temporal', undefined],
   ];
-  for (const name of ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval']) append(patches, patches.length, [G, name, undefined]);
   if (dtfFormat !== undefined) {
     const get = dtfFormat.get;
     const bound = new NativeWeakMap(); // as V8's: one bound format per DateTimeFormat
@@ -336,13 +336,18 @@
     }
   };
 
-  // Timers (system access only): Python schedules them and fires each in its own eval.
+  // Timers: Python fires each in its own eval, the one due first first. Under system
+  // access they wait for the real clock. In a hermetic context they are virtual: due on
+  // the task's clock, reported to Python as already due (so nothing waits), and firing one
+  // moves the virtual clock to its due time. Order and Date.now() are deterministic; a
+  // task that sleeps a minute takes no time and sees its clock a minute later.
+  const VIRTUAL_BIAS = 1e16; // hermetic due times minus this are in the past, in order
   function addTimer(fn, delay, args, repeat) {
     if (typeof fn !== 'function') throw new NativeTypeError('The "callback" argument must be of type function');
     let ms = +delay;
     if (!(ms >= 1 && ms <= 2147483647)) ms = 1;
     const id = nextTimer++;
-    const timer = { fn, args, due: dateNow() + ms, every: repeat ? ms : 0 };
+    const timer = { fn, args, due: now() + ms, every: repeat ? ms : 0 };
     mapSet(timers, id, timer);
     // Node's Timeout: code calls .unref() / .ref() on it, and +timeout is its id. A new
     // object literal (and new methods) per timer: nothing shared to write on.
@@ -350,7 +355,7 @@
       ref() { return handle; },
       unref() { return handle; },
       hasRef() { return true; },
-      refresh() { if (mapHas(timers, id)) timer.due = dateNow() + ms; return handle; },
+      refresh() { if (mapHas(timers, id)) timer.due = now() + ms; return handle; },
       close() { mapDelete(timers, id); return handle; },
       [Symbol.toPrimitive]() { return id; },
     };
@@ -410,6 +415,7 @@
   });
   setGlobal('console', makeConsole());
   setGlobal('global', G);
+  for (let i = 0; i < timerGlobals.length; i++) setGlobal(timerGlobals[i][0], timerGlobals[i][1]);
   applyPatches('hermetic');
 
   function configure(t, cfgText) {
@@ -426,6 +432,7 @@
     const epoch = cfg.epochMs !== undefined ? cfg.epochMs : cfg.epoch_ms;
     epochMs = typeof epoch === 'number' && epoch === epoch && epoch >= -8.64e15 && epoch <= 8.64e15 ? epoch : DEFAULT_EPOCH_MS;
     seed = typeof cfg.seed === 'string' ? cfg.seed : '';
+    timeOrigin = now();
     stream = null;
     entry = typeof cfg.entry === 'string' ? cfg.entry : 'main.js';
     if (hardenedFor !== null) {
@@ -433,7 +440,6 @@
       if (hardenedFor !== hermetic) throw new NativeError('isolate hardened for another context');
     } else if (!hermetic) {
       applyPatches('system');
-      for (let i = 0; i < timerGlobals.length; i++) setGlobal(timerGlobals[i][0], timerGlobals[i][1]);
     }
     contextObject = deepFreeze({ kind, taskId: cfg.taskId, labels: cfg.labels, systemAccess: !hermetic });
     const log = (...args) => { emit('info', safe(() => format(args), '')); };
@@ -511,6 +517,7 @@
     builtin: (name) => loadBuiltin(name),
     vendor: (name) => vendorModule(vendor.mains[name]),
     now,
+    timeOrigin: () => timeOrigin,
     randomBytes,
     digest: (name, bytes) => (name === 'sha256' ? random().sha256(bytes) : name === 'sha1' ? random().sha1(bytes) : null),
     random: () => random(),
@@ -756,7 +763,8 @@
     checkToken(t);
     const timer = mapGet(timers, id);
     if (timer === undefined || outcome !== null) return;
-    if (timer.every > 0) timer.due = dateNow() + timer.every; // setInterval: due again
+    if (hermetic && timer.due > epochMs) epochMs = timer.due; // the virtual clock moves on
+    if (timer.every > 0) timer.due = now() + timer.every; // setInterval: due again
     else mapDelete(timers, id);
     try { apply(timer.fn, undefined, timer.args); } catch (e) { settleError(e); } // uncaught: the task fails
   }
@@ -765,7 +773,9 @@
     checkToken(t);
     let pending = '';
     if (outcome === null) {
-      mapForEach(timers, (timer, id) => { pending += (pending === '' ? '' : ',') + '[' + num(id) + ',' + num(timer.due) + ']'; });
+      mapForEach(timers, (timer, id) => {
+        pending += (pending === '' ? '' : ',') + '[' + num(id) + ',' + num(hermetic ? timer.due - VIRTUAL_BIAS : timer.due) + ']';
+      });
     }
     const out = '{"outcome":' + (outcome === null ? 'null' : outcome) + ',"timers":[' + pending +
       '],"logs":[' + arrJoin(logs, ',') + '],"dropped":' + num(dropped) + '}';

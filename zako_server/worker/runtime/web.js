@@ -354,7 +354,7 @@
       return { getRandomValues, randomUUID, subtle };
     },
     performance: () => {
-      const origin = host.now();
+      const origin = host.timeOrigin();
       return {
         timeOrigin: origin,
         now: () => host.now() - origin,
