@@ -29,6 +29,7 @@ CASES = {
     " p.basename('/a/b.js', '.js'), p.dirname('/a/b/c'), p.normalize('/a//b/../c/.')])(require('path'))",
     # util
     "util.format": "require('util').format('%s=%d %i %f %j %% %s', 'a', 42.5, 42.5, '1.5', {x: [1]}, 7, 'extra')",
+    "util.format.o": "((u) => [u.format('%o', [1, 2]), u.format('%o', { a: { b: { c: { d: { e: { f: 1 } } } } } }), u.format('%o', 'str'), u.format('%O', 'str'), u.format('%o', 5), u.format('%o', new Map([[1, 2]])), u.format('%o', (a, b) => a), u.format('%o', { x: [1] })])(require('util'))",
     "util.format.objects": "require('util').format('%s', {a: 1}, [1, 'x'], null, undefined, 3n)",
     "util.inspect": "require('util').inspect({ a: 1, b: 'x', c: [1, 2, { d: new Map([[1, 2]]) }],"
     " e: new Set(['s']), f: null, g: undefined })",

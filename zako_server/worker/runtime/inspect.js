@@ -26,6 +26,7 @@
   const padEnd = uncurry(String.prototype.padEnd);
   const repeat = uncurry(String.prototype.repeat);
   const arrJoin = uncurry(Array.prototype.join);
+  const ownNames = Object.getOwnPropertyNames;
   const arrConcat = uncurry(Array.prototype.concat);
   const arrIndexOf = uncurry(Array.prototype.indexOf);
   const regexTest = uncurry(RegExp.prototype.test);
@@ -155,7 +156,7 @@
       if (index === undefined) { index = mapSize(ctx.circular) + 1; mapSet(ctx.circular, v, index); }
       return '[Circular *' + index + ']';
     }
-    if (typeof v === 'function' && keys(v).length === 0) return functionBase(v);
+    if (typeof v === 'function' && keys(v).length === 0 && !ctx.showHidden) return functionBase(v);
     if (toTag(v) === '[object Error]' || v instanceof NativeError) {
       const stack = safe(() => v.stack, undefined);
       return typeof stack === 'string' ? stack : '[' + errorHeader(v) + ']';
@@ -183,7 +184,8 @@
     let close = '}';
     let prefix = ctor === null ? '[Object: null prototype] ' : ctor && ctor !== 'Object' ? ctor + ' ' : '';
     let base = typeof v === 'function' ? functionBase(v) : '';
-    let ks = keys(v);
+    // showHidden (%o): non-enumerable own names too, printed in brackets.
+    let ks = ctx.showHidden ? ownNames(v) : keys(v);
     if (array || view) {
       open = '['; close = ']';
       prefix = array ? (ctor === 'Array' ? '' : (ctor || '[Array: null prototype]') + '(' + v.length + ') ') : ctor + '(' + v.length + ') ';
@@ -212,7 +214,8 @@
       const d = getOwnPropertyDescriptor(v, k);
       const shown = d === undefined ? 'undefined' : 'value' in d ? child(d.value)
         : d.get && d.set ? '[Getter/Setter]' : d.get ? '[Getter]' : '[Setter]';
-      add((regexTest(IDENT, k) ? k : quote(k)) + ': ' + shown);
+      const name = regexTest(IDENT, k) ? k : quote(k);
+      add((d !== undefined && !d.enumerable ? '[' + name + ']' : name) + ': ' + shown);
     }
     if (ks.length > 100) add('... ' + (ks.length - 100) + ' more properties');
     if (base !== '') prefix = '';
@@ -222,7 +225,7 @@
     return reduceToSingleString(ctx, output, base, prefix + open, close, array || view, level, array || view ? v : undefined);
   }
 
-  const newCtx = (depth) => ({ indent: 0, currentDepth: 0, circular: new NativeMap(), depth });
+  const newCtx = (depth, showHidden) => ({ indent: 0, currentDepth: 0, circular: new NativeMap(), depth, showHidden: !!showHidden });
   const show = (v) => safe(() => inspect(v, 0, [], newCtx(2), true), '[uninspectable]');
   // util.format's %s: objects with their own toString print through it, others shallow.
   const showShallow = (v) => safe(() => {
@@ -252,7 +255,8 @@
             : spec === 'd' || spec === 'i' ? show(typeof a === 'bigint' ? a : spec === 'i' ? numParseInt(a, 10) : +a)
               : spec === 'f' ? show(numParseFloat(a))
                 : spec === 'j' ? safe(() => stringify(a), '[Circular]')
-                  : spec === 'c' ? '' : show(a);
+                  : spec === 'c' ? '' : spec === 'o' ? safe(() => inspect(a, 0, [], newCtx(4, true), false), '[uninspectable]')
+                    : inspectValue(a);
         }
         out += strSlice(first, pos, j) + piece;
         pos = j + 2;
