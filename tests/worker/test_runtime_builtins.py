@@ -41,6 +41,7 @@ CASES = {
     " f: async function g() {}, h: Object.assign(() => {}, { p: 1 }), n: Object.create(null) })",
     "util.inspect.strings": "require('util').inspect(['a\\nb', \"'\", '\\x01', 'ok', new Array(3), [1, , 3]])",
     "util.inspect.circular": "(() => { const o = { name: 'c', list: [] }; o.self = o; o.list.push(o, { back: o }); return [require('util').inspect(o), require('util').format('%s', o)]; })()",
+    "util.inspect.custom": "((u) => [u.inspect(Buffer.from('hi')), u.inspect({ b: Buffer.alloc(60) }), u.inspect(new URLSearchParams('a=1&b=2')), u.inspect(new URL('https://u:p@a.example:8080/p?q=1#h')), u.inspect({ [u.inspect.custom]: () => 'custom!' }), u.inspect({ [u.inspect.custom]: () => ({ x: 1 }) }), u.inspect({ [u.inspect.custom]: (d, o, i) => typeof i })])(require('util'))",
     "util.inspect.many": "require('util').inspect(Array.from({ length: 120 }, (_, i) => i))",
     "util.inspect.class": "(() => { class Point { constructor() { this.x = 1; } }"
     " return require('util').inspect([new Point(), function named() {}, () => {}, Symbol('s'), -0]); })()",

@@ -26,6 +26,8 @@
   const padEnd = uncurry(String.prototype.padEnd);
   const repeat = uncurry(String.prototype.repeat);
   const arrJoin = uncurry(Array.prototype.join);
+  const apply = Reflect.apply;
+  const CUSTOM = Symbol.for('nodejs.util.inspect.custom');
   const ownNames = Object.getOwnPropertyNames;
   const arrConcat = uncurry(Array.prototype.concat);
   const arrIndexOf = uncurry(Array.prototype.indexOf);
@@ -161,6 +163,13 @@
       const stack = safe(() => v.stack, undefined);
       return typeof stack === 'string' ? stack : '[' + errorHeader(v) + ']';
     }
+    // util.inspect.custom, as Node honours it (Buffer prints as <Buffer 68 69> this way).
+    const custom = safe(() => v[CUSTOM], undefined);
+    if (typeof custom === 'function' && custom !== inspectFunction) {
+      const options = { depth: ctx.depth - level, showHidden: ctx.showHidden, colors: false, compact: 3, breakLength: BREAK };
+      const out = apply(custom, v, [ctx.depth - level, options, inspectFunction]);
+      if (out !== v) return typeof out === 'string' ? out : inspect(out, level, seen, ctx, false);
+    }
     const date = safe(() => dateISO(v), null);
     if (date !== null) return date;
     if (toTag(v) === '[object RegExp]') return safe(() => '' + v, '[RegExp]');
@@ -235,6 +244,8 @@
     return inspect(v, 0, [], newCtx(0), true);
   }, '[uninspectable]');
   const inspectValue = (v) => safe(() => inspect(v, 0, [], newCtx(2), false), '[uninspectable]');
+  // What a custom inspect function receives as its third argument (util.inspect's shape).
+  const inspectFunction = (v, options) => safe(() => inspect(v, 0, [], newCtx(options && typeof options.depth === 'number' ? options.depth : 2, options && options.showHidden), false), '[uninspectable]');
 
   function format(args) {
     let out = '';
@@ -271,5 +282,5 @@
     return out;
   }
 
-  return Object.freeze({ show, showShallow, inspectValue, format });
+  return Object.freeze({ show, showShallow, inspectValue: (v, options) => (options === undefined ? inspectValue(v) : inspectFunction(v, options)), format });
 })

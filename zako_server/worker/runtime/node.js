@@ -413,7 +413,19 @@
   const MAKERS = {
     assert: () => makeAssert(false),
     'assert/strict': () => makeAssert(true),
-    buffer: vendored('buffer'),
+    buffer: vendored('buffer', (m) => {
+      // Node's wording for a long buffer (feross/buffer prints a bare '...').
+      defineProperty(m.Buffer.prototype, Symbol.for('nodejs.util.inspect.custom'), {
+        value: function inspect() {
+          const max = m.INSPECT_MAX_BYTES;
+          const hex = this.toString('hex', 0, max).replace(/(.{2})/g, '$1 ').trim();
+          const rest = this.length - max;
+          return '<Buffer ' + hex + (rest > 0 ? ' ... ' + rest + ' more byte' + (rest > 1 ? 's' : '') : '') + '>';
+        },
+        writable: true, configurable: true,
+      });
+      return m;
+    }),
     events: vendored('events', (EventEmitter) => { EventEmitter.EventEmitter = EventEmitter; return EventEmitter; }),
     path: vendored('path-browserify', (path) => { path.posix = path; return path; }),
     'path/posix': () => host.builtin('path'),

@@ -180,7 +180,7 @@
   let inspectLib = null;
   const printer = () => inspectLib || (inspectLib = indirectEval('(' + inspectSource + ')\n//# sourceURL=zako:inspect')(errorHeader));
   const show = (v) => printer().show(v);
-  const inspectValue = (v) => printer().inspectValue(v);
+  const inspectValue = (v, options) => printer().inspectValue(v, options);
   const format = (args) => printer().format(args);
   const IDENT = /^[A-Za-z_$][\w$]*$/; // a key that needs no quotes in a result path
 
@@ -509,7 +509,7 @@
   }
 
   const host = freeze({
-    inspect: (v) => inspectValue(v),
+    inspect: (v, options) => inspectValue(v, options),
     format: (args) => format(args),
     global: (name) => taskGlobal(name),
     cached,

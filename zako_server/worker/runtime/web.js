@@ -246,6 +246,31 @@
     return walk(value);
   }
 
+  // whatwg-url's classes, printing as Node's do under util.inspect and console.log.
+  function makeUrl() {
+    const { URL, URLSearchParams } = host.vendor('whatwg-url');
+    const CUSTOM = Symbol.for('nodejs.util.inspect.custom');
+    defineProperty(URL.prototype, CUSTOM, {
+      value: function (depth, options, inspect) {
+        const u = this;
+        const shown = { href: u.href, origin: u.origin, protocol: u.protocol, username: u.username, password: u.password,
+          host: u.host, hostname: u.hostname, port: u.port, pathname: u.pathname, search: u.search,
+          searchParams: u.searchParams, hash: u.hash };
+        return 'URL ' + inspect(shown, options);
+      },
+      writable: true, configurable: true,
+    });
+    defineProperty(URLSearchParams.prototype, CUSTOM, {
+      value: function (depth, options, inspect) {
+        const items = [];
+        for (const [k, v] of this) items.push(inspect(k) + ' => ' + inspect(v));
+        return items.length === 0 ? 'URLSearchParams {}' : 'URLSearchParams { ' + items.join(', ') + ' }';
+      },
+      writable: true, configurable: true,
+    });
+    return { URL, URLSearchParams };
+  }
+
   const makers = {
     TextEncoder: () => class TextEncoder {
       get encoding() { return 'utf-8'; }
@@ -319,8 +344,8 @@
     EventTarget: () => host.cached('events', makeEvents).EventTarget,
     AbortController: () => host.cached('events', makeEvents).AbortController,
     AbortSignal: () => host.cached('events', makeEvents).AbortSignal,
-    URL: () => host.vendor('whatwg-url').URL,
-    URLSearchParams: () => host.vendor('whatwg-url').URLSearchParams,
+    URL: () => host.cached('url', makeUrl).URL,
+    URLSearchParams: () => host.cached('url', makeUrl).URLSearchParams,
     crypto: () => {
       const DOMException = host.global('DOMException');
       const INTEGER = ['[object Int8Array]', '[object Uint8Array]', '[object Uint8ClampedArray]', '[object Int16Array]',
