@@ -33,11 +33,18 @@ TASK = """module.exports = () => ({
   zone: Intl.DateTimeFormat().resolvedOptions().timeZone,
   locale: Intl.NumberFormat().resolvedOptions().locale,
   performance: [performance.timeOrigin, performance.now()],
+  collation: ['b', 'a', 'B', 'ä'].sort(new Intl.Collator().compare),
+  compare: 'a'.localeCompare('B'),
+  upper: 'i'.toLocaleUpperCase(),
+  options: Intl.DateTimeFormat().resolvedOptions(),
+  plural: new Intl.PluralRules().select(1),
+  relative: new Intl.RelativeTimeFormat().format(-1, 'day'),
+  list: new Intl.ListFormat().format(['a', 'b', 'c']),
 })"""
 
 HOSTS = [
     {"LANG": "de_DE.UTF-8", "LC_ALL": "de_DE.UTF-8", "TZ": "America/New_York"},
-    {"LANG": "ja_JP.UTF-8", "LC_ALL": "", "TZ": "Asia/Tokyo"},
+    {"LANG": "tr_TR.UTF-8", "LC_ALL": "", "TZ": "Asia/Tokyo"},
 ]
 
 
@@ -81,6 +88,10 @@ async def test_the_same_task_gives_identical_bytes_on_servers_with_other_locales
     assert value["performance"] == [1_704_067_200_000, 0]
     assert all(0 <= r < 1 for r in value["random"]) and value["random"][0] != value["random"][1]
     assert value["uuid"][14] == "4"
+    assert value["collation"] == ["a", "ä", "b", "B"] and value["compare"] == -1
+    assert (value["upper"], value["plural"], value["list"]) == ("I", "one", "a, b, and c")
+    assert value["relative"] == "1 day ago"
+    assert value["options"]["locale"] == "en-US" and value["options"]["timeZone"] == "UTC"
 
 
 async def test_another_seed_or_epoch_changes_what_it_should(zako_server):
