@@ -244,10 +244,11 @@
     return stub;
   }
 
-  // Per-task state of the virtual clock and the PRNG. Hermetic: Date.now() is the task's
-  // epoch for the whole task (time does not advance while it computes), and Math.random /
-  // crypto draw from ChaCha20 keyed by SHA-256 of the task's seed. System access: the real
-  // clock; Math.random is V8's own, crypto's stream is keyed from it and the seed.
+  // Per-task state of the virtual clock and the PRNG. Hermetic: Date.now() starts at the
+  // task's epoch and does not advance while the task computes, only when a (virtual) timer
+  // fires; Math.random / crypto draw from ChaCha20 keyed by SHA-256 of the task's seed.
+  // System access: the real clock; Math.random is V8's own, crypto's stream is keyed from
+  // it, the clock and the seed.
   const DEFAULT_EPOCH_MS = 1704067200000; // 2024-01-01T00:00:00Z, as validation.py
   let hermetic = true;
   let epochMs = DEFAULT_EPOCH_MS;
