@@ -8,7 +8,6 @@ must be the same JSON. Skipped where `node` is not installed.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -98,6 +97,7 @@ CASES = {
     "AbortController": "(() => { const c = new AbortController(); const seen = [];"
     " c.signal.addEventListener('abort', (e) => seen.push(e.type));"
     " c.abort(); return [c.signal.aborted, c.signal.reason.name, seen, AbortSignal.abort('r').reason]; })()",
+    "AbortSignal.timeout": "new Promise((resolve) => { const s = AbortSignal.timeout(5); s.onabort = () => resolve([s.aborted, s.reason.name, s.reason.message]); setTimeout(() => {}, 50); })",
     "EventTarget": "(() => { const t = new EventTarget(); let n = 0; const f = () => n++;"
     " t.addEventListener('x', f); t.addEventListener('x', f); t.dispatchEvent(new Event('x'));"
     " t.removeEventListener('x', f); t.dispatchEvent(new Event('x')); return n; })()",
@@ -147,10 +147,12 @@ async def zako(source: str) -> dict:
             runtime.task_script(instance.token, CONFIG, [("main.js", source)], "main.js", "")
         )
         report = json.loads(text)
-        for _ in range(100):  # settle microtasks (the worker polls the same way)
+        for _ in range(100):  # settle microtasks and (virtual) timers, as the worker does
             if report["outcome"] is not None:
                 break
-            await asyncio.sleep(0)
+            if report["timers"]:
+                timer_id, _ = min(report["timers"], key=lambda t: (t[1], t[0]))
+                await instance.eval(runtime.fire_script(instance.token, timer_id))
             report = json.loads(await instance.eval(runtime.poll_script(instance.token)))
         outcome = report["outcome"]
         assert outcome["ok"], outcome

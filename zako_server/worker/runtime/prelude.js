@@ -519,6 +519,7 @@
     vendor: (name) => vendorModule(vendor.mains[name]),
     now,
     timeOrigin: () => timeOrigin,
+    setTimeout: (fn, ms) => addTimer(fn, ms, [], false),
     randomBytes,
     digest: (name, bytes) => (name === 'sha256' ? random().sha256(bytes) : name === 'sha1' ? random().sha1(bytes) : null),
     random: () => random(),

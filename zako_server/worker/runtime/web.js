@@ -168,6 +168,11 @@
       get reason() { return this.#reason; }
       throwIfAborted() { if (this.#aborted) throw this.#reason; }
       static abort(reason) { const s = new AbortSignal(ABORT); signal(s, reason); return s; }
+      static timeout(ms) {
+        const s = new AbortSignal(ABORT);
+        host.setTimeout(() => signal(s, new DOMException('The operation was aborted due to timeout', 'TimeoutError')), ms);
+        return s;
+      }
       static any(signals) {
         const s = new AbortSignal(ABORT);
         for (const o of signals) {
