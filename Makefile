@@ -6,10 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Every script of the worker's JS runtime, subfolders included: `make lint` syntax-checks them.
 RUNTIME_JS := $(shell find zako_server/worker/runtime -name "*.js" -not -path "*/node_modules/*" | sort)
-# buf breaking compares the contract with the newest release tag reachable from HEAD
-# (override: `make lint RELEASE_TAG=v0.2.0`). A clone has the tags; a shallow CI checkout
-# gets them from .ci/run.
-RELEASE_TAG ?= $(shell git describe --tags --abbrev=0 --match 'v[0-9]*' HEAD 2>/dev/null)
+# buf breaking compares the contract with the newest release tag reachable from HEAD, or,
+# in a checkout without tags, with the commit v0.1.0 was cut from (override:
+# `make lint RELEASE_REF=v0.2.0`).
+RELEASE_BASE := f4d54ae6b20da48ac3bf183ff7bf44cdaf932d1b
+RELEASE_REF ?= $(or $(shell git describe --tags --abbrev=0 --match 'v[0-9]*' HEAD 2>/dev/null),$(RELEASE_BASE))
 
 .PHONY: setup serve test lint lint-python lint-format lint-types lint-proto lint-js gen bench clean
 
@@ -48,9 +49,7 @@ lint-types: $(STAMP)
 
 lint-proto: $(STAMP)
 	$(BIN)/buf lint
-	@test -n "$(RELEASE_TAG)" || { \
-	  echo "no v* release tag to compare the contract with: git fetch --tags" >&2; exit 1; }
-	$(BIN)/buf breaking --against '.git#tag=$(RELEASE_TAG)'
+	$(BIN)/buf breaking --against '.git#ref=$(RELEASE_REF),depth=1000'
 
 lint-js:
 	@test -n "$(RUNTIME_JS)" || { echo "no runtime scripts found" >&2; exit 1; }

@@ -16,7 +16,7 @@
     │   └── RPCError               any other status
     └── ClientClosed (also RuntimeError)   misuse: the client was already closed
 
-The three families are kept apart on purpose (see STYLE.md): misuse is a RuntimeError and
+The three families are kept apart on purpose: misuse is a RuntimeError and
 a bug in the caller; capacity (`Overloaded`) is worth a retry; failure (`TaskFailed`,
 `Unavailable`) carries what is needed to diagnose it. No raw `grpc.RpcError` leaves the
 SDK: `map_rpc_error` is the only door, and callers raise its result `from` the original.
