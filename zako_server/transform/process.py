@@ -1,0 +1,36 @@
+"""The code a transform pool process runs (server/transforms.py starts them, by spawn).
+
+Each process holds one Transformer for its whole life, made by `init` (the pool's
+initializer) and kept in `_state`: a process-pool worker has no other place to keep
+state between calls, and this process does nothing but transform.
+"""
+
+from __future__ import annotations
+
+import atexit
+from typing import Any
+
+from zako_server.transform.engine import Transformer
+
+_state: dict[str, Transformer] = {}
+
+
+def init() -> None:
+    """Load sucrase and the lexer once, before the first batch arrives."""
+    transformer = Transformer()
+    _state["transformer"] = transformer
+    atexit.register(transformer.close)
+
+
+def transform_batch(items: list[tuple[str, str, str, str]]) -> list[dict[str, Any]]:
+    """(name, source, ext, type) -> the transformer's answer, for each item in order."""
+    transformer = _state.get("transformer")
+    if transformer is None:
+        init()
+        transformer = _state["transformer"]
+    return [transformer.transform(*item) for item in items]
+
+
+def warm() -> bool:
+    """A no-op call that makes the pool start its processes (and load the bundle)."""
+    return "transformer" in _state

@@ -1,0 +1,160 @@
+/*
+ * The transform stage's JavaScript: one call per file, in a V8 isolate of its own (never
+ * a task's). Given a file's text, its extension and its package's "type", it answers
+ * {esm, code, map} or {error}:
+ *
+ * - ES modules and TypeScript/TSX/JSX go through sucrase (types erased, JSX compiled,
+ *   import/export turned into require/exports; lines kept). Its source map becomes `map`:
+ *   per generated line, flat [generatedColumn, sourceLine, sourceColumn] triples (0-based),
+ *   which the worker's modules.js applies to every stack frame.
+ * - CommonJS is left as it is, except for what only a module loader can provide:
+ *   es-module-lexer (the lexer Vite and Node's tooling use) finds `import(` and
+ *   `import.meta` tokens, which are renamed in place to the wrapper's `__zimp(` and
+ *   `__zako_meta` (same lengths, so no position moves).
+ * - A file that does not parse answers {error: {message, line, column}} (original
+ *   positions); the worker throws it only if a task loads the file.
+ */
+(function makeTransformer(sucrase, lexer) {
+  'use strict';
+
+  function position(source, pos) {
+    let line = 1;
+    let last = -1;
+    for (let i = 0; i < pos && i < source.length; i++) {
+      if (source.charCodeAt(i) === 10) { line++; last = i; }
+    }
+    return { line, column: pos - last };
+  }
+
+  // Renames `import(` to `__zimp(` and `import.meta` to `__zako_meta`, same lengths.
+  function rename(code, lexed) {
+    const imports = lexed[0];
+    let out = '';
+    let at = 0;
+    for (let i = 0; i < imports.length; i++) {
+      const imp = imports[i];
+      let replacement = null;
+      if (imp.d === -2) replacement = '__zako_meta';
+      else if (imp.d > -1) replacement = '__zimp';
+      if (replacement === null || imp.ss < at) continue;
+      out += code.slice(at, imp.ss) + replacement;
+      at = imp.ss + (imp.d === -2 ? 11 : 6);
+    }
+    return out + code.slice(at);
+  }
+
+  const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  const B64_VALUE = {};
+  for (let i = 0; i < B64.length; i++) B64_VALUE[B64[i]] = i;
+
+  // A source map's `mappings` (base64 VLQ) as per-line flat triples.
+  function decodeMap(mappings) {
+    const lines = [];
+    let row = [];
+    let genCol = 0;
+    let srcLine = 0;
+    let srcCol = 0;
+    let fields = [];
+    let value = 0;
+    let shift = 0;
+    const flush = () => {
+      if (fields.length >= 4) {
+        genCol += fields[0];
+        srcLine += fields[2];
+        srcCol += fields[3];
+        row.push(genCol, srcLine, srcCol);
+      } else if (fields.length >= 1) {
+        genCol += fields[0];
+      }
+      fields = [];
+    };
+    for (let i = 0; i < mappings.length; i++) {
+      const ch = mappings[i];
+      if (ch === ',' || ch === ';') {
+        flush();
+        if (ch === ';') { lines.push(row); row = []; genCol = 0; }
+        continue;
+      }
+      const digit = B64_VALUE[ch];
+      value += (digit & 31) << shift;
+      if (digit & 32) { shift += 5; continue; }
+      fields.push(value & 1 ? -(value >>> 1) : value >>> 1);
+      value = 0;
+      shift = 0;
+    }
+    flush();
+    lines.push(row);
+    return lines;
+  }
+
+  function lexOrNull(code) {
+    try { return lexer.parse(code); } catch (e) { return null; }
+  }
+
+  function failure(source, e) {
+    const pos = typeof e.pos === 'number' ? e.pos : typeof e.idx === 'number' ? e.idx : null;
+    const where = pos === null ? { line: null, column: null } : position(source, pos);
+    // sucrase says "Error transforming <file>: <message> (line:column)"; the file and
+    // position are reported as fields (answers are cached by content, not by name).
+    let message = '' + (e && e.message);
+    const named = message.indexOf(': ');
+    if (message.startsWith('Error transforming ') && named >= 0) message = message.slice(named + 2);
+    message = message.replace(/ \(\d+:\d+\)$/, '');
+    return { error: { name: 'SyntaxError', message, line: where.line, column: where.column } };
+  }
+
+  function runSucrase(name, source, transforms) {
+    const result = sucrase.transform(source, {
+      transforms,
+      filePath: name,
+      disableESTransforms: true,
+      preserveDynamicImport: true,
+      sourceMapOptions: { compiledFilename: name },
+      production: true,
+    });
+    return result;
+  }
+
+  // ext: '.js', '.mjs', '.cjs', '.ts', '.mts', '.cts', '.tsx', '.jsx'; type: the nearest
+  // package.json's "type" ('module', 'commonjs' or '' when absent).
+  function transform(name, source, ext, type) {
+    try {
+      const typescript = ext === '.ts' || ext === '.mts' || ext === '.cts' || ext === '.tsx';
+      const jsx = ext === '.tsx' || ext === '.jsx';
+      let esm;
+      if (ext === '.mjs' || ext === '.mts') esm = true;
+      else if (ext === '.cjs' || ext === '.cts') esm = false;
+      else if (type === 'module') esm = true;
+      else if (type === 'commonjs') esm = false;
+      else esm = null; // no "type": as Node, decide by the syntax
+      const base = [];
+      if (typescript) base.push('typescript');
+      if (jsx) base.push('jsx');
+      if (esm === null) {
+        if (base.length === 0) {
+          const lexed = lexOrNull(source);
+          esm = lexed !== null && lexed[3] === true;
+        } else {
+          const plain = runSucrase(name, source, base).code;
+          const lexed = lexOrNull(plain);
+          esm = lexed !== null && lexed[3] === true;
+        }
+      }
+      if (!esm && base.length === 0) {
+        const lexed = lexOrNull(source);
+        // A CommonJS file the lexer cannot read is left for V8 to judge when loaded.
+        if (lexed === null) return { esm: false, code: source, map: null };
+        return { esm: false, code: rename(source, lexed), map: null };
+      }
+      const transforms = esm ? base.concat(['imports']) : base;
+      const result = runSucrase(name, source, transforms);
+      const lexed = lexOrNull(result.code);
+      const code = lexed === null ? result.code : rename(result.code, lexed);
+      return { esm, code, map: decodeMap(result.sourceMap.mappings) };
+    } catch (e) {
+      return failure(source, e);
+    }
+  }
+
+  return transform;
+})
