@@ -116,3 +116,22 @@ async def test_package_runs_as_under_node(zako_server, spec):
             assert mine == theirs
         else:
             assert re.fullmatch(shape, mine) and re.fullmatch(shape, theirs), (mine, theirs)
+
+
+async def test_packages_run_in_a_warm_isolate_under_lockdown(server_factory):
+    """The same trees, twice each on a one-worker server: the second run is in the warm
+    (hardened, frozen) isolate, and answers the same bytes as the fresh one."""
+    server = server_factory(min_workers=1, max_workers=1)
+    async with grpc.aio.insecure_channel(
+        server.target, options=[("grpc.max_send_message_length", 64 << 20)]
+    ) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        for spec, source in CASES.items():
+            task = pb.Task(
+                source=source,
+                entry_name="main.js",
+                modules=[pb.Module(name=k, source=v) for k, v in tree(spec).items()],
+            )
+            first, second = [await stub.Run(pb.RunRequest(task=task), timeout=60) for _ in "12"]
+            assert second.completed.result.timings.warm_isolate, (spec, second)
+            assert second.completed.result.value_json == first.completed.result.value_json, spec
