@@ -157,7 +157,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_timeout", _positive(float), "longest task timeout accepted (s)"),
     Option("max_message_bytes", _positive(parse_size), "largest gRPC message"),
     Option("max_source_bytes", _positive(parse_size), "largest module source"),
-    Option("max_modules", _non_negative_int, "most extra modules per task"),
+    Option("max_modules", _non_negative_int, "most files in a task's module tree"),
+    Option("max_tree_bytes", _positive(parse_size), "largest module tree (all files, bytes)"),
+    Option(
+        "transform_workers",
+        _non_negative_int,
+        "processes of the ESM/TypeScript transform stage (0: a few, by CPU count)",
+    ),
+    Option("transform_cache_bytes", _positive(parse_size), "transform stage cache size"),
     Option("max_input_bytes", _positive(parse_size), "largest task input JSON"),
     Option("max_result_bytes", _positive(parse_size), "largest task result JSON"),
     Option("max_log_bytes", _positive(parse_size), "log bytes kept per task"),
@@ -249,7 +256,12 @@ class Settings:
     max_timeout: float = 600.0
     max_message_bytes: int = 64 << 20
     max_source_bytes: int = 8 << 20
-    max_modules: int = 1024
+    # Package trees are many small files (lodash alone is ~1,050): the limits that
+    # matter are bytes (max_tree_bytes, max_source_bytes); the count is a sanity bound.
+    max_modules: int = 100_000
+    max_tree_bytes: int = 48 << 20
+    transform_workers: int = 0
+    transform_cache_bytes: int = 256 << 20
     max_input_bytes: int = 16 << 20
     max_result_bytes: int = 16 << 20
     max_log_bytes: int = 1 << 20

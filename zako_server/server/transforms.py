@@ -194,6 +194,7 @@ class TransformPool:
                 future = self._inflight.pop(key, None)
                 if future is not None and not future.done():
                     future.set_exception(TransformError(f"the transform stage failed: {exc!r}"))
+                    future.exception()  # retrieved: the task that waits re-raises it
             raise
 
     async def _batch(self, batch: list[tuple[str, tuple[str, str, str, str]]]) -> None:

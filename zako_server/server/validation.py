@@ -27,7 +27,11 @@ MAX_LABEL_KEY = 63
 MAX_LABEL_VALUE = 1024
 MAX_ID_LENGTH = 256
 _ID = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: safe in logs and URLs
-_MODULE_NAME = re.compile(r"^[A-Za-z0-9_@.][A-Za-z0-9_@./-]{0,255}$")
+# A module is a path in the task's tree: any character npm allows in a file name (it
+# allows nearly all), in '/'-separated segments; not absolute, no empty/'.'/'..'
+# segments, no control characters, no backslash (a Windows separator in a packed tree).
+MAX_MODULE_NAME = 1024
+_MODULE_NAME_BAD = re.compile(r"[\x00-\x1f\x7f\\]")
 
 CONTEXT_NAMES = {
     pb.CONTEXT_KIND_PACKAGE: "package",
@@ -108,21 +112,31 @@ def _size(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-def _check_module(name: str, source: str, field: str, settings: Settings) -> None:
+def _check_module(name: str, source: str, field: str, settings: Settings) -> int:
+    """Its size in bytes, once the name and size are known to be acceptable."""
     if name.startswith("zako:"):
         raise InvalidTask(f"{field} name {name!r} uses the reserved 'zako:' prefix", field=field)
-    if not _MODULE_NAME.match(name) or ".." in name.split("/"):
+    segments = name.split("/")
+    if (
+        not name
+        or len(name) > MAX_MODULE_NAME
+        or _MODULE_NAME_BAD.search(name)
+        or any(segment in ("", ".", "..") for segment in segments)
+    ):
         raise InvalidTask(
-            f"{field} name {name!r} is not a valid module name (letters, digits, `._-/@`, "
-            "at most 256 characters, no '..' segments)",
+            f"{field} name {name!r} is not a valid module path ('/'-separated file names, "
+            f"relative, no empty, '.' or '..' segments, no control characters or '\\', "
+            f"at most {MAX_MODULE_NAME} characters)",
             field=field,
         )
     size = _size(source)
     if size > settings.max_source_bytes:
         raise InvalidTask(
-            f"{field} ({name}) is {size} bytes; the limit is {settings.max_source_bytes}",
+            f"{field} ({name}) is {size} bytes; the limit is {settings.max_source_bytes} "
+            "for one module (max_source_bytes)",
             field=field,
         )
+    return size
 
 
 def _timeout(task: pb.Task, settings: Settings, deadline_s: float | None) -> float:
@@ -242,18 +256,26 @@ def validate(
             "task.source is empty: give the entry module's JavaScript", field="task.source"
         )
     entry = task.entry_name or "main.js"
-    _check_module(entry, task.source, "task.source", settings)
+    tree_bytes = _check_module(entry, task.source, "task.source", settings)
     if len(task.modules) > settings.max_modules:
         raise InvalidTask(
-            f"task.modules has {len(task.modules)} modules; the limit is {settings.max_modules}",
+            f"task.modules has {len(task.modules)} files; the limit is "
+            f"{settings.max_modules} (max_modules)",
             field="task.modules",
         )
     modules = {entry: task.source}
     for index, module in enumerate(task.modules):
         field = f"task.modules[{index}]"
-        _check_module(module.name, module.source, field, settings)
+        tree_bytes += _check_module(module.name, module.source, field, settings)
         if module.name in modules:
             raise InvalidTask(f"{field} name {module.name!r} is given twice", field=field)
+        if tree_bytes > settings.max_tree_bytes:
+            raise InvalidTask(
+                f"task.modules: the module tree is over {tree_bytes} bytes at {field} "
+                f"({module.name}); the limit is {settings.max_tree_bytes} for a whole tree "
+                "(max_tree_bytes)",
+                field="task.modules",
+            )
         modules[module.name] = module.source
 
     input_json = task.input_json or "null"
