@@ -54,11 +54,6 @@ def prelude_source() -> str:
     return _source("prelude.js")
 
 
-def lockdown_source() -> str:
-    """Hardening for reuse (lockdown.js), handed to the prelude, which runs it on demand."""
-    return _source("lockdown.js")
-
-
 def new_token() -> str:
     """A secret per V8 instance: task code cannot call the host API without it."""
     return secrets.token_hex(TOKEN_HEX_CHARS // 2)
@@ -75,12 +70,21 @@ def prefix_length(token: str) -> int:
     return len(_WRAPPER_OPEN)
 
 
+# The runtime's own libraries: sent as text, compiled by the prelude on first use.
+LIBRARIES = ("lockdown", "web", "node", "assert", "inspect", "random")
+
+
+@cache
+def _libraries() -> str:
+    return _js({name: _source(f"{name}.js") for name in LIBRARIES})
+
+
 def install_script(token: str) -> str:
-    """The eval that installs the prelude into a fresh instance."""
+    """The eval that installs the prelude into a fresh instance: the prelude function
+    called with (token, prefixLength, libraries, vendor, makeModules)."""
     return (
-        f"({prelude_source()})({_js(token)},{prefix_length(token)},{_js(lockdown_source())},"
-        f"{_js(_source('web.js'))},{_js(_source('node.js'))},{vendor.bundle_json()},"
-        f"{_source('modules.js')},{_js(_source('inspect.js'))},{_js(_source('random.js'))});\n"
+        f"({prelude_source()})({_js(token)},{prefix_length(token)},{_libraries()},"
+        f"{vendor.bundle_json()},{_source('modules.js')});\n"
         "//# sourceURL=zako:prelude"
     )
 

@@ -8,11 +8,12 @@
  * code runs, and every read of task data is guarded: printing cannot be turned into a way
  * to run code in the host's name or to break the log.
  *
- * The result is a function taking (errorHeader) and returning
+ * The result is a function taking (host) and returning
  * { show, showShallow, inspectValue, format }.
  */
-(function zakoInspect(errorHeader) {
+(function zakoInspect(host) {
   'use strict';
+  const errorHeader = host.errorHeader;
   const FP = Function.prototype;
   const uncurry = FP.bind.bind(FP.call);
   const { defineProperty, getOwnPropertyDescriptor, getPrototypeOf, keys, is } = Object;

@@ -16,7 +16,7 @@
  * - Error.prepareStackTrace is ours and fixed: it hides host frames, undoes the module
  *   wrapper's column shift on line 1 and remembers the innermost task frame per error.
  */
-(function zakoPrelude(token, prefixLength, lockdownSource, webSource, nodeSource, vendor, makeModules, inspectSource, randomSource) {
+(function zakoPrelude(token, prefixLength, libraries, vendor, makeModules) {
   'use strict';
 
   // Intrinsics, captured before task code can replace them.
@@ -111,6 +111,22 @@
     return n;
   }
 
+  // The runtime's own libraries (web, node, assert, inspect, random, lockdown) arrive as
+  // text and are compiled once per isolate, the first time a task needs one: pre-parsing
+  // them all at install would cost every new isolate ~2 ms. Each is a function taking
+  // `host` (defined below); what they make for a task is per task (see `cached`).
+  const compiledLibraries = new NativeMap(); // name -> what its function returned
+  const compile = (name) => indirectEval('(' + libraries[name] + ')\n//# sourceURL=zako:' + name);
+  function library(name, check) {
+    let lib = mapGet(compiledLibraries, name);
+    if (lib === undefined) {
+      lib = compile(name)(host);
+      if (check !== undefined) check(lib);
+      mapSet(compiledLibraries, name, lib);
+    }
+    return lib;
+  }
+
   // ---- stack traces -----------------------------------------------------------------
   function errorHeader(e) {
     const name = safe(() => { const n = e.name; return n === undefined ? 'Error' : '' + n; }, 'Error');
@@ -176,9 +192,7 @@
 
   // ---- console ----------------------------------------------------------------------
   // How values print (Node's util.inspect and util.format) lives in inspect.js.
-  // Text compiled on the first log of the isolate: a new isolate does not pre-parse it.
-  let inspectLib = null;
-  const printer = () => inspectLib || (inspectLib = indirectEval('(' + inspectSource + ')\n//# sourceURL=zako:inspect')(errorHeader));
+  const printer = () => library('inspect'); // compiled on the isolate's first log
   const show = (v) => printer().show(v);
   const inspectValue = (v, options) => printer().inspectValue(v, options);
   const format = (args) => printer().format(args);
@@ -527,23 +541,18 @@
     write: (level, text) => emit(level, strSlice(text, -1) === '\n' ? strSlice(text, 0, -1) : text),
     entry: () => entry,
     v8Version: () => '',
+    errorHeader,
+    library: (name) => library(name),
   });
-  // web.js and node.js arrive as text and are compiled once per isolate, when a task
-  // first needs them: pre-parsing them at install would cost every new isolate ~1.3 ms.
-  // What they make is still per task (cached); they hold no task state themselves.
-  let webLib = null;
-  let nodeLib = null;
-  let randomLib = null;
-  const compileLibrary = (source, name, names) => {
-    const lib = indirectEval('(' + source + ')\n//# sourceURL=zako:' + name)(host);
+  const checkNames = (lib, name, names) => {
     if (arrJoin(lib.names.slice().sort(), ',') !== arrJoin(names.slice().sort(), ',')) {
       throw new NativeError(name + '.js and the prelude disagree on the names it provides');
     }
     return lib;
   };
-  const web = () => webLib || (webLib = compileLibrary(webSource, 'web', WEB_GLOBALS));
-  const random = () => randomLib || (randomLib = indirectEval('(' + randomSource + ')\n//# sourceURL=zako:random')());
-  const node = () => nodeLib || (nodeLib = compileLibrary(nodeSource, 'node', NODE_BUILTINS));
+  const web = () => library('web', (lib) => checkNames(lib, 'web', WEB_GLOBALS));
+  const random = () => library('random');
+  const node = () => library('node', (lib) => checkNames(lib, 'node', NODE_BUILTINS));
   const WEB_GLOBALS = freeze([
     'TextEncoder', 'TextDecoder', 'DOMException', 'atob', 'btoa', 'structuredClone', 'Event', 'EventTarget',
     'AbortController', 'AbortSignal', 'URL', 'URLSearchParams', 'crypto', 'performance',
@@ -554,7 +563,7 @@
 
   // ---- reuse ------------------------------------------------------------------------
   function harden(hermetic) {
-    indirectEval('(' + lockdownSource + ')\n//# sourceURL=zako:lockdown')([]); // compiled only here
+    compile('lockdown')([]); // compiled only here, once per isolate
     hardenedFor = hermetic;
     const ks = ownKeys(G);
     globals = [];

@@ -7,7 +7,7 @@
  * crypto.subtle.digest and crypto.createHash use the same digests. Kept apart from web.js
  * so that a task that only calls Math.random compiles this file alone (on first use).
  *
- * The result is a function taking no arguments and returning
+ * The result is a function (its argument, the prelude's host, is unused) returning
  * { sha256, sha1, chacha, utf8Encode }.
  */
 (function zakoRandom() {
