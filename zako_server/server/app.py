@@ -71,7 +71,9 @@ class ZakoServer:
                 aging=settings.aging,
             )
         )
-        self.engine = Engine(self.admission, self.pool, self.tracing.tracer)
+        self.engine = Engine(
+            self.admission, self.pool, self.tracing.tracer, settings.max_message_bytes
+        )
         self.service = ExecutorService(
             settings,
             self.engine,

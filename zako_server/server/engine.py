@@ -69,6 +69,27 @@ _FAILURE_REASONS: dict[FailureReason, pb.FailureReason] = {
     FailureReason.INTERNAL: pb.FAILURE_REASON_INTERNAL,
 }
 
+# Every event must fit one gRPC message, whatever a task throws: an error's message and
+# stack keep at most this many UTF-8 bytes each (name and module a fraction of it), the
+# rest replaced by the marker. 64 KiB reads as a whole stack, and four of them (name,
+# message, stack, module) stay far below any sensible message limit.
+ERROR_TEXT_BYTES = 64 << 10
+TRUNCATED = " …[truncated {bytes} bytes]"
+# Room for an event's own fields around its payload (ids, timings, heap figures).
+_EVENT_OVERHEAD_BYTES = 64 << 10
+
+
+def truncate(text: str, limit: int = ERROR_TEXT_BYTES) -> str:
+    """`text` cut to `limit` UTF-8 bytes (never inside a character), marked when cut."""
+    if len(text) <= limit // 4:  # four bytes per character at most: surely short enough
+        return text
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    kept = data[:limit].decode("utf-8", "ignore")
+    dropped = len(data) - len(kept.encode("utf-8", "surrogatepass"))
+    return kept + TRUNCATED.format(bytes=dropped)
+
 
 # Built with keyword arguments (C) rather than FromNanoseconds (Python, with range checks):
 # a task makes six of these, and they showed in the server's profile.
@@ -182,9 +203,15 @@ class Engine:
     """Owns the registry of live tasks and drives each through admission and the pool."""
 
     def __init__(
-        self, admission: Admission, pool: Pool, tracer: trace.Tracer | None = None
+        self,
+        admission: Admission,
+        pool: Pool,
+        tracer: trace.Tracer | None = None,
+        max_event_bytes: int = 64 << 20,
     ) -> None:
         self.admission = admission
+        # The message limit: no event the engine builds may be larger.
+        self.max_event_bytes = max_event_bytes
         self.pool = pool
         self.tracer = tracer or trace.NoOpTracerProvider().get_tracer("zako_server")
         # With tracing off, even no-op spans cost ~4 context-manager calls per span.
@@ -344,6 +371,21 @@ class Engine:
         self.run_time.observe(timings.run.seconds + timings.run.nanos / 1e9)
         usage = heap_usage(done.heap)
         reason = done.reason
+        if reason is None and len(done.value or "") > self.max_event_bytes - _EVENT_OVERHEAD_BYTES:
+            # Only a max_result_bytes above the message limit lets a worker send this:
+            # a completed event that cannot be sent would end the stream.
+            self._finish_failed(
+                record,
+                pb.FAILURE_REASON_RESULT_TOO_LARGE,
+                pb.JsError(
+                    name="RangeError",
+                    message=f"the result ({len(done.value or '')} characters) does not fit "
+                    f"a message of {self.max_event_bytes} bytes",
+                ),
+                timings,
+                usage,
+            )
+            return
         if reason is None:
             result = pb.Result(value_json=done.value or "", timings=timings, heap=usage)
             if record.finish(record.event(completed=pb.Completed(result=result))):
@@ -357,10 +399,10 @@ class Engine:
             pb.JsError()
             if error is None
             else pb.JsError(
-                name=error.name,
-                message=error.message,
-                stack=error.stack,
-                module=error.module or "",
+                name=truncate(error.name, ERROR_TEXT_BYTES // 16),
+                message=truncate(error.message),
+                stack=truncate(error.stack),
+                module=truncate(error.module or "", ERROR_TEXT_BYTES // 16),
                 line=error.line or 0,
                 column=error.column or 0,
             )

@@ -104,3 +104,10 @@ class Unauthenticated(ZakoServerError):
 
 class PermissionDenied(ZakoServerError):
     code = "PERMISSION_DENIED"
+
+
+class InternalFault(TaskRejection):
+    """A fault of the server's own while it handled one task: that task is rejected,
+    and nothing else is (the stream, the other tasks, the server go on)."""
+
+    code = "INTERNAL"

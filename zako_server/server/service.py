@@ -34,6 +34,7 @@ from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_server.server.config import Settings
 from zako_server.server.engine import Emit, Engine, duration, heap_usage, timestamp
 from zako_server.server.errors import (
+    InternalFault,
     Overloaded,
     PermissionDenied,
     TaskNotFound,
@@ -196,12 +197,31 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             # its own; first events arrive in submission order for clients to match them.
             task.id = uuid.uuid4().hex
         try:
-            job = validate(task, self.settings, deadline_s=context.time_remaining(), tenant=tenant)
+            job = self._validate(task, context, tenant)
             self.engine.submit(job, owner, emit, tenant)
             return job.task_id
         except TaskRejection as exc:
             self.engine.count_rejection(exc, tenant)
             return rejected_event(task.id, exc)
+
+    def _validate(
+        self, task: pb.Task, context: grpc.aio.ServicerContext[Any, Any], tenant: str
+    ) -> Any:
+        """`validate`, with the last-resort guard: whatever fault one task's input finds
+        in validation becomes that task's INTERNAL rejection, never the stream's end."""
+        try:
+            return validate(task, self.settings, deadline_s=context.time_remaining(), tenant=tenant)
+        except TaskRejection:
+            raise
+        except Exception as exc:
+            log.exception(
+                "internal error validating task %s",
+                task.id,
+                extra={"task_id": task.id, "tenant": tenant},
+            )
+            raise InternalFault(
+                f"internal server error while validating the task: {type(exc).__name__}"
+            ) from exc
 
     async def Submit(
         self,
@@ -287,9 +307,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         owner = object()
         tenant = (await self._identify(context)).tenant
         try:
-            job = validate(
-                request.task, self.settings, deadline_s=context.time_remaining(), tenant=tenant
-            )
+            job = self._validate(request.task, context, tenant)
             record = self.engine.submit(job, owner, emit, tenant)
         except TaskRejection as exc:
             self.engine.count_rejection(exc, tenant)

@@ -291,6 +291,10 @@ def validate(
         raise InvalidTask(
             f"task.input_json is not valid JSON: {exc}", field="task.input_json"
         ) from exc
+    except RecursionError as exc:  # #12: thousands of '[' must not end the stream
+        raise InvalidTask(
+            "task.input_json is nested too deeply to parse", field="task.input_json"
+        ) from exc
 
     if task.context == pb.CONTEXT_KIND_UNSPECIFIED:
         kind = "build"
