@@ -75,7 +75,7 @@ _LOADER = r"""
   const lexerCjs = sucrase.transform(lexerSource, { transforms: ['imports'] }).code;
   (0, eval)('(function (exports, module) {' + lexerCjs + '\n})')(lexerModule.exports, lexerModule);
   const lexer = lexerModule.exports;
-  return makeTransformer(sucrase, lexer);
+  return makeTransformer(sucrase, lexer, load('sucrase/dist/parser/index.js'));
 })
 """
 

@@ -14,7 +14,7 @@
  * - A file that does not parse answers {error: {message, line, column}} (original
  *   positions); the worker throws it only if a task loads the file.
  */
-(function makeTransformer(sucrase, lexer) {
+(function makeTransformer(sucrase, lexer, parser) {
   'use strict';
 
   function position(source, pos) {
@@ -87,6 +87,58 @@
     return lines;
   }
 
+  // `export { x as 'module.exports' }` (string export names, ES2022): sucrase would write
+  // `exports.'module.exports'`, so each such name is first replaced, in place and at the
+  // same length, by an identifier; `names` maps it back (modules.js restores the name).
+  function placeholders(source, lexed) {
+    const names = {};
+    let out = '';
+    let at = 0;
+    const exps = lexed === null ? [] : lexed[1];
+    for (let i = 0; i < exps.length; i++) {
+      const ex = exps[i];
+      const quote = source[ex.s];
+      if ((quote !== "'" && quote !== '"') || ex.s < at) continue;
+      const length = ex.e - ex.s;
+      let id = '$Z' + i;
+      if (id.length > length) id = ('$' + i).slice(0, length);
+      while (id.length < length) id += '$';
+      names[id] = ex.n;
+      out += source.slice(at, ex.s) + id;
+      at = ex.e;
+    }
+    return at === 0 ? null : { source: out + source.slice(at), names };
+  }
+
+  // An ES module has no `require`, `exports` or `module`, so it may declare its own (e.g.
+  // `const require = createRequire(import.meta.url)`); the CommonJS sucrase writes uses
+  // those names, so the module's own are renamed first, same length, using sucrase's
+  // parser's scope roles (references and declarations only: never property names).
+  const RESERVED = { require: '$requir', exports: '$export', module: '$modul' };
+  const DECLARES = [2, 3, 4, 9]; // top-level, function, block scoped, import declarations
+  const RENAMES = [0, 1, 2, 3, 4, 9, 11]; // those, plus (export/import) accesses
+  function ownBindings(source, typescript, jsx) {
+    let file;
+    try { file = parser.parse(source, jsx, typescript, false); } catch (e) { return source; }
+    const tokens = file.tokens;
+    let declared = false;
+    for (let i = 0; i < tokens.length && !declared; i++) {
+      const t = tokens[i];
+      if (DECLARES.indexOf(t.identifierRole) >= 0 && RESERVED[source.slice(t.start, t.end)] !== undefined) declared = true;
+    }
+    if (!declared) return source;
+    let out = '';
+    let at = 0;
+    for (let i = 0; i < tokens.length; i++) {
+      const t = tokens[i];
+      const text = source.slice(t.start, t.end);
+      if (RENAMES.indexOf(t.identifierRole) < 0 || !Object.prototype.hasOwnProperty.call(RESERVED, text)) continue;
+      out += source.slice(at, t.start) + RESERVED[text];
+      at = t.end;
+    }
+    return out + source.slice(at);
+  }
+
   function lexOrNull(code) {
     try { return lexer.parse(code); } catch (e) { return null; }
   }
@@ -147,10 +199,14 @@
         return { esm: false, code: rename(source, lexed), map: null };
       }
       const transforms = esm ? base.concat(['imports']) : base;
-      const result = runSucrase(name, source, transforms);
+      const own = esm ? ownBindings(source, typescript, jsx) : source;
+      const renamed = esm && base.length === 0 ? placeholders(own, lexOrNull(own)) : null;
+      const result = runSucrase(name, renamed === null ? own : renamed.source, transforms);
       const lexed = lexOrNull(result.code);
       const code = lexed === null ? result.code : rename(result.code, lexed);
-      return { esm, code, map: decodeMap(result.sourceMap.mappings) };
+      const answer = { esm, code, map: decodeMap(result.sourceMap.mappings) };
+      if (renamed !== null) answer.names = renamed.names;
+      return answer;
     } catch (e) {
       return failure(source, e);
     }

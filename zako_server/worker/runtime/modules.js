@@ -432,7 +432,8 @@
     return require;
   }
 
-  // What `require(path)` returns once resolved.
+  // What `require(path)` returns once resolved. An ES module answers its namespace, or
+  // what it exports as 'module.exports' when it does (Node 22's rule for require(esm)).
   function requireResolved(resolved) {
     if (isBuiltin(resolved)) return loadBuiltin(resolved);
     const module = instantiate(resolved);
@@ -441,9 +442,26 @@
         throw hostError(NativeError, 'require() cannot be used on an ES module with top-level await: ' + resolved +
           '; use import() instead', 'js_error', 'ERR_REQUIRE_ASYNC_MODULE');
       }
+      if (hasOwn(module.exports, 'module.exports')) return module.exports['module.exports'];
       return module.exports;
     }
     return module.exports;
+  }
+
+  // String export names the transform replaced by placeholders get their names back:
+  // a live getter under the real name, the placeholder hidden once the module ran.
+  function exportNames(module, names) {
+    const ks = keys(names);
+    for (let i = 0; i < ks.length; i++) {
+      const id = ks[i];
+      defineProperty(module.exports, names[id], { get: () => module.exports[id], enumerable: true, configurable: true });
+    }
+  }
+  function hidePlaceholders(module, names) {
+    const ks = keys(names);
+    for (let i = 0; i < ks.length; i++) {
+      if (hasOwn(module.exports, ks[i])) defineProperty(module.exports, ks[i], { enumerable: false });
+    }
   }
 
   // What a static import (compiled to a require call) sees.
@@ -511,6 +529,8 @@
       if (!esm) {
         apply(fn, module.exports, [module.exports, require, module, name, dirname(name), zimp, undefined]);
       } else {
+        const names = mapGet(prepared, name).names;
+        if (names) exportNames(module, names);
         const sync = { done: false, threw: false, error: undefined };
         const p = apply(fn, undefined, [module.exports, require, module, name, dirname(name), zimp, meta(name), sync]);
         if (!sync.done) {
@@ -520,10 +540,15 @@
             throw sync.error;
           }
           module.pending = true;
-          module.evaluation = promiseThen(p, () => { module.pending = false; module.loaded = true; });
+          module.evaluation = promiseThen(p, () => {
+            module.pending = false;
+            module.loaded = true;
+            if (names) hidePlaceholders(module, names);
+          });
           promiseThen(p, undefined, () => { mapDelete(cache, name); delete requireCache[name]; });
           return module;
         }
+        if (names) hidePlaceholders(module, names);
       }
     } catch (e) {
       mapDelete(cache, name);
@@ -564,5 +589,16 @@
     return { module: rec.name, line, column };
   }
 
-  return freeze({ begin, reset, entryExport, frame, resolve: (from, spec) => resolvePath(from, spec, 'require'), compile });
+  // node:module's createRequire(filename | file: URL), for the built-in module layer.
+  function createRequire(where) {
+    let path = '' + where;
+    if (strStarts(path, 'file:///')) path = strSlice(path, 8);
+    else if (strStarts(path, '/')) path = strSlice(path, 1);
+    return makeRequire(normalize(path), 'require');
+  }
+
+  return freeze({
+    begin, reset, entryExport, frame, compile, createRequire,
+    resolve: (from, spec) => resolvePath(from, spec, 'require'),
+  });
 })
