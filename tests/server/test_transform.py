@@ -1,0 +1,104 @@
+"""The transform stage's pool: real transform processes, its digest cache and its figures."""
+
+from __future__ import annotations
+
+import pytest
+
+from zako_server.server.transforms import TransformPool, default_processes, package_types
+
+
+@pytest.fixture
+async def pool():
+    pool = TransformPool(1, cache_bytes=1 << 20)
+    await pool.start()
+    yield pool
+    await pool.close()
+
+
+def test_a_few_processes_not_a_share_of_the_machine():
+    assert [default_processes(n) for n in (1, 2, 4, 8, 16, 32, 64, 256)] == [1, 1, 1, 2, 3, 4, 4, 4]
+
+
+def test_package_type_is_the_nearest_manifest():
+    types = package_types(
+        {
+            "package.json": '{"type": "module"}',
+            "node_modules/a/package.json": '{"name": "a"}',
+            "node_modules/b/package.json": "{not json",
+            "lib/package.json": '{"type": "commonjs"}',
+        }
+    )
+    assert types == {"": "module", "node_modules/a": "", "lib": "commonjs"}
+
+
+async def test_plain_commonjs_comes_back_as_unchanged(pool):
+    answers = await pool.prepare({"a.js": "module.exports = 1;", "b.cjs": "exports.x = 2;"})
+    assert answers == {}
+    assert pool.stats.files_transformed == 2
+
+
+async def test_dynamic_import_and_import_meta_are_renamed_in_place(pool):
+    source = "module.exports = () => import('./x.mjs');"
+    answers = await pool.prepare({"a.js": source})
+    code = answers["a.js"]["code"]
+    assert answers["a.js"]["esm"] is False
+    assert code == source.replace("import(", "__zimp(") and len(code) == len(source)
+
+
+async def test_es_modules_follow_the_package_type_and_the_extension(pool):
+    modules = {
+        "package.json": '{"type": "module"}',
+        "a.js": "export const a = 1;",
+        "b.cjs": "module.exports = 2;",
+        "c.mjs": "export default 3;",
+        "lib/package.json": '{"type": "commonjs"}',
+        "lib/d.js": "module.exports = 4;",
+    }
+    answers = await pool.prepare(modules)
+    assert answers["a.js"]["esm"] is True and answers["c.mjs"]["esm"] is True
+    assert "b.cjs" not in answers and "lib/d.js" not in answers
+    assert "exports.a = a" in answers["a.js"]["code"]
+
+
+async def test_typescript_keeps_lines_and_maps_columns(pool):
+    source = "const a: number = 1;\nexport const b = (x: string): string => x + a;\n"
+    answer = (await pool.prepare({"m.ts": source}))["m.ts"]
+    assert answer["esm"] is True
+    assert answer["code"].count("\n") == source.count("\n")
+    assert ": number" not in answer["code"]
+    # line 2: 'x + a' — find the generated column of `x +` and map it back
+    line2 = answer["code"].split("\n")[1]
+    generated = line2.index("x + a")
+    triples = answer["map"][1]
+    mapped = None
+    for i in range(0, len(triples), 3):
+        if triples[i] <= generated:
+            mapped = (triples[i + 1], triples[i + 2] + generated - triples[i])
+    assert mapped == (1, source.split("\n")[1].index("x + a"))
+
+
+async def test_a_file_that_does_not_parse_answers_its_error_with_the_original_position(pool):
+    answer = (await pool.prepare({"bad.ts": "let a = 1;\nlet b: = 2;"}))["bad.ts"]
+    assert answer["error"]["name"] == "SyntaxError"
+    assert (answer["error"]["line"], answer["error"]["column"]) == (2, 8)
+    assert "bad.ts" not in answer["error"]["message"]  # cached by content, not by name
+
+
+async def test_the_cache_transforms_a_text_once_whatever_its_name(pool):
+    source = "export default 42;"
+    await pool.prepare({"a.mjs": source})
+    await pool.prepare({"other/b.mjs": source, "c.mjs": source})
+    assert pool.stats.files_transformed == 1
+    assert pool.stats.cache_misses == 1 and pool.stats.cache_hits == 2
+    assert pool.stats.busy == 0 and pool.stats.queued == 0
+
+
+async def test_the_cache_is_bounded_by_bytes():
+    pool = TransformPool(1, cache_bytes=4096)
+    try:
+        for i in range(40):
+            await pool.prepare({"m.mjs": f"export const v{i} = {i};" + " " * 200})
+        assert pool.stats.cache_bytes <= 4096
+        assert 1 <= pool.stats.cache_entries < 40
+    finally:
+        await pool.close()
