@@ -374,11 +374,12 @@ class TaskEvents:
             self.queue_position = event.accepted.queue_position
         elif kind == "started":
             self.worker_id = event.started.worker_id or None
-        elif kind == "log":
-            line = LogLine.from_proto(event.log)
-            self.logs.append(line)
-            if self.on_log is not None:
-                self.on_log(line)
+        elif kind == "log":  # one line, and in `more` the lines printed right after it
+            for proto_line in (event.log, *event.log.more):
+                line = LogLine.from_proto(proto_line)
+                self.logs.append(line)
+                if self.on_log is not None:
+                    self.on_log(line)
         elif kind is not None:
             self.outcome = outcome_of_terminal(
                 self.task_id, kind, getattr(event, kind), logs=self.logs, worker_id=self.worker_id

@@ -1,7 +1,8 @@
 """The pipe protocol between the pool (parent) and a V8 worker process (child).
 
-    parent ──RunFrame, CancelFrame, GcFrame, ExitFrame──▶ child stdin
-    parent ◀──ReadyEvent, StartedEvent, LogEvent, DoneEvent, GcEvent── child frame fd
+    parent ──RunFrame, CancelFrame, GcFrame, PingFrame, ExitFrame──▶ child stdin
+    parent ◀──ReadyEvent, StartedEvent, LogsEvent, LogEvent, DoneEvent, GcEvent,
+              PongEvent── child frame fd
 
 Every message is one of the dataclasses below; their docstrings are the specification.
 Frames are a 4-byte big-endian length followed by that many bytes of UTF-8 JSON (one
@@ -36,8 +37,8 @@ HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 512 * 1024 * 1024
 
 # The "op" of each parent frame and the "ev" of each child event (their classes' TAG).
-Op = Literal["run", "cancel", "gc", "exit"]
-Ev = Literal["ready", "started", "log", "done", "gc"]
+Op = Literal["run", "cancel", "gc", "ping", "exit"]
+Ev = Literal["ready", "started", "log", "logs", "done", "gc", "pong"]
 LogLevel = Literal["debug", "info", "warn", "error"]
 LOG_LEVELS: frozenset[str] = frozenset(typing.get_args(LogLevel))
 
@@ -132,6 +133,8 @@ class RunFrame:
     max_result_bytes: int
     reuse: str | None
     reuse_max_tasks: int
+    # Past this many lines (or max_log_bytes) a task's further lines are dropped.
+    max_log_lines: int = 10_000
 
     @property
     def reuse_key(self) -> ReuseKey | None:
@@ -156,6 +159,16 @@ class GcFrame:
     (or already received) task if there is one."""
 
     TAG: ClassVar[Op] = "gc"
+
+
+@dataclass(slots=True)
+class PingFrame:
+    """A heartbeat: the child answers PongEvent(seq) at once, idle or while a task runs
+    (its event loop keeps running: task code runs in V8 off the loop). A child that
+    stops answering is deemed hung and replaced."""
+
+    TAG: ClassVar[Op] = "ping"
+    seq: int
 
 
 @dataclass(slots=True)
@@ -224,6 +237,23 @@ class LogEvent:
 
 
 @dataclass(slots=True)
+class LogsEvent:
+    """Console lines of task `id`, oldest first, coalesced: one frame per poll of the
+    task (at most LOG_BATCH_LINES lines each), so a task that prints a million lines
+    costs a few hundred frames, not a million. Each line is [level, message, ts] with
+    `ts` its wall-clock time in seconds; the reader checks each entry's types. Every
+    log of a task comes before its DoneEvent."""
+
+    TAG: ClassVar[Ev] = "logs"
+    id: str
+    lines: list[Any]
+
+
+# Most lines in one LogsEvent (and in one log event of the contract).
+LOG_BATCH_LINES = 1000
+
+
+@dataclass(slots=True)
 class DoneEvent:
     """How task `id` ended: `value` (its result as JSON text) when `reason` is None,
     else `reason` and `error`. `heap` is None only when the parent made this up for a
@@ -257,8 +287,16 @@ class GcEvent:
     rss_after: int
 
 
-ParentFrame = RunFrame | CancelFrame | GcFrame | ExitFrame
-ChildEvent = ReadyEvent | StartedEvent | LogEvent | DoneEvent | GcEvent
+@dataclass(slots=True)
+class PongEvent:
+    """The answer to PingFrame `seq`."""
+
+    TAG: ClassVar[Ev] = "pong"
+    seq: int
+
+
+ParentFrame = RunFrame | CancelFrame | GcFrame | PingFrame | ExitFrame
+ChildEvent = ReadyEvent | StartedEvent | LogsEvent | LogEvent | DoneEvent | GcEvent | PongEvent
 Frame = ParentFrame | ChildEvent
 
 # ---- encode / decode: the one mapping between dataclasses and JSON objects ----------------
@@ -366,8 +404,8 @@ def _decoder(cls: type) -> Any:
     return build
 
 
-_PARENT = (RunFrame, CancelFrame, GcFrame, ExitFrame)
-_CHILD = (ReadyEvent, StartedEvent, LogEvent, DoneEvent, GcEvent)
+_PARENT = (RunFrame, CancelFrame, GcFrame, PingFrame, ExitFrame)
+_CHILD = (ReadyEvent, StartedEvent, LogsEvent, LogEvent, DoneEvent, GcEvent, PongEvent)
 _TAG_KEYS: dict[type, str] = {cls: "op" for cls in _PARENT} | {cls: "ev" for cls in _CHILD}
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {
     cls: tuple(f.name for f in fields(cls))

@@ -13,6 +13,7 @@ import pytest
 
 from zako_server import protocol
 from zako_server.protocol import (
+    LOG_BATCH_LINES,
     CancelFrame,
     ChildEvent,
     DoneEvent,
@@ -21,6 +22,7 @@ from zako_server.protocol import (
     GcFrame,
     JsError,
     LogEvent,
+    LogsEvent,
     ParentFrame,
     ReadyEvent,
     RunFrame,
@@ -99,6 +101,10 @@ class WorkerClient:
         while True:
             event = await self.recv(max(deadline - time.monotonic(), 0.01))
             assert getattr(event, "id", None) == task_id, event
+            if isinstance(event, LogsEvent):  # coalesced lines: one LogEvent each here
+                assert 0 < len(event.lines) <= LOG_BATCH_LINES, event
+                events.extend(LogEvent(event.id, *line) for line in event.lines)
+                continue
             events.append(event)
             if isinstance(event, DoneEvent):
                 return events
@@ -609,7 +615,7 @@ async def test_log_limit_drops_and_marks(worker):
     assert done.logs_dropped == 1000 - len(kept)
     assert marker.level == "warn"
     assert marker.message == (
-        f"[zako] log limit of 100 bytes reached; {done.logs_dropped} lines dropped"
+        f"[zako] log limit of 100 bytes or 10000 lines reached; {done.logs_dropped} lines dropped"
     )
 
 

@@ -168,6 +168,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_input_bytes", _positive(parse_size), "largest task input JSON"),
     Option("max_result_bytes", _positive(parse_size), "largest task result JSON"),
     Option("max_log_bytes", _positive(parse_size), "log bytes kept per task"),
+    Option(
+        "max_log_lines",
+        _positive(int),
+        "log lines kept per task (a line costs an event's worth of memory however short)",
+    ),
+    Option(
+        "stream_outbox_bytes",
+        _positive(parse_size),
+        "bytes of events a Submit stream may hold for a client that does not read them; "
+        "past it the stream's queued tasks wait, then its requests are not read",
+    ),
     Option("default_memory", _positive(parse_size), "default V8 heap limit per task"),
     Option("max_memory", _positive(parse_size), "largest V8 heap limit a task may ask"),
     Option("max_tasks_per_stream", _positive(int), "most tasks in flight per stream"),
@@ -199,6 +210,28 @@ OPTIONS: tuple[Option, ...] = (
         "seconds a worker gets to stop a cancelled or timed-out task before it is killed",
     ),
     Option("worker_start_timeout", _positive(float), "seconds a new worker has to get ready"),
+    Option(
+        "worker_heartbeat_interval",
+        _positive(float),
+        "seconds between heartbeats to each worker (answered idle or busy)",
+    ),
+    Option(
+        "worker_heartbeat_timeout",
+        _positive(float),
+        "seconds without a heartbeat answer after which a worker is deemed hung and "
+        "replaced (its task: WORKER_LOST, or run elsewhere if it never started)",
+    ),
+    Option(
+        "keepalive_time",
+        _positive(float),
+        "seconds between the server's HTTP/2 keepalive pings to each client connection",
+    ),
+    Option(
+        "keepalive_timeout",
+        _positive(float),
+        "seconds a client has to answer a keepalive ping before its connection is closed "
+        "and its tasks are cancelled",
+    ),
     Option(
         "worker_rss_margin",
         _positive(parse_size),
@@ -265,6 +298,8 @@ class Settings:
     max_input_bytes: int = 16 << 20
     max_result_bytes: int = 16 << 20
     max_log_bytes: int = 1 << 20
+    max_log_lines: int = 10_000
+    stream_outbox_bytes: int = 16 << 20
     default_memory: int = 256 << 20
     max_memory: int = 2 << 30
     max_tasks_per_stream: int = 10_000
@@ -274,6 +309,10 @@ class Settings:
     drain_grace: float = 10.0
     cancel_grace: float = 1.0
     worker_start_timeout: float = 30.0
+    worker_heartbeat_interval: float = 2.0
+    worker_heartbeat_timeout: float = 10.0
+    keepalive_time: float = 10.0
+    keepalive_timeout: float = 5.0
     worker_rss_margin: int = 256 << 20
     health_listen: str = ""
     metrics_listen: str = ""

@@ -22,14 +22,22 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import trace
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
-from zako_server.protocol import DoneEvent, FailureReason, HeapFigures, LogEvent, StartedEvent
+from zako_server.protocol import (
+    LOG_BATCH_LINES,
+    DoneEvent,
+    FailureReason,
+    HeapFigures,
+    LogEvent,
+    LogsEvent,
+    StartedEvent,
+)
 from zako_server.server.admission import Admission, Ticket
 from zako_server.server.errors import (
     DuplicateTask,
@@ -46,6 +54,18 @@ from zako_server.server.worker_handle import WorkerHandle
 log = logging.getLogger("zako.engine")
 
 Emit = Callable[[pb.SubmitResponse], None]
+
+
+class Gate(Protocol):
+    """Backpressure from where a task's events go (a Submit stream's outbox): while it
+    is closed, the task does not start; it waits in line without holding a lease."""
+
+    @property
+    def is_open(self) -> bool: ...
+
+    async def wait_open(self) -> None: ...
+
+
 _NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
 _LEVELS = {
     "debug": pb.LOG_LEVEL_DEBUG,
@@ -126,6 +146,9 @@ class TaskRecord:
     started_wall: float = 0.0
     started_mono: float = 0.0
     cancel_reason: str = ""
+    log_lines: int = 0  # lines passed on: the server's own check of the worker's bound
+    logs_dropped: int = 0  # lines the worker dropped past the task's log bounds
+    gate: Gate | None = None
     terminal: pb.SubmitResponse | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -219,14 +242,25 @@ class Engine:
         self.counters = Counters()
         self.run_time = Histogram()
         self._tasks: dict[str, TaskRecord] = {}
+        # Tasks waiting for their stream's backpressure to lift (not queued, no lease).
+        self.held = 0
 
-    def submit(self, job: Job, owner: object, emit: Emit, tenant: str = "anonymous") -> TaskRecord:
-        """Accept a validated task or raise TaskRejection (the caller reports it)."""
+    def submit(
+        self,
+        job: Job,
+        owner: object,
+        emit: Emit,
+        tenant: str = "anonymous",
+        gate: Gate | None = None,
+    ) -> TaskRecord:
+        """Accept a validated task or raise TaskRejection (the caller reports it).
+
+        `gate`: the task starts only while it is open (see `_await_gate`)."""
         if job.task_id in self._tasks:
             raise DuplicateTask(
                 f"task.id {job.task_id!r} is already queued or running", field="task.id"
             )
-        record = TaskRecord(job, owner, emit, tenant)
+        record = TaskRecord(job, owner, emit, tenant, gate=gate)
         deadline = None if job.queue_timeout_s is None else time.monotonic() + job.queue_timeout_s
         record.ticket, position = self.admission.enqueue(
             job.task_id,
@@ -303,6 +337,8 @@ class Engine:
         try:
             with self._span("zako.admission.wait", record):
                 await self.admission.acquire(record.ticket)
+                if record.gate is not None and not record.gate.is_open:
+                    await self._await_gate(record, record.gate)
             record.state = "running"
             record.started_wall, record.started_mono = time.time(), time.monotonic()
             with self._span("zako.execute", record) as span:
@@ -342,6 +378,39 @@ class Engine:
             if record.terminal is None:  # defensive: never leave a task without an end
                 self._finish_cancelled(record)
 
+    async def _await_gate(self, record: TaskRecord, gate: Gate) -> None:
+        """Backpressure: the task's stream holds more unread events than it may, so the
+        task must not start (its events would add to them). It hands its lease back,
+        so a client that does not read holds no worker, and takes a new place in line
+        once the stream has room again (keeping its queue deadline)."""
+        job = record.job
+        deadline = (
+            None if job.queue_timeout_s is None else record.accepted_mono + job.queue_timeout_s
+        )
+        while not gate.is_open:
+            assert record.ticket is not None
+            self.admission.release(record.ticket)
+            self.held += 1
+            try:
+                await gate.wait_open()
+            finally:
+                self.held -= 1
+            try:
+                record.ticket, _ = self.admission.enqueue(
+                    job.task_id,
+                    tenant=record.tenant,
+                    priority=job.priority,
+                    request=job.request,
+                    size_bytes=job.size_bytes,
+                    deadline=deadline,
+                )
+            except TaskRejection as exc:
+                raise QueueDeadlineExceeded(
+                    f"the task could not take its place in line again after its stream's "
+                    f"backpressure: {exc.message}"
+                ) from exc
+            await self.admission.acquire(record.ticket)
+
     def _span(
         self, name: str, record: TaskRecord
     ) -> contextlib.AbstractContextManager[trace.Span | None]:
@@ -352,21 +421,43 @@ class Engine:
         )
 
     def _on_worker_event(
-        self, record: TaskRecord, event: StartedEvent | LogEvent, worker: WorkerHandle
+        self, record: TaskRecord, event: StartedEvent | LogsEvent | LogEvent, worker: WorkerHandle
     ) -> None:
         if record.terminal is not None:
             return
-        if isinstance(event, LogEvent):
-            line = pb.LogLine(
-                level=_LEVELS[event.level], message=event.message, time=timestamp(event.ts)
-            )
-            record.emit(record.event(log=line))
+        if isinstance(event, LogsEvent):
+            self._emit_lines(record, event.lines)
+        elif isinstance(event, LogEvent):
+            self._emit_lines(record, [[event.level, event.message, event.ts]])
         else:
             record.emit(
                 record.event(started=pb.Started(worker_id=worker.id, worker_pid=worker.pid))
             )
 
+    def _emit_lines(self, record: TaskRecord, lines: list[Any]) -> None:
+        """One `log` event per LOG_BATCH_LINES lines: the first line in `log`, the rest in
+        `log.more`. The worker bounds a task's lines; the server checks the bound again
+        (one line over it: the worker's own "[zako] ... dropped" marker), so a faulty
+        worker cannot make a stream's memory grow by lines."""
+        room = record.job.frame.max_log_lines + 1 - record.log_lines
+        if room <= 0:
+            return
+        built: list[pb.LogLine] = []
+        for entry in lines[:room]:
+            try:
+                level, message, ts = entry
+                built.append(pb.LogLine(level=_LEVELS[level], message=message, time=timestamp(ts)))
+            except (TypeError, ValueError, KeyError):
+                log.error("task %s: a worker sent a malformed log line", record.task_id)
+        record.log_lines += len(built)
+        for start in range(0, len(built), LOG_BATCH_LINES):
+            first, *more = built[start : start + LOG_BATCH_LINES]
+            if more:
+                first.more.extend(more)
+            record.emit(record.event(log=first))
+
     def _finish_from_worker(self, record: TaskRecord, done: DoneEvent) -> None:
+        record.logs_dropped = done.logs_dropped
         timings = record.timings(done.run_s, done.cpu_s, done.warm)
         self.run_time.observe(timings.run.seconds + timings.run.nanos / 1e9)
         usage = heap_usage(done.heap)

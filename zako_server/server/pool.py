@@ -33,6 +33,7 @@ from zako_server.protocol import (
     FailureReason,
     GcEvent,
     LogEvent,
+    LogsEvent,
     ReuseKey,
     RunFrame,
     StartedEvent,
@@ -43,7 +44,7 @@ from zako_server.server.worker_handle import WorkerHandle, lost_result
 log = logging.getLogger("zako.pool")
 
 # A task's started and log events, with the worker that runs it (for Started's worker id).
-TaskSink = Callable[[StartedEvent | LogEvent, WorkerHandle], None]
+TaskSink = Callable[[StartedEvent | LogsEvent | LogEvent, WorkerHandle], None]
 
 # Beyond the task's own timeout (which the worker enforces inside V8), how long the
 # parent waits before it declares the worker hung and kills it.
@@ -137,7 +138,7 @@ class Pool:
     async def _run_on(self, worker: WorkerHandle, frame: RunFrame, sink: TaskSink) -> DoneEvent:
         started = False
 
-        def forward(event: StartedEvent | LogEvent) -> None:
+        def forward(event: StartedEvent | LogsEvent | LogEvent) -> None:
             nonlocal started
             if isinstance(event, StartedEvent):
                 if started:

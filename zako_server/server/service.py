@@ -1,8 +1,14 @@
 """The gRPC face of the server: `zako.v1.Executor` on grpc.aio.
 
-    Submit stream ──reader task──▶ validate ─▶ engine.submit ─▶ events ─▶ out queue ─▶ client
+    Submit stream ──reader task──▶ validate ─▶ engine.submit ─▶ events ─▶ outbox ─▶ client
                    in-band cancel ─▶ engine.cancel(owner = this stream)
     stream closes early ─▶ every unfinished task of the stream is cancelled
+
+The outbox is bounded in bytes (stream_outbox_bytes): past the bound the stream's
+tasks that have not started wait (without a lease), then its requests are not read,
+until the client has read half of it; gRPC's flow control then holds the client back.
+Running tasks still finish into it, so a stream holds at most the bound plus what its
+running tasks print and return (each bounded), whatever its client does.
 
 This is the one module that maps the server's errors to status codes (`_abort`), so
 the rest of the server stays free of gRPC. Errors inside a task never become an RPC
@@ -32,7 +38,15 @@ from grpc_status import rpc_status
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_server.server.config import Settings
-from zako_server.server.engine import Emit, Engine, duration, heap_usage, timestamp
+from zako_server.server.engine import (
+    ERROR_TEXT_BYTES,
+    Emit,
+    Engine,
+    Gate,
+    duration,
+    heap_usage,
+    timestamp,
+)
 from zako_server.server.errors import (
     InternalFault,
     Overloaded,
@@ -114,27 +128,72 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: ZakoServerErr
 
 class _Outbox:
     """Events waiting to be written to one Submit stream. One consumer, so a deque and a
-    single waiter do what asyncio.Queue does, in a third of the calls per event."""
+    single waiter do what asyncio.Queue does, in a third of the calls per event.
 
-    __slots__ = ("_items", "_loop", "_waiter")
+    It counts the bytes it holds and is the stream's backpressure gate (engine.Gate):
+    closed above `limit` bytes, open again once the client has read it down to half."""
 
-    def __init__(self) -> None:
-        self._items: deque[pb.SubmitResponse | None] = deque()
+    __slots__ = ("_bytes", "_items", "_loop", "_open", "_waiter", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[tuple[pb.SubmitResponse | None, int]] = deque()
         # Kept: get_running_loop() costs a getpid() system call on every call.
         self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future[None] | None = None
+        self._bytes = 0
+        self.limit = limit
+        self._open = asyncio.Event()
+        self._open.set()
+
+    @property
+    def held_bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_set()
+
+    async def wait_open(self) -> None:
+        await self._open.wait()
 
     def put_nowait(self, item: pb.SubmitResponse | None) -> None:
-        self._items.append(item)
+        size = 0 if item is None else item.ByteSize()
+        self._items.append((item, size))
+        self._bytes += size
+        if self._bytes > self.limit and self._open.is_set():
+            self._open.clear()
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def get(self) -> pb.SubmitResponse | None:
+    async def get(self) -> tuple[pb.SubmitResponse | None, int]:
         while not self._items:
             self._waiter = self._loop.create_future()
             await self._waiter
-        return self._items.popleft()
+        item, size = self._items.popleft()
+        self._bytes -= size
+        if not self._open.is_set() and self._bytes <= self.limit // 2:
+            self._open.set()
+        return item, size
+
+
+def _oversized(event: pb.SubmitResponse, size: int, limit: int) -> pb.SubmitResponse | None:
+    """What goes out instead of an event larger than a message (sending it would end the
+    stream): a terminal event becomes an INTERNAL failure of its task, progress is
+    dropped. The engine's bounds make this unreachable with consistent settings."""
+    kind = event.WhichOneof("event")
+    log.error("task %s: a %s event of %d bytes exceeds %d", event.task_id, kind, size, limit)
+    if kind not in _TERMINAL:
+        return None
+    error = pb.JsError(
+        name="InternalError",
+        message=f"the task's {kind} event ({size} bytes) does not fit a message of {limit} bytes",
+    )
+    return pb.SubmitResponse(
+        task_id=event.task_id,
+        time=event.time,
+        failed=pb.Failed(reason=pb.FAILURE_REASON_INTERNAL, error=error),
+    )
 
 
 def _histogram(h: Histogram) -> pb.Histogram:
@@ -190,6 +249,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         emit: Emit,
         context: grpc.aio.ServicerContext[Any, Any],
         tenant: str,
+        gate: Gate | None = None,
     ) -> pb.SubmitResponse | str:
         """Validate and submit: the accepted task's id, or the Rejected event to send."""
         if not task.id:
@@ -198,7 +258,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             task.id = uuid.uuid4().hex
         try:
             job = self._validate(task, context, tenant)
-            self.engine.submit(job, owner, emit, tenant)
+            self.engine.submit(job, owner, emit, tenant, gate)
             return job.task_id
         except TaskRejection as exc:
             self.engine.count_rejection(exc, tenant)
@@ -230,7 +290,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
     ) -> AsyncIterator[pb.SubmitResponse]:
         owner = object()
         tenant = (await self._identify(context)).tenant
-        out = _Outbox()
+        out = _Outbox(self.settings.stream_outbox_bytes)
         outstanding: set[str] = set()
         reading = True
 
@@ -241,37 +301,50 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 if not reading and not outstanding:
                     out.put_nowait(None)
 
+        def handle(request: pb.SubmitRequest) -> None:
+            kind = request.WhichOneof("kind")
+            if kind == "task":
+                # A rejection goes straight out, never through `emit`: it must
+                # not end the tracking of a live task that has the same id.
+                if len(outstanding) >= self.settings.max_tasks_per_stream:
+                    exc = Overloaded(
+                        f"this stream already has {len(outstanding)} tasks in flight; "
+                        f"the limit is {self.settings.max_tasks_per_stream}",
+                        retry_after=1.0,
+                    )
+                    self.engine.count_rejection(exc, tenant)
+                    out.put_nowait(rejected_event(request.task.id, exc))
+                    return
+                accepted = self._accept(request.task, owner, emit, context, tenant, out)
+                if isinstance(accepted, str):
+                    outstanding.add(accepted)
+                else:
+                    out.put_nowait(accepted)
+            elif kind == "cancel":
+                # Cancel is idempotent: a task that already ended (or never was)
+                # is left alone, since it has had its one terminal event.
+                with contextlib.suppress(TaskNotFound):
+                    self.engine.cancel(
+                        request.cancel.task_id,
+                        request.cancel.reason or "cancelled by client",
+                        owner,
+                    )
+
         async def read() -> None:
             nonlocal reading
             try:
                 async for request in request_iterator:
-                    kind = request.WhichOneof("kind")
-                    if kind == "task":
-                        # A rejection goes straight out, never through `emit`: it must
-                        # not end the tracking of a live task that has the same id.
-                        if len(outstanding) >= self.settings.max_tasks_per_stream:
-                            exc = Overloaded(
-                                f"this stream already has {len(outstanding)} tasks in flight; "
-                                f"the limit is {self.settings.max_tasks_per_stream}",
-                                retry_after=1.0,
+                    try:
+                        handle(request)
+                    except Exception as exc:  # the last-resort guard: one task, not all
+                        log.exception("internal error handling a Submit request")
+                        if request.WhichOneof("kind") == "task":
+                            fault = InternalFault(
+                                f"internal server error handling the task: {type(exc).__name__}"
                             )
-                            self.engine.count_rejection(exc, tenant)
-                            out.put_nowait(rejected_event(request.task.id, exc))
-                            continue
-                        accepted = self._accept(request.task, owner, emit, context, tenant)
-                        if isinstance(accepted, str):
-                            outstanding.add(accepted)
-                        else:
-                            out.put_nowait(accepted)
-                    elif kind == "cancel":
-                        # Cancel is idempotent: a task that already ended (or never was)
-                        # is left alone, since it has had its one terminal event.
-                        with contextlib.suppress(TaskNotFound):
-                            self.engine.cancel(
-                                request.cancel.task_id,
-                                request.cancel.reason or "cancelled by client",
-                                owner,
-                            )
+                            out.put_nowait(rejected_event(request.task.id, fault))
+                    if not out.is_open:  # backpressure: read on once the client has
+                        await out.wait_open()
             finally:
                 reading = False
                 if not outstanding:
@@ -279,12 +352,17 @@ class ExecutorService(pb_grpc.ExecutorServicer):
 
         reader = asyncio.create_task(read(), name="zako-submit-reader")
         try:
+            limit = self.settings.max_message_bytes
             while True:
-                event = await out.get()
+                event, size = await out.get()
                 if event is None:
                     if not reading and not outstanding:
                         break
                     continue
+                if size > limit:  # the engine bounds every event; this is the backstop
+                    event = _oversized(event, size, limit)
+                    if event is None:
+                        continue
                 yield event
             await reader
         finally:
@@ -298,11 +376,26 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         request: pb.RunRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.RunResponse:
+        # Bounded as a task's logs are (lines and bytes, plus the worker's marker line),
+        # whatever reaches here: the response is built once, in memory, at the end.
         logs: list[pb.LogLine] = []
+        max_lines = self.settings.max_log_lines + 1
+        room = self.settings.max_log_bytes + 4096
+        dropped = 0
 
         def emit(event: pb.SubmitResponse) -> None:
-            if event.WhichOneof("event") == "log":
-                logs.append(event.log)
+            nonlocal room, dropped
+            if event.WhichOneof("event") != "log":
+                return
+            more = list(event.log.more)
+            del event.log.more[:]
+            for line in (event.log, *more):
+                size = len(line.message)
+                if len(logs) >= max_lines or size > room:
+                    dropped += 1
+                    continue
+                room -= size
+                logs.append(line)
 
         owner = object()
         tenant = (await self._identify(context)).tenant
@@ -319,9 +412,20 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             raise
         terminal = record.terminal
         assert terminal is not None
-        response = pb.RunResponse(task_id=record.task_id, logs=logs)
+        response = pb.RunResponse(task_id=record.task_id)
         kind = terminal.WhichOneof("event")
         getattr(response, kind).CopyFrom(getattr(terminal, kind))
+        # Only settings with max_result_bytes + max_log_bytes near the message limit
+        # need this: keep the first lines that fit, count the rest as dropped.
+        room = self.settings.max_message_bytes - response.ByteSize() - 1024
+        kept = 0
+        for line in logs:
+            room -= line.ByteSize() + 8
+            if room < 0:
+                break
+            kept += 1
+        response.logs.extend(logs[:kept])
+        response.logs_dropped = record.logs_dropped + dropped + len(logs) - kept
         return response
 
     async def Cancel(
@@ -481,6 +585,9 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 default_memory_bytes=s.default_memory,
                 max_memory_bytes=s.max_memory,
                 max_tasks_per_stream=s.max_tasks_per_stream,
+                max_log_lines=s.max_log_lines,
+                stream_outbox_bytes=s.stream_outbox_bytes,
+                max_error_text_bytes=ERROR_TEXT_BYTES,
             ),
             context_kinds=sorted(CONTEXT_NAMES),
             priority=pb.PriorityRange(min=PRIORITY_MIN, max=PRIORITY_MAX),

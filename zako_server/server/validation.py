@@ -358,6 +358,7 @@ def validate(
         # must never reach another tenant's code. None asks for a fresh isolate.
         reuse=(None if task.fresh_isolate or settings.isolate_reuse == "never" else tenant),
         reuse_max_tasks=settings.isolate_max_tasks,
+        max_log_lines=settings.max_log_lines,
     )
     size = sum(_size(source) for source in modules.values()) + _size(input_json)
     return Job(

@@ -38,6 +38,7 @@ from zako_server.protocol import (
     HeapFigures,
     JsError,
     LogEvent,
+    LogsEvent,
     ParentFrame,
     ReadyEvent,
     ReuseKey,
@@ -49,7 +50,7 @@ log = logging.getLogger("zako.pool")
 
 # starting -> idle <-> busy -> stopping -> dead (any state may go straight to dead)
 WorkerState = Literal["starting", "idle", "busy", "stopping", "dead"]
-EventSink = Callable[[StartedEvent | LogEvent], None]
+EventSink = Callable[[StartedEvent | LogsEvent | LogEvent], None]
 
 
 _ERROR_NAMES = {
@@ -367,7 +368,7 @@ class WorkerHandle:
 
     def _dispatch(self, event: protocol.Frame) -> None:
         # Ordered by how often each arrives.
-        if isinstance(event, (LogEvent, StartedEvent)):
+        if isinstance(event, (LogsEvent, LogEvent, StartedEvent)):
             if event.id == self.task_id:
                 if isinstance(event, StartedEvent):
                     self.task_began = True

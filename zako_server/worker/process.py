@@ -15,7 +15,11 @@ Why it is built this way:
   *blocking* call into the isolate, which hangs this loop for as long as task code runs.
 - Logs are buffered by the prelude and collected by each poll, so every log event of a
   task is sent before its done event; lines from a long synchronous loop arrive when it
-  ends.
+  ends. A poll's lines go out coalesced (LogsEvent, up to LOG_BATCH_LINES or
+  LOG_BATCH_BYTES a frame), and a task keeps at most max_log_lines lines and
+  max_log_bytes bytes: a million one-character lines cost a handful of frames.
+- A PingFrame is answered at once from the frame reader, idle or busy: task code runs
+  in V8 off this loop, so a worker that does not answer is stopped or hung.
 - An isolate that may still be running task code (an abandoned eval; V8 runs microtasks
   after an eval has returned) gets no blocking call (heap stats, GC), only close(), which
   terminates whatever it runs.
@@ -51,8 +55,10 @@ from zako_server.protocol import (
     GcFrame,
     HeapFigures,
     JsError,
-    LogEvent,
     LogLevel,
+    LogsEvent,
+    PingFrame,
+    PongEvent,
     ReadyEvent,
     ReuseKey,
     RunFrame,
@@ -75,6 +81,9 @@ FROZEN_HINT = (
     " re-run fresh: set fresh_isolate to patch built-ins)"
 )
 DEADLOCK_MESSAGE = "the task's promise can never settle: nothing is pending that could settle it"
+# A LogsEvent carries at most this many lines and (but for one longer line) bytes.
+LOG_BATCH_LINES = protocol.LOG_BATCH_LINES
+LOG_BATCH_BYTES = 1 << 20
 
 
 def _version(dist: str) -> str:
@@ -165,6 +174,8 @@ class Worker:
                     if queued.id == frame.id:
                         self._runs.remove(queued)
                         self._not_run(queued.id, "task was cancelled before it started")
+        elif isinstance(frame, PingFrame):
+            self.send(PongEvent(frame.seq))
         elif isinstance(frame, GcFrame):
             # A run that has arrived but not yet started counts as busy: the parent
             # already sees this worker as running it, and expects gc after that task.
@@ -251,14 +262,17 @@ class Worker:
             heap = heap_reading(instance, time.perf_counter() - wall0, closing) or HeapFigures()
             heap.limit = job.max_heap_bytes
             if job.dropped:
+                batch: list[list[Any]] = []
                 self._log(
                     job,
                     "warn",
-                    f"[zako] log limit of {job.max_log_bytes} bytes "
-                    f"reached; {job.dropped} lines dropped",
+                    f"[zako] log limit of {job.max_log_bytes} bytes or "
+                    f"{job.frame.max_log_lines} lines reached; {job.dropped} lines dropped",
                     time.time(),
+                    batch,
                     marker=True,
                 )
+                self._flush(job, batch)
             done = DoneEvent(
                 task_id,
                 0.0,
@@ -369,6 +383,7 @@ class Worker:
             "labels": context.labels,
             "version": self._version,
             "maxLogBytes": job.max_log_bytes,
+            "maxLogLines": job.frame.max_log_lines,
             "maxResultBytes": job.max_result_bytes,
             "reuse": job.hardened,
         }
@@ -463,23 +478,47 @@ class Worker:
                 raise RetryFresh()
             assert outcome.error is not None  # frozen_builtin checked it
             outcome.error.message += FROZEN_HINT
+        batch: list[list[Any]] = []
         for level, message, ts in logs:
-            self._log(job, level if level in LOG_LEVELS else "info", str(message), ts / 1000)
+            self._log(job, level if level in LOG_LEVELS else "info", str(message), ts / 1000, batch)
+        self._flush(job, batch)
         job.js_dropped = max(job.js_dropped, int(dropped))
         return outcome, pending
 
     def _log(
-        self, job: RunningTask, level: LogLevel, message: str, ts: float, *, marker: bool = False
+        self,
+        job: RunningTask,
+        level: LogLevel,
+        message: str,
+        ts: float,
+        batch: list[list[Any]],
+        *,
+        marker: bool = False,
     ) -> None:
-        message = clean_text(message)
+        """Add one line to `batch` (sent by `_flush`), or count it as dropped."""
         if not marker:
+            if job.py_dropped or job.logs_sent >= job.frame.max_log_lines:
+                job.py_dropped += 1
+                return
+            message = clean_text(message)
             size = len(message.encode())
-            if job.py_dropped or job.log_bytes + size > job.max_log_bytes:
+            if job.log_bytes + size > job.max_log_bytes:
                 job.py_dropped += 1
                 return
             job.log_bytes += size
+            job.batch_bytes += size
+        else:
+            message = clean_text(message)
         job.logs_sent += 1
-        self.send(LogEvent(job.id, level, message, ts))
+        batch.append([level, message, ts])
+        if len(batch) >= LOG_BATCH_LINES or job.batch_bytes >= LOG_BATCH_BYTES:
+            self._flush(job, batch)
+
+    def _flush(self, job: RunningTask, batch: list[list[Any]]) -> None:
+        if batch:
+            self.send(LogsEvent(job.id, batch[:]))
+            batch.clear()
+        job.batch_bytes = 0
 
     # ---- gc -----------------------------------------------------------------------------
     def _idle_collect(self) -> None:

@@ -30,6 +30,7 @@ class RunningTask:
     py_dropped: int = 0
     js_dropped: int = 0
     logs_sent: int = 0
+    batch_bytes: int = 0  # bytes of the lines waiting to go out in one LogsEvent
     hardened: bool = False  # runs in an isolate hardened for reuse
 
     @classmethod

@@ -73,6 +73,8 @@
   let logCount = 0;
   let logBytes = 0;
   let maxLogBytes = 0;
+  let logLines = 0; // kept this task: bounded too, since a line costs memory however short
+  let maxLogLines = 0;
   let dropped = 0;
   let indent = '';
   let maxResultBytes = 0;
@@ -201,8 +203,9 @@
   function emit(level, text) {
     if (indent !== '') text = indent + text.replace(/\n/g, '\n' + indent);
     const n = utf8Length(text);
-    if (dropped > 0 || logBytes + n > maxLogBytes) { dropped++; return; }
+    if (dropped > 0 || logBytes + n > maxLogBytes || logLines >= maxLogLines) { dropped++; return; }
     logBytes += n;
+    logLines++;
     append(logs, logCount++, '[' + q(level) + ',' + q(text) + ',' + num(dateNow()) + ']');
   }
 
@@ -442,6 +445,7 @@
     hermetic = cfg.hermetic !== false;
     where = (hermetic ? 'a hermetic ' : 'a Zako ') + "'" + kind + "' context";
     maxLogBytes = cfg.maxLogBytes;
+    maxLogLines = cfg.maxLogLines;
     maxResultBytes = cfg.maxResultBytes;
     // Read defensively: the worker passes them as epochMs/seed (or epoch_ms).
     const epoch = cfg.epochMs !== undefined ? cfg.epochMs : cfg.epoch_ms;
@@ -608,6 +612,7 @@
     logs = [];
     logCount = 0;
     logBytes = 0;
+    logLines = 0;
     dropped = 0;
     indent = '';
     configured = false;

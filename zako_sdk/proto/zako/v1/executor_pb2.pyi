@@ -196,14 +196,16 @@ class Started(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., worker_pid: _Optional[int] = ...) -> None: ...
 
 class LogLine(_message.Message):
-    __slots__ = ("level", "message", "time")
+    __slots__ = ("level", "message", "time", "more")
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     level: LogLevel
     message: str
     time: _timestamp_pb2.Timestamp
-    def __init__(self, level: _Optional[_Union[LogLevel, str]] = ..., message: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    more: _containers.RepeatedCompositeFieldContainer[LogLine]
+    def __init__(self, level: _Optional[_Union[LogLevel, str]] = ..., message: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., more: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ...) -> None: ...
 
 class Timings(_message.Message):
     __slots__ = ("accepted_at", "started_at", "finished_at", "queued", "run", "cpu", "warm_isolate")
@@ -308,18 +310,20 @@ class RunRequest(_message.Message):
     def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
 
 class RunResponse(_message.Message):
-    __slots__ = ("task_id", "logs", "completed", "failed", "cancelled")
+    __slots__ = ("task_id", "logs", "completed", "failed", "cancelled", "logs_dropped")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    LOGS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     logs: _containers.RepeatedCompositeFieldContainer[LogLine]
     completed: Completed
     failed: Failed
     cancelled: Cancelled
-    def __init__(self, task_id: _Optional[str] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., completed: _Optional[_Union[Completed, _Mapping]] = ..., failed: _Optional[_Union[Failed, _Mapping]] = ..., cancelled: _Optional[_Union[Cancelled, _Mapping]] = ...) -> None: ...
+    logs_dropped: int
+    def __init__(self, task_id: _Optional[str] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., completed: _Optional[_Union[Completed, _Mapping]] = ..., failed: _Optional[_Union[Failed, _Mapping]] = ..., cancelled: _Optional[_Union[Cancelled, _Mapping]] = ..., logs_dropped: _Optional[int] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
     __slots__ = ("task_id", "reason")
@@ -563,7 +567,7 @@ class CapabilitiesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_message_bytes", "max_source_bytes", "max_modules", "max_input_bytes", "max_result_bytes", "max_log_bytes", "min_timeout", "default_timeout", "max_timeout", "default_memory_bytes", "max_memory_bytes", "max_tasks_per_stream")
+    __slots__ = ("max_message_bytes", "max_source_bytes", "max_modules", "max_input_bytes", "max_result_bytes", "max_log_bytes", "min_timeout", "default_timeout", "max_timeout", "default_memory_bytes", "max_memory_bytes", "max_tasks_per_stream", "max_log_lines", "stream_outbox_bytes", "max_error_text_bytes")
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_SOURCE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_MODULES_FIELD_NUMBER: _ClassVar[int]
@@ -576,6 +580,9 @@ class Limits(_message.Message):
     DEFAULT_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_TASKS_PER_STREAM_FIELD_NUMBER: _ClassVar[int]
+    MAX_LOG_LINES_FIELD_NUMBER: _ClassVar[int]
+    STREAM_OUTBOX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_ERROR_TEXT_BYTES_FIELD_NUMBER: _ClassVar[int]
     max_message_bytes: int
     max_source_bytes: int
     max_modules: int
@@ -588,7 +595,10 @@ class Limits(_message.Message):
     default_memory_bytes: int
     max_memory_bytes: int
     max_tasks_per_stream: int
-    def __init__(self, max_message_bytes: _Optional[int] = ..., max_source_bytes: _Optional[int] = ..., max_modules: _Optional[int] = ..., max_input_bytes: _Optional[int] = ..., max_result_bytes: _Optional[int] = ..., max_log_bytes: _Optional[int] = ..., min_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_memory_bytes: _Optional[int] = ..., max_memory_bytes: _Optional[int] = ..., max_tasks_per_stream: _Optional[int] = ...) -> None: ...
+    max_log_lines: int
+    stream_outbox_bytes: int
+    max_error_text_bytes: int
+    def __init__(self, max_message_bytes: _Optional[int] = ..., max_source_bytes: _Optional[int] = ..., max_modules: _Optional[int] = ..., max_input_bytes: _Optional[int] = ..., max_result_bytes: _Optional[int] = ..., max_log_bytes: _Optional[int] = ..., min_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_memory_bytes: _Optional[int] = ..., max_memory_bytes: _Optional[int] = ..., max_tasks_per_stream: _Optional[int] = ..., max_log_lines: _Optional[int] = ..., stream_outbox_bytes: _Optional[int] = ..., max_error_text_bytes: _Optional[int] = ...) -> None: ...
 
 class PriorityRange(_message.Message):
     __slots__ = ("min", "max")
