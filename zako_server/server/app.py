@@ -35,14 +35,25 @@ from zako_server.server.tracing import Tracing
 log = logging.getLogger("zako.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Executor"].full_name
-# Keepalive the SDK agrees with: clients may ping every 10 s even without calls, so a
-# dropped connection is noticed and its streams' tasks are cancelled promptly.
-_SERVER_OPTIONS_KEEPALIVE = [
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-]
+
+
+def keepalive_options(settings: Settings) -> list[tuple[str, int]]:
+    """HTTP/2 keepalive: the server pings every connection each `keepalive_time` and
+    closes one that does not answer within `keepalive_timeout`, which cancels its calls
+    and so its tasks: a client that is stopped or gone (its TCP still open) holds a
+    worker for seconds, not for its task's whole timeout. Pings go even without data in
+    flight (max_pings_without_data 0), since a dead peer sends none. gRPC core waits
+    `ping_timeout_ms` (a minute by default) for a ping's answer whatever
+    keepalive_timeout says, so both are set. Clients may ping
+    every 10 s even without calls (the SDK does), so they notice a dead server too."""
+    return [
+        ("grpc.keepalive_time_ms", int(settings.keepalive_time * 1000)),
+        ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.ping_timeout_ms", int(settings.keepalive_timeout * 1000)),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
 
 
 class ZakoServer:
@@ -59,6 +70,8 @@ class ZakoServer:
                 cancel_grace=settings.cancel_grace,
                 worker_start_timeout=settings.worker_start_timeout,
                 worker_rss_margin=settings.worker_rss_margin,
+                heartbeat_interval=settings.worker_heartbeat_interval,
+                heartbeat_timeout=settings.worker_heartbeat_timeout,
             )
         )
         self.admission = Admission(
@@ -103,7 +116,7 @@ class ZakoServer:
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 0),
-                *_SERVER_OPTIONS_KEEPALIVE,
+                *keepalive_options(self.settings),
             ],
         )
         pb_grpc.add_ExecutorServicer_to_server(self.service, server)

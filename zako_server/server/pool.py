@@ -66,6 +66,8 @@ class PoolSettings:
     cancel_grace: float
     worker_start_timeout: float
     worker_rss_margin: int
+    heartbeat_interval: float = 2.0
+    heartbeat_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -355,7 +357,11 @@ class Pool:
             self._top_up()
 
     async def _start_worker(self) -> WorkerHandle:
-        worker = WorkerHandle(f"w{next(self._ids)}", self._on_worker_exit)
+        worker = WorkerHandle(
+            f"w{next(self._ids)}",
+            self._on_worker_exit,
+            (self.settings.heartbeat_interval, self.settings.heartbeat_timeout),
+        )
         self._workers[worker.id] = worker
         self._starting += 1
         try:

@@ -11,6 +11,11 @@ frame becomes a future's result or a callback at once: no reader task and no
 StreamReader in between, which cost a loop wake-up per frame. When the pipe ends and the
 process has exited, whatever the worker held fails with `worker_lost`, so no task waits
 on a dead process.
+
+Heartbeat: every `heartbeat_interval` a PingFrame goes to a ready worker, idle or busy
+(its loop answers while task code runs in V8). No answer for `heartbeat_timeout`: it is
+stopped (SIGSTOP) or hung, and it is killed, so its task ends WORKER_LOST, or runs on
+another worker if it never began, and the pool replaces it.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from zako_server.protocol import (
     LogEvent,
     LogsEvent,
     ParentFrame,
+    PingFrame,
+    PongEvent,
     ReadyEvent,
     ReuseKey,
     RunFrame,
@@ -182,8 +189,18 @@ class _Stdout(asyncio.Protocol):
 class WorkerHandle:
     """One child process: its pipes, its state and the task it is running."""
 
-    def __init__(self, worker_id: str, on_exit: Callable[[WorkerHandle], None]) -> None:
+    def __init__(
+        self,
+        worker_id: str,
+        on_exit: Callable[[WorkerHandle], None],
+        heartbeat: tuple[float, float] = (2.0, 10.0),
+    ) -> None:
         self.id = worker_id
+        # (interval, timeout) in seconds.
+        self.heartbeat_interval, self.heartbeat_timeout = heartbeat
+        self.last_pong = time.monotonic()
+        self._ping_seq = 0
+        self._beat_timer: asyncio.TimerHandle | None = None
         self.pid = 0
         self.v8_version = ""
         self.mini_racer_version = ""
@@ -256,7 +273,45 @@ class WorkerHandle:
             self.kill()
             raise
         self.state = "idle"
-        self.idle_since = time.monotonic()
+        self.idle_since = self.last_pong = time.monotonic()
+        self._beat_timer = loop.call_later(self.heartbeat_interval, self._beat)
+
+    def _beat(self) -> None:
+        """One heartbeat: judge the last answer, then ping again (a loop timer, not a
+        task, as the pool's memory check)."""
+        self._beat_timer = None
+        if self.state in {"dead", "stopping"}:
+            return
+        silent = time.monotonic() - self.last_pong
+        if silent > self.heartbeat_timeout:
+            log.error(
+                "worker %s (pid %s) answered no heartbeat for %.1fs; killing it",
+                self.id,
+                self.pid,
+                silent,
+            )
+            self.kill(
+                (
+                    FailureReason.WORKER_LOST,
+                    f"worker {self.id} (pid {self.pid}) answered no heartbeat for "
+                    f"{silent:.1f}s (stopped or hung) and was replaced",
+                )
+            )
+            return
+        self._ping_seq += 1
+        self._send_nowait(PingFrame(self._ping_seq))
+        self._beat_timer = asyncio.get_running_loop().call_later(
+            self.heartbeat_interval, self._beat
+        )
+
+    def _send_nowait(self, frame: ParentFrame) -> None:
+        """Write a small frame unless the pipe is full or gone: a worker that does not
+        read its stdin does not answer either, which the heartbeat then notices."""
+        transport, pipes = self._transport, self._pipes
+        stdin = None if transport is None else transport.get_pipe_transport(0)
+        if stdin is None or pipes is None or pipes.paused or stdin.is_closing():
+            return
+        stdin.write(protocol.encode(frame))  # type: ignore[attr-defined]
 
     async def run(self, frame: RunFrame, sink: EventSink) -> asyncio.Future[DoneEvent]:
         """Send a task; the returned future resolves with its done event (or a lost one).
@@ -374,6 +429,8 @@ class WorkerHandle:
                     self.task_began = True
                 if self._sink is not None:
                     self._sink(event)
+        elif isinstance(event, PongEvent):
+            self.last_pong = time.monotonic()
         elif isinstance(event, DoneEvent):
             done = self._done
             if done is not None and not done.done() and event.id == self.task_id:
@@ -400,6 +457,9 @@ class WorkerHandle:
     def _mark_dead(self, why: str, code: int | None) -> None:
         expected = self.exit_expected = self.state == "stopping"
         self.state = "dead"
+        if self._beat_timer is not None:
+            self._beat_timer.cancel()
+            self._beat_timer = None
         if not expected:
             detail = f"{why} (exit code {code})"
             if code is not None and code < 0:
