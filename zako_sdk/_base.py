@@ -18,6 +18,7 @@ lets the tests check every mapping without a server (httpx `BaseClient`).
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import os
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from zako_sdk.errors import (
     TaskCancelled,
@@ -134,6 +135,21 @@ def _resources(value: Resources | Mapping[str, Any]) -> pb.ResourceRequests:
     )
 
 
+def _timestamp(epoch: dt.datetime | float) -> timestamp_pb2.Timestamp:
+    """A Task.epoch from an aware datetime or seconds since 1970 (a naive datetime is
+    refused: which zone it meant cannot be known, and hermetic tasks run in UTC)."""
+    if isinstance(epoch, dt.datetime):
+        if epoch.tzinfo is None:
+            raise ValueError("epoch must be timezone-aware (e.g. datetime(..., tzinfo=UTC))")
+        stamp = timestamp_pb2.Timestamp()
+        stamp.FromDatetime(epoch)
+        return stamp
+    if isinstance(epoch, bool) or not isinstance(epoch, int | float):
+        raise TypeError(f"epoch must be a datetime or seconds since 1970, not {epoch!r}")
+    millis = round(epoch * 1000)
+    return timestamp_pb2.Timestamp(seconds=millis // 1000, nanos=(millis % 1000) * 1_000_000)
+
+
 def build_task(spec: TaskSpec, *, default_timeout: float | None) -> pb.Task:
     """The wire Task for `spec`; `default_timeout` stands in where the spec gives none.
 
@@ -163,6 +179,10 @@ def build_task(spec: TaskSpec, *, default_timeout: float | None) -> pb.Task:
         fields["system_access"] = True
     if spec.fresh_isolate:
         fields["fresh_isolate"] = True
+    if spec.epoch is not None:
+        fields["epoch"] = _timestamp(spec.epoch)
+    if spec.seed:
+        fields["seed"] = spec.seed
     if spec.modules:
         fields["modules"] = [
             pb.Module(name=name, source=source) for name, source in spec.modules.items()

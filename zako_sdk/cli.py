@@ -15,6 +15,7 @@ its own event loop thread, so `main()` can be called from any test, async or not
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import signal
@@ -83,6 +84,23 @@ def _key_value(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, value
+
+
+def _epoch(text: str) -> datetime.datetime | float:
+    """--epoch: seconds since 1970, or an ISO 8601 time that names its zone."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected ISO 8601 (2024-06-01T00:00:00Z) or seconds, got {text!r}"
+        ) from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"name the zone (e.g. a trailing Z): {text!r}")
+    return when
 
 
 def _positive(text: str) -> float:
@@ -190,6 +208,17 @@ def build_parser(default_target: str) -> argparse.ArgumentParser:
         action="store_true",
         help="run in a fresh V8 isolate, not a warm one reused across the "
         "tenant's tasks (for code that patches built-ins)",
+    )
+    run.add_argument(
+        "--epoch",
+        type=_epoch,
+        help="what Date.now() reads in a hermetic context: ISO 8601 with a zone "
+        "(2024-06-01T00:00:00Z) or seconds since 1970 (default: the server's fixed epoch)",
+    )
+    run.add_argument(
+        "--seed",
+        help="seed for Math.random/crypto in a hermetic context "
+        "(default: derived from the task's content)",
     )
     run.add_argument("--task-id", help="the task id (default: a random one)")
     output = run.add_mutually_exclusive_group()
@@ -301,6 +330,8 @@ def _run(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         system_access=args.system_access,
         task_id=args.task_id,
         fresh_isolate=args.fresh_isolate,
+        epoch=args.epoch,
+        seed=args.seed,
         on_log=_print_log,
     )
     print(_format_result(result, args), file=out)

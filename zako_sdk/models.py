@@ -255,6 +255,12 @@ class TaskSpec:
     `fresh_isolate=True` runs the task in a V8 isolate no other task used, instead of a
     warm one the server reuses across the tenant's tasks with built-ins frozen: for code
     that must patch built-ins (a polyfill). It costs the server a few milliseconds.
+
+    `epoch` (an aware datetime, or seconds since 1970) is what `Date.now()` reads in a
+    hermetic context (default: the server's fixed 2024-01-01T00:00:00Z); `seed` seeds its
+    `Math.random` and `crypto` (default: derived from the task's content). Both exist to
+    make a task reproducible on purpose; under `system_access` the clock and randomness
+    are real and both are ignored.
     """
 
     source: str
@@ -269,6 +275,8 @@ class TaskSpec:
     system_access: bool = False
     task_id: str | None = None
     fresh_isolate: bool = False
+    epoch: dt.datetime | float | None = None
+    seed: str | None = None
 
 
 class TaskOptions(TypedDict, total=False):
@@ -290,6 +298,8 @@ class TaskOptions(TypedDict, total=False):
     system_access: bool
     task_id: str | None
     fresh_isolate: bool
+    epoch: dt.datetime | float | None
+    seed: str | None
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,17 @@ must not.
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import grpc
+import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from zako_sdk import AsyncClient, TaskSpec
+from zako_sdk._base import build_task
+from zako_sdk.cli import EXIT_OK, EXIT_USAGE, main
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
@@ -171,3 +176,25 @@ async def test_hermetic_timers_run_on_the_virtual_clock(zako_server):
         ],
         "2024-01-01T00:01:00.001Z",
     ]
+
+
+CLOCK_AND_DRAW = "module.exports = () => [Date.now(), new Date().toISOString(), Math.random()]"
+
+
+async def test_the_sdk_and_cli_pass_epoch_and_seed(zako_server, tmp_path, capsys):
+    when = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
+    async with AsyncClient(zako_server.target) as client:
+        pinned = (await client.run(CLOCK_AND_DRAW, epoch=when, seed="s1")).value
+        again = (await client.run(CLOCK_AND_DRAW, epoch=946_684_800.0, seed="s1")).value
+        other = (await client.run(CLOCK_AND_DRAW, epoch=when, seed="s2")).value
+    assert pinned[:2] == [946_684_800_000, "2000-01-01T00:00:00.000Z"]
+    assert again == pinned and other[2] != pinned[2]
+    with pytest.raises(ValueError, match="timezone-aware"):
+        build_task(TaskSpec("x", epoch=datetime.datetime(2000, 1, 1)), default_timeout=None)
+
+    path = tmp_path / "clock.js"
+    path.write_text(CLOCK_AND_DRAW)
+    argv = ["run", str(path), "--target", zako_server.target, "--compact"]
+    assert main([*argv, "--epoch", "2000-01-01T00:00:00Z", "--seed", "s1"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out) == pinned
+    assert main([*argv, "--epoch", "2000-01-01T00:00:00"]) == EXIT_USAGE  # no zone
