@@ -198,3 +198,19 @@ async def test_the_sdk_and_cli_pass_epoch_and_seed(zako_server, tmp_path, capsys
     assert main([*argv, "--epoch", "2000-01-01T00:00:00Z", "--seed", "s1"]) == EXIT_OK
     assert json.loads(capsys.readouterr().out) == pinned
     assert main([*argv, "--epoch", "2000-01-01T00:00:00"]) == EXIT_USAGE  # no zone
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"seed": "s" * 257}, "task.seed"),
+        ({"epoch": Timestamp(seconds=9_000_000_000_000)}, "task.epoch"),
+    ],
+)
+async def test_a_seed_or_epoch_out_of_range_is_invalid_for_that_task(zako_server, fields, field):
+    async with grpc.aio.insecure_channel(zako_server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await stub.Run(pb.RunRequest(task=pb.Task(source=CLOCK_AND_DRAW, **fields)), timeout=30)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in exc.value.details()
