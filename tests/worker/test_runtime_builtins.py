@@ -109,6 +109,7 @@ CASES = {
     " c.createHash('sha1').update('x', 'utf8').digest('base64'), c.randomBytes(5).length,"
     " Buffer.isBuffer(c.randomBytes(2)), typeof c.randomUUID(), c.randomInt(3) < 3,"
     " c.randomFillSync(new Uint8Array(4), 1, 2).length])(require('node:crypto'))",
+    "perf_hooks": "[typeof require('perf_hooks').performance.now(), require('perf_hooks').performance === performance]",
     "globals": "[typeof global, global === globalThis, typeof queueMicrotask, typeof process.nextTick,"
     " process.cwd(), typeof Buffer, typeof structuredClone]",
 }

@@ -58,6 +58,7 @@
   const DENIED_VALUES = {
     os: () => ({ EOL: '\n', devNull: '/dev/null', constants: freeze({ signals: freeze({}), errno: freeze({}) }) }),
     fs: () => ({ constants: freeze({ F_OK: 0, R_OK: 4, W_OK: 2, X_OK: 1 }) }),
+    perf_hooks: () => ({ performance: host.global('performance') }),
     crypto: makeCrypto,
     worker_threads: () => ({ isMainThread: true, parentPort: null, workerData: null, threadId: 0 }),
   };
