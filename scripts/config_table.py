@@ -16,6 +16,7 @@ HEAD = "| Flag | Environment | Default | Meaning |"
 SPECIAL = {
     "max_workers": "half the effective CPUs, ≥ 1",
     "queue_capacity": "max(2 x max_workers, 1024)",
+    "tenant_max_queued": "queue_capacity",
 }
 
 

@@ -293,6 +293,9 @@ class AdmissionMachine(RuleBasedStateMachine):
         assert not (self.ever_granted & self.refused)
         for tenant, use in stats.tenants.items():
             assert use.running <= 2, tenant
+            # Fair share (#12): a tenant holds at most what was free when it came, so
+            # never more than half the queue (here 4 of 8, below its quota of 5).
+            assert use.queued <= (stats.capacity + 1) // 2, (tenant, use)
 
 
 class TestAdmissionMachine(AdmissionMachine.TestCase):

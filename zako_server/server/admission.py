@@ -2,6 +2,7 @@
 no tenant starves the others.
 
     enqueue() ── closed? Draining ── can never fit? CannotFit ── queue/tenant full? Overloaded
+        │        └─ fair share: a tenant holding as much of the queue as is left free? Overloaded
         │
         ▼  waiting[priority][tenant] = deque of tickets (arrival order)
     _grant(): best priority first; within it the tenant running the fewest tasks first
@@ -11,6 +12,14 @@ no tenant starves the others.
         │
         ▼  lease: resources held until release() (exactly once, on every path)
     expire(now): waiting tickets past their deadline leave with QueueDeadlineExceeded.
+
+Fair share of the queue (#12): the queue is shared, so without a bound one tenant's
+burst fills it and every other tenant is refused until it drains. A tenant may add a
+task only while the tasks (and bytes) it already has waiting are fewer than the places
+(and bytes) left free: the dynamic threshold of shared switch buffers (Choudhury and
+Hahne). Alone, a tenant can hold at most half the queue; each newcomer finds room, and
+with n tenants flooding each settles at 1/(n+1) of it. No ticket is ever evicted: an
+accepted task keeps its place, the greedy tenant is only refused further tasks.
 
 The shape is trio's CapacityLimiter: `enqueue` never waits, `acquire` waits in line, a
 cancelled waiter removes itself, and `statistics()` hands out a frozen snapshot. Worker
@@ -123,6 +132,7 @@ class Admission:
         self._demand: dict[str, float] = dict.fromkeys(policy.capacities, 0.0)
         self._running: Counter[str] = Counter()
         self._tenant_queued: Counter[str] = Counter()
+        self._tenant_bytes: Counter[str] = Counter()
         self._accepted: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
         self._deadlines: list[tuple[float, int, Ticket]] = []
@@ -165,6 +175,7 @@ class Admission:
         self._queued_bytes += size_bytes
         self._depth[priority] += 1
         self._tenant_queued[tenant] += 1
+        self._tenant_bytes[tenant] += size_bytes
         self._accepted[tenant] += 1
         for name, amount in request.items():
             self._demand[name] += amount
@@ -301,6 +312,7 @@ class Admission:
                 retry_after=policy.retry_after,
                 quota=f"tenant/{tenant}/max_queued",
             )
+        self._check_fair_share(tenant, size_bytes)
         if self._queued >= policy.queue_capacity:
             raise Overloaded(
                 f"queue is full ({policy.queue_capacity} tasks waiting); retry later",
@@ -311,6 +323,35 @@ class Admission:
                 f"queue is full ({self._queued_bytes} bytes of tasks waiting, "
                 f"limit {policy.queue_capacity_bytes}); retry later",
                 retry_after=policy.retry_after,
+            )
+
+    def _check_fair_share(self, tenant: str, size_bytes: int) -> None:
+        """Refuse a tenant that already holds as much of the queue as is left free.
+
+        A tenant with nothing waiting always passes (only a full queue refuses it), so a
+        newcomer is never shut out by another tenant's burst; one that holds half of an
+        otherwise empty queue is refused, keeping the other half for the rest."""
+        policy = self.policy
+        held = self._tenant_queued[tenant]
+        free = policy.queue_capacity - self._queued
+        if held and held >= free:
+            raise Overloaded(
+                f"tenant {tenant!r} has {held} tasks waiting and the queue only {free} free "
+                f"places of {policy.queue_capacity}; a tenant may hold no more of the shared "
+                "queue than is left free (fair share); retry later",
+                retry_after=policy.retry_after,
+                quota=f"tenant/{tenant}/queue_share",
+            )
+        held_bytes = self._tenant_bytes[tenant]
+        free_bytes = policy.queue_capacity_bytes - self._queued_bytes
+        if held_bytes and held_bytes + size_bytes > free_bytes:
+            raise Overloaded(
+                f"tenant {tenant!r} has {held_bytes} bytes of tasks waiting and this one "
+                f"({size_bytes} bytes) would take it past the {free_bytes} bytes left free "
+                f"of {policy.queue_capacity_bytes}; a tenant may hold no more of the shared "
+                "queue than is left free (fair share); retry later",
+                retry_after=policy.retry_after,
+                quota=f"tenant/{tenant}/queue_share_bytes",
             )
 
     def _fits(self, ticket: Ticket) -> bool:
@@ -382,6 +423,7 @@ class Admission:
         self._queued_bytes -= ticket.size_bytes
         self._depth[ticket.priority] -= 1
         self._tenant_queued[ticket.tenant] -= 1
+        self._tenant_bytes[ticket.tenant] -= ticket.size_bytes
         for name, amount in ticket.request.items():
             self._demand[name] -= amount
 

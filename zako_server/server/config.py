@@ -139,7 +139,12 @@ OPTIONS: tuple[Option, ...] = (
         "(flag --resource NAME=AMOUNT may repeat)",
     ),
     Option("default_cpu_millis", _positive(int), "CPU a task requests when it names none"),
-    Option("tenant_max_queued", _positive(int), "most tasks one tenant may have waiting"),
+    Option(
+        "tenant_max_queued",
+        _positive(int),
+        "most tasks one tenant may have waiting (default: queue_capacity; a tenant never "
+        "holds more of the shared queue than is left free either)",
+    ),
     Option("tenant_max_running", _positive(int), "most tasks one tenant may have running"),
     Option(
         "aging",
@@ -280,7 +285,7 @@ class Settings:
     queue_capacity_bytes: int = 256 << 20
     resources: tuple[tuple[str, float], ...] = ()
     default_cpu_millis: int = 1000
-    tenant_max_queued: int = 10_000
+    tenant_max_queued: int = 1024  # follows queue_capacity unless set
     tenant_max_running: int = 1_000_000
     aging: float = 30.0
     idle_timeout: float = 60.0
@@ -383,7 +388,7 @@ class Settings:
 
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
-_HEURISTIC = {"max_workers", "queue_capacity"}
+_HEURISTIC = {"max_workers", "queue_capacity", "tenant_max_queued"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -431,6 +436,10 @@ def build_settings(
     if "queue_capacity" not in values:
         values["queue_capacity"] = default_queue_capacity(values["max_workers"])
         sources["queue_capacity"] = "heuristic: max(2 x max_workers, 1024)"
+    if "tenant_max_queued" not in values:
+        # A quota above the queue's capacity could never be reached (#12).
+        values["tenant_max_queued"] = values["queue_capacity"]
+        sources["tenant_max_queued"] = "heuristic: queue_capacity"
     if "min_workers" not in values:
         values["min_workers"] = min(_DEFAULTS["min_workers"], values["max_workers"])
     return Settings(**values, machine=machine, sources=sources)

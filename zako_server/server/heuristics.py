@@ -7,7 +7,8 @@ the CPU affinity mask and the host count; effective memory is the smallest of th
 limit (v2 `memory.max`, v1 `memory.limit_in_bytes`) and physical memory.
 
 The defaults derived from them: at most half the effective CPUs as V8 workers, at least
-one; a queue of 2 x workers with a floor of 1024 (see default_queue_capacity).
+one; a queue of 2 x workers with a floor of 1024 (see default_queue_capacity); and a
+tenant quota (tenant_max_queued) equal to the queue, since a larger one is never reached.
 Every probe takes its root directory as an argument so tests can hand it fake files.
 """
 

@@ -15,6 +15,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from zako_sdk.models import CONTEXT_KINDS
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_server.protocol import RunFrame, TaskContext
 from zako_server.server.config import Settings
@@ -33,13 +34,9 @@ _ID = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: safe in logs 
 MAX_MODULE_NAME = 1024
 _MODULE_NAME_BAD = re.compile(r"[\x00-\x1f\x7f\\]")
 
-CONTEXT_NAMES = {
-    pb.CONTEXT_KIND_PACKAGE: "package",
-    pb.CONTEXT_KIND_BUILD: "build",
-    pb.CONTEXT_KIND_RULE: "rule",
-    pb.CONTEXT_KIND_TOOLCHAIN: "toolchain",
-    pb.CONTEXT_KIND_CONFIG: "config",
-}
+# The wire number of each context kind -> its name: the inverse of the SDK's one table,
+# so a new kind is added in one place.
+CONTEXT_NAMES = {kind: name for name, kind in CONTEXT_KINDS.items()}
 # What `require` finds without the task's tree (Capabilities.builtin_modules): Zako's own,
 # and Node's by both names ("path" and "node:path"); those needing I/O load, but their
 # functions throw CapabilityError (docs/runtime.md). The prelude holds the same list.
@@ -220,6 +217,10 @@ def _epoch_ms(task: pb.Task) -> int:
     return ms
 
 
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
 def _seed(task: pb.Task, entry: str, modules: dict[str, str], input_json: str) -> str:
     """The task's seed, or one derived from its content: the same task draws the same
     numbers on every server, and tasks that differ in any byte draw different ones."""
@@ -286,7 +287,9 @@ def validate(
             field="task.input_json",
         )
     try:
-        json.loads(input_json)
+        # Python's json takes NaN/Infinity, which are not JSON: V8's JSON.parse would
+        # refuse them in the worker, after the task took a place in the queue.
+        json.loads(input_json, parse_constant=_reject_constant)
     except ValueError as exc:
         raise InvalidTask(
             f"task.input_json is not valid JSON: {exc}", field="task.input_json"
