@@ -27,7 +27,7 @@ import json
 import struct
 import types
 import typing
-from dataclasses import MISSING, dataclass, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any, ClassVar, Literal
 
@@ -135,6 +135,9 @@ class RunFrame:
     reuse_max_tasks: int
     # Past this many lines (or max_log_bytes) a task's further lines are dropped.
     max_log_lines: int = 10_000
+    # The transform stage's answers for the files it transformed (server/transforms.py):
+    # {path: {esm, code, map[, names]} | {error}}; modules.js uses them instead of the text.
+    prepared: dict[str, Any] = field(default_factory=dict)
 
     @property
     def reuse_key(self) -> ReuseKey | None:

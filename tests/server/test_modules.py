@@ -33,7 +33,7 @@ async def run(zako_server):
     ) as channel:
         stub = pb_grpc.ExecutorStub(channel)
 
-        async def run(modules: dict[str, str], entry: str, input: object = None) -> pb.TaskResult:
+        async def run(modules: dict[str, str], entry: str, input: object = None) -> pb.RunResponse:
             task = pb.Task(
                 source=modules[entry],
                 entry_name=entry,
@@ -41,20 +41,19 @@ async def run(zako_server):
                 input_json=json.dumps(input),
                 timeout=Duration(seconds=30),
             )
-            response = await stub.Run(pb.RunRequest(task=task), timeout=120)
-            return response.result
+            return await stub.Run(pb.RunRequest(task=task), timeout=120)
 
         yield run
 
 
-def value(result: pb.TaskResult) -> object:
-    assert result.WhichOneof("outcome") == "value_json", result
-    return json.loads(result.value_json)
+def value(response: pb.RunResponse) -> object:
+    assert response.WhichOneof("outcome") == "completed", response.failed
+    return json.loads(response.completed.result.value_json)
 
 
-def error(result: pb.TaskResult) -> pb.TaskResult:
-    assert result.WhichOneof("outcome") != "value_json", result
-    return result
+def error(response: pb.RunResponse) -> pb.Failed:
+    assert response.WhichOneof("outcome") == "failed", response
+    return response.failed
 
 
 async def same_as_node(run, modules: dict[str, str], entry: str, input: object = None) -> object:
@@ -163,7 +162,7 @@ async def test_a_missing_module_in_a_big_tree_gets_a_short_message(run):
     modules = npmtrees.install_and_pack("lodash@4.17.21")
     modules["main.js"] = "require('lodash/chunkk');"
     result = error(await run(modules, "main.js"))
-    assert result.failure_reason == pb.FAILURE_REASON_MODULE_NOT_FOUND
+    assert result.reason == pb.FAILURE_REASON_MODULE_NOT_FOUND
     message = result.error.message
     assert "Cannot find module 'lodash/chunkk'" in message and len(message) < 400
     assert "node_modules/lodash/chunk.js" in message  # the nearest candidate
@@ -252,7 +251,7 @@ async def test_type_module_mjs_cjs_and_interop(run):
             "const fromCjs = (await import('./e.cjs')).default;\n"
             "export default () => [cjs, n, data, fromCjs, typeof import.meta.url];"
         ),
-        "c.cjs": "module.exports = { n: 1, m: [2] };",
+        "c.cjs": "exports.n = 1; exports.m = [2];",
         "d.json": '{"k": [true, null]}',
         "e.cjs": "const e = require('./e2.mjs'); module.exports = [e.default, e.x];",
         "e2.mjs": "export default 5; export let x = 6;",
@@ -346,8 +345,8 @@ async def test_typescript_tsx_and_enums(run):
         ),
         "types.ts": "export interface Props { name: string }",
         "view.tsx": (
-            "const h = (tag: string, props: object | null, ...children: unknown[]) =>\n"
-            "  ({ tag, children });\n/** @jsx h */\n"
+            "const React = { createElement: (tag: string, props: object | null, ...children: unknown[]) =>\n"
+            "  ({ tag, children }) };\n"
             "export const render = (p: { name: string }) => <b>{p.name}</b>;"
         ),
     }
@@ -365,7 +364,7 @@ async def test_typescript_tsx_and_enums(run):
                 "  const t: Record<string, number> = {}; throw new Error('x' + a + b);\n};\nf(1, 'b');"
             },
             "main.ts",
-            ("main.ts", 3, 42),
+            ("main.ts", 3, 47),
         ),
         (
             {
@@ -402,5 +401,5 @@ async def test_errors_name_the_original_line_and_column(run, modules, entry, whe
     assert (
         f"{module}:{line}:{column}" in result.error.stack
         or result.error.stack == ""
-        or (result.failure_reason == pb.FAILURE_REASON_SYNTAX_ERROR)
+        or (result.reason == pb.FAILURE_REASON_SYNTAX_ERROR)
     )

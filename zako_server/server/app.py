@@ -31,6 +31,7 @@ from zako_server.server.pool import Pool, PoolSettings
 from zako_server.server.security import Authenticator, TlsFiles
 from zako_server.server.service import ExecutorService
 from zako_server.server.tracing import Tracing
+from zako_server.server.transforms import TransformPool, default_processes
 
 log = logging.getLogger("zako.server")
 
@@ -84,8 +85,16 @@ class ZakoServer:
                 aging=settings.aging,
             )
         )
+        # ESM/TypeScript transforms: a few processes of their own, not a share of the CPUs.
+        self.transforms = TransformPool(
+            settings.transform_workers or default_processes(), settings.transform_cache_bytes
+        )
         self.engine = Engine(
-            self.admission, self.pool, self.tracing.tracer, settings.max_message_bytes
+            self.admission,
+            self.pool,
+            self.tracing.tracer,
+            settings.max_message_bytes,
+            transforms=self.transforms,
         )
         self.service = ExecutorService(
             settings,
@@ -104,7 +113,7 @@ class ZakoServer:
 
     async def start(self) -> int:
         """Start workers and the gRPC server; returns the bound port."""
-        await self.pool.start()
+        await asyncio.gather(self.pool.start(), self.transforms.start())
         limit = self.settings.max_message_bytes
         # RPC figures can only be read on the metrics port: without one, counting them is
         # pure cost (the interceptor adds a generator layer to every streamed message).
@@ -144,6 +153,7 @@ class ZakoServer:
                 self.port = server.add_insecure_port(self.settings.listen)
         except (RuntimeError, ValueError) as exc:
             await self.pool.close()
+            await self.transforms.close()
             raise OSError(f"cannot listen on {self.settings.listen}: {exc}") from exc
         await server.start()
         self._grpc = server
@@ -202,6 +212,7 @@ class ZakoServer:
         if self._health_grpc is not None:
             await self._health_grpc.stop(grace=0.5)
         await self.pool.close()
+        await self.transforms.close()
         await self.admission.aclose()
         self.metrics.close()
         self.tracing.shutdown()

@@ -48,6 +48,7 @@ from zako_server.server.errors import (
 )
 from zako_server.server.pool import Pool
 from zako_server.server.stats import Histogram
+from zako_server.server.transforms import TransformPool
 from zako_server.server.validation import Job
 from zako_server.server.worker_handle import WorkerHandle
 
@@ -231,8 +232,12 @@ class Engine:
         pool: Pool,
         tracer: trace.Tracer | None = None,
         max_event_bytes: int = 64 << 20,
+        transforms: TransformPool | None = None,
     ) -> None:
         self.admission = admission
+        # ES modules and TypeScript are transformed while the task waits for admission,
+        # in the transform stage's own processes (None: files go to the worker as text).
+        self.transforms = transforms
         # The message limit: no event the engine builds may be larger.
         self.max_event_bytes = max_event_bytes
         self.pool = pool
@@ -334,11 +339,19 @@ class Engine:
 
     async def _run(self, record: TaskRecord) -> None:
         assert record.ticket is not None
+        frame = record.job.frame
+        prepare = (
+            None
+            if self.transforms is None
+            else asyncio.ensure_future(self.transforms.prepare(frame.modules))
+        )
         try:
             with self._span("zako.admission.wait", record):
                 await self.admission.acquire(record.ticket)
                 if record.gate is not None and not record.gate.is_open:
                     await self._await_gate(record, record.gate)
+            if prepare is not None:
+                frame.prepared = await prepare
             record.state = "running"
             record.started_wall, record.started_mono = time.time(), time.monotonic()
             with self._span("zako.execute", record) as span:
@@ -373,6 +386,8 @@ class Engine:
                 ),
             )
         finally:
+            if prepare is not None and not prepare.done():
+                prepare.cancel()
             self.admission.release(record.ticket)
             self._tasks.pop(record.task_id, None)
             if record.terminal is None:  # defensive: never leave a task without an end

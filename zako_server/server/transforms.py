@@ -28,8 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from zako_server.transform import process
-from zako_server.transform.engine import EXTENSIONS
+from zako_server.transform import EXTENSIONS, process
 
 BATCH_FILES = 64
 BATCH_BYTES = 1 << 20

@@ -13,8 +13,6 @@ from py_mini_racer import MiniRacer
 
 from zako_server.transform import bundle
 
-# Extensions the stage handles; anything else goes to the worker untouched.
-EXTENSIONS = (".js", ".mjs", ".cjs", ".ts", ".mts", ".cts", ".tsx", ".jsx")
 HEAP_BYTES = 512 * 1024 * 1024
 
 

@@ -8,15 +8,20 @@ state between calls, and this process does nothing but transform.
 from __future__ import annotations
 
 import atexit
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from zako_server.transform.engine import Transformer
+if TYPE_CHECKING:
+    from zako_server.transform.engine import Transformer
 
+# The server imports this module only to name its functions for the pool; V8 is loaded
+# in the pool's processes (init), never in the server's.
 _state: dict[str, Transformer] = {}
 
 
 def init() -> None:
     """Load sucrase and the lexer once, before the first batch arrives."""
+    from zako_server.transform.engine import Transformer
+
     transformer = Transformer()
     _state["transformer"] = transformer
     atexit.register(transformer.close)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -405,7 +406,12 @@ class Worker:
         try:
             text = await instance.eval(
                 runtime.task_script(
-                    token, self._configuration(job), modules, frame.entry, frame.input
+                    token,
+                    self._configuration(job),
+                    modules,
+                    frame.entry,
+                    frame.input,
+                    frame.prepared,
                 )
             )
         except JSEvalException as exc:
@@ -435,7 +441,41 @@ class Worker:
                 await asyncio.sleep(delay)
             await instance.eval(runtime.fire_script(token, timer_id))
             outcome, timers = await self._poll(instance, job)
-        return outcome
+        return await self._locate_syntax_error(instance, outcome, job)
+
+    @staticmethod
+    async def _locate_syntax_error(
+        instance: Instance, outcome: Outcome, job: RunningTask
+    ) -> Outcome:
+        """A module compiled on first require (after the entry) that did not parse: V8
+        tells JavaScript no position, so parse its text once more as a plain script here,
+        where mini-racer's message carries the line and column."""
+        error = outcome.error
+        frame = job.frame
+        if (
+            outcome.reason is not FailureReason.SYNTAX_ERROR
+            or error is None
+            or error.line is not None
+            or error.module not in frame.modules
+            or error.module in frame.prepared
+        ):
+            return outcome
+        source = frame.modules[error.module]
+        if source.startswith("#!"):
+            source = "//" + source[2:]  # as the loader does: same length, no hashbang
+        tainted = instance.tainted
+        try:
+            await instance.eval(runtime.diagnose_script(source))
+        except JSParseException as exc:
+            found = jserrors.syntax_error(
+                str(exc), error.module, source, len(runtime.DIAGNOSE_PREFIX)
+            )
+            if found.line is not None and not jserrors.beyond_source(str(exc), source):
+                error = dataclasses.replace(error, line=found.line, column=found.column)
+        except JSEvalException:
+            pass  # it parses as a script: the wrapper made the difference; no position
+        instance.tainted = tainted
+        return failure(FailureReason.SYNTAX_ERROR, error)
 
     @staticmethod
     async def _syntax_error(instance: Instance, text: str, name: str, source: str) -> JsError:

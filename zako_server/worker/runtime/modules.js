@@ -142,7 +142,8 @@
   // from it, whose name shares the most leading characters with the specifier. Bounded,
   // so that a miss in a tree of thousands of files stays a short message.
   function nearest(spec, from) {
-    const base = strStarts(spec, '.') ? normalize(join(dirname(from || ''), spec)) : spec;
+    const base = strStarts(spec, '.') || strStarts(spec, '/') ? normalize(join(dirname(from || ''), spec))
+      : 'node_modules/' + spec;
     const scores = [];
     let looked = 0;
     mapForEach(sources, (v, name) => {
