@@ -403,3 +403,19 @@ async def test_errors_name_the_original_line_and_column(run, modules, entry, whe
         or result.error.stack == ""
         or (result.reason == pb.FAILURE_REASON_SYNTAX_ERROR)
     )
+
+
+async def test_the_transform_stage_reports_its_figures_and_caches_across_tasks(zako_server, run):
+    modules = {"main.ts": "const n: number = 41;\nexport default (): number => n + 1;"}
+    async with grpc.aio.insecure_channel(zako_server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        before = (await stub.Stats(pb.StatsRequest())).transforms
+        assert value(await run(modules, "main.ts")) == 42
+        middle = (await stub.Stats(pb.StatsRequest())).transforms
+        assert value(await run(modules, "main.ts")) == 42
+        after = (await stub.Stats(pb.StatsRequest())).transforms
+    assert before.processes >= 1
+    # the second run is a cache hit: nothing more is transformed
+    assert after.files_transformed == middle.files_transformed
+    assert after.cache_hits == middle.cache_hits + 1
+    assert after.queued == 0 and after.busy == 0

@@ -52,6 +52,41 @@ class ZakoCollector:
     def __init__(self, server: ZakoServer) -> None:
         self.server = server
 
+    def _transforms(self) -> Iterator[Metric]:
+        """The transform stage's figures (issue 13): queue, busy, cache hits."""
+        stage = self.server.engine.transforms
+        if stage is None:
+            return
+        t = stage.stats
+        yield GaugeMetricFamily(
+            "zako_transform_queued", "Files waiting for a transform process", value=t.queued
+        )
+        yield GaugeMetricFamily(
+            "zako_transform_busy", "Transform batches in progress", value=t.busy
+        )
+        yield GaugeMetricFamily(
+            "zako_transform_processes", "Transform stage processes", value=t.processes
+        )
+        yield CounterMetricFamily(
+            "zako_transform_cache_hits",
+            "Files answered from the transform cache",
+            value=t.cache_hits,
+        )
+        yield CounterMetricFamily(
+            "zako_transform_cache_misses",
+            "Files the transform stage had to transform",
+            value=t.cache_misses,
+        )
+        yield GaugeMetricFamily(
+            "zako_transform_cache_bytes", "Bytes the transform cache holds", value=t.cache_bytes
+        )
+        yield CounterMetricFamily(
+            "zako_transform_files", "Files transformed", value=t.files_transformed
+        )
+        yield CounterMetricFamily(
+            "zako_transform_seconds", "Time transform batches took", value=t.transform_seconds
+        )
+
     def collect(self) -> Iterator[Metric]:
         pool = self.server.pool.statistics()
         adm = self.server.admission.statistics()
@@ -65,6 +100,7 @@ class ZakoCollector:
         yield GaugeMetricFamily(
             "zako_queue_length", "Tasks waiting for a worker (all)", value=adm.queued
         )
+        yield from self._transforms()
         yield GaugeMetricFamily(
             "zako_tasks_in_flight", "Tasks running on workers", value=adm.running
         )

@@ -466,6 +466,23 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             response.total_freed_bytes += max(before.used - after.used, 0)
         return response
 
+    def _transforms(self) -> pb.TransformStats | None:
+        stage = self.engine.transforms
+        if stage is None:
+            return None
+        t = stage.stats
+        return pb.TransformStats(
+            processes=t.processes,
+            queued=t.queued,
+            busy=t.busy,
+            cache_hits=t.cache_hits,
+            cache_misses=t.cache_misses,
+            cache_entries=t.cache_entries,
+            cache_bytes=t.cache_bytes,
+            files_transformed=t.files_transformed,
+            transform_time=duration(t.transform_seconds),
+        )
+
     async def Stats(
         self,
         request: pb.StatsRequest,
@@ -525,6 +542,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             queue_wait=_histogram(admission.queue_wait),
             run_time=_histogram(self.engine.run_time),
             system=self._system(),
+            transforms=self._transforms(),
             tasks=pb.TaskCounters(
                 accepted=tasks.accepted,
                 completed=tasks.completed,

@@ -537,7 +537,7 @@ class VersionInfo(_message.Message):
     def __init__(self, server: _Optional[str] = ..., v8: _Optional[str] = ..., mini_racer: _Optional[str] = ..., python: _Optional[str] = ..., protocol: _Optional[str] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("time", "uptime", "pool", "queue", "tasks", "versions", "resources", "tenants", "queue_wait", "run_time", "system")
+    __slots__ = ("time", "uptime", "pool", "queue", "tasks", "versions", "resources", "tenants", "queue_wait", "run_time", "system", "transforms")
     TIME_FIELD_NUMBER: _ClassVar[int]
     UPTIME_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
@@ -549,6 +549,7 @@ class StatsResponse(_message.Message):
     QUEUE_WAIT_FIELD_NUMBER: _ClassVar[int]
     RUN_TIME_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    TRANSFORMS_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     uptime: _duration_pb2.Duration
     pool: PoolStats
@@ -560,7 +561,30 @@ class StatsResponse(_message.Message):
     queue_wait: Histogram
     run_time: Histogram
     system: SystemStats
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pool: _Optional[_Union[PoolStats, _Mapping]] = ..., queue: _Optional[_Union[QueueStats, _Mapping]] = ..., tasks: _Optional[_Union[TaskCounters, _Mapping]] = ..., versions: _Optional[_Union[VersionInfo, _Mapping]] = ..., resources: _Optional[_Iterable[_Union[ResourceStats, _Mapping]]] = ..., tenants: _Optional[_Iterable[_Union[TenantStats, _Mapping]]] = ..., queue_wait: _Optional[_Union[Histogram, _Mapping]] = ..., run_time: _Optional[_Union[Histogram, _Mapping]] = ..., system: _Optional[_Union[SystemStats, _Mapping]] = ...) -> None: ...
+    transforms: TransformStats
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pool: _Optional[_Union[PoolStats, _Mapping]] = ..., queue: _Optional[_Union[QueueStats, _Mapping]] = ..., tasks: _Optional[_Union[TaskCounters, _Mapping]] = ..., versions: _Optional[_Union[VersionInfo, _Mapping]] = ..., resources: _Optional[_Iterable[_Union[ResourceStats, _Mapping]]] = ..., tenants: _Optional[_Iterable[_Union[TenantStats, _Mapping]]] = ..., queue_wait: _Optional[_Union[Histogram, _Mapping]] = ..., run_time: _Optional[_Union[Histogram, _Mapping]] = ..., system: _Optional[_Union[SystemStats, _Mapping]] = ..., transforms: _Optional[_Union[TransformStats, _Mapping]] = ...) -> None: ...
+
+class TransformStats(_message.Message):
+    __slots__ = ("processes", "queued", "busy", "cache_hits", "cache_misses", "cache_entries", "cache_bytes", "files_transformed", "transform_time")
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    BUSY_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HITS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_MISSES_FIELD_NUMBER: _ClassVar[int]
+    CACHE_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    CACHE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILES_TRANSFORMED_FIELD_NUMBER: _ClassVar[int]
+    TRANSFORM_TIME_FIELD_NUMBER: _ClassVar[int]
+    processes: int
+    queued: int
+    busy: int
+    cache_hits: int
+    cache_misses: int
+    cache_entries: int
+    cache_bytes: int
+    files_transformed: int
+    transform_time: _duration_pb2.Duration
+    def __init__(self, processes: _Optional[int] = ..., queued: _Optional[int] = ..., busy: _Optional[int] = ..., cache_hits: _Optional[int] = ..., cache_misses: _Optional[int] = ..., cache_entries: _Optional[int] = ..., cache_bytes: _Optional[int] = ..., files_transformed: _Optional[int] = ..., transform_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class CapabilitiesRequest(_message.Message):
     __slots__ = ()
