@@ -214,3 +214,30 @@ async def test_a_seed_or_epoch_out_of_range_is_invalid_for_that_task(zako_server
             await stub.Run(pb.RunRequest(task=pb.Task(source=CLOCK_AND_DRAW, **fields)), timeout=30)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in exc.value.details()
+
+
+async def test_every_way_to_read_the_clock_reads_the_virtual_clock(zako_server):
+    """Hermeticity holes are ways to reach the real clock the obvious ones do not cover."""
+    source = """module.exports = () => {
+      const epoch = 1704067200000;
+      const dtf = new Intl.DateTimeFormat('en-US', { timeZone: 'UTC', dateStyle: 'short' });
+      const reads = {
+        now: Date.now(), date: +new Date(), called: Date.parse(Date()),
+        ctor: +new (Object.getPrototypeOf(new Date(0)).constructor)(),
+        reflect: +Reflect.construct(Date, []), protoNow: Date.prototype.constructor.now(),
+        subclass: +new (class extends Date {})(),
+        format: dtf.format(), parts: dtf.formatToParts().map((p) => p.value).join(''),
+        perf: performance.timeOrigin + performance.now(),
+        hrtime: process.hrtime()[0] * 1000, bigint: Number(process.hrtime.bigint() / 1000000n),
+        event: new Event('x').timeStamp,
+      };
+      return { epoch, reads };
+    };"""
+    async with grpc.aio.insecure_channel(zako_server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        task = pb.Task(source=source, context=pb.CONTEXT_KIND_BUILD)
+        reply = await stub.Run(pb.RunRequest(task=task), timeout=30)
+    value = json.loads(reply.completed.result.value_json)
+    epoch, reads = value["epoch"], value["reads"]
+    assert reads.pop("format") == "1/1/24" and reads.pop("parts") == "1/1/24"
+    assert reads == dict.fromkeys(reads, epoch)
