@@ -54,6 +54,7 @@ from zako_sdk.models import (
     UseClientDefault,
 )
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.trees import module_tree
 
 Outcome = Result | ZakoError
 """How a task ended: its Result, or the error that `await handle` will raise."""
@@ -183,9 +184,12 @@ def build_task(spec: TaskSpec, *, default_timeout: float | None) -> pb.Task:
         fields["epoch"] = _timestamp(spec.epoch)
     if spec.seed:
         fields["seed"] = spec.seed
-    if spec.modules:
+    modules = module_tree(spec.modules)
+    if modules:
+        # A directory's files go by their paths; the entry among them travels as `source`.
+        entry = None if isinstance(spec.modules, Mapping) else spec.entry_name
         fields["modules"] = [
-            pb.Module(name=name, source=source) for name, source in spec.modules.items()
+            pb.Module(name=name, source=source) for name, source in modules.items() if name != entry
         ]
     if spec.resources is not None:
         fields["resources"] = _resources(spec.resources)

@@ -41,6 +41,7 @@ from zako_sdk.errors import (
 )
 from zako_sdk.models import CONTEXT_NAMES, CancelResult, LogLine, Result
 from zako_sdk.stats import JsonView
+from zako_sdk.trees import entry_in_tree, pack_directory
 
 __all__ = ["main"]
 
@@ -190,6 +191,12 @@ def build_parser(default_target: str) -> argparse.ArgumentParser:
         help="an extra module `require(NAME)` loads; repeat",
     )
     run.add_argument(
+        "--modules",
+        metavar="DIR",
+        help="send DIR as the task's module tree (a project with its node_modules); FILE "
+        "inside DIR keeps its path there, so `require`/`import` resolve as Node would",
+    )
+    run.add_argument(
         "--label",
         action="append",
         type=_key_value,
@@ -316,8 +323,18 @@ def _format_result(result: Result, args: argparse.Namespace) -> str:
 
 def _run(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     source = _read_text(args.file, "file")
-    modules = {name: _read_text(path, "module") for name, path in args.module}
+    modules: dict[str, str] = {}
     entry = "main.js" if args.file == "-" else os.path.basename(args.file)
+    if args.modules is not None:
+        try:
+            modules = pack_directory(args.modules)
+        except (ValueError, OSError) as exc:
+            raise UsageError(f"--modules {args.modules!r}: {exc}") from exc
+        inside = None if args.file == "-" else entry_in_tree(args.file, args.modules)
+        if inside is not None:
+            entry = inside
+            modules.pop(inside, None)  # the entry travels as the task's source
+    modules.update((name, _read_text(path, "module")) for name, path in args.module)
     result = client.run(
         source,
         input=_input(args),

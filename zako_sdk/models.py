@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -267,7 +268,8 @@ class TaskSpec:
     input: Any = None
     context: ContextName | str = "build"
     timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT
-    modules: Mapping[str, str] | None = None
+    # A name -> source map, or a directory (a Path) packed as the task's tree.
+    modules: Mapping[str, str] | os.PathLike[str] | None = None
     entry_name: str | None = None
     priority: int = 0
     labels: Mapping[str, str] | None = None
@@ -290,7 +292,7 @@ class TaskOptions(TypedDict, total=False):
     input: Any
     context: ContextName | str
     timeout: float | UseClientDefault | None
-    modules: Mapping[str, str] | None
+    modules: Mapping[str, str] | os.PathLike[str] | None
     entry_name: str | None
     priority: int
     labels: Mapping[str, str] | None
