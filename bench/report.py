@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.common import Load
+from bench.flood import render_flood
 from bench.params import MB, Params
 
 
@@ -149,6 +150,19 @@ def targets(results: dict[str, Any], params: Params) -> list[Target]:
             "%",
         )
     )
+    flood = results.get("flood") or {}
+    rows.append(
+        Target(
+            "log_flood_rss",
+            "Server RSS growth under a never-read Submit stream flooded with log lines",
+            f"{flood.get('tasks', 0)} tasks x 2^20 lines, "
+            f"{flood.get('completed', 0)} completed after reading",
+            flood.get("growth_mb", nan),
+            flood.get("bound_mb", 50.0),
+            False,
+            "MB",
+        )
+    )
     cold = results.get("cold") or {}
     rows.append(
         Target(
@@ -280,6 +294,8 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
             rows,
         )
         out.append("")
+    if results.get("flood"):
+        out += render_flood(results["flood"])
     memory = results.get("memory")
     if memory:
 

@@ -35,7 +35,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import baselines, scenarios
+from bench import baselines, flood, scenarios
 from bench.common import ROOT, machine_quiet
 from bench.machine import machine_info
 from bench.params import Params
@@ -44,7 +44,7 @@ from bench.report import all_loads, jsonable, render, targets
 
 RESULTS_DIR = ROOT / "bench" / "results"
 # The leak check runs last: it is the longest, and RSS hardly depends on other load.
-SECTIONS = ("echo", "inprocess", "naive", "zako", "cpu", "cold", "overload", "memory")
+SECTIONS = ("echo", "inprocess", "naive", "zako", "cpu", "cold", "overload", "flood", "memory")
 QUIET_CORES = 0.15
 
 
@@ -72,6 +72,7 @@ async def run_sections(
         "memory": lambda: scenarios.zako_memory(params, cpus),
         "cold": lambda: scenarios.cold_start(params),
         "overload": lambda: scenarios.overload(params),
+        "flood": lambda: flood.log_flood(params),
     }
     for name in SECTIONS:
         if name not in only:
@@ -84,7 +85,7 @@ async def run_sections(
         try:
             results[name] = await steps[name]()
             failed = [load for load in all_loads({name: results[name]}) if load.errors]
-            if failed or (name == "memory" and results[name].get("errors")):
+            if failed or (name in {"memory", "flood"} and results[name].get("errors")):
                 errors[name] = (
                     "; ".join(
                         f"{load.name}: {load.errors} error(s), first: {load.first_error[:200]}"
