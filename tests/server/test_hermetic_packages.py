@@ -59,6 +59,10 @@ module.exports = () => [uuid.v4(), uuid.v7(), uuid.v5('hello', uuid.v5.DNS), uui
   uuid.validate(uuid.v4()), uuid.version(uuid.v7())];""",
     "nanoid@3.3.7": """const { nanoid, customAlphabet } = require('nanoid');
 module.exports = () => [nanoid(), nanoid(10), customAlphabet('abc', 8)()];""",
+    "nanoid@5.0.7": """module.exports = async () => {
+  const { nanoid, customAlphabet } = await import('nanoid'); // ES module only, node:crypto
+  return [nanoid(), nanoid(10), customAlphabet('abc', 8)()];
+};""",
 }
 RANDOM_SHAPES = {
     "uuid@10.0.0": [
@@ -70,6 +74,7 @@ RANDOM_SHAPES = {
         None,
     ],
     "nanoid@3.3.7": [r"[A-Za-z0-9_-]{21}", r"[A-Za-z0-9_-]{10}", r"[abc]{8}"],
+    "nanoid@5.0.7": [r"[A-Za-z0-9_-]{21}", r"[A-Za-z0-9_-]{10}", r"[abc]{8}"],
 }
 
 
