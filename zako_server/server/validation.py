@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import re
+import secrets
 import uuid
 from dataclasses import dataclass
 
@@ -223,12 +224,17 @@ def _reject_constant(name: str) -> None:
 
 def _seed(task: pb.Task, entry: str, modules: dict[str, str], input_json: str) -> str:
     """The task's seed, or one derived from its content: the same task draws the same
-    numbers on every server, and tasks that differ in any byte draw different ones."""
+    numbers on every server, and tasks that differ in any byte draw different ones.
+
+    Under system access randomness is real: the seed is fresh OS entropy, from which
+    (with V8's own generator) the worker keys crypto.getRandomValues and friends."""
+    if len(task.seed) > MAX_SEED_LENGTH:
+        raise InvalidTask(
+            f"task.seed is longer than {MAX_SEED_LENGTH} characters", field="task.seed"
+        )
+    if task.system_access:
+        return secrets.token_hex(32)
     if task.seed:
-        if len(task.seed) > MAX_SEED_LENGTH:
-            raise InvalidTask(
-                f"task.seed is longer than {MAX_SEED_LENGTH} characters", field="task.seed"
-            )
         return task.seed
     digest = hashlib.sha256()
     for part in (entry, *(x for item in sorted(modules.items()) for x in item), input_json):
