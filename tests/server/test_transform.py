@@ -60,21 +60,14 @@ async def test_es_modules_follow_the_package_type_and_the_extension(pool):
     assert "exports.a = a" in answers["a.js"]["code"]
 
 
-async def test_typescript_keeps_lines_and_maps_columns(pool):
+async def test_typescript_keeps_lines_and_has_a_source_map(pool):
     source = "const a: number = 1;\nexport const b = (x: string): string => x + a;\n"
     answer = (await pool.prepare({"m.ts": source}))["m.ts"]
     assert answer["esm"] is True
     assert answer["code"].count("\n") == source.count("\n")
     assert ": number" not in answer["code"]
-    # line 2: 'x + a' — find the generated column of `x +` and map it back
-    line2 = answer["code"].split("\n")[1]
-    generated = line2.index("x + a")
-    triples = answer["map"][1]
-    mapped = None
-    for i in range(0, len(triples), 3):
-        if triples[i] <= generated:
-            mapped = (triples[i + 1], triples[i + 2] + generated - triples[i])
-    assert mapped == (1, source.split("\n")[1].index("x + a"))
+    # sucrase's `mappings` (VLQ); test_modules checks columns mapped back end to end
+    assert isinstance(answer["map"], str) and ";" in answer["map"]
 
 
 async def test_a_file_that_does_not_parse_answers_its_error_with_the_original_position(pool):

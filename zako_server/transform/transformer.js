@@ -4,9 +4,9 @@
  * {esm, code, map} or {error}:
  *
  * - ES modules and TypeScript/TSX/JSX go through sucrase (types erased, JSX compiled,
- *   import/export turned into require/exports; lines kept). Its source map becomes `map`:
- *   per generated line, flat [generatedColumn, sourceLine, sourceColumn] triples (0-based),
- *   which the worker's modules.js applies to every stack frame.
+ *   import/export turned into require/exports; lines kept). Its source map's `mappings`
+ *   (base64 VLQ, compact) is `map`; the worker's modules.js decodes it only when a stack
+ *   frame in that file needs it.
  * - CommonJS is left as it is, except for what only a module loader can provide:
  *   es-module-lexer (the lexer Vite and Node's tooling use) finds `import(` and
  *   `import.meta` tokens, which are renamed in place to the wrapper's `__zimp(` and
@@ -41,50 +41,6 @@
       at = imp.ss + (imp.d === -2 ? 11 : 6);
     }
     return out + code.slice(at);
-  }
-
-  const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-  const B64_VALUE = {};
-  for (let i = 0; i < B64.length; i++) B64_VALUE[B64[i]] = i;
-
-  // A source map's `mappings` (base64 VLQ) as per-line flat triples.
-  function decodeMap(mappings) {
-    const lines = [];
-    let row = [];
-    let genCol = 0;
-    let srcLine = 0;
-    let srcCol = 0;
-    let fields = [];
-    let value = 0;
-    let shift = 0;
-    const flush = () => {
-      if (fields.length >= 4) {
-        genCol += fields[0];
-        srcLine += fields[2];
-        srcCol += fields[3];
-        row.push(genCol, srcLine, srcCol);
-      } else if (fields.length >= 1) {
-        genCol += fields[0];
-      }
-      fields = [];
-    };
-    for (let i = 0; i < mappings.length; i++) {
-      const ch = mappings[i];
-      if (ch === ',' || ch === ';') {
-        flush();
-        if (ch === ';') { lines.push(row); row = []; genCol = 0; }
-        continue;
-      }
-      const digit = B64_VALUE[ch];
-      value += (digit & 31) << shift;
-      if (digit & 32) { shift += 5; continue; }
-      fields.push(value & 1 ? -(value >>> 1) : value >>> 1);
-      value = 0;
-      shift = 0;
-    }
-    flush();
-    lines.push(row);
-    return lines;
   }
 
   // `export { x as 'module.exports' }` (string export names, ES2022): sucrase would write
@@ -204,7 +160,7 @@
       const result = runSucrase(name, renamed === null ? own : renamed.source, transforms);
       const lexed = lexOrNull(result.code);
       const code = lexed === null ? result.code : rename(result.code, lexed);
-      const answer = { esm, code, map: decodeMap(result.sourceMap.mappings) };
+      const answer = { esm, code, map: result.sourceMap.mappings };
       if (renamed !== null) answer.names = renamed.names;
       return answer;
     } catch (e) {

@@ -36,9 +36,7 @@ from zako_server.worker.runtime import vendor
 
 TOKEN_HEX_CHARS = 32
 # The CommonJS wrapper modules.js puts around a module's text (it must be the same text).
-_WRAPPER_OPEN = (
-    "(function (exports, require, module, __filename, __dirname, __zimp, __zako_meta) {"
-)
+_WRAPPER_OPEN = "(function (exports, require, module, __filename, __dirname, __zimp, __zako_meta) {"
 # Module names that can be written into `//# sourceURL=` as they are; others get an alias
 # (the prelude maps it back), so stack traces still show the author's name.
 _PLAIN_NAME = re.compile(r"[\w.\-/@+~$]+")
@@ -122,8 +120,12 @@ def task_script(
     go in as arrays of pairs (never object literals: a file named `__proto__` is a name
     like any other); modules.js compiles a file only when it is first loaded.
     """
-    pairs = ",".join(f"[{_js(name)},{_js(source)}]" for name, source in modules)
-    extra = ",".join(f"[{_js(name)},{_js(info)}]" for name, info in (prepared or {}).items())
+    prepared = prepared or {}
+    # A transformed file's own text is never compiled: only its name goes (for resolution).
+    pairs = ",".join(
+        f"[{_js(name)},{_js('' if name in prepared else source)}]" for name, source in modules
+    )
+    extra = ",".join(f"[{_js(name)},{_js(info)}]" for name, info in prepared.items())
     return (
         f"__zako.task({_js(token)},{_js(_js(config))},[{pairs}],[{extra}],"
         f"{_js(entry)},{_js(input_text)})"

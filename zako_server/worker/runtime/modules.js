@@ -570,12 +570,53 @@
     return { value: module.exports.default };
   }
 
+  // A source map's `mappings` (base64 VLQ) as per-line flat triples
+  // [generatedColumn, sourceLine, sourceColumn], 0-based.
+  const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  function decodeMap(mappings) {
+    const lines = [];
+    let row = [];
+    let genCol = 0;
+    let srcLine = 0;
+    let srcCol = 0;
+    let fields = [];
+    let value = 0;
+    let shift = 0;
+    const flush = () => {
+      if (fields.length >= 4) {
+        genCol += fields[0]; srcLine += fields[2]; srcCol += fields[3];
+        arrPush(row, genCol, srcLine, srcCol);
+      } else if (fields.length >= 1) {
+        genCol += fields[0];
+      }
+      fields = [];
+    };
+    for (let i = 0; i < mappings.length; i++) {
+      const ch = mappings[i];
+      if (ch === ',' || ch === ';') {
+        flush();
+        if (ch === ';') { arrPush(lines, row); row = []; genCol = 0; }
+        continue;
+      }
+      const digit = strIndexOf(B64, ch);
+      value += (digit & 31) * 2 ** shift;
+      if (digit & 32) { shift += 5; continue; }
+      arrPush(fields, value % 2 === 1 ? -((value - 1) / 2) : value / 2);
+      value = 0;
+      shift = 0;
+    }
+    flush();
+    arrPush(lines, row);
+    return lines;
+  }
+
   // A stack frame's (line, column) in the author's file: the wrapper's shift taken off
-  // line 1, then the transform's column map applied.
+  // line 1, then the transform's column map applied (decoded on first use).
   function frame(file, line, column) {
     const rec = mapGet(files, file);
     if (rec === undefined) return undefined;
     if (line === 1 && typeof column === 'number') column -= rec.prefix;
+    if (typeof rec.map === 'string') rec.map = decodeMap(rec.map);
     if (rec.map !== null && rec.map !== undefined && typeof column === 'number') {
       const segs = rec.map[line - 1];
       if (isArray(segs) && segs.length >= 3) {
