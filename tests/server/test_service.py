@@ -197,10 +197,12 @@ async def test_duplicate_live_id_is_rejected_as_already_exists(stub):
             task("dup", "module.exports = 2"),
         ],
     )
-    seq = kinds(events["dup"])
-    assert "rejected" in seq and "completed" in seq
-    rejected = next(e for e in events["dup"] if e.WhichOneof("event") == "rejected")
+    # The id keeps exactly one terminal event, its live task's; the duplicate's
+    # rejection carries no id (#12) and names the field and the id in its message.
+    assert kinds(events["dup"])[-1] == "completed" and "rejected" not in kinds(events["dup"])
+    (rejected,) = events[""]
     assert rejected.rejected.code == grpc.StatusCode.ALREADY_EXISTS.value[0]
+    assert rejected.rejected.field == "task.id" and "'dup'" in rejected.rejected.message
 
 
 async def test_cancel_running_task_in_band_stops_it_within_a_second(stub):

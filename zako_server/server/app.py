@@ -22,14 +22,13 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.trace import TracerProvider
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
-from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_server.server.admission import Admission, AdmissionPolicy
 from zako_server.server.config import Settings
 from zako_server.server.engine import Engine
 from zako_server.server.metrics import Metrics
 from zako_server.server.pool import Pool, PoolSettings
 from zako_server.server.security import Authenticator, TlsFiles
-from zako_server.server.service import ExecutorService
+from zako_server.server.service import ExecutorService, add_to_server
 from zako_server.server.tracing import Tracing
 from zako_server.server.transforms import TransformPool, default_processes
 
@@ -128,7 +127,7 @@ class ZakoServer:
                 *keepalive_options(self.settings),
             ],
         )
-        pb_grpc.add_ExecutorServicer_to_server(self.service, server)
+        add_to_server(self.service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (

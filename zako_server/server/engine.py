@@ -41,7 +41,6 @@ from zako_server.protocol import (
 from zako_server.server.admission import Admission, Ticket
 from zako_server.server.errors import (
     DuplicateTask,
-    PermissionDenied,
     QueueDeadlineExceeded,
     TaskNotFound,
     TaskRejection,
@@ -246,7 +245,10 @@ class Engine:
         self._traced = not isinstance(self.tracer, trace.NoOpTracer)
         self.counters = Counters()
         self.run_time = Histogram()
-        self._tasks: dict[str, TaskRecord] = {}
+        # Keyed by (tenant, id): ids are a tenant's own namespace (#12), so one tenant
+        # can neither see another's live ids (through ALREADY_EXISTS or
+        # PERMISSION_DENIED) nor be kept from using an id another tenant uses.
+        self._tasks: dict[tuple[str, str], TaskRecord] = {}
         # Tasks waiting for their stream's backpressure to lift (not queued, no lease).
         self.held = 0
 
@@ -261,7 +263,7 @@ class Engine:
         """Accept a validated task or raise TaskRejection (the caller reports it).
 
         `gate`: the task starts only while it is open (see `_await_gate`)."""
-        if job.task_id in self._tasks:
+        if (tenant, job.task_id) in self._tasks:
             raise DuplicateTask(
                 f"task.id {job.task_id!r} is already queued or running", field="task.id"
             )
@@ -275,7 +277,7 @@ class Engine:
             size_bytes=job.size_bytes,
             deadline=deadline,
         )
-        self._tasks[job.task_id] = record
+        self._tasks[tenant, job.task_id] = record
         self.counters.accepted += 1
         emit(record.event(accepted=pb.Accepted(queue_position=position)))
         record.runner = asyncio.create_task(self._run(record), name=f"zako-task-{job.task_id}")
@@ -286,21 +288,29 @@ class Engine:
         self.admission.note_rejection(tenant)
 
     def cancel(
-        self, task_id: str, reason: str, owner: object | None = None, tenant: str | None = None
+        self,
+        task_id: str,
+        reason: str,
+        owner: object | None = None,
+        tenant: str = "anonymous",
+        any_tenant: bool = False,
     ) -> int:
         """Cancel a queued or running task; returns its pb.TaskState before the cancel.
 
-        `owner` limits it to one stream's tasks, `tenant` to one tenant's (a client role).
+        The id is looked up among `tenant`'s tasks; `owner` limits it to one stream's.
+        `any_tenant` (the admin role): failing that, the one live task of any tenant
+        with that id, if exactly one has it (with several, the id does not say which).
         """
-        record = self._tasks.get(task_id)
+        record = self._tasks.get((tenant, task_id))
+        if any_tenant and (record is None or record.state == "done"):
+            others = [r for (_, i), r in self._tasks.items() if i == task_id and r.state != "done"]
+            record = others[0] if len(others) == 1 else None
         if (
             record is None
             or record.state == "done"
             or (owner is not None and record.owner is not owner)
         ):
             raise TaskNotFound(f"no queued or running task with id {task_id!r}")
-        if tenant is not None and record.tenant != tenant:
-            raise PermissionDenied(f"task {task_id!r} belongs to another tenant")
         previous = pb.TASK_STATE_RUNNING if record.state == "running" else pb.TASK_STATE_QUEUED
         self._cancel(record, reason or "cancelled by client")
         return previous
@@ -334,7 +344,8 @@ class Engine:
         if record.state == "queued" and record.runner is not None:
             record.runner.cancel()
         elif record.state == "running":
-            task = asyncio.ensure_future(self.pool.cancel(record.task_id))
+            # By the frame, not the id alone: two tenants may both run an id (#12).
+            task = asyncio.ensure_future(self.pool.cancel(record.task_id, record.job.frame))
             task.add_done_callback(lambda t: t.exception())
 
     async def _run(self, record: TaskRecord) -> None:
@@ -389,7 +400,7 @@ class Engine:
             if prepare is not None and not prepare.done():
                 prepare.cancel()
             self.admission.release(record.ticket)
-            self._tasks.pop(record.task_id, None)
+            self._tasks.pop((record.tenant, record.task_id), None)
             if record.terminal is None:  # defensive: never leave a task without an end
                 self._finish_cancelled(record)
 

@@ -233,11 +233,16 @@ class Pool:
             _RSS_POLL_S, self._check_memory, worker, task_id, limit, watch
         )
 
-    async def cancel(self, task_id: str) -> bool:
-        """Ask the worker running `task_id` to stop it; kill the worker if it does not
-        answer within the cancel grace. False when no worker runs that task."""
+    async def cancel(self, task_id: str, frame: RunFrame | None = None) -> bool:
+        """Ask the worker running `task_id` (that `frame`, if given: two tenants may use
+        one id) to stop it; kill the worker if it does not answer within the cancel
+        grace. False when no worker runs that task."""
         for worker in list(self._workers.values()):
-            if worker.task_id == task_id and worker.state == "busy":
+            if (
+                worker.task_id == task_id
+                and (frame is None or worker.frame is frame)
+                and worker.state == "busy"
+            ):
                 task = asyncio.create_task(self._cancel_with_grace(worker, task_id))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)

@@ -32,6 +32,7 @@ from typing import Any, NoReturn
 import grpc
 import psutil
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -48,7 +49,9 @@ from zako_server.server.engine import (
     timestamp,
 )
 from zako_server.server.errors import (
+    DuplicateTask,
     InternalFault,
+    InvalidTask,
     Overloaded,
     PermissionDenied,
     TaskNotFound,
@@ -107,6 +110,17 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: ZakoServerErr
     if retry_after is not None:
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.RetryInfo(retry_delay=duration(retry_after)))
+        details.append(detail)
+    field = exc.field if isinstance(exc, TaskRejection) else ""
+    if field:  # as the stream's Rejected.field: which field to fix (#12)
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=field, description=message)
+                ]
+            )
+        )
         details.append(detail)
     quota = exc.quota if isinstance(exc, TaskRejection) else ""
     if quota:
@@ -208,6 +222,63 @@ def _histogram(h: Histogram) -> pb.Histogram:
     )
 
 
+class _Undecodable:
+    """A request frame protobuf could not parse. gRPC answers UNKNOWN when a request
+    deserializer raises, so ours returns this instead and the handler answers
+    INVALID_ARGUMENT: the client sent bytes that are not the message (#12)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, type_name: str, error: DecodeError) -> None:
+        self.message = f"the request is not a valid {type_name} message: {error}"
+
+
+def _lenient(message_type: type[Message]) -> Any:
+    def parse(data: bytes) -> Message | _Undecodable:
+        try:
+            return message_type.FromString(data)
+        except DecodeError as exc:
+            return _Undecodable(message_type.DESCRIPTOR.full_name, exc)
+
+    return parse
+
+
+def _refusing_undecodable(method: Any) -> Any:
+    """A unary handler that answers an undecodable request INVALID_ARGUMENT."""
+
+    async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, _Undecodable):
+            await _abort(context, InvalidTask(request.message))
+        return await method(request, context)
+
+    return handler
+
+
+def add_to_server(service: ExecutorService, server: grpc.aio.Server) -> None:
+    """Register zako.v1.Executor as the generated add_ExecutorServicer_to_server does,
+    but with request deserializers that never raise (see _Undecodable)."""
+    handlers = {}
+    for method in pb.DESCRIPTOR.services_by_name["Executor"].methods:
+        request_type = getattr(pb, method.input_type.name)
+        response_type = getattr(pb, method.output_type.name)
+        implementation = getattr(service, method.name)
+        if method.client_streaming:  # Submit: its reader turns the frame into a rejection
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                implementation,
+                request_deserializer=_lenient(request_type),
+                response_serializer=response_type.SerializeToString,
+            )
+        else:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                _refusing_undecodable(implementation),
+                request_deserializer=_lenient(request_type),
+                response_serializer=response_type.SerializeToString,
+            )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("zako.v1.Executor", handlers),)
+    )
+
+
 class ExecutorService(pb_grpc.ExecutorServicer):
     """Implements every RPC of zako.v1.Executor on top of the Engine."""
 
@@ -262,7 +333,9 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             return job.task_id
         except TaskRejection as exc:
             self.engine.count_rejection(exc, tenant)
-            return rejected_event(task.id, exc)
+            # A duplicate's rejection carries no id: the id is the live task's, which gets
+            # its own terminal event; a client keyed by id must not see a second one.
+            return rejected_event("" if isinstance(exc, DuplicateTask) else task.id, exc)
 
     def _validate(
         self, task: pb.Task, context: grpc.aio.ServicerContext[Any, Any], tenant: str
@@ -301,7 +374,12 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 if not reading and not outstanding:
                     out.put_nowait(None)
 
-        def handle(request: pb.SubmitRequest) -> None:
+        def handle(request: pb.SubmitRequest | _Undecodable) -> None:
+            if isinstance(request, _Undecodable):  # no id to name: an id-less rejection
+                exc = InvalidTask(request.message)
+                self.engine.count_rejection(exc, tenant)
+                out.put_nowait(rejected_event("", exc))
+                return
             kind = request.WhichOneof("kind")
             if kind == "task":
                 # A rejection goes straight out, never through `emit`: it must
@@ -328,6 +406,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                         request.cancel.task_id,
                         request.cancel.reason or "cancelled by client",
                         owner,
+                        tenant,
                     )
 
         async def read() -> None:
@@ -338,7 +417,10 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                         handle(request)
                     except Exception as exc:  # the last-resort guard: one task, not all
                         log.exception("internal error handling a Submit request")
-                        if request.WhichOneof("kind") == "task":
+                        if (
+                            isinstance(request, pb.SubmitRequest)
+                            and request.WhichOneof("kind") == "task"
+                        ):
                             fault = InternalFault(
                                 f"internal server error handling the task: {type(exc).__name__}"
                             )
@@ -438,9 +520,10 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             previous = self.engine.cancel(
                 request.task_id,
                 request.reason or "cancelled by request",
-                tenant=None if identity.is_admin else identity.tenant,
+                tenant=identity.tenant,
+                any_tenant=identity.is_admin,
             )
-        except (TaskNotFound, PermissionDenied) as exc:
+        except TaskNotFound as exc:
             await _abort(context, exc)
         return pb.CancelResponse(previous_state=previous)  # type: ignore[arg-type]
 

@@ -207,6 +207,7 @@ class WorkerHandle:
         self.state: WorkerState = "starting"
         self.idle_since = time.monotonic()
         self.task_id: str | None = None
+        self.frame: RunFrame | None = None  # the running task's (ids are per tenant)
         self.tasks_run = 0
         self.last_heap: HeapFigures | None = None
         # (reuse, kind, hermetic) of the last task that may have left a warm isolate here.
@@ -323,6 +324,7 @@ class WorkerHandle:
         assert self.state == "idle", f"worker {self.id} is {self.state}"
         self.state = "busy"
         self.task_id = self._last_task = frame.id
+        self.frame = frame
         self.task_began = False
         self._sink = sink
         loop = asyncio.get_running_loop()
@@ -354,6 +356,7 @@ class WorkerHandle:
     def finish_task(self) -> None:
         """The pool took the done event; the worker may take the next task."""
         self.task_id = None
+        self.frame = None
         self._sink = None
         self._done = None
         self._result = None
