@@ -392,6 +392,12 @@ async def test_typescript_tsx_and_enums(run):
             "main.js",
             ("bad.mjs", 2, 14),
         ),
+        # a CommonJS module compiled on first require: located by a diagnosis parse
+        (
+            {"main.js": "require('./bad.js');", "bad.js": "let a = 1;\n  a b;\n"},
+            "main.js",
+            ("bad.js", 2, 5),
+        ),
     ],
 )
 async def test_errors_name_the_original_line_and_column(run, modules, entry, where):
@@ -419,3 +425,41 @@ async def test_the_transform_stage_reports_its_figures_and_caches_across_tasks(z
     assert after.files_transformed == middle.files_transformed
     assert after.cache_hits == middle.cache_hits + 1
     assert after.queued == 0 and after.busy == 0
+
+
+# ---- limits ---------------------------------------------------------------------------------
+
+
+async def test_tree_limits_are_bytes_and_name_the_limit_and_the_size(server_factory):
+    server = server_factory(max_tree_bytes=10_000, max_source_bytes=6_000)
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+
+        async def status(modules: dict[str, str]) -> str:
+            task = pb.Task(
+                source="module.exports = 1;",
+                modules=[pb.Module(name=k, source=v) for k, v in modules.items()],
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Run(pb.RunRequest(task=task), timeout=30)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            return info.value.details()
+
+        many = {f"lib/f{i}.js": "x" * 2_000 for i in range(6)}
+        message = await status(many)
+        assert "max_tree_bytes" in message and "10000" in message and "lib/f4.js" in message
+        message = await status({"big.js": "x" * 7_000})
+        assert "big.js" in message and "7000 bytes" in message and "max_source_bytes" in message
+        message = await status({"a//b.js": ""})
+        assert "a//b.js" in message
+    # many small files are fine: there is no count of 1,024
+    server = server_factory()
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        small = {f"m/{i}.js": "module.exports = 1;" for i in range(1_500)}
+        task = pb.Task(
+            source="module.exports = require('./m/1499');",
+            modules=[pb.Module(name=k, source=v) for k, v in small.items()],
+        )
+        response = await stub.Run(pb.RunRequest(task=task), timeout=60)
+        assert response.completed.result.value_json == "1"
