@@ -154,7 +154,7 @@ def targets(results: dict[str, Any], params: Params) -> list[Target]:
     rows.append(
         Target(
             "log_flood_rss",
-            "Server RSS growth under a never-read Submit stream flooded with log lines",
+            "Log flood on a never-read Submit stream: server RSS growth",
             f"{flood.get('tasks', 0)} tasks x 2^20 lines, "
             f"{flood.get('completed', 0)} completed after reading",
             flood.get("growth_mb", nan),

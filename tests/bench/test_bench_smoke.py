@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SECTIONS = {"echo", "inprocess", "naive", "zako", "cpu", "memory", "cold", "overload"}
+SECTIONS = {"echo", "inprocess", "naive", "zako", "cpu", "memory", "cold", "overload", "flood"}
 LOADS = {
     "echo": {"echo_stream", "echo_stream3", "echo_streams8", "echo_unary", "echo_unary_c8"},
     "inprocess": {"inprocess_fresh", "inprocess_reused"},
@@ -38,6 +38,7 @@ TARGETS = {
     "cpu_scaling",
     "worker_rss",
     "server_rss_growth",
+    "log_flood_rss",
     "cold_start",
 }
 TARGET_TITLES = [
@@ -47,6 +48,7 @@ TARGET_TITLES = [
     "CPU-bound ~50 ms tasks, 2 workers vs 1",
     "Idle worker RSS",
     "Server RSS growth",
+    "Log flood on a never-read Submit stream",
     "Cold start to SERVING",
 ]
 
