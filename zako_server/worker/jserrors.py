@@ -210,9 +210,16 @@ def check_outcome(raw: Any, max_result_bytes: int) -> Outcome | None:
         v = err.get(key)
         return clean_text(v) if isinstance(v, str) else None
 
-    def number(key: str) -> int | None:
+    def position(key: str) -> int | None:
+        # A line or column is 1-based; anything else (a negative column from code that
+        # eval'd a sourceURL of its own, NaN, a float) is no position at all: left as is,
+        # it failed the event's protobuf encoding and the task was reported INTERNAL.
         v = err.get(key)
-        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return None
+        if v != v or v in (float("inf"), float("-inf")) or v < 1 or v != int(v):
+            return None
+        return int(v) if v <= 0xFFFFFFFF else None
 
     return failure(
         FailureReason(reason),
@@ -221,8 +228,8 @@ def check_outcome(raw: Any, max_result_bytes: int) -> Outcome | None:
             text("message") or "",
             stack=text("stack"),
             module=text("module"),
-            line=number("line"),
-            column=number("column"),
+            line=position("line"),
+            column=position("column"),
             code=text("code"),
         ),
     )

@@ -40,6 +40,7 @@
   const dateISO = uncurry(Date.prototype.toISOString);
   const NativeError = Error;
   const NativeTypeError = TypeError;
+  const NativeRangeError = RangeError;
   const NativePromise = Promise;
   const NativeProxy = Proxy;
   const promiseThen = uncurry(Promise.prototype.then);
@@ -663,13 +664,29 @@
   }));
 
   // ---- outcome ----------------------------------------------------------------------
+  // Deepest result value serialized: JSON.stringify recurses, so a deeper value would
+  // overflow the stack (a RangeError naming no limit) or the client's own JSON parser.
+  const MAX_RESULT_DEPTH = 500;
+
+  // Whatever the thrown value does (a Proxy whose traps throw, a getter that throws),
+  // the task gets a failure: an exception out of here would leave it unsettled, which
+  // the worker can only report as DEADLOCK.
   function describe(e) {
+    try {
+      return describeValue(e);
+    } catch (_) {
+      return failure('js_error', 'Error', 'the task threw a value that cannot be described ' +
+        '(reading it threw)', null, undefined, null);
+    }
+  }
+
+  function describeValue(e) {
     let name = 'Error';
     let message;
     let stack = null;
     let code = null;
     if (e !== null && (typeof e === 'object' || typeof e === 'function') &&
-        (toTag(e) === '[object Error]' || safe(() => e instanceof NativeError, false))) {
+        (safe(() => toTag(e), '') === '[object Error]' || safe(() => e instanceof NativeError, false))) {
       stack = safe(() => { const s = e.stack; return typeof s === 'string' ? s : null; }, null);
       name = safe(() => { const n = e.name; return n === undefined ? 'Error' : '' + n; }, 'Error');
       message = safe(() => { const m = e.message; return m === undefined ? '' : '' + m; }, '');
@@ -682,8 +699,10 @@
     }
     const at = e !== null && (typeof e === 'object' || typeof e === 'function')
       ? wmGet(pinned, e) || wmGet(locations, e) : undefined;
+    // Only errors the host made choose the reason (`reasons`): a task's own error with
+    // code MODULE_NOT_FOUND is still the task's error, not a missing module.
     let reason = e !== null && typeof e === 'object' ? wmGet(reasons, e) : undefined;
-    if (reason === undefined) reason = code === 'MODULE_NOT_FOUND' ? 'module_not_found' : 'js_error';
+    if (reason === undefined) reason = 'js_error';
     return failure(reason, name, message, stack, at, code);
   }
 
@@ -703,10 +722,19 @@
 
   function serialize(value) {
     const paths = new NativeWeakMap();
+    const depths = new NativeWeakMap();
     const problem = (what) => hostError(NativeTypeError, 'result is not JSON-serializable: ' + what, 'not_serializable');
     const text = stringify(value, function (key, v) {
       const parent = this !== null && typeof this === 'object' ? wmGet(paths, this) : undefined;
       const path = parent === undefined ? 'result' : pathStep(parent, key, this);
+      if (v !== null && typeof v === 'object') {
+        const depth = parent === undefined ? 1 : wmGet(depths, this) + 1;
+        if (depth > MAX_RESULT_DEPTH) {
+          throw hostError(NativeRangeError, 'result is nested deeper than ' + MAX_RESULT_DEPTH +
+            ' levels of arrays and objects, the limit (at ' + strSlice(path, 0, 120) + '...)', 'not_serializable');
+        }
+        wmSet(depths, v, depth);
+      }
       const t = typeof v;
       if (t === 'function') throw problem('a function at ' + path);
       if (t === 'symbol') throw problem('a symbol at ' + path);
