@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from zako_server.server.transforms import TransformPool, default_processes, package_types
@@ -95,3 +97,13 @@ async def test_the_cache_is_bounded_by_bytes():
         assert 1 <= pool.stats.cache_entries < 40
     finally:
         await pool.close()
+
+
+async def test_a_cancelled_caller_does_not_fail_others_waiting_for_the_same_files(pool):
+    modules = {f"m{i}.mjs": f"export const v = {i};" for i in range(200)}
+    first = asyncio.ensure_future(pool.prepare(modules))
+    second = asyncio.ensure_future(pool.prepare(modules))
+    await asyncio.sleep(0)
+    first.cancel()
+    answers = await second
+    assert len(answers) == 200 and all(a["esm"] for a in answers.values())

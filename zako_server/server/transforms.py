@@ -103,6 +103,7 @@ class TransformPool:
         self._sizes: dict[str, int] = {}
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._executor: ProcessPoolExecutor | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self.stats = TransformStats(processes=self.processes)
 
     def _pool(self) -> ProcessPoolExecutor:
@@ -171,9 +172,14 @@ class TransformPool:
                 self._inflight[key] = asyncio.get_running_loop().create_future()
                 waits.append((name, self._inflight[key]))
         if missing:
-            await self._run(missing)
+            # Its own task: a caller that is cancelled (its task was) must not fail the
+            # other tasks waiting for the same files.
+            work = asyncio.ensure_future(self._run(missing))
+            self._background.add(work)
+            work.add_done_callback(self._background.discard)
+            work.add_done_callback(lambda t: t.cancelled() or t.exception())
         for name, future in waits:
-            answers[name] = await future
+            answers[name] = await asyncio.shield(future)
         return {name: a for name, a in answers.items() if a is not _UNCHANGED}
 
     async def _run(self, missing: dict[str, tuple[str, str, str, str]]) -> None:
