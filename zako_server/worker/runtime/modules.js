@@ -380,7 +380,7 @@
     if (strStarts(code, '#!')) code = '//' + strSlice(code, 2); // hashbang, same length
     const open = esm ? ESM_OPEN : cjsOpen;
     const file = fileName(name);
-    mapSet(files, file, { name, prefix: open.length, map: p !== undefined ? p.map : null });
+    mapSet(files, file, { name, prefix: open.length, map: p !== undefined ? p.map : null, esm });
     try {
       const fn = evalScript(open + code + (esm ? ESM_CLOSE : '\n})') + '\n//# sourceURL=' + file);
       mapSet(compiled, name, fn);
@@ -628,7 +628,7 @@
         column = segs[best + 2] + (c0 >= segs[best] ? c0 - segs[best] : 0) + 1;
       }
     }
-    return { module: rec.name, line, column };
+    return { module: rec.name, line, column, esm: rec.esm };
   }
 
   // node:module's createRequire(filename | file: URL), for the built-in module layer.

@@ -151,8 +151,9 @@
       if (first === null) first = at;
       const where = at.module + ':' + at.line + ':' + at.column;
       let name = site.getFunctionName() || site.getMethodName();
-      // V8 infers names from the wrapper call around the module ("__zako.define.x").
-      if (typeof name === 'string' && strStarts(name, '__zako.define.')) name = strSlice(name, 14);
+      // In an ES module, V8 names exported functions after the CommonJS the transform
+      // wrote ("exports.default"); Node shows the export's name.
+      if (at.esm && typeof name === 'string' && strStarts(name, 'exports.')) name = strSlice(name, 8);
       if (site.isConstructor()) name = 'new ' + (name || '<anonymous>');
       out += '\n    at ' + (site.isAsync() ? 'async ' : '') + (name ? name + ' (' + where + ')' : where);
     }
