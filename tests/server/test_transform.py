@@ -107,3 +107,16 @@ async def test_a_cancelled_caller_does_not_fail_others_waiting_for_the_same_file
     first.cancel()
     answers = await second
     assert len(answers) == 200 and all(a["esm"] for a in answers.values())
+
+
+async def test_without_make_setup_the_stage_is_off_and_commonjs_still_runs(monkeypatch, tmp_path):
+    from zako_server.transform import bundle
+
+    monkeypatch.setattr(bundle, "node_modules", lambda: tmp_path / "missing")
+    pool = TransformPool(1)
+    await pool.start()
+    try:
+        assert pool.unavailable is not None and "missing" in pool.unavailable
+        assert await pool.prepare({"a.mjs": "export default 1;"}) == {}
+    finally:
+        await pool.close()

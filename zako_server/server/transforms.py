@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 from collections import OrderedDict
@@ -28,7 +29,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from zako_server.transform import EXTENSIONS, process
+from zako_server.transform import EXTENSIONS, bundle, process
+
+log = logging.getLogger("zako.transforms")
 
 BATCH_FILES = 64
 BATCH_BYTES = 1 << 20
@@ -104,6 +107,7 @@ class TransformPool:
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._executor: ProcessPoolExecutor | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self.unavailable: str | None = None  # why the stage is off, when it is
         self.stats = TransformStats(processes=self.processes)
 
     def _pool(self) -> ProcessPoolExecutor:
@@ -116,7 +120,15 @@ class TransformPool:
         return self._executor
 
     async def start(self) -> None:
-        """Start the processes and load the bundle now, not on the first task."""
+        """Start the processes and load the bundle now, not on the first task.
+
+        Without the stage's JavaScript (zako_server/jsdeps not installed: `make setup`)
+        the server still serves CommonJS: the stage is switched off, loudly, and ES
+        modules or TypeScript then fail to compile in the task that sends them."""
+        if not bundle.installed():
+            self.unavailable = f"transform stage off: {bundle.node_modules()} is not installed"
+            log.warning("%s (run `make setup`): only CommonJS modules will run", self.unavailable)
+            return
         loop = asyncio.get_running_loop()
         pool = self._pool()
         await asyncio.gather(
@@ -145,6 +157,8 @@ class TransformPool:
 
     async def prepare(self, modules: dict[str, str]) -> dict[str, dict[str, Any]]:
         """{name: {esm, code, map} | {error}} for every file that needs more than its text."""
+        if self.unavailable is not None:
+            return {}
         manifests = package_types(modules)
         wanted: list[tuple[str, str, str, str]] = []  # (name, key, ext, type)
         for name in modules:

@@ -41,6 +41,12 @@ def node_modules() -> Path:
     return Path(__file__).resolve().parents[1] / "jsdeps" / "node_modules"
 
 
+def installed() -> bool:
+    """Are sucrase and es-module-lexer where `make setup` puts them?"""
+    root = node_modules()
+    return (root / "sucrase" / "package.json").is_file() and (root / LEXER).is_file()
+
+
 _LOADER = r"""
 (function (files, mains, lexerSource, makeTransformer) {
   const cache = {};
