@@ -30,6 +30,8 @@ import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from zako_sdk.errors import (
+    MESSAGE_LIMIT_QUOTA,
+    MessageTooLarge,
     TaskCancelled,
     TaskError,
     TaskFailed,
@@ -231,6 +233,55 @@ def metadata_tuple(
     return (*(pair for pair in pairs if pair[0] != TENANT_HEADER), (TENANT_HEADER, tenant))
 
 
+# -- the message limit ---------------------------------------------------------------------
+
+# Tasks up to this size are sent without first asking the server for its message limit
+# (a server set below it still refuses them, as MessageTooLarge): a Capabilities call
+# is worth it only for a task that may well be over the limit.
+ASK_LIMIT_ABOVE = 1 << 20
+
+
+@dataclass(frozen=True)
+class MessageLimit:
+    """The largest request that may be sent, and whose limit it is (for the error)."""
+
+    max_bytes: int
+    source: str
+
+
+def channel_send_limit(options: Iterable[tuple[str, Any]]) -> MessageLimit | None:
+    """The channel's own send limit, if the caller set one."""
+    for key, value in options:
+        if key == "grpc.max_send_message_length" and isinstance(value, int) and value >= 0:
+            return MessageLimit(value, "the channel's grpc.max_send_message_length")
+    return None
+
+
+def request_bytes(task: pb.Task) -> int:
+    """Bytes of the RunRequest or SubmitRequest that carries `task` (its field 1)."""
+    size = task.ByteSize()
+    return 1 + (size.bit_length() + 6) // 7 + size if size else 2
+
+
+def check_request_size(task: pb.Task, limits: Iterable[MessageLimit | None]) -> None:
+    """Raise MessageTooLarge, without sending, when `task` is over any known limit.
+
+    A request over the limit can never succeed: sent anyway, gRPC refuses it (on a
+    Submit stream, by ending the whole stream) and a retry only repeats that (#12)."""
+    size = request_bytes(task)
+    for limit in limits:
+        if limit is not None and size > limit.max_bytes:
+            raise MessageTooLarge(
+                f"task {task.id}: its request is {size} bytes, over {limit.source} of "
+                f"{limit.max_bytes} bytes; it was not sent (a larger limit, or a smaller "
+                "task: sources and input travel in the request)",
+                task_id=task.id,
+                code=grpc.StatusCode.RESOURCE_EXHAUSTED,
+                field="task",
+                quota=MESSAGE_LIMIT_QUOTA,
+            )
+
+
 # -- retries -------------------------------------------------------------------------------
 
 _NEVER_RAN_CODES = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE})
@@ -244,6 +295,8 @@ def never_ran(outcome: Outcome, *, sent: bool) -> bool:
     never left this client (`sent` False). Everything else may have run: a result, a
     failure, a cancel, and a stream that broke after the task was written.
     """
+    if isinstance(outcome, MessageTooLarge):  # RESOURCE_EXHAUSTED, yet never succeeds
+        return False
     if isinstance(outcome, TaskRejected):
         return outcome.code in _NEVER_RAN_CODES
     return isinstance(outcome, Unavailable) and not sent

@@ -28,13 +28,18 @@ else:  # pragma: no cover
     from typing_extensions import Unpack
 
 from zako_sdk._base import (
+    ASK_LIMIT_ABOVE,
     DEFAULT_TARGET,
+    MessageLimit,
     Metadata,
     Outcome,
     build_task,
+    channel_send_limit,
+    check_request_size,
     metadata_tuple,
     outcome_of_run,
     plan_retry,
+    request_bytes,
     unwrap,
 )
 from zako_sdk._replicas import Cluster, Lane, StreamSet, cancelled_locally, first_cancel
@@ -111,7 +116,14 @@ class AsyncClient:
         self.retry = retry
         self._metadata = metadata_tuple(metadata, tenant)
         self._max_in_flight = max_in_flight
+        options = list(options or ())
         self._cluster = Cluster(self.targets, credentials=credentials, options=options)
+        # The message limits a task is checked against before it is sent: the channel's
+        # own, and the server's once Capabilities has told it (asked for on the first
+        # task that might be over it).
+        self._channel_limit = channel_send_limit(options)
+        self._server_limit: MessageLimit | None = None
+        self._asked_limit = False
         self._shared = self._stream_set()
         self._batches: set[StreamSet] = set()
         self._closed = False
@@ -128,9 +140,19 @@ class AsyncClient:
         if self._closed:
             raise ClientClosed("this client is closed")
 
+    async def _check_size(self, tasks: Sequence[pb.Task]) -> None:
+        """Raise MessageTooLarge for a task over a known message limit (see _base)."""
+        if not self._asked_limit and any(request_bytes(t) > ASK_LIMIT_ABOVE for t in tasks):
+            self._asked_limit = True
+            with contextlib.suppress(ZakoError):  # unknown: the server's refusal says it
+                await self.capabilities()
+        for task in tasks:
+            check_request_size(task, (self._channel_limit, self._server_limit))
+
     async def _submit(self, spec: TaskSpec, on_log: OnLog | None = None) -> TaskHandle:
         task = build_task(spec, default_timeout=self.timeout)
         self._check_open()
+        await self._check_size((task,))
         handle = self._shared.admit(task, on_log)
         try:
             await self._shared.place(handle)
@@ -146,6 +168,7 @@ class AsyncClient:
     async def _run_unary(self, spec: TaskSpec) -> Result:
         task = build_task(spec, default_timeout=self.timeout)
         self._check_open()
+        await self._check_size((task,))
         lanes = await self._cluster.lanes()
         lane = self._cluster.pick(lanes)
         attempt = 1
@@ -254,6 +277,7 @@ class AsyncClient:
             return []
         builds = [build_task(spec, default_timeout=self.timeout) for spec in specs]
         self._check_open()
+        await self._check_size(builds)
         streams = self._stream_set()
         self._batches.add(streams)
         settled = asyncio.Event()
@@ -378,6 +402,10 @@ class AsyncClient:
         """Limits, context kinds, priorities, versions (of the first target).
         `(await client.capabilities()).limits.max_timeout`"""
         answer = await self._unary("Capabilities", pb.CapabilitiesRequest())
+        if answer.limits.max_message_bytes > 0:
+            self._server_limit = MessageLimit(
+                answer.limits.max_message_bytes, "the server's message limit"
+            )
         return Capabilities.from_proto(answer)
 
     @property

@@ -7,6 +7,7 @@
     │   ├── TaskCancelled          cancelled by us, by another caller or by the server
     │   └── TaskRejected           never accepted; .code, .message, .field, .retry_after, .quota
     │       ├── InvalidTask        the task itself is wrong: do not retry it as is
+    │       │   └── MessageTooLarge  its request is over the message limit (never retried)
     │       └── Overloaded         capacity: retry after .retry_after seconds
     ├── TransportError             the call failed; .code, .details
     │   ├── Unavailable            server down, unreachable or draining; the stream broke
@@ -24,6 +25,7 @@ SDK: `map_rpc_error` is the only door, and callers raise its result `from` the o
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, cast
 
 import grpc
@@ -37,6 +39,7 @@ __all__ = [
     "ClientClosed",
     "DeadlineExceeded",
     "InvalidTask",
+    "MessageTooLarge",
     "Overloaded",
     "PermissionDenied",
     "RPCError",
@@ -136,6 +139,15 @@ class InvalidTask(TaskRejected):
     """The task can never run on this server as written (bad field, too big, duplicate id)."""
 
 
+class MessageTooLarge(InvalidTask):
+    """The task's request is larger than the message limit, so no attempt can succeed.
+
+    Raised before sending when the limit is known (the server's Limits.max_message_bytes
+    from Capabilities, else the channel's grpc.max_send_message_length), else from the
+    refusal. Its `code` is RESOURCE_EXHAUSTED, as gRPC's own refusal says, but unlike
+    `Overloaded` it is never retried; `quota` is "max_message_bytes"."""
+
+
 class Overloaded(TaskRejected):
     """The server is at capacity (quota, queue full, draining); `retry_after` says when to retry."""
 
@@ -188,6 +200,8 @@ _REJECTION: dict[grpc.StatusCode, type[TaskRejected]] = {
     grpc.StatusCode.OUT_OF_RANGE: InvalidTask,
     grpc.StatusCode.RESOURCE_EXHAUSTED: Overloaded,
 }
+MESSAGE_LIMIT_QUOTA = "max_message_bytes"
+_TOO_LARGE = re.compile(r"message larger than max", re.IGNORECASE)
 _BY_NUMBER: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
 
 
@@ -212,6 +226,13 @@ def rejection_error(
     """
     if code is grpc.StatusCode.UNAVAILABLE:
         cls: type[TaskRejected] = Overloaded
+    elif code is grpc.StatusCode.RESOURCE_EXHAUSTED and (
+        quota == MESSAGE_LIMIT_QUOTA or _TOO_LARGE.search(message)
+    ):
+        # Over the message limit: the server says so with its quota subject; gRPC's own
+        # refusal (a limit below ours, or a request over twice it) only in its text.
+        cls = MessageTooLarge
+        quota = MESSAGE_LIMIT_QUOTA
     else:
         cls = _REJECTION.get(code, TaskRejected)
     return cls(

@@ -147,3 +147,26 @@ async def test_runs_invalid_argument_carries_a_bad_request_naming_the_field(zako
             violations.extend(bad.field_violations)
     assert [v.field for v in violations] == ["task.input_json"]
     assert "NaN is not JSON" in violations[0].description
+
+
+async def test_a_frame_over_the_message_limit_is_that_tasks_rejection_counted(server_factory):
+    server = server_factory(max_message_bytes=str(256 << 10))
+    big = pb.SubmitRequest(task=pb.Task(id="big", source="module.exports = 1" + " " * 300_000))
+    fine = pb.SubmitRequest(task=pb.Task(id="fine", source="module.exports = 2"))
+
+    async def requests():
+        yield big.SerializeToString()
+        yield fine.SerializeToString()
+
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        call = _raw(channel, "Submit", streaming=True)(requests(), timeout=30)
+        events = [e async for e in call]
+        assert await call.code() == grpc.StatusCode.OK  # before: the stream died
+        stats = await pb_grpc.ExecutorStub(channel).Stats(pb.StatsRequest())
+    ends = {e.task_id: e for e in events if e.WhichOneof("event") in TERMINAL}
+    rejected = ends["big"].rejected
+    assert rejected.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert rejected.quota == "max_message_bytes" and not rejected.HasField("retry_after")
+    assert f"message limit of {256 << 10} bytes" in rejected.message
+    assert ends["fine"].completed.result.value_json == "2", ends["fine"]
+    assert stats.tasks.rejected_by_reason["RESOURCE_EXHAUSTED"] == 1

@@ -121,7 +121,10 @@ class ZakoServer:
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[
-                ("grpc.max_receive_message_length", limit),
+                # Twice ours: a request up to 2x max_message_bytes is read and refused
+                # by the service alone, precisely and counted (service._Refused);
+                # gRPC refuses larger ones itself.
+                ("grpc.max_receive_message_length", 2 * limit),
                 ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 0),
                 *keepalive_options(self.settings),

@@ -6,9 +6,10 @@
     │   ├── DuplicateTask             ALREADY_EXISTS      id already queued or running
     │   ├── CannotFit                 FAILED_PRECONDITION can never fit this server
     │   ├── Overloaded                RESOURCE_EXHAUSTED  queue full / quota; retry later
+    │   ├── MessageTooLarge           RESOURCE_EXHAUSTED  over max_message_bytes; never retry
     │   └── Draining                  UNAVAILABLE         shutting down; retry elsewhere
     ├── QueueDeadlineExceeded         DEADLINE_EXCEEDED   waited past its deadline (a Failed event)
-    ├── TaskNotFound                  NOT_FOUND           Cancel of an unknown task
+    ├── TaskNotFound                  NOT_FOUND           Cancel of an unknown task (of this tenant)
     ├── Unauthenticated               UNAUTHENTICATED     no or unknown bearer token
     └── PermissionDenied              PERMISSION_DENIED   the caller's role or tenant may not
 
@@ -80,6 +81,13 @@ class CannotFit(TaskRejection):
 
 
 class Overloaded(TaskRejection):
+    code = "RESOURCE_EXHAUSTED"
+
+
+class MessageTooLarge(TaskRejection):
+    """A request over max_message_bytes: RESOURCE_EXHAUSTED as gRPC's own refusal says,
+    but with no retry_after, since sending it again can never succeed."""
+
     code = "RESOURCE_EXHAUSTED"
 
 

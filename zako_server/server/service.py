@@ -52,6 +52,7 @@ from zako_server.server.errors import (
     DuplicateTask,
     InternalFault,
     InvalidTask,
+    MessageTooLarge,
     Overloaded,
     PermissionDenied,
     TaskNotFound,
@@ -222,33 +223,56 @@ def _histogram(h: Histogram) -> pb.Histogram:
     )
 
 
-class _Undecodable:
-    """A request frame protobuf could not parse. gRPC answers UNKNOWN when a request
-    deserializer raises, so ours returns this instead and the handler answers
-    INVALID_ARGUMENT: the client sent bytes that are not the message (#12)."""
+class _Refused:
+    """A request frame refused before any handler could read it: bytes that are not the
+    message (INVALID_ARGUMENT), or more bytes than max_message_bytes (RESOURCE_EXHAUSTED).
 
-    __slots__ = ("message",)
+    gRPC answers UNKNOWN when a request deserializer raises, and refuses an oversized
+    message itself, uncounted and (on Submit) by ending the whole stream. So gRPC's own
+    limit is set to twice ours (app.py), the deserializer returns this instead of
+    raising, and the handler refuses the one request: counted in Stats, and on a stream
+    as that task's Rejected event (#12)."""
 
-    def __init__(self, type_name: str, error: DecodeError) -> None:
-        self.message = f"the request is not a valid {type_name} message: {error}"
+    __slots__ = ("error", "task_id")
+
+    def __init__(self, error: TaskRejection, task_id: str = "") -> None:
+        self.error = error
+        self.task_id = task_id
 
 
-def _lenient(message_type: type[Message]) -> Any:
-    def parse(data: bytes) -> Message | _Undecodable:
+def _lenient(message_type: type[Message], limit: int) -> Any:
+    name = message_type.DESCRIPTOR.full_name
+
+    def parse(data: bytes) -> Message | _Refused:
         try:
-            return message_type.FromString(data)
+            message = message_type.FromString(data)
         except DecodeError as exc:
-            return _Undecodable(message_type.DESCRIPTOR.full_name, exc)
+            return _Refused(InvalidTask(f"the request is not a valid {name} message: {exc}"))
+        if len(data) <= limit:
+            return message
+        task = getattr(message, "task", None)
+        return _Refused(
+            MessageTooLarge(
+                f"the request is {len(data)} bytes, over this server's message limit of "
+                f"{limit} bytes (Limits.max_message_bytes); it can never be accepted as is",
+                quota="max_message_bytes",
+            ),
+            task.id if isinstance(task, pb.Task) else "",
+        )
 
     return parse
 
 
-def _refusing_undecodable(method: Any) -> Any:
-    """A unary handler that answers an undecodable request INVALID_ARGUMENT."""
+def _refusing(service: ExecutorService, method: Any, carries_task: bool) -> Any:
+    """A unary handler that answers a refused request frame with its status (a task's
+    refusal is counted as the task's rejection, for its tenant)."""
 
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if isinstance(request, _Undecodable):
-            await _abort(context, InvalidTask(request.message))
+        if isinstance(request, _Refused):
+            if carries_task:
+                tenant = (await service._identify(context)).tenant
+                service.engine.count_rejection(request.error, tenant)
+            await _abort(context, request.error)
         return await method(request, context)
 
     return handler
@@ -256,7 +280,8 @@ def _refusing_undecodable(method: Any) -> Any:
 
 def add_to_server(service: ExecutorService, server: grpc.aio.Server) -> None:
     """Register zako.v1.Executor as the generated add_ExecutorServicer_to_server does,
-    but with request deserializers that never raise (see _Undecodable)."""
+    but with request deserializers that never raise (see _Refused)."""
+    limit = service.settings.max_message_bytes
     handlers = {}
     for method in pb.DESCRIPTOR.services_by_name["Executor"].methods:
         request_type = getattr(pb, method.input_type.name)
@@ -265,13 +290,13 @@ def add_to_server(service: ExecutorService, server: grpc.aio.Server) -> None:
         if method.client_streaming:  # Submit: its reader turns the frame into a rejection
             handlers[method.name] = grpc.stream_stream_rpc_method_handler(
                 implementation,
-                request_deserializer=_lenient(request_type),
+                request_deserializer=_lenient(request_type, limit),
                 response_serializer=response_type.SerializeToString,
             )
         else:
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                _refusing_undecodable(implementation),
-                request_deserializer=_lenient(request_type),
+                _refusing(service, implementation, method.name == "Run"),
+                request_deserializer=_lenient(request_type, limit),
                 response_serializer=response_type.SerializeToString,
             )
     server.add_generic_rpc_handlers(
@@ -374,11 +399,10 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 if not reading and not outstanding:
                     out.put_nowait(None)
 
-        def handle(request: pb.SubmitRequest | _Undecodable) -> None:
-            if isinstance(request, _Undecodable):  # no id to name: an id-less rejection
-                exc = InvalidTask(request.message)
-                self.engine.count_rejection(exc, tenant)
-                out.put_nowait(rejected_event("", exc))
+        def handle(request: pb.SubmitRequest | _Refused) -> None:
+            if isinstance(request, _Refused):  # undecodable (no id) or too large
+                self.engine.count_rejection(request.error, tenant)
+                out.put_nowait(rejected_event(request.task_id, request.error))
                 return
             kind = request.WhichOneof("kind")
             if kind == "task":
