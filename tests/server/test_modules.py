@@ -392,6 +392,12 @@ async def test_typescript_tsx_and_enums(run):
             "main.js",
             ("bad.mjs", 2, 14),
         ),
+        # a namespace holding values would be erased by the transform: an error instead
+        (
+            {"main.ts": "export default 1;\nnamespace N { export const z = 3; }"},
+            "main.ts",
+            ("main.ts", 2, 1),
+        ),
         # a CommonJS module compiled on first require: located by a diagnosis parse
         (
             {"main.js": "require('./bad.js');", "bad.js": "let a = 1;\n  a b;\n"},

@@ -95,6 +95,34 @@
     return out + source.slice(at);
   }
 
+  // sucrase erases TypeScript namespaces, also those that hold values; rather than let
+  // `N.x` be undefined at run time, such a namespace is an error at its position.
+  const VALUES = ['const', 'let', 'var', 'function', 'class', 'enum'];
+  function valueNamespace(source, jsx) {
+    let tokens;
+    try { tokens = parser.parse(source, jsx, true, false).tokens; } catch (e) { return null; }
+    const text = (t) => source.slice(t.start, t.end);
+    for (let i = 0; i + 2 < tokens.length; i++) {
+      const word = text(tokens[i]);
+      if (word !== 'namespace' && word !== 'module') continue;
+      if (i > 0 && text(tokens[i - 1]) === 'declare') continue;
+      let j = i + 1;
+      while (j < tokens.length && text(tokens[j]) !== '{' && j < i + 16) j++;
+      if (j >= tokens.length || text(tokens[j]) !== '{') continue;
+      let depth = 0;
+      for (let k = j; k < tokens.length; k++) {
+        const t = text(tokens[k]);
+        if (t === '{') depth++;
+        else if (t === '}' && --depth === 0) break;
+        else if (depth === 1 && t === 'export' && k + 1 < tokens.length && VALUES.indexOf(text(tokens[k + 1])) >= 0) {
+          if (text(tokens[k + 1]) === 'const' && k + 2 < tokens.length && text(tokens[k + 2]) === 'enum') continue;
+          return tokens[i].start;
+        }
+      }
+    }
+    return null;
+  }
+
   function lexOrNull(code) {
     try { return lexer.parse(code); } catch (e) { return null; }
   }
@@ -135,6 +163,14 @@
       else if (type === 'module') esm = true;
       else if (type === 'commonjs') esm = false;
       else esm = null; // no "type": as Node, decide by the syntax
+      if (typescript) {
+        const at = valueNamespace(source, jsx);
+        if (at !== null) {
+          const where = position(source, at);
+          return { error: { name: 'SyntaxError', line: where.line, column: where.column,
+            message: 'TypeScript namespaces that hold values are not supported (the transform erases them); use a module or an object' } };
+        }
+      }
       const base = [];
       if (typescript) base.push('typescript');
       if (jsx) base.push('jsx');
