@@ -469,3 +469,17 @@ async def test_tree_limits_are_bytes_and_name_the_limit_and_the_size(server_fact
         )
         response = await stub.Run(pb.RunRequest(task=task), timeout=60)
         assert response.completed.result.value_json == "1"
+
+
+@needs_node
+async def test_commonjs_named_exports_are_the_ones_node_detects(run):
+    modules = {
+        "main.mjs": (
+            "import * as a from './a.cjs';\nimport * as b from './b.cjs';\nimport * as c from './c.cjs';\n"
+            "export default () => [a, b, c].map((ns) => Object.keys(ns).sort());"
+        ),
+        "a.cjs": "exports.x = 1; module.exports.y = 2; Object.defineProperty(exports, 'z', { value: 3, enumerable: true });",
+        "b.cjs": "module.exports = { n: 1, m: [2] };  // values Node's lexer cannot see",
+        "c.cjs": "module.exports = { ...require('./a.cjs'), w: 4 }; const w = 4; module.exports = { w, ...require('./a.cjs') };",
+    }
+    await same_as_node(run, modules, "main.mjs")

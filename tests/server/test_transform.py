@@ -33,10 +33,14 @@ def test_package_type_is_the_nearest_manifest():
     assert types == {"": "module", "node_modules/a": "", "lib": "commonjs"}
 
 
-async def test_plain_commonjs_comes_back_as_unchanged(pool):
+async def test_plain_commonjs_comes_back_with_the_names_node_detects(pool):
     answers = await pool.prepare({"a.js": "module.exports = 1;", "b.cjs": "exports.x = 2;"})
-    assert answers == {}
     assert pool.stats.files_transformed == 2
+    # the texts are compiled as they are; only export names (as Node finds them) come
+    assert answers == {
+        "a.js": {"esm": False, "cjs": {"exports": [], "reexports": []}},
+        "b.cjs": {"esm": False, "cjs": {"exports": ["x"], "reexports": []}},
+    }
 
 
 async def test_dynamic_import_and_import_meta_are_renamed_in_place(pool):
@@ -58,7 +62,8 @@ async def test_es_modules_follow_the_package_type_and_the_extension(pool):
     }
     answers = await pool.prepare(modules)
     assert answers["a.js"]["esm"] is True and answers["c.mjs"]["esm"] is True
-    assert "b.cjs" not in answers and "lib/d.js" not in answers
+    assert answers["b.cjs"]["esm"] is False and answers["lib/d.js"]["esm"] is False
+    assert "code" not in answers["b.cjs"]  # compiled from its own text
     assert "exports.a = a" in answers["a.js"]["code"]
 
 

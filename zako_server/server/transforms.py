@@ -11,8 +11,9 @@ Why it looks the way it does:
   does not change sucrase's output, so the same file in two trees is one entry. The
   cache is bounded by the bytes it holds (least recently used out first). Concurrent
   tasks asking for the same file share one transform.
-- A CommonJS file with no `import(`/`import.meta` comes back unchanged; only the fact is
-  cached, and the worker compiles its original text.
+- A CommonJS file is compiled from its own text; the stage only adds the names an ES
+  module importing it gets (cjs-module-lexer, as Node: an empty list means none) and
+  renames `import(` and `import.meta` in place (then its answer carries the code).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ log = logging.getLogger("zako.transforms")
 
 BATCH_FILES = 64
 BATCH_BYTES = 1 << 20
-_UNCHANGED: dict[str, Any] = {"unchanged": True}
 
 
 def default_processes(cpus: int | None = None) -> int:
@@ -146,7 +146,7 @@ class TransformPool:
         return f"{ext}:{type_}:{digest}"
 
     def _remember(self, key: str, answer: dict[str, Any]) -> None:
-        size = len(json.dumps(answer)) if answer is not _UNCHANGED else 64
+        size = len(json.dumps(answer))
         self._cache[key] = answer
         self._sizes[key] = size
         self.stats.cache_bytes += size
@@ -194,7 +194,7 @@ class TransformPool:
             work.add_done_callback(lambda t: t.cancelled() or t.exception())
         for name, future in waits:
             answers[name] = await asyncio.shield(future)
-        return {name: a for name, a in answers.items() if a is not _UNCHANGED}
+        return answers
 
     async def _run(self, missing: dict[str, tuple[str, str, str, str]]) -> None:
         batches: list[list[tuple[str, tuple[str, str, str, str]]]] = [[]]
@@ -232,9 +232,7 @@ class TransformPool:
             self.stats.queued -= len(batch)
         self.stats.files_transformed += len(batch)
         self.stats.transform_seconds += loop.time() - started
-        for (key, item), answer in zip(batch, results, strict=True):
-            if answer.get("esm") is False and answer.get("code") == item[1]:
-                answer = _UNCHANGED
+        for (key, _item), answer in zip(batch, results, strict=True):
             self._remember(key, answer)
             future = self._inflight.pop(key)
             future.set_result(answer)

@@ -23,6 +23,7 @@ PACKAGES = (
     "@jridgewell/sourcemap-codec",
     "@jridgewell/trace-mapping",
     "@jridgewell/resolve-uri",
+    "cjs-module-lexer",
 )
 _SKIP = (
     "sucrase/dist/esm/",
@@ -81,7 +82,8 @@ _LOADER = r"""
   const lexerCjs = sucrase.transform(lexerSource, { transforms: ['imports'] }).code;
   (0, eval)('(function (exports, module) {' + lexerCjs + '\n})')(lexerModule.exports, lexerModule);
   const lexer = lexerModule.exports;
-  return makeTransformer(sucrase, lexer, load('sucrase/dist/parser/index.js'));
+  const parser = load('sucrase/dist/parser/index.js');
+  return makeTransformer(sucrase, lexer, parser, load(mains['cjs-module-lexer']));
 })
 """
 

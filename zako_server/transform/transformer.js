@@ -14,7 +14,7 @@
  * - A file that does not parse answers {error: {message, line, column}} (original
  *   positions); the worker throws it only if a task loads the file.
  */
-(function makeTransformer(sucrase, lexer, parser) {
+(function makeTransformer(sucrase, lexer, parser, cjsLexer) {
   'use strict';
 
   function position(source, pos) {
@@ -186,9 +186,20 @@
       }
       if (!esm && base.length === 0) {
         const lexed = lexOrNull(source);
+        const answer = { esm: false };
         // A CommonJS file the lexer cannot read is left for V8 to judge when loaded.
-        if (lexed === null) return { esm: false, code: source, map: null };
-        return { esm: false, code: rename(source, lexed), map: null };
+        if (lexed !== null) {
+          const renamed = rename(source, lexed);
+          if (renamed !== source) answer.code = renamed;
+        }
+        // The names an ES module importing it gets, as Node finds them (cjs-module-lexer).
+        try {
+          const found = cjsLexer.parse(source);
+          answer.cjs = { exports: found.exports, reexports: found.reexports };
+        } catch (e) {
+          answer.cjs = { exports: [], reexports: [] };
+        }
+        return answer;
       }
       const transforms = esm ? base.concat(['imports']) : base;
       const own = esm ? ownBindings(source, typescript, jsx) : source;

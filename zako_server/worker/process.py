@@ -457,7 +457,8 @@ class Worker:
             or error is None
             or error.line is not None
             or error.module not in frame.modules
-            or error.module in frame.prepared
+            or "map" in frame.prepared.get(error.module, {})  # sucrase's: its own position
+            or "error" in frame.prepared.get(error.module, {})
         ):
             return outcome
         source = frame.modules[error.module]

@@ -123,7 +123,8 @@ def task_script(
     prepared = prepared or {}
     # A transformed file's own text is never compiled: only its name goes (for resolution).
     pairs = ",".join(
-        f"[{_js(name)},{_js('' if name in prepared else source)}]" for name, source in modules
+        f"[{_js(name)},{_js('' if 'code' in prepared.get(name, ()) else source)}]"
+        for name, source in modules
     )
     extra = ",".join(f"[{_js(name)},{_js(info)}]" for name, info in prepared.items())
     return (

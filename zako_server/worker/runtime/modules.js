@@ -375,7 +375,7 @@
       host.locate(e, { module: name, line: p.error.line, column: p.error.column });
       throw e;
     }
-    let code = p !== undefined ? p.code : mapGet(sources, name);
+    let code = p !== undefined && typeof p.code === 'string' ? p.code : mapGet(sources, name);
     const esm = p !== undefined && p.esm === true;
     if (strStarts(code, '#!')) code = '//' + strSlice(code, 2); // hashbang, same length
     const open = esm ? ESM_OPEN : cjsOpen;
@@ -400,17 +400,40 @@
     });
   }
 
-  // A CommonJS module as an ES module sees it: module.exports as default, its own
-  // enumerable properties as named exports (read when imported, live through getters).
+  // The names Node offers an ES module importing a CommonJS one: what cjs-module-lexer
+  // found in its text (the transform stage's `cjs`), with those of the modules it
+  // re-exports; without that answer, module.exports' own enumerable properties.
+  function cjsNames(module, seen) {
+    const p = mapGet(prepared, module.id);
+    const ex = module.exports;
+    if (p === undefined || p.cjs === undefined) {
+      return ex !== null && (typeof ex === 'object' || typeof ex === 'function') ? keys(ex) : [];
+    }
+    const names = p.cjs.exports.slice();
+    arrPush(seen, module.id);
+    for (let i = 0; i < p.cjs.reexports.length; i++) {
+      try {
+        const target = resolvePath(module.id, p.cjs.reexports[i], 'require');
+        if (isBuiltin(target) || seen.indexOf(target) >= 0) continue;
+        const dep = instantiate(target);
+        const more = dep.esm ? keys(dep.exports) : cjsNames(dep, seen);
+        for (let j = 0; j < more.length; j++) arrPush(names, more[j]);
+      } catch (e) { /* as Node: a re-export that does not resolve adds nothing */ }
+    }
+    return names;
+  }
+
+  // A CommonJS module as an ES module sees it: module.exports as default, and the names
+  // above as named exports (read through getters).
   function cjsNamespace(module) {
     if (module.namespace !== undefined) return module.namespace;
     const ex = module.exports;
     const ns = create(null);
-    if (ex !== null && (typeof ex === 'object' || typeof ex === 'function')) {
-      const ks = keys(ex);
-      for (let i = 0; i < ks.length; i++) {
-        const k = ks[i];
-        if (k !== 'default' && k !== '__esModule') defineProperty(ns, k, { get: () => module.exports[k], enumerable: true });
+    const ks = cjsNames(module, []);
+    for (let i = 0; i < ks.length; i++) {
+      const k = ks[i];
+      if (k !== 'default' && k !== '__esModule' && !hasOwn(ns, k)) {
+        defineProperty(ns, k, { get: () => (ex !== null && ex !== undefined ? module.exports[k] : undefined), enumerable: true });
       }
     }
     defineProperty(ns, 'default', { value: ex, enumerable: true });
