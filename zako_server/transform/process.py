@@ -33,7 +33,27 @@ def transform_batch(items: list[tuple[str, str, str, str]]) -> list[dict[str, An
     if transformer is None:
         init()
         transformer = _state["transformer"]
-    return [transformer.transform(*item) for item in items]
+    answers = []
+    for item in items:
+        try:
+            answers.append(transformer.transform(*item))
+        except Exception as exc:  # e.g. the isolate's heap limit on a huge file
+            # That file's answer is an error (thrown only if a task loads it), and the
+            # isolate, which may be unusable now, is replaced for the next file.
+            answers.append(
+                {
+                    "error": {
+                        "name": "TransformError",
+                        "message": f"the transform stage failed on this file: {exc}",
+                        "line": None,
+                        "column": None,
+                    }
+                }
+            )
+            transformer.close()
+            init()
+            transformer = _state["transformer"]
+    return answers
 
 
 def warm() -> bool:
