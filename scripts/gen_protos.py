@@ -17,6 +17,9 @@ from pathlib import Path
 
 from grpc_tools import protoc
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from proto_deps import include_dir  # google/rpc, see proto_deps.py
+
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 PACKAGE = "zako_sdk.proto"
@@ -31,6 +34,7 @@ def generate(out_dir: Path) -> list[Path]:
         "protoc",
         f"-I{PROTOS}",
         f"-I{include}",
+        f"-I{include_dir()}",
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         f"--grpc_python_out={out_dir}",

@@ -39,8 +39,20 @@ def _stub_files(root: Path) -> dict[str, bytes]:
     }
 
 
+def _proto_deps(root: Path) -> None:
+    """google/rpc where buf.yaml looks for it (scripts/proto_deps.py)."""
+    spec = importlib.util.spec_from_file_location(
+        "zako_proto_deps", ROOT / "scripts" / "proto_deps.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.ensure(root)
+
+
 def test_buf_lint_passes():
     assert BUF.exists(), f"buf not found at {BUF}: install the dev extra (`make setup`)"
+    _proto_deps(ROOT)
     proc = subprocess.run([str(BUF), "lint"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"buf lint failed:\n{proc.stdout}{proc.stderr}"
 
@@ -141,6 +153,8 @@ def _contract_copy(tmp_path: Path) -> Path:
     """protos/ and buf.yaml copied to tmp_path, so a test can break the copy."""
     shutil.copytree(ROOT / "protos", tmp_path / "protos")
     shutil.copy(ROOT / "buf.yaml", tmp_path / "buf.yaml")
+    _proto_deps(tmp_path)
+    _proto_deps(ROOT)
     return tmp_path
 
 

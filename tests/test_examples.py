@@ -131,7 +131,8 @@ def node_client(zako_server):
         if os.environ.get("CI"):
             pytest.fail("CI needs node and npm for the Node client example")
         pytest.skip("node and npm are needed for the Node example")
-    if not (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
+    installed = NODE_DIR / "node_modules"
+    if not all((installed / name).is_dir() for name in ("@grpc/grpc-js", "google-proto-files")):
         proc = run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, timeout=300)
         assert proc.returncode == 0, f"npm ci failed\n{explain(proc)}"
 

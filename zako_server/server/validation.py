@@ -15,6 +15,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
+from typing import cast
 
 from zako_sdk.models import CONTEXT_KINDS
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
@@ -37,7 +38,9 @@ _MODULE_NAME_BAD = re.compile(r"[\x00-\x1f\x7f\\]")
 
 # The wire number of each context kind -> its name: the inverse of the SDK's one table,
 # so a new kind is added in one place.
-CONTEXT_NAMES = {kind: name for name, kind in CONTEXT_KINDS.items()}
+CONTEXT_NAMES = cast(
+    "dict[pb.ContextKind, str]", {kind: name for name, kind in CONTEXT_KINDS.items()}
+)
 # What `require` finds without the task's tree (Capabilities.builtin_modules): Zako's own,
 # and Node's by both names ("path" and "node:path"); those needing I/O load, but their
 # functions throw CapabilityError (docs/runtime.md). The prelude holds the same list.

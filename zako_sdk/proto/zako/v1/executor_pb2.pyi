@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.rpc import error_details_pb2 as _error_details_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -302,6 +303,16 @@ class Rejected(_message.Message):
     retry_after: _duration_pb2.Duration
     quota: str
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., field: _Optional[str] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., quota: _Optional[str] = ...) -> None: ...
+
+class RpcErrorDetails(_message.Message):
+    __slots__ = ("retry_info", "quota_failure", "bad_request")
+    RETRY_INFO_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    BAD_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    retry_info: _error_details_pb2.RetryInfo
+    quota_failure: _error_details_pb2.QuotaFailure
+    bad_request: _error_details_pb2.BadRequest
+    def __init__(self, retry_info: _Optional[_Union[_error_details_pb2.RetryInfo, _Mapping]] = ..., quota_failure: _Optional[_Union[_error_details_pb2.QuotaFailure, _Mapping]] = ..., bad_request: _Optional[_Union[_error_details_pb2.BadRequest, _Mapping]] = ...) -> None: ...
 
 class RunRequest(_message.Message):
     __slots__ = ("task",)

@@ -88,15 +88,18 @@ class ExecutorServicer:
         """Run executes one task and answers with its terminal outcome and its logs, for
         clients that do not want a stream. A task that cannot be accepted fails the
         call with the matching status code (INVALID_ARGUMENT, RESOURCE_EXHAUSTED,
-        FAILED_PRECONDITION, UNAVAILABLE, ALREADY_EXISTS).
+        FAILED_PRECONDITION, UNAVAILABLE, ALREADY_EXISTS) and the details of
+        RpcErrorDetails in its google.rpc.Status (as Rejected carries them on a stream).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Cancel(self, request, context):
-        """Cancel stops a queued or running task by id. NOT_FOUND when no queued or
-        running task has that id.
+        """Cancel stops a queued or running task by id. Task ids are scoped per tenant:
+        NOT_FOUND when no queued or running task of the caller's tenant has that id
+        (another tenant's task of the same id is neither seen nor touched; the admin
+        role cancels the one live task of any tenant with that id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
