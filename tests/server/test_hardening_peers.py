@@ -25,7 +25,7 @@ from zako_server.server.app import keepalive_options
 from zako_server.server.config import Settings
 
 TERMINAL = {"completed", "failed", "cancelled", "rejected"}
-FAST_HEARTBEAT = {"worker_heartbeat_interval": "0.2", "worker_heartbeat_timeout": "1.5"}
+FAST_HEARTBEAT = {"worker_heartbeat_interval": "0.2", "worker_heartbeat_timeout": "2.5"}
 
 
 async def _events(target: str, task: pb.Task, on_started=None) -> list[pb.SubmitResponse]:
@@ -96,7 +96,7 @@ async def test_a_busy_worker_keeps_answering_heartbeats(server_factory):
     worker: it ends by its own timeout, in the same worker."""
     server = server_factory(min_workers="1", max_workers="1", **FAST_HEARTBEAT)
     (worker,) = server.server.pool.workers()
-    events = await _events(server.target, pb.Task(source="while (true) {}", timeout=_seconds(3)))
+    events = await _events(server.target, pb.Task(source="while (true) {}", timeout=_seconds(5)))
     assert events[-1].failed.reason == pb.FAILURE_REASON_TIMEOUT, events[-1]
     assert worker.alive and server.server.pool.workers() == [worker]
 
