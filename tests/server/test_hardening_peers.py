@@ -158,3 +158,10 @@ def _seconds(value: float):
     from google.protobuf.duration_pb2 import Duration
 
     return Duration(seconds=int(value))
+
+
+def test_a_heartbeat_timeout_within_one_interval_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="worker_heartbeat_timeout"):
+        Settings(worker_heartbeat_interval=2.0, worker_heartbeat_timeout=1.0)

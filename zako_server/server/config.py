@@ -354,6 +354,10 @@ class Settings:
             problems.append(f"log_format {self.log_format!r} is not text or json")
         if ":" not in self.listen:
             problems.append(f"listen {self.listen!r} is not host:port")
+        if self.worker_heartbeat_timeout <= self.worker_heartbeat_interval:
+            # Each heartbeat judges the answer to the one before it: a timeout within
+            # one interval would find every healthy worker silent and kill it.
+            problems.append("worker_heartbeat_timeout must exceed worker_heartbeat_interval")
         if problems:
             raise ValueError("invalid settings: " + "; ".join(problems))
 
