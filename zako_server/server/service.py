@@ -24,7 +24,6 @@ import os
 import platform
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator
 from importlib import metadata
 from typing import Any, NoReturn
@@ -59,6 +58,7 @@ from zako_server.server.errors import (
     TaskRejection,
     ZakoServerError,
 )
+from zako_server.server.outbox import TERMINAL, Outbox, oversized
 from zako_server.server.security import Authenticator, Identity
 from zako_server.server.stats import BOUNDS, Histogram, TaskFigures
 from zako_server.server.validation import (
@@ -71,8 +71,6 @@ from zako_server.server.validation import (
 from zako_server.server.worker_handle import WorkerHandle
 
 log = logging.getLogger("zako.service")
-
-_TERMINAL = {"completed", "failed", "cancelled", "rejected"}
 
 
 def server_version() -> str:
@@ -139,76 +137,6 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: ZakoServerErr
         await context.abort_with_status(rpc_status.to_status(status))
     await context.abort(code, message)
     raise AssertionError("unreachable")  # context.abort always raises
-
-
-class _Outbox:
-    """Events waiting to be written to one Submit stream. One consumer, so a deque and a
-    single waiter do what asyncio.Queue does, in a third of the calls per event.
-
-    It counts the bytes it holds and is the stream's backpressure gate (engine.Gate):
-    closed above `limit` bytes, open again once the client has read it down to half."""
-
-    __slots__ = ("_bytes", "_items", "_loop", "_open", "_waiter", "limit")
-
-    def __init__(self, limit: int) -> None:
-        self._items: deque[tuple[pb.SubmitResponse | None, int]] = deque()
-        # Kept: get_running_loop() costs a getpid() system call on every call.
-        self._loop = asyncio.get_running_loop()
-        self._waiter: asyncio.Future[None] | None = None
-        self._bytes = 0
-        self.limit = limit
-        self._open = asyncio.Event()
-        self._open.set()
-
-    @property
-    def held_bytes(self) -> int:
-        return self._bytes
-
-    @property
-    def is_open(self) -> bool:
-        return self._open.is_set()
-
-    async def wait_open(self) -> None:
-        await self._open.wait()
-
-    def put_nowait(self, item: pb.SubmitResponse | None) -> None:
-        size = 0 if item is None else item.ByteSize()
-        self._items.append((item, size))
-        self._bytes += size
-        if self._bytes > self.limit and self._open.is_set():
-            self._open.clear()
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def get(self) -> tuple[pb.SubmitResponse | None, int]:
-        while not self._items:
-            self._waiter = self._loop.create_future()
-            await self._waiter
-        item, size = self._items.popleft()
-        self._bytes -= size
-        if not self._open.is_set() and self._bytes <= self.limit // 2:
-            self._open.set()
-        return item, size
-
-
-def _oversized(event: pb.SubmitResponse, size: int, limit: int) -> pb.SubmitResponse | None:
-    """What goes out instead of an event larger than a message (sending it would end the
-    stream): a terminal event becomes an INTERNAL failure of its task, progress is
-    dropped. The engine's bounds make this unreachable with consistent settings."""
-    kind = event.WhichOneof("event")
-    log.error("task %s: a %s event of %d bytes exceeds %d", event.task_id, kind, size, limit)
-    if kind not in _TERMINAL:
-        return None
-    error = pb.JsError(
-        name="InternalError",
-        message=f"the task's {kind} event ({size} bytes) does not fit a message of {limit} bytes",
-    )
-    return pb.SubmitResponse(
-        task_id=event.task_id,
-        time=event.time,
-        failed=pb.Failed(reason=pb.FAILURE_REASON_INTERNAL, error=error),
-    )
 
 
 def _histogram(h: Histogram) -> pb.Histogram:
@@ -388,13 +316,13 @@ class ExecutorService(pb_grpc.ExecutorServicer):
     ) -> AsyncIterator[pb.SubmitResponse]:
         owner = object()
         tenant = (await self._identify(context)).tenant
-        out = _Outbox(self.settings.stream_outbox_bytes)
+        out = Outbox(self.settings.stream_outbox_bytes)
         outstanding: set[str] = set()
         reading = True
 
         def emit(event: pb.SubmitResponse) -> None:
             out.put_nowait(event)
-            if event.WhichOneof("event") in _TERMINAL:
+            if event.WhichOneof("event") in TERMINAL:
                 outstanding.discard(event.task_id)
                 if not reading and not outstanding:
                     out.put_nowait(None)
@@ -466,7 +394,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                         break
                     continue
                 if size > limit:  # the engine bounds every event; this is the backstop
-                    event = _oversized(event, size, limit)
+                    event = oversized(event, size, limit)
                     if event is None:
                         continue
                 yield event
