@@ -12,7 +12,7 @@ import pytest
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
-from zako_server.server.engine import ERROR_TEXT_BYTES, TRUNCATED
+from zako_server.server.events import ERROR_TEXT_BYTES, TRUNCATED
 
 TERMINAL = {"completed", "failed", "cancelled", "rejected"}
 

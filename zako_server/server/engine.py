@@ -24,8 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import trace
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
@@ -33,7 +31,6 @@ from zako_server.protocol import (
     LOG_BATCH_LINES,
     DoneEvent,
     FailureReason,
-    HeapFigures,
     LogEvent,
     LogsEvent,
     StartedEvent,
@@ -44,6 +41,16 @@ from zako_server.server.errors import (
     QueueDeadlineExceeded,
     TaskNotFound,
     TaskRejection,
+)
+from zako_server.server.events import (
+    ERROR_TEXT_BYTES,
+    EVENT_OVERHEAD_BYTES,
+    FAILURE_REASONS,
+    LEVELS,
+    duration,
+    heap_usage,
+    timestamp,
+    truncate,
 )
 from zako_server.server.pool import Pool
 from zako_server.server.stats import Histogram
@@ -67,67 +74,6 @@ class Gate(Protocol):
 
 
 _NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
-_LEVELS = {
-    "debug": pb.LOG_LEVEL_DEBUG,
-    "info": pb.LOG_LEVEL_INFO,
-    "warn": pb.LOG_LEVEL_WARN,
-    "error": pb.LOG_LEVEL_ERROR,
-}
-# The contract's number for each way a task can fail (CANCELLED is not a failure: the
-# task ends with a Cancelled event instead).
-_FAILURE_REASONS: dict[FailureReason, pb.FailureReason] = {
-    FailureReason.JS_ERROR: pb.FAILURE_REASON_JS_ERROR,
-    FailureReason.SYNTAX_ERROR: pb.FAILURE_REASON_SYNTAX_ERROR,
-    FailureReason.TIMEOUT: pb.FAILURE_REASON_TIMEOUT,
-    FailureReason.OUT_OF_MEMORY: pb.FAILURE_REASON_OUT_OF_MEMORY,
-    FailureReason.DEADLOCK: pb.FAILURE_REASON_DEADLOCK,
-    FailureReason.NOT_SERIALIZABLE: pb.FAILURE_REASON_NOT_SERIALIZABLE,
-    FailureReason.RESULT_TOO_LARGE: pb.FAILURE_REASON_RESULT_TOO_LARGE,
-    FailureReason.WORKER_LOST: pb.FAILURE_REASON_WORKER_LOST,
-    FailureReason.MODULE_NOT_FOUND: pb.FAILURE_REASON_MODULE_NOT_FOUND,
-    FailureReason.CAPABILITY_DENIED: pb.FAILURE_REASON_CAPABILITY_DENIED,
-    FailureReason.INTERNAL: pb.FAILURE_REASON_INTERNAL,
-}
-
-# Every event must fit one gRPC message, whatever a task throws: an error's message and
-# stack keep at most this many UTF-8 bytes each (name and module a fraction of it), the
-# rest replaced by the marker. 64 KiB reads as a whole stack, and four of them (name,
-# message, stack, module) stay far below any sensible message limit.
-ERROR_TEXT_BYTES = 64 << 10
-TRUNCATED = " …[truncated {bytes} bytes]"
-# Room for an event's own fields around its payload (ids, timings, heap figures).
-_EVENT_OVERHEAD_BYTES = 64 << 10
-
-
-def truncate(text: str, limit: int = ERROR_TEXT_BYTES) -> str:
-    """`text` cut to `limit` UTF-8 bytes (never inside a character), marked when cut."""
-    if len(text) <= limit // 4:  # four bytes per character at most: surely short enough
-        return text
-    data = text.encode("utf-8", "surrogatepass")
-    if len(data) <= limit:
-        return text
-    kept = data[:limit].decode("utf-8", "ignore")
-    dropped = len(data) - len(kept.encode("utf-8", "surrogatepass"))
-    return kept + TRUNCATED.format(bytes=dropped)
-
-
-# Built with keyword arguments (C) rather than FromNanoseconds (Python, with range checks):
-# a task makes six of these, and they showed in the server's profile.
-def timestamp(wall: float) -> Timestamp:
-    seconds, nanos = divmod(int(wall * 1e9), 1_000_000_000)
-    return Timestamp(seconds=seconds, nanos=nanos)
-
-
-def duration(seconds: float) -> Duration:
-    whole, nanos = divmod(int(max(seconds, 0.0) * 1e9), 1_000_000_000)
-    return Duration(seconds=whole, nanos=nanos)
-
-
-def heap_usage(heap: HeapFigures | None) -> pb.HeapUsage:
-    """A worker's heap figures (None: it had none to report)."""
-    if heap is None:
-        return pb.HeapUsage()
-    return pb.HeapUsage(used_bytes=heap.used, total_bytes=heap.total, limit_bytes=heap.limit)
 
 
 @dataclass(eq=False)
@@ -472,7 +418,7 @@ class Engine:
         for entry in lines[:room]:
             try:
                 level, message, ts = entry
-                built.append(pb.LogLine(level=_LEVELS[level], message=message, time=timestamp(ts)))
+                built.append(pb.LogLine(level=LEVELS[level], message=message, time=timestamp(ts)))
             except (TypeError, ValueError, KeyError):
                 log.error("task %s: a worker sent a malformed log line", record.task_id)
         record.log_lines += len(built)
@@ -488,7 +434,7 @@ class Engine:
         self.run_time.observe(timings.run.seconds + timings.run.nanos / 1e9)
         usage = heap_usage(done.heap)
         reason = done.reason
-        if reason is None and len(done.value or "") > self.max_event_bytes - _EVENT_OVERHEAD_BYTES:
+        if reason is None and len(done.value or "") > self.max_event_bytes - EVENT_OVERHEAD_BYTES:
             # Only a max_result_bytes above the message limit lets a worker send this:
             # a completed event that cannot be sent would end the stream.
             self._finish_failed(
@@ -524,7 +470,7 @@ class Engine:
                 column=error.column or 0,
             )
         )
-        self._finish_failed(record, _FAILURE_REASONS[reason], js_error, timings, usage)
+        self._finish_failed(record, FAILURE_REASONS[reason], js_error, timings, usage)
 
     def _finish_failed(
         self,

@@ -38,15 +38,7 @@ from grpc_status import rpc_status
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_server.server.config import Settings
-from zako_server.server.engine import (
-    ERROR_TEXT_BYTES,
-    Emit,
-    Engine,
-    Gate,
-    duration,
-    heap_usage,
-    timestamp,
-)
+from zako_server.server.engine import Emit, Engine, Gate
 from zako_server.server.errors import (
     DuplicateTask,
     InternalFault,
@@ -58,6 +50,7 @@ from zako_server.server.errors import (
     TaskRejection,
     ZakoServerError,
 )
+from zako_server.server.events import ERROR_TEXT_BYTES, duration, heap_usage, timestamp
 from zako_server.server.outbox import TERMINAL, Outbox, oversized
 from zako_server.server.security import Authenticator, Identity
 from zako_server.server.stats import BOUNDS, Histogram, TaskFigures
