@@ -98,7 +98,7 @@ PACKAGES: list[tuple[str, str, str, tuple[str, str] | None]] = [
         "yargs-parser@22.0.0",
         "main.mjs",
         "import parse from 'yargs-parser'; export default () => parse(['--a', '1', '-b', 'x']);",
-        ("FAILURE_REASON_CAPABILITY_DENIED", "module.createRequire"),
+        None,
     ),
     (
         "@babel/parser@7.27.0",
@@ -170,7 +170,7 @@ PACKAGES: list[tuple[str, str, str, tuple[str, str] | None]] = [
         "chalk@5.4.1",
         "main.mjs",
         "import chalk from 'chalk'; export default () => [chalk.level, chalk.red('x')];",
-        ("FAILURE_REASON_CAPABILITY_DENIED", "tty.isatty"),
+        None,
     ),
     (
         "ms@2.1.3",

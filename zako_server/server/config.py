@@ -293,7 +293,7 @@ class Settings:
     min_timeout: float = 0.001
     max_timeout: float = 600.0
     max_message_bytes: int = 64 << 20
-    max_source_bytes: int = 8 << 20
+    max_source_bytes: int = 16 << 20  # typescript.js alone is ~9 MB
     # Package trees are many small files (lodash alone is ~1,050): the limits that
     # matter are bytes (max_tree_bytes, max_source_bytes); the count is a sanity bound.
     max_modules: int = 100_000

@@ -50,6 +50,7 @@
   const arrPush = uncurry(Array.prototype.push);
   const isArray = Array.isArray;
   const parse = JSON.parse;
+  const decodeComponent = decodeURIComponent;
   const stringify = JSON.stringify;
   const hasOwn = (o, k) => o !== null && typeof o === 'object' && Object.prototype.hasOwnProperty.call(o, k);
 
@@ -654,12 +655,26 @@
     return { module: rec.name, line, column, esm: rec.esm };
   }
 
-  // node:module's createRequire(filename | file: URL), for the built-in module layer.
+  // node:module's createRequire(filename | file: URL), for the built-in module layer: a
+  // require that resolves as a CommonJS module at that path of the task's tree would. Node
+  // wants an absolute path or file: URL; a task's __filename is root-relative, so that
+  // is accepted too. As in Node, a path ending in '/' names a directory.
   function createRequire(where) {
-    let path = '' + where;
-    if (strStarts(path, 'file:///')) path = strSlice(path, 8);
-    else if (strStarts(path, '/')) path = strSlice(path, 1);
-    return makeRequire(normalize(path), 'require');
+    const href = where !== null && typeof where === 'object' ? '' + where.href : where;
+    if (typeof href !== 'string' || href === '') {
+      throw hostError(NativeTypeError, 'The argument \'filename\' must be a file URL object, file URL string, or ' +
+        'absolute path string. Received ' + stringify(href), 'js_error', 'ERR_INVALID_ARG_VALUE');
+    }
+    let path = href;
+    if (strStarts(path, 'file://')) {
+      path = strSlice(path, 7);
+      try { path = decodeComponent(path); } catch (e) {
+        throw hostError(NativeTypeError, 'Invalid file URL: ' + href, 'js_error', 'ERR_INVALID_URL');
+      }
+    }
+    const dir = strEnds(path, '/');
+    path = normalize(path);
+    return makeRequire(dir ? join(path, 'noop.js') : path, 'require');
   }
 
   return freeze({

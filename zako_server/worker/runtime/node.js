@@ -44,11 +44,11 @@
     dgram: 'createSocket',
     tls: 'connect createServer createSecureContext',
     readline: 'createInterface',
-    tty: 'isatty ReadStream WriteStream',
+    tty: 'ReadStream WriteStream',
     vm: 'compileFunction createContext runInContext runInNewContext runInThisContext Script',
     worker_threads: 'Worker',
     cluster: 'fork setupPrimary',
-    module: 'createRequire',
+    module: 'register syncBuiltinESMExports findSourceMap',
     v8: 'getHeapStatistics serialize deserialize',
     perf_hooks: 'monitorEventLoopDelay',
     async_hooks: 'createHook AsyncLocalStorage AsyncResource executionAsyncId',
@@ -61,6 +61,13 @@
     perf_hooks: () => ({ performance: host.global('performance') }),
     crypto: makeCrypto,
     worker_threads: () => ({ isMainThread: true, parentPort: null, workerData: null, threadId: 0 }),
+    // A task has no terminal: no descriptor is one, which is the true answer and needs no I/O.
+    tty: () => ({ isatty: (fd) => false }),
+    module: () => ({
+      createRequire: (where) => host.createRequire(where),
+      isBuiltin: (spec) => host.isBuiltin(spec),
+      builtinModules: host.builtinModules(),
+    }),
   };
   // node:crypto's randomness and hashing, from the same (seeded where hermetic) stream
   // and digests as the web crypto global; ciphers, HMAC and KDFs stay denied.

@@ -549,6 +549,10 @@
     v8Version: () => '',
     errorHeader,
     library: (name) => library(name),
+    // node:module's createRequire: a require rooted at a file of the task's tree.
+    createRequire: (where) => moduleSystem.createRequire(where),
+    isBuiltin: (spec) => isBuiltin(spec) && !strStarts(spec, 'zako:'),
+    builtinModules: () => NODE_BUILTINS.slice(),
   });
   const checkNames = (lib, name, names) => {
     if (arrJoin(lib.names.slice().sort(), ',') !== arrJoin(names.slice().sort(), ',')) {
