@@ -170,3 +170,25 @@ async def test_a_frame_over_the_message_limit_is_that_tasks_rejection_counted(se
     assert f"message limit of {256 << 10} bytes" in rejected.message
     assert ends["fine"].completed.result.value_json == "2", ends["fine"]
     assert stats.tasks.rejected_by_reason["RESOURCE_EXHAUSTED"] == 1
+
+
+async def test_a_duplicate_of_another_streams_task_keeps_its_id(zako_server):
+    busy = "const s = Date.now(); while (Date.now() - s < 500) {} module.exports = 1"
+    first = pb.Task(id="twice", source=busy, context=pb.CONTEXT_KIND_CONFIG, system_access=True)
+
+    async def one(task: pb.Task):
+        async def requests():
+            yield pb.SubmitRequest(task=task)
+
+        async with grpc.aio.insecure_channel(zako_server.target) as channel:
+            return [e async for e in pb_grpc.ExecutorStub(channel).Submit(requests(), timeout=30)]
+
+    running = asyncio.ensure_future(one(first))
+    async with grpc.aio.insecure_channel(zako_server.target) as channel:
+        await _until_busy(pb_grpc.ExecutorStub(channel), 1)
+    second = await one(pb.Task(id="twice", source="module.exports = 2"))
+    # That stream never saw the live task: its rejection is the id's one terminal event.
+    assert [(e.task_id, e.WhichOneof("event")) for e in second] == [("twice", "rejected")]
+    assert second[0].rejected.code == grpc.StatusCode.ALREADY_EXISTS.value[0]
+    ends = [e for e in await running if e.WhichOneof("event") in TERMINAL]
+    assert [e.WhichOneof("event") for e in ends] == ["completed"]

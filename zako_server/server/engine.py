@@ -209,10 +209,13 @@ class Engine:
         """Accept a validated task or raise TaskRejection (the caller reports it).
 
         `gate`: the task starts only while it is open (see `_await_gate`)."""
-        if (tenant, job.task_id) in self._tasks:
-            raise DuplicateTask(
+        live = self._tasks.get((tenant, job.task_id))
+        if live is not None:
+            duplicate = DuplicateTask(
                 f"task.id {job.task_id!r} is already queued or running", field="task.id"
             )
+            duplicate.same_stream = live.owner is owner
+            raise duplicate
         record = TaskRecord(job, owner, emit, tenant, gate=gate)
         deadline = None if job.queue_timeout_s is None else time.monotonic() + job.queue_timeout_s
         record.ticket, position = self.admission.enqueue(

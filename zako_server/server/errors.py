@@ -74,6 +74,9 @@ class InvalidTask(TaskRejection):
 
 class DuplicateTask(TaskRejection):
     code = "ALREADY_EXISTS"
+    # The live task of that id came on the same stream: then the rejection carries no
+    # id, since that id's one terminal event on the stream is the live task's.
+    same_stream = False
 
 
 class CannotFit(TaskRejection):

@@ -279,9 +279,11 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             return job.task_id
         except TaskRejection as exc:
             self.engine.count_rejection(exc, tenant)
-            # A duplicate's rejection carries no id: the id is the live task's, which gets
-            # its own terminal event; a client keyed by id must not see a second one.
-            return rejected_event("" if isinstance(exc, DuplicateTask) else task.id, exc)
+            # A duplicate of a task live on this stream is rejected without an id: the id
+            # is the live task's, whose own terminal event the client keyed by id awaits.
+            # (Another stream's client never saw that task: its rejection keeps the id.)
+            same = isinstance(exc, DuplicateTask) and exc.same_stream
+            return rejected_event("" if same else task.id, exc)
 
     def _validate(
         self, task: pb.Task, context: grpc.aio.ServicerContext[Any, Any], tenant: str
