@@ -133,3 +133,15 @@ async def test_one_tenants_flood_on_a_real_server_leaves_room_for_another(server
     refused = [e.rejected for e in acme_ends.values() if e.WhichOneof("event") == "rejected"]
     assert refused and all(r.quota == "tenant/acme/queue_share" for r in refused)
     assert sum(e.WhichOneof("event") == "completed" for e in acme_ends.values()) <= 1 + 8
+
+
+async def test_a_task_taking_its_place_again_after_backpressure_is_not_judged_twice():
+    adm = make(queue_capacity=10)
+    adm.enqueue("a-run", tenant="a")
+    assert flood(adm, "a") == 5
+    # The engine re-enqueues a task it accepted earlier whose stream held it back: the
+    # share judged it once; refusing it now would fail an accepted task.
+    ticket, _ = adm.enqueue("a-held", tenant="a", readmit=True)
+    assert ticket.state == "waiting"
+    with pytest.raises(Overloaded):
+        adm.enqueue("a-new", tenant="a")

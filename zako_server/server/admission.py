@@ -153,10 +153,15 @@ class Admission:
         request: Mapping[str, float] | None = None,
         size_bytes: int = 0,
         deadline: float | None = None,
+        readmit: bool = False,
     ) -> tuple[Ticket, int]:
-        """Take a place in line at once or refuse; returns the ticket and its position."""
+        """Take a place in line at once or refuse; returns the ticket and its position.
+
+        `readmit`: a task accepted earlier takes its place again (after its stream's
+        backpressure): the fair share judged it when it was accepted, and refusing it
+        now would fail a task the tenant was told is in line."""
         request = {WORKERS: 1.0, **(request or {})}
-        self._check_admissible(tenant, request, size_bytes)
+        self._check_admissible(tenant, request, size_bytes, readmit)
         loop = asyncio.get_running_loop()
         ticket = Ticket(
             task_id,
@@ -289,7 +294,9 @@ class Admission:
 
     # -- policy -------------------------------------------------------------------------
 
-    def _check_admissible(self, tenant: str, request: Mapping[str, float], size_bytes: int) -> None:
+    def _check_admissible(
+        self, tenant: str, request: Mapping[str, float], size_bytes: int, readmit: bool = False
+    ) -> None:
         policy = self.policy
         if self._closed:
             raise Draining(
@@ -312,7 +319,8 @@ class Admission:
                 retry_after=policy.retry_after,
                 quota=f"tenant/{tenant}/max_queued",
             )
-        self._check_fair_share(tenant, size_bytes)
+        if not readmit:
+            self._check_fair_share(tenant, size_bytes)
         if self._queued >= policy.queue_capacity:
             raise Overloaded(
                 f"queue is full ({policy.queue_capacity} tasks waiting); retry later",

@@ -378,6 +378,7 @@ class Engine:
                     request=job.request,
                     size_bytes=job.size_bytes,
                     deadline=deadline,
+                    readmit=True,
                 )
             except TaskRejection as exc:
                 raise QueueDeadlineExceeded(
