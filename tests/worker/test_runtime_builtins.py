@@ -110,6 +110,13 @@ CASES = {
     " Buffer.isBuffer(c.randomBytes(2)), typeof c.randomUUID(), c.randomInt(3) < 3,"
     " c.randomFillSync(new Uint8Array(4), 1, 2).length])(require('node:crypto'))",
     "perf_hooks": "[typeof require('perf_hooks').performance.now(), require('perf_hooks').performance === performance]",
+    # pure queries of a world without a terminal or a host to inspect (stdout and stderr
+    # are pipes for node here too)
+    "tty.isatty": "((t) => [t.isatty(1), t.isatty(2), t.isatty(99), typeof t.WriteStream])(require('tty'))",
+    "os.platform": "((os) => [os.platform() === process.platform, os.arch() === process.arch, os.type(), os.endianness(), os.EOL])(require('node:os'))",
+    "module": "((m) => [m.isBuiltin('node:path'), m.isBuiltin('fs/promises'), m.isBuiltin('zako:core'), m.isBuiltin('nope'),"
+    " m.builtinModules.includes('path'), m.builtinModules.includes('node:path'), typeof m.createRequire('/x.js'),"
+    " m.createRequire('/x.js').resolve('node:path'), m.createRequire('file:///a/b.js')('path').sep])(require('module'))",
     "globals": "[typeof global, global === globalThis, typeof queueMicrotask, typeof process.nextTick,"
     " process.cwd(), typeof Buffer, typeof structuredClone]",
 }

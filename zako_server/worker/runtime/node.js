@@ -35,7 +35,7 @@
     http: 'createServer get request Agent ClientRequest IncomingMessage Server ServerResponse',
     https: 'createServer get request Agent Server',
     http2: 'connect createServer createSecureServer',
-    os: 'arch cpus endianness freemem homedir hostname loadavg machine networkInterfaces platform release tmpdir totalmem type uptime userInfo version',
+    os: 'cpus freemem homedir hostname loadavg networkInterfaces release tmpdir totalmem uptime userInfo version',
     stream: 'Duplex PassThrough Readable Stream Transform Writable addAbortSignal finished pipeline',
     'stream/promises': 'finished pipeline',
     zlib: 'createDeflate createGunzip createGzip createInflate deflate deflateSync gunzip gunzipSync gzip gzipSync inflate inflateSync',
@@ -56,7 +56,12 @@
   };
   // Pure values of denied modules that code reads at load time.
   const DENIED_VALUES = {
-    os: () => ({ EOL: '\n', devNull: '/dev/null', constants: freeze({ signals: freeze({}), errno: freeze({}) }) }),
+    // What `process` already says about the (fixed) platform, asked the os way; facts
+    // about the real host (its name, CPUs, memory, users, directories) stay refused.
+    os: () => ({
+      EOL: '\n', devNull: '/dev/null', constants: freeze({ signals: freeze({}), errno: freeze({}) }),
+      platform: () => 'linux', type: () => 'Linux', arch: () => 'x64', machine: () => 'x86_64', endianness: () => 'LE',
+    }),
     fs: () => ({ constants: freeze({ F_OK: 0, R_OK: 4, W_OK: 2, X_OK: 1 }) }),
     perf_hooks: () => ({ performance: host.global('performance') }),
     crypto: makeCrypto,
