@@ -29,7 +29,11 @@ class Transformer:
         call = "JSON.stringify(__zakoTransform({},{},{},{}))".format(
             *(json.dumps(v, ensure_ascii=True) for v in (name, source, ext, type_))
         )
-        return json.loads(self._mr.eval(call))
+        answer = self._mr.eval(call)
+        if not isinstance(answer, str):  # JSON.stringify always answers a string here
+            raise TypeError(f"transformer answered {type(answer).__name__}, not JSON text")
+        result: dict[str, Any] = json.loads(answer)
+        return result
 
     def close(self) -> None:
         self._mr.close()
