@@ -16,7 +16,7 @@ import pytest
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
-DEPTH_LIMIT = 500  # the prelude's MAX_RESULT_DEPTH, documented in docs/hardening-notes.md
+DEPTH_LIMIT = 500  # the prelude's MAX_RESULT_DEPTH, documented in README (Security → Limits)
 
 
 async def run(target: str, source: str, input_json: str = "") -> pb.RunResponse:
