@@ -141,7 +141,10 @@ async def test_a_task_taking_its_place_again_after_backpressure_is_not_judged_tw
     assert flood(adm, "a") == 5
     # The engine re-enqueues a task it accepted earlier whose stream held it back: the
     # share judged it once; refusing it now would fail an accepted task.
+    accepted = adm.statistics().tenants["a"].accepted
     ticket, _ = adm.enqueue("a-held", tenant="a", readmit=True)
     assert ticket.state == "waiting"
+    # ... and it was counted as accepted once, when it first was.
+    assert adm.statistics().tenants["a"].accepted == accepted
     with pytest.raises(Overloaded):
         adm.enqueue("a-new", tenant="a")

@@ -181,7 +181,8 @@ class Admission:
         self._depth[priority] += 1
         self._tenant_queued[tenant] += 1
         self._tenant_bytes[tenant] += size_bytes
-        self._accepted[tenant] += 1
+        if not readmit:  # a readmitted task was counted when it was first accepted
+            self._accepted[tenant] += 1
         for name, amount in request.items():
             self._demand[name] += amount
         if deadline is not None:
