@@ -26,6 +26,7 @@
   const apply = Reflect.apply;
   const { defineProperty, getOwnPropertyDescriptor, getPrototypeOf, freeze, keys, is } = Object;
   const toTag = uncurry(Object.prototype.toString);
+  const hasOwnProperty = uncurry(Object.prototype.hasOwnProperty);
   const fnSource = uncurry(FP.toString);
   const charCode = uncurry(String.prototype.charCodeAt);
   const strSlice = uncurry(String.prototype.slice);
@@ -499,25 +500,71 @@
   }
 
   // The npm packages vendor.py sends (CommonJS), compiled on first use in a task; their
-  // frames are hidden from stack traces like the prelude's own.
+  // frames are hidden from stack traces like the prelude's own. A require in them is
+  // resolved when called, as Node would inside node_modules: a relative path as a file,
+  // then .js, .json, /index.js; a Node built-in name (not 'x/') is the prelude's; another
+  // bare name is a vendored package's main, or a file inside it.
   const vendorSources = new NativeMap(); // path -> wrapper function, compiled once
+  const vendorLinks = new NativeMap(); // importer + '\n' + spec -> path ('' for a built-in)
+  const vendorHas = (path) => hasOwnProperty(vendor.files, path);
+  function vendorMissing(path, from) {
+    return new NativeError('the runtime library ' + path + (from ? ' (required by ' + from + ')' : '') + ' is not installed (make setup)');
+  }
+  function vendorFile(path, from) {
+    if (vendorHas(path)) return path;
+    if (vendorHas(path + '.js')) return path + '.js';
+    if (vendorHas(path + '.json')) return path + '.json';
+    if (vendorHas(path + '/index.js')) return path + '/index.js';
+    throw vendorMissing(path, from);
+  }
+  // Segments of `path` with '.', '..' and empty ones applied.
+  function vendorNormalize(path) {
+    const out = [];
+    for (let start = 0; start <= path.length;) {
+      let end = strIndexOf(path, '/', start);
+      if (end < 0) end = path.length;
+      const seg = strSlice(path, start, end);
+      if (seg === '..') { if (out.length > 0) out.length -= 1; } else if (seg !== '' && seg !== '.') out[out.length] = seg;
+      start = end + 1;
+    }
+    return out;
+  }
+  function vendorResolve(from, spec) {
+    const key = from + '\n' + spec;
+    let target = mapGet(vendorLinks, key);
+    if (target !== undefined) return target;
+    const dir = strSlice(from, 0, strLastIndexOf(from, '/') + 1);
+    if (strStarts(spec, './') && strIndexOf(spec, '/.') < 0 && strSlice(spec, -1) !== '/') {
+      target = vendorFile(dir + strSlice(spec, 2), from); // the common case, already normal
+    } else if (spec === '.' || spec === '..' || strStarts(spec, './') || strStarts(spec, '../')) {
+      target = vendorFile(arrJoin(vendorNormalize(dir + spec), '/'), from);
+    } else if (isBuiltin(spec)) {
+      target = '';
+    } else {
+      const parts = vendorNormalize(spec);
+      const n = strStarts(spec, '@') ? 2 : 1;
+      const name = n === 2 ? parts[0] + '/' + parts[1] : parts[0];
+      if (!hasOwnProperty(vendor.mains, name)) throw vendorMissing(spec, from);
+      target = parts.length > n ? vendorFile(arrJoin(parts, '/'), from) : vendor.mains[name];
+    }
+    mapSet(vendorLinks, key, target);
+    return target;
+  }
   function vendorModule(path) {
     return cached('vendor:' + path, () => {
       let fn = mapGet(vendorSources, path);
       if (fn === undefined) {
-        const source = vendor.files[path];
-        if (typeof source !== 'string') throw new NativeError('the runtime library ' + path + ' is not installed (make setup)');
+        if (!vendorHas(path)) throw vendorMissing(path);
         fn = strSlice(path, -5) === '.json' ? null
-          : indirectEval('(function (exports, require, module, __filename, __dirname) {' + source + '\n})\n//# sourceURL=zako:vendor/' + path);
+          : indirectEval('(function (exports, require, module, __filename, __dirname) {' + vendor.files[path] + '\n})\n//# sourceURL=zako:vendor/' + path);
         mapSet(vendorSources, path, fn);
       }
       if (fn === null) return { exports: parse(vendor.files[path]) };
       const module = { exports: {} };
       mapSet(taskValues, 'vendor:' + path, module); // cycles see partial exports, as in Node
-      const links = vendor.requires[path] || {};
       const require = (spec) => {
-        const target = links[spec];
-        return target !== undefined ? vendorModule(target) : loadBuiltin(spec);
+        const target = vendorResolve(path, '' + spec);
+        return target === '' ? loadBuiltin(spec) : vendorModule(target);
       };
       try {
         apply(fn, module.exports, [module.exports, require, module, '/node_modules/' + path, '/node_modules/' + strSlice(path, 0, strLastIndexOf(path, '/'))]);
