@@ -139,6 +139,21 @@ async def test_io_modules_load_but_every_function_refuses_naming_module_and_cont
     assert "hermetic 'rule' context" in reply.failed.error.message
 
 
+@pytest.mark.parametrize("system_access", [False, True])
+async def test_pure_queries_answer_and_host_facts_refuse(run, system_access):
+    """No context has a terminal or shows the host: isatty is false and os repeats the
+    fixed platform `process` gives; the host's own facts stay refused, in every context."""
+    source = """const os = require('node:os'), tty = require('tty');
+    module.exports = () => {
+      const refused = ['hostname', 'cpus', 'totalmem', 'homedir', 'userInfo'].map((f) => {
+        try { os[f](); return f; } catch (e) { return e.name; } });
+      return [tty.isatty(0), tty.isatty(1), os.platform(), os.arch(), os.type(), refused];
+    };"""
+    reply = await run(source, context=pb.CONTEXT_KIND_CONFIG, system_access=system_access)
+    value = json.loads(reply.completed.result.value_json)
+    assert value == [False, False, "linux", "x64", "Linux", ["CapabilityError"] * 5], reply
+
+
 async def test_process_is_the_runtimes_own_with_nothing_of_the_host(run):
     source = """module.exports = () => [process.env, process.platform, process.cwd(),
       process.argv.length, typeof process.nextTick, typeof process.binding,
