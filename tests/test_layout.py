@@ -49,6 +49,17 @@ def test_worker_package_imports_neither_grpc_nor_the_server():
     assert not bad, bad
 
 
+def test_transform_package_imports_neither_grpc_nor_the_server():
+    """The transform processes hold V8 and sucrase, like workers: no gRPC state in them."""
+    bad = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in _modules(PACKAGE / "transform")
+        for name in _imports(path)
+        if _under(name, (*WORKER_FORBIDDEN, "zako_server.server", "zako_server.worker"))
+    }
+    assert not bad, bad
+
+
 def test_server_package_imports_neither_v8_nor_the_worker():
     bad = {
         f"{path.relative_to(ROOT)}: {name}"
