@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (a table of packages and their JavaScript reads best one case a line)
-"""The packages table (docs/packages.md): real npm packages, each sent as its installed
+"""The packages table (README, Modules and npm packages): real npm packages, each sent as its installed
 tree through a real server and run by Node over the same files; each must match Node or
 fail for the reason written next to it.
 
