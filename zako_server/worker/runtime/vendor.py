@@ -98,7 +98,9 @@ def bundle() -> dict[str, object]:
         for path in _published(root, name, meta):
             files[path] = (root / path).read_text(encoding="utf-8")
         mains[name] = _file(root, f"{name}/{meta.get('main') or 'index.js'}")
-        todo.extend(meta.get("dependencies") or {})
+        dependencies = meta.get("dependencies") or {}
+        if isinstance(dependencies, dict):
+            todo.extend(str(dep) for dep in dependencies)
     return {"files": files, "mains": mains}
 
 
