@@ -1,18 +1,13 @@
 """The gRPC face of the server: `zako.v1.Executor` on grpc.aio.
 
-    Submit stream ──reader task──▶ validate ─▶ engine.submit ─▶ events ─▶ outbox ─▶ client
-                   in-band cancel ─▶ engine.cancel(owner = this stream)
-    stream closes early ─▶ every unfinished task of the stream is cancelled
+    Submit ─▶ identify ─▶ SubmitStream (stream.py): reader, in-band cancels, outbox
+                            │ accept: validate ─▶ engine.submit    reject: Rejected event
+    Run, Cancel, BroadcastGC, Stats, Capabilities ─▶ identify ─▶ engine / pool ─▶ reply
 
-The outbox is bounded in bytes (stream_outbox_bytes): past the bound the stream's
-tasks that have not started wait (without a lease), then its requests are not read,
-until the client has read half of it; gRPC's flow control then holds the client back.
-Running tasks still finish into it, so a stream holds at most the bound plus what its
-running tasks print and return (each bounded), whatever its client does.
-
-This is the one module that maps the server's errors to status codes (`_abort`), so
-the rest of the server stays free of gRPC. Errors inside a task never become an RPC
-status: they are the task's terminal event.
+This is the one module that maps the server's errors to status codes (`_abort`, and
+`rejected_event` for a stream's Rejected events), so the rest of the server stays free
+of gRPC statuses. Errors inside a task never become an RPC status: they are the task's
+terminal event.
 """
 
 from __future__ import annotations
@@ -31,29 +26,26 @@ from typing import Any, NoReturn
 import grpc
 import psutil
 from google.protobuf import any_pb2
-from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_server.server.config import Settings
+from zako_server.server.decoding import Refused, lenient
 from zako_server.server.engine import Emit, Engine, Gate
 from zako_server.server.errors import (
     DuplicateTask,
     InternalFault,
-    InvalidTask,
-    MessageTooLarge,
-    Overloaded,
     PermissionDenied,
     TaskNotFound,
     TaskRejection,
     ZakoServerError,
 )
 from zako_server.server.events import ERROR_TEXT_BYTES, duration, heap_usage, timestamp
-from zako_server.server.outbox import TERMINAL, Outbox, oversized
 from zako_server.server.security import Authenticator, Identity
 from zako_server.server.stats import BOUNDS, Histogram, TaskFigures
+from zako_server.server.stream import SubmitStream
 from zako_server.server.validation import (
     BUILTIN_MODULES,
     CONTEXT_NAMES,
@@ -144,52 +136,12 @@ def _histogram(h: Histogram) -> pb.Histogram:
     )
 
 
-class _Refused:
-    """A request frame refused before any handler could read it: bytes that are not the
-    message (INVALID_ARGUMENT), or more bytes than max_message_bytes (RESOURCE_EXHAUSTED).
-
-    gRPC answers UNKNOWN when a request deserializer raises, and refuses an oversized
-    message itself, uncounted and (on Submit) by ending the whole stream. So gRPC's own
-    limit is set to twice ours (app.py), the deserializer returns this instead of
-    raising, and the handler refuses the one request: counted in Stats, and on a stream
-    as that task's Rejected event (#12)."""
-
-    __slots__ = ("error", "task_id")
-
-    def __init__(self, error: TaskRejection, task_id: str = "") -> None:
-        self.error = error
-        self.task_id = task_id
-
-
-def _lenient(message_type: type[Message], limit: int) -> Any:
-    name = message_type.DESCRIPTOR.full_name
-
-    def parse(data: bytes) -> Message | _Refused:
-        try:
-            message = message_type.FromString(data)
-        except DecodeError as exc:
-            return _Refused(InvalidTask(f"the request is not a valid {name} message: {exc}"))
-        if len(data) <= limit:
-            return message
-        task = getattr(message, "task", None)
-        return _Refused(
-            MessageTooLarge(
-                f"the request is {len(data)} bytes, over this server's message limit of "
-                f"{limit} bytes (Limits.max_message_bytes); it can never be accepted as is",
-                quota="max_message_bytes",
-            ),
-            task.id if isinstance(task, pb.Task) else "",
-        )
-
-    return parse
-
-
 def _refusing(service: ExecutorService, method: Any, carries_task: bool) -> Any:
     """A unary handler that answers a refused request frame with its status (a task's
     refusal is counted as the task's rejection, for its tenant)."""
 
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if isinstance(request, _Refused):
+        if isinstance(request, Refused):
             if carries_task:
                 tenant = (await service._identify(context)).tenant
                 service.engine.count_rejection(request.error, tenant)
@@ -201,7 +153,7 @@ def _refusing(service: ExecutorService, method: Any, carries_task: bool) -> Any:
 
 def add_to_server(service: ExecutorService, server: grpc.aio.Server) -> None:
     """Register zako.v1.Executor as the generated add_ExecutorServicer_to_server does,
-    but with request deserializers that never raise (see _Refused)."""
+    but with request deserializers that never raise (see decoding.Refused)."""
     limit = service.settings.max_message_bytes
     handlers = {}
     for method in pb.DESCRIPTOR.services_by_name["Executor"].methods:
@@ -211,13 +163,13 @@ def add_to_server(service: ExecutorService, server: grpc.aio.Server) -> None:
         if method.client_streaming:  # Submit: its reader turns the frame into a rejection
             handlers[method.name] = grpc.stream_stream_rpc_method_handler(
                 implementation,
-                request_deserializer=_lenient(request_type, limit),
+                request_deserializer=lenient(request_type, limit),
                 response_serializer=response_type.SerializeToString,
             )
         else:
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
                 _refusing(service, implementation, method.name == "Run"),
-                request_deserializer=_lenient(request_type, limit),
+                request_deserializer=lenient(request_type, limit),
                 response_serializer=response_type.SerializeToString,
             )
     server.add_generic_rpc_handlers(
@@ -309,96 +261,17 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         request_iterator: AsyncIterator[pb.SubmitRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.SubmitResponse]:
-        owner = object()
         tenant = (await self._identify(context)).tenant
-        out = Outbox(self.settings.stream_outbox_bytes)
-        outstanding: set[str] = set()
-        reading = True
 
-        def emit(event: pb.SubmitResponse) -> None:
-            out.put_nowait(event)
-            if event.WhichOneof("event") in TERMINAL:
-                outstanding.discard(event.task_id)
-                if not reading and not outstanding:
-                    out.put_nowait(None)
+        def accept(task: pb.Task, owner: object, emit: Emit, gate: Gate) -> pb.SubmitResponse | str:
+            return self._accept(task, owner, emit, context, tenant, gate)
 
-        def handle(request: pb.SubmitRequest | _Refused) -> None:
-            if isinstance(request, _Refused):  # undecodable (no id) or too large
-                self.engine.count_rejection(request.error, tenant)
-                out.put_nowait(rejected_event(request.task_id, request.error))
-                return
-            kind = request.WhichOneof("kind")
-            if kind == "task":
-                # A rejection goes straight out, never through `emit`: it must
-                # not end the tracking of a live task that has the same id.
-                if len(outstanding) >= self.settings.max_tasks_per_stream:
-                    exc = Overloaded(
-                        f"this stream already has {len(outstanding)} tasks in flight; "
-                        f"the limit is {self.settings.max_tasks_per_stream}",
-                        retry_after=1.0,
-                    )
-                    self.engine.count_rejection(exc, tenant)
-                    out.put_nowait(rejected_event(request.task.id, exc))
-                    return
-                accepted = self._accept(request.task, owner, emit, context, tenant, out)
-                if isinstance(accepted, str):
-                    outstanding.add(accepted)
-                else:
-                    out.put_nowait(accepted)
-            elif kind == "cancel":
-                # Cancel is idempotent: a task that already ended (or never was)
-                # is left alone, since it has had its one terminal event.
-                with contextlib.suppress(TaskNotFound):
-                    self.engine.cancel(
-                        request.cancel.task_id,
-                        request.cancel.reason or "cancelled by client",
-                        owner,
-                        tenant,
-                    )
-
-        async def read() -> None:
-            nonlocal reading
-            try:
-                async for request in request_iterator:
-                    try:
-                        handle(request)
-                    except Exception as exc:  # the last-resort guard: one task, not all
-                        log.exception("internal error handling a Submit request")
-                        if (
-                            isinstance(request, pb.SubmitRequest)
-                            and request.WhichOneof("kind") == "task"
-                        ):
-                            fault = InternalFault(
-                                f"internal server error handling the task: {type(exc).__name__}"
-                            )
-                            out.put_nowait(rejected_event(request.task.id, fault))
-                    if not out.is_open:  # backpressure: read on once the client has
-                        await out.wait_open()
-            finally:
-                reading = False
-                if not outstanding:
-                    out.put_nowait(None)
-
-        reader = asyncio.create_task(read(), name="zako-submit-reader")
-        try:
-            limit = self.settings.max_message_bytes
-            while True:
-                event, size = await out.get()
-                if event is None:
-                    if not reading and not outstanding:
-                        break
-                    continue
-                if size > limit:  # the engine bounds every event; this is the backstop
-                    event = oversized(event, size, limit)
-                    if event is None:
-                        continue
+        stream = SubmitStream(self.settings, self.engine, tenant, accept, rejected_event)
+        # aclosing: an early end of this call closes the stream's own generator at once,
+        # so its reader stops and its unfinished tasks are cancelled now, not at GC.
+        async with contextlib.aclosing(stream.events(request_iterator)) as events:
+            async for event in events:
                 yield event
-            await reader
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
-            self.engine.cancel_owned_by(owner, "stream closed")
 
     async def Run(
         self,

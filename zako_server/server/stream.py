@@ -1,0 +1,153 @@
+"""One Submit stream: its reader, its in-band cancels, its outbox and its guard.
+
+    Submit stream ──reader task──▶ accept (validate ─▶ engine.submit) ─▶ events ─▶ outbox ─▶ client
+                   in-band cancel ─▶ engine.cancel(owner = this stream)
+    stream closes early ─▶ every unfinished task of the stream is cancelled
+
+The outbox is bounded in bytes (stream_outbox_bytes): past the bound the stream's
+tasks that have not started wait (without a lease), then its requests are not read,
+until the client has read half of it; gRPC's flow control then holds the client back.
+Running tasks still finish into it, so a stream holds at most the bound plus what its
+running tasks print and return (each bounded), whatever its client does.
+
+Nothing here maps an error to a status: the servicer (service.py) hands in how a task is
+accepted and how a rejection becomes its Rejected event, so that mapping stays in one
+module and this one is only about the stream's flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_server.server.config import Settings
+from zako_server.server.decoding import Refused
+from zako_server.server.engine import Emit, Engine, Gate
+from zako_server.server.errors import InternalFault, Overloaded, TaskNotFound, TaskRejection
+from zako_server.server.outbox import TERMINAL, Outbox, oversized
+
+log = logging.getLogger("zako.service")
+
+# Validate and submit one task for this stream: its id, or the Rejected event to send.
+Accept = Callable[[pb.Task, object, Emit, Gate], "pb.SubmitResponse | str"]
+# A task's rejection as the Rejected event a stream sends instead of an RPC status.
+Reject = Callable[[str, TaskRejection], pb.SubmitResponse]
+
+
+class SubmitStream:
+    """The state of one Submit call: the tasks it owns and still awaits, and its outbox.
+
+    The stream ends once its client stopped sending and every task it accepted has had
+    its terminal event; if it ends earlier, its unfinished tasks are cancelled."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine, tenant: str, accept: Accept, reject: Reject
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.tenant = tenant
+        self._accept = accept
+        self._reject = reject
+        self.owner = object()
+        self.out = Outbox(settings.stream_outbox_bytes)
+        self.outstanding: set[str] = set()
+        self.reading = True
+
+    def emit(self, event: pb.SubmitResponse) -> None:
+        """Where the engine puts this stream's tasks' events."""
+        self.out.put_nowait(event)
+        if event.WhichOneof("event") in TERMINAL:
+            self.outstanding.discard(event.task_id)
+            if not self.reading and not self.outstanding:
+                self.out.put_nowait(None)
+
+    def handle(self, request: pb.SubmitRequest | Refused) -> None:
+        """One request frame: a refused frame, a task or an in-band cancel."""
+        out, tenant = self.out, self.tenant
+        if isinstance(request, Refused):  # undecodable (no id) or too large
+            self.engine.count_rejection(request.error, tenant)
+            out.put_nowait(self._reject(request.task_id, request.error))
+            return
+        kind = request.WhichOneof("kind")
+        if kind == "task":
+            # A rejection goes straight out, never through `emit`: it must
+            # not end the tracking of a live task that has the same id.
+            if len(self.outstanding) >= self.settings.max_tasks_per_stream:
+                exc = Overloaded(
+                    f"this stream already has {len(self.outstanding)} tasks in flight; "
+                    f"the limit is {self.settings.max_tasks_per_stream}",
+                    retry_after=1.0,
+                )
+                self.engine.count_rejection(exc, tenant)
+                out.put_nowait(self._reject(request.task.id, exc))
+                return
+            accepted = self._accept(request.task, self.owner, self.emit, out)
+            if isinstance(accepted, str):
+                self.outstanding.add(accepted)
+            else:
+                out.put_nowait(accepted)
+        elif kind == "cancel":
+            # Cancel is idempotent: a task that already ended (or never was)
+            # is left alone, since it has had its one terminal event.
+            with contextlib.suppress(TaskNotFound):
+                self.engine.cancel(
+                    request.cancel.task_id,
+                    request.cancel.reason or "cancelled by client",
+                    self.owner,
+                    tenant,
+                )
+
+    async def read(self, request_iterator: AsyncIterator[pb.SubmitRequest | Refused]) -> None:
+        """The reader task: every request handled under the last-resort guard, and no
+        further reading while the outbox is full (backpressure)."""
+        out = self.out
+        try:
+            async for request in request_iterator:
+                try:
+                    self.handle(request)
+                except Exception as exc:  # the last-resort guard: one task, not all
+                    log.exception("internal error handling a Submit request")
+                    if (
+                        isinstance(request, pb.SubmitRequest)
+                        and request.WhichOneof("kind") == "task"
+                    ):
+                        fault = InternalFault(
+                            f"internal server error handling the task: {type(exc).__name__}"
+                        )
+                        out.put_nowait(self._reject(request.task.id, fault))
+                if not out.is_open:  # backpressure: read on once the client has
+                    await out.wait_open()
+        finally:
+            self.reading = False
+            if not self.outstanding:
+                out.put_nowait(None)
+
+    async def events(
+        self, request_iterator: AsyncIterator[pb.SubmitRequest | Refused]
+    ) -> AsyncGenerator[pb.SubmitResponse, None]:
+        """The stream's responses, in outbox order, until it is done; then (or on any
+        early end) the reader stops and the stream's unfinished tasks are cancelled."""
+        out = self.out
+        reader = asyncio.create_task(self.read(request_iterator), name="zako-submit-reader")
+        try:
+            limit = self.settings.max_message_bytes
+            while True:
+                event, size = await out.get()
+                if event is None:
+                    if not self.reading and not self.outstanding:
+                        break
+                    continue
+                if size > limit:  # the engine bounds every event; this is the backstop
+                    event = oversized(event, size, limit)
+                    if event is None:
+                        continue
+                yield event
+            await reader
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            self.engine.cancel_owned_by(self.owner, "stream closed")
