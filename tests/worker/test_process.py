@@ -720,7 +720,7 @@ async def test_a_retired_warm_isolate_still_reports_its_own_heap(worker):
 
 
 async def test_the_hermetic_clock_and_seed_reach_the_prelude_only_when_set():
-    from zako_server.worker.process import Worker
+    from zako_server.worker.driver import TaskDriver
     from zako_server.worker.task import RunningTask
 
     def frame(**context: Any) -> RunFrame:
@@ -729,9 +729,9 @@ async def test_the_hermetic_clock_and_seed_reach_the_prelude_only_when_set():
             1.0, MiB, 1024, 1024, None, 1,
         )  # fmt: skip
 
-    worker = Worker(-1)
-    plain = worker._configuration(RunningTask.parse(frame()))
+    driver = TaskDriver(lambda event: None, "test")
+    plain = driver._configuration(RunningTask.parse(frame()))
     assert "epochMs" not in plain and "seed" not in plain
-    pinned = worker._configuration(RunningTask.parse(frame(epoch_ms=86_400_000, seed="s1")))
+    pinned = driver._configuration(RunningTask.parse(frame(epoch_ms=86_400_000, seed="s1")))
     assert (pinned["epochMs"], pinned["seed"]) == (86_400_000, "s1")
     assert {k: v for k, v in pinned.items() if k not in {"epochMs", "seed"}} == plain
