@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import platform
 import time
 import uuid
@@ -42,18 +41,11 @@ from zako_server.server.errors import (
     TaskRejection,
     ZakoServerError,
 )
-from zako_server.server.events import ERROR_TEXT_BYTES, duration, heap_usage, timestamp
+from zako_server.server.events import duration, heap_usage, timestamp
+from zako_server.server.reports import capabilities_reply, stats_reply
 from zako_server.server.security import Authenticator, Identity
-from zako_server.server.stats import BOUNDS, Histogram, TaskFigures
 from zako_server.server.stream import SubmitStream
-from zako_server.server.validation import (
-    BUILTIN_MODULES,
-    CONTEXT_NAMES,
-    PRIORITY_MAX,
-    PRIORITY_MIN,
-    validate,
-)
-from zako_server.server.worker_handle import WorkerHandle
+from zako_server.server.validation import validate
 
 log = logging.getLogger("zako.service")
 
@@ -122,18 +114,6 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: ZakoServerErr
         await context.abort_with_status(rpc_status.to_status(status))
     await context.abort(code, message)
     raise AssertionError("unreachable")  # context.abort always raises
-
-
-def _histogram(h: Histogram) -> pb.Histogram:
-    return pb.Histogram(
-        bounds_seconds=BOUNDS,
-        counts=h.counts,
-        count=h.count,
-        sum_seconds=h.total,
-        p50_seconds=h.quantile(0.5),
-        p90_seconds=h.quantile(0.9),
-        p99_seconds=h.quantile(0.99),
-    )
 
 
 def _refusing(service: ExecutorService, method: Any, carries_task: bool) -> Any:
@@ -369,119 +349,14 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             response.total_freed_bytes += max(before.used - after.used, 0)
         return response
 
-    def _transforms(self) -> pb.TransformStats | None:
-        stage = self.engine.transforms
-        if stage is None:
-            return None
-        t = stage.stats
-        return pb.TransformStats(
-            processes=t.processes,
-            queued=t.queued,
-            busy=t.busy,
-            cache_hits=t.cache_hits,
-            cache_misses=t.cache_misses,
-            cache_entries=t.cache_entries,
-            cache_bytes=t.cache_bytes,
-            files_transformed=t.files_transformed,
-            transform_time=duration(t.transform_seconds),
-        )
-
     async def Stats(
         self,
         request: pb.StatsRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.StatsResponse:
         identity = await self._identify(context)
-        pool = self.engine.pool.statistics()
-        admission = self.engine.admission.statistics()
-        visible = {
-            name: use
-            for name, use in admission.tenants.items()
-            if identity.is_admin or name == identity.tenant
-        }
-        tasks = TaskFigures.of(self.engine.counters)
-        now = time.time()
-        return pb.StatsResponse(
-            time=timestamp(now),
-            uptime=duration(now - self.started_at),
-            pool=pb.PoolStats(
-                min_workers=pool.min_workers,
-                max_workers=pool.max_workers,
-                live=pool.live,
-                busy=pool.busy,
-                idle=pool.idle,
-                started_total=pool.started_total,
-                crashed_total=pool.crashed_total,
-                reclaimed_total=pool.reclaimed_total,
-                workers=[self._worker(w) for w in self.engine.pool.workers()],
-            ),
-            queue=pb.QueueStats(
-                depth=admission.queued,
-                capacity=admission.capacity,
-                running=admission.running,
-                depth_by_priority=admission.depth_by_priority,
-                queued_bytes=admission.queued_bytes,
-                capacity_bytes=admission.capacity_bytes,
-            ),
-            resources=[
-                pb.ResourceStats(
-                    name=name,
-                    capacity=use.capacity,
-                    in_use=use.in_use,
-                    queued_demand=use.queued_demand,
-                )
-                for name, use in admission.resources.items()
-            ],
-            tenants=[
-                pb.TenantStats(
-                    tenant=name,
-                    running=use.running,
-                    queued=use.queued,
-                    rejected=use.rejected,
-                    accepted=use.accepted,
-                )
-                for name, use in visible.items()
-            ],
-            queue_wait=_histogram(admission.queue_wait),
-            run_time=_histogram(self.engine.run_time),
-            system=self._system(),
-            transforms=self._transforms(),
-            tasks=pb.TaskCounters(
-                accepted=tasks.accepted,
-                completed=tasks.completed,
-                failed=tasks.failed,
-                cancelled=tasks.cancelled,
-                rejected=tasks.rejected,
-                failed_by_reason=tasks.failed_by_reason,
-                rejected_by_reason=tasks.rejected_by_reason,
-            ),
-            versions=self.versions(),
-        )
-
-    @staticmethod
-    def _worker(worker: WorkerHandle) -> pb.WorkerStats:
-        return pb.WorkerStats(
-            worker_id=worker.id,
-            pid=worker.pid,
-            state=worker.state,
-            tasks_run=worker.tasks_run,
-            rss_bytes=worker.rss(),
-            last_heap=heap_usage(worker.last_heap),
-        )
-
-    def _system(self) -> pb.SystemStats:
-        machine = self.settings.machine
-        try:
-            load = os.getloadavg()[0]
-        except OSError:
-            load = 0.0
-        return pb.SystemStats(
-            effective_cpus=machine.cpus if machine else 0.0,
-            effective_memory_bytes=machine.memory_bytes if machine else 0,
-            cpu_percent=psutil.cpu_percent(interval=None),
-            memory_available_bytes=int(psutil.virtual_memory().available),
-            server_rss_bytes=int(self._process.memory_info().rss),
-            load_average_1m=load,
+        return stats_reply(
+            self.engine, self.settings, identity, self.started_at, self._process, self.versions()
         )
 
     async def Capabilities(
@@ -490,31 +365,4 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.CapabilitiesResponse:
         await self._identify(context)
-        s = self.settings
-        capacity = s.capacities()
-        return pb.CapabilitiesResponse(
-            limits=pb.Limits(
-                max_message_bytes=s.max_message_bytes,
-                max_source_bytes=s.max_source_bytes,
-                max_modules=s.max_modules,
-                max_input_bytes=s.max_input_bytes,
-                max_result_bytes=s.max_result_bytes,
-                max_log_bytes=s.max_log_bytes,
-                min_timeout=duration(s.min_timeout),
-                default_timeout=duration(s.default_timeout),
-                max_timeout=duration(s.max_timeout),
-                default_memory_bytes=s.default_memory,
-                max_memory_bytes=s.max_memory,
-                max_tasks_per_stream=s.max_tasks_per_stream,
-                max_log_lines=s.max_log_lines,
-                stream_outbox_bytes=s.stream_outbox_bytes,
-                max_error_text_bytes=ERROR_TEXT_BYTES,
-            ),
-            context_kinds=sorted(CONTEXT_NAMES),
-            priority=pb.PriorityRange(min=PRIORITY_MIN, max=PRIORITY_MAX),
-            builtin_modules=list(BUILTIN_MODULES),
-            system_access_allowed=s.allow_system_access,
-            versions=self.versions(),
-            resource_capacity=capacity,
-            isolate_reuse=s.isolate_reuse == "tenant",
-        )
+        return capabilities_reply(self.settings, self.versions())
