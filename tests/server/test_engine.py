@@ -8,7 +8,8 @@ import pytest
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_server.protocol import DoneEvent, FailureReason, HeapFigures, JsError
-from zako_server.server.engine import Engine, TaskRecord
+from zako_server.server.engine import Engine
+from zako_server.server.records import TaskRecord
 from zako_server.server.validation import Job
 
 

@@ -7,7 +7,7 @@
     cancel(id) ─ queued: leave the line ───────────┤─▶ Cancelled
                └ running: pool.cancel (kill after grace)
 
-`TaskRecord.finish` is the only way to emit a terminal event and it works once, so
+`TaskRecord.finish` (records.py) is the only way to emit a terminal event; it works once, so
 every path (completion, failure, cancel, worker loss, shutdown) ends a task exactly
 once; the lease is released in the same `finally`. Events are `zako.v1` messages (the
 shared language), but nothing here imports gRPC.
@@ -19,10 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from opentelemetry import trace
 
@@ -35,7 +32,7 @@ from zako_server.protocol import (
     LogsEvent,
     StartedEvent,
 )
-from zako_server.server.admission import Admission, Ticket
+from zako_server.server.admission import Admission
 from zako_server.server.errors import (
     DuplicateTask,
     QueueDeadlineExceeded,
@@ -47,12 +44,12 @@ from zako_server.server.events import (
     EVENT_OVERHEAD_BYTES,
     FAILURE_REASONS,
     LEVELS,
-    duration,
     heap_usage,
     timestamp,
     truncate,
 )
 from zako_server.server.pool import Pool
+from zako_server.server.records import Counters, Emit, Gate, TaskRecord
 from zako_server.server.stats import Histogram
 from zako_server.server.transforms import TransformPool
 from zako_server.server.validation import Job
@@ -60,112 +57,7 @@ from zako_server.server.worker_handle import WorkerHandle
 
 log = logging.getLogger("zako.engine")
 
-Emit = Callable[[pb.SubmitResponse], None]
-
-
-class Gate(Protocol):
-    """Backpressure from where a task's events go (a Submit stream's outbox): while it
-    is closed, the task does not start; it waits in line without holding a lease."""
-
-    @property
-    def is_open(self) -> bool: ...
-
-    async def wait_open(self) -> None: ...
-
-
 _NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
-
-
-@dataclass(eq=False)
-class TaskRecord:
-    """One accepted task: where it is, who owns it, and the one-shot terminal latch."""
-
-    job: Job
-    owner: object
-    emit: Emit
-    tenant: str = "anonymous"
-    accepted_wall: float = field(default_factory=time.time)
-    accepted_mono: float = field(default_factory=time.monotonic)
-    state: str = "queued"  # queued -> running -> done
-    ticket: Ticket | None = None
-    runner: asyncio.Task[None] | None = None
-    started_wall: float = 0.0
-    started_mono: float = 0.0
-    cancel_reason: str = ""
-    log_lines: int = 0  # lines passed on: the server's own check of the worker's bound
-    logs_dropped: int = 0  # lines the worker dropped past the task's log bounds
-    gate: Gate | None = None
-    terminal: pb.SubmitResponse | None = None
-    finished: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def task_id(self) -> str:
-        return self.job.task_id
-
-    def event(self, **kind: Any) -> pb.SubmitResponse:
-        return pb.SubmitResponse(task_id=self.task_id, time=timestamp(time.time()), **kind)
-
-    def timings(
-        self, run_s: float | None = None, cpu_s: float = 0.0, warm: bool = False
-    ) -> pb.Timings:
-        finished = timestamp(time.time())
-        if self.started_mono:
-            if run_s is None:
-                run_s = time.monotonic() - self.started_mono
-            return pb.Timings(
-                accepted_at=timestamp(self.accepted_wall),
-                started_at=timestamp(self.started_wall),
-                finished_at=finished,
-                queued=duration(self.started_mono - self.accepted_mono),
-                run=duration(run_s),
-                cpu=duration(cpu_s),
-                warm_isolate=warm,
-            )
-        return pb.Timings(
-            accepted_at=timestamp(self.accepted_wall),
-            finished_at=finished,
-            queued=duration(time.monotonic() - self.accepted_mono),
-            cpu=duration(cpu_s),
-            warm_isolate=warm,
-        )
-
-    def finish(self, event: pb.SubmitResponse) -> bool:
-        """Emit the terminal event; False (and nothing emitted) if one was already sent."""
-        if self.terminal is not None:
-            return False
-        self.terminal = event
-        self.state = "done"
-        self.emit(event)
-        self.finished.set()
-        outcome = event.WhichOneof("event")
-        level = logging.INFO if outcome == "failed" else logging.DEBUG
-        if log.isEnabledFor(level):  # the usual completed task logs nothing: skip the extras
-            reason = (
-                pb.FailureReason.Name(event.failed.reason)
-                if outcome == "failed"
-                else event.cancelled.reason
-                if outcome == "cancelled"
-                else None
-            )
-            log.log(
-                level,
-                "task %s %s",
-                self.task_id,
-                outcome,
-                extra={"task_id": self.task_id, "tenant": self.tenant, "reason": reason},
-            )
-        return True
-
-
-@dataclass
-class Counters:
-    """Task outcomes since start; read by Stats."""
-
-    accepted: int = 0
-    completed: int = 0
-    failed: Counter[str] = field(default_factory=Counter)
-    cancelled: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
 
 
 class Engine:

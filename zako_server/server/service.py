@@ -32,7 +32,7 @@ from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_server.server.config import Settings
 from zako_server.server.decoding import Refused, lenient
-from zako_server.server.engine import Emit, Engine, Gate
+from zako_server.server.engine import Engine
 from zako_server.server.errors import (
     DuplicateTask,
     InternalFault,
@@ -42,6 +42,7 @@ from zako_server.server.errors import (
     ZakoServerError,
 )
 from zako_server.server.events import duration, heap_usage, timestamp
+from zako_server.server.records import Emit, Gate
 from zako_server.server.reports import capabilities_reply, stats_reply
 from zako_server.server.security import Authenticator, Identity
 from zako_server.server.stream import SubmitStream

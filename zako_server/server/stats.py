@@ -46,7 +46,7 @@ class Histogram:
 
 
 class TaskCounts(Protocol):
-    """What the engine counts as tasks end (engine.Counters), read-only here."""
+    """What the engine counts as tasks end (records.Counters), read-only here."""
 
     @property
     def accepted(self) -> int: ...

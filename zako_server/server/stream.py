@@ -25,9 +25,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_server.server.config import Settings
 from zako_server.server.decoding import Refused
-from zako_server.server.engine import Emit, Engine, Gate
+from zako_server.server.engine import Engine
 from zako_server.server.errors import InternalFault, Overloaded, TaskNotFound, TaskRejection
 from zako_server.server.outbox import TERMINAL, Outbox, oversized
+from zako_server.server.records import Emit, Gate
 
 log = logging.getLogger("zako.service")
 
