@@ -122,7 +122,7 @@ class ZakoServer:
             interceptors=interceptors,
             options=[
                 # Twice ours: a request up to 2x max_message_bytes is read and refused
-                # by the service alone, precisely and counted (service._Refused);
+                # by the service alone, precisely and counted (decoding.Refused);
                 # gRPC refuses larger ones itself.
                 ("grpc.max_receive_message_length", 2 * limit),
                 ("grpc.max_send_message_length", limit),
