@@ -65,6 +65,51 @@ class FailureReason(str, Enum):
     CANCELLED = "cancelled"
 
 
+# Node's built-in modules as a task's `require` finds them (also as "node:<name>"): the
+# server advertises them (Capabilities.builtin_modules) and the worker's prelude answers
+# them, so both take the one list from here. Those needing I/O load, but their functions
+# throw CapabilityError.
+NODE_BUILTINS: tuple[str, ...] = (
+    "assert",
+    "assert/strict",
+    "async_hooks",
+    "buffer",
+    "child_process",
+    "cluster",
+    "crypto",
+    "dgram",
+    "dns",
+    "events",
+    "fs",
+    "fs/promises",
+    "http",
+    "http2",
+    "https",
+    "inspector",
+    "module",
+    "net",
+    "os",
+    "path",
+    "path/posix",
+    "perf_hooks",
+    "process",
+    "querystring",
+    "readline",
+    "stream",
+    "stream/promises",
+    "string_decoder",
+    "timers",
+    "tls",
+    "tty",
+    "url",
+    "util",
+    "util/types",
+    "v8",
+    "vm",
+    "worker_threads",
+    "zlib",
+)
+
 # The warm-isolate key of a task, (tenant, context kind, hermetic): the pool picks a worker
 # by it and the worker keys its isolates by it, so both sides take it from RunFrame.
 ReuseKey = tuple[str, str, bool]

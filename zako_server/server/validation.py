@@ -19,7 +19,7 @@ from typing import cast
 
 from zako_sdk.models import CONTEXT_KINDS
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
-from zako_server.protocol import RunFrame, TaskContext
+from zako_server.protocol import NODE_BUILTINS, RunFrame, TaskContext
 from zako_server.server.config import Settings
 from zako_server.server.errors import CannotFit, InvalidTask
 
@@ -43,51 +43,9 @@ CONTEXT_NAMES = cast(
 )
 # What `require` finds without the task's tree (Capabilities.builtin_modules): Zako's own,
 # and Node's by both names ("path" and "node:path"); those needing I/O load, but their
-# functions throw CapabilityError (docs/runtime.md). The prelude holds the same list.
-BUILTIN_MODULES = (
-    "zako:context",
-    "zako:core",
-    *[
-        "assert",
-        "assert/strict",
-        "async_hooks",
-        "buffer",
-        "child_process",
-        "cluster",
-        "crypto",
-        "dgram",
-        "dns",
-        "events",
-        "fs",
-        "fs/promises",
-        "http",
-        "http2",
-        "https",
-        "inspector",
-        "module",
-        "net",
-        "os",
-        "path",
-        "path/posix",
-        "perf_hooks",
-        "process",
-        "querystring",
-        "readline",
-        "stream",
-        "stream/promises",
-        "string_decoder",
-        "timers",
-        "tls",
-        "tty",
-        "url",
-        "util",
-        "util/types",
-        "v8",
-        "vm",
-        "worker_threads",
-        "zlib",
-    ],
-)
+# functions throw CapabilityError (docs/runtime.md). The worker's prelude answers the
+# same list (protocol.NODE_BUILTINS).
+BUILTIN_MODULES = ("zako:context", "zako:core", *NODE_BUILTINS)
 # The virtual clock of a hermetic task that names no epoch: 2024-01-01T00:00:00Z, a fixed
 # point like a reproducible build's SOURCE_DATE_EPOCH (see Task.epoch).
 DEFAULT_EPOCH_MS = 1_704_067_200_000

@@ -32,6 +32,7 @@ from typing import Any
 
 from py_mini_racer import MiniRacer
 
+from zako_server.protocol import NODE_BUILTINS
 from zako_server.worker.runtime import vendor
 
 TOKEN_HEX_CHARS = 32
@@ -77,12 +78,15 @@ def _libraries() -> str:
     return _js({name: _source(f"{name}.js") for name in LIBRARIES})
 
 
+_NODE_BUILTINS_JSON = json.dumps(list(NODE_BUILTINS))
+
+
 def install_script(token: str) -> str:
     """The eval that installs the prelude into a fresh instance: the prelude function
-    called with (token, prefixLength, libraries, vendor, makeModules)."""
+    called with (token, prefixLength, libraries, vendor, makeModules, nodeBuiltins)."""
     return (
         f"({prelude_source()})({_js(token)},{prefix_length(token)},{_libraries()},"
-        f"{vendor.bundle_json()},{_source('modules.js')});\n"
+        f"{vendor.bundle_json()},{_source('modules.js')},{_NODE_BUILTINS_JSON});\n"
         "//# sourceURL=zako:prelude"
     )
 

@@ -16,7 +16,7 @@
  * - Error.prepareStackTrace is ours and fixed: it hides host frames, undoes the module
  *   wrapper's column shift on line 1 and remembers the innermost task frame per error.
  */
-(function zakoPrelude(token, prefixLength, libraries, vendor, makeModules) {
+(function zakoPrelude(token, prefixLength, libraries, vendor, makeModules, nodeBuiltins) {
   'use strict';
 
   // Intrinsics, captured before task code can replace them.
@@ -477,13 +477,9 @@
   let entry = 'main.js';
   const ZAKO_BUILTINS = freeze(['zako:core', 'zako:context']);
   const nodeName = (spec) => (typeof spec === 'string' && strStarts(spec, 'node:') ? strSlice(spec, 5) : spec);
-  // Names only: node.js itself is compiled the first time a task needs a built-in.
-  const NODE_BUILTINS = freeze([
-    'assert', 'assert/strict', 'buffer', 'events', 'path', 'path/posix', 'querystring', 'string_decoder',
-    'url', 'util', 'util/types', 'timers', 'process', 'fs', 'fs/promises', 'child_process', 'net', 'http',
-    'https', 'http2', 'os', 'stream', 'stream/promises', 'zlib', 'crypto', 'dns', 'dgram', 'tls', 'readline',
-    'tty', 'vm', 'worker_threads', 'cluster', 'module', 'v8', 'perf_hooks', 'async_hooks', 'inspector',
-  ]);
+  // Names only (protocol.NODE_BUILTINS, the list the server advertises): node.js itself is
+  // compiled the first time a task needs a built-in.
+  const NODE_BUILTINS = freeze(nodeBuiltins.slice());
   function isBuiltin(spec) {
     if (typeof spec !== 'string') return false;
     if (ZAKO_BUILTINS.indexOf(spec) >= 0) return true;
