@@ -17,6 +17,7 @@ SPECIAL = {
     "max_workers": "half the effective CPUs, ≥ 1",
     "queue_capacity": "max(2 x max_workers, 1024)",
     "tenant_max_queued": "queue_capacity",
+    "cas_bytes": "10% of effective memory, in [4 MiB, 4 GiB]",
 }
 
 

@@ -88,6 +88,10 @@ EXPECTED_RPCS = {
     "BroadcastGC": (False, False, "BroadcastGCRequest", "BroadcastGCResponse"),
     "Stats": (False, False, "StatsRequest", "StatsResponse"),
     "Capabilities": (False, False, "CapabilitiesRequest", "CapabilitiesResponse"),
+    # The content-addressed store (cas.proto), in the spirit of REAPI.
+    "FindMissingBlobs": (False, False, "FindMissingBlobsRequest", "FindMissingBlobsResponse"),
+    "BatchUpdateBlobs": (False, False, "BatchUpdateBlobsRequest", "BatchUpdateBlobsResponse"),
+    "WriteBlob": (True, False, "WriteBlobRequest", "WriteBlobResponse"),
 }
 
 
@@ -98,7 +102,7 @@ def executor_pb2():
     return executor_pb2
 
 
-def test_executor_service_has_the_six_rpcs(executor_pb2):
+def test_executor_service_has_its_rpcs(executor_pb2):
     descriptor = executor_pb2.DESCRIPTOR
     assert descriptor.package == "zako.v1"
     service = descriptor.services_by_name["Executor"]

@@ -183,6 +183,10 @@ class RunFrame:
     # The transform stage's answers for the files it transformed (server/transforms.py):
     # {path: {esm, code, map[, names]} | {error}}; modules.js uses them instead of the text.
     prepared: dict[str, Any] = field(default_factory=dict)
+    # path -> lowercase hex SHA-256 of the file's UTF-8 text, for every file of `modules`
+    # (validation fills it: from the task's digests, or by hashing inline sources). The
+    # key of the worker's code cache and part of the action cache's key.
+    digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def reuse_key(self) -> ReuseKey | None:
@@ -318,6 +322,9 @@ class DoneEvent:
     value: str | None = None
     reason: FailureReason | None = None
     error: JsError | None = None
+    # The task observed something outside its cache key (it read context.taskId): its
+    # outcome must not be stored in the action cache.
+    uncacheable: bool = False
 
     @property
     def ok(self) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 
 from zako_server.server.heuristics import (
     Machine,
+    default_cas_bytes,
     default_max_workers,
     default_queue_capacity,
     probe_machine,
@@ -170,6 +171,20 @@ OPTIONS: tuple[Option, ...] = (
         "processes of the ESM/TypeScript transform stage (0: a few, by CPU count)",
     ),
     Option("transform_cache_bytes", _positive(parse_size), "transform stage cache size"),
+    Option(
+        "cas_bytes",
+        _positive(parse_size),
+        "content-addressed store budget (module blobs; least recently used evicted)",
+    ),
+    Option("cas_ttl", _positive(float), "seconds an unused blob stays in the store"),
+    Option("max_blob_bytes", _positive(parse_size), "largest blob the store accepts"),
+    Option("action_cache", parse_bool, "answer repeated hermetic tasks from the action cache"),
+    Option("action_cache_bytes", _positive(parse_size), "action cache budget (outcomes, logs)"),
+    Option(
+        "worker_code_cache_bytes",
+        _positive(parse_size),
+        "module text one worker keeps by digest (sent over its pipe once)",
+    ),
     Option("max_input_bytes", _positive(parse_size), "largest task input JSON"),
     Option("max_result_bytes", _positive(parse_size), "largest task result JSON"),
     Option("max_log_bytes", _positive(parse_size), "log bytes kept per task"),
@@ -300,6 +315,12 @@ class Settings:
     max_tree_bytes: int = 48 << 20
     transform_workers: int = 0
     transform_cache_bytes: int = 256 << 20
+    cas_bytes: int = 64 << 20  # follows the machine unless set (10 % of memory)
+    cas_ttl: float = 3600.0
+    max_blob_bytes: int = 16 << 20  # as max_source_bytes: one file, or one ModuleTree
+    action_cache: bool = True
+    action_cache_bytes: int = 64 << 20
+    worker_code_cache_bytes: int = 128 << 20
     max_input_bytes: int = 16 << 20
     max_result_bytes: int = 16 << 20
     max_log_bytes: int = 1 << 20
@@ -358,6 +379,11 @@ class Settings:
             # Each heartbeat judges the answer to the one before it: a timeout within
             # one interval would find every healthy worker silent and kill it.
             problems.append("worker_heartbeat_timeout must exceed worker_heartbeat_interval")
+        if self.max_blob_bytes > self.cas_bytes:
+            problems.append(
+                f"max_blob_bytes ({self.max_blob_bytes}) > cas_bytes ({self.cas_bytes}): "
+                "such a blob could never be stored"
+            )
         if problems:
             raise ValueError("invalid settings: " + "; ".join(problems))
 
@@ -392,7 +418,7 @@ class Settings:
 
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
-_HEURISTIC = {"max_workers", "queue_capacity", "tenant_max_queued"}
+_HEURISTIC = {"max_workers", "queue_capacity", "tenant_max_queued", "cas_bytes"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -444,6 +470,11 @@ def build_settings(
         # A quota above the queue's capacity could never be reached (#12).
         values["tenant_max_queued"] = values["queue_capacity"]
         sources["tenant_max_queued"] = "heuristic: queue_capacity"
+    if "cas_bytes" not in values:
+        values["cas_bytes"] = default_cas_bytes(machine)
+        sources["cas_bytes"] = (
+            f"heuristic: 10% of {machine.memory_bytes} bytes effective memory, in [4MiB, 4GiB]"
+        )
     if "min_workers" not in values:
         values["min_workers"] = min(_DEFAULTS["min_workers"], values["max_workers"])
     return Settings(**values, machine=machine, sources=sources)

@@ -120,6 +120,21 @@ def default_max_workers(machine: Machine) -> int:
     return max(1, math.floor(machine.cpus / 2))
 
 
+# The content-addressed store's share of the memory the server may use, and its bounds
+# (the design's heuristic): 10 % of effective memory, clamped to [4 MiB, 4 GiB].
+CAS_SHARE = 0.10
+CAS_MIN_BYTES = 4 << 20
+CAS_MAX_BYTES = 4 << 30
+
+
+def default_cas_bytes(machine: Machine) -> int:
+    """The store's budget: 10 % of effective (cgroup-aware) memory, within [4 MiB, 4 GiB].
+
+    Blobs are module text that many tasks share; a tenth of the pod leaves the rest to
+    the workers' heaps, and the clamp keeps a tiny pod useful and a huge host sane."""
+    return int(min(CAS_MAX_BYTES, max(CAS_MIN_BYTES, machine.memory_bytes * CAS_SHARE)))
+
+
 def default_queue_capacity(max_workers: int) -> int:
     """A queue of 2 x workers, with a floor so bursts are not refused.
 

@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.rpc import error_details_pb2 as _error_details_pb2
+from zako_sdk.proto.zako.v1 import cas_pb2 as _cas_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -20,6 +21,13 @@ class ContextKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONTEXT_KIND_RULE: _ClassVar[ContextKind]
     CONTEXT_KIND_TOOLCHAIN: _ClassVar[ContextKind]
     CONTEXT_KIND_CONFIG: _ClassVar[ContextKind]
+
+class CachePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CACHE_POLICY_UNSPECIFIED: _ClassVar[CachePolicy]
+    CACHE_POLICY_USE: _ClassVar[CachePolicy]
+    CACHE_POLICY_REFRESH: _ClassVar[CachePolicy]
+    CACHE_POLICY_SKIP: _ClassVar[CachePolicy]
 
 class LogLevel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,6 +64,10 @@ CONTEXT_KIND_BUILD: ContextKind
 CONTEXT_KIND_RULE: ContextKind
 CONTEXT_KIND_TOOLCHAIN: ContextKind
 CONTEXT_KIND_CONFIG: ContextKind
+CACHE_POLICY_UNSPECIFIED: CachePolicy
+CACHE_POLICY_USE: CachePolicy
+CACHE_POLICY_REFRESH: CachePolicy
+CACHE_POLICY_SKIP: CachePolicy
 LOG_LEVEL_UNSPECIFIED: LogLevel
 LOG_LEVEL_DEBUG: LogLevel
 LOG_LEVEL_INFO: LogLevel
@@ -79,12 +91,14 @@ TASK_STATE_QUEUED: TaskState
 TASK_STATE_RUNNING: TaskState
 
 class Module(_message.Message):
-    __slots__ = ("name", "source")
+    __slots__ = ("name", "source", "digest")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
     name: str
     source: str
-    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+    digest: _cas_pb2.Digest
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., digest: _Optional[_Union[_cas_pb2.Digest, _Mapping]] = ...) -> None: ...
 
 class ResourceRequests(_message.Message):
     __slots__ = ("cpu_millis", "memory_bytes", "extras")
@@ -104,7 +118,7 @@ class ResourceRequests(_message.Message):
     def __init__(self, cpu_millis: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., extras: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "source", "entry_name", "modules", "input_json", "context", "resources", "priority", "timeout", "labels", "system_access", "queue_timeout", "fresh_isolate", "epoch", "seed")
+    __slots__ = ("id", "source", "entry_name", "modules", "input_json", "context", "resources", "priority", "timeout", "labels", "system_access", "queue_timeout", "fresh_isolate", "epoch", "seed", "tree", "cache")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +141,8 @@ class Task(_message.Message):
     FRESH_ISOLATE_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    TREE_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
     id: str
     source: str
     entry_name: str
@@ -142,7 +158,9 @@ class Task(_message.Message):
     fresh_isolate: bool
     epoch: _timestamp_pb2.Timestamp
     seed: str
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., entry_name: _Optional[str] = ..., modules: _Optional[_Iterable[_Union[Module, _Mapping]]] = ..., input_json: _Optional[str] = ..., context: _Optional[_Union[ContextKind, str]] = ..., resources: _Optional[_Union[ResourceRequests, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., system_access: _Optional[bool] = ..., queue_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fresh_isolate: _Optional[bool] = ..., epoch: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[str] = ...) -> None: ...
+    tree: _cas_pb2.Digest
+    cache: CachePolicy
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., entry_name: _Optional[str] = ..., modules: _Optional[_Iterable[_Union[Module, _Mapping]]] = ..., input_json: _Optional[str] = ..., context: _Optional[_Union[ContextKind, str]] = ..., resources: _Optional[_Union[ResourceRequests, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., system_access: _Optional[bool] = ..., queue_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fresh_isolate: _Optional[bool] = ..., epoch: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[str] = ..., tree: _Optional[_Union[_cas_pb2.Digest, _Mapping]] = ..., cache: _Optional[_Union[CachePolicy, str]] = ...) -> None: ...
 
 class CancelTask(_message.Message):
     __slots__ = ("task_id", "reason")
@@ -237,14 +255,16 @@ class HeapUsage(_message.Message):
     def __init__(self, used_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ..., limit_bytes: _Optional[int] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("value_json", "timings", "heap")
+    __slots__ = ("value_json", "timings", "heap", "cached")
     VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     HEAP_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     value_json: str
     timings: Timings
     heap: HeapUsage
-    def __init__(self, value_json: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., heap: _Optional[_Union[HeapUsage, _Mapping]] = ...) -> None: ...
+    cached: bool
+    def __init__(self, value_json: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., heap: _Optional[_Union[HeapUsage, _Mapping]] = ..., cached: _Optional[bool] = ...) -> None: ...
 
 class Completed(_message.Message):
     __slots__ = ("result",)
@@ -269,16 +289,18 @@ class JsError(_message.Message):
     def __init__(self, name: _Optional[str] = ..., message: _Optional[str] = ..., stack: _Optional[str] = ..., module: _Optional[str] = ..., line: _Optional[int] = ..., column: _Optional[int] = ...) -> None: ...
 
 class Failed(_message.Message):
-    __slots__ = ("reason", "error", "timings", "heap")
+    __slots__ = ("reason", "error", "timings", "heap", "cached")
     REASON_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     HEAP_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     reason: FailureReason
     error: JsError
     timings: Timings
     heap: HeapUsage
-    def __init__(self, reason: _Optional[_Union[FailureReason, str]] = ..., error: _Optional[_Union[JsError, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., heap: _Optional[_Union[HeapUsage, _Mapping]] = ...) -> None: ...
+    cached: bool
+    def __init__(self, reason: _Optional[_Union[FailureReason, str]] = ..., error: _Optional[_Union[JsError, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., heap: _Optional[_Union[HeapUsage, _Mapping]] = ..., cached: _Optional[bool] = ...) -> None: ...
 
 class Cancelled(_message.Message):
     __slots__ = ("reason", "was_running", "timings")
@@ -291,28 +313,32 @@ class Cancelled(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., was_running: _Optional[bool] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
 
 class Rejected(_message.Message):
-    __slots__ = ("code", "message", "field", "retry_after", "quota")
+    __slots__ = ("code", "message", "field", "retry_after", "quota", "missing_blobs")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
     QUOTA_FIELD_NUMBER: _ClassVar[int]
+    MISSING_BLOBS_FIELD_NUMBER: _ClassVar[int]
     code: int
     message: str
     field: str
     retry_after: _duration_pb2.Duration
     quota: str
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., field: _Optional[str] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., quota: _Optional[str] = ...) -> None: ...
+    missing_blobs: _containers.RepeatedCompositeFieldContainer[_cas_pb2.Digest]
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., field: _Optional[str] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., quota: _Optional[str] = ..., missing_blobs: _Optional[_Iterable[_Union[_cas_pb2.Digest, _Mapping]]] = ...) -> None: ...
 
 class RpcErrorDetails(_message.Message):
-    __slots__ = ("retry_info", "quota_failure", "bad_request")
+    __slots__ = ("retry_info", "quota_failure", "bad_request", "precondition_failure")
     RETRY_INFO_FIELD_NUMBER: _ClassVar[int]
     QUOTA_FAILURE_FIELD_NUMBER: _ClassVar[int]
     BAD_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    PRECONDITION_FAILURE_FIELD_NUMBER: _ClassVar[int]
     retry_info: _error_details_pb2.RetryInfo
     quota_failure: _error_details_pb2.QuotaFailure
     bad_request: _error_details_pb2.BadRequest
-    def __init__(self, retry_info: _Optional[_Union[_error_details_pb2.RetryInfo, _Mapping]] = ..., quota_failure: _Optional[_Union[_error_details_pb2.QuotaFailure, _Mapping]] = ..., bad_request: _Optional[_Union[_error_details_pb2.BadRequest, _Mapping]] = ...) -> None: ...
+    precondition_failure: _error_details_pb2.PreconditionFailure
+    def __init__(self, retry_info: _Optional[_Union[_error_details_pb2.RetryInfo, _Mapping]] = ..., quota_failure: _Optional[_Union[_error_details_pb2.QuotaFailure, _Mapping]] = ..., bad_request: _Optional[_Union[_error_details_pb2.BadRequest, _Mapping]] = ..., precondition_failure: _Optional[_Union[_error_details_pb2.PreconditionFailure, _Mapping]] = ...) -> None: ...
 
 class RunRequest(_message.Message):
     __slots__ = ("task",)
@@ -548,7 +574,7 @@ class VersionInfo(_message.Message):
     def __init__(self, server: _Optional[str] = ..., v8: _Optional[str] = ..., mini_racer: _Optional[str] = ..., python: _Optional[str] = ..., protocol: _Optional[str] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("time", "uptime", "pool", "queue", "tasks", "versions", "resources", "tenants", "queue_wait", "run_time", "system", "transforms")
+    __slots__ = ("time", "uptime", "pool", "queue", "tasks", "versions", "resources", "tenants", "queue_wait", "run_time", "system", "transforms", "cas", "action_cache", "code_cache")
     TIME_FIELD_NUMBER: _ClassVar[int]
     UPTIME_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
@@ -561,6 +587,9 @@ class StatsResponse(_message.Message):
     RUN_TIME_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     TRANSFORMS_FIELD_NUMBER: _ClassVar[int]
+    CAS_FIELD_NUMBER: _ClassVar[int]
+    ACTION_CACHE_FIELD_NUMBER: _ClassVar[int]
+    CODE_CACHE_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     uptime: _duration_pb2.Duration
     pool: PoolStats
@@ -573,7 +602,10 @@ class StatsResponse(_message.Message):
     run_time: Histogram
     system: SystemStats
     transforms: TransformStats
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pool: _Optional[_Union[PoolStats, _Mapping]] = ..., queue: _Optional[_Union[QueueStats, _Mapping]] = ..., tasks: _Optional[_Union[TaskCounters, _Mapping]] = ..., versions: _Optional[_Union[VersionInfo, _Mapping]] = ..., resources: _Optional[_Iterable[_Union[ResourceStats, _Mapping]]] = ..., tenants: _Optional[_Iterable[_Union[TenantStats, _Mapping]]] = ..., queue_wait: _Optional[_Union[Histogram, _Mapping]] = ..., run_time: _Optional[_Union[Histogram, _Mapping]] = ..., system: _Optional[_Union[SystemStats, _Mapping]] = ..., transforms: _Optional[_Union[TransformStats, _Mapping]] = ...) -> None: ...
+    cas: _cas_pb2.CasStats
+    action_cache: _cas_pb2.ActionCacheStats
+    code_cache: _cas_pb2.CodeCacheStats
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pool: _Optional[_Union[PoolStats, _Mapping]] = ..., queue: _Optional[_Union[QueueStats, _Mapping]] = ..., tasks: _Optional[_Union[TaskCounters, _Mapping]] = ..., versions: _Optional[_Union[VersionInfo, _Mapping]] = ..., resources: _Optional[_Iterable[_Union[ResourceStats, _Mapping]]] = ..., tenants: _Optional[_Iterable[_Union[TenantStats, _Mapping]]] = ..., queue_wait: _Optional[_Union[Histogram, _Mapping]] = ..., run_time: _Optional[_Union[Histogram, _Mapping]] = ..., system: _Optional[_Union[SystemStats, _Mapping]] = ..., transforms: _Optional[_Union[TransformStats, _Mapping]] = ..., cas: _Optional[_Union[_cas_pb2.CasStats, _Mapping]] = ..., action_cache: _Optional[_Union[_cas_pb2.ActionCacheStats, _Mapping]] = ..., code_cache: _Optional[_Union[_cas_pb2.CodeCacheStats, _Mapping]] = ...) -> None: ...
 
 class TransformStats(_message.Message):
     __slots__ = ("processes", "queued", "busy", "cache_hits", "cache_misses", "cache_entries", "cache_bytes", "files_transformed", "transform_time")
@@ -602,7 +634,7 @@ class CapabilitiesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_message_bytes", "max_source_bytes", "max_modules", "max_input_bytes", "max_result_bytes", "max_log_bytes", "min_timeout", "default_timeout", "max_timeout", "default_memory_bytes", "max_memory_bytes", "max_tasks_per_stream", "max_log_lines", "stream_outbox_bytes", "max_error_text_bytes")
+    __slots__ = ("max_message_bytes", "max_source_bytes", "max_modules", "max_input_bytes", "max_result_bytes", "max_log_bytes", "min_timeout", "default_timeout", "max_timeout", "default_memory_bytes", "max_memory_bytes", "max_tasks_per_stream", "max_log_lines", "stream_outbox_bytes", "max_error_text_bytes", "max_tree_bytes", "max_blob_bytes", "cas_capacity_bytes")
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_SOURCE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_MODULES_FIELD_NUMBER: _ClassVar[int]
@@ -618,6 +650,9 @@ class Limits(_message.Message):
     MAX_LOG_LINES_FIELD_NUMBER: _ClassVar[int]
     STREAM_OUTBOX_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_ERROR_TEXT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_TREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_BLOB_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CAS_CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     max_message_bytes: int
     max_source_bytes: int
     max_modules: int
@@ -633,7 +668,10 @@ class Limits(_message.Message):
     max_log_lines: int
     stream_outbox_bytes: int
     max_error_text_bytes: int
-    def __init__(self, max_message_bytes: _Optional[int] = ..., max_source_bytes: _Optional[int] = ..., max_modules: _Optional[int] = ..., max_input_bytes: _Optional[int] = ..., max_result_bytes: _Optional[int] = ..., max_log_bytes: _Optional[int] = ..., min_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_memory_bytes: _Optional[int] = ..., max_memory_bytes: _Optional[int] = ..., max_tasks_per_stream: _Optional[int] = ..., max_log_lines: _Optional[int] = ..., stream_outbox_bytes: _Optional[int] = ..., max_error_text_bytes: _Optional[int] = ...) -> None: ...
+    max_tree_bytes: int
+    max_blob_bytes: int
+    cas_capacity_bytes: int
+    def __init__(self, max_message_bytes: _Optional[int] = ..., max_source_bytes: _Optional[int] = ..., max_modules: _Optional[int] = ..., max_input_bytes: _Optional[int] = ..., max_result_bytes: _Optional[int] = ..., max_log_bytes: _Optional[int] = ..., min_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_memory_bytes: _Optional[int] = ..., max_memory_bytes: _Optional[int] = ..., max_tasks_per_stream: _Optional[int] = ..., max_log_lines: _Optional[int] = ..., stream_outbox_bytes: _Optional[int] = ..., max_error_text_bytes: _Optional[int] = ..., max_tree_bytes: _Optional[int] = ..., max_blob_bytes: _Optional[int] = ..., cas_capacity_bytes: _Optional[int] = ...) -> None: ...
 
 class PriorityRange(_message.Message):
     __slots__ = ("min", "max")
@@ -644,7 +682,7 @@ class PriorityRange(_message.Message):
     def __init__(self, min: _Optional[int] = ..., max: _Optional[int] = ...) -> None: ...
 
 class CapabilitiesResponse(_message.Message):
-    __slots__ = ("limits", "context_kinds", "priority", "builtin_modules", "system_access_allowed", "versions", "resource_capacity", "isolate_reuse")
+    __slots__ = ("limits", "context_kinds", "priority", "builtin_modules", "system_access_allowed", "versions", "resource_capacity", "isolate_reuse", "action_cache")
     class ResourceCapacityEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -660,6 +698,7 @@ class CapabilitiesResponse(_message.Message):
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_CAPACITY_FIELD_NUMBER: _ClassVar[int]
     ISOLATE_REUSE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_CACHE_FIELD_NUMBER: _ClassVar[int]
     limits: Limits
     context_kinds: _containers.RepeatedScalarFieldContainer[ContextKind]
     priority: PriorityRange
@@ -668,4 +707,5 @@ class CapabilitiesResponse(_message.Message):
     versions: VersionInfo
     resource_capacity: _containers.ScalarMap[str, float]
     isolate_reuse: bool
-    def __init__(self, limits: _Optional[_Union[Limits, _Mapping]] = ..., context_kinds: _Optional[_Iterable[_Union[ContextKind, str]]] = ..., priority: _Optional[_Union[PriorityRange, _Mapping]] = ..., builtin_modules: _Optional[_Iterable[str]] = ..., system_access_allowed: _Optional[bool] = ..., versions: _Optional[_Union[VersionInfo, _Mapping]] = ..., resource_capacity: _Optional[_Mapping[str, float]] = ..., isolate_reuse: _Optional[bool] = ...) -> None: ...
+    action_cache: bool
+    def __init__(self, limits: _Optional[_Union[Limits, _Mapping]] = ..., context_kinds: _Optional[_Iterable[_Union[ContextKind, str]]] = ..., priority: _Optional[_Union[PriorityRange, _Mapping]] = ..., builtin_modules: _Optional[_Iterable[str]] = ..., system_access_allowed: _Optional[bool] = ..., versions: _Optional[_Union[VersionInfo, _Mapping]] = ..., resource_capacity: _Optional[_Mapping[str, float]] = ..., isolate_reuse: _Optional[bool] = ..., action_cache: _Optional[bool] = ...) -> None: ...

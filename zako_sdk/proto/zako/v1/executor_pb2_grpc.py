@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from zako_sdk.proto.zako.v1 import cas_pb2 as zako_dot_v1_dot_cas__pb2
 from zako_sdk.proto.zako.v1 import executor_pb2 as zako_dot_v1_dot_executor__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -64,6 +65,21 @@ class ExecutorStub:
                 '/zako.v1.Executor/Capabilities',
                 request_serializer=zako_dot_v1_dot_executor__pb2.CapabilitiesRequest.SerializeToString,
                 response_deserializer=zako_dot_v1_dot_executor__pb2.CapabilitiesResponse.FromString,
+                _registered_method=True)
+        self.FindMissingBlobs = channel.unary_unary(
+                '/zako.v1.Executor/FindMissingBlobs',
+                request_serializer=zako_dot_v1_dot_cas__pb2.FindMissingBlobsRequest.SerializeToString,
+                response_deserializer=zako_dot_v1_dot_cas__pb2.FindMissingBlobsResponse.FromString,
+                _registered_method=True)
+        self.BatchUpdateBlobs = channel.unary_unary(
+                '/zako.v1.Executor/BatchUpdateBlobs',
+                request_serializer=zako_dot_v1_dot_cas__pb2.BatchUpdateBlobsRequest.SerializeToString,
+                response_deserializer=zako_dot_v1_dot_cas__pb2.BatchUpdateBlobsResponse.FromString,
+                _registered_method=True)
+        self.WriteBlob = channel.stream_unary(
+                '/zako.v1.Executor/WriteBlob',
+                request_serializer=zako_dot_v1_dot_cas__pb2.WriteBlobRequest.SerializeToString,
+                response_deserializer=zako_dot_v1_dot_cas__pb2.WriteBlobResponse.FromString,
                 _registered_method=True)
 
 
@@ -129,6 +145,30 @@ class ExecutorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindMissingBlobs(self, request, context):
+        """FindMissingBlobs answers which of the given blobs the content-addressed store
+        lacks (see cas.proto): upload those before naming them in a task.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchUpdateBlobs(self, request, context):
+        """BatchUpdateBlobs stores several small blobs, each checked against its digest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WriteBlob(self, request_iterator, context):
+        """WriteBlob stores one blob sent in chunks, for a blob too large for one message.
+        INVALID_ARGUMENT when the data does not match the digest or the chunks are out of
+        order; RESOURCE_EXHAUSTED when it is larger than Limits.max_blob_bytes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +201,21 @@ def add_ExecutorServicer_to_server(servicer, server):
                     servicer.Capabilities,
                     request_deserializer=zako_dot_v1_dot_executor__pb2.CapabilitiesRequest.FromString,
                     response_serializer=zako_dot_v1_dot_executor__pb2.CapabilitiesResponse.SerializeToString,
+            ),
+            'FindMissingBlobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindMissingBlobs,
+                    request_deserializer=zako_dot_v1_dot_cas__pb2.FindMissingBlobsRequest.FromString,
+                    response_serializer=zako_dot_v1_dot_cas__pb2.FindMissingBlobsResponse.SerializeToString,
+            ),
+            'BatchUpdateBlobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchUpdateBlobs,
+                    request_deserializer=zako_dot_v1_dot_cas__pb2.BatchUpdateBlobsRequest.FromString,
+                    response_serializer=zako_dot_v1_dot_cas__pb2.BatchUpdateBlobsResponse.SerializeToString,
+            ),
+            'WriteBlob': grpc.stream_unary_rpc_method_handler(
+                    servicer.WriteBlob,
+                    request_deserializer=zako_dot_v1_dot_cas__pb2.WriteBlobRequest.FromString,
+                    response_serializer=zako_dot_v1_dot_cas__pb2.WriteBlobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -326,6 +381,87 @@ class Executor:
             '/zako.v1.Executor/Capabilities',
             zako_dot_v1_dot_executor__pb2.CapabilitiesRequest.SerializeToString,
             zako_dot_v1_dot_executor__pb2.CapabilitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindMissingBlobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zako.v1.Executor/FindMissingBlobs',
+            zako_dot_v1_dot_cas__pb2.FindMissingBlobsRequest.SerializeToString,
+            zako_dot_v1_dot_cas__pb2.FindMissingBlobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchUpdateBlobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zako.v1.Executor/BatchUpdateBlobs',
+            zako_dot_v1_dot_cas__pb2.BatchUpdateBlobsRequest.SerializeToString,
+            zako_dot_v1_dot_cas__pb2.BatchUpdateBlobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteBlob(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/zako.v1.Executor/WriteBlob',
+            zako_dot_v1_dot_cas__pb2.WriteBlobRequest.SerializeToString,
+            zako_dot_v1_dot_cas__pb2.WriteBlobResponse.FromString,
             options,
             channel_credentials,
             insecure,
