@@ -123,7 +123,7 @@ def test_executor_service_has_its_rpcs(executor_pb2):
 def test_submit_events_and_terminal_outcomes(executor_pb2):
     """Clients (SDK, Node example, grpcurl users) switch on these oneof member names."""
     request = executor_pb2.SubmitRequest.DESCRIPTOR.oneofs_by_name["kind"]
-    assert [f.name for f in request.fields] == ["task", "cancel"]
+    assert [f.name for f in request.fields] == ["task", "cancel", "tasks", "options"]
 
     event = executor_pb2.SubmitResponse.DESCRIPTOR.oneofs_by_name["event"]
     assert [f.name for f in event.fields] == [
@@ -134,6 +134,7 @@ def test_submit_events_and_terminal_outcomes(executor_pb2):
         "failed",
         "cancelled",
         "rejected",
+        "batch",
     ]
 
     outcome = executor_pb2.RunResponse.DESCRIPTOR.oneofs_by_name["outcome"]

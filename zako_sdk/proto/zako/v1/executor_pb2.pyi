@@ -118,7 +118,7 @@ class ResourceRequests(_message.Message):
     def __init__(self, cpu_millis: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., extras: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "source", "entry_name", "modules", "input_json", "context", "resources", "priority", "timeout", "labels", "system_access", "queue_timeout", "fresh_isolate", "epoch", "seed", "tree", "cache")
+    __slots__ = ("id", "source", "entry_name", "modules", "input_json", "context", "resources", "priority", "timeout", "labels", "system_access", "queue_timeout", "fresh_isolate", "epoch", "seed", "tree", "cache", "terminal_only")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +143,7 @@ class Task(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     TREE_FIELD_NUMBER: _ClassVar[int]
     CACHE_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ONLY_FIELD_NUMBER: _ClassVar[int]
     id: str
     source: str
     entry_name: str
@@ -160,7 +161,8 @@ class Task(_message.Message):
     seed: str
     tree: _cas_pb2.Digest
     cache: CachePolicy
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., entry_name: _Optional[str] = ..., modules: _Optional[_Iterable[_Union[Module, _Mapping]]] = ..., input_json: _Optional[str] = ..., context: _Optional[_Union[ContextKind, str]] = ..., resources: _Optional[_Union[ResourceRequests, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., system_access: _Optional[bool] = ..., queue_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fresh_isolate: _Optional[bool] = ..., epoch: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[str] = ..., tree: _Optional[_Union[_cas_pb2.Digest, _Mapping]] = ..., cache: _Optional[_Union[CachePolicy, str]] = ...) -> None: ...
+    terminal_only: bool
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., entry_name: _Optional[str] = ..., modules: _Optional[_Iterable[_Union[Module, _Mapping]]] = ..., input_json: _Optional[str] = ..., context: _Optional[_Union[ContextKind, str]] = ..., resources: _Optional[_Union[ResourceRequests, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., system_access: _Optional[bool] = ..., queue_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fresh_isolate: _Optional[bool] = ..., epoch: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seed: _Optional[str] = ..., tree: _Optional[_Union[_cas_pb2.Digest, _Mapping]] = ..., cache: _Optional[_Union[CachePolicy, str]] = ..., terminal_only: _Optional[bool] = ...) -> None: ...
 
 class CancelTask(_message.Message):
     __slots__ = ("task_id", "reason")
@@ -171,15 +173,37 @@ class CancelTask(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("task", "cancel")
+    __slots__ = ("task", "cancel", "tasks", "options")
     TASK_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
     task: Task
     cancel: CancelTask
-    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., cancel: _Optional[_Union[CancelTask, _Mapping]] = ...) -> None: ...
+    tasks: TaskBatch
+    options: StreamOptions
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., cancel: _Optional[_Union[CancelTask, _Mapping]] = ..., tasks: _Optional[_Union[TaskBatch, _Mapping]] = ..., options: _Optional[_Union[StreamOptions, _Mapping]] = ...) -> None: ...
+
+class TaskBatch(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[Task]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
+
+class StreamOptions(_message.Message):
+    __slots__ = ("batch_events",)
+    BATCH_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    batch_events: bool
+    def __init__(self, batch_events: _Optional[bool] = ...) -> None: ...
+
+class EventBatch(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[SubmitResponse]
+    def __init__(self, events: _Optional[_Iterable[_Union[SubmitResponse, _Mapping]]] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
-    __slots__ = ("task_id", "time", "accepted", "started", "log", "completed", "failed", "cancelled", "rejected")
+    __slots__ = ("task_id", "time", "accepted", "started", "log", "completed", "failed", "cancelled", "rejected", "batch")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +213,7 @@ class SubmitResponse(_message.Message):
     FAILED_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     time: _timestamp_pb2.Timestamp
     accepted: Accepted
@@ -198,7 +223,8 @@ class SubmitResponse(_message.Message):
     failed: Failed
     cancelled: Cancelled
     rejected: Rejected
-    def __init__(self, task_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., started: _Optional[_Union[Started, _Mapping]] = ..., log: _Optional[_Union[LogLine, _Mapping]] = ..., completed: _Optional[_Union[Completed, _Mapping]] = ..., failed: _Optional[_Union[Failed, _Mapping]] = ..., cancelled: _Optional[_Union[Cancelled, _Mapping]] = ..., rejected: _Optional[_Union[Rejected, _Mapping]] = ...) -> None: ...
+    batch: EventBatch
+    def __init__(self, task_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., started: _Optional[_Union[Started, _Mapping]] = ..., log: _Optional[_Union[LogLine, _Mapping]] = ..., completed: _Optional[_Union[Completed, _Mapping]] = ..., failed: _Optional[_Union[Failed, _Mapping]] = ..., cancelled: _Optional[_Union[Cancelled, _Mapping]] = ..., rejected: _Optional[_Union[Rejected, _Mapping]] = ..., batch: _Optional[_Union[EventBatch, _Mapping]] = ...) -> None: ...
 
 class Accepted(_message.Message):
     __slots__ = ("queue_position",)
@@ -682,7 +708,7 @@ class PriorityRange(_message.Message):
     def __init__(self, min: _Optional[int] = ..., max: _Optional[int] = ...) -> None: ...
 
 class CapabilitiesResponse(_message.Message):
-    __slots__ = ("limits", "context_kinds", "priority", "builtin_modules", "system_access_allowed", "versions", "resource_capacity", "isolate_reuse", "action_cache")
+    __slots__ = ("limits", "context_kinds", "priority", "builtin_modules", "system_access_allowed", "versions", "resource_capacity", "isolate_reuse", "action_cache", "submit_batching")
     class ResourceCapacityEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -699,6 +725,7 @@ class CapabilitiesResponse(_message.Message):
     RESOURCE_CAPACITY_FIELD_NUMBER: _ClassVar[int]
     ISOLATE_REUSE_FIELD_NUMBER: _ClassVar[int]
     ACTION_CACHE_FIELD_NUMBER: _ClassVar[int]
+    SUBMIT_BATCHING_FIELD_NUMBER: _ClassVar[int]
     limits: Limits
     context_kinds: _containers.RepeatedScalarFieldContainer[ContextKind]
     priority: PriorityRange
@@ -708,4 +735,5 @@ class CapabilitiesResponse(_message.Message):
     resource_capacity: _containers.ScalarMap[str, float]
     isolate_reuse: bool
     action_cache: bool
-    def __init__(self, limits: _Optional[_Union[Limits, _Mapping]] = ..., context_kinds: _Optional[_Iterable[_Union[ContextKind, str]]] = ..., priority: _Optional[_Union[PriorityRange, _Mapping]] = ..., builtin_modules: _Optional[_Iterable[str]] = ..., system_access_allowed: _Optional[bool] = ..., versions: _Optional[_Union[VersionInfo, _Mapping]] = ..., resource_capacity: _Optional[_Mapping[str, float]] = ..., isolate_reuse: _Optional[bool] = ..., action_cache: _Optional[bool] = ...) -> None: ...
+    submit_batching: bool
+    def __init__(self, limits: _Optional[_Union[Limits, _Mapping]] = ..., context_kinds: _Optional[_Iterable[_Union[ContextKind, str]]] = ..., priority: _Optional[_Union[PriorityRange, _Mapping]] = ..., builtin_modules: _Optional[_Iterable[str]] = ..., system_access_allowed: _Optional[bool] = ..., versions: _Optional[_Union[VersionInfo, _Mapping]] = ..., resource_capacity: _Optional[_Mapping[str, float]] = ..., isolate_reuse: _Optional[bool] = ..., action_cache: _Optional[bool] = ..., submit_batching: _Optional[bool] = ...) -> None: ...
