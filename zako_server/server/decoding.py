@@ -21,13 +21,18 @@ from zako_server.server.errors import InvalidTask, MessageTooLarge, TaskRejectio
 class Refused:
     """A request frame refused before any handler could read it: bytes that are not the
     message (INVALID_ARGUMENT), or more bytes than max_message_bytes (RESOURCE_EXHAUSTED).
+
+    `task_ids` names every task of a refused TaskBatch, so that each gets its rejection.
     """
 
-    __slots__ = ("error", "task_id")
+    __slots__ = ("error", "task_id", "task_ids")
 
-    def __init__(self, error: TaskRejection, task_id: str = "") -> None:
+    def __init__(
+        self, error: TaskRejection, task_id: str = "", task_ids: tuple[str, ...] = ()
+    ) -> None:
         self.error = error
         self.task_id = task_id
+        self.task_ids = task_ids
 
 
 def lenient(message_type: type[Message], limit: int) -> Callable[[bytes], Message | Refused]:
@@ -42,6 +47,8 @@ def lenient(message_type: type[Message], limit: int) -> Callable[[bytes], Messag
         if len(data) <= limit:
             return message
         task = getattr(message, "task", None)
+        batch = getattr(message, "tasks", None)
+        ids = tuple(t.id for t in batch.tasks) if isinstance(batch, pb.TaskBatch) else ()
         return Refused(
             MessageTooLarge(
                 f"the request is {len(data)} bytes, over this server's message limit of "
@@ -49,6 +56,7 @@ def lenient(message_type: type[Message], limit: int) -> Callable[[bytes], Messag
                 quota="max_message_bytes",
             ),
             task.id if isinstance(task, pb.Task) else "",
+            ids,
         )
 
     return parse

@@ -199,4 +199,5 @@ def capabilities_reply(settings: Settings, versions: pb.VersionInfo) -> pb.Capab
         versions=versions,
         resource_capacity=capacity,
         isolate_reuse=s.isolate_reuse == "tenant",
+        submit_batching=True,  # SubmitRequest.tasks/.options, SubmitResponse.batch (#16)
     )

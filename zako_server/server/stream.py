@@ -10,6 +10,10 @@ until the client has read half of it; gRPC's flow control then holds the client 
 Running tasks still finish into it, so a stream holds at most the bound plus what its
 running tasks print and return (each bounded), whatever its client does.
 
+A client that asked for it (StreamOptions.batch_events) gets the events that are ready
+together in one message; several tasks may come in one request (TaskBatch), each handled
+as if it came alone; a task with terminal_only gets no accepted or started event (#16).
+
 Nothing here maps an error to a status: the servicer (service.py) hands in how a task is
 accepted and how a rejection becomes its Rejected event, so that mapping stays in one
 module and this one is only about the stream's flow.
@@ -27,7 +31,7 @@ from zako_server.server.config import Settings
 from zako_server.server.decoding import Refused
 from zako_server.server.engine import Engine
 from zako_server.server.errors import InternalFault, Overloaded, TaskNotFound, TaskRejection
-from zako_server.server.outbox import TERMINAL, Outbox, oversized
+from zako_server.server.outbox import FRAMING, TERMINAL, Outbox, batch, oversized
 from zako_server.server.records import Emit, Gate
 
 log = logging.getLogger("zako.service")
@@ -56,6 +60,8 @@ class SubmitStream:
         self.out = Outbox(settings.stream_outbox_bytes)
         self.outstanding: set[str] = set()
         self.reading = True
+        # Whether the client asked for EventBatch messages (StreamOptions.batch_events).
+        self.batch_events = False
 
     def emit(self, event: pb.SubmitResponse) -> None:
         """Where the engine puts this stream's tasks' events."""
@@ -65,31 +71,26 @@ class SubmitStream:
             if not self.reading and not self.outstanding:
                 self.out.put_nowait(None)
 
+    def emit_terminal_only(self, event: pb.SubmitResponse) -> None:
+        """`emit` for a task that asked for Task.terminal_only: no accepted or started."""
+        kind = event.WhichOneof("event")
+        if kind != "accepted" and kind != "started":
+            self.emit(event)
+
     def handle(self, request: pb.SubmitRequest | Refused) -> None:
-        """One request frame: a refused frame, a task or an in-band cancel."""
-        out, tenant = self.out, self.tenant
+        """One request frame: a refused frame, one task or several, an in-band cancel or
+        the stream's options."""
         if isinstance(request, Refused):  # undecodable (no id) or too large
-            self.engine.count_rejection(request.error, tenant)
-            out.put_nowait(self._reject(request.task_id, request.error))
+            for task_id in request.task_ids or (request.task_id,):
+                self.engine.count_rejection(request.error, self.tenant)
+                self.out.put_nowait(self._reject(task_id, request.error))
             return
         kind = request.WhichOneof("kind")
         if kind == "task":
-            # A rejection goes straight out, never through `emit`: it must
-            # not end the tracking of a live task that has the same id.
-            if len(self.outstanding) >= self.settings.max_tasks_per_stream:
-                exc = Overloaded(
-                    f"this stream already has {len(self.outstanding)} tasks in flight; "
-                    f"the limit is {self.settings.max_tasks_per_stream}",
-                    retry_after=1.0,
-                )
-                self.engine.count_rejection(exc, tenant)
-                out.put_nowait(self._reject(request.task.id, exc))
-                return
-            accepted = self._accept(request.task, self.owner, self.emit, out)
-            if isinstance(accepted, str):
-                self.outstanding.add(accepted)
-            else:
-                out.put_nowait(accepted)
+            self.submit(request.task)
+        elif kind == "tasks":  # as if each came alone, in order
+            for task in request.tasks.tasks:
+                self.submit(task)
         elif kind == "cancel":
             # Cancel is idempotent: a task that already ended (or never was)
             # is left alone, since it has had its one terminal event.
@@ -98,8 +99,37 @@ class SubmitStream:
                     request.cancel.task_id,
                     request.cancel.reason or "cancelled by client",
                     self.owner,
-                    tenant,
+                    self.tenant,
                 )
+        elif kind == "options":
+            self.batch_events = request.options.batch_events
+
+    def submit(self, task: pb.Task) -> None:
+        """One task, alone or from a batch, under the last-resort guard: whatever goes
+        wrong with it is its own INTERNAL rejection, never its neighbours' or the
+        stream's end. A rejection goes straight out, never through `emit`: it must not
+        end the tracking of a live task that has the same id."""
+        out = self.out
+        try:
+            if len(self.outstanding) >= self.settings.max_tasks_per_stream:
+                exc = Overloaded(
+                    f"this stream already has {len(self.outstanding)} tasks in flight; "
+                    f"the limit is {self.settings.max_tasks_per_stream}",
+                    retry_after=1.0,
+                )
+                self.engine.count_rejection(exc, self.tenant)
+                out.put_nowait(self._reject(task.id, exc))
+                return
+            emit = self.emit_terminal_only if task.terminal_only else self.emit
+            accepted = self._accept(task, self.owner, emit, out)
+            if isinstance(accepted, str):
+                self.outstanding.add(accepted)
+            else:
+                out.put_nowait(accepted)
+        except Exception as exc:
+            log.exception("internal error handling a Submit request")
+            fault = InternalFault(f"internal server error handling the task: {type(exc).__name__}")
+            out.put_nowait(self._reject(task.id, fault))
 
     async def read(self, request_iterator: AsyncIterator[pb.SubmitRequest | Refused]) -> None:
         """The reader task: every request handled under the last-resort guard, and no
@@ -109,16 +139,8 @@ class SubmitStream:
             async for request in request_iterator:
                 try:
                     self.handle(request)
-                except Exception as exc:  # the last-resort guard: one task, not all
+                except Exception:  # a task's fault is its own (`submit`); this is the rest
                     log.exception("internal error handling a Submit request")
-                    if (
-                        isinstance(request, pb.SubmitRequest)
-                        and request.WhichOneof("kind") == "task"
-                    ):
-                        fault = InternalFault(
-                            f"internal server error handling the task: {type(exc).__name__}"
-                        )
-                        out.put_nowait(self._reject(request.task.id, fault))
                 if not out.is_open:  # backpressure: read on once the client has
                     await out.wait_open()
         finally:
@@ -135,6 +157,7 @@ class SubmitStream:
         reader = asyncio.create_task(self.read(request_iterator), name="zako-submit-reader")
         try:
             limit = self.settings.max_message_bytes
+            room = limit - FRAMING  # for the events of one batch, framed
             while True:
                 event, size = await out.get()
                 if event is None:
@@ -145,6 +168,11 @@ class SubmitStream:
                     event = oversized(event, size, limit)
                     if event is None:
                         continue
+                elif self.batch_events:
+                    more = out.take_ready(room - size - FRAMING)
+                    if more:
+                        more.insert(0, event)
+                        event = batch(more)
                 yield event
             await reader
         finally:
