@@ -3,60 +3,20 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.common import Load
 from bench.flood import render_flood
+from bench.issues import peer_table, targets_16
 from bench.params import MB, Params
-
-
-@dataclass(frozen=True)
-class Target:
-    key: str
-    title: str
-    measured: str  # what the ratio is made of, with figures
-    value: float  # the measured ratio (or figure)
-    bound: float
-    higher_is_better: bool
-    unit: str = "x"
-
-    @property
-    def status(self) -> str:
-        if self.value is None or math.isnan(self.value):
-            return "n/a"
-        ok = self.value >= self.bound if self.higher_is_better else self.value <= self.bound
-        return "PASS" if ok else "MISS"
-
-    @property
-    def target_text(self) -> str:
-        sign = "≥" if self.higher_is_better else "≤"
-        return f"{sign} {self.bound:g}{'' if self.unit == 'x' else ' '}{self.unit}"
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["value"] = None if self.value is None or math.isnan(self.value) else self.value
-        data["status"] = self.status
-        data["target"] = self.target_text
-        return data
-
-
-def _fmt(value: float | None, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}f}"
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
+from bench.peer import peer_loads
+from bench.tables import Target, fmt, ratio, table
 
 
 def all_loads(results: dict[str, Any]) -> list[Load]:
     loads = list(loads_of(results).values())
     loads += list(((results.get("cpu") or {}).get("runs") or {}).values())
+    loads += list(peer_loads(results.get("peer")).values())
     return loads
 
 
@@ -83,24 +43,24 @@ def targets(results: dict[str, Any], params: Params) -> list[Target]:
         Target(
             "stream_vs_echo",
             "Trivial tasks, one Submit stream vs echo msgs/s",
-            f"{_fmt(rate('zako_stream'))} vs {_fmt(rate('echo_stream'))} /s",
-            _ratio(rate("zako_stream"), rate("echo_stream")),
+            f"{fmt(rate('zako_stream'))} vs {fmt(rate('echo_stream'))} /s",
+            ratio(rate("zako_stream"), rate("echo_stream")),
             0.5,
             True,
         ),
         Target(
             "unary_vs_echo",
             "Unary Run p50 vs echo unary p50",
-            f"{_fmt(p50('zako_unary'), 2)} vs {_fmt(p50('echo_unary'), 2)} ms",
-            _ratio(p50("zako_unary"), p50("echo_unary")),
+            f"{fmt(p50('zako_unary'), 2)} vs {fmt(p50('echo_unary'), 2)} ms",
+            ratio(p50("zako_unary"), p50("echo_unary")),
             3.0,
             False,
         ),
         Target(
             "vs_naive",
             "Throughput vs naive design (one stream vs naive, 8 callers)",
-            f"{_fmt(rate('zako_stream'))} vs {_fmt(rate('naive_unary_c8'))} /s",
-            _ratio(rate("zako_stream"), rate("naive_unary_c8")),
+            f"{fmt(rate('zako_stream'))} vs {fmt(rate('naive_unary_c8'))} /s",
+            ratio(rate("zako_stream"), rate("naive_unary_c8")),
             5.0,
             True,
         ),
@@ -112,8 +72,8 @@ def targets(results: dict[str, Any], params: Params) -> list[Target]:
         Target(
             "cpu_scaling",
             "CPU-bound ~50 ms tasks, 2 workers vs 1",
-            f"{_fmt(two.rate if two else nan)} vs {_fmt(one.rate if one else nan)} /s",
-            _ratio(two.rate, one.rate) if one and two else nan,
+            f"{fmt(two.rate if two else nan)} vs {fmt(one.rate if one else nan)} /s",
+            ratio(two.rate, one.rate) if one and two else nan,
             1.7,
             True,
         )
@@ -128,8 +88,8 @@ def targets(results: dict[str, Any], params: Params) -> list[Target]:
         Target(
             "worker_rss",
             "Idle worker RSS (max: fresh and after the load)",
-            f"{len(idle)} sample(s); USS {_fmt(_worker_mem(memory, 'uss') / MB)}, "
-            f"PSS {_fmt(_worker_mem(memory, 'pss') / MB)} MB",
+            f"{len(idle)} sample(s); USS {fmt(_worker_mem(memory, 'uss') / MB)}, "
+            f"PSS {fmt(_worker_mem(memory, 'pss') / MB)} MB",
             max(idle) / MB if idle else nan,
             60,
             False,
@@ -143,7 +103,7 @@ def targets(results: dict[str, Any], params: Params) -> list[Target]:
             "server_rss_growth",
             f"Server RSS growth, {memory.get('tasks_first', 0):,} -> "
             f"{memory.get('tasks_last', 0):,} tasks (asked {params.leak_total:,})",
-            f"{_fmt(first / MB if first else nan)} -> {_fmt(last / MB if last else nan)} MB",
+            f"{fmt(first / MB if first else nan)} -> {fmt(last / MB if last else nan)} MB",
             (last - first) / first * 100 if first and last else nan,
             5,
             False,
@@ -168,13 +128,14 @@ def targets(results: dict[str, Any], params: Params) -> list[Target]:
         Target(
             "cold_start",
             "Cold start to SERVING (median of runs)",
-            f"{cold.get('runs', 0)} run(s), max {_fmt(cold.get('max_s', nan), 2)} s",
+            f"{cold.get('runs', 0)} run(s), max {fmt(cold.get('max_s', nan), 2)} s",
             cold.get("median_s", nan),
             1.5,
             False,
             "s",
         )
     )
+    rows += targets_16(loads, results.get("peer"))
     return rows
 
 
@@ -190,19 +151,6 @@ def _worker_mem(memory: dict[str, Any], kind: str) -> float:
 # ---- the report --------------------------------------------------------------------------
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    return [
-        line(header),
-        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-        *(line(r) for r in rows),
-    ]
-
-
 def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) -> str:
     m = report["machine"]
     out = [
@@ -211,8 +159,8 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
         f"{m['cpu_model']}), {m['memory_bytes'] / (1 << 30):.1f} GiB; Python {m['python']}, "
         f"grpcio {m['grpcio']}, protobuf {m['protobuf']}, mini-racer {m['mini_racer']}, "
         f"V8 {m['v8']}, zako {m['zako']}",
-        f"other processes' load (cores): {_fmt(report['other_load_before'], 2)} before the run,"
-        f" at most {_fmt(report['other_load_max'], 2)} during a measurement "
+        f"other processes' load (cores): {fmt(report['other_load_before'], 2)} before the run,"
+        f" at most {fmt(report['other_load_max'], 2)} during a measurement "
         "(column 'other load'; the figures are only clean near 0)",
         "",
     ]
@@ -227,22 +175,22 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
         for load in loads.values():
             cpu = load.cpu_ms_per_op()
             cpu_text = " / ".join(
-                _fmt(cpu.get(r), 2) for r in ("client", "server", "workers") if r in cpu
+                fmt(cpu.get(r), 2) for r in ("client", "server", "workers") if r in cpu
             )
             rows.append(
                 [
                     load.name,
                     str(load.concurrency),
                     f"{load.completed:,}",
-                    _fmt(load.rate),
-                    _fmt(load.p50_ms, 2),
-                    _fmt(load.p99_ms, 2),
+                    fmt(load.rate),
+                    fmt(load.p50_ms, 2),
+                    fmt(load.p99_ms, 2),
                     cpu_text + (f" (errors {load.errors})" if load.errors else ""),
-                    _fmt(load.other_cores, 2),
+                    fmt(load.other_cores, 2),
                 ]
             )
         out += ["Throughput and latency (trivial task `module.exports = (x) => x + 1`)", ""]
-        out += _table(
+        out += table(
             [
                 "scenario",
                 "in flight",
@@ -266,12 +214,12 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
             [
                 str(w),
                 f"{load.completed}",
-                _fmt(load.rate, 2),
-                _fmt(load.p50_ms),
-                _fmt(_ratio(load.rate, base.rate) if base else math.nan, 2),
-                _fmt(_ratio(load.rate, base.rate * w) * 100 if base else math.nan, 0),
-                _fmt(load.cpu_ms_per_op().get("workers"), 1),
-                _fmt(load.other_cores, 2),
+                fmt(load.rate, 2),
+                fmt(load.p50_ms),
+                fmt(ratio(load.rate, base.rate) if base else math.nan, 2),
+                fmt(ratio(load.rate, base.rate * w) * 100 if base else math.nan, 0),
+                fmt(load.cpu_ms_per_op().get("workers"), 1),
+                fmt(load.other_cores, 2),
             ]
             for w, load in cpu["runs"].items()
         ]
@@ -280,7 +228,7 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
             "CPU in a fresh in-process MiniRacer), 2 tasks in flight per worker",
             "",
         ]
-        out += _table(
+        out += table(
             [
                 "workers",
                 "done",
@@ -294,6 +242,7 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
             rows,
         )
         out.append("")
+    out += peer_table(results.get("peer"), report["params"]["window"])
     if results.get("flood"):
         out += render_flood(results["flood"])
     memory = results.get("memory")
@@ -301,9 +250,9 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
 
         def mb(snapshot: dict[str, int]) -> str:
             return (
-                f"{_fmt(snapshot.get('rss', 0) / MB)} (USS {_fmt(snapshot.get('uss', 0) / MB)}"
-                f", PSS {_fmt(snapshot.get('pss', 0) / MB)}"
-                f", shared {_fmt(snapshot.get('shared', 0) / MB)})"
+                f"{fmt(snapshot.get('rss', 0) / MB)} (USS {fmt(snapshot.get('uss', 0) / MB)}"
+                f", PSS {fmt(snapshot.get('pss', 0) / MB)}"
+                f", shared {fmt(snapshot.get('shared', 0) / MB)})"
             )
 
         rows = [
@@ -328,7 +277,7 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
             f"{memory['workers']} worker(s)",
             "",
         ]
-        out += _table(["when", "server", "each worker"], rows)
+        out += table(["when", "server", "each worker"], rows)
         out.append("")
     cold = results.get("cold")
     if cold:
@@ -344,30 +293,30 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
             [
                 "unloaded (1 in flight)",
                 "-",
-                _fmt(over["unloaded_p50_ms"], 2),
-                _fmt(over["unloaded_p99_ms"], 2),
+                fmt(over["unloaded_p50_ms"], 2),
+                fmt(over["unloaded_p99_ms"], 2),
             ],
             [
                 f"capacity ({1 + over['queue_capacity']} in flight)",
-                _fmt(over["capacity_per_s"]),
+                fmt(over["capacity_per_s"]),
                 "-",
                 "-",
             ],
             [
-                f"offered {_fmt(over['offered_per_s'])}/s: accepted",
+                f"offered {fmt(over['offered_per_s'])}/s: accepted",
                 f"{over['accepted']:,}",
-                _fmt(over["accepted_p50_ms"], 2),
-                _fmt(over["accepted_p99_ms"], 2),
+                fmt(over["accepted_p50_ms"], 2),
+                fmt(over["accepted_p99_ms"], 2),
             ],
             [
-                f"offered {_fmt(over['offered_per_s'])}/s: rejected",
+                f"offered {fmt(over['offered_per_s'])}/s: rejected",
                 f"{over['rejected']:,}",
-                _fmt(over["rejected_p50_ms"], 2),
-                _fmt(over["rejected_p99_ms"], 2),
+                fmt(over["rejected_p50_ms"], 2),
+                fmt(over["rejected_p99_ms"], 2),
             ],
         ]
         task = (
-            f"tasks of {_fmt(over['task_cpu_ms'], 1)} ms CPU (loop n={over['task_loop_n']:,})"
+            f"tasks of {fmt(over['task_cpu_ms'], 1)} ms CPU (loop n={over['task_loop_n']:,})"
             if "task_cpu_ms" in over
             else "trivial tasks"
         )
@@ -376,30 +325,32 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
             f"offered open-loop on one stream; {task})",
             "",
         ]
-        out += _table(["", "tasks or /s", "p50 ms", "p99 ms"], rows)
+        out += table(["", "tasks or /s", "p50 ms", "p99 ms"], rows)
         other = over["other_outcomes"]
         out += [
             f"rejections with a retry hint: {over['rejections_with_retry_hint']:,}/"
             f"{over['rejected']:,}; other outcomes: {other or 'none'}; "
             f"accepted-latency bound (queue + 2) / capacity: "
-            f"{_fmt(over['accepted_bound_ms'], 1)} ms; other load "
-            f"{_fmt(over['other_load_cores'], 2)} cores",
+            f"{fmt(over['accepted_bound_ms'], 1)} ms; other load "
+            f"{fmt(over['other_load_cores'], 2)} cores",
             "",
         ]
-    out += ["Targets (issue 7)", ""]
-    out += _table(
-        ["target", "measured", "ratio", "target", "result"],
-        [
+    for n, issue in enumerate(sorted({t.issue for t in tgts})):
+        out += ([""] if n else []) + [f"Targets (issue {issue})", ""]
+        out += table(
+            ["target", "measured", "ratio", "target", "result"],
             [
-                t.title,
-                t.measured,
-                _fmt(t.value, 2) + (t.unit if t.unit == "x" else f" {t.unit}"),
-                t.target_text,
-                t.status,
-            ]
-            for t in tgts
-        ],
-    )
+                [
+                    t.title,
+                    t.measured,
+                    fmt(t.value, 2) + (t.unit if t.unit == "x" else f" {t.unit}"),
+                    t.target_text,
+                    t.status,
+                ]
+                for t in tgts
+                if t.issue == issue
+            ],
+        )
     if report["errors"]:
         out += [
             "",

@@ -9,8 +9,12 @@ Measures, in one run on this machine (issue 7):
   3. ~50 ms CPU-bound tasks on 1, 2, … workers (up to the effective CPUs);
   4. RSS of the server and of each idle worker; server RSS after N1 vs N2 tasks;
   5. cold start: exec of `python -m zako_server` to health SERVING;
-  6. overload: twice the capacity offered to one worker behind a small queue.
-Then each target of the issue as a row: measured ratio, target, PASS/MISS.
+  6. overload: twice the capacity offered to one worker behind a small queue;
+  7. (issue 16) Zako against the Node.js peer (bench/peer.py: @grpc/grpc-js, Piscina,
+     node:vm; a fresh and a reused context), 1 worker each, under the same loads;
+  8. (issue 15) the caches: a repeated TypeScript transpile and lodash task, an action
+     cache hit, the CAS under a load of distinct blobs (bench/caches.py).
+Then each target of the issues as a row: measured ratio, target, PASS/MISS.
 
 Servers are subprocesses on 127.0.0.1 port 0; every loop is bounded in count and time.
 Results: a Markdown table on stdout, JSON in bench/results/latest.json (latest-quick.json
@@ -35,7 +39,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import baselines, flood, scenarios
+from bench import baselines, flood, peer, scenarios
 from bench.common import ROOT, machine_quiet
 from bench.machine import machine_info
 from bench.params import Params
@@ -44,7 +48,18 @@ from bench.report import all_loads, jsonable, render, targets
 
 RESULTS_DIR = ROOT / "bench" / "results"
 # The leak check runs last: it is the longest, and RSS hardly depends on other load.
-SECTIONS = ("echo", "inprocess", "naive", "zako", "cpu", "cold", "overload", "flood", "memory")
+SECTIONS = (
+    "echo",
+    "inprocess",
+    "naive",
+    "zako",
+    "cpu",
+    "peer",
+    "cold",
+    "overload",
+    "flood",
+    "memory",
+)
 QUIET_CORES = 0.15
 
 
@@ -73,6 +88,7 @@ async def run_sections(
         "cold": lambda: scenarios.cold_start(params),
         "overload": lambda: scenarios.overload(params),
         "flood": lambda: flood.log_flood(params),
+        "peer": lambda: peer.peer_comparison(params),
     }
     for name in SECTIONS:
         if name not in only:
