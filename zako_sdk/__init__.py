@@ -12,6 +12,10 @@
     # several replicas (or "dns:///zako-headless:50051"); refused tasks go elsewhere
     zako_sdk.Client(["zako-0:50051", "zako-1:50051"], retry=zako_sdk.Retry(attempts=5))
 
+    # a project's module tree, hashed once; each replica is sent its blobs once
+    tree = zako_sdk.ModuleTree.of(Path("project"))
+    client.run(source, modules=tree, entry_name="main.js")
+
 `AsyncClient` is the core; `Client` is its blocking face. Errors are in `zako_sdk.errors`,
 value objects of tasks in `zako_sdk.models`, and what a server says about itself (`Stats`,
 `GCReport`, `Capabilities`, `quantile`) in `zako_sdk.stats`; all are re-exported here.
@@ -48,6 +52,7 @@ from zako_sdk.models import (
     CONTEXT_KINDS,
     CONTEXT_NAMES,
     USE_CLIENT_DEFAULT,
+    CachePolicyName,
     CancelResult,
     ClusterStats,
     HeapUsage,
@@ -63,24 +68,28 @@ from zako_sdk.models import (
     UseClientDefault,
 )
 from zako_sdk.stats import GCReport, Stats, quantile
+from zako_sdk.trees import Digest, ModuleTree
 
 __all__ = [
     "CONTEXT_KINDS",
     "CONTEXT_NAMES",
     "USE_CLIENT_DEFAULT",
     "AsyncClient",
+    "CachePolicyName",
     "CancelResult",
     "Capabilities",
     "Client",
     "ClientClosed",
     "ClusterStats",
     "DeadlineExceeded",
+    "Digest",
     "GCReport",
     "HeapUsage",
     "InvalidTask",
     "JsError",
     "LogLine",
     "MessageTooLarge",
+    "ModuleTree",
     "Overloaded",
     "PermissionDenied",
     "RPCError",

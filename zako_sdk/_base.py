@@ -56,7 +56,7 @@ from zako_sdk.models import (
     UseClientDefault,
 )
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
-from zako_sdk.trees import module_tree
+from zako_sdk.trees import Digest, ModuleTree
 
 Outcome = Result | ZakoError
 """How a task ended: its Result, or the error that `await handle` will raise."""
@@ -153,7 +153,49 @@ def _timestamp(epoch: dt.datetime | float) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=millis // 1000, nanos=(millis % 1000) * 1_000_000)
 
 
-def build_task(spec: TaskSpec, *, default_timeout: float | None) -> pb.Task:
+CACHE_POLICIES: Mapping[str, int] = {
+    name: pb.CachePolicy.Value(f"CACHE_POLICY_{name.upper()}")
+    for name in ("use", "refresh", "skip")
+}
+"""`cache=` names and their CachePolicy numbers."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A task ready to place: the wire Task and the tree its `tree` digest names (whose
+    blobs a replica may have to be sent first), or None when it names none."""
+
+    task: pb.Task
+    tree: ModuleTree | None = None
+
+
+def _cache_policy(name: str) -> int:
+    try:
+        return CACHE_POLICIES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown cache policy {name!r}; expected use, refresh or skip") from None
+
+
+def prepare(spec: TaskSpec, *, default_timeout: float | None) -> Prepared:
+    """The wire Task for `spec` and its module tree (hashed here, unless prebuilt).
+
+    The tree goes by digest (`Task.tree`), less the file at the entry's name, which
+    travels inline as `source`.
+
+        prepared = prepare(TaskSpec(src, modules={"lib/a.js": "…"}), default_timeout=None)
+    """
+    task = build_task(spec, default_timeout=default_timeout, modules=False)
+    tree = None
+    if spec.modules is not None:
+        tree = ModuleTree.of(spec.modules).without(spec.entry_name or "main.js")
+        if len(tree):
+            task.tree.CopyFrom(tree.digest.to_proto())
+        else:
+            tree = None
+    return Prepared(task, tree)
+
+
+def build_task(spec: TaskSpec, *, default_timeout: float | None, modules: bool = True) -> pb.Task:
     """The wire Task for `spec`; `default_timeout` stands in where the spec gives none.
 
     Raises ValueError/TypeError for what can be judged here (an unknown context, an input
@@ -186,18 +228,25 @@ def build_task(spec: TaskSpec, *, default_timeout: float | None) -> pb.Task:
         fields["epoch"] = _timestamp(spec.epoch)
     if spec.seed:
         fields["seed"] = spec.seed
-    modules = module_tree(spec.modules)
-    if modules:
-        # A directory's files go by their paths; the entry among them travels as `source`.
-        entry = None if isinstance(spec.modules, Mapping) else spec.entry_name
-        fields["modules"] = [
-            pb.Module(name=name, source=source) for name, source in modules.items() if name != entry
-        ]
+    if spec.terminal_only:
+        fields["terminal_only"] = True
+    if spec.cache is not None:
+        fields["cache"] = _cache_policy(spec.cache)
+    if modules and spec.modules is not None:
+        # Inline, as a server without a content store takes them (`prepare` sends the
+        # tree by digest instead); the entry among the files travels as `source`.
+        tree = ModuleTree.of(spec.modules).without(spec.entry_name or "main.js")
+        fields["modules"] = inline_modules(tree)
     if spec.resources is not None:
         fields["resources"] = _resources(spec.resources)
     if timeout is not None:
         fields["timeout"] = _timeout(timeout)
     return pb.Task(**fields)
+
+
+def inline_modules(tree: ModuleTree) -> list[pb.Module]:
+    """The tree's files as Task.modules, for a server that has no content store."""
+    return [pb.Module(name=name, source=source) for name, source in tree.files.items()]
 
 
 def channel_options(
@@ -337,18 +386,26 @@ def plan_retry(
     return RetryPlan(delay=delay, cooldown=delay if retry_after is None else retry_after)
 
 
-def pick_lane(cool_until: Sequence[float], start: int, now: float, avoid: int | None = None) -> int:
-    """The lane (a replica's stream) for the next attempt, round robin from `start`.
+def pick_lane(
+    cool_until: Sequence[float],
+    start: int,
+    now: float,
+    avoid: int | None = None,
+    order: Sequence[int] | None = None,
+) -> int:
+    """The lane (a replica's stream) for the next attempt, round robin from `start`, or
+    in `order` when given (a routed task's rendezvous ranking; `start` is then unused).
 
-    The first lane in rotation that is not cooling down at `now` and is not `avoid` (the
-    one that just refused); else `avoid` if it is not cooling; else whichever lane's
+    The first lane in that order that is not cooling down at `now` and is not `avoid`
+    (the one that just refused); else `avoid` if it is not cooling; else whichever lane's
     cooldown ends first (the caller waits for it). Never fails: with every replica
     refusing, the task waits rather than giving up early, and `Retry.attempts` bounds that.
     """
     n = len(cool_until)
     if n == 0:
         raise ValueError("no lanes to pick from")
-    order = [(start + k) % n for k in range(n)]
+    if order is None:
+        order = [(start + k) % n for k in range(n)]
     for lane in order:
         if lane != avoid and cool_until[lane] <= now:
             return lane
@@ -365,6 +422,7 @@ def _failed(task_id: str, failed: pb.Failed) -> TaskFailed:
         reason=reason,
         js_error=JsError.from_proto(failed.error),
         timings=Timings.from_proto(failed.timings),
+        cached=failed.cached,
     )
 
 
@@ -390,6 +448,7 @@ def outcome_of_terminal(
             timings=Timings.from_proto(result.timings),
             heap=HeapUsage.from_proto(result.heap),
             worker_id=worker_id,
+            cached=result.cached,
         )
     if kind == "failed":
         return _failed(task_id, event)
@@ -406,6 +465,7 @@ def outcome_of_terminal(
             field=event.field,
             retry_after=retry_after,
             quota=event.quota,
+            missing_blobs=tuple(Digest.from_proto(d) for d in event.missing_blobs),
         )
     raise ValueError(f"not a terminal event: {kind!r}")
 

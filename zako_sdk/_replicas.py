@@ -2,9 +2,13 @@
 
     targets ─▶ Cluster: one Replica (one channel) per target
                  └─ lanes: one per replica; a dns:/// replica gets one per resolved address
-    submit ─▶ StreamSet.place ─▶ pick_lane (round robin, skipping replicas cooling down)
-                                   └─▶ this set's Submit stream on that lane
+    submit ─▶ StreamSet.place ─▶ pick_lane: a hermetic task in its rendezvous order
+                │                  (_routing.py), others round robin; skipping replicas
+                │                  cooling down
+                ├─▶ Uploads.ready: the task's tree on that replica (_uploads.py)
+                └─▶ this set's Submit stream on that lane
     rejected for capacity / never sent ─▶ StreamSet.retry ─▶ wait ─▶ place on another lane
+    rejected for missing blobs (evicted) ─▶ forget them there ─▶ place on the same lane
 
 A dns:/// replica is one channel that gRPC balances with round_robin; since round_robin
 balances *calls* and a Submit stream is one call, such a replica gets one lane (one
@@ -28,12 +32,15 @@ from typing import Any
 import grpc
 
 from zako_sdk._base import Outcome, channel_options, pick_lane, plan_retry
+from zako_sdk._routing import rendezvous_order
 from zako_sdk._stream import OnLog, TaskHandle, _SubmitStream
 from zako_sdk._targets import address_target, dns_host_port, is_balanced
+from zako_sdk._uploads import BlobRefused, Uploads
 from zako_sdk.errors import (
     ClientClosed,
     InvalidTask,
     RPCError,
+    TaskRejected,
     Unavailable,
     ZakoError,
     map_rpc_error,
@@ -41,12 +48,17 @@ from zako_sdk.errors import (
 from zako_sdk.models import Retry
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_sdk.trees import ModuleTree
 
 # How long a task waits for a replica's connection before trying another. A refused
 # connection fails at once; this bounds an address that swallows packets.
 CONNECT_TIMEOUT = 10.0
 # Streams per dns:/// name: one per address, within reason.
 MAX_LANES = 16
+# Times a task is resubmitted after a rejection for blobs the replica lacks (evicted
+# between our upload and the task): more means the store is thrashing, which the error
+# then says rather than looping.
+MISSING_BLOB_ROUNDS = 3
 
 Endpoint = tuple[str, "pb_grpc.ExecutorStub | ZakoError"]
 
@@ -189,23 +201,37 @@ class Cluster:
         except (OSError, ValueError):
             return 1  # gRPC's resolver may still succeed; one stream is a safe start
 
-    def pick(self, lanes: list[Lane], avoid: Lane | None = None) -> Lane:
+    @property
+    def routes(self) -> bool:
+        """Whether tasks may go by rendezvous: several replicas, each one address (the
+        lanes of a dns:/// name do not map to backends, which gRPC picks)."""
+        return len(self.replicas) > 1 and not any(r.balanced for r in self.replicas)
+
+    def pick(
+        self, lanes: list[Lane], avoid: Lane | None = None, route: bytes | None = None
+    ) -> Lane:
+        """The lane for an attempt: round robin, or for `route` (an action key) the first
+        replica of its rendezvous order that is not cooling down (see pick_lane)."""
         if len(lanes) == 1:  # pick_lane's answer for one lane, whatever the cooldowns
             return lanes[0]
         avoid_index = next((i for i, lane in enumerate(lanes) if lane is avoid), None)
+        order = None
+        if route is not None and self.routes:
+            order = rendezvous_order(route, [lane.replica.target for lane in lanes])
         index = pick_lane(
-            [lane.cool_until for lane in lanes], self._next, self.clock(), avoid_index
+            [lane.cool_until for lane in lanes], self._next, self.clock(), avoid_index, order
         )
-        self._next = index + 1
+        if order is None:
+            self._next = index + 1
         return lanes[index]
 
     def cool(self, lane: Lane, seconds: float) -> None:
         lane.cool_until = max(lane.cool_until, self.clock() + seconds)
 
-    async def next_lane(self, delay: float, avoid: Lane | None) -> Lane:
+    async def next_lane(self, delay: float, avoid: Lane | None, route: bytes | None = None) -> Lane:
         """Wait `delay`, then the lane for a retry, once its cooldown (if any) is over."""
         await asyncio.sleep(delay)
-        lane = self.pick(await self.lanes(), avoid)
+        lane = self.pick(await self.lanes(), avoid, route)
         wait = lane.cool_until - self.clock()
         if wait > 0:
             await asyncio.sleep(wait)
@@ -269,6 +295,16 @@ class Cluster:
             await replica.aclose()
 
 
+@dataclass(eq=False)
+class Plan:
+    """What placing a task needs beyond its message: the tree whose blobs must be on the
+    replica first, the action key it is routed by, and its rounds of missing blobs."""
+
+    tree: ModuleTree | None = None
+    route: bytes | None = None
+    missing_rounds: int = 0
+
+
 class StreamSet:
     """Streams of one owner, one per lane, and the tasks in flight on them (including those
     waiting to be retried). The handles' `_Owner`: it places attempts and plans retries."""
@@ -280,10 +316,13 @@ class StreamSet:
         metadata: tuple[tuple[str, str], ...],
         max_in_flight: int | None,
         retry: Retry | None,
+        uploads: Uploads,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.cluster = cluster
+        self.uploads = uploads
         self.handles: dict[str, TaskHandle] = {}
+        self._plans: dict[str, Plan] = {}  # only tasks with a tree or a route
         self.closed = False
         self._metadata = metadata
         self._max_in_flight = max_in_flight
@@ -291,7 +330,7 @@ class StreamSet:
         self._rand = rand
         self._streams: dict[Lane, _SubmitStream] = {}
 
-    def admit(self, task: pb.Task, on_log: OnLog | None) -> TaskHandle:
+    def admit(self, task: pb.Task, on_log: OnLog | None, plan: Plan | None = None) -> TaskHandle:
         """A handle for `task`, refused if a task with its id is in flight here: events are
         routed by id, and the server would reject the second one anyway."""
         if self.closed:
@@ -306,12 +345,15 @@ class StreamSet:
             )
         handle = TaskHandle(task, on_log, owner=self)
         self.handles[task.id] = handle
+        if plan is not None:
+            self._plans[task.id] = plan
         return handle
 
     def forget(self, handle: TaskHandle) -> None:
         """Drop a handle that is done (the handle calls this when it resolves)."""
         if self.handles.get(handle.task_id) is handle:
             del self.handles[handle.task_id]
+            self._plans.pop(handle.task_id, None)
 
     async def place(self, handle: TaskHandle, lane: Lane | None = None) -> None:
         """Start an attempt of `handle` on `lane` (the next in rotation if None).
@@ -319,13 +361,19 @@ class StreamSet:
         Raises nothing on the task's account: an attempt that cannot start ends like any
         other (`handle._ended`, with sent=False), which may schedule the next one.
         """
+        plan = self._plans.get(handle.task_id) if self._plans else None
         if lane is None:
             lanes = self.cluster.known_lanes
-            lane = self.cluster.pick(lanes if lanes is not None else await self.cluster.lanes())
+            lane = self.cluster.pick(
+                lanes if lanes is not None else await self.cluster.lanes(),
+                route=None if plan is None else plan.route,
+            )
         handle._attempts += 1
         handle._lane = lane
         stream = self._streams.get(lane)
         try:
+            if plan is not None and plan.tree is not None:
+                await self._ready(handle, lane, plan.tree)
             if stream is None or stream.closed:
                 stream = await self._stream_for(lane)
             if stream.capped:
@@ -334,6 +382,20 @@ class StreamSet:
                 stream.send(handle)  # the usual case, without a coroutine per task
         except ZakoError as error:
             handle._ended(error, sent=False)
+        except BlobRefused as refused:
+            handle._ended(refused.for_task(handle.task_id), sent=False)
+
+    async def _ready(self, handle: TaskHandle, lane: Lane, tree: ModuleTree) -> None:
+        """The task's tree on the lane's replica before the task (or the tree inline)."""
+        if not await lane.replica.ready():
+            raise Unavailable(
+                f"cannot connect to {lane.replica.target}", code=grpc.StatusCode.UNAVAILABLE
+            )
+        task = handle._task
+        await self.uploads.ready(lane.replica, task, tree)
+        if not task.HasField("tree"):  # sent inline from now on, to any replica
+            self._plans[handle.task_id].tree = None
+            handle._request = None  # built from the task as it was
 
     async def _stream_for(self, lane: Lane) -> _SubmitStream:
         stream = self._streams.get(lane)
@@ -354,19 +416,40 @@ class StreamSet:
     def retry(self, handle: TaskHandle, outcome: Outcome, *, sent: bool) -> bool:
         if self.closed:
             return False
+        task_plan = self._plans.get(handle.task_id) if self._plans else None
+        lane = handle._lane
+        if (
+            isinstance(outcome, TaskRejected)
+            and outcome.missing_blobs
+            and task_plan is not None
+            and task_plan.tree is not None
+            and lane is not None
+            and task_plan.missing_rounds < MISSING_BLOB_ROUNDS
+        ):
+            # Evicted since we uploaded them: upload again to the same replica (where the
+            # task's cached outcome would be) and resubmit; the task never ran.
+            task_plan.missing_rounds += 1
+            self.uploads.forget(lane.replica, outcome.missing_blobs)
+            handle._waiting = asyncio.get_running_loop().create_task(
+                self._again(handle, 0.0, lane), name=f"zako-reupload-{handle.task_id}"
+            )
+            return True
         plan = plan_retry(self._retry, handle._attempts, outcome, sent=sent, rand=self._rand())
         if plan is None:
             return False
-        if handle._lane is not None:
-            self.cluster.cool(handle._lane, plan.cooldown)
+        if lane is not None:
+            self.cluster.cool(lane, plan.cooldown)
         handle._waiting = asyncio.get_running_loop().create_task(
             self._again(handle, plan.delay), name=f"zako-retry-{handle.task_id}"
         )
         return True
 
-    async def _again(self, handle: TaskHandle, delay: float) -> None:
+    async def _again(self, handle: TaskHandle, delay: float, lane: Lane | None = None) -> None:
         try:
-            lane = await self.cluster.next_lane(delay, avoid=handle._lane)
+            if lane is None:
+                task_plan = self._plans.get(handle.task_id)
+                route = None if task_plan is None else task_plan.route
+                lane = await self.cluster.next_lane(delay, avoid=handle._lane, route=route)
             await self.place(handle, lane)
         except asyncio.CancelledError:
             raise

@@ -6,9 +6,12 @@
 
 One long-lived Submit stream per replica carries every `submit()`/`run()`: tasks are
 multiplexed by id and cancels go in-band, so a task costs one message, not a call.
-With several replicas, tasks go round robin; one turned away for capacity is sent again
-elsewhere (`Retry`). The stream and the handles live in `_stream.py`, replicas and
-placement in `_replicas.py`. `batch()` opens streams of its own (see there).
+With several replicas, a hermetic task goes to the replica its action digest ranks
+first (rendezvous hashing, `_routing.py`: repeats find that replica's caches), others
+round robin; one turned away for capacity is sent again elsewhere (`Retry`). A task's
+module tree travels by digest, its blobs uploaded once per replica (`_uploads.py`).
+The stream and the handles live in `_stream.py`, replicas and placement in
+`_replicas.py`. `batch()` opens streams of its own (see there).
 """
 
 from __future__ import annotations
@@ -33,23 +36,35 @@ from zako_sdk._base import (
     MessageLimit,
     Metadata,
     Outcome,
-    build_task,
+    Prepared,
     channel_send_limit,
     check_request_size,
     metadata_tuple,
     outcome_of_run,
     plan_retry,
+    prepare,
     request_bytes,
     unwrap,
 )
-from zako_sdk._replicas import Cluster, Lane, StreamSet, cancelled_locally, first_cancel
+from zako_sdk._replicas import (
+    MISSING_BLOB_ROUNDS,
+    Cluster,
+    Lane,
+    Plan,
+    StreamSet,
+    cancelled_locally,
+    first_cancel,
+)
+from zako_sdk._routing import action_key, routable
 from zako_sdk._stream import OnLog, TaskHandle
 from zako_sdk._sum import sum_stats
 from zako_sdk._targets import parse_targets
+from zako_sdk._uploads import BlobRefused, Uploads
 from zako_sdk.capabilities import Capabilities
 from zako_sdk.errors import (
     ClientClosed,
     RPCError,
+    TaskRejected,
     Unavailable,
     ZakoError,
     map_rpc_error,
@@ -58,6 +73,7 @@ from zako_sdk.models import CancelResult, ClusterStats, Result, Retry, TaskOptio
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_sdk.stats import GCReport, Stats
+from zako_sdk.trees import ModuleTree
 
 __all__ = ["AsyncClient", "TaskHandle"]
 
@@ -118,6 +134,7 @@ class AsyncClient:
         self._max_in_flight = max_in_flight
         options = list(options or ())
         self._cluster = Cluster(self.targets, credentials=credentials, options=options)
+        self._uploads = Uploads(self._metadata, call_timeout)
         # The message limits a task is checked against before it is sent: the channel's
         # own, and the server's once Capabilities has told it (asked for on the first
         # task that might be over it).
@@ -134,7 +151,18 @@ class AsyncClient:
             metadata=self._metadata,
             max_in_flight=self._max_in_flight,
             retry=self.retry,
+            uploads=self._uploads,
         )
+
+    def _prepare(self, spec: TaskSpec) -> tuple[pb.Task, Plan | None]:
+        """The task's message and, when it has a tree or goes by its action digest, the
+        Plan its placing needs (None for the usual plain task: nothing to do)."""
+        prepared: Prepared = prepare(spec, default_timeout=self.timeout)
+        task = prepared.task
+        route = action_key(task) if self._cluster.routes and routable(task) else None
+        if prepared.tree is None and route is None:
+            return task, None
+        return task, Plan(prepared.tree, route)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -150,10 +178,10 @@ class AsyncClient:
             check_request_size(task, (self._channel_limit, self._server_limit))
 
     async def _submit(self, spec: TaskSpec, on_log: OnLog | None = None) -> TaskHandle:
-        task = build_task(spec, default_timeout=self.timeout)
+        task, plan = self._prepare(spec)
         self._check_open()
         await self._check_size((task,))
-        handle = self._shared.admit(task, on_log)
+        handle = self._shared.admit(task, on_log, plan)
         try:
             await self._shared.place(handle)
         except BaseException:
@@ -166,28 +194,47 @@ class AsyncClient:
         return await handle._wait()  # cancelling this coroutine cancels the task
 
     async def _run_unary(self, spec: TaskSpec) -> Result:
-        task = build_task(spec, default_timeout=self.timeout)
+        task, task_plan = self._prepare(spec)
+        tree = None if task_plan is None else task_plan.tree
+        route = None if task_plan is None else task_plan.route
         self._check_open()
         await self._check_size((task,))
         lanes = await self._cluster.lanes()
-        lane = self._cluster.pick(lanes)
-        attempt = 1
+        lane = self._cluster.pick(lanes, route=route)
+        attempt, missing_rounds = 1, 0
         while True:
-            outcome, sent = await self._run_once(lane, task)
+            outcome, sent = await self._run_once(lane, task, tree)
+            if (
+                isinstance(outcome, TaskRejected)
+                and outcome.missing_blobs
+                and tree is not None
+                and missing_rounds < MISSING_BLOB_ROUNDS
+            ):  # evicted since the upload: send them again, to the same replica
+                missing_rounds += 1
+                self._uploads.forget(lane.replica, outcome.missing_blobs)
+                continue
             plan = plan_retry(self.retry, attempt, outcome, sent=sent, rand=random.random())
             if plan is None:
                 return unwrap(outcome)
             self._cluster.cool(lane, plan.cooldown)
-            lane = await self._cluster.next_lane(plan.delay, avoid=lane)
+            lane = await self._cluster.next_lane(plan.delay, avoid=lane, route=route)
             attempt += 1
             self._check_open()
 
-    async def _run_once(self, lane: Lane, task: pb.Task) -> tuple[Outcome, bool]:
+    async def _run_once(
+        self, lane: Lane, task: pb.Task, tree: ModuleTree | None = None
+    ) -> tuple[Outcome, bool]:
         """One Run call: the outcome, and whether the task may have left this client."""
         if not await lane.replica.ready():
             return Unavailable(
                 f"cannot connect to {lane.replica.target}", code=grpc.StatusCode.UNAVAILABLE
             ), False
+        try:
+            await self._uploads.ready(lane.replica, task, tree)
+        except ZakoError as error:
+            return error, False
+        except BlobRefused as refused:
+            return refused.for_task(task.id), False
         try:
             response = await lane.replica.stub.Run(
                 pb.RunRequest(task=task), metadata=self._metadata
@@ -275,7 +322,8 @@ class AsyncClient:
         specs = list(tasks)
         if not specs:
             return []
-        builds = [build_task(spec, default_timeout=self.timeout) for spec in specs]
+        prepared = [self._prepare(spec) for spec in specs]
+        builds = [task for task, _ in prepared]
         self._check_open()
         await self._check_size(builds)
         streams = self._stream_set()
@@ -291,10 +339,10 @@ class AsyncClient:
 
         handles: list[TaskHandle] = []
         try:
-            for task in builds:
+            for task, plan in prepared:
                 if settled.is_set():
                     break
-                handle = streams.admit(task, None)
+                handle = streams.admit(task, None, plan)
                 handle._future.add_done_callback(on_done)
                 handles.append(handle)
                 await streams.place(handle)

@@ -5,7 +5,8 @@
     │   ├── TaskFailed             the script threw, timed out, ran out of memory, …
     │   │   └── TaskTimeout        .reason == "TIMEOUT"
     │   ├── TaskCancelled          cancelled by us, by another caller or by the server
-    │   └── TaskRejected           never accepted; .code, .message, .field, .retry_after, .quota
+    │   └── TaskRejected           never accepted; .code, .message, .field, .retry_after,
+    │       │                          .quota, .missing_blobs
     │       ├── InvalidTask        the task itself is wrong: do not retry it as is
     │       │   └── MessageTooLarge  its request is over the message limit (never retried)
     │       └── Overloaded         capacity: retry after .retry_after seconds
@@ -31,6 +32,8 @@ from typing import TYPE_CHECKING, cast
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
+from zako_sdk.trees import Digest
 
 if TYPE_CHECKING:
     from zako_sdk.models import JsError, Timings
@@ -86,17 +89,25 @@ class TaskFailed(TaskError):
     """The task ran and failed: a JS throw, a syntax error, OOM, a lost worker, ….
 
     `reason` is the FailureReason name without its prefix ("JS_ERROR", "TIMEOUT", …) so
-    callers can branch on it without importing the generated protobuf module.
+    callers can branch on it without importing the generated protobuf module. `cached`
+    says the failure came from the server's action cache (an earlier identical task).
     """
 
     def __init__(
-        self, *, task_id: str, reason: str, js_error: JsError, timings: Timings | None = None
+        self,
+        *,
+        task_id: str,
+        reason: str,
+        js_error: JsError,
+        timings: Timings | None = None,
+        cached: bool = False,
     ) -> None:
         text = js_error.format()
         super().__init__(text if reason == "JS_ERROR" else f"{reason}: {text}", task_id=task_id)
         self.reason = reason
         self.js_error = js_error
         self.timings = timings
+        self.cached = cached
 
 
 class TaskTimeout(TaskFailed):
@@ -115,7 +126,11 @@ class TaskCancelled(TaskError):
 
 
 class TaskRejected(TaskError):
-    """The server did not accept the task; it never ran."""
+    """The server did not accept the task; it never ran.
+
+    `missing_blobs` (FAILED_PRECONDITION) names the blobs of the task's tree the server
+    lacks; the clients upload them and submit again before this reaches a caller.
+    """
 
     def __init__(
         self,
@@ -126,6 +141,7 @@ class TaskRejected(TaskError):
         field: str = "",
         retry_after: float | None = None,
         quota: str = "",
+        missing_blobs: tuple[Digest, ...] = (),
     ) -> None:
         super().__init__(f"{code.name}: {message}" if message else code.name, task_id=task_id)
         self.code = code
@@ -133,6 +149,7 @@ class TaskRejected(TaskError):
         self.field = field
         self.retry_after = retry_after
         self.quota = quota  # the limit that was hit, e.g. "tenant/acme/max_queued"
+        self.missing_blobs = missing_blobs
 
 
 class InvalidTask(TaskRejected):
@@ -218,6 +235,7 @@ def rejection_error(
     field: str = "",
     retry_after: float | None = None,
     quota: str = "",
+    missing_blobs: tuple[Digest, ...] = (),
 ) -> TaskRejected:
     """The error for a task the server turned away, from a Rejected event or a Run status.
 
@@ -236,26 +254,46 @@ def rejection_error(
     else:
         cls = _REJECTION.get(code, TaskRejected)
     return cls(
-        message, task_id=task_id, code=code, field=field, retry_after=retry_after, quota=quota
+        message,
+        task_id=task_id,
+        code=code,
+        field=field,
+        retry_after=retry_after,
+        quota=quota,
+        missing_blobs=missing_blobs,
     )
 
 
-def _rich_details(exc: grpc.RpcError) -> tuple[float | None, str]:
-    """RetryInfo's delay and QuotaFailure's subject from the status details, if present.
+_MISSING_SUBJECT = re.compile(r"^blobs/([0-9a-f]{64})/([0-9]+)$")
+
+
+def _missing(failure: error_details_pb2.PreconditionFailure) -> list[Digest]:
+    """The digests of a PreconditionFailure's "MISSING" violations ("blobs/{hash}/{size}")."""
+    found = []
+    for violation in failure.violations:
+        match = _MISSING_SUBJECT.match(violation.subject)
+        if violation.type == "MISSING" and match:
+            found.append(Digest(match.group(1), int(match.group(2))))
+    return found
+
+
+def _rich_details(exc: grpc.RpcError) -> tuple[float | None, str, tuple[Digest, ...]]:
+    """RetryInfo's delay, QuotaFailure's subject and PreconditionFailure's missing blobs
+    from the status details, if present.
 
     The server puts them in `grpc-status-details-bin` (google.rpc.Status) because a
     unary call has no Rejected message to carry them. A malformed or mismatched blob is
     ignored: the hint is advisory and must never turn into an error of its own.
     """
     if not callable(getattr(exc, "trailing_metadata", None)):
-        return None, ""
+        return None, "", ()
     try:
         # Duck-typed: grpc.aio's AioRpcError has a Call's code/details/trailing_metadata
         # without being a grpc.Call, and from_call reads only those.
         status = rpc_status.from_call(cast("grpc.Call", exc))
     except Exception:
-        return None, ""
-    retry_after, quota = None, ""
+        return None, "", ()
+    retry_after, quota, missing = None, "", []
     for detail in status.details if status is not None else ():
         if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             info = error_details_pb2.RetryInfo()
@@ -265,7 +303,11 @@ def _rich_details(exc: grpc.RpcError) -> tuple[float | None, str]:
             failure = error_details_pb2.QuotaFailure()
             detail.Unpack(failure)
             quota = failure.violations[0].subject if failure.violations else ""
-    return retry_after, quota
+        elif detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
+            precondition = error_details_pb2.PreconditionFailure()
+            detail.Unpack(precondition)
+            missing += _missing(precondition)
+    return retry_after, quota, tuple(missing)
 
 
 def map_rpc_error(exc: grpc.RpcError, *, task_id: str | None = None) -> ZakoError:
@@ -287,7 +329,7 @@ def map_rpc_error(exc: grpc.RpcError, *, task_id: str | None = None) -> ZakoErro
     if not isinstance(code, grpc.StatusCode):
         code = grpc.StatusCode.UNKNOWN
     error: ZakoError
-    retry_after, quota = _rich_details(exc) if task_id is not None else (None, "")
+    retry_after, quota, missing = _rich_details(exc) if task_id is not None else (None, "", ())
     # UNAVAILABLE on a task-carrying call is a rejection only when the server said so
     # (with a RetryInfo: it is draining); bare, it is the transport failing, and then the
     # task may or may not have reached a worker.
@@ -295,7 +337,12 @@ def map_rpc_error(exc: grpc.RpcError, *, task_id: str | None = None) -> ZakoErro
         code in _REJECTION or (code is grpc.StatusCode.UNAVAILABLE and retry_after is not None)
     ):
         error = rejection_error(
-            code, details, task_id=task_id, retry_after=retry_after, quota=quota
+            code,
+            details,
+            task_id=task_id,
+            retry_after=retry_after,
+            quota=quota,
+            missing_blobs=missing,
         )
     else:
         error = _TRANSPORT.get(code, RPCError)(details, code=code)

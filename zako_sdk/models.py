@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_args
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.trees import ModuleTree
 
 if TYPE_CHECKING:
     from zako_sdk.errors import ZakoError
@@ -30,6 +31,7 @@ __all__ = [
     "CONTEXT_KINDS",
     "CONTEXT_NAMES",
     "USE_CLIENT_DEFAULT",
+    "CachePolicyName",
     "CancelResult",
     "ClusterStats",
     "ContextName",
@@ -48,6 +50,9 @@ __all__ = [
 
 ContextName = Literal["package", "build", "rule", "toolchain", "config"]
 """The capability profile a task runs in; see ContextKind in executor.proto."""
+
+CachePolicyName = Literal["use", "refresh", "skip"]
+"""How a hermetic task uses the server's action cache; see CachePolicy in executor.proto."""
 
 CONTEXT_NAMES: tuple[ContextName, ...] = get_args(ContextName)
 """Every context name, in ContextKind order."""
@@ -189,6 +194,9 @@ class Result:
 
         result = await client.run("module.exports = (x) => ({doubled: x * 2})", input=21)
         assert result.value == {"doubled": 42}
+
+    `cached` says the server answered from its action cache (an earlier identical
+    hermetic task, or one running at the same time): this task did not run itself.
     """
 
     task_id: str
@@ -197,6 +205,7 @@ class Result:
     timings: Timings = field(default_factory=Timings)
     heap: HeapUsage = field(default_factory=HeapUsage)
     worker_id: str | None = None
+    cached: bool = False
 
     @cached_property
     def value(self) -> Any:
@@ -231,6 +240,7 @@ class Result:
                 "limit_bytes": self.heap.limit_bytes,
             },
             "worker_id": self.worker_id,
+            "cached": self.cached,
         }
 
 
@@ -262,14 +272,24 @@ class TaskSpec:
     `Math.random` and `crypto` (default: derived from the task's content). Both exist to
     make a task reproducible on purpose; under `system_access` the clock and randomness
     are real and both are ignored.
+
+    `modules` is the rest of the module tree: a {path: text} dict, a directory (a Path of
+    a project or a node_modules folder), or a `ModuleTree` built once and reused (no
+    hashing per call). It travels by digest: each replica is sent only the blobs it lacks,
+    once. `cache` ("use", the server's default; "refresh"; "skip") is how a hermetic task
+    uses the server's action cache (`Result.cached`).
+
+    `terminal_only=True` (on a Submit stream) skips the `accepted` and `started` events:
+    one message per task instead of three, for callers that want only the outcome and the
+    logs; `worker_id` (of the handle and the Result) then stays None.
     """
 
     source: str
     input: Any = None
     context: ContextName | str = "build"
     timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT
-    # A name -> source map, or a directory (a Path) packed as the task's tree.
-    modules: Mapping[str, str] | os.PathLike[str] | None = None
+    # A name -> source map, a directory (a Path) packed as the task's tree, or a tree.
+    modules: Mapping[str, str] | os.PathLike[str] | ModuleTree | None = None
     entry_name: str | None = None
     priority: int = 0
     labels: Mapping[str, str] | None = None
@@ -279,6 +299,8 @@ class TaskSpec:
     fresh_isolate: bool = False
     epoch: dt.datetime | float | None = None
     seed: str | None = None
+    cache: CachePolicyName | None = None
+    terminal_only: bool = False
 
 
 class TaskOptions(TypedDict, total=False):
@@ -292,7 +314,7 @@ class TaskOptions(TypedDict, total=False):
     input: Any
     context: ContextName | str
     timeout: float | UseClientDefault | None
-    modules: Mapping[str, str] | os.PathLike[str] | None
+    modules: Mapping[str, str] | os.PathLike[str] | ModuleTree | None
     entry_name: str | None
     priority: int
     labels: Mapping[str, str] | None
@@ -302,6 +324,8 @@ class TaskOptions(TypedDict, total=False):
     fresh_isolate: bool
     epoch: dt.datetime | float | None
     seed: str | None
+    cache: CachePolicyName | None
+    terminal_only: bool
 
 
 @dataclass(frozen=True)

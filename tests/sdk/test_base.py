@@ -26,6 +26,7 @@ from zako_sdk import (
 from zako_sdk._base import (
     TaskEvents,
     build_task,
+    prepare,
     channel_options,
     context_kind,
     duration,
@@ -82,14 +83,25 @@ class TestBuildTask:
             system_access=True,
             task_id="my-id",
             fresh_isolate=True,
+            cache="refresh",
         )
+        prepared = prepare(spec, default_timeout=9.0)
+        task = prepared.task
+        assert task.cache == pb.CACHE_POLICY_REFRESH
+        # The modules go as a tree by digest; the tree holds them, sorted by name.
+        assert prepared.tree is not None and dict(prepared.tree.files) == {
+            "b": "B",
+            "lib/a.js": "A",
+        }
+        assert task.tree.hash == prepared.tree.digest.hash and not task.modules
+        # build_task alone puts them inline, as a server without a content store takes them.
         task = build_task(spec, default_timeout=9.0)
         assert task.fresh_isolate
         assert task.id == "my-id"
         assert json.loads(task.input_json) == {"a": [1, 2**60]}  # big ints survive exactly
         assert task.context == pb.CONTEXT_KIND_CONFIG
         assert task.timeout.seconds == 1 and task.timeout.nanos == 500_000_000
-        assert [(m.name, m.source) for m in task.modules] == [("lib/a.js", "A"), ("b", "B")]
+        assert [(m.name, m.source) for m in task.modules] == [("b", "B"), ("lib/a.js", "A")]
         assert task.entry_name == "main.js" and task.priority == -3
         assert dict(task.labels) == {"k": "v"}
         assert task.resources.cpu_millis == 500 and task.resources.memory_bytes == 1 << 20

@@ -23,6 +23,7 @@ from opentelemetry.trace import TracerProvider
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_server.server.admission import Admission, AdmissionPolicy
+from zako_server.server.cas import ContentStore
 from zako_server.server.config import Settings
 from zako_server.server.engine import Engine
 from zako_server.server.metrics import Metrics
@@ -95,10 +96,13 @@ class ZakoServer:
             settings.max_message_bytes,
             transforms=self.transforms,
         )
+        # Module blobs tasks name by digest, bounded by cas_bytes (cas.py).
+        self.store = ContentStore.from_settings(settings)
         self.service = ExecutorService(
             settings,
             self.engine,
             Authenticator.from_settings(settings.auth_tokens, settings.auth_tokens_file),
+            store=self.store,
         )
         self.health = HealthServicer()
         self.metrics = Metrics()

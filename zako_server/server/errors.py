@@ -5,9 +5,13 @@
     │   ├── InvalidTask               INVALID_ARGUMENT    malformed task; names the field
     │   ├── DuplicateTask             ALREADY_EXISTS      id already queued or running
     │   ├── CannotFit                 FAILED_PRECONDITION can never fit this server
+    │   ├── MissingBlobs              FAILED_PRECONDITION names blobs the store lacks; upload, retry
     │   ├── Overloaded                RESOURCE_EXHAUSTED  queue full / quota; retry later
     │   ├── MessageTooLarge           RESOURCE_EXHAUSTED  over max_message_bytes; never retry
     │   └── Draining                  UNAVAILABLE         shutting down; retry elsewhere
+    ├── BlobRejection                 a blob upload refused (BatchUpdateBlobs, WriteBlob)
+    │   ├── InvalidBlob               INVALID_ARGUMENT    malformed digest, data not matching it
+    │   └── BlobTooLarge              RESOURCE_EXHAUSTED  over max_blob_bytes or the whole store
     ├── QueueDeadlineExceeded         DEADLINE_EXCEEDED   waited past its deadline (a Failed event)
     ├── TaskNotFound                  NOT_FOUND           Cancel of an unknown task (of this tenant)
     ├── Unauthenticated               UNAUTHENTICATED     no or unknown bearer token
@@ -83,6 +87,18 @@ class CannotFit(TaskRejection):
     code = "FAILED_PRECONDITION"
 
 
+class MissingBlobs(TaskRejection):
+    """The task names blobs (Module.digest, Task.tree, files of the tree) that the store
+    does not hold for this tenant: all of them, as (hash, size) pairs, so the client
+    uploads them in one round and submits again."""
+
+    code = "FAILED_PRECONDITION"
+
+    def __init__(self, message: str, missing: list[tuple[str, int]]) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
 class Overloaded(TaskRejection):
     code = "RESOURCE_EXHAUSTED"
 
@@ -96,6 +112,24 @@ class MessageTooLarge(TaskRejection):
 
 class Draining(TaskRejection):
     code = "UNAVAILABLE"
+
+
+class BlobRejection(ZakoServerError):
+    """A blob refused on upload; `field` names the request field to blame."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidBlob(BlobRejection):
+    code = "INVALID_ARGUMENT"
+
+
+class BlobTooLarge(BlobRejection):
+    """Never retry as is: the same blob is refused again (no retry_after)."""
+
+    code = "RESOURCE_EXHAUSTED"
 
 
 class QueueDeadlineExceeded(ZakoServerError):

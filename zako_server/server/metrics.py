@@ -87,6 +87,28 @@ class ZakoCollector:
             "zako_transform_seconds", "Time transform batches took", value=t.transform_seconds
         )
 
+    def _cas(self) -> Iterator[Metric]:
+        """The content-addressed store's figures (issue 15): bytes held, evictions, hits."""
+        c = self.server.store.statistics()
+        yield GaugeMetricFamily(
+            "zako_cas_blobs", "Blobs the content-addressed store holds", value=c.blobs
+        )
+        yield GaugeMetricFamily(
+            "zako_cas_bytes", "Bytes the content-addressed store holds", value=c.bytes
+        )
+        yield GaugeMetricFamily(
+            "zako_cas_capacity_bytes", "The content-addressed store's budget", value=c.capacity
+        )
+        for name, doc, value in (
+            ("evictions", "Blobs evicted (least recently used, or past their TTL)", c.evictions),
+            ("hits", "Blob lookups that found the blob", c.hits),
+            ("misses", "Blob lookups that did not", c.misses),
+            ("uploads", "Blobs stored", c.uploads),
+            ("uploaded_bytes", "Bytes of blobs stored", c.uploaded_bytes),
+            ("missing_rejections", "Tasks rejected for a missing blob", c.missing_rejections),
+        ):
+            yield CounterMetricFamily(f"zako_cas_{name}", doc, value=value)
+
     def collect(self) -> Iterator[Metric]:
         pool = self.server.pool.statistics()
         adm = self.server.admission.statistics()
@@ -101,6 +123,7 @@ class ZakoCollector:
             "zako_queue_length", "Tasks waiting for a worker (all)", value=adm.queued
         )
         yield from self._transforms()
+        yield from self._cas()
         yield GaugeMetricFamily(
             "zako_tasks_in_flight", "Tasks running on workers", value=adm.running
         )

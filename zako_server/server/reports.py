@@ -17,7 +17,9 @@ import time
 
 import psutil
 
+from zako_sdk.proto.zako.v1 import cas_pb2
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_server.server.cas import ContentStore
 from zako_server.server.config import Settings
 from zako_server.server.engine import Engine
 from zako_server.server.events import ERROR_TEXT_BYTES, duration, heap_usage, timestamp
@@ -64,6 +66,24 @@ def transform_stats(engine: Engine) -> pb.TransformStats | None:
     )
 
 
+def cas_stats(store: ContentStore | None) -> cas_pb2.CasStats | None:
+    """The content-addressed store's figures (cas.py), or None without a store."""
+    if store is None:
+        return None
+    c = store.statistics()
+    return cas_pb2.CasStats(
+        blobs=c.blobs,
+        bytes=c.bytes,
+        capacity_bytes=c.capacity,
+        evictions=c.evictions,
+        hits=c.hits,
+        misses=c.misses,
+        uploads=c.uploads,
+        uploaded_bytes=c.uploaded_bytes,
+        missing_rejections=c.missing_rejections,
+    )
+
+
 def worker_stats(worker: WorkerHandle) -> pb.WorkerStats:
     """One worker process as Stats shows it."""
     return pb.WorkerStats(
@@ -100,6 +120,8 @@ def stats_reply(
     started_at: float,
     process: psutil.Process,
     versions: pb.VersionInfo,
+    *,
+    cas: ContentStore | None = None,
 ) -> pb.StatsResponse:
     """The Stats reply: every figure the engine, pool and admission keep, with other
     tenants' rows shown only to an admin."""
@@ -157,6 +179,7 @@ def stats_reply(
         run_time=histogram(engine.run_time),
         system=system_stats(settings, process),
         transforms=transform_stats(engine),
+        cas=cas_stats(cas),
         tasks=pb.TaskCounters(
             accepted=tasks.accepted,
             completed=tasks.completed,
@@ -191,6 +214,9 @@ def capabilities_reply(settings: Settings, versions: pb.VersionInfo) -> pb.Capab
             max_log_lines=s.max_log_lines,
             stream_outbox_bytes=s.stream_outbox_bytes,
             max_error_text_bytes=ERROR_TEXT_BYTES,
+            max_tree_bytes=s.max_tree_bytes,
+            max_blob_bytes=s.max_blob_bytes,
+            cas_capacity_bytes=s.cas_bytes,
         ),
         context_kinds=sorted(CONTEXT_NAMES),
         priority=pb.PriorityRange(min=PRIORITY_MIN, max=PRIORITY_MAX),

@@ -3,6 +3,7 @@
     Submit ─▶ identify ─▶ SubmitStream (stream.py): reader, in-band cancels, outbox
                             │ accept: validate ─▶ engine.submit    reject: Rejected event
     Run, Cancel, BroadcastGC, Stats, Capabilities ─▶ identify ─▶ engine / pool ─▶ reply
+    FindMissingBlobs, BatchUpdateBlobs, WriteBlob ─▶ identify ─▶ blobs.py ─▶ the store
 
 This is the one module that maps the server's errors to status codes (`_abort`, and
 `rejected_event` for a stream's Rejected events), so the rest of the server stays free
@@ -28,14 +29,19 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from zako_sdk.proto.zako.v1 import cas_pb2
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_server.server.blobs import Blobs
+from zako_server.server.cas import ContentStore
 from zako_server.server.config import Settings
 from zako_server.server.decoding import Refused, lenient
 from zako_server.server.engine import Engine
 from zako_server.server.errors import (
+    BlobRejection,
     DuplicateTask,
     InternalFault,
+    MissingBlobs,
     PermissionDenied,
     TaskNotFound,
     TaskRejection,
@@ -73,6 +79,9 @@ def rejected_event(task_id: str, exc: TaskRejection) -> pb.SubmitResponse:
     rejected = pb.Rejected(
         code=rpc_code(exc), message=exc.message, field=exc.field, quota=exc.quota
     )
+    if isinstance(exc, MissingBlobs):
+        for hash_, size in exc.missing:
+            rejected.missing_blobs.add(hash=hash_, size_bytes=size)
     if exc.retry_after is not None:
         rejected.retry_after.CopyFrom(duration(exc.retry_after))
     return pb.SubmitResponse(task_id=task_id, time=timestamp(time.time()), rejected=rejected)
@@ -88,7 +97,7 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: ZakoServerErr
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.RetryInfo(retry_delay=duration(retry_after)))
         details.append(detail)
-    field = exc.field if isinstance(exc, TaskRejection) else ""
+    field = exc.field if isinstance(exc, TaskRejection | BlobRejection) else ""
     if field:  # as the stream's Rejected.field: which field to fix (#12)
         detail = any_pb2.Any()
         detail.Pack(
@@ -106,6 +115,19 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: ZakoServerErr
             error_details_pb2.QuotaFailure(
                 violations=[
                     error_details_pb2.QuotaFailure.Violation(subject=quota, description=message)
+                ]
+            )
+        )
+        details.append(detail)
+    if isinstance(exc, MissingBlobs):  # as the stream's Rejected.missing_blobs
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.PreconditionFailure(
+                violations=[
+                    error_details_pb2.PreconditionFailure.Violation(
+                        type="MISSING", subject=f"blobs/{hash_}/{size}"
+                    )
+                    for hash_, size in exc.missing
                 ]
             )
         )
@@ -132,16 +154,28 @@ def _refusing(service: ExecutorService, method: Any, carries_task: bool) -> Any:
     return handler
 
 
+def _message_class(descriptor: Any) -> Any:
+    """The generated class of a request or response (executor.proto's or cas.proto's)."""
+    module = cas_pb2 if descriptor.file.name.endswith("cas.proto") else pb
+    return getattr(module, descriptor.name)
+
+
 def add_to_server(service: ExecutorService, server: grpc.aio.Server) -> None:
     """Register zako.v1.Executor as the generated add_ExecutorServicer_to_server does,
     but with request deserializers that never raise (see decoding.Refused)."""
     limit = service.settings.max_message_bytes
     handlers = {}
     for method in pb.DESCRIPTOR.services_by_name["Executor"].methods:
-        request_type = getattr(pb, method.input_type.name)
-        response_type = getattr(pb, method.output_type.name)
+        request_type = _message_class(method.input_type)
+        response_type = _message_class(method.output_type)
         implementation = getattr(service, method.name)
-        if method.client_streaming:  # Submit: its reader turns the frame into a rejection
+        if method.client_streaming and not method.server_streaming:  # WriteBlob
+            handlers[method.name] = grpc.stream_unary_rpc_method_handler(
+                implementation,
+                request_deserializer=lenient(request_type, limit),
+                response_serializer=response_type.SerializeToString,
+            )
+        elif method.client_streaming:  # Submit: its reader turns the frame into a rejection
             handlers[method.name] = grpc.stream_stream_rpc_method_handler(
                 implementation,
                 request_deserializer=lenient(request_type, limit),
@@ -162,10 +196,17 @@ class ExecutorService(pb_grpc.ExecutorServicer):
     """Implements every RPC of zako.v1.Executor on top of the Engine."""
 
     def __init__(
-        self, settings: Settings, engine: Engine, authenticator: Authenticator | None = None
+        self,
+        settings: Settings,
+        engine: Engine,
+        authenticator: Authenticator | None = None,
+        store: ContentStore | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
+        # The content-addressed store: blobs tasks name by digest (cas.py).
+        self.store = store or ContentStore.from_settings(settings)
+        self.blobs = Blobs(self.store)
         self.auth = authenticator or Authenticator()
         self._process = psutil.Process()
         self.started_at = time.time()
@@ -224,7 +265,13 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         """`validate`, with the last-resort guard: whatever fault one task's input finds
         in validation becomes that task's INTERNAL rejection, never the stream's end."""
         try:
-            return validate(task, self.settings, deadline_s=context.time_remaining(), tenant=tenant)
+            return validate(
+                task,
+                self.settings,
+                deadline_s=context.time_remaining(),
+                tenant=tenant,
+                store=self.store,
+            )
         except TaskRejection:
             raise
         except Exception as exc:
@@ -357,7 +404,13 @@ class ExecutorService(pb_grpc.ExecutorServicer):
     ) -> pb.StatsResponse:
         identity = await self._identify(context)
         return stats_reply(
-            self.engine, self.settings, identity, self.started_at, self._process, self.versions()
+            self.engine,
+            self.settings,
+            identity,
+            self.started_at,
+            self._process,
+            self.versions(),
+            cas=self.store,
         )
 
     async def Capabilities(
@@ -367,3 +420,33 @@ class ExecutorService(pb_grpc.ExecutorServicer):
     ) -> pb.CapabilitiesResponse:
         await self._identify(context)
         return capabilities_reply(self.settings, self.versions())
+
+    async def FindMissingBlobs(
+        self,
+        request: cas_pb2.FindMissingBlobsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> cas_pb2.FindMissingBlobsResponse:
+        tenant = (await self._identify(context)).tenant
+        try:
+            return self.blobs.find_missing(tenant, request)
+        except BlobRejection as exc:
+            await _abort(context, exc)
+
+    async def BatchUpdateBlobs(
+        self,
+        request: cas_pb2.BatchUpdateBlobsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> cas_pb2.BatchUpdateBlobsResponse:
+        tenant = (await self._identify(context)).tenant
+        return await self.blobs.batch_update(tenant, request)
+
+    async def WriteBlob(
+        self,
+        request_iterator: AsyncIterator[cas_pb2.WriteBlobRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> cas_pb2.WriteBlobResponse:
+        tenant = (await self._identify(context)).tenant
+        try:
+            return await self.blobs.write(tenant, request_iterator)
+        except (BlobRejection, TaskRejection) as exc:  # TaskRejection: a refused frame
+            await _abort(context, exc)

@@ -17,11 +17,15 @@ import uuid
 from dataclasses import dataclass
 from typing import cast
 
+from google.protobuf.message import DecodeError
+
 from zako_sdk.models import CONTEXT_KINDS
+from zako_sdk.proto.zako.v1 import cas_pb2
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_server.protocol import NODE_BUILTINS, RunFrame, TaskContext
+from zako_server.server.cas import ContentStore, Key, check_digest
 from zako_server.server.config import Settings
-from zako_server.server.errors import CannotFit, InvalidTask
+from zako_server.server.errors import CannotFit, InvalidBlob, InvalidTask, MissingBlobs
 
 PRIORITY_MIN = -1000
 PRIORITY_MAX = 1000
@@ -67,14 +71,11 @@ class Job:
     queue_timeout_s: float | None
 
 
-def _size(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-def _check_module(name: str, source: str, field: str, settings: Settings) -> int:
-    """Its size in bytes, once the name and size are known to be acceptable."""
+def _check_name(name: str, field: str, blame: str = "") -> None:
+    """`field` is named in the message, `blame` (default: the same) is Rejected.field."""
+    blame = blame or field
     if name.startswith("zako:"):
-        raise InvalidTask(f"{field} name {name!r} uses the reserved 'zako:' prefix", field=field)
+        raise InvalidTask(f"{field} name {name!r} uses the reserved 'zako:' prefix", field=blame)
     segments = name.split("/")
     if (
         not name
@@ -86,16 +87,176 @@ def _check_module(name: str, source: str, field: str, settings: Settings) -> int
             f"{field} name {name!r} is not a valid module path ('/'-separated file names, "
             f"relative, no empty, '.' or '..' segments, no control characters or '\\', "
             f"at most {MAX_MODULE_NAME} characters)",
-            field=field,
+            field=blame,
         )
-    size = _size(source)
+
+
+def _check_size(name: str, size: int, field: str, settings: Settings, blame: str = "") -> None:
     if size > settings.max_source_bytes:
         raise InvalidTask(
             f"{field} ({name}) is {size} bytes; the limit is {settings.max_source_bytes} "
             "for one module (max_source_bytes)",
-            field=field,
+            field=blame or field,
         )
-    return size
+
+
+def _digest_key(digest: cas_pb2.Digest, field: str, what: str = "") -> Key:
+    try:
+        return check_digest(digest.hash, digest.size_bytes, what or field)
+    except InvalidBlob as exc:  # a task's digest: the task is what is malformed
+        raise InvalidTask(exc.message, field=field) from exc
+
+
+class _Files:
+    """The task's module tree, gathered from `source`, `modules` and `tree`: inline text
+    is hashed (encoded once, for its size and its digest), digests are looked up in the
+    store, and every blob the tenant lacks is collected so that one rejection names all.
+    """
+
+    def __init__(self, settings: Settings, store: ContentStore | None, tenant: str) -> None:
+        self.settings = settings
+        self.store = store
+        self.tenant = tenant
+        self.modules: dict[str, str] = {}
+        self.digests: dict[str, str] = {}
+        self.wanted: dict[str, tuple[Key, str]] = {}  # path -> (blob, field naming it)
+        self.tree_bytes = 0
+        self.inline_bytes = 0
+
+    def _add(self, name: str, size: int, field: str, limit_field: str, blame: str) -> None:
+        if name in self.modules or name in self.wanted:
+            raise InvalidTask(f"{field} name {name!r} is given twice", field=blame)
+        self.tree_bytes += size
+        if self.tree_bytes > self.settings.max_tree_bytes:
+            raise InvalidTask(
+                f"{limit_field}: the module tree is over {self.tree_bytes} bytes at {field} "
+                f"({name}); the limit is {self.settings.max_tree_bytes} for a whole tree "
+                "(max_tree_bytes)",
+                field=limit_field,
+            )
+
+    def inline(self, name: str, source: str, field: str, limit_field: str) -> None:
+        _check_name(name, field)
+        data = source.encode("utf-8", "surrogatepass")
+        _check_size(name, len(data), field, self.settings)
+        self._add(name, len(data), field, limit_field, field)
+        self.modules[name] = source
+        self.digests[name] = hashlib.sha256(data).hexdigest()
+        self.inline_bytes += len(data)
+
+    def by_digest(self, name: str, key: Key, field: str, limit_field: str, blame: str) -> None:
+        _check_name(name, field, blame)
+        _check_size(name, key[1], field, self.settings, blame)
+        self._add(name, key[1], field, limit_field, blame)
+        self.wanted[name] = (key, blame)
+
+    def tree(self, task: pb.Task) -> Key | None:
+        """Add the files of `task.tree`; the tree's key when the store lacks it."""
+        key = _digest_key(task.tree, "task.tree")
+        data = self.store.data(self.tenant, key) if self.store is not None else None
+        if data is None:
+            return key
+        tree = cas_pb2.ModuleTree()
+        try:
+            tree.ParseFromString(data)
+        except DecodeError as exc:
+            raise InvalidTask(
+                f"task.tree: blob {key[0]}/{key[1]} is not a zako.v1.ModuleTree", field="task.tree"
+            ) from exc
+        if len(task.modules) + len(tree.files) > self.settings.max_modules:
+            raise InvalidTask(
+                f"task.tree: the tree has {len(task.modules) + len(tree.files)} files with "
+                f"task.modules; the limit is {self.settings.max_modules} (max_modules)",
+                field="task.tree",
+            )
+        previous = b""
+        for index, entry in enumerate(tree.files):
+            field = f"task.tree file {index} ({entry.name!r})"
+            encoded = entry.name.encode("utf-8", "surrogatepass")
+            if index and encoded <= previous:
+                raise InvalidTask(
+                    f"{field}: the tree's files must be sorted by name (as UTF-8 bytes), "
+                    "each name once",
+                    field="task.tree",
+                )
+            previous = encoded
+            key = _digest_key(entry.digest, "task.tree", field)
+            self.by_digest(entry.name, key, field, "task.tree", "task.tree")
+        return None
+
+    def resolve(self, missing: list[Key]) -> None:
+        """Fetch the text of every file named by digest; MissingBlobs naming all the
+        blobs the tenant lacks (`missing` starts with the tree, if it is one)."""
+        store = self.store
+        seen = dict.fromkeys(missing)
+        for name, (key, blame) in self.wanted.items():
+            try:
+                text = store.text(self.tenant, key) if store is not None else None
+            except UnicodeDecodeError as exc:
+                raise InvalidTask(
+                    f"{blame}: blob {key[0]}/{key[1]} ({name}) is not UTF-8 text: {exc}",
+                    field=blame,
+                ) from exc
+            if text is None:
+                seen[key] = None
+                continue
+            self.modules[name] = text
+            self.digests[name] = key[0]
+        if seen:
+            if store is not None:
+                store.note_missing_rejection()
+            raise MissingBlobs(
+                f"the server lacks {len(seen)} blob(s) the task names; upload them "
+                "(FindMissingBlobs, BatchUpdateBlobs) and submit again: "
+                + ", ".join(f"{h}/{n}" for h, n in list(seen)[:5])
+                + (" ..." if len(seen) > 5 else ""),
+                list(seen),
+            )
+
+
+def _module_files(task: pb.Task, entry: str, files: _Files) -> None:
+    """Gather every file of the task's tree into `files` (or raise naming the field)."""
+    if task.source:
+        if not task.source.strip():
+            raise InvalidTask(
+                "task.source is empty: give the entry module's JavaScript", field="task.source"
+            )
+        files.inline(entry, task.source, "task.source", "task.source")
+    if len(task.modules) > files.settings.max_modules:
+        raise InvalidTask(
+            f"task.modules has {len(task.modules)} files; the limit is "
+            f"{files.settings.max_modules} (max_modules)",
+            field="task.modules",
+        )
+    for index, module in enumerate(task.modules):
+        field = f"task.modules[{index}]"
+        # An inline module with empty text and no digest is an empty file (as before
+        # digests existed); one that sets both is ambiguous.
+        if module.HasField("digest"):
+            if module.source:
+                raise InvalidTask(
+                    f"{field} ({module.name}) sets both source and digest; set one",
+                    field=field,
+                )
+            key = _digest_key(module.digest, f"{field}.digest")
+            files.by_digest(module.name, key, field, "task.modules", field)
+        else:
+            files.inline(module.name, module.source, field, "task.modules")
+    missing = []
+    if task.HasField("tree"):
+        tree_missing = files.tree(task)
+        if tree_missing is not None:
+            missing.append(tree_missing)
+    if not task.source and not missing and entry not in files.modules and entry not in files.wanted:
+        raise InvalidTask(
+            "task.source is empty: give the entry module's JavaScript, or name a file of "
+            f"task.modules or task.tree in task.entry_name (no file {entry!r})",
+            field="task.source",
+        )
+    # Everything is resolved here, before the task is queued: from now on the job holds
+    # the text itself, so an eviction (or a TTL sweep) while it waits cannot take a file
+    # from under it: a task runs with every file it named, or is rejected now.
+    files.resolve(missing)
 
 
 def _timeout(task: pb.Task, settings: Settings, deadline_s: float | None) -> float:
@@ -183,10 +344,12 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
 
 
-def _seed(task: pb.Task, entry: str, modules: dict[str, str], input_json: str) -> str:
+def _seed(task: pb.Task, entry: str, digests: dict[str, str], input_data: bytes) -> str:
     """The task's seed, or one derived from its content: the same task draws the same
     numbers on every server, and tasks that differ in any byte draw different ones.
 
+    Derived from the files' digests (not their text): a tree sent inline or by digest
+    draws the same numbers, and no source is hashed twice.
     Under system access randomness is real: the seed is fresh OS entropy, from which
     (with V8's own generator) the worker keys crypto.getRandomValues and friends."""
     if len(task.seed) > MAX_SEED_LENGTH:
@@ -198,17 +361,24 @@ def _seed(task: pb.Task, entry: str, modules: dict[str, str], input_json: str) -
     if task.seed:
         return task.seed
     digest = hashlib.sha256()
-    for part in (entry, *(x for item in sorted(modules.items()) for x in item), input_json):
-        data = part.encode("utf-8", "surrogatepass")
+    parts = (entry, *(x for item in sorted(digests.items()) for x in item))
+    for data in (*(part.encode("utf-8", "surrogatepass") for part in parts), input_data):
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
     return "content:" + digest.hexdigest()
 
 
 def validate(
-    task: pb.Task, settings: Settings, *, deadline_s: float | None = None, tenant: str = "anonymous"
+    task: pb.Task,
+    settings: Settings,
+    *,
+    deadline_s: float | None = None,
+    tenant: str = "anonymous",
+    store: ContentStore | None = None,
 ) -> Job:
-    """Check every field; raise InvalidTask / CannotFit naming the first problem found.
+    """Check every field; raise InvalidTask / CannotFit naming the first problem found,
+    or MissingBlobs naming every blob the task names that `store` lacks for `tenant`
+    (no store: none is held).
 
     `tenant` (the caller's) becomes the frame's `reuse` key: a worker may run the task in
     a warm isolate kept from the same tenant's earlier tasks, never in another tenant's.
@@ -219,35 +389,13 @@ def validate(
             f"task.id must be 1..{MAX_ID_LENGTH} printable ASCII characters without spaces",
             field="task.id",
         )
-    if not task.source.strip():
-        raise InvalidTask(
-            "task.source is empty: give the entry module's JavaScript", field="task.source"
-        )
     entry = task.entry_name or "main.js"
-    tree_bytes = _check_module(entry, task.source, "task.source", settings)
-    if len(task.modules) > settings.max_modules:
-        raise InvalidTask(
-            f"task.modules has {len(task.modules)} files; the limit is "
-            f"{settings.max_modules} (max_modules)",
-            field="task.modules",
-        )
-    modules = {entry: task.source}
-    for index, module in enumerate(task.modules):
-        field = f"task.modules[{index}]"
-        tree_bytes += _check_module(module.name, module.source, field, settings)
-        if module.name in modules:
-            raise InvalidTask(f"{field} name {module.name!r} is given twice", field=field)
-        if tree_bytes > settings.max_tree_bytes:
-            raise InvalidTask(
-                f"task.modules: the module tree is over {tree_bytes} bytes at {field} "
-                f"({module.name}); the limit is {settings.max_tree_bytes} for a whole tree "
-                "(max_tree_bytes)",
-                field="task.modules",
-            )
-        modules[module.name] = module.source
+    files = _Files(settings, store, tenant)
+    _module_files(task, entry, files)
 
     input_json = task.input_json or "null"
-    size = _size(input_json)
+    input_data = input_json.encode("utf-8", "surrogatepass")
+    size = len(input_data)
     if size > settings.max_input_bytes:
         raise InvalidTask(
             f"task.input_json is {size} bytes; the limit is {settings.max_input_bytes}",
@@ -308,7 +456,8 @@ def validate(
     frame = RunFrame(
         id=task_id,
         entry=entry,
-        modules=modules,
+        modules=files.modules,
+        digests=files.digests,
         input=input_json,
         context=TaskContext(
             kind=kind,
@@ -318,7 +467,7 @@ def validate(
             # The virtual clock and PRNG seed of a hermetic context (the prelude ignores
             # both under system access, where clock and randomness are real).
             epoch_ms=_epoch_ms(task),
-            seed=_seed(task, entry, modules, input_json),
+            seed=_seed(task, entry, files.digests, input_data),
         ),
         timeout_s=timeout,
         max_heap_bytes=int(request["memory"]),
@@ -330,7 +479,15 @@ def validate(
         reuse_max_tasks=settings.isolate_max_tasks,
         max_log_lines=settings.max_log_lines,
     )
-    size = sum(_size(source) for source in modules.values()) + _size(input_json)
+    # What the task itself brought: text from the store is shared with it (and counted
+    # in its budget), so a hundred queued tasks naming typescript.js count it once.
+    size = files.inline_bytes + len(input_data)
     return Job(
-        task_id, task.priority, timeout, frame, request, size, _queue_timeout(task, deadline_s)
+        task_id,
+        task.priority,
+        timeout,
+        frame,
+        request,
+        size,
+        _queue_timeout(task, deadline_s),
     )
