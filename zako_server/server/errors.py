@@ -27,6 +27,7 @@ The server never sends a Python traceback to a client.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 # The google.rpc.Code names the server uses; service.py looks each up in the generated
@@ -94,9 +95,9 @@ class MissingBlobs(TaskRejection):
 
     code = "FAILED_PRECONDITION"
 
-    def __init__(self, message: str, missing: list[tuple[str, int]]) -> None:
+    def __init__(self, message: str, missing: Sequence[tuple[str, int]] = ()) -> None:
         super().__init__(message)
-        self.missing = missing
+        self.missing = list(missing)
 
 
 class Overloaded(TaskRejection):
