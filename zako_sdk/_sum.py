@@ -37,6 +37,36 @@ _POOL = (
 _QUEUE = ("depth", "capacity", "running", "queued_bytes", "capacity_bytes")
 _TASKS = ("accepted", "completed", "failed", "cancelled", "rejected")
 _TASK_MAPS = ("failed_by_reason", "rejected_by_reason")
+# The caches (#15): every number is a count or a size, so the cluster's is the sum (hit
+# rates are derived from the sums, as a cluster-wide rate must be).
+_CAS = (
+    "blobs",
+    "bytes",
+    "capacity_bytes",
+    "evictions",
+    "hits",
+    "misses",
+    "uploads",
+    "uploaded_bytes",
+    "missing_rejections",
+)
+_ACTION_CACHE = (
+    "entries",
+    "bytes",
+    "capacity_bytes",
+    "hits",
+    "misses",
+    "joins",
+    "stores",
+    "evictions",
+)
+_CODE_CACHE = (
+    "source_hits",
+    "source_misses",
+    "source_bytes_sent",
+    "compiled_hits",
+    "compiled_misses",
+)
 
 M = TypeVar("M")
 Msg = TypeVar("Msg", bound=Message)
@@ -115,6 +145,10 @@ def sum_stats(parts: Sequence[pb.StatsResponse]) -> pb.StatsResponse:
         _add_fields(total.tasks, part.tasks, _TASKS)
         for name in _TASK_MAPS:
             _add_map(getattr(total.tasks, name), getattr(part.tasks, name))
+        _add_fields(total.cas, part.cas, _CAS)
+        _add_fields(total.action_cache, part.action_cache, _ACTION_CACHE)
+        total.action_cache.enabled |= part.action_cache.enabled
+        _add_fields(total.code_cache, part.code_cache, _CODE_CACHE)
         if part.time.ToNanoseconds() > total.time.ToNanoseconds():
             total.time.CopyFrom(part.time)
         if part.uptime.ToNanoseconds() > total.uptime.ToNanoseconds():

@@ -195,6 +195,41 @@ def _tenants(tenants: Sequence[TenantStats]) -> list[str]:
     ]
 
 
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:.1f}%"
+
+
+def _caches(stats: Stats) -> list[str]:
+    """The three caches of issue #15, one line each: what they hold, and how often the
+    thing asked for was there (the rates are what to watch; the counts say over what)."""
+    cas, action, code = stats.cas, stats.action_cache, stats.code_cache
+    lines = [
+        "CACHES",
+        f"{_INDENT}CAS  blobs {cas.blobs}  {format_bytes(cas.bytes)} of "
+        f"{format_bytes(cas.capacity_bytes)}  hit rate {_percent(cas.hit_rate)} "
+        f"(hits {cas.hits}, misses {cas.misses})  uploads {cas.uploads} "
+        f"({format_bytes(cas.uploaded_bytes)})  evictions {cas.evictions}  "
+        f"missing rejections {cas.missing_rejections}",
+    ]
+    if action.enabled or action.hits or action.misses or action.entries:
+        lines.append(
+            f"{_INDENT}ACTION CACHE  entries {action.entries}  {format_bytes(action.bytes)} of "
+            f"{format_bytes(action.capacity_bytes)}  hit rate {_percent(action.hit_rate)} "
+            f"(hits {action.hits}, joins {action.joins}, misses {action.misses})  "
+            f"stores {action.stores}  evictions {action.evictions}"
+        )
+    else:
+        lines.append(f"{_INDENT}ACTION CACHE  off")
+    lines.append(
+        f"{_INDENT}CODE CACHE  sources: hit rate {_percent(code.source_hit_rate)} "
+        f"(hits {code.source_hits}, misses {code.source_misses}, "
+        f"{format_bytes(code.source_bytes_sent)} sent)  compiled: hit rate "
+        f"{_percent(code.compiled_hit_rate)} (hits {code.compiled_hits}, "
+        f"misses {code.compiled_misses})"
+    )
+    return lines
+
+
 def _system(system: SystemStats) -> list[str]:
     return [
         f"SYSTEM  cpus {system.effective_cpus:g}  cpu {system.cpu_percent:.1f}%  "
@@ -228,6 +263,7 @@ def render_stats(stats: Stats, *, title: str = "", system: bool = True) -> str:
         _workers(stats.pool),
         _queue(stats.queue),
         _tasks(stats.tasks),
+        _caches(stats),
         _latency(stats),
         _resources(stats.resources),
         _tenants(stats.tenants),
@@ -258,6 +294,7 @@ def render_cluster(
             s.tasks.completed,
             s.tasks.failed,
             s.tasks.rejected,
+            s.action_cache.hits + s.action_cache.joins,
             f"{s.system.cpu_percent:.1f}",
         )
         for name, s in replicas.items()
@@ -275,6 +312,7 @@ def render_cluster(
                 "COMPLETED",
                 "FAILED",
                 "REJECTED",
+                "CACHED",
                 "CPU%",
             ),
             rows,

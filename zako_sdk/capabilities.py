@@ -34,6 +34,9 @@ class Limits:
     default_memory_bytes: int = 0
     max_memory_bytes: int = 0
     max_tasks_per_stream: int = 0
+    max_tree_bytes: int = 0
+    max_blob_bytes: int = 0
+    cas_capacity_bytes: int = 0
 
     @classmethod
     def from_proto(cls, m: pb.Limits) -> Limits:
@@ -50,6 +53,9 @@ class Limits:
             m.default_memory_bytes,
             m.max_memory_bytes,
             m.max_tasks_per_stream,
+            m.max_tree_bytes,
+            m.max_blob_bytes,
+            m.cas_capacity_bytes,
         )
 
 
@@ -77,7 +83,9 @@ class Capabilities(JsonView):
         caps.limits.max_timeout, caps.context_kinds   # 300.0, ("package", "build", …)
 
     `context_kinds` are the names `run(context=…)` takes; `isolate_reuse` says whether
-    tasks of one tenant share warm isolates (`fresh_isolate=True` opts out per task).
+    tasks of one tenant share warm isolates (`fresh_isolate=True` opts out per task);
+    `action_cache` whether repeated hermetic tasks are answered from the server's cache
+    (`limits.max_blob_bytes` is 0 on a server without a content store).
     """
 
     limits: Limits = field(default_factory=Limits)
@@ -88,6 +96,7 @@ class Capabilities(JsonView):
     versions: VersionInfo = field(default_factory=VersionInfo)
     resource_capacity: Mapping[str, float] = field(default_factory=dict)
     isolate_reuse: bool = False
+    action_cache: bool = False
 
     @classmethod
     def from_proto(cls, c: pb.CapabilitiesResponse) -> Capabilities:
@@ -100,4 +109,5 @@ class Capabilities(JsonView):
             VersionInfo.from_proto(c.versions),
             dict(c.resource_capacity),
             c.isolate_reuse,
+            c.action_cache,
         )

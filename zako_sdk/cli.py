@@ -1,6 +1,7 @@
 """The `zako` command: run a JS file on a Zako server, or ask the server about itself.
 
     zako run build.js --input '{"target": "x86_64"}'     # value as JSON on stdout
+    zako run src/main.ts --modules . --full              # the project as its tree; "cached"
     zako stats --watch                                  # a table, refreshed every 2 s
     zako stats --json | jq .pool
     zako stats --all --json --target zako-0:50051,zako-1:50051 | jq .total.tasks
@@ -41,7 +42,7 @@ from zako_sdk.errors import (
 )
 from zako_sdk.models import CONTEXT_NAMES, CancelResult, LogLine, Result
 from zako_sdk.stats import JsonView
-from zako_sdk.trees import entry_in_tree, pack_directory
+from zako_sdk.trees import ModuleTree, entry_in_tree, pack_directory
 
 __all__ = ["main"]
 
@@ -194,7 +195,15 @@ def build_parser(default_target: str) -> argparse.ArgumentParser:
         "--modules",
         metavar="DIR",
         help="send DIR as the task's module tree (a project with its node_modules); FILE "
-        "inside DIR keeps its path there, so `require`/`import` resolve as Node would",
+        "inside DIR keeps its path there, so `require`/`import` resolve as Node would. "
+        "The tree goes by digest: the server is sent only the files it does not hold yet",
+    )
+    run.add_argument(
+        "--cache",
+        choices=("use", "refresh", "skip"),
+        help="how the task uses the server's action cache: use an earlier identical "
+        "task's outcome (the server's default), refresh it (run and store anew), or skip "
+        "it; --full shows whether the result was cached",
     )
     run.add_argument(
         "--label",
@@ -323,18 +332,21 @@ def _format_result(result: Result, args: argparse.Namespace) -> str:
 
 def _run(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     source = _read_text(args.file, "file")
-    modules: dict[str, str] = {}
+    files: dict[str, str] = {}
     entry = "main.js" if args.file == "-" else os.path.basename(args.file)
     if args.modules is not None:
         try:
-            modules = pack_directory(args.modules)
+            files = pack_directory(args.modules)
         except (ValueError, OSError) as exc:
             raise UsageError(f"--modules {args.modules!r}: {exc}") from exc
         inside = None if args.file == "-" else entry_in_tree(args.file, args.modules)
         if inside is not None:
-            entry = inside
-            modules.pop(inside, None)  # the entry travels as the task's source
-    modules.update((name, _read_text(path, "module")) for name, path in args.module)
+            entry = inside  # the SDK leaves it out of the tree: it travels as the source
+    files.update((name, _read_text(path, "module")) for name, path in args.module)
+    try:
+        modules = ModuleTree(files) if files else None
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"the module tree: {exc}") from exc
     result = client.run(
         source,
         input=_input(args),
@@ -349,6 +361,7 @@ def _run(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         fresh_isolate=args.fresh_isolate,
         epoch=args.epoch,
         seed=args.seed,
+        cache=args.cache,
         on_log=_print_log,
     )
     print(_format_result(result, args), file=out)

@@ -23,10 +23,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from zako_sdk.cache_stats import ActionCacheStats, CasStats, CodeCacheStats
 from zako_sdk.models import HeapUsage, _seconds, _time
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 __all__ = [
+    "ActionCacheStats",
+    "CasStats",
+    "CodeCacheStats",
     "GCReport",
     "Histogram",
     "PoolStats",
@@ -290,7 +294,8 @@ class Stats(JsonView):
         print(stats.pool.busy, stats.queue.depth, stats.run_time.p99_seconds)
 
     `time` is when the server took it (None in a hand-made empty Stats); `uptime` is
-    in seconds.
+    in seconds. `cas`, `action_cache` and `code_cache` are the caches of issue #15; their
+    JSON view adds the derived hit rates (fractions) next to the proto's counters.
     """
 
     time: dt.datetime | None = None
@@ -304,6 +309,9 @@ class Stats(JsonView):
     queue_wait: Histogram = field(default_factory=Histogram)
     run_time: Histogram = field(default_factory=Histogram)
     system: SystemStats = field(default_factory=SystemStats)
+    cas: CasStats = field(default_factory=CasStats)
+    action_cache: ActionCacheStats = field(default_factory=ActionCacheStats)
+    code_cache: CodeCacheStats = field(default_factory=CodeCacheStats)
 
     @classmethod
     def from_proto(cls, s: pb.StatsResponse) -> Stats:
@@ -319,7 +327,19 @@ class Stats(JsonView):
             Histogram.from_proto(s.queue_wait),
             Histogram.from_proto(s.run_time),
             SystemStats.from_proto(s.system),
+            CasStats.from_proto(s.cas),
+            ActionCacheStats.from_proto(s.action_cache),
+            CodeCacheStats.from_proto(s.code_cache),
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JsonView's, plus each cache's hit rate (what an operator looks for first)."""
+        view = super().to_dict()
+        view["cas"]["hit_rate"] = self.cas.hit_rate
+        view["action_cache"]["hit_rate"] = self.action_cache.hit_rate
+        view["code_cache"]["source_hit_rate"] = self.code_cache.source_hit_rate
+        view["code_cache"]["compiled_hit_rate"] = self.code_cache.compiled_hit_rate
+        return view
 
 
 @dataclass(frozen=True)

@@ -244,6 +244,7 @@ def test_cluster_table_has_the_total_and_a_line_per_replica():
         "15",
         "3",
         "2",
+        "0",  # answered from the action cache (hits and joins)
         "37.5",
     ]
     assert "c:1: did not answer: UNAVAILABLE: refused" in text
