@@ -21,6 +21,11 @@ wake-up of the event loop, which a bare grpc.aio client pays as well. What is ou
 kept to the minimum: no asyncio.Queue (a deque and one wake-up future), no shield() or
 done-callbacks between the reader and a `run()` caller (each costs a loop turn per
 task), and the request built once per task.
+
+Against a server that says it can (CapabilitiesResponse.submit_batching, asked once per
+stream, in the background: the first tasks go out one per message meanwhile), the tasks
+queued together go out as one TaskBatch message and the stream asks for EventBatch
+replies, which the reader unpacks: one gRPC write and read for many tasks (#16).
 """
 
 from __future__ import annotations
@@ -60,6 +65,12 @@ if TYPE_CHECKING:
 __all__ = ["OnLog", "TaskHandle"]
 
 logger = logging.getLogger("zako_sdk")
+
+# Tasks coalesce into one TaskBatch message up to this many bytes; a larger task goes
+# alone (it gains nothing from company, and the batch must stay under any message limit).
+BATCH_BYTES = 256 * 1024
+# How long the stream waits for the server's Capabilities before it gives up batching.
+PROBE_TIMEOUT = 10.0
 
 OnLog = Callable[[LogLine], object]
 
@@ -239,8 +250,23 @@ class _SubmitStream:
         self._unsent: set[str] = set()  # in the outbox, not yet taken by the writer
         self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
         self.error: ZakoError | None = None  # set once: why the stream is no longer usable
+        self.batching = False  # whether the server takes TaskBatch (its Capabilities said)
         self._writer = asyncio.create_task(self._write_loop(), name="zako-submit-writer")
         self._reader = asyncio.create_task(self._read_loop(), name="zako-submit-reader")
+        self._probe = asyncio.create_task(self._ask(stub, metadata), name="zako-submit-probe")
+
+    async def _ask(self, stub: pb_grpc.ExecutorStub, metadata: tuple[tuple[str, str], ...]) -> None:
+        """Learn whether the server batches; if so, ask for EventBatch replies and
+        coalesce tasks from then on. Any failure leaves the stream one task per message."""
+        try:
+            caps = await stub.Capabilities(
+                pb.CapabilitiesRequest(), metadata=metadata, timeout=PROBE_TIMEOUT
+            )
+        except Exception:  # an old server, a broken channel, a timeout: no batching
+            return
+        if caps.submit_batching and self.error is None:
+            self._post(pb.SubmitRequest(options=pb.StreamOptions(batch_events=True)), None)
+            self.batching = True
 
     @property
     def closed(self) -> bool:
@@ -321,6 +347,8 @@ class _SubmitStream:
                     # From here on the server may have the task: it is no longer ours
                     # to resend (a write can fail after the bytes went out).
                     self._unsent.discard(task_id)
+                    if self.batching and outbox and outbox[0][1] is not None:
+                        request = self._coalesce(request)
                 await self._call.write(request)
             await self._call.done_writing()
         except (grpc.RpcError, asyncio.InvalidStateError):
@@ -333,6 +361,27 @@ class _SubmitStream:
             self._fail(error)
             self._call.cancel()
 
+    def _coalesce(self, first: pb.SubmitRequest) -> pb.SubmitRequest:
+        """`first` and the tasks queued right behind it, as one TaskBatch message (up to
+        BATCH_BYTES); they leave the outbox, so they count as sent from here on."""
+        outbox, unsent = self._outbox, self._unsent
+        room = BATCH_BYTES - first.ByteSize()
+        tasks = [first.task]
+        while outbox:
+            request, task_id = outbox[0]
+            if request is None or task_id is None:
+                break  # a cancel or the half-close: it keeps its place after these
+            size = request.ByteSize()
+            if size > room:
+                break
+            room -= size
+            outbox.popleft()
+            unsent.discard(task_id)
+            tasks.append(request.task)
+        if len(tasks) == 1:
+            return first
+        return pb.SubmitRequest(tasks=pb.TaskBatch(tasks=tasks))
+
     async def _read_loop(self) -> None:
         try:
             while True:
@@ -344,7 +393,11 @@ class _SubmitStream:
                         )
                     )
                     return
-                self._dispatch(event)
+                if not event.task_id and event.HasField("batch"):
+                    for one in event.batch.events:
+                        self._dispatch(one)
+                else:
+                    self._dispatch(event)
         except grpc.RpcError as exc:
             self._fail(map_rpc_error(exc))
         except asyncio.CancelledError:
@@ -374,6 +427,7 @@ class _SubmitStream:
             return
         self.error = error
         self._writer.cancel()
+        self._probe.cancel()
         handles, self._handles = list(self._handles.values()), {}
         unsent, self._unsent = self._unsent, set()
         for handle in handles:
@@ -391,4 +445,4 @@ class _SubmitStream:
         """Fail what is still in flight with `error`; the server then cancels those tasks."""
         self._fail(error)
         self._call.cancel()
-        await asyncio.wait([self._reader, self._writer])
+        await asyncio.wait([self._reader, self._writer, self._probe])

@@ -1,0 +1,138 @@
+"""#16 in the SDK: tasks that are ready together leave in one TaskBatch message, the
+stream asks for EventBatch replies and unpacks them, and `terminal_only` asks for no
+progress events; against a server that does not batch, one task per message as before.
+
+The stream's gRPC call is watched (its `write` and `read` wrapped) to see what went over
+the wire; the server is a real one over loopback, or the fake of test_streams. (With one
+worker, `started` and `completed` events mostly leave one by one: they are ready
+together only when the server is busier than its worker.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.sdk.test_streams import FakeServer, script
+from zako_sdk import AsyncClient
+from zako_sdk._stream import _SubmitStream
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+
+ADD = "module.exports = (x) => x + 1"
+
+
+class Wire:
+    """What one Submit call of the SDK wrote and read."""
+
+    def __init__(self, call: Any) -> None:
+        self.written: list[pb.SubmitRequest] = []
+        self.read: list[Any] = []
+        write, read = call.write, call.read
+
+        async def spy_write(request: pb.SubmitRequest) -> None:
+            self.written.append(request)
+            await write(request)
+
+        async def spy_read() -> Any:
+            message = await read()
+            self.read.append(message)
+            return message
+
+        call.write, call.read = spy_write, spy_read
+
+    def kinds(self) -> list[str]:
+        return [request.WhichOneof("kind") for request in self.written]
+
+
+@pytest.fixture
+def wires(monkeypatch: pytest.MonkeyPatch) -> list[Wire]:
+    """Every Submit call the SDK opens from now on, watched from its first message."""
+    opened: list[Wire] = []
+    init = _SubmitStream.__init__
+
+    def watched(self: _SubmitStream, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)  # its reader and writer tasks have not run yet
+        opened.append(Wire(self._call))
+
+    monkeypatch.setattr(_SubmitStream, "__init__", watched)
+    return opened
+
+
+async def open_stream(client: AsyncClient, wires: list[Wire]) -> tuple[_SubmitStream, Wire]:
+    """Run one task to open the client's stream and wait for its Capabilities probe."""
+    assert (await client.run(ADD, input=0)).value == 1
+    (stream,) = client._shared._streams.values()
+    await stream._probe
+    (wire,) = wires
+    wire.written.clear()
+    wire.read.clear()
+    return stream, wire
+
+
+@pytest.fixture
+async def client(zako_server) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(zako_server.target) as inner:
+        yield inner
+
+
+async def test_tasks_ready_together_leave_as_one_batch_and_events_come_batched(client, wires):
+    stream, wire = await open_stream(client, wires)
+    assert stream.batching
+    count = 30
+    results = await asyncio.gather(*(client.run(ADD, input=i) for i in range(count)))
+    assert [r.value for r in results] == [i + 1 for i in range(count)]
+    assert all(r.worker_id for r in results)  # progress events still come by default
+    # The thirty run() calls of one loop tick leave together (one message, unless the
+    # loop lets the writer in between them); their thirty accepted events are ready
+    # together too, and come back batched.
+    assert set(wire.kinds()) == {"tasks"} and len(wire.written) < count // 2
+    assert sum(len(request.tasks.tasks) for request in wire.written) == count
+    batches = [m for m in wire.read if m.WhichOneof("event") == "batch"]
+    assert batches and len(wire.read) < 3 * count
+
+
+async def test_terminal_only_runs_get_no_progress_events_and_keep_their_logs(client, wires):
+    _, wire = await open_stream(client, wires)
+    source = "console.log('hello'); module.exports = 6"
+    result = await client.run(source, terminal_only=True)
+    assert result.value == 6 and [line.message for line in result.logs] == ["hello"]
+    assert result.worker_id is None  # no started event: nobody said which worker
+    handle = await client.submit(ADD, input=1, terminal_only=True)
+    assert (await handle).value == 2 and handle.worker_id is None
+    events = [e for m in wire.read for e in (m.batch.events if m.HasField("batch") else [m])]
+    assert [e.WhichOneof("event") for e in events] == ["log", "completed", "completed"]
+    # Without it, the same client still learns the worker.
+    assert (await client.run(ADD, input=1)).worker_id
+
+
+async def test_a_task_that_fails_in_a_batch_fails_alone(client, wires):
+    await open_stream(client, wires)
+    outcomes = await asyncio.gather(
+        client.run(ADD, input=1),
+        client.run("throw new Error('mine')"),
+        client.run(ADD, input=2),
+        return_exceptions=True,
+    )
+    assert outcomes[0].value == 2 and outcomes[2].value == 3
+    assert "mine" in str(outcomes[1])
+
+
+async def test_without_the_servers_word_each_task_goes_alone(wires):
+    fake = FakeServer()  # a server whose Capabilities says nothing of batching
+    try:
+        async with AsyncClient(fake.target) as client:
+            assert (await client.run(script("echo"), input=0)).value == 0
+            (stream,) = client._shared._streams.values()
+            await stream._probe
+            (wire,) = wires
+            wire.written.clear()
+            results = await asyncio.gather(
+                *(client.run(script("echo"), input=i) for i in range(10))
+            )
+            assert [r.value for r in results] == list(range(10))
+            assert not stream.batching and wire.kinds() == ["task"] * 10
+    finally:
+        fake.stop()
