@@ -187,6 +187,13 @@ class RunFrame:
     # (validation fills it: from the task's digests, or by hashing inline sources). The
     # key of the worker's code cache and part of the action cache's key.
     digests: dict[str, str] = field(default_factory=dict)
+    # On the pipe only (WorkerHandle builds them; see server/code_mirror.py): the worker
+    # keeps module texts by digest, and the parent mirrors exactly what it keeps. A file
+    # named in `digests` but absent from `modules` is read from that store; `sources`
+    # (digest -> text) are the texts it must add first, after dropping `forget`. A
+    # prepared answer may name its code by digest ("code_digest") instead of "code".
+    sources: dict[str, str] = field(default_factory=dict)
+    forget: list[str] = field(default_factory=list)
 
     @property
     def reuse_key(self) -> ReuseKey | None:
@@ -325,6 +332,13 @@ class DoneEvent:
     # The task observed something outside its cache key (it read context.taskId): its
     # outcome must not be stored in the action cache.
     uncacheable: bool = False
+    # Modules this task loaded from a wrapper its warm isolate had compiled already, and
+    # modules it had to compile (the workers' code cache; the parent sums them).
+    compiled_hits: int = 0
+    compiled_misses: int = 0
+    # Digests the frame named that the worker did not hold (the parent's mirror drifted,
+    # a bug): the task failed `internal`, and the parent forgets them.
+    missing: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

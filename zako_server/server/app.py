@@ -73,6 +73,7 @@ class ZakoServer:
                 worker_rss_margin=settings.worker_rss_margin,
                 heartbeat_interval=settings.worker_heartbeat_interval,
                 heartbeat_timeout=settings.worker_heartbeat_timeout,
+                code_cache_bytes=settings.worker_code_cache_bytes,
             )
         )
         self.admission = Admission(

@@ -39,6 +39,7 @@ from zako_server.protocol import (
     StartedEvent,
 )
 from zako_server.server.affinity import choose
+from zako_server.server.code_mirror import CodeCacheCounters, DigestMemo, SourceMirror
 from zako_server.server.worker_handle import WorkerHandle, lost_result
 
 log = logging.getLogger("zako.pool")
@@ -68,6 +69,8 @@ class PoolSettings:
     worker_rss_margin: int
     heartbeat_interval: float = 2.0
     heartbeat_timeout: float = 10.0
+    # Bytes of module text each worker keeps by digest (code_mirror.py); 0: none.
+    code_cache_bytes: int = 128 << 20
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ class Pool:
         self._background: set[asyncio.Task[Any]] = set()
         self.v8_version = ""
         self.mini_racer_version = ""
+        self.code_cache = CodeCacheCounters()
+        self._digests = DigestMemo()
 
     async def start(self) -> None:
         """Start the warm minimum and wait until they are ready."""
@@ -123,7 +128,7 @@ class Pool:
         """
         key = frame.reuse_key
         for _ in range(_DISPATCH_ATTEMPTS):
-            worker = await self._acquire(key)
+            worker = await self._acquire(key, frame.digests)
             result = await self._run_on(worker, frame, sink)
             lost = result.reason is FailureReason.WORKER_LOST
             if key is not None and not lost:
@@ -301,9 +306,12 @@ class Pool:
     def _live_or_starting(self) -> int:
         return sum(w.state in {"starting", "idle", "busy"} for w in self._workers.values())
 
-    async def _acquire(self, key: ReuseKey | None = None) -> WorkerHandle:
-        """An idle worker, preferring one warm for `key` (see affinity), else wait."""
-        index = choose(self._idle, key)
+    async def _acquire(
+        self, key: ReuseKey | None = None, digests: dict[str, str] | None = None
+    ) -> WorkerHandle:
+        """An idle worker, preferring one warm for `key` or holding the task's module
+        texts (see affinity), else wait."""
+        index = choose(self._idle, key, digests)
         if index >= 0:
             worker = self._idle[index]
             del self._idle[index]
@@ -366,6 +374,7 @@ class Pool:
             f"w{next(self._ids)}",
             self._on_worker_exit,
             (self.settings.heartbeat_interval, self.settings.heartbeat_timeout),
+            SourceMirror(self.settings.code_cache_bytes, self.code_cache, self._digests),
         )
         self._workers[worker.id] = worker
         self._starting += 1

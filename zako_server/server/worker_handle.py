@@ -52,6 +52,7 @@ from zako_server.protocol import (
     RunFrame,
     StartedEvent,
 )
+from zako_server.server.code_mirror import SourceMirror
 
 log = logging.getLogger("zako.pool")
 
@@ -194,8 +195,11 @@ class WorkerHandle:
         worker_id: str,
         on_exit: Callable[[WorkerHandle], None],
         heartbeat: tuple[float, float] = (2.0, 10.0),
+        sources: SourceMirror | None = None,
     ) -> None:
         self.id = worker_id
+        # What the child holds of module texts (code_mirror.py); None: send them inline.
+        self.sources = sources
         # (interval, timeout) in seconds.
         self.heartbeat_interval, self.heartbeat_timeout = heartbeat
         self.last_pong = time.monotonic()
@@ -330,7 +334,7 @@ class WorkerHandle:
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         result = self._result = loop.create_future()
-        await self._send(frame)
+        await self._send(frame if self.sources is None else self.sources.wire(frame))
         return result
 
     def task_began_for(self, task_id: str) -> bool:
@@ -438,6 +442,8 @@ class WorkerHandle:
             done = self._done
             if done is not None and not done.done() and event.id == self.task_id:
                 self.last_heap = event.heap or self.last_heap
+                if self.sources is not None:
+                    self.sources.finished(event)
                 self._settle(event)
         elif isinstance(event, ReadyEvent):
             self.v8_version = event.v8_version

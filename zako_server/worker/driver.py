@@ -61,6 +61,23 @@ LOG_BATCH_LINES = protocol.LOG_BATCH_LINES
 LOG_BATCH_BYTES = 1 << 20
 
 
+def _wanted(files: list[tuple[str, str]], prepared: dict[str, Any]) -> list[str]:
+    """The digests whose texts the isolate needs: each file's, except a transformed
+    file's own text (its code is compiled instead, named by `code_digest` or inline)."""
+    out = []
+    for path, digest in files:
+        info = prepared.get(path)
+        if isinstance(info, dict):
+            code = info.get("code_digest")
+            if isinstance(code, str):
+                out.append(code)
+                continue
+            if "code" in info:
+                continue
+        out.append(digest)
+    return out
+
+
 class BadReport(Exception):
     """The prelude answered a poll with something that is not a poll report."""
 
@@ -175,32 +192,36 @@ class TaskDriver:
         instance.mr.set_hard_memory_limit(min(limit, self.heap_cap) if self.heap_cap else limit)
         job.hardened = job.key is not None
         frame = job.frame
-        modules = list(frame.modules.items())
-        for index, (name, _) in enumerate(modules):
+        files = list(job.digests.items())
+        for index, (name, _) in enumerate(files):
             instance.files[runtime.script_name(name, index)] = name
+        give, drop = job.store.feed(instance.held, _wanted(files, frame.prepared), job.inline)
         try:
             text = await instance.eval(
-                runtime.task_script(
+                runtime.run_script(
                     token,
                     self._configuration(job),
-                    modules,
+                    files,
+                    give,
+                    drop,
                     frame.entry,
                     frame.input,
                     frame.prepared,
                 )
             )
         except JSEvalException as exc:
+            # Whether the isolate took the texts is unknown now: it runs nothing more.
+            instance.retired = True
             if instance.mr.was_hard_memory_limit_reached():
                 raise
             index = await instance.eval(runtime.failed_module_script(token))
-            if not isinstance(index, int) or not 0 <= index < len(modules):
+            if not isinstance(index, int) or not 0 <= index < len(files):
                 raise
-            instance.retired = True  # whatever the module's text declared: never reuse
             await self._drain(instance, job)
-            name, source = modules[index]
+            name = files[index][0]
             return failure(
                 FailureReason.SYNTAX_ERROR,
-                await self._syntax_error(instance, str(exc), name, source),
+                await self._syntax_error(instance, str(exc), name, job.text(name) or ""),
             )
         outcome, timers = self._report(text, job)
         if outcome is None:  # microtasks ran after that eval: ask again before judging
@@ -231,12 +252,12 @@ class TaskDriver:
             outcome.reason is not FailureReason.SYNTAX_ERROR
             or error is None
             or error.line is not None
-            or error.module not in frame.modules
+            or job.text(error.module) is None
             or "map" in frame.prepared.get(error.module, {})  # sucrase's: its own position
             or "error" in frame.prepared.get(error.module, {})
         ):
             return outcome
-        source = frame.modules[error.module]
+        source = job.text(error.module) or ""
         if source.startswith("#!"):
             source = "//" + source[2:]  # as the loader does: same length, no hashbang
         tainted = instance.tainted
@@ -287,6 +308,9 @@ class TaskDriver:
             logs, timers, dropped = report["logs"], report["timers"], report["dropped"]
             outcome = jserrors.check_outcome(report["outcome"], job.max_result_bytes)
             pending = [(int(i), float(due)) for i, due in timers]
+            hits, misses = report.get("compiled", (0, 0))
+            job.compiled = (int(hits), int(misses))
+            job.uncacheable = report.get("uncacheable") is True
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise BadReport(f"the prelude sent a malformed report: {exc}") from exc
         if outcome is not None and job.hardened and jserrors.frozen_builtin(outcome):

@@ -57,7 +57,8 @@ from zako_server.worker import jserrors
 from zako_server.worker.driver import RetryFresh, TaskDriver
 from zako_server.worker.isolates import Isolates, heap_reading, retiring
 from zako_server.worker.runtime import Instance
-from zako_server.worker.task import RunningTask
+from zako_server.worker.sources import SourceStore
+from zako_server.worker.task import MissingSources, RunningTask
 
 # How long an idle worker waits after its last task before collecting the warm isolate's
 # garbage.
@@ -82,6 +83,8 @@ class Worker:
         self._stopping = False
         self._driver = TaskDriver(self.send, _version("zako"))
         self._ran_since_collect = False
+        # Module texts by digest, as the parent mirrors them (sources.py).
+        self._store = SourceStore()
 
     # ---- frames -----------------------------------------------------------------------
     def send(self, event: ChildEvent) -> None:
@@ -132,6 +135,10 @@ class Worker:
 
     def _dispatch(self, frame: protocol.Frame) -> None:
         if isinstance(frame, RunFrame):
+            try:
+                self._store.receive(frame)  # at arrival: the parent's mirror is per frame
+            except (TypeError, AttributeError) as exc:  # not str values: parse() says so
+                print(f"zako worker: malformed sources in run {frame.id}: {exc!r}", file=sys.stderr)
             self._runs.append(frame)
             self._wakeup.set()
         elif isinstance(frame, CancelFrame):
@@ -211,7 +218,7 @@ class Worker:
         instance: Instance | None = None
         key: ReuseKey | None = None
         try:
-            job = RunningTask.parse(frame)
+            job = RunningTask.parse(frame, self._store)
             self._current = job
             key = job.key
             instance, warm = self._isolates.take(key)
@@ -252,7 +259,16 @@ class Worker:
                 value=outcome.value,
                 reason=outcome.reason,
                 error=outcome.error,
+                uncacheable=job.uncacheable,
+                compiled_hits=job.compiled[0],
+                compiled_misses=job.compiled[1],
             )
+        except MissingSources as exc:
+            print(f"zako worker: task {task_id}: {exc}", file=sys.stderr)
+            done = self._done_failed(
+                task_id, FailureReason.INTERNAL, jserrors.make_error("InternalError", str(exc))
+            )
+            done.missing = exc.digests
         except Exception as exc:  # the exactly-one-done guarantee outlives our own bugs
             print(f"zako worker: internal error in task {task_id}: {exc!r}", file=sys.stderr)
             done = self._done_failed(

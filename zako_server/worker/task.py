@@ -12,6 +12,15 @@ import asyncio
 from dataclasses import dataclass, field
 
 from zako_server.protocol import ReuseKey, RunFrame
+from zako_server.worker.sources import SourceStore
+
+
+class MissingSources(ValueError):
+    """The frame names digests this worker does not hold (the parent's mirror drifted)."""
+
+    def __init__(self, digests: list[str]) -> None:
+        super().__init__(f"the worker does not hold module digests {', '.join(digests[:3])}")
+        self.digests = digests
 
 
 @dataclass
@@ -32,18 +41,45 @@ class RunningTask:
     logs_sent: int = 0
     batch_bytes: int = 0  # bytes of the lines waiting to go out in one LogsEvent
     hardened: bool = False  # runs in an isolate hardened for reuse
+    # The task's files (path -> digest, in the tree's order), the texts that came inline
+    # (digest -> text) and the worker's store for the rest (worker/sources.py).
+    digests: dict[str, str] = field(default_factory=dict)
+    inline: dict[str, str] = field(default_factory=dict)
+    store: SourceStore = field(default_factory=SourceStore)
+    # From the prelude's last report: modules loaded from a kept wrapper / compiled, and
+    # whether the task read something outside its cache key (context.taskId).
+    compiled: tuple[int, int] = (0, 0)
+    uncacheable: bool = False
 
     @classmethod
-    def parse(cls, frame: RunFrame) -> RunningTask:
-        """The task of a run frame; raises ValueError for what decoding cannot check."""
+    def parse(cls, frame: RunFrame, store: SourceStore | None = None) -> RunningTask:
+        """The task of a run frame; raises ValueError for what decoding cannot check
+        (MissingSources when it names texts the worker lacks)."""
         if not all(
             isinstance(name, str) and isinstance(source, str)
             for name, source in frame.modules.items()
         ):
             raise ValueError("modules must map names to source strings")
+        if not all(
+            isinstance(name, str) and isinstance(digest, str)
+            for name, digest in frame.digests.items()
+        ) or not all(isinstance(text, str) for text in frame.sources.values()):
+            raise ValueError("digests and sources must map names to strings")
         if not all(isinstance(v, str) for v in frame.context.labels.values()):
             raise ValueError("labels must map names to strings")
-        return cls(frame, frame.reuse_key)
+        store = store if store is not None else SourceStore()
+        digests, inline, missing = store.resolve(frame)
+        if missing:
+            raise MissingSources(missing)
+        return cls(frame, frame.reuse_key, digests=digests, inline=inline, store=store)
+
+    def text(self, path: str) -> str | None:
+        """A file's text, inline or from the worker's store; None: not a file here."""
+        digest = self.digests.get(path)
+        if digest is None:
+            return None
+        text = self.inline.get(digest)
+        return text if text is not None else self.store.texts.get(digest)
 
     @property
     def id(self) -> str:

@@ -1,8 +1,10 @@
 """The JavaScript side of a worker: the prelude text and the scripts that talk to it.
 
-Everything Python sends into V8 is built here. The task's modules go in as text, with
-the transform stage's output for the files it transformed; modules.js compiles each one
-when it is first loaded, in an indirect eval of
+Everything Python sends into V8 is built here. The task's modules go in as (path,
+digest) pairs, with the texts the isolate does not hold yet (once per isolate, see
+worker/sources.py) and the transform stage's output for the files it transformed;
+modules.js compiles each one when it is first loaded (and, in a warm isolate, keeps the
+wrapper for the next task), in an indirect eval of
 
     (function (exports, require, module, __filename, __dirname, __zimp, __zako_meta) {<source>
     })
@@ -34,6 +36,7 @@ from py_mini_racer import MiniRacer
 
 from zako_server.protocol import NODE_BUILTINS
 from zako_server.worker.runtime import vendor
+from zako_server.worker.sources import Held
 
 TOKEN_HEX_CHARS = 32
 # The CommonJS wrapper modules.js puts around a module's text (it must be the same text).
@@ -117,23 +120,46 @@ def task_script(
     input_text: str,
     prepared: dict[str, dict[str, object]] | None = None,
 ) -> str:
+    """`run_script` for a tree given as (path, text) pairs, every text for this task only
+    (tests and tools that drive an isolate directly; the worker uses run_script)."""
+    prepared = prepared or {}
+    files = [(name, f"inline:{index}") for index, (name, _) in enumerate(modules)]
+    # A transformed file's own text is never compiled: only its name goes (for resolution).
+    give = [
+        (f"inline:{index}", "" if "code" in prepared.get(name, ()) else source, False)
+        for index, (name, source) in enumerate(modules)
+    ]
+    return run_script(token, config, files, give, [], entry, input_text, prepared)
+
+
+def run_script(
+    token: str,
+    config: dict[str, object],
+    files: list[tuple[str, str]],
+    give: list[tuple[str, str, bool]],
+    drop: list[str],
+    entry: str,
+    input_text: str,
+    prepared: dict[str, Any] | None = None,
+) -> str:
     """The one eval that configures, starts and polls a task.
 
-    `modules` is the task's tree, (path, text) in order, and `prepared` the transform
-    stage's answer for the files it transformed ({path: {esm, code, map, error}}). Both
-    go in as arrays of pairs (never object literals: a file named `__proto__` is a name
-    like any other); modules.js compiles a file only when it is first loaded.
+    `files` is the task's tree, (path, digest) in order, and `prepared` the transform
+    stage's answer for the files it transformed ({path: {esm, code | code_digest, map,
+    error}}). `give` are the texts the isolate does not hold yet, (digest, text, keep),
+    and `drop` the digests it must forget (worker/sources.py): a text kept by the isolate
+    is pasted into this eval once per isolate, not once per task. All go in as arrays
+    (never object literals: a file named `__proto__` is a name like any other);
+    modules.js compiles a file only when it is first loaded.
     """
-    prepared = prepared or {}
-    # A transformed file's own text is never compiled: only its name goes (for resolution).
-    pairs = ",".join(
-        f"[{_js(name)},{_js('' if 'code' in prepared.get(name, ()) else source)}]"
-        for name, source in modules
+    pairs = ",".join(f"[{_js(name)},{_js(digest)}]" for name, digest in files)
+    texts = ",".join(
+        f"[{_js(digest)},{_js(text)},{'true' if keep else 'false'}]" for digest, text, keep in give
     )
-    extra = ",".join(f"[{_js(name)},{_js(info)}]" for name, info in prepared.items())
+    extra = ",".join(f"[{_js(name)},{_js(info)}]" for name, info in (prepared or {}).items())
     return (
         f"__zako.task({_js(token)},{_js(_js(config))},[{pairs}],[{extra}],"
-        f"{_js(entry)},{_js(input_text)})"
+        f"{_js(entry)},{_js(input_text)},[{texts}],{_js(drop)})"
     )
 
 
@@ -161,6 +187,7 @@ class Instance:
         self.token = new_token()
         self.prefix = prefix_length(self.token)
         self.files: dict[str, str] = {}  # sourceURL -> module name, for uncaught errors
+        self.held = Held()  # the module texts this isolate was given to keep
         # Set while an eval runs and left set if it fails or is abandoned, until a later
         # eval completes: only then is the isolate known to be idle.
         self.tainted = False

@@ -60,8 +60,20 @@
   const ESM_CLOSE = '\n} catch (e) { __zako_sync.threw = true; __zako_sync.error = e; throw e; } __zako_sync.done = true; })';
   const PLAIN_NAME = /^[\w.\-/@+~$]+$/;
 
+  // Per isolate (kept across the tasks of a warm one; see worker/sources.py): the texts
+  // Python handed over, by digest, and the wrappers V8 compiled from them. A wrapper is
+  // frozen (with its prototype) before a second task can reach it, and called afresh
+  // for each task, so every task still gets its own module instances.
+  const store = new NativeMap(); // digest -> text
+  const wrappers = new NativeMap(); // digest \n variant \n path -> { fn, file, digest }
+  let fileSerial = 0; // sourceURL numbers: never reused while a wrapper may carry one
+  let compiledHits = 0;
+  let compiledMisses = 0;
+
   // Per task.
-  const sources = new NativeMap(); // path -> text (every file of the tree)
+  const sources = new NativeMap(); // path -> digest (every file of the tree)
+  const transient = new NativeMap(); // digest -> text this task only (not in the store)
+  let reuse = false; // a hardened isolate: wrappers are worth keeping
   const prepared = new NativeMap(); // path -> the transform stage's answer
   const cache = new NativeMap(); // path -> module object (require.cache)
   const files = new NativeMap(); // sourceURL -> { name, prefix, map }
@@ -69,18 +81,36 @@
   const builtinNamespaces = new NativeMap(); // built-in name -> its namespace for import
   const manifests = new NativeMap(); // package.json path -> parsed object, or null
   let requireCache = create(null); // require.cache: a new object per task
-  let nextFile = 0;
 
-  function begin(pairs, preparedPairs) {
+  // files: [path, digest]; give: [digest, text, keep] the isolate lacks; drop: digests
+  // the worker's store forgot (their texts and wrappers go).
+  function begin(pairs, preparedPairs, give, drop, reuseIsolate) {
+    for (let i = 0; i < drop.length; i++) forget(drop[i]);
+    for (let i = 0; i < give.length; i++) mapSet(give[i][2] === true ? store : transient, give[i][0], give[i][1]);
     for (let i = 0; i < pairs.length; i++) mapSet(sources, pairs[i][0], pairs[i][1]);
     for (let i = 0; i < preparedPairs.length; i++) mapSet(prepared, preparedPairs[i][0], preparedPairs[i][1]);
+    reuse = reuseIsolate === true;
+    compiledHits = 0;
+    compiledMisses = 0;
+  }
+  function forget(digest) {
+    mapDelete(store, digest);
+    const gone = [];
+    mapForEach(wrappers, (w, key) => { if (w.digest === digest) arrPush(gone, key); });
+    for (let i = 0; i < gone.length; i++) mapDelete(wrappers, gone[i]);
   }
   function reset() {
-    mapClear(sources); mapClear(prepared); mapClear(cache); mapClear(files); mapClear(manifests); mapClear(compiled);
-    mapClear(builtinNamespaces);
+    mapClear(sources); mapClear(transient); mapClear(prepared); mapClear(cache); mapClear(files);
+    mapClear(manifests); mapClear(compiled); mapClear(builtinNamespaces);
     requireCache = create(null);
-    nextFile = 0;
+    reuse = false;
   }
+  // A file's text by its digest (the store's, or this task's own).
+  function textOf(digest) {
+    const t = mapGet(transient, digest);
+    return t !== undefined ? t : mapGet(store, digest);
+  }
+  const textAt = (path) => textOf(mapGet(sources, path));
 
   // ---- paths ------------------------------------------------------------------------
   const dirname = (name) => { const i = strLastIndexOf(name, '/'); return i < 0 ? '' : strSlice(name, 0, i); };
@@ -106,7 +136,7 @@
     if (mapHas(manifests, path)) return mapGet(manifests, path);
     let value = null;
     if (isFile(path)) {
-      try { value = parse(mapGet(sources, path)); } catch (e) {
+      try { value = parse(textAt(path)); } catch (e) {
         throw hostError(NativeError, 'Invalid package config ' + path + ': ' + e.message, 'js_error', 'ERR_INVALID_PACKAGE_CONFIG');
       }
       if (value === null || typeof value !== 'object' || isArray(value)) value = null;
@@ -365,7 +395,7 @@
 
   function fileName(name) {
     if (PLAIN_NAME.test(name) && !strStarts(name, 'zako')) return name;
-    return 'zako-module-' + nextFile++;
+    return 'zako-module-' + fileSerial++;
   }
 
   function compile(name) {
@@ -376,14 +406,44 @@
       host.locate(e, { module: name, line: p.error.line, column: p.error.column });
       throw e;
     }
-    let code = p !== undefined && typeof p.code === 'string' ? p.code : mapGet(sources, name);
     const esm = p !== undefined && p.esm === true;
+    // Which text V8 compiles: the transform's code (inline, or by digest) or the file's.
+    let digest = mapGet(sources, name);
+    let code;
+    if (p !== undefined && typeof p.code === 'string') { code = p.code; digest = undefined; }
+    else if (p !== undefined && typeof p.code_digest === 'string') { digest = p.code_digest; code = textOf(digest); }
+    else code = textOf(digest);
+    const rec = { name, prefix: 0, map: p !== undefined ? p.map : null, esm };
+    // Cached only for texts the isolate keeps: the key names the text, how it is wrapped
+    // and the path (its sourceURL and what the author's stack frames say).
+    const key = reuse && digest !== undefined && mapHas(store, digest)
+      ? digest + (esm ? '\ne\n' : p !== undefined && p.code_digest !== undefined ? '\np\n' : '\nc\n') + name : null;
+    if (key !== null) {
+      const hit = mapGet(wrappers, key);
+      if (hit !== undefined) {
+        mapDelete(wrappers, key); mapSet(wrappers, key, hit); // most recent last
+        rec.prefix = esm ? ESM_OPEN.length : cjsOpen.length;
+        mapSet(files, hit.file, rec);
+        mapSet(compiled, name, hit.fn);
+        compiledHits++;
+        return hit.fn;
+      }
+    }
     if (strStarts(code, '#!')) code = '//' + strSlice(code, 2); // hashbang, same length
     const open = esm ? ESM_OPEN : cjsOpen;
     const file = fileName(name);
-    mapSet(files, file, { name, prefix: open.length, map: p !== undefined ? p.map : null, esm });
+    rec.prefix = open.length;
+    mapSet(files, file, rec);
+    compiledMisses++;
     try {
       const fn = evalScript(open + code + (esm ? ESM_CLOSE : '\n})') + '\n//# sourceURL=' + file);
+      if (key !== null) {
+        // Shared by the tasks to come: nothing a task can reach of it may take a mark
+        // (arguments.callee, fn.caller, a stack frame's getFunction, the prototype).
+        if (fn.prototype !== undefined) freeze(fn.prototype);
+        freeze(fn);
+        mapSet(wrappers, key, { fn, file, digest });
+      }
       mapSet(compiled, name, fn);
       return fn;
     } catch (e) {
@@ -391,6 +451,8 @@
       throw e;
     }
   }
+  // This task's figures: [loaded from a kept wrapper, compiled].
+  const compileCounts = () => [compiledHits, compiledMisses];
 
   function meta(name) {
     return freeze({
@@ -535,7 +597,7 @@
     };
     if (strEnds(name, '.json') && !mapHas(prepared, name)) {
       try {
-        module.exports = parse(mapGet(sources, name));
+        module.exports = parse(textAt(name));
       } catch (e) {
         throw hostError(NativeSyntaxError, name + ': ' + e.message, 'js_error');
       }
@@ -678,7 +740,7 @@
   }
 
   return freeze({
-    begin, reset, entryExport, frame, compile, createRequire,
+    begin, reset, entryExport, frame, compile, createRequire, compileCounts,
     resolve: (from, spec) => resolvePath(from, spec, 'require'),
   });
 })

@@ -83,6 +83,7 @@
   let configured = false;
   let started = false;
   let outcome = null; // JSON text once the task has settled
+  let taskIdRead = false; // the task read context.taskId (see configure)
   let contextObject = null;
   let coreModule = null;
   let compiling = -1; // index of the module being compiled, for locating syntax errors
@@ -463,7 +464,16 @@
     } else if (!hermetic) {
       applyPatches('system');
     }
-    contextObject = deepFreeze({ kind, taskId: cfg.taskId, labels: cfg.labels, systemAccess: !hermetic });
+    // taskId differs between otherwise identical tasks: a task that reads it gets an
+    // outcome the action cache must not keep (DoneEvent.uncacheable).
+    const taskId = cfg.taskId;
+    const context = { kind };
+    defineProperty(context, 'taskId', {
+      get: () => { taskIdRead = true; return taskId; }, enumerable: true, configurable: false,
+    });
+    context.labels = deepFreeze(cfg.labels);
+    context.systemAccess = !hermetic;
+    contextObject = freeze(context);
     const log = (...args) => { emit('info', safe(() => format(args), '')); };
     coreModule = freeze({ version: cfg.version, log: freeze(log) });
     if (cfg.reuse === true && hardenedFor === null) harden(hermetic);
@@ -655,6 +665,7 @@
   function reset(t) {
     checkToken(t);
     moduleSystem.reset();
+    taskIdRead = false;
     mapClear(timers);
     mapClear(taskValues);
     stream = null;
@@ -679,9 +690,11 @@
   // ([path, {esm, code, map, error}]); nothing is compiled until it is loaded (modules.js),
   // except the entry, compiled here first so that its syntax error propagates out of this
   // eval (its message carries the position) and `failedModule` says it was the entry.
-  function task(t, cfgText, modules, prepared, entry, inputText) {
+  // `give` are texts the isolate lacks ([digest, text, keep]) and `drop` digests it must
+  // forget (worker/sources.py); `modules` names each file's digest.
+  function task(t, cfgText, modules, prepared, entry, inputText, give, drop) {
     configure(t, cfgText);
-    moduleSystem.begin(modules, prepared);
+    moduleSystem.begin(modules, prepared, give, drop, hardenedFor !== null);
     for (let i = 0; i < modules.length; i++) if (modules[i][0] === entry) compiling = i;
     if (compiling >= 0 && !mapHasPrepared(prepared, entry)) moduleSystem.compile(entry);
     compiling = -1;
@@ -870,7 +883,9 @@
       });
     }
     const out = '{"outcome":' + (outcome === null ? 'null' : outcome) + ',"timers":[' + pending +
-      '],"logs":[' + arrJoin(logs, ',') + '],"dropped":' + num(dropped) + '}';
+      '],"logs":[' + arrJoin(logs, ',') + '],"dropped":' + num(dropped) +
+      ',"compiled":[' + arrJoin(moduleSystem.compileCounts(), ',') + '],"uncacheable":' +
+      (taskIdRead ? 'true' : 'false') + '}';
     logs = [];
     logCount = 0;
     return out;
