@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import urllib.request
 
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
+from prometheus_client.parser import text_string_to_metric_families
 
 from zako_sdk.proto.zako.v1 import cas_pb2
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
@@ -313,3 +315,32 @@ async def test_eviction_under_load_never_runs_a_task_with_a_missing_blob(server_
             assert json.loads(reply.completed.result.value_json) == i
             stats = (await stub.Stats(pb.StatsRequest())).cas
             assert stats.bytes <= stats.capacity_bytes
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_prometheus_shows_the_store_as_stats_does(server_factory):
+    server = server_factory(metrics_listen="127.0.0.1:0")
+    blob = b"module.exports = 'counted';"
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        await stub.WriteBlob(chunks(blob, 10, digest(blob)), timeout=30)
+        await upload(stub, [b"exports.a = 1;"])
+        stats = (await stub.Stats(pb.StatsRequest())).cas
+    samples = await asyncio.to_thread(scrape, server.server.metrics.port)
+    assert stats.uploads == 2 and stats.blobs == 2
+    assert samples[("zako_cas_uploads_total", ())] == stats.uploads
+    assert samples[("zako_cas_uploaded_bytes_total", ())] == stats.uploaded_bytes
+    assert samples[("zako_cas_blobs", ())] == stats.blobs
+    assert samples[("zako_cas_bytes", ())] == stats.bytes
+    assert samples[("zako_cas_capacity_bytes", ())] == stats.capacity_bytes
+    assert samples[("zako_cas_misses_total", ())] == stats.misses == 1
+    assert samples[("zako_rpc_requests_total", (("code", "OK"), ("method", "WriteBlob")))] == 1

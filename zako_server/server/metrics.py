@@ -258,6 +258,22 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
             return grpc.stream_stream_rpc_method_handler(
                 stream, handler.request_deserializer, handler.response_serializer
             )
+        if handler.stream_unary is not None:  # WriteBlob: chunks in, one reply
+            inner_upload = cast("_AioUnary", handler.stream_unary)
+
+            async def upload(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                started, error = time.perf_counter(), None
+                try:
+                    return await inner_upload(requests, context)
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    self._done(method, started, context, error)
+
+            return grpc.stream_unary_rpc_method_handler(
+                upload, handler.request_deserializer, handler.response_serializer
+            )
         return handler
 
 
