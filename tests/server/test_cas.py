@@ -248,6 +248,16 @@ async def test_module_shape_errors_name_the_module():
     with pytest.raises(InvalidTask, match="not a valid digest") as info:
         validate(malformed, SETTINGS, store=store, tenant="t")
     assert info.value.field == "task.modules[0].digest"
+    tree = await put(store, tree_blob({"a.js": b"1"}))
+    await put(store, b"1")
+    twice = pb.Task(
+        source="x",
+        modules=[pb.Module(name="a.js", source="2")],
+        tree=cas_pb2.Digest(hash=tree[0], size_bytes=tree[1]),
+    )
+    with pytest.raises(InvalidTask, match="given twice") as info:
+        validate(twice, SETTINGS, store=store, tenant="t")
+    assert info.value.field == "task.tree"
     no_entry = pb.Task(entry_name="main.js", modules=[pb.Module(name="lib.js", source="1")])
     with pytest.raises(InvalidTask, match="no file 'main\\.js'"):
         validate(no_entry, SETTINGS, store=store, tenant="t")

@@ -186,6 +186,11 @@ async def test_uploads_are_verified_and_bounded(server_factory):
             )
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "blob_digests[1]" in info.value.details()
+        too_many = cas_pb2.FindMissingBlobsRequest(blob_digests=[digest(good)] * 100_001)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.FindMissingBlobs(too_many, timeout=60)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "100000" in info.value.details()
 
 
 def chunks(data: bytes, size: int, d: cas_pb2.Digest):

@@ -82,19 +82,20 @@ class Blobs:
                 continue
             outcomes.append(None)
             keys.append(key)
-        datas = [blob.data for blob, key in zip(request.requests, keys, strict=True) if key]
+        datas = [blob.data for blob, ok in zip(request.requests, keys, strict=True) if ok]
         if sum(len(data) for data in datas) > THREAD_HASH_BYTES:
             hashes = iter(await asyncio.to_thread(_hash_all, datas))
         else:
             hashes = iter(_hash_all(datas))
         response = cas_pb2.BatchUpdateBlobsResponse()
-        for index, (blob, key, outcome) in enumerate(
+        for index, (blob, checked, outcome) in enumerate(
             zip(request.requests, keys, outcomes, strict=True)
         ):
-            if key is not None:
+            if checked is not None:
                 try:
-                    store.check_data(key, blob.data, next(hashes), f"requests[{index}].digest")
-                    store.put_verified(tenant, key, blob.data)
+                    field = f"requests[{index}].digest"
+                    store.check_data(checked, blob.data, next(hashes), field)
+                    store.put_verified(tenant, checked, blob.data)
                     outcome = status_pb2.Status(code=code_pb2.OK)
                 except BlobRejection as exc:
                     outcome = _status(exc)

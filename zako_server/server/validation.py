@@ -214,8 +214,9 @@ class _Files:
             )
 
 
-def _module_files(task: pb.Task, entry: str, files: _Files) -> None:
-    """Gather every file of the task's tree into `files` (or raise naming the field)."""
+def _module_files(task: pb.Task, entry: str, files: _Files) -> list[Key]:
+    """Gather every file of the task's tree into `files` (or raise naming the field);
+    the tree's key when the store lacks it (then its files are unknown)."""
     if task.source:
         if not task.source.strip():
             raise InvalidTask(
@@ -253,10 +254,7 @@ def _module_files(task: pb.Task, entry: str, files: _Files) -> None:
             f"task.modules or task.tree in task.entry_name (no file {entry!r})",
             field="task.source",
         )
-    # Everything is resolved here, before the task is queued: from now on the job holds
-    # the text itself, so an eviction (or a TTL sweep) while it waits cannot take a file
-    # from under it: a task runs with every file it named, or is rejected now.
-    files.resolve(missing)
+    return missing
 
 
 def _timeout(task: pb.Task, settings: Settings, deadline_s: float | None) -> float:
@@ -391,7 +389,7 @@ def validate(
         )
     entry = task.entry_name or "main.js"
     files = _Files(settings, store, tenant)
-    _module_files(task, entry, files)
+    missing = _module_files(task, entry, files)
 
     input_json = task.input_json or "null"
     input_data = input_json.encode("utf-8", "surrogatepass")
@@ -453,6 +451,11 @@ def validate(
 
     request = _request(task, settings)
     timeout = _timeout(task, settings, deadline_s)
+    # Blobs last, once nothing else is wrong: a client uploads what is missing only for
+    # a task that can then run. Everything is resolved here, before the task is queued:
+    # from now on the job holds the text itself, so an eviction (or a TTL sweep) while it
+    # waits cannot take a file from under it: it runs with every file it named, or never.
+    files.resolve(missing)
     frame = RunFrame(
         id=task_id,
         entry=entry,
