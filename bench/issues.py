@@ -198,3 +198,177 @@ def targets_16(loads: dict[str, Load], section: dict[str, Any] | None) -> list[T
         ),
     ]
     return rows
+
+
+# ---- issue 15 ------------------------------------------------------------------------------
+
+
+def _mib(value: float) -> str:
+    return f"{value / (1 << 20):.1f} MiB"
+
+
+def caches_table(section: dict[str, Any] | None) -> list[str]:
+    """The caches section as one table: each figure beside its baseline."""
+    if not section:
+        return []
+    spec = section["spec"]
+    out = [
+        f"Issue 15: the caches ({spec['typescript']}, {spec['lodash']}; Zako with its "
+        "default settings, sequential calls)",
+        "",
+    ]
+    if "skipped" in section:
+        out += [f"NPM TREES SKIPPED (no TypeScript or lodash rows): {section['skipped']}", ""]
+    rows: list[list[str]] = []
+    ts = section.get("transpile")
+    if ts:
+        node, load = ts["node"], ts["load"]
+        cc = ts["code_cache"]
+        rows += [
+            [
+                "ts.transpileModule, repeated: p50 per call",
+                f"{fmt(load.p50_ms, 2)} ms ({load.completed} calls)",
+                f"warm Node {node['node']}: {fmt(node['p50_ms'], 2)} ms ({node['count']} calls)",
+                fmt(ratio(load.p50_ms, node["p50_ms"]), 2) + "x",
+            ],
+            [
+                "ts.transpileModule: first call",
+                f"{fmt(ts['first_call_ms'])} ms, {_mib(ts['first_call_bytes_up'])} sent",
+                f"Node: require {fmt(node['loadMs'])} ms + first call {fmt(node['firstMs'])} ms",
+                "",
+            ],
+            [
+                "bytes sent per repeated call (on the wire)",
+                f"{fmt(ts['bytes_up_per_call'], 0)} B ({ts['wire_calls']} calls)",
+                f"the task's input: {ts['input_bytes']:,} B",
+                fmt(ratio(ts["bytes_up_per_call"], ts["input_bytes"]), 2) + "x",
+            ],
+            [
+                "during the repeats: CAS uploads; code cache",
+                f"{ts['cas_uploaded_bytes_during_repeats']:,} B uploaded",
+                f"sources {cc['source_hits']:,} hits / {cc['source_misses']:,} sent "
+                f"({cc['source_bytes_sent']:,} B); compiled {cc['compiled_hits']:,} hits / "
+                f"{cc['compiled_misses']:,} misses",
+                "",
+            ],
+        ]
+    lodash = section.get("lodash")
+    if lodash:
+        lo, tr = lodash["lodash"], lodash["trivial"]
+        rows.append(
+            [
+                "lodash task, repeated: p50",
+                f"{fmt(lo.p50_ms, 2)} ms ({lo.completed} calls)",
+                f"trivial task: {fmt(tr.p50_ms, 2)} ms ({tr.completed} calls)",
+                fmt(ratio(lo.p50_ms, tr.p50_ms), 2) + "x",
+            ]
+        )
+    hits, echo = section.get("hits"), section.get("echo_unary")
+    if hits and echo:
+        rows.append(
+            [
+                "action-cache hit, unary Run: p50",
+                f"{fmt(hits.p50_ms, 2)} ms ({hits.completed} calls)",
+                f"echo unary: {fmt(echo.p50_ms, 2)} ms",
+                fmt(ratio(hits.p50_ms, echo.p50_ms), 2) + "x",
+            ]
+        )
+    cas = section.get("cas")
+    if cas:
+        rows += [
+            [
+                f"CAS: {cas['uploaded']} distinct blobs of {cas['blob_bytes'] >> 10} KiB",
+                f"held at most {_mib(cas['max_bytes'])}; {cas['evictions']:,} evicted; "
+                f"now {cas['final_blobs']} blobs, {_mib(cas['final_bytes'])}",
+                f"capacity {_mib(cas['capacity_bytes'])} (Stats: "
+                f"{_mib(cas['reported_capacity'])}); {_mib(cas['uploaded_bytes'])} sent",
+                fmt(ratio(cas["max_bytes"], cas["capacity_bytes"]), 2) + "x",
+            ],
+            [
+                "a task whose tree was evicted",
+                f"answered {cas['after_eviction']['value']}",
+                f"{cas['after_eviction']['evicted_before_rerun']} of its "
+                f"{cas['after_eviction']['tree_blobs']} blobs evicted; missing-blob "
+                f"rejections: {cas['after_eviction']['missing_rejections']}; "
+                f"server RSS {cas['server_rss_growth'] / (1 << 20):+.1f} MiB over the flood",
+                "",
+            ],
+        ]
+    out += table(["", "Zako", "baseline (same run)", "ratio"], rows)
+    out += ["", f"zako server: {section.get('banner', '')}", ""]
+    return out
+
+
+def targets_15(section: dict[str, Any] | None) -> list[Target]:
+    section = section or {}
+    ts = section.get("transpile") or {}
+    load, node = ts.get("load"), ts.get("node") or {}
+    lodash = section.get("lodash") or {}
+    lo, tr = lodash.get("lodash"), lodash.get("trivial")
+    hits, echo = section.get("hits"), section.get("echo_unary")
+    cas = section.get("cas") or {}
+    return [
+        Target(
+            "i15_ts_vs_node",
+            "ts.transpileModule repeated: per call vs warm Node",
+            f"{fmt(_p50(load), 2)} vs {fmt(node.get('p50_ms', NAN), 2)} ms",
+            ratio(_p50(load), node.get("p50_ms", NAN)),
+            2.0,
+            False,
+            "x",
+            15,
+        ),
+        Target(
+            "i15_ts_bytes",
+            "Bytes sent per repeated TypeScript call vs its input",
+            f"{fmt(ts.get('bytes_up_per_call', NAN), 0)} vs {ts.get('input_bytes', '-')} B",
+            ratio(ts.get("bytes_up_per_call", NAN), ts.get("input_bytes", NAN)),
+            2.0,
+            False,
+            "x",
+            15,
+        ),
+        Target(
+            "i15_lodash_vs_trivial",
+            "Repeated lodash task vs a trivial task (p50)",
+            f"{fmt(_p50(lo), 2)} vs {fmt(_p50(tr), 2)} ms",
+            ratio(_p50(lo), _p50(tr)),
+            2.0,
+            False,
+            "x",
+            15,
+        ),
+        Target(
+            "i15_hit_vs_echo",
+            "Action-cache hit p50 vs unary echo p50",
+            f"{fmt(_p50(hits), 2)} vs {fmt(_p50(echo), 2)} ms",
+            ratio(_p50(hits), _p50(echo)),
+            1.5,
+            False,
+            "x",
+            15,
+        ),
+        Target(
+            "i15_cas_budget",
+            "CAS bytes held (max) vs its capacity, under distinct blobs",
+            f"{_mib(cas.get('max_bytes', 0))} of {_mib(cas.get('capacity_bytes', 0))}, "
+            f"{cas.get('evictions', 0):,} evictions",
+            ratio(float(cas.get("max_bytes", NAN)), float(cas.get("capacity_bytes", NAN)))
+            if cas
+            else NAN,
+            1.0,
+            False,
+            "x",
+            15,
+        ),
+        Target(
+            "i15_cas_evicts",
+            "CAS evicts when distinct blobs exceed it (evictions)",
+            f"{cas.get('uploaded', 0)} blobs, {_mib(cas.get('uploaded_bytes', 0))} sent",
+            float(cas["evictions"]) if cas else NAN,
+            1,
+            True,
+            "evictions",
+            15,
+        ),
+    ]

@@ -38,6 +38,15 @@ class Params:
     overload_queue: int
     overload_seconds: float
     overload_task_ms: float  # CPU per overload task: the worker, not the host, is the limit
+    # Issue 15 (bench/caches.py): repeated calls, each loop also bounded by cache_seconds.
+    ts_calls: int  # TypeScript transpiles through Zako, timed
+    node_calls: int  # the same call in one warm Node process
+    wire_calls: int  # TypeScript calls through the byte-counting relay
+    lodash_calls: int  # lodash tasks, and as many trivial ones
+    cache_seconds: float
+    cas_capacity: int  # --cas-bytes of the server the distinct blobs are sent to
+    cas_blob_bytes: int
+    cas_blobs: int
 
     @classmethod
     def quick_mode(cls) -> Params:
@@ -66,6 +75,14 @@ class Params:
             overload_queue=4,
             overload_seconds=0.5,
             overload_task_ms=2,
+            ts_calls=3,
+            node_calls=20,
+            wire_calls=2,
+            lodash_calls=5,
+            cache_seconds=5,
+            cas_capacity=4 * MB,
+            cas_blob_bytes=64 << 10,
+            cas_blobs=96,
         )
 
     @classmethod
@@ -95,4 +112,12 @@ class Params:
             overload_queue=4,
             overload_seconds=5,
             overload_task_ms=5,
+            ts_calls=200,
+            node_calls=500,
+            wire_calls=20,
+            lodash_calls=500,
+            cache_seconds=15,
+            cas_capacity=8 * MB,
+            cas_blob_bytes=64 << 10,
+            cas_blobs=512,
         )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench.caches import caches_loads
 from bench.common import Load
 from bench.flood import render_flood
-from bench.issues import peer_table, targets_16
+from bench.issues import caches_table, peer_table, targets_15, targets_16
 from bench.params import MB, Params
 from bench.peer import peer_loads
 from bench.tables import Target, fmt, ratio, table
@@ -17,6 +18,7 @@ def all_loads(results: dict[str, Any]) -> list[Load]:
     loads = list(loads_of(results).values())
     loads += list(((results.get("cpu") or {}).get("runs") or {}).values())
     loads += list(peer_loads(results.get("peer")).values())
+    loads += list(caches_loads(results.get("caches")).values())
     return loads
 
 
@@ -136,6 +138,7 @@ def targets(results: dict[str, Any], params: Params) -> list[Target]:
         )
     )
     rows += targets_16(loads, results.get("peer"))
+    rows += targets_15(results.get("caches"))
     return rows
 
 
@@ -243,6 +246,7 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
         )
         out.append("")
     out += peer_table(results.get("peer"), report["params"]["window"])
+    out += caches_table(results.get("caches"))
     if results.get("flood"):
         out += render_flood(results["flood"])
     memory = results.get("memory")

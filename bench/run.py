@@ -39,7 +39,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import baselines, flood, peer, scenarios
+from bench import baselines, caches, flood, peer, scenarios
 from bench.common import ROOT, machine_quiet
 from bench.machine import machine_info
 from bench.params import Params
@@ -55,6 +55,7 @@ SECTIONS = (
     "zako",
     "cpu",
     "peer",
+    "caches",
     "cold",
     "overload",
     "flood",
@@ -89,6 +90,7 @@ async def run_sections(
         "overload": lambda: scenarios.overload(params),
         "flood": lambda: flood.log_flood(params),
         "peer": lambda: peer.peer_comparison(params),
+        "caches": lambda: caches.caches(params),
     }
     for name in SECTIONS:
         if name not in only:
@@ -101,14 +103,17 @@ async def run_sections(
         try:
             results[name] = await steps[name]()
             failed = [load for load in all_loads({name: results[name]}) if load.errors]
-            if failed or (name in {"memory", "flood"} and results[name].get("errors")):
-                errors[name] = (
-                    "; ".join(
-                        f"{load.name}: {load.errors} error(s), first: {load.first_error[:200]}"
-                        for load in failed
+            own = results[name].get("errors") if name in {"memory", "flood", "caches"} else None
+            if failed or own:
+                parts = [
+                    f"{load.name}: {load.errors} error(s), first: {load.first_error[:200]}"
+                    for load in failed
+                ]
+                if own:
+                    parts.append(
+                        f"{own}" if name == "caches" else f"{own} task(s) failed in the leak check"
                     )
-                    or f"{results[name]['errors']} task(s) failed in the leak check"
-                )
+                errors[name] = "; ".join(parts)
                 log(f"[bench] {name}: {errors[name]}")
         except Exception as exc:
             errors[name] = f"{type(exc).__name__}: {exc}"
