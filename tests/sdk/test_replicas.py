@@ -27,6 +27,8 @@ from zako_sdk import (
     TaskState,
     Unavailable,
 )
+from zako_sdk._base import prepare
+from zako_sdk._routing import action_key, rendezvous_order
 from zako_sdk.cli import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, main
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
@@ -72,8 +74,14 @@ def counts(fakes: dict[str, FakeServer], ids: set[str]) -> dict[str, int]:
     return {name: sum(1 for i in f.executor.received if i in ids) for name, f in fakes.items()}
 
 
+# A hermetic task that uses the action cache goes to the replica its action digest ranks
+# first (rendezvous); with cache="skip" it has nothing to find there and goes round robin,
+# which is what the tests of spreading below count on.
+ROUND_ROBIN = "skip"
+
+
 async def test_tasks_go_round_robin_over_the_replicas(client, fakes):
-    handles = [await client.submit(script("echo"), input=n) for n in range(9)]
+    handles = [await client.submit(script("echo"), input=n, cache=ROUND_ROBIN) for n in range(9)]
     assert [(await h.result()).value for h in handles] == list(range(9))
     assert counts(fakes, {h.task_id for h in handles}) == {"a": 3, "b": 3, "c": 3}
     names = by_target(fakes)
@@ -85,7 +93,12 @@ async def test_tasks_go_round_robin_over_the_replicas(client, fakes):
 async def test_batch_splits_across_replicas_and_keeps_input_order(client, fakes):
     run = uuid.uuid4().hex[:8]  # the fakes outlive the test; ids must not repeat
     specs = [
-        TaskSpec(script("echo", sleep=0.002 * (30 - n)), input=n, task_id=f"order-{run}-{n}")
+        TaskSpec(
+            script("echo", sleep=0.002 * (30 - n)),
+            input=n,
+            task_id=f"order-{run}-{n}",
+            cache=ROUND_ROBIN,
+        )
         for n in range(30)
     ]
     results = await client.batch(specs)
@@ -97,7 +110,9 @@ async def test_a_task_refused_by_a_draining_replica_runs_on_another(client, fake
     # b refuses with retry_after 30 s: the task must not wait for b, it goes elsewhere.
     started = time.monotonic()
     handles = [
-        await client.submit(script("echo", refuse_on=["b"], retry_ms=30_000), input=n)
+        await client.submit(
+            script("echo", refuse_on=["b"], retry_ms=30_000), input=n, cache=ROUND_ROBIN
+        )
         for n in range(6)
     ]
     assert [(await h.result()).value for h in handles] == list(range(6))
@@ -155,7 +170,9 @@ async def test_one_replica_waits_max_of_retry_after_and_backoff(fakes):
 async def test_an_unreachable_replica_is_skipped_without_losing_tasks(fakes):
     targets = [fakes["a"].target, unused_target(), fakes["b"].target]
     async with AsyncClient(targets, retry=FAST) as client:
-        handles = [await client.submit(script("echo"), input=n) for n in range(9)]
+        handles = [
+            await client.submit(script("echo"), input=n, cache=ROUND_ROBIN) for n in range(9)
+        ]
         assert [(await h).value for h in handles] == list(range(9))
         assert {h.replica for h in handles} <= {fakes["a"].target, fakes["b"].target}
         assert any(h.attempts > 1 for h in handles)
@@ -308,3 +325,33 @@ async def test_an_abandoned_batch_does_not_resend_its_waiting_tasks(fakes):
 def test_cli_empty_target_is_a_usage_error(capsys):
     assert main(["stats", "--target", " , "]) == EXIT_USAGE
     assert "no target" in capsys.readouterr().err
+
+
+def ranked(targets: list[str], source: str, value: Any) -> list[str]:
+    """The replicas in the rendezvous order of the task `run(source, input=value)`."""
+    task = prepare(TaskSpec(source, input=value), default_timeout=None).task
+    return [targets[i] for i in rendezvous_order(action_key(task), targets)]
+
+
+async def test_a_repeated_hermetic_task_goes_to_the_replica_its_digest_ranks_first(client, fakes):
+    targets = [f.target for f in fakes.values()]
+    handles = [await client.submit(script("echo"), input="same") for _ in range(6)]
+    assert [(await h.result()).value for h in handles] == ["same"] * 6
+    assert {h.replica for h in handles} == {ranked(targets, script("echo"), "same")[0]}
+    # Distinct tasks spread over every replica.
+    spread = [await client.submit(script("echo"), input=n) for n in range(30)]
+    assert [(await h.result()).value for h in spread] == list(range(30))
+    assert {h.replica for h in spread} == set(targets)
+
+
+async def test_a_routed_task_refused_by_its_replica_goes_to_the_next_in_rendezvous_order(
+    client, fakes
+):
+    targets = [f.target for f in fakes.values()]
+    names = by_target(fakes)
+    source = script("echo", refuse_on=["b"], retry_ms=30_000)
+    # The first input whose task ranks b first: b refuses it, the second choice runs it.
+    n = next(n for n in range(200) if names[ranked(targets, source, n)[0]] == "b")
+    handle = await client.submit(source, input=n)
+    assert (await handle.result()).value == n
+    assert handle.attempts == 2 and handle.replica == ranked(targets, source, n)[1]
