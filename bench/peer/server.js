@@ -11,6 +11,9 @@
 //                                      googleapis-common-protos' folder)
 //
 // Prints `zako-peer listening on 127.0.0.1:PORT (...)` once it serves; stops on SIGTERM.
+// Like Zako it takes several tasks in one request, sends only terminal events for a task
+// that asks (terminal_only), and packs the events ready together into one EventBatch for
+// a client that asks (batch_events; --no-batching: Capabilities says it cannot).
 //
 // The server keeps its own FIFO and hands a worker thread at most one task at a time,
 // so `started` means what the contract says (a worker began it), as Zako's pool does.
@@ -33,11 +36,16 @@ const { values: args } = parseArgs({
     threads: { type: "string", default: "1" },
     include: { type: "string" },
     protos: { type: "string", default: path.resolve(__dirname, "../../protos") },
+    "no-batching": { type: "boolean", default: false },
   },
 });
 if (!["fresh", "reused"].includes(args.mode)) throw new Error(`--mode fresh|reused, not ${args.mode}`);
 if (!args.listen.startsWith("127.0.0.1:")) throw new Error("the peer listens on 127.0.0.1 only");
 const THREADS = Math.max(1, Number.parseInt(args.threads, 10) || 1);
+// The contract's optional wire savings (SubmitRequest.tasks, StreamOptions.batch_events,
+// Task.terminal_only) are offered as Zako offers them, so the SDK uses the same wire
+// with both servers; --no-batching withholds batch_events (Capabilities says so).
+const BATCHING = !args["no-batching"];
 
 const definition = protoLoader.loadSync("zako/v1/executor.proto", {
   includeDirs: [args.protos, ...(args.include ? [args.include] : [])],
@@ -122,12 +130,30 @@ function submit(call) {
   const live = new Map();
   let halfClosed = false;
   let gone = false;
+  let batching = false; // the client asked for batch_events
+  let pending = null; // events of this turn of the event loop, sent together
 
+  const flush = () => {
+    const events = pending;
+    pending = null;
+    if (gone || !events) return;
+    call.write(events.length === 1 ? events[0] : { batch: { events } });
+  };
   const send = (taskId, event) => {
-    if (!gone) call.write({ task_id: taskId, time: stamp(Date.now()), ...event });
+    if (gone) return;
+    const message = { task_id: taskId, time: stamp(Date.now()), ...event };
+    if (!batching) {
+      call.write(message);
+    } else if (pending === null) {
+      pending = [message];
+      setImmediate(flush);
+    } else {
+      pending.push(message);
+    }
   };
   const maybeEnd = () => {
     if (halfClosed && live.size === 0 && !gone) {
+      flush();
       gone = true;
       call.end();
     }
@@ -139,10 +165,13 @@ function submit(call) {
       return;
     }
     const acceptedAt = Date.now();
+    const quiet = Boolean(task.terminal_only);
     const entry = {
       task,
       dropped: false,
-      onStart: () => send(id, { started: { worker_id: "thread-1", worker_pid: process.pid } }),
+      onStart: () => {
+        if (!quiet) send(id, { started: { worker_id: "thread-1", worker_pid: process.pid } });
+      },
       onDone: (answer) => {
         if (entry.dropped) return;
         live.delete(id);
@@ -152,7 +181,7 @@ function submit(call) {
     };
     live.set(id, entry);
     // `accepted` goes first: enqueue may start the task (and send `started`) at once.
-    send(id, { accepted: { queue_position: queue.length - head } });
+    if (!quiet) send(id, { accepted: { queue_position: queue.length - head } });
     enqueue(entry);
   };
   const cancel = (taskId, reason) => {
@@ -170,6 +199,7 @@ function submit(call) {
     if (request.task) admit(request.task);
     else if (request.tasks) for (const task of request.tasks.tasks || []) admit(task);
     else if (request.cancel) cancel(request.cancel.task_id, request.cancel.reason);
+    else if (request.options) batching = BATCHING && Boolean(request.options.batch_events);
   });
   call.on("end", () => {
     halfClosed = true;
@@ -202,7 +232,7 @@ function capabilities(_call, callback) {
     context_kinds: ["CONTEXT_KIND_BUILD"],
     isolate_reuse: args.mode === "reused",
     action_cache: false,
-    submit_batching: false,
+    submit_batching: BATCHING,
     versions: { server: `zako-bench-peer (${args.mode})`, v8: process.versions.v8, protocol: "zako.v1" },
   });
 }
@@ -220,6 +250,7 @@ server.bindAsync(args.listen, grpc.ServerCredentials.createInsecure(), (error, p
   const host = args.listen.slice(0, args.listen.lastIndexOf(":"));
   process.stdout.write(
     `zako-peer listening on ${host}:${port} (mode ${args.mode}, ${THREADS} worker thread(s), ` +
+      `event batching ${BATCHING ? "on" : "off"}, ` +
       `node ${process.versions.node}, V8 ${process.versions.v8}, ` +
       `grpc-js ${versionOf("@grpc/grpc-js")}, piscina ${versionOf("piscina")})\n`,
   );

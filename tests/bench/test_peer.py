@@ -48,6 +48,9 @@ async def test_peer_runs_tasks_for_the_sdk(installed: None, mode: str) -> None:
         with pytest.raises(TaskFailed, match="TypeError: nope"):
             await client.run("module.exports = () => { throw new TypeError('nope') }")
 
+        quiet = await client.run("module.exports = 7", terminal_only=True)
+        assert quiet.value_json == "7" and quiet.worker_id is None  # no `started` event
+
         caps = await client.capabilities()
         assert caps.isolate_reuse is (mode == "reused")
 
