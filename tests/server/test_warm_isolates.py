@@ -31,6 +31,8 @@ class Runner:
 
     async def reply(self, source: str, **fields) -> pb.RunResponse:
         self.count += 1
+        # These tests watch isolates: every task must run, none be an action-cache hit.
+        fields.setdefault("cache", pb.CACHE_POLICY_SKIP)
         return await self.stub.Run(
             pb.RunRequest(task=task(f"t{self.count}", source, **fields)),
             timeout=30,

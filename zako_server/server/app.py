@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.trace import TracerProvider
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_server.server.action_cache import ActionCache
 from zako_server.server.admission import Admission, AdmissionPolicy
 from zako_server.server.cas import ContentStore
 from zako_server.server.config import Settings
@@ -96,6 +97,10 @@ class ZakoServer:
             self.tracing.tracer,
             settings.max_message_bytes,
             transforms=self.transforms,
+            # Outcomes of hermetic tasks, bounded by action_cache_bytes (action_cache.py).
+            action_cache=ActionCache(
+                settings.action_cache, settings.action_cache_bytes, settings.max_message_bytes
+            ),
         )
         # Module blobs tasks name by digest, bounded by cas_bytes (cas.py).
         self.store = ContentStore.from_settings(settings)

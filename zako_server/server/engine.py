@@ -7,6 +7,10 @@
     cancel(id) ─ queued: leave the line ───────────┤─▶ Cancelled
                └ running: pool.cancel (kill after grace)
 
+    submit(job), hermetic ─ held in the action cache ─▶ Accepted, its logs, terminal (cached)
+                          ├ an identical task runs ──▶ join: wait, then its outcome (cached)
+                          └ else: lead ─▶ as above ─▶ store the outcome, wake the joiners
+
 `TaskRecord.finish` (records.py) is the only way to emit a terminal event; it works once, so
 every path (completion, failure, cancel, worker loss, shutdown) ends a task exactly
 once; the lease is released in the same `finally`. Events are `zako.v1` messages (the
@@ -19,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from opentelemetry import trace
@@ -32,6 +37,7 @@ from zako_server.protocol import (
     LogsEvent,
     StartedEvent,
 )
+from zako_server.server.action_cache import ActionCache, Flight, Outcome
 from zako_server.server.admission import Admission
 from zako_server.server.errors import (
     DuplicateTask,
@@ -70,8 +76,11 @@ class Engine:
         tracer: trace.Tracer | None = None,
         max_event_bytes: int = 64 << 20,
         transforms: TransformPool | None = None,
+        action_cache: ActionCache | None = None,
     ) -> None:
         self.admission = admission
+        # Outcomes of hermetic tasks (None: no cache, every task runs).
+        self.action_cache = action_cache
         # ES modules and TypeScript are transformed while the task waits for admission,
         # in the transform stage's own processes (None: files go to the worker as text).
         self.transforms = transforms
@@ -109,6 +118,14 @@ class Engine:
             duplicate.same_stream = live.owner is owner
             raise duplicate
         record = TaskRecord(job, owner, emit, tenant, gate=gate)
+        cache = self.action_cache
+        key = None if cache is None else cache.key(job, tenant, job.cache_policy)
+        if key is not None and cache is not None and job.cache_policy != pb.CACHE_POLICY_REFRESH:
+            # Answered without admission: a hit needs no worker, a joiner holds no lease.
+            outcome = cache.lookup(key)
+            flight = None if outcome is not None else cache.flight(key)
+            if outcome is not None or flight is not None:
+                return self._start(record, 0, self._answer(record, key, outcome, flight))
         deadline = None if job.queue_timeout_s is None else time.monotonic() + job.queue_timeout_s
         record.ticket, position = self.admission.enqueue(
             job.task_id,
@@ -118,11 +135,129 @@ class Engine:
             size_bytes=job.size_bytes,
             deadline=deadline,
         )
-        self._tasks[tenant, job.task_id] = record
+        if key is not None:
+            self._lead(record, key)
+        return self._start(record, position, self._run(record))
+
+    def _start(
+        self, record: TaskRecord, position: int, body: Coroutine[Any, Any, None]
+    ) -> TaskRecord:
+        """Register an accepted task, tell its client, and start its runner."""
+        self._tasks[record.tenant, record.task_id] = record
         self.counters.accepted += 1
-        emit(record.event(accepted=pb.Accepted(queue_position=position)))
-        record.runner = asyncio.create_task(self._run(record), name=f"zako-task-{job.task_id}")
+        record.emit(record.event(accepted=pb.Accepted(queue_position=position)))
+        record.runner = asyncio.create_task(body, name=f"zako-task-{record.task_id}")
+        record.runner.add_done_callback(lambda _: self._reap(record))
         return record
+
+    def _reap(self, record: TaskRecord) -> None:
+        """After the runner: a runner cancelled before its first step never ran its own
+        `finally` (a coroutine that has not started cannot catch), so whatever it holds
+        is given back here and the task still gets its one terminal event."""
+        if record.ticket is not None:
+            self.admission.withdraw(record.ticket)
+            self.admission.release(record.ticket)
+        if record.terminal is None:
+            self._finish_cancelled(record)
+        if record.cache_key is not None:
+            self._settle(record)
+        if self._tasks.get((record.tenant, record.task_id)) is record:
+            del self._tasks[record.tenant, record.task_id]
+
+    # -- the action cache ---------------------------------------------------------------
+
+    def _lead(self, record: TaskRecord, key: str) -> None:
+        """The task will run with a key: keep its lines to store with its outcome, and
+        let identical tasks join it (unless another one already leads)."""
+        cache = self.action_cache
+        assert cache is not None
+        record.cache_key, record.lines = key, []
+        record.flight = cache.lead(key)
+        if record.job.cache_policy != pb.CACHE_POLICY_REFRESH:
+            cache.misses += 1
+
+    def _settle(self, record: TaskRecord) -> None:
+        """A led task ended: store its outcome if it may be, and wake its joiners with
+        it (or with None, so they run themselves). Once per task."""
+        key, flight, lines = record.cache_key, record.flight, record.lines
+        record.cache_key = record.flight = record.lines = None
+        cache = self.action_cache
+        if key is None or cache is None:
+            return
+        outcome = None
+        if record.terminal is not None and not record.uncacheable:
+            outcome = Outcome.of(record.terminal, lines or (), record.logs_dropped)
+        if outcome is not None:
+            cache.store(key, outcome)
+        if flight is not None:
+            cache.land(key, flight, outcome)
+
+    async def _answer(
+        self, record: TaskRecord, key: str, outcome: Outcome | None, flight: Flight | None
+    ) -> None:
+        """A task answered without running: from the cache (`outcome`), or by joining
+        an identical task in flight. If that one's outcome cannot be shared (it timed
+        out, was cancelled...), the joiner joins whoever leads next, or runs itself:
+        a joiner is never failed for its leader's sake."""
+        cache = self.action_cache
+        assert cache is not None
+        try:
+            while outcome is None and flight is not None:
+                await flight.landed.wait()
+                outcome = flight.outcome
+                if outcome is not None:
+                    cache.joins += 1
+                else:
+                    outcome = cache.lookup(key)
+                    flight = cache.flight(key)
+            if outcome is not None:
+                # Backpressure as for any task: no events into a full stream's outbox.
+                if record.gate is not None and not record.gate.is_open:
+                    await record.gate.wait_open()
+                self._finish_cached(record, outcome)
+                return
+            job = record.job
+            deadline = (
+                None if job.queue_timeout_s is None else record.accepted_mono + job.queue_timeout_s
+            )
+            record.ticket, _ = self.admission.enqueue(
+                job.task_id,
+                tenant=record.tenant,
+                priority=job.priority,
+                request=job.request,
+                size_bytes=job.size_bytes,
+                deadline=deadline,
+                readmit=True,  # accepted already, as a joiner
+            )
+        except asyncio.CancelledError:
+            self._finish_cancelled(record)
+            return
+        except TaskRejection as exc:
+            self._finish_failed(
+                record,
+                pb.FAILURE_REASON_DEADLINE_EXCEEDED,
+                pb.JsError(
+                    name="DeadlineExceeded",
+                    message=f"the identical task this one waited for could not share its "
+                    f"outcome, and this one could not take a place in line: {exc.message}",
+                ),
+            )
+            return
+        except Exception as exc:
+            self._finish_internal(record, exc)
+            return
+        self._lead(record, key)
+        await self._run(record)
+
+    def _finish_cached(self, record: TaskRecord, outcome: Outcome) -> None:
+        """Replay a stored outcome: its lines as the original's client got them, then
+        its terminal event marked cached, timed as this task (no run, no CPU)."""
+        if record.terminal is not None:
+            return
+        record.logs_dropped = outcome.logs_dropped
+        record.log_lines = len(outcome.lines)
+        self._emit_batched(record, outcome.lines)
+        self._finish(record, record.event(**outcome.terminal(record.timings())))
 
     def count_rejection(self, exc: TaskRejection, tenant: str = "anonymous") -> None:
         self.counters.rejected[exc.code] += 1
@@ -225,18 +360,7 @@ class Engine:
                 pb.JsError(name="DeadlineExceeded", message=str(exc)),
             )
         except Exception as exc:
-            log.exception(
-                "internal error running task %s",
-                record.task_id,
-                extra={"task_id": record.task_id, "tenant": record.tenant},
-            )
-            self._finish_failed(
-                record,
-                pb.FAILURE_REASON_INTERNAL,
-                pb.JsError(
-                    name="InternalError", message=f"internal server error: {type(exc).__name__}"
-                ),
-            )
+            self._finish_internal(record, exc)
         finally:
             if prepare is not None and not prepare.done():
                 prepare.cancel()
@@ -244,6 +368,8 @@ class Engine:
             self._tasks.pop((record.tenant, record.task_id), None)
             if record.terminal is None:  # defensive: never leave a task without an end
                 self._finish_cancelled(record)
+            if record.cache_key is not None:
+                self._settle(record)
 
     async def _await_gate(self, record: TaskRecord, gate: Gate) -> None:
         """Backpressure: the task's stream holds more unread events than it may, so the
@@ -318,14 +444,22 @@ class Engine:
             except (TypeError, ValueError, KeyError):
                 log.error("task %s: a worker sent a malformed log line", record.task_id)
         record.log_lines += len(built)
-        for start in range(0, len(built), LOG_BATCH_LINES):
-            first, *more = built[start : start + LOG_BATCH_LINES]
-            if more:
-                first.more.extend(more)
-            record.emit(record.event(log=first))
+        if record.lines is not None:  # kept for the action cache, as the client got them
+            record.lines.extend(built)
+        self._emit_batched(record, built)
+
+    @staticmethod
+    def _emit_batched(record: TaskRecord, lines: Sequence[pb.LogLine]) -> None:
+        for start in range(0, len(lines), LOG_BATCH_LINES):
+            first, *more = lines[start : start + LOG_BATCH_LINES]
+            event = record.event(log=first)
+            if more:  # into the event's copy: `first` may be kept by the action cache
+                event.log.more.extend(more)
+            record.emit(event)
 
     def _finish_from_worker(self, record: TaskRecord, done: DoneEvent) -> None:
         record.logs_dropped = done.logs_dropped
+        record.uncacheable = done.uncacheable
         timings = record.timings(done.run_s, done.cpu_s, done.warm)
         self.run_time.observe(timings.run.seconds + timings.run.nanos / 1e9)
         usage = heap_usage(done.heap)
@@ -347,8 +481,7 @@ class Engine:
             return
         if reason is None:
             result = pb.Result(value_json=done.value or "", timings=timings, heap=usage)
-            if record.finish(record.event(completed=pb.Completed(result=result))):
-                self.counters.completed += 1
+            self._finish(record, record.event(completed=pb.Completed(result=result)))
             return
         if reason is FailureReason.CANCELLED or record.cancel_reason:
             self._finish_cancelled(record, timings)
@@ -379,9 +512,31 @@ class Engine:
         failed = pb.Failed(reason=reason, error=error, timings=timings or record.timings())
         if heap is not None:
             failed.heap.CopyFrom(heap)
-        if record.finish(record.event(failed=failed)):
-            name = pb.FailureReason.Name(reason).removeprefix("FAILURE_REASON_")
+        self._finish(record, record.event(failed=failed))
+
+    def _finish(self, record: TaskRecord, terminal: pb.SubmitResponse) -> None:
+        """A completed or failed task's end, counted once."""
+        if not record.finish(terminal):
+            return
+        if terminal.WhichOneof("event") == "completed":
+            self.counters.completed += 1
+        else:
+            name = pb.FailureReason.Name(terminal.failed.reason).removeprefix("FAILURE_REASON_")
             self.counters.failed[name] += 1
+
+    def _finish_internal(self, record: TaskRecord, exc: Exception) -> None:
+        log.exception(
+            "internal error running task %s",
+            record.task_id,
+            extra={"task_id": record.task_id, "tenant": record.tenant},
+        )
+        self._finish_failed(
+            record,
+            pb.FAILURE_REASON_INTERNAL,
+            pb.JsError(
+                name="InternalError", message=f"internal server error: {type(exc).__name__}"
+            ),
+        )
 
     def _finish_cancelled(self, record: TaskRecord, timings: pb.Timings | None = None) -> None:
         cancelled = pb.Cancelled(

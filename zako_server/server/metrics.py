@@ -109,6 +109,30 @@ class ZakoCollector:
         ):
             yield CounterMetricFamily(f"zako_cas_{name}", doc, value=value)
 
+    def _action_cache(self) -> Iterator[Metric]:
+        """The action cache's figures (issue 15): what it holds, hits, joins."""
+        cache = self.server.engine.action_cache
+        if cache is None:
+            return
+        a = cache.statistics()
+        yield GaugeMetricFamily(
+            "zako_action_cache_entries", "Task outcomes the action cache holds", value=a.entries
+        )
+        yield GaugeMetricFamily(
+            "zako_action_cache_bytes", "Bytes the action cache holds", value=a.bytes
+        )
+        yield GaugeMetricFamily(
+            "zako_action_cache_capacity_bytes", "The action cache's budget", value=a.capacity
+        )
+        for name, doc, value in (
+            ("hits", "Tasks answered from the action cache", a.hits),
+            ("misses", "Cacheable tasks that had to run", a.misses),
+            ("joins", "Tasks that took the outcome of an identical task in flight", a.joins),
+            ("stores", "Outcomes stored in the action cache", a.stores),
+            ("evictions", "Outcomes evicted from the action cache", a.evictions),
+        ):
+            yield CounterMetricFamily(f"zako_action_cache_{name}", doc, value=value)
+
     def collect(self) -> Iterator[Metric]:
         pool = self.server.pool.statistics()
         adm = self.server.admission.statistics()
@@ -123,6 +147,7 @@ class ZakoCollector:
             "zako_queue_length", "Tasks waiting for a worker (all)", value=adm.queued
         )
         yield from self._transforms()
+        yield from self._action_cache()
         yield from self._cas()
         yield GaugeMetricFamily(
             "zako_tasks_in_flight", "Tasks running on workers", value=adm.running

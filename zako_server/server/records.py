@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_server.server.action_cache import Flight
 from zako_server.server.admission import Ticket
 from zako_server.server.events import duration, timestamp
 from zako_server.server.validation import Job
@@ -59,6 +60,13 @@ class TaskRecord:
     log_lines: int = 0  # lines passed on: the server's own check of the worker's bound
     logs_dropped: int = 0  # lines the worker dropped past the task's log bounds
     gate: Gate | None = None
+    # The action cache (action_cache.py): the task's key when its outcome may be stored,
+    # the lines its client received (kept to store with the outcome), whether the
+    # worker said it observed something outside the key, and the flight it leads.
+    cache_key: str | None = None
+    lines: list[pb.LogLine] | None = None
+    uncacheable: bool = False
+    flight: Flight | None = None
     terminal: pb.SubmitResponse | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -84,6 +84,25 @@ def cas_stats(store: ContentStore | None) -> cas_pb2.CasStats | None:
     )
 
 
+def action_cache_stats(engine: Engine) -> cas_pb2.ActionCacheStats:
+    """The action cache's figures (all zero, not enabled, for an engine without one)."""
+    cache = engine.action_cache
+    if cache is None:
+        return cas_pb2.ActionCacheStats()
+    a = cache.statistics()
+    return cas_pb2.ActionCacheStats(
+        enabled=a.enabled,
+        entries=a.entries,
+        bytes=a.bytes,
+        capacity_bytes=a.capacity,
+        hits=a.hits,
+        misses=a.misses,
+        joins=a.joins,
+        stores=a.stores,
+        evictions=a.evictions,
+    )
+
+
 def worker_stats(worker: WorkerHandle) -> pb.WorkerStats:
     """One worker process as Stats shows it."""
     return pb.WorkerStats(
@@ -179,6 +198,7 @@ def stats_reply(
         run_time=histogram(engine.run_time),
         system=system_stats(settings, process),
         transforms=transform_stats(engine),
+        action_cache=action_cache_stats(engine),
         cas=cas_stats(cas),
         tasks=pb.TaskCounters(
             accepted=tasks.accepted,
@@ -225,5 +245,6 @@ def capabilities_reply(settings: Settings, versions: pb.VersionInfo) -> pb.Capab
         versions=versions,
         resource_capacity=capacity,
         isolate_reuse=s.isolate_reuse == "tenant",
+        action_cache=s.action_cache,
         submit_batching=True,  # SubmitRequest.tasks/.options, SubmitResponse.batch (#16)
     )

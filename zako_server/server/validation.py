@@ -69,6 +69,8 @@ class Job:
     request: dict[str, float]
     size_bytes: int
     queue_timeout_s: float | None
+    # Task.cache: how the task uses the action cache (server/action_cache.py).
+    cache_policy: int = pb.CACHE_POLICY_UNSPECIFIED
 
 
 def _check_name(name: str, field: str, blame: str = "") -> None:
@@ -485,6 +487,10 @@ def validate(
     # What the task itself brought: text from the store is shared with it (and counted
     # in its budget), so a hundred queued tasks naming typescript.js count it once.
     size = files.inline_bytes + len(input_data)
+    if task.cache not in pb.CachePolicy.values():
+        raise InvalidTask(
+            f"task.cache {task.cache} is not a known cache policy", field="task.cache"
+        )
     return Job(
         task_id,
         task.priority,
@@ -493,4 +499,5 @@ def validate(
         request,
         size,
         _queue_timeout(task, deadline_s),
+        cache_policy=task.cache,
     )
