@@ -1,10 +1,11 @@
-"""Scale-out on loopback (issue 6): three real replicas, one SDK client over all of them.
+"""Scale-out on loopback (issues 6 and 15): three real replicas, one SDK client over all.
 
 Each replica has one worker, so "each replica ran some" means the SDK really spread the
 load. One replica is shut down mid-load (what SIGTERM does: admission closes, then a
 drain grace, then gRPC stops); the tasks it refused must run elsewhere, and no task may
 end twice or run twice: the replicas' own `completed` counters must add up to exactly the
-results the SDK handed out.
+results the SDK handed out. Hermetic tasks go by their action digest (rendezvous), so a
+repeated task finds the replica that ran it, and that replica's action cache answers.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from conftest import RunningServer
 
 from zako_sdk import (
     AsyncClient,
+    ModuleTree,
     Result,
     TaskCancelled,
     TaskHandle,
@@ -61,7 +63,8 @@ async def wait_until(predicate: Callable[[], bool], seconds: float, what: str) -
 async def test_cancels_reach_the_replica_that_runs_the_task(replicas):
     targets = [r.target for r in replicas]
     async with AsyncClient(targets) as client, AsyncClient(targets) as stranger:
-        handles = [await client.submit(SPIN, timeout=60) for _ in range(3)]
+        # cache="skip": identical tasks are not routed together, they go round robin.
+        handles = [await client.submit(SPIN, timeout=60, cache="skip") for _ in range(3)]
         assert sorted(h.replica for h in handles) == sorted(targets)  # one per replica
         await wait_until(lambda: all(h.worker_id for h in handles), 30, "the spinners")
 
@@ -152,3 +155,42 @@ async def test_a_thousand_tasks_spread_and_survive_a_replica_shutdown(replicas):
     assert all(
         h.replica != doomed.target for h in retried if isinstance(outcomes[h.task_id][0], Result)
     )
+
+
+# A task per input, each with the same small module tree: the tree's blobs go to the
+# replica each task runs on, and the outcome is cached there.
+CACHED_TREE = {"lib/square.js": "module.exports = (n) => n * n;"}
+CACHED_ENTRY = "module.exports = (n) => require('./lib/square')(n) + 1;"
+DISTINCT = 24
+REPEATS = 3
+
+
+async def test_repeated_hermetic_tasks_land_on_one_replica_and_hit_its_action_cache(replicas):
+    targets = [r.target for r in replicas]
+    tree = ModuleTree(CACHED_TREE)
+    placed: dict[int, set[str]] = {n: set() for n in range(DISTINCT)}
+    cached: dict[int, list[bool]] = {n: [] for n in range(DISTINCT)}
+    async with AsyncClient(targets) as client:
+        for _ in range(REPEATS):
+            for n in range(DISTINCT):
+                handle = await client.submit(CACHED_ENTRY, input=n, modules=tree)
+                result = await handle
+                assert result.value == n * n + 1
+                placed[n].add(handle.replica or "")
+                cached[n].append(result.cached)
+        cluster = await client.stats_all()
+
+    # Each task always went to one replica, and the tasks spread over all of them.
+    assert all(len(where) == 1 for where in placed.values()), placed
+    assert {next(iter(where)) for where in placed.values()} == set(targets)
+    # The first call ran; every repeat was answered from that replica's cache.
+    assert all(flags == [False] + [True] * (REPEATS - 1) for flags in cached.values()), cached
+    per_replica = {t: s.action_cache for t, s in cluster.replicas.items()}
+    assert sum(a.hits for a in per_replica.values()) == DISTINCT * (REPEATS - 1)
+    assert sum(a.misses for a in per_replica.values()) == DISTINCT
+    for target, stats in cluster.replicas.items():
+        ran_here = sum(1 for where in placed.values() if target in where)
+        assert stats.action_cache.misses == ran_here  # no replica ran another's task
+        assert stats.action_cache.hits == ran_here * (REPEATS - 1)
+        # The tree's blobs went to each replica once (the tree and its one file).
+        assert stats.cas.uploads == 2
