@@ -249,13 +249,11 @@ async def test_a_timeout_is_not_cached_and_a_js_error_is(stub):
     assert figures.action_cache.entries == 1 and figures.tasks.failed_by_reason["JS_ERROR"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs the worker to set DoneEvent.uncacheable (helper H2's part)"
-)
 async def test_a_task_that_reads_its_id_is_not_cached(stub):
     t = task("const { taskId } = require('zako:context'); module.exports = () => taskId.length")
     replies = [await run(stub, t) for _ in range(2)]
     assert [r.completed.result.cached for r in replies] == [False, False]
+    assert (await stats(stub)).action_cache.entries == 0
 
 
 async def test_refresh_runs_and_stores_skip_neither_reads_nor_writes(stub):
