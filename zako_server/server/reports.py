@@ -103,6 +103,36 @@ def action_cache_stats(engine: Engine) -> cas_pb2.ActionCacheStats:
     )
 
 
+def code_cache_stats(engine: Engine) -> cas_pb2.CodeCacheStats:
+    """The workers' code cache since start, summed by the pool (server/code_mirror.py)."""
+    c = engine.pool.code_cache
+    return cas_pb2.CodeCacheStats(
+        source_hits=c.source_hits,
+        source_misses=c.source_misses,
+        source_bytes_sent=c.source_bytes_sent,
+        compiled_hits=c.compiled_hits,
+        compiled_misses=c.compiled_misses,
+    )
+
+
+def cas_stats(store: ContentStore | None) -> cas_pb2.CasStats | None:
+    """The content-addressed store's figures (cas.py), or None without a store."""
+    if store is None:
+        return None
+    c = store.statistics()
+    return cas_pb2.CasStats(
+        blobs=c.blobs,
+        bytes=c.bytes,
+        capacity_bytes=c.capacity,
+        evictions=c.evictions,
+        hits=c.hits,
+        misses=c.misses,
+        uploads=c.uploads,
+        uploaded_bytes=c.uploaded_bytes,
+        missing_rejections=c.missing_rejections,
+    )
+
+
 def worker_stats(worker: WorkerHandle) -> pb.WorkerStats:
     """One worker process as Stats shows it."""
     return pb.WorkerStats(
@@ -198,8 +228,9 @@ def stats_reply(
         run_time=histogram(engine.run_time),
         system=system_stats(settings, process),
         transforms=transform_stats(engine),
-        action_cache=action_cache_stats(engine),
         cas=cas_stats(cas),
+        action_cache=action_cache_stats(engine),
+        code_cache=code_cache_stats(engine),
         tasks=pb.TaskCounters(
             accepted=tasks.accepted,
             completed=tasks.completed,
