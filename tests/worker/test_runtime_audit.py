@@ -38,9 +38,21 @@ BUILTINS = [
 ]  # fmt: skip
 
 AUDIT = r"""
+// The module wrappers a warm isolate keeps (modules.js) are shared by the tasks to come:
+// reach them as sloppy code can, and as a stack frame hands them out.
+const WRAPPER = arguments.callee;
+const LIB = require('./lib.js');
+let framed = [];
+try {
+  const before = Error.prepareStackTrace;
+  Error.prepareStackTrace = (e, sites) => sites.map((s) => s.getFunction());
+  framed = LIB.frames();
+  Error.prepareStackTrace = before;
+} catch (e) { /* refused: nothing to walk */ }
 module.exports = (phase) => {
   const MARK = Symbol.for('zako-audit-mark');
-  const roots = [console, require, module, exports];
+  const roots = [console, require, module, exports, WRAPPER, LIB.wrapper, ...framed];
+  if (WRAPPER === undefined || LIB.wrapper === undefined) throw new Error('no wrapper reached');
   for (const name of Reflect.ownKeys(globalThis)) {
     try { roots.push(globalThis[name]); } catch (e) { /* a getter that refuses */ }
   }
@@ -92,15 +104,29 @@ module.exports = (phase) => {
 """.replace("BUILTINS", json.dumps(BUILTINS))
 
 
+LIB = r"""
+const self = arguments.callee;
+module.exports = {
+  wrapper: self,
+  frames: () => new Error('x').stack,
+};
+"""
+
+
 async def run(instance, source: str, phase: str, hermetic: bool) -> dict:
+    """One task whose two modules the isolate keeps by digest (as the worker's store
+    hands them over), so the second task runs the wrappers the first one compiled."""
     config = {**CONFIG, "hermetic": hermetic, "kind": "build" if hermetic else "config"}
+    files = [("main.js", "digest-main"), ("lib.js", "digest-lib")]
+    give = [("digest-main", source, True), ("digest-lib", LIB, True)] if phase == "mark" else []
     text = await instance.eval(
-        runtime.task_script(
-            instance.token, config, [("main.js", source)], "main.js", json.dumps(phase)
-        )
+        runtime.run_script(instance.token, config, files, give, [], "main.js", json.dumps(phase))
     )
-    outcome = json.loads(text)["outcome"]
+    report = json.loads(text)
+    outcome = report["outcome"]
     assert outcome is not None and outcome["ok"], outcome
+    # The check task loaded both modules from the wrappers the mark task compiled.
+    assert report["compiled"] == ([0, 2] if phase == "mark" else [2, 0]), report["compiled"]
     return json.loads(outcome["value"])
 
 

@@ -133,6 +133,20 @@ class ZakoCollector:
         ):
             yield CounterMetricFamily(f"zako_action_cache_{name}", doc, value=value)
 
+    def _code_cache(self) -> Iterator[Metric]:
+        """The workers' code cache (issue 15): texts kept by digest, compiled wrappers."""
+        c = self.server.engine.pool.code_cache
+        for name, doc, value in (
+            ("source_hits", "Module files a worker already held when a task needed them",
+             c.source_hits),
+            ("source_misses", "Module files sent to a worker with a task", c.source_misses),
+            ("source_bytes_sent", "Bytes of module text sent to workers", c.source_bytes_sent),
+            ("compiled_hits", "Modules loaded from a wrapper a warm isolate had compiled",
+             c.compiled_hits),
+            ("compiled_misses", "Modules a task had to compile", c.compiled_misses),
+        ):  # fmt: skip
+            yield CounterMetricFamily(f"zako_code_cache_{name}", doc, value=value)
+
     def collect(self) -> Iterator[Metric]:
         pool = self.server.pool.statistics()
         adm = self.server.admission.statistics()
@@ -149,6 +163,7 @@ class ZakoCollector:
         yield from self._transforms()
         yield from self._action_cache()
         yield from self._cas()
+        yield from self._code_cache()
         yield GaugeMetricFamily(
             "zako_tasks_in_flight", "Tasks running on workers", value=adm.running
         )

@@ -115,24 +115,6 @@ def code_cache_stats(engine: Engine) -> cas_pb2.CodeCacheStats:
     )
 
 
-def cas_stats(store: ContentStore | None) -> cas_pb2.CasStats | None:
-    """The content-addressed store's figures (cas.py), or None without a store."""
-    if store is None:
-        return None
-    c = store.statistics()
-    return cas_pb2.CasStats(
-        blobs=c.blobs,
-        bytes=c.bytes,
-        capacity_bytes=c.capacity,
-        evictions=c.evictions,
-        hits=c.hits,
-        misses=c.misses,
-        uploads=c.uploads,
-        uploaded_bytes=c.uploaded_bytes,
-        missing_rejections=c.missing_rejections,
-    )
-
-
 def worker_stats(worker: WorkerHandle) -> pb.WorkerStats:
     """One worker process as Stats shows it."""
     return pb.WorkerStats(
