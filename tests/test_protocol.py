@@ -40,6 +40,25 @@ RUN = RunFrame(
     "acme",
     500,
 )
+# The pipe shape of a run whose texts the worker keeps (server/code_mirror.py): files by
+# digest, only the texts it lacks, what it must forget, prepared code by digest.
+RUN_BY_DIGEST = RunFrame(
+    "t2",
+    "main.js",
+    {"big.js": "inline"},
+    "",
+    TaskContext("build", "t2", {}, False),
+    1.0,
+    64 << 20,
+    65536,
+    1 << 20,
+    None,
+    0,
+    prepared={"lib.ts": {"esm": True, "code_digest": "c" * 64, "map": ";AAAA"}},
+    digests={"main.js": "a" * 64, "lib.ts": "b" * 64, "big.js": "d" * 64},
+    sources={"a" * 64: "module.exports = 1", "c" * 64: "exports.x = 1"},
+    forget=["e" * 64],
+)
 HEAP = HeapFigures(1, 2, 3)
 FRAMES = [
     RUN,
@@ -63,6 +82,38 @@ FRAMES = [
     GcEvent(HEAP, HeapFigures(1, 1, 3), 100, 90),
 ]
 STREAM = b"".join(protocol.encode(f) for f in FRAMES)
+# The code cache's fields (issue 15): a run by digest, done events with its figures.
+CODE_CACHE_FRAMES = [
+    RUN_BY_DIGEST,
+    DoneEvent(
+        "t2",
+        0.0,
+        0.0,
+        HEAP,
+        0,
+        True,
+        value="1",
+        uncacheable=True,
+        compiled_hits=3,
+        compiled_misses=1,
+    ),
+    DoneEvent(
+        "t3",
+        0.0,
+        0.0,
+        None,
+        0,
+        False,
+        reason=FailureReason.INTERNAL,
+        error=JsError("InternalError", "lacks", ""),
+        missing=["a" * 64],
+    ),
+]
+
+
+@pytest.mark.parametrize("frame", CODE_CACHE_FRAMES, ids=["run", "done", "missing"])
+def test_the_code_cache_fields_come_back_as_they_were_sent(frame):
+    assert protocol.decode(protocol.encode(frame)[protocol.HEADER.size :]) == frame
 
 
 @pytest.mark.parametrize("frame", FRAMES, ids=lambda f: type(f).__name__)

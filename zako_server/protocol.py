@@ -161,7 +161,8 @@ class TaskContext:
 class RunFrame:
     """Run one task; the child answers StartedEvent, LogEvent*, then exactly one DoneEvent.
 
-    `entry` names the entry module, one of `modules` (name -> source). `input` is JSON
+    `entry` names the entry module, one of `modules` (name -> source; on the pipe, a
+    file may instead be named by `digests` alone, its text held by the worker). `input` is JSON
     text ("" for none). `reuse` is the tenant whose warm isolate may run the task (None:
     a fresh isolate), `reuse_max_tasks` how many tasks one warm isolate may run. A run
     that arrives while another runs waits in order behind it."""
