@@ -39,29 +39,33 @@ def routable(task: pb.Task) -> bool:
     return not task.system_access and task.cache != pb.CACHE_POLICY_SKIP
 
 
-def _part(digest: hashlib._Hash, text: str) -> None:
-    data = text.encode("utf-8", "surrogatepass")
-    digest.update(len(data).to_bytes(8, "big"))  # length-prefixed: no two splits collide
-    digest.update(data)
+def _framed(parts: list[str]) -> bytes:
+    # Length-prefixed, so that no two ways of splitting the same bytes collide; joined
+    # once and hashed in one call (a dozen update() calls cost twice as much per task).
+    out = []
+    for text in parts:
+        data = text.encode("utf-8", "surrogatepass")
+        out.append(len(data).to_bytes(8, "big"))
+        out.append(data)
+    return b"".join(out)
 
 
 def action_key(task: pb.Task) -> bytes:
     """SHA-256 over everything of `task` that decides a hermetic outcome (see above)."""
-    digest = hashlib.sha256(b"zako.v1 action\0")
-    _part(digest, task.tree.hash if task.HasField("tree") else "")
-    _part(digest, task.entry_name or "main.js")
-    _part(digest, task.source)
+    parts = [
+        "zako.v1 action",
+        task.tree.hash if task.HasField("tree") else "",
+        task.entry_name or "main.js",
+        task.source,
+    ]
     for module in task.modules:  # inline modules, in their order (the server sorts)
-        _part(digest, module.name)
-        _part(digest, module.digest.hash if module.HasField("digest") else module.source)
-    _part(digest, task.input_json or "null")
-    _part(digest, str(task.context or pb.CONTEXT_KIND_BUILD))
+        parts += (module.name, module.digest.hash if module.HasField("digest") else module.source)
+    parts += (task.input_json or "null", str(task.context or pb.CONTEXT_KIND_BUILD))
     for key, value in sorted(task.labels.items()):
-        _part(digest, key)
-        _part(digest, value)
-    _part(digest, f"{task.epoch.seconds}.{task.epoch.nanos}" if task.HasField("epoch") else "")
-    _part(digest, task.seed)
-    return digest.digest()
+        parts += (key, value)
+    parts.append(f"{task.epoch.seconds}.{task.epoch.nanos}" if task.HasField("epoch") else "")
+    parts.append(task.seed)
+    return hashlib.sha256(_framed(parts)).digest()
 
 
 def rendezvous_order(key: bytes, targets: Sequence[str]) -> list[int]:
