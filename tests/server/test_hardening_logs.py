@@ -86,7 +86,9 @@ async def test_a_stream_that_is_not_read_holds_its_tasks_back(server_factory):
 
     async def requests():
         for i in range(count):
-            yield pb.SubmitRequest(task=pb.Task(id=f"t{i}", source=source))
+            # Each must run (no action-cache join): the held tasks are what is checked.
+            task = pb.Task(id=f"t{i}", source=source, cache=pb.CACHE_POLICY_SKIP)
+            yield pb.SubmitRequest(task=task)
 
     async def stalled() -> bool:
         return engine.held > 0 and pool.statistics().busy == 0

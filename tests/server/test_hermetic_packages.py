@@ -136,6 +136,7 @@ async def test_packages_run_in_a_warm_isolate_under_lockdown(server_factory):
                 source=source,
                 entry_name="main.js",
                 modules=[pb.Module(name=k, source=v) for k, v in tree(spec).items()],
+                cache=pb.CACHE_POLICY_SKIP,  # both must run: the isolates are checked
             )
             first, second = [await stub.Run(pb.RunRequest(task=task), timeout=60) for _ in "12"]
             assert second.completed.result.timings.warm_isolate, (spec, second)

@@ -40,6 +40,8 @@ async def run(zako_server):
                 modules=[pb.Module(name=k, source=v) for k, v in modules.items() if k != entry],
                 input_json=json.dumps(input),
                 timeout=Duration(seconds=30),
+                # Every run reaches the transform stage and a worker (no action cache).
+                cache=pb.CACHE_POLICY_SKIP,
             )
             return await stub.Run(pb.RunRequest(task=task), timeout=120)
 

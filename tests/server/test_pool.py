@@ -69,7 +69,10 @@ async def test_pool_scales_up_to_max_under_backlog_and_reclaims_idle(server_fact
 
         async def requests():
             for i in range(6):
-                yield pb.SubmitRequest(task=pb.Task(id=f"b{i}", source=busy))
+                # Each must run (no action-cache join): the backlog is what scales the pool.
+                yield pb.SubmitRequest(
+                    task=pb.Task(id=f"b{i}", source=busy, cache=pb.CACHE_POLICY_SKIP)
+                )
 
         workers, completed = set(), 0
         async for event in stub.Submit(requests(), timeout=60):
@@ -190,7 +193,9 @@ async def test_a_tenants_tasks_return_to_the_worker_warm_for_it(server_factory):
             await asyncio.sleep(0.1)
 
         async def worker_of(tenant: str) -> str:
-            requests = [pb.SubmitRequest(task=pb.Task(source="module.exports = 1"))]
+            # Run, not answered from the action cache: its worker is what is checked.
+            task = pb.Task(source="module.exports = 1", cache=pb.CACHE_POLICY_SKIP)
+            requests = [pb.SubmitRequest(task=task)]
             worker = ""
             async for event in stub.Submit(
                 iter(requests), timeout=30, metadata=[("x-zako-tenant", tenant)]
