@@ -13,13 +13,16 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_server.protocol import DoneEvent, FailureReason, HeapFigures, LogsEvent
 from zako_server.server.action_cache import (
     ENTRY_OVERHEAD_BYTES,
     ActionCache,
     Outcome,
     runtime_fingerprint,
 )
+from zako_server.server.admission import Admission, AdmissionPolicy
 from zako_server.server.config import Settings
+from zako_server.server.engine import Engine
 from zako_server.server.validation import Job, validate
 
 SETTINGS = Settings()
@@ -155,6 +158,127 @@ def test_the_runtime_fingerprint_follows_the_runtimes_files(tmp_path: Path):
     (runtime / "prelude.js").write_text("b")
     assert runtime_fingerprint(tmp_path) != before
     assert len(runtime_fingerprint()) == 64
+
+
+# ---- the engine's flows, with a pool that runs nothing until told -----------------------
+
+
+class HeldPool:
+    """Stands in for the worker pool: each run waits until the test ends it."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, asyncio.Future[DoneEvent], object]] = []
+
+    async def run(self, frame, on_event) -> DoneEvent:
+        done: asyncio.Future[DoneEvent] = asyncio.get_running_loop().create_future()
+        self.runs.append((frame.id, done, on_event))
+        return await done
+
+    async def cancel(self, task_id: str, frame) -> None:
+        for run_id, done, _ in self.runs:
+            if run_id == task_id and not done.done():
+                done.set_result(ended(task_id, reason=FailureReason.CANCELLED))
+
+    def end(self, index: int, **fields) -> None:
+        run_id, done, on_event = self.runs[index]
+        on_event(LogsEvent(run_id, [["info", f"from {run_id}", 1.0]]), None)
+        done.set_result(ended(run_id, **fields))
+
+
+def ended(task_id: str, **fields) -> DoneEvent:
+    fields.setdefault("value", "42" if "reason" not in fields else None)
+    return DoneEvent(task_id, 0.001, 0.001, HeapFigures(1, 2, 3), 0, False, **fields)
+
+
+def held_engine() -> tuple[Engine, HeldPool, dict[str, list[pb.SubmitResponse]]]:
+    admission = Admission(
+        AdmissionPolicy({"workers": 8.0, "cpu": 1e9, "memory": 1e15}, queue_capacity=100)
+    )
+    pool = HeldPool()
+    engine = Engine(admission, pool, action_cache=cache())  # type: ignore[arg-type]
+    return engine, pool, {}
+
+
+def submit(engine: Engine, events: dict, task_id: str, **fields) -> None:
+    events[task_id] = []
+    engine.submit(job(id=task_id, **fields), object(), events[task_id].append, "acme")
+
+
+def kinds(events: list[pb.SubmitResponse]) -> list[str]:
+    return [e.WhichOneof("event") for e in events]
+
+
+async def settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def test_joiners_wait_without_a_lease_and_take_the_leaders_outcome():
+    engine, pool, events = held_engine()
+    for name in ("a", "b", "c"):
+        submit(engine, events, name)
+    await settle()
+    assert len(pool.runs) == 1 and engine.admission.statistics().running == 1
+    pool.end(0)
+    await settle()
+    assert [kinds(events[n]) for n in "bc"] == [["accepted", "log", "completed"]] * 2
+    assert [events[n][-1].completed.result.cached for n in "abc"] == [False, True, True]
+    assert events["b"][1].log.message == "from a"
+    assert engine.action_cache.joins == 2 and engine.live_count() == 0
+
+
+async def test_a_leader_that_times_out_hands_over_to_one_joiner():
+    engine, pool, events = held_engine()
+    for name in ("a", "b", "c"):
+        submit(engine, events, name)
+    await settle()
+    pool.end(0, reason=FailureReason.TIMEOUT)
+    await settle()
+    assert len(pool.runs) == 2 and pool.runs[1][0] == "b"  # b runs, c joins b
+    assert kinds(events["a"])[-1] == "failed" and kinds(events["c"]) == ["accepted"]
+    pool.end(1)
+    await settle()
+    assert events["c"][-1].completed.result.cached and not events["b"][-1].completed.result.cached
+    assert engine.action_cache.statistics().entries == 1 and engine.live_count() == 0
+
+
+async def test_an_uncacheable_outcome_is_not_stored_and_its_joiners_run():
+    engine, pool, events = held_engine()
+    submit(engine, events, "a")
+    submit(engine, events, "b")
+    await settle()
+    pool.end(0, uncacheable=True)
+    await settle()
+    assert len(pool.runs) == 2 and engine.action_cache.statistics().entries == 0
+    pool.end(1, uncacheable=True)
+    await settle()
+    assert kinds(events["b"])[-1] == "completed" and engine.live_count() == 0
+
+
+async def test_cancels_at_once_end_a_hit_a_joiner_and_a_queued_task_once_each():
+    """Cancelled in the same turn as submitted, before their runners' first step: each
+    still ends with exactly one Cancelled, and the queued one's lease comes back."""
+    engine, pool, events = held_engine()
+    submit(engine, events, "lead")
+    await settle()
+    pool.end(0)
+    await settle()
+    submit(engine, events, "hit")
+    engine.cancel("hit", "now", tenant="acme")
+    submit(engine, events, "plain", source="module.exports = 'other'")
+    engine.cancel("plain", "now", tenant="acme")
+    submit(engine, events, "lead2", source="module.exports = 'third'")
+    await settle()
+    submit(engine, events, "joiner", source="module.exports = 'third'")
+    engine.cancel("joiner", "now", tenant="acme")
+    await settle()
+    for name in ("hit", "plain", "joiner"):
+        assert kinds(events[name]) == ["accepted", "cancelled"], name
+    assert engine.admission.statistics().running == 1  # lead2 only
+    pool.end(len(pool.runs) - 1)
+    await settle()
+    assert not events["lead2"][-1].completed.result.cached and engine.live_count() == 0
+    assert engine.admission.statistics().running == 0
 
 
 # ---- through a real server ----------------------------------------------------------------
