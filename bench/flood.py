@@ -27,6 +27,9 @@ FLOOD_SOURCE = "for (let i = 0; i < (1 << 20); i++) console.log('x'); module.exp
 RSS_BOUND_MB = 50.0
 _TERMINAL = {"completed", "failed", "cancelled", "rejected"}
 _SAMPLE_S = 0.25
+# The tasks are identical: without this the action cache would run one and answer the
+# rest from it (issue 15), and nothing would flood.
+SKIP = pb.CACHE_POLICY_SKIP
 
 
 def _rss(pid: int) -> int:
@@ -60,7 +63,9 @@ async def log_flood(p: Params) -> dict[str, Any]:
 
             async def requests() -> AsyncIterator[pb.SubmitRequest]:
                 for i in range(tasks):
-                    yield pb.SubmitRequest(task=pb.Task(id=f"flood-{i}", source=FLOOD_SOURCE))
+                    yield pb.SubmitRequest(
+                        task=pb.Task(id=f"flood-{i}", source=FLOOD_SOURCE, cache=SKIP)
+                    )
 
             call = stub.Submit(requests())
             out["peak_unread_rss"] = await _sample(server.pid, unread_s)
@@ -82,7 +87,9 @@ async def log_flood(p: Params) -> dict[str, Any]:
             out["lines_read"] = lines
             out["completed"] = sum(kind == "completed" for kind in ends.values())
             out["after_drain_rss"] = _rss(server.pid)
-            run = await stub.Run(pb.RunRequest(task=pb.Task(source=FLOOD_SOURCE)), timeout=120)
+            run = await stub.Run(
+                pb.RunRequest(task=pb.Task(source=FLOOD_SOURCE, cache=SKIP)), timeout=120
+            )
             out["run_lines"] = len(run.logs)
             out["run_logs_dropped"] = run.logs_dropped
             await asyncio.sleep(0.5)

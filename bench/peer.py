@@ -21,17 +21,18 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import os
 import shutil
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, CpuMeter, Load, ServerProcess, closed_loop, measured, zako_argv
 from bench.params import Params
 from bench.payloads import CPU_SOURCE
-from bench.scenarios import calibrate_cpu_task, sdk_client
+from bench.scenarios import action_cache_stats, calibrate_cpu_task, sdk_client
 from zako_sdk import AsyncClient
 
 PEER_DIR = ROOT / "bench" / "peer"
@@ -134,12 +135,18 @@ def _argv(key: str) -> list[str]:
     return peer_argv(key.removeprefix("peer_"))
 
 
-def _trivial(client: AsyncClient, unary: bool) -> Callable[[int], Awaitable[None]]:
-    async def op(i: int) -> None:
+def _trivial(
+    numbers: Iterator[int], client: AsyncClient, unary: bool
+) -> Callable[[int], Awaitable[None]]:
+    """The trivial task with the next of `numbers` as input: never the same task twice on
+    one server, so Zako's action cache answers none of them (each one runs)."""
+
+    async def op(_: int) -> None:
+        n = next(numbers)
         run = client.run_unary if unary else client.run
-        result = await run("module.exports = (x) => x + 1", input=i)
-        if result.value_json != str(i + 1):
-            raise AssertionError(f"expected {i + 1}, got {result.value_json!r}")
+        result = await run("module.exports = (x) => x + 1", input=n)
+        if result.value_json != str(n + 1):
+            raise AssertionError(f"expected {n + 1}, got {result.value_json!r}")
 
     return op
 
@@ -157,7 +164,8 @@ async def measure_system(key: str, p: Params, loop_n: int) -> dict[str, Any]:
                 {"client": os.getpid(), "server": server.pid}, children_of={"workers": server.pid}
             )
 
-        stream, unary = _trivial(client, False), _trivial(client, True)
+        numbers = itertools.count()
+        stream, unary = _trivial(numbers, client, False), _trivial(numbers, client, True)
         await closed_loop("warmup", stream, count=p.warmup, concurrency=p.window, seconds=10)
         loads: dict[str, Load] = {}
         loads["stream"] = await measured(
@@ -183,7 +191,7 @@ async def measure_system(key: str, p: Params, loop_n: int) -> dict[str, Any]:
         )
 
         async def cpu(_: int) -> None:
-            await client.run(CPU_SOURCE, input=loop_n)
+            await client.run(CPU_SOURCE, input=loop_n + next(numbers))
 
         await closed_loop("warmup", cpu, count=2, concurrency=2, seconds=10)
         loads["cpu"] = await measured(
@@ -196,7 +204,10 @@ async def measure_system(key: str, p: Params, loop_n: int) -> dict[str, Any]:
             ),
             meter(),
         )
-        return {"banner": server.banner, "loads": loads}
+        out: dict[str, Any] = {"banner": server.banner, "loads": loads}
+        if key == "zako":  # every task was distinct: none may have come from the cache
+            out["action_cache_hits"] = (await action_cache_stats(server.target)).hits
+        return out
 
 
 async def peer_comparison(p: Params) -> dict[str, Any]:

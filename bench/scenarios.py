@@ -11,11 +11,12 @@ import asyncio
 import collections
 import contextlib
 import inspect
+import itertools
 import math
 import os
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ from bench.params import PACE_MS, STREAMS, UNARY_CONCURRENCY, Params
 from bench.payloads import CPU_SOURCE, TRIVIAL_SOURCE, commonjs_expression
 from bench.profiling import py_spy, summarize_profiles
 from zako_sdk import AsyncClient, Overloaded, Result
+from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
 
 def sdk_client(target: str, **options: Any) -> AsyncClient:
@@ -61,13 +64,24 @@ def _zako_meter(server: ServerProcess) -> Callable[[], CpuMeter]:
     )
 
 
-def _sdk_op(client: AsyncClient, unary: bool = False) -> Callable[[int], Awaitable[None]]:
-    async def op(i: int) -> None:
+def _sdk_op(
+    numbers: Iterator[int], client: AsyncClient, unary: bool = False, cache: str | None = None
+) -> Callable[[int], Awaitable[None]]:
+    """The trivial task on `client`, each time with the next of `numbers` as its input.
+
+    The server's action cache answers a hermetic task it has seen (issue 15), so every
+    task here is new to it: `numbers` is shared by all the loads on one server. Each task
+    is then a miss, the path of distinct tasks with the cache on (the key is computed and
+    the outcome stored), unless `cache` says otherwise."""
+    options = {} if cache is None else {"cache": cache}
+
+    async def op(_: int) -> None:
+        n = next(numbers)
         if unary:
-            result = await client.run_unary(TRIVIAL_SOURCE, input=i)
+            result = await client.run_unary(TRIVIAL_SOURCE, input=n, **options)
         else:
-            result = await client.run(TRIVIAL_SOURCE, input=i)
-        _check(result, i + 1)
+            result = await client.run(TRIVIAL_SOURCE, input=n, **options)
+        _check(result, n + 1)
 
     return op
 
@@ -90,6 +104,7 @@ async def zako_trivial(
     then the one-stream run again with `workers` workers if that is more."""
     loads: dict[str, Load] = {}
     info: dict[str, Any] = {}
+    numbers = itertools.count()  # each task's input: never the same twice on a server
     async with ServerProcess(zako_argv(), "zako server") as server:
         info["banner"] = server.banner
         meter = _zako_meter(server)
@@ -102,13 +117,13 @@ async def zako_trivial(
         try:
             one = clients[0]
             await closed_loop(
-                "warmup", _sdk_op(one), count=p.warmup, concurrency=p.window, seconds=10
+                "warmup", _sdk_op(numbers, one), count=p.warmup, concurrency=p.window, seconds=10
             )
             async with py_spy(profile_dir, "stream", spied, spy_s):
                 loads["zako_stream"] = await measured(
                     closed_loop(
                         "zako, one Submit stream (SDK run)",
-                        _sdk_op(one),
+                        _sdk_op(numbers, one),
                         count=p.trivial_count,
                         concurrency=p.window,
                         seconds=p.trivial_seconds,
@@ -121,7 +136,7 @@ async def zako_trivial(
                     [
                         closed_loop(
                             "",
-                            _sdk_op(c),
+                            _sdk_op(numbers, c),
                             count=p.trivial_count // STREAMS,
                             concurrency=per_stream,
                             seconds=p.trivial_seconds,
@@ -134,13 +149,17 @@ async def zako_trivial(
                 meter(),
             )
             await closed_loop(
-                "warmup", _sdk_op(one, unary=True), count=p.warmup, concurrency=1, seconds=10
+                "warmup",
+                _sdk_op(numbers, one, unary=True),
+                count=p.warmup,
+                concurrency=1,
+                seconds=10,
             )
             async with py_spy(profile_dir, "unary", spied, spy_s):
                 loads["zako_unary"] = await measured(
                     closed_loop(
                         "zako, unary Run, sequential",
-                        _sdk_op(one, unary=True),
+                        _sdk_op(numbers, one, unary=True),
                         count=p.unary_count,
                         concurrency=1,
                         seconds=p.unary_seconds,
@@ -152,7 +171,7 @@ async def zako_trivial(
             loads["zako_unary_paced"] = await measured(
                 closed_loop(
                     f"zako, unary Run, sequential, {PACE_MS} ms pauses",
-                    _sdk_op(one, unary=True),
+                    _sdk_op(numbers, one, unary=True),
                     count=max(p.unary_count // 10, 5),
                     concurrency=1,
                     seconds=p.unary_seconds,
@@ -163,13 +182,15 @@ async def zako_trivial(
             loads["zako_unary_c8"] = await measured(
                 closed_loop(
                     f"zako, unary Run, {UNARY_CONCURRENCY} concurrent",
-                    _sdk_op(one, unary=True),
+                    _sdk_op(numbers, one, unary=True),
                     count=p.trivial_count,
                     concurrency=UNARY_CONCURRENCY,
                     seconds=p.unary_seconds,
                 ),
                 meter(),
             )
+            # Every task above was distinct: a hit would mean a figure measured the cache.
+            info["action_cache_hits"] = (await action_cache_stats(server.target)).hits
         finally:
             for client in clients:
                 await client.aclose()
@@ -183,12 +204,12 @@ async def zako_trivial(
             sdk_client(server.target, timeout=30) as client,
         ):
             await closed_loop(
-                "warmup", _sdk_op(client), count=p.warmup, concurrency=p.window, seconds=10
+                "warmup", _sdk_op(numbers, client), count=p.warmup, concurrency=p.window, seconds=10
             )
             loads["zako_stream_nw"] = await measured(
                 closed_loop(
                     f"zako, one Submit stream, {workers} workers",
-                    _sdk_op(client),
+                    _sdk_op(numbers, client),
                     count=p.trivial_count,
                     concurrency=p.window,
                     seconds=p.trivial_seconds,
@@ -204,12 +225,12 @@ async def zako_trivial(
         sdk_client(server.target, timeout=30) as client,
     ):
         await closed_loop(
-            "warmup", _sdk_op(client), count=p.warmup, concurrency=p.window, seconds=10
+            "warmup", _sdk_op(numbers, client), count=p.warmup, concurrency=p.window, seconds=10
         )
         loads["zako_stream_fresh"] = await measured(
             closed_loop(
                 "zako, one Submit stream, fresh isolate per task",
-                _sdk_op(client),
+                _sdk_op(numbers, client),
                 count=p.trivial_count,
                 concurrency=p.window,
                 seconds=p.trivial_seconds,
@@ -219,7 +240,7 @@ async def zako_trivial(
         loads["zako_unary_fresh"] = await measured(
             closed_loop(
                 "zako, unary Run, sequential, fresh isolate per task",
-                _sdk_op(client, unary=True),
+                _sdk_op(numbers, client, unary=True),
                 count=p.unary_count,
                 concurrency=1,
                 seconds=p.unary_seconds,
@@ -227,6 +248,13 @@ async def zako_trivial(
             _zako_meter(server)(),
         )
     return loads, info
+
+
+async def action_cache_stats(target: str) -> Any:
+    """The server's ActionCacheStats (hits, misses, ...), from a Stats call."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        return (await stub.Stats(pb.StatsRequest(), timeout=30)).action_cache
 
 
 # ---- (3) CPU-bound scaling --------------------------------------------------------------
@@ -258,9 +286,13 @@ async def zako_cpu_scaling(p: Params, effective_cpus: float) -> dict[str, Any]:
     top = max(2, min(p.cpu_max_workers, math.floor(effective_cpus)))
     rows: dict[str, Any] = {"loop_n": n, "task_cpu_ms_inprocess": round(task_ms, 2), "runs": {}}
 
+    # n plus a task number (a few more iterations), so that no two tasks are the same and
+    # the action cache never answers one: each task runs.
+    numbers = itertools.count()
+
     def op_for(client: AsyncClient) -> Callable[[int], Awaitable[None]]:
         async def op(_: int) -> None:
-            await client.run(CPU_SOURCE, input=n)
+            await client.run(CPU_SOURCE, input=n + next(numbers))
 
         return op
 
@@ -320,7 +352,9 @@ async def zako_memory(p: Params, workers: int) -> dict[str, Any]:
     async with ServerProcess(argv, "zako server") as server:
         out["idle"] = await _snapshot(server, settle)
         async with sdk_client(server.target, timeout=30) as client:
-            op = _sdk_op(client)
+            # The action cache would hold up to its budget of these distinct outcomes
+            # (bounded by design; see the caches section): here the question is leaks.
+            op = _sdk_op(itertools.count(), client, cache="skip")
             first = await closed_loop(
                 "leak, first",
                 op,
@@ -412,9 +446,10 @@ async def overload(p: Params) -> dict[str, Any]:
         ServerProcess(argv, "zako server (overload)") as server,
         sdk_client(server.target, timeout=30) as client,
     ):
+        numbers = itertools.count()  # distinct tasks: the action cache answers none
 
         async def op(_: int) -> None:
-            await client.run(CPU_SOURCE, input=n)
+            await client.run(CPU_SOURCE, input=n + next(numbers))
 
         await closed_loop("warmup", op, count=p.warmup, concurrency=1, seconds=10)
         idle = await closed_loop(
@@ -441,7 +476,7 @@ async def overload(p: Params) -> dict[str, Any]:
 
         async def fire(i: int) -> None:
             t0 = time.perf_counter()
-            handle = await client.submit(CPU_SOURCE, input=n)
+            handle = await client.submit(CPU_SOURCE, input=n + next(numbers))
             outcome = await handle.outcome()
             took = time.perf_counter() - t0
             if isinstance(outcome, Result):

@@ -97,6 +97,7 @@ async def ts_task(repeats: int) -> dict[str, Any]:
         modules=[pb.Module(name=k, source=v) for k, v in tree.items() if k != "main.ts"],
         input_json=json.dumps({"n": 1}),
         timeout=Duration(seconds=30),
+        cache=pb.CACHE_POLICY_SKIP,  # repeats must run (transform cache), not hit the action cache
     )
     server = await ServerProcess(zako_argv(), "zako").start()
     try:

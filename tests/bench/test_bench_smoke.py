@@ -165,6 +165,9 @@ def test_quick_run_measures_everything(tmp_path: Path) -> None:
     else:
         assert set(peer["systems"]) == PEER_SYSTEMS
         assert "Node peer, one reused context per worker" in proc.stdout
+    # No Zako figure was an action-cache hit: every task of those loads was distinct.
+    assert results["zako_info"]["action_cache_hits"] == 0
+    assert peer["systems"]["zako"]["action_cache_hits"] == 0
     for system in peer["systems"].values():
         assert set(system["loads"]) == {"stream", "unary", "cpu"}
         for name, load in system["loads"].items():
