@@ -31,6 +31,7 @@ from typing import Any
 
 import grpc
 
+from zako_sdk._addresses import RouteLanes
 from zako_sdk._base import Outcome, channel_options, pick_lane, plan_retry
 from zako_sdk._routing import rendezvous_order
 from zako_sdk._stream import OnLog, TaskHandle, _SubmitStream
@@ -64,7 +65,9 @@ Endpoint = tuple[str, "pb_grpc.ExecutorStub | ZakoError"]
 
 
 class Replica:
-    """One target and its channel (created on first use, on the loop that uses it)."""
+    """One target and its channel (created on first use, on the loop that uses it).
+
+    `parent` is set for one address of a dns:/// replica (see _addresses.py)."""
 
     def __init__(
         self,
@@ -72,8 +75,10 @@ class Replica:
         *,
         credentials: grpc.ChannelCredentials | None,
         options: Iterable[tuple[str, Any]] | None,
+        parent: Replica | None = None,
     ) -> None:
         self.target = target
+        self.parent = parent
         self.balanced = is_balanced(target)
         self._credentials = credentials
         self._extra = list(options or ())
@@ -169,11 +174,36 @@ class Cluster:
     ) -> None:
         extra = list(options or ())
         self.replicas = tuple(Replica(t, credentials=credentials, options=extra) for t in targets)
+        self._plain = {r: Lane(r, 0) for r in self.replicas if not r.balanced}
         self._lanes: list[Lane] | None = None
         if not any(r.balanced for r in self.replicas):
-            self._lanes = [Lane(r, 0) for r in self.replicas]
+            self._lanes = list(self._plain.values())
         self._next = 0
         self.clock = clock
+        self._routed = RouteLanes(
+            self.replicas, self._plain.__getitem__, self._address_lane, lambda: self.clock()
+        )
+
+    @staticmethod
+    def _address_lane(replica: Replica, address: str) -> Lane:
+        pinned = Replica(
+            address,
+            credentials=replica._credentials,
+            options=replica.address_options(),
+            parent=replica,
+        )
+        return Lane(pinned, 0)
+
+    async def route_lanes(self) -> list[Lane]:
+        """The lanes a routed task is ranked over: one per backend (see _addresses.py)."""
+        if self._lanes is not None and self._plain and len(self._plain) == len(self.replicas):
+            return self._lanes
+        return await self._routed.lanes()
+
+    def unreachable(self, lane: Lane) -> None:
+        """`lane`'s replica could not be reached: a pinned address may have left."""
+        if lane.replica.parent is not None:
+            self._routed.stale()
 
     @property
     def known_lanes(self) -> list[Lane] | None:
@@ -186,7 +216,7 @@ class Cluster:
             counts = [await self._lane_count(r) for r in self.replicas]
             if self._lanes is None:  # another caller may have finished first
                 self._lanes = [
-                    Lane(r, slot)
+                    self._plain[r] if not r.balanced else Lane(r, slot)
                     for r, n in zip(self.replicas, counts, strict=True)
                     for slot in range(n)
                 ]
@@ -203,9 +233,9 @@ class Cluster:
 
     @property
     def routes(self) -> bool:
-        """Whether tasks may go by rendezvous: several replicas, each one address (the
-        lanes of a dns:/// name do not map to backends, which gRPC picks)."""
-        return len(self.replicas) > 1 and not any(r.balanced for r in self.replicas)
+        """Whether tasks may go by rendezvous: several replicas, or a dns:/// name (which
+        may stand for several; routed tasks reach its addresses one by one)."""
+        return len(self.replicas) > 1 or any(r.balanced for r in self.replicas)
 
     def pick(
         self, lanes: list[Lane], avoid: Lane | None = None, route: bytes | None = None
@@ -216,7 +246,7 @@ class Cluster:
             return lanes[0]
         avoid_index = next((i for i, lane in enumerate(lanes) if lane is avoid), None)
         order = None
-        if route is not None and self.routes:
+        if route is not None:
             order = rendezvous_order(route, [lane.replica.target for lane in lanes])
         index = pick_lane(
             [lane.cool_until for lane in lanes], self._next, self.clock(), avoid_index, order
@@ -231,7 +261,8 @@ class Cluster:
     async def next_lane(self, delay: float, avoid: Lane | None, route: bytes | None = None) -> Lane:
         """Wait `delay`, then the lane for a retry, once its cooldown (if any) is over."""
         await asyncio.sleep(delay)
-        lane = self.pick(await self.lanes(), avoid, route)
+        lanes = await (self.route_lanes() if route is not None else self.lanes())
+        lane = self.pick(lanes, avoid, route)
         wait = lane.cool_until - self.clock()
         if wait > 0:
             await asyncio.sleep(wait)
@@ -291,7 +322,7 @@ class Cluster:
         return {label: answer for (label, _), answer in zip(endpoints, answers, strict=True)}
 
     async def aclose(self) -> None:
-        for replica in self.replicas:
+        for replica in (*self.replicas, *(lane.replica for lane in self._routed.pinned)):
             await replica.aclose()
 
 
@@ -363,11 +394,11 @@ class StreamSet:
         """
         plan = self._plans.get(handle.task_id) if self._plans else None
         if lane is None:
-            lanes = self.cluster.known_lanes
-            lane = self.cluster.pick(
-                lanes if lanes is not None else await self.cluster.lanes(),
-                route=None if plan is None else plan.route,
-            )
+            if plan is not None and plan.route is not None:
+                lane = self.cluster.pick(await self.cluster.route_lanes(), route=plan.route)
+            else:
+                lanes = self.cluster.known_lanes
+                lane = self.cluster.pick(lanes if lanes is not None else await self.cluster.lanes())
         handle._attempts += 1
         handle._lane = lane
         stream = self._streams.get(lane)
@@ -439,6 +470,8 @@ class StreamSet:
             return False
         if lane is not None:
             self.cluster.cool(lane, plan.cooldown)
+            if isinstance(outcome, Unavailable) and not sent:
+                self.cluster.unreachable(lane)
         handle._waiting = asyncio.get_running_loop().create_task(
             self._again(handle, plan.delay), name=f"zako-retry-{handle.task_id}"
         )

@@ -17,8 +17,10 @@ upload in flight per (replica, tree): a batch of a thousand tasks with one 9 MB 
 would otherwise ask and send it a thousand times before the first answer.
 
 A server without a content store (Limits.max_blob_bytes 0: an older server) gets the
-tree inline in Task.modules instead, as before; so does a dns:/// replica, whose calls
-gRPC balances over addresses (the blobs could land on another backend than the task).
+tree inline in Task.modules instead, as before; so does a task on a dns:/// replica's
+balanced lanes (gRPC picks the backend per call: the blobs could land on another one
+than the task). Routed tasks reach such a name's addresses one by one (_addresses.py),
+so only an unrouted task with a tree (system_access, cache="skip") goes inline there.
 """
 
 from __future__ import annotations

@@ -199,8 +199,10 @@ class AsyncClient:
         route = None if task_plan is None else task_plan.route
         self._check_open()
         await self._check_size((task,))
-        lanes = await self._cluster.lanes()
-        lane = self._cluster.pick(lanes, route=route)
+        if route is not None:
+            lane = self._cluster.pick(await self._cluster.route_lanes(), route=route)
+        else:
+            lane = self._cluster.pick(await self._cluster.lanes())
         attempt, missing_rounds = 1, 0
         while True:
             outcome, sent = await self._run_once(lane, task, tree)
@@ -217,6 +219,8 @@ class AsyncClient:
             if plan is None:
                 return unwrap(outcome)
             self._cluster.cool(lane, plan.cooldown)
+            if isinstance(outcome, Unavailable) and not sent:
+                self._cluster.unreachable(lane)
             lane = await self._cluster.next_lane(plan.delay, avoid=lane, route=route)
             attempt += 1
             self._check_open()

@@ -162,3 +162,31 @@ def test_cli_modules_and_cache_flags(zako_server, tmp_path: Path, capsys):
 
     document = json.loads(capsys.readouterr().out)
     assert document["value"] == expected("cli", 2, 5) and document["cached"] is False
+
+
+async def test_a_dns_name_gets_routed_tasks_and_their_blobs_on_one_address(server_factory):
+    from zako_sdk import TaskSpec
+    from zako_sdk._base import prepare
+    from zako_sdk._routing import action_key, rendezvous_order
+
+    by_name, plain = server_factory(), server_factory()
+    pinned = f"ipv4:127.0.0.1:{by_name.server.port}"  # what dns:///127.0.0.1:port resolves to
+    targets = [f"dns:///127.0.0.1:{by_name.server.port}", plain.target]
+    tree = ModuleTree(project("dns", files=2, size=100))
+
+    def first_choice(n: int) -> str:
+        task = prepare(TaskSpec(ENTRY, input=n, modules=tree), default_timeout=None).task
+        names = [pinned, plain.target]
+        return names[rendezvous_order(action_key(task), names)[0]]
+
+    n = next(n for n in range(100) if first_choice(n) == pinned)
+    async with AsyncClient(targets) as client:
+        handles = [await client.submit(ENTRY, input=n, modules=tree) for _ in range(3)]
+        results = [await h for h in handles]
+        assert [h.replica for h in handles] == [pinned] * 3  # one backend, not gRPC's pick
+        assert [r.cached for r in results] == [False, True, True]
+        cluster = await client.stats_all()
+    stats = cluster.replicas[pinned]
+    assert stats.cas.uploads == len(tree) + 1  # its files and the tree, by digest, not inline
+    # Submitted together, the repeats met the first in flight there and took its outcome.
+    assert stats.action_cache.hits + stats.action_cache.joins == 2

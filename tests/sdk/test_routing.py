@@ -98,7 +98,48 @@ async def test_cluster_routes_by_key_and_fails_over_in_rendezvous_order():
     await cluster.aclose()
 
 
-async def test_a_single_replica_or_a_dns_name_is_not_routed():
+async def test_only_a_single_plain_replica_is_not_routed():
     assert not Cluster(TARGETS[:1], credentials=None, options=None).routes
-    assert not Cluster(["dns:///zako:50051", TARGETS[0]], credentials=None, options=None).routes
+    assert Cluster(["dns:///zako:50051"], credentials=None, options=None).routes  # many, maybe
     assert Cluster(TARGETS, credentials=None, options=None).routes
+
+
+async def test_a_dns_name_is_ranked_by_its_addresses_and_resolved_again(monkeypatch):
+    from zako_sdk import _addresses
+    from zako_sdk._replicas import Replica
+
+    answers = [["10.1.0.1", "10.1.0.2"], ["10.1.0.2", "10.1.0.3"]]
+    asked = []
+
+    async def resolve(self: Replica) -> list[str]:
+        asked.append(self.target)
+        return [f"ipv4:{ip}:50051" for ip in answers[min(len(asked), len(answers)) - 1]]
+
+    monkeypatch.setattr(Replica, "resolve", resolve)
+    now = [0.0]
+    cluster = Cluster(
+        ["dns:///zako-headless:50051", TARGETS[0]],
+        credentials=None,
+        options=None,
+        clock=lambda: now[0],
+    )
+    assert cluster.routes
+    lanes = await cluster.route_lanes()
+    names = [lane.replica.target for lane in lanes]
+    assert names == ["ipv4:10.1.0.1:50051", "ipv4:10.1.0.2:50051", TARGETS[0]]
+    assert all(not lane.replica.balanced for lane in lanes)  # each one backend
+    assert await cluster.route_lanes() is lanes and len(asked) == 1  # until REFRESH
+    k = key(input=1)
+    assert cluster.pick(lanes, route=k).replica.target == names[rendezvous_order(k, names)[0]]
+    kept = lanes[1]
+    cluster.unreachable(lanes[0])  # a pinned address that could not be reached
+    again = await cluster.route_lanes()
+    assert [lane.replica.target for lane in again][:2] == [
+        "ipv4:10.1.0.2:50051",
+        "ipv4:10.1.0.3:50051",
+    ]
+    assert again[0] is kept  # the same lane (stream, cooldown) for an address that stayed
+    now[0] += _addresses.REFRESH + 1
+    await cluster.route_lanes()
+    assert len(asked) == 3
+    await cluster.aclose()
