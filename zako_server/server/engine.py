@@ -23,14 +23,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from typing import Any
 
 from opentelemetry import trace
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_server.protocol import (
-    LOG_BATCH_LINES,
     DoneEvent,
     FailureReason,
     LogEvent,
@@ -49,9 +48,7 @@ from zako_server.server.events import (
     ERROR_TEXT_BYTES,
     EVENT_OVERHEAD_BYTES,
     FAILURE_REASONS,
-    LEVELS,
     heap_usage,
-    timestamp,
     truncate,
 )
 from zako_server.server.pool import Pool
@@ -256,7 +253,7 @@ class Engine:
             return
         record.logs_dropped = outcome.logs_dropped
         record.log_lines = len(outcome.lines)
-        self._emit_batched(record, outcome.lines)
+        record.emit_lines(outcome.lines)
         self._finish(record, record.event(**outcome.terminal(record.timings())))
 
     def count_rejection(self, exc: TaskRejection, tenant: str = "anonymous") -> None:
@@ -420,42 +417,13 @@ class Engine:
         if record.terminal is not None:
             return
         if isinstance(event, LogsEvent):
-            self._emit_lines(record, event.lines)
+            record.worker_lines(event.lines)
         elif isinstance(event, LogEvent):
-            self._emit_lines(record, [[event.level, event.message, event.ts]])
+            record.worker_lines([[event.level, event.message, event.ts]])
         else:
             record.emit(
                 record.event(started=pb.Started(worker_id=worker.id, worker_pid=worker.pid))
             )
-
-    def _emit_lines(self, record: TaskRecord, lines: list[Any]) -> None:
-        """One `log` event per LOG_BATCH_LINES lines: the first line in `log`, the rest in
-        `log.more`. The worker bounds a task's lines; the server checks the bound again
-        (one line over it: the worker's own "[zako] ... dropped" marker), so a faulty
-        worker cannot make a stream's memory grow by lines."""
-        room = record.job.frame.max_log_lines + 1 - record.log_lines
-        if room <= 0:
-            return
-        built: list[pb.LogLine] = []
-        for entry in lines[:room]:
-            try:
-                level, message, ts = entry
-                built.append(pb.LogLine(level=LEVELS[level], message=message, time=timestamp(ts)))
-            except (TypeError, ValueError, KeyError):
-                log.error("task %s: a worker sent a malformed log line", record.task_id)
-        record.log_lines += len(built)
-        if record.lines is not None:  # kept for the action cache, as the client got them
-            record.lines.extend(built)
-        self._emit_batched(record, built)
-
-    @staticmethod
-    def _emit_batched(record: TaskRecord, lines: Sequence[pb.LogLine]) -> None:
-        for start in range(0, len(lines), LOG_BATCH_LINES):
-            first, *more = lines[start : start + LOG_BATCH_LINES]
-            event = record.event(log=first)
-            if more:  # into the event's copy: `first` may be kept by the action cache
-                event.log.more.extend(more)
-            record.emit(event)
 
     def _finish_from_worker(self, record: TaskRecord, done: DoneEvent) -> None:
         record.logs_dropped = done.logs_dropped

@@ -2,6 +2,7 @@
 
     Engine.submit ─▶ TaskRecord(job, owner, emit, gate)
                        │ event(): Accepted, Started, Log … all through `emit`
+                       │ worker_lines(): a worker's lines, bounded ─▶ emit_lines(): log events
                        └ finish(terminal) ─▶ emit once ─▶ finished.set()   (a 2nd call: False)
 
 `TaskRecord.finish` is the only way to emit a terminal event and it works once; the
@@ -15,14 +16,15 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
+from zako_server.protocol import LOG_BATCH_LINES
 from zako_server.server.action_cache import Flight
 from zako_server.server.admission import Ticket
-from zako_server.server.events import duration, timestamp
+from zako_server.server.events import LEVELS, duration, timestamp
 from zako_server.server.validation import Job
 
 # The engine's logger: a task's end is logged as the engine's, wherever the latch lives.
@@ -100,6 +102,35 @@ class TaskRecord:
             cpu=duration(cpu_s),
             warm_isolate=warm,
         )
+
+    def worker_lines(self, lines: list[Any]) -> None:
+        """Lines a worker reported, as `log` events. The worker bounds a task's lines;
+        the server checks the bound again (one line over it: the worker's own "[zako]
+        ... dropped" marker), so a faulty worker cannot make a stream's memory grow."""
+        room = self.job.frame.max_log_lines + 1 - self.log_lines
+        if room <= 0:
+            return
+        built: list[pb.LogLine] = []
+        for entry in lines[:room]:
+            try:
+                level, message, ts = entry
+                built.append(pb.LogLine(level=LEVELS[level], message=message, time=timestamp(ts)))
+            except (TypeError, ValueError, KeyError):
+                log.error("task %s: a worker sent a malformed log line", self.task_id)
+        self.log_lines += len(built)
+        if self.lines is not None:  # kept for the action cache, as the client got them
+            self.lines.extend(built)
+        self.emit_lines(built)
+
+    def emit_lines(self, lines: Sequence[pb.LogLine]) -> None:
+        """One `log` event per LOG_BATCH_LINES lines: the first line in `log`, the rest
+        in `log.more` (of the event's copy: the lines may be kept by the action cache)."""
+        for start in range(0, len(lines), LOG_BATCH_LINES):
+            first, *more = lines[start : start + LOG_BATCH_LINES]
+            event = self.event(log=first)
+            if more:
+                event.log.more.extend(more)
+            self.emit(event)
 
     def finish(self, event: pb.SubmitResponse) -> bool:
         """Emit the terminal event; False (and nothing emitted) if one was already sent."""
