@@ -20,9 +20,10 @@ MAIN = "const count = require('./lib.js'); module.exports = (n) => count() + n;"
 
 def frame(task_id: str, modules: dict[str, str], **fields: Any) -> RunFrame:
     reuse = fields.pop("reuse", None)
+    heap = fields.pop("max_heap_bytes", 64 * MiB)
     context = TaskContext("build", task_id, {}, False)
     return RunFrame(
-        task_id, "main.js", modules, fields.pop("input", "1"), context, 5.0, 64 * MiB,
+        task_id, "main.js", modules, fields.pop("input", "1"), context, 5.0, heap,
         65536, MiB, reuse, 500, **fields,
     )  # fmt: skip
 

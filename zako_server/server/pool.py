@@ -163,7 +163,10 @@ class Pool:
         # The memory bound and the backstop are loop timers, not tasks: a task per
         # dispatch plus its cancellation was a sizeable part of the server's CPU per task.
         loop = result_future.get_loop()
-        rss_limit = frame.max_heap_bytes + self.settings.worker_rss_margin
+        # The module texts the worker keeps for later tasks (code_mirror.py) are its
+        # own memory, not the task's: they raise the bound rather than eat the margin.
+        kept = 0 if worker.sources is None else worker.sources.bytes
+        rss_limit = frame.max_heap_bytes + self.settings.worker_rss_margin + kept
         watch: list[asyncio.TimerHandle] = []  # the memory check's current timer
         watch.append(
             loop.call_later(_RSS_POLL_S, self._check_memory, worker, task_id, rss_limit, watch)
