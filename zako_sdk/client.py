@@ -10,8 +10,8 @@ With several replicas, a hermetic task goes to the replica its action digest ran
 first (rendezvous hashing, `_routing.py`: repeats find that replica's caches), others
 round robin; one turned away for capacity is sent again elsewhere (`Retry`). A task's
 module tree travels by digest, its blobs uploaded once per replica (`_uploads.py`).
-The stream and the handles live in `_stream.py`, replicas and placement in
-`_replicas.py`. `batch()` opens streams of its own (see there).
+The stream and the handles live in `_stream.py`, replicas in `_replicas.py`, placing
+tasks on them in `_placement.py`. `batch()` opens streams of its own (see there).
 """
 
 from __future__ import annotations
@@ -46,15 +46,8 @@ from zako_sdk._base import (
     request_bytes,
     unwrap,
 )
-from zako_sdk._replicas import (
-    MISSING_BLOB_ROUNDS,
-    Cluster,
-    Lane,
-    Plan,
-    StreamSet,
-    cancelled_locally,
-    first_cancel,
-)
+from zako_sdk._placement import MISSING_BLOB_ROUNDS, Plan, StreamSet
+from zako_sdk._replicas import Cluster, Lane, cancelled_locally, first_cancel
 from zako_sdk._routing import action_key, routable
 from zako_sdk._stream import OnLog, TaskHandle
 from zako_sdk._sum import sum_stats
