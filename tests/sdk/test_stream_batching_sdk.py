@@ -11,6 +11,7 @@ together only when the server is busier than its worker.)
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +22,11 @@ from zako_sdk import AsyncClient
 from zako_sdk._stream import _SubmitStream
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
-ADD = "module.exports = (x) => x + 1"
+
+def fresh(source: str = "module.exports = (x) => x + 1") -> str:
+    """`source` made new to the server (a comment of its own), so that the task runs and
+    has every event rather than being answered from the action cache."""
+    return f"{source} // {uuid.uuid4()}"
 
 
 class Wire:
@@ -63,7 +68,7 @@ def wires(monkeypatch: pytest.MonkeyPatch) -> list[Wire]:
 
 async def open_stream(client: AsyncClient, wires: list[Wire]) -> tuple[_SubmitStream, Wire]:
     """Run one task to open the client's stream and wait for its Capabilities probe."""
-    assert (await client.run(ADD, input=0)).value == 1
+    assert (await client.run(fresh(), input=0)).value == 1
     (stream,) = client._shared._streams.values()
     await stream._probe
     (wire,) = wires
@@ -82,7 +87,7 @@ async def test_tasks_ready_together_leave_as_one_batch_and_events_come_batched(c
     stream, wire = await open_stream(client, wires)
     assert stream.batching
     count = 30
-    results = await asyncio.gather(*(client.run(ADD, input=i) for i in range(count)))
+    results = await asyncio.gather(*(client.run(fresh(), input=i) for i in range(count)))
     assert [r.value for r in results] == [i + 1 for i in range(count)]
     assert all(r.worker_id for r in results)  # progress events still come by default
     # The thirty run() calls of one loop tick leave together (one message, unless the
@@ -96,24 +101,24 @@ async def test_tasks_ready_together_leave_as_one_batch_and_events_come_batched(c
 
 async def test_terminal_only_runs_get_no_progress_events_and_keep_their_logs(client, wires):
     _, wire = await open_stream(client, wires)
-    source = "console.log('hello'); module.exports = 6"
+    source = fresh("console.log('hello'); module.exports = 6")
     result = await client.run(source, terminal_only=True)
     assert result.value == 6 and [line.message for line in result.logs] == ["hello"]
     assert result.worker_id is None  # no started event: nobody said which worker
-    handle = await client.submit(ADD, input=1, terminal_only=True)
+    handle = await client.submit(fresh(), input=1, terminal_only=True)
     assert (await handle).value == 2 and handle.worker_id is None
     events = [e for m in wire.read for e in (m.batch.events if m.HasField("batch") else [m])]
     assert [e.WhichOneof("event") for e in events] == ["log", "completed", "completed"]
     # Without it, the same client still learns the worker.
-    assert (await client.run(ADD, input=1)).worker_id
+    assert (await client.run(fresh(), input=1)).worker_id
 
 
 async def test_a_task_that_fails_in_a_batch_fails_alone(client, wires):
     await open_stream(client, wires)
     outcomes = await asyncio.gather(
-        client.run(ADD, input=1),
-        client.run("throw new Error('mine')"),
-        client.run(ADD, input=2),
+        client.run(fresh(), input=1),
+        client.run(fresh("throw new Error('mine')")),
+        client.run(fresh(), input=2),
         return_exceptions=True,
     )
     assert outcomes[0].value == 2 and outcomes[2].value == 3

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterable
 
 import grpc
@@ -56,7 +57,9 @@ def by_task(messages: list[pb.SubmitResponse]) -> dict[str, list[str]]:
 
 
 def task(task_id: str, source: str = "module.exports = (x) => x + 1", **fields) -> pb.Task:
-    return pb.Task(id=task_id, source=source, input_json="1", **fields)
+    """A task whose source is new to the server (a comment of its own), so that it runs
+    and has every event rather than being answered from the action cache."""
+    return pb.Task(id=task_id, source=f"{source} // {uuid.uuid4()}", input_json="1", **fields)
 
 
 async def test_the_server_says_it_batches(zako_server):
