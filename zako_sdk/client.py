@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import os
 import random
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, overload
 
 import grpc
@@ -80,6 +82,24 @@ def _translate(task_id: str | None = None) -> Iterator[None]:
         yield
     except grpc.RpcError as exc:
         raise map_rpc_error(exc, task_id=task_id) from exc
+
+
+def _shared_trees(specs: list[TaskSpec]) -> list[TaskSpec]:
+    """`specs` with each distinct `modules` dict or path hashed once for the whole batch:
+    a batch of a thousand tasks over one project must not hash it a thousand times.
+    (By identity: the batch holds the specs, so an id cannot be reused meanwhile.)"""
+    trees: dict[int | str, ModuleTree] = {}
+    shared = []
+    for spec in specs:
+        modules = spec.modules
+        if modules is not None and not isinstance(modules, ModuleTree):
+            key: int | str = id(modules) if isinstance(modules, Mapping) else os.fspath(modules)
+            tree = trees.get(key)
+            if tree is None:
+                tree = trees[key] = ModuleTree.of(modules)
+            spec = dataclasses.replace(spec, modules=tree)
+        shared.append(spec)
+    return shared
 
 
 class AsyncClient:
@@ -319,7 +339,7 @@ class AsyncClient:
         specs = list(tasks)
         if not specs:
             return []
-        prepared = [self._prepare(spec) for spec in specs]
+        prepared = [self._prepare(spec) for spec in _shared_trees(specs)]
         builds = [task for task, _ in prepared]
         self._check_open()
         await self._check_size(builds)

@@ -190,3 +190,37 @@ async def test_a_dns_name_gets_routed_tasks_and_their_blobs_on_one_address(serve
     assert stats.cas.uploads == len(tree) + 1  # its files and the tree, by digest, not inline
     # Submitted together, the repeats met the first in flight there and took its outcome.
     assert stats.action_cache.hits + stats.action_cache.joins == 2
+
+
+async def test_a_batch_hashes_each_tree_once_and_uploads_it_once(zako_server, tmp_path: Path):
+    from zako_sdk import TaskSpec
+    from zako_sdk.client import _shared_trees
+
+    files = project("batch", files=4, size=1_000)
+    specs = [TaskSpec(ENTRY, input=n, modules=files, cache="skip") for n in range(20)]
+    shared = _shared_trees(specs)
+    assert len({id(spec.modules) for spec in shared}) == 1  # one ModuleTree for all
+    assert isinstance(shared[0].modules, ModuleTree)
+    async with AsyncClient(zako_server.target) as client:
+        results = await client.batch(specs)
+        assert [r.value for r in results] == [expected("batch", 4, n) for n in range(20)]
+        assert blobs_of(client).find_calls == 1  # type: ignore[attr-defined]
+
+
+async def test_a_failure_can_come_from_the_action_cache(zako_server):
+    import os
+
+    from zako_sdk import TaskFailed
+
+    source = "module.exports = (n) => { throw new RangeError('no ' + n); };"
+    unique = os.urandom(8).hex()  # the session's server may have seen any other input
+    async with AsyncClient(zako_server.target) as client:
+        with pytest.raises(TaskFailed) as first:
+            await client.run(source, input=unique)
+        with pytest.raises(TaskFailed) as second:
+            await client.run_unary(source, input=unique)
+        with pytest.raises(TaskFailed) as refreshed:
+            await client.run(source, input=unique, cache="refresh")
+    assert first.value.cached is False and second.value.cached is True
+    assert refreshed.value.cached is False
+    assert second.value.js_error.message == first.value.js_error.message == f"no {unique}"
