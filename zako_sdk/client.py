@@ -102,6 +102,22 @@ def _shared_trees(specs: list[TaskSpec]) -> list[TaskSpec]:
     return shared
 
 
+# A modules dict larger than this (or any directory) is hashed on a worker thread: the
+# event loop (the sync client's too) keeps serving other tasks meanwhile, and hashlib
+# releases the GIL on large inputs. Smaller ones cost less than the thread hop.
+HASH_OFF_LOOP_BYTES = 256 << 10
+
+
+async def _hashed(spec: TaskSpec) -> TaskSpec:
+    """`spec` with its `modules` as a ModuleTree, hashed off the loop when large."""
+    modules = spec.modules
+    if modules is None or isinstance(modules, ModuleTree):
+        return spec
+    if isinstance(modules, Mapping) and sum(map(len, modules.values())) < HASH_OFF_LOOP_BYTES:
+        return dataclasses.replace(spec, modules=ModuleTree.of(modules))
+    return dataclasses.replace(spec, modules=await asyncio.to_thread(ModuleTree.of, modules))
+
+
 class AsyncClient:
     """Runs JavaScript on Zako servers; the asyncio core of the SDK.
 
@@ -191,7 +207,7 @@ class AsyncClient:
             check_request_size(task, (self._channel_limit, self._server_limit))
 
     async def _submit(self, spec: TaskSpec, on_log: OnLog | None = None) -> TaskHandle:
-        task, plan = self._prepare(spec)
+        task, plan = self._prepare(await _hashed(spec))
         self._check_open()
         await self._check_size((task,))
         handle = self._shared.admit(task, on_log, plan)
@@ -207,7 +223,7 @@ class AsyncClient:
         return await handle._wait()  # cancelling this coroutine cancels the task
 
     async def _run_unary(self, spec: TaskSpec) -> Result:
-        task, task_plan = self._prepare(spec)
+        task, task_plan = self._prepare(await _hashed(spec))
         tree = None if task_plan is None else task_plan.tree
         route = None if task_plan is None else task_plan.route
         self._check_open()
@@ -339,7 +355,9 @@ class AsyncClient:
         specs = list(tasks)
         if not specs:
             return []
-        prepared = [self._prepare(spec) for spec in _shared_trees(specs)]
+        if any(s.modules is not None and not isinstance(s.modules, ModuleTree) for s in specs):
+            specs = await asyncio.to_thread(_shared_trees, specs)
+        prepared = [self._prepare(spec) for spec in specs]
         builds = [task for task, _ in prepared]
         self._check_open()
         await self._check_size(builds)
