@@ -26,13 +26,13 @@ from zako_sdk import (
 from zako_sdk._base import (
     TaskEvents,
     build_task,
-    prepare,
     channel_options,
     context_kind,
     duration,
     metadata_tuple,
     new_task_id,
     outcome_of_run,
+    prepare,
     unwrap,
 )
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
