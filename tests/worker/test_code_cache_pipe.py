@@ -21,9 +21,10 @@ MAIN = "const count = require('./lib.js'); module.exports = (n) => count() + n;"
 def frame(task_id: str, modules: dict[str, str], **fields: Any) -> RunFrame:
     reuse = fields.pop("reuse", None)
     heap = fields.pop("max_heap_bytes", 64 * MiB)
+    entry = fields.pop("entry", "main.js")
     context = TaskContext("build", task_id, {}, False)
     return RunFrame(
-        task_id, "main.js", modules, fields.pop("input", "1"), context, 5.0, heap,
+        task_id, entry, modules, fields.pop("input", "1"), context, 5.0, heap,
         65536, MiB, reuse, 500, **fields,
     )  # fmt: skip
 
@@ -147,6 +148,27 @@ async def test_prepared_code_travels_once_by_its_own_digest(worker):
     assert first.prepared["main.js"] == {"esm": False, "code_digest": digest_of(code)}
     assert digest_of(code) in first.sources and second.sources == {}
     assert done.compiled_hits == 1
+
+
+async def test_a_large_transform_answer_travels_once_by_digest(worker):
+    parent = Parent(worker)
+    names = [f"name{i}" for i in range(300)]  # cjs-module-lexer's answer: over 1 KiB
+    lib = "exports.name7 = 'seven';"
+    prepared = {"lib.js": {"esm": False, "cjs": {"exports": names, "reexports": []}}}
+    main = {"main.mjs": {"esm": True, "code": "const { name7 } = require('./lib.js');\n"
+            "exports.default = () => name7;"}}  # fmt: skip
+    for _ in range(2):
+        done = await parent.run(
+            {"main.mjs": "", "lib.js": lib},
+            prepared={**prepared, **main},
+            reuse="t",
+            entry="main.mjs",
+        )
+        assert ok_value(done) == "seven"
+    first, second = parent.sent
+    assert set(first.prepared["lib.js"]) == {"entry_digest"}
+    assert first.prepared["lib.js"]["entry_digest"] in first.sources
+    assert second.sources == {} and second.prepared["lib.js"] == first.prepared["lib.js"]
 
 
 async def test_reading_the_task_id_makes_the_outcome_uncacheable(worker):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -49,12 +50,58 @@ class CodeCacheCounters:
     compiled_misses: int = 0
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A transform answer as the pipe can carry it: `entry` is `info` with its code
+    named by `code_digest`; `text` is that entry's JSON, by `digest` when it is worth
+    keeping (ENTRY_MIN_BYTES), so a large answer (typescript.js's export names: 111 kB)
+    crosses the pipe once too."""
+
+    info: dict[str, Any]
+    entry: dict[str, Any]
+    code: str | None
+    code_digest: str | None
+    text: str
+    digest: str | None
+
+    @property
+    def digests(self) -> tuple[str, ...]:
+        return tuple(d for d in (self.code_digest, self.digest) if d is not None)
+
+
+# A prepared answer smaller than this goes inline: its digest would be half its size.
+ENTRY_MIN_BYTES = 1024
+
+
 class DigestMemo:
-    """SHA-256 of texts the server hands out again and again (one per pool)."""
+    """SHA-256 of texts the server hands out again and again (one per pool), and the
+    pipe form of the transform stage's answers (the same dict objects every task)."""
 
     def __init__(self, entries: int = MEMO_ENTRIES) -> None:
         self._entries = entries
         self._memo: OrderedDict[int, tuple[str, str]] = OrderedDict()
+        self._answers: OrderedDict[int, Answer] = OrderedDict()
+
+    def answer(self, info: dict[str, Any]) -> Answer:
+        key = id(info)
+        hit = self._answers.get(key)
+        if hit is not None and hit.info is info:
+            self._answers.move_to_end(key)
+            return hit
+        code = info.get("code")
+        entry, code_digest = info, None
+        if isinstance(code, str):
+            code_digest = self.digest(code)
+            entry = {k: v for k, v in info.items() if k != "code"} | {"code_digest": code_digest}
+        else:
+            code = None
+        text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+        digest = self.digest(text) if len(text) >= ENTRY_MIN_BYTES else None
+        answer = Answer(info, entry, code, code_digest, text, digest)
+        self._answers[key] = answer
+        if len(self._answers) > self._entries:
+            self._answers.popitem(last=False)
+        return answer
 
     def digest(self, text: str) -> str:
         key = id(text)
@@ -101,18 +148,20 @@ class SourceMirror:
         for path, text in frame.modules.items():
             if path not in digests:
                 digests[path] = self._memo.digest(text)
-        codes: dict[str, str] = {}  # path -> digest of its prepared code
-        for path, info in frame.prepared.items():
-            code = info.get("code") if isinstance(info, dict) else None
-            if isinstance(code, str):
-                codes[path] = self._memo.digest(code)
+        answers = {
+            path: self._memo.answer(info)
+            for path, info in frame.prepared.items()
+            if isinstance(info, dict)
+        }
+        needed = {*digests.values()}
+        for answer in answers.values():
+            needed.update(answer.digests)
         held = self._held
-        # Touch first: every file this task needs moves to the recent end, so eviction
+        # Touch first: every text this task needs moves to the recent end, so eviction
         # (from the old end) can never take one of them.
-        for digest in (*digests.values(), *codes.values()):
+        for digest in needed:
             if digest in held:
                 held.move_to_end(digest)
-        needed = {*digests.values(), *codes.values()}
         sources: dict[str, str] = {}
         forget: list[str] = []
         inline: dict[str, str] = {}
@@ -120,14 +169,10 @@ class SourceMirror:
             if not self._place(digests[path], text, needed, sources, forget):
                 inline[path] = text
         prepared = frame.prepared
-        if codes:
+        if answers:
             prepared = dict(prepared)
-            for path, digest in codes.items():
-                info = prepared[path]
-                if self._place(digest, info["code"], needed, sources, forget):
-                    prepared[path] = {k: v for k, v in info.items() if k != "code"} | {
-                        "code_digest": digest
-                    }
+            for path, answer in answers.items():
+                prepared[path] = self._answer(answer, needed, sources, forget)
         return dataclasses.replace(
             frame,
             modules=inline,
@@ -136,6 +181,21 @@ class SourceMirror:
             forget=forget,
             prepared=prepared,
         )
+
+    def _answer(
+        self, answer: Answer, needed: set[str], sources: dict[str, str], forget: list[str]
+    ) -> dict[str, Any]:
+        """A prepared answer as it goes on the pipe: by digest when the worker keeps it,
+        its code by digest when only that fits, else as it is."""
+        if answer.code_digest is not None:
+            assert answer.code is not None
+            if not self._place(answer.code_digest, answer.code, needed, sources, forget):
+                return answer.info
+        if answer.digest is not None and self._place(
+            answer.digest, answer.text, needed, sources, forget
+        ):
+            return {"entry_digest": answer.digest}
+        return answer.entry
 
     def _place(
         self,

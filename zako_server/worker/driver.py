@@ -61,10 +61,13 @@ LOG_BATCH_LINES = protocol.LOG_BATCH_LINES
 LOG_BATCH_BYTES = 1 << 20
 
 
-def _wanted(files: list[tuple[str, str]], prepared: dict[str, Any]) -> list[str]:
+def _wanted(
+    files: list[tuple[str, str]], prepared: dict[str, Any], entries: dict[str, str]
+) -> list[str]:
     """The digests whose texts the isolate needs: each file's, except a transformed
-    file's own text (its code is compiled instead, named by `code_digest` or inline)."""
-    out = []
+    file's own text (its code is compiled instead, named by `code_digest` or inline),
+    and the transform answers kept by digest (`entries`)."""
+    out = list(entries.values())
     for path, digest in files:
         info = prepared.get(path)
         if isinstance(info, dict):
@@ -195,7 +198,13 @@ class TaskDriver:
         files = list(job.digests.items())
         for index, (name, _) in enumerate(files):
             instance.files[runtime.script_name(name, index)] = name
-        give, drop = job.store.feed(instance.held, _wanted(files, frame.prepared), job.inline)
+        wanted = _wanted(files, job.prepared, job.entries)
+        give, drop = job.store.feed(instance.held, wanted, job.inline)
+        # An answer the isolate keeps goes by its digest (modules.js parses it once).
+        prepared = {
+            path: {"entry_digest": job.entries[path]} if path in job.entries else info
+            for path, info in job.prepared.items()
+        }
         try:
             text = await instance.eval(
                 runtime.run_script(
@@ -206,7 +215,7 @@ class TaskDriver:
                     drop,
                     frame.entry,
                     frame.input,
-                    frame.prepared,
+                    prepared,
                 )
             )
         except JSEvalException as exc:
@@ -247,14 +256,13 @@ class TaskDriver:
         tells JavaScript no position, so parse its text once more as a plain script here,
         where mini-racer's message carries the line and column."""
         error = outcome.error
-        frame = job.frame
         if (
             outcome.reason is not FailureReason.SYNTAX_ERROR
             or error is None
             or error.line is not None
             or job.text(error.module) is None
-            or "map" in frame.prepared.get(error.module, {})  # sucrase's: its own position
-            or "error" in frame.prepared.get(error.module, {})
+            or "map" in job.prepared.get(error.module, {})  # sucrase's: its own position
+            or "error" in job.prepared.get(error.module, {})
         ):
             return outcome
         source = job.text(error.module) or ""

@@ -20,15 +20,28 @@ to the isolate for that task only.
 from __future__ import annotations
 
 import hashlib
+import json
 import weakref
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from zako_server.protocol import RunFrame
 
 
 def digest_of(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Resolved(NamedTuple):
+    """A task's files as the worker runs them: path -> digest, texts that came inline
+    (digest -> text), digests it lacks, the transform answers (path -> answer, those
+    kept by digest parsed) and which answers came by digest (path -> digest)."""
+
+    digests: dict[str, str]
+    inline: dict[str, str]
+    missing: list[str]
+    prepared: dict[str, Any]
+    entries: dict[str, str]
 
 
 class Held:
@@ -47,11 +60,13 @@ class SourceStore:
     def __init__(self) -> None:
         self.texts: dict[str, str] = {}
         self._isolates: weakref.WeakSet[Held] = weakref.WeakSet()
+        self._answers: dict[str, dict[str, Any]] = {}  # parsed prepared answers by digest
 
     def receive(self, frame: RunFrame) -> None:
         """Apply a run frame's `forget` then `sources` (at arrival, in frame order)."""
         texts = self.texts
         for digest in frame.forget:
+            self._answers.pop(digest, None)
             if texts.pop(digest, None) is not None:
                 for held in self._isolates:
                     if digest in held.digests:
@@ -63,9 +78,9 @@ class SourceStore:
     def track(self, held: Held) -> None:
         self._isolates.add(held)
 
-    def resolve(self, frame: RunFrame) -> tuple[dict[str, str], dict[str, str], list[str]]:
-        """The task's files: (path -> digest, digest -> text for inline files, digests
-        named but not held). Inline texts without a digest get one here."""
+    def resolve(self, frame: RunFrame) -> Resolved:
+        """The task's files and transform answers, from the frame and this store.
+        Inline texts without a digest get one here."""
         digests = dict(frame.digests)
         inline: dict[str, str] = {}
         for path, text in frame.modules.items():
@@ -73,11 +88,37 @@ class SourceStore:
             if digest is None:
                 digest = digests[path] = digest_of(text)
             inline[digest] = text
-        missing = [
-            d for d in {*digests.values(), *_code_digests(frame.prepared)}
+        prepared: dict[str, Any] = {}
+        entries: dict[str, str] = {}
+        missing: list[str] = []
+        for path, info in frame.prepared.items():
+            digest = info.get("entry_digest") if isinstance(info, dict) else None
+            if not isinstance(digest, str):
+                prepared[path] = info
+                continue
+            answer = self.answer(digest)
+            if answer is None:
+                missing.append(digest)
+            else:
+                prepared[path], entries[path] = answer, digest
+        missing += [
+            d for d in {*digests.values(), *_code_digests(prepared)}
             if d not in inline and d not in self.texts
         ]  # fmt: skip
-        return digests, inline, missing
+        return Resolved(digests, inline, missing, prepared, entries)
+
+    def answer(self, digest: str) -> dict[str, Any] | None:
+        """A prepared answer kept by digest, parsed once (None: not held)."""
+        found = self._answers.get(digest)
+        if found is None:
+            text = self.texts.get(digest)
+            if text is None:
+                return None
+            found = json.loads(text)
+            if not isinstance(found, dict):
+                raise ValueError(f"prepared answer {digest[:12]} is not an object")
+            self._answers[digest] = found
+        return found
 
     def feed(
         self, held: Held, digests: Iterable[str], inline: dict[str, str]

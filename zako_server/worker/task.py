@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from zako_server.protocol import ReuseKey, RunFrame
 from zako_server.worker.sources import SourceStore
@@ -46,6 +47,9 @@ class RunningTask:
     digests: dict[str, str] = field(default_factory=dict)
     inline: dict[str, str] = field(default_factory=dict)
     store: SourceStore = field(default_factory=SourceStore)
+    # The transform answers (those kept by digest, parsed), and which came by digest.
+    prepared: dict[str, Any] = field(default_factory=dict)
+    entries: dict[str, str] = field(default_factory=dict)
     # From the prelude's last report: modules loaded from a kept wrapper / compiled, and
     # whether the task read something outside its cache key (context.taskId).
     compiled: tuple[int, int] = (0, 0)
@@ -68,10 +72,18 @@ class RunningTask:
         if not all(isinstance(v, str) for v in frame.context.labels.values()):
             raise ValueError("labels must map names to strings")
         store = store if store is not None else SourceStore()
-        digests, inline, missing = store.resolve(frame)
-        if missing:
-            raise MissingSources(missing)
-        return cls(frame, frame.reuse_key, digests=digests, inline=inline, store=store)
+        found = store.resolve(frame)
+        if found.missing:
+            raise MissingSources(found.missing)
+        return cls(
+            frame,
+            frame.reuse_key,
+            digests=found.digests,
+            inline=found.inline,
+            store=store,
+            prepared=found.prepared,
+            entries=found.entries,
+        )
 
     def text(self, path: str) -> str | None:
         """A file's text, inline or from the worker's store; None: not a file here."""

@@ -66,6 +66,7 @@
   // for each task, so every task still gets its own module instances.
   const store = new NativeMap(); // digest -> text
   const wrappers = new NativeMap(); // digest \n variant \n path -> { fn, file, digest }
+  const answers = new NativeMap(); // digest -> a transform answer kept by digest, parsed
   let fileSerial = 0; // sourceURL numbers: never reused while a wrapper may carry one
   let compiledHits = 0;
   let compiledMisses = 0;
@@ -88,13 +89,35 @@
     for (let i = 0; i < drop.length; i++) forget(drop[i]);
     for (let i = 0; i < give.length; i++) mapSet(give[i][2] === true ? store : transient, give[i][0], give[i][1]);
     for (let i = 0; i < pairs.length; i++) mapSet(sources, pairs[i][0], pairs[i][1]);
-    for (let i = 0; i < preparedPairs.length; i++) mapSet(prepared, preparedPairs[i][0], preparedPairs[i][1]);
+    for (let i = 0; i < preparedPairs.length; i++) {
+      const info = preparedPairs[i][1];
+      mapSet(prepared, preparedPairs[i][0], typeof info.entry_digest === 'string' ? answer(info.entry_digest) : info);
+    }
     reuse = reuseIsolate === true;
     compiledHits = 0;
     compiledMisses = 0;
   }
+  // Shared by the tasks of this isolate, and only read (never handed to a task): frozen
+  // all the same.
+  function answer(digest) {
+    let found = mapGet(answers, digest);
+    if (found === undefined) {
+      found = deepFreeze(parse(textOf(digest)));
+      if (mapHas(store, digest)) mapSet(answers, digest, found);
+    }
+    return found;
+  }
+  function deepFreeze(v) {
+    if (v !== null && typeof v === 'object') {
+      const ks = keys(v);
+      for (let i = 0; i < ks.length; i++) deepFreeze(v[ks[i]]);
+      freeze(v);
+    }
+    return v;
+  }
   function forget(digest) {
     mapDelete(store, digest);
+    mapDelete(answers, digest);
     const gone = [];
     mapForEach(wrappers, (w, key) => { if (w.digest === digest) arrPush(gone, key); });
     for (let i = 0; i < gone.length; i++) mapDelete(wrappers, gone[i]);
