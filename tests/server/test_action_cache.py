@@ -131,6 +131,17 @@ def test_a_cancelled_task_is_not_stored_and_a_replay_is_marked_cached():
     assert replay.result.timings == timings
 
 
+def test_stored_lines_are_serialized_in_event_sized_batches_and_counted_as_such():
+    lines = [pb.LogLine(level=pb.LOG_LEVEL_INFO, message=f"line {i}") for i in range(2500)]
+    outcome = Outcome.of(completed("1"), lines, 0)
+    assert outcome is not None and outcome.line_count == 2500
+    heads = [pb.LogLine.FromString(batch) for batch in outcome.log_batches]
+    assert [1 + len(head.more) for head in heads] == [1000, 1000, 500]
+    back = [line for head in heads for line in (head, *head.more)]
+    assert [line.message for line in back] == [line.message for line in lines]
+    assert outcome.size == ENTRY_OVERHEAD_BYTES + 3 + sum(map(len, outcome.log_batches))
+
+
 def test_lru_eviction_keeps_the_store_within_its_budget():
     one = Outcome.of(completed("x" * 100), (), 0)
     assert one is not None

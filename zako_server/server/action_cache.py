@@ -25,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
-from zako_server.protocol import RunFrame
+from zako_server.protocol import LOG_BATCH_LINES, RunFrame
 from zako_server.server.validation import Job
 
 # Failures that follow from the task's inputs alone: the same task fails the same way
@@ -153,18 +153,22 @@ def action_key(job: Job, tenant: str, fingerprint: str, message_bytes: int) -> s
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """A stored outcome: the terminal message without its timings, and the log lines
-    the task's client received, as the engine sent them. Never mutated: a replay
-    copies what it sends."""
+    the task's client received. Never mutated: a replay copies what it sends.
+
+    The lines are kept serialized, LOG_BATCH_LINES to a blob (one `log` event's
+    LogLine with its `more`): as message objects, a 30-byte line costs ~900 bytes of
+    memory, and the budget would count a thirtieth of what the cache holds."""
 
     result: pb.Result | None
     failed: pb.Failed | None
-    lines: tuple[pb.LogLine, ...]
+    log_batches: tuple[bytes, ...]
+    line_count: int
     logs_dropped: int
     size: int
 
     @classmethod
     def of(
-        cls, terminal: pb.SubmitResponse, lines: Iterable[pb.LogLine], logs_dropped: int
+        cls, terminal: pb.SubmitResponse, lines: Sequence[pb.LogLine], logs_dropped: int
     ) -> Outcome | None:
         """The outcome to store for a task's terminal event, or None if it must not be."""
         kind = terminal.WhichOneof("event")
@@ -181,9 +185,14 @@ class Outcome:
             size = failed.ByteSize()
         else:
             return None
-        kept = tuple(lines)
-        size += ENTRY_OVERHEAD_BYTES + sum(line.ByteSize() for line in kept)
-        return cls(result, failed, kept, logs_dropped, size)
+        batches = []
+        for start in range(0, len(lines), LOG_BATCH_LINES):
+            head = pb.LogLine()
+            head.CopyFrom(lines[start])
+            head.more.extend(lines[start + 1 : start + LOG_BATCH_LINES])
+            batches.append(head.SerializeToString())
+        size += ENTRY_OVERHEAD_BYTES + sum(len(batch) for batch in batches)
+        return cls(result, failed, tuple(batches), len(lines), logs_dropped, size)
 
     def terminal(self, timings: pb.Timings) -> dict[str, pb.Completed | pb.Failed]:
         """The keyword for `TaskRecord.event` that replays this outcome, marked cached."""

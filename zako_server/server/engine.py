@@ -252,8 +252,8 @@ class Engine:
         if record.terminal is not None:
             return
         record.logs_dropped = outcome.logs_dropped
-        record.log_lines = len(outcome.lines)
-        record.emit_lines(outcome.lines)
+        record.log_lines = outcome.line_count
+        record.emit_serialized_lines(outcome.log_batches)
         self._finish(record, record.event(**outcome.terminal(record.timings())))
 
     def count_rejection(self, exc: TaskRejection, tenant: str = "anonymous") -> None:

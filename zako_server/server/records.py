@@ -132,6 +132,14 @@ class TaskRecord:
                 event.log.more.extend(more)
             self.emit(event)
 
+    def emit_serialized_lines(self, batches: Sequence[bytes]) -> None:
+        """`log` events from serialized LogLines (each with its `more`): a replay of
+        lines the action cache kept."""
+        for batch in batches:
+            event = self.event()
+            event.log.MergeFromString(batch)
+            self.emit(event)
+
     def finish(self, event: pb.SubmitResponse) -> bool:
         """Emit the terminal event; False (and nothing emitted) if one was already sent."""
         if self.terminal is not None:
