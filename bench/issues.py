@@ -14,11 +14,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench.caches import IDLE_S
 from bench.common import Load
 from bench.peer import SYSTEMS
 from bench.tables import Target, fmt, ratio, table
 
 NAN = math.nan
+ROLES = ("client", "server", "workers")
 
 
 def _cpu(load: Load | None, *roles: str) -> float:
@@ -230,6 +232,18 @@ def caches_table(section: dict[str, Any] | None) -> list[str]:
                 f"{fmt(load.p50_ms, 2)} ms ({load.completed} calls)",
                 f"warm Node {node['node']}: {fmt(node['p50_ms'], 2)} ms ({node['count']} calls)",
                 fmt(ratio(load.p50_ms, node["p50_ms"]), 2) + "x",
+            ],
+            [
+                f"ts.transpileModule after {IDLE_S:g} s idle (the worker collected garbage)",
+                f"{fmt(ts.get('after_idle_ms', NAN), 2)} ms",
+                f"repeated: {fmt(load.p50_ms, 2)} ms",
+                fmt(ratio(ts.get("after_idle_ms", NAN), load.p50_ms), 2) + "x",
+            ],
+            [
+                "CPU per repeated call: client / server / workers",
+                " / ".join(fmt(load.cpu_ms_per_op().get(r), 2) for r in ROLES) + " ms",
+                "",
+                "",
             ],
             [
                 "ts.transpileModule: first call",
