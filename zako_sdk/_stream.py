@@ -22,10 +22,9 @@ kept to the minimum: no asyncio.Queue (a deque and one wake-up future), no shiel
 done-callbacks between the reader and a `run()` caller (each costs a loop turn per
 task), and the request built once per task.
 
-Against a server that says it can (CapabilitiesResponse.submit_batching, asked once per
-stream, in the background: the first tasks go out one per message meanwhile), the tasks
-queued together go out as one TaskBatch message and the stream asks for EventBatch
-replies, which the reader unpacks: one gRPC write and read for many tasks (#16).
+Against a server that says it can, the tasks queued together go out as one TaskBatch
+message and the stream asks for EventBatch replies, which the reader unpacks: one gRPC
+write and read for many tasks (#16; the wire's shape is in _wire.py).
 """
 
 from __future__ import annotations
@@ -44,6 +43,7 @@ from zako_sdk._base import (
     never_ran,
     unwrap,
 )
+from zako_sdk._wire import OPTIONS, batches, coalesce
 from zako_sdk.errors import (
     ClientClosed,
     RPCError,
@@ -65,12 +65,6 @@ if TYPE_CHECKING:
 __all__ = ["OnLog", "TaskHandle"]
 
 logger = logging.getLogger("zako_sdk")
-
-# Tasks coalesce into one TaskBatch message up to this many bytes; a larger task goes
-# alone (it gains nothing from company, and the batch must stay under any message limit).
-BATCH_BYTES = 256 * 1024
-# How long the stream waits for the server's Capabilities before it gives up batching.
-PROBE_TIMEOUT = 10.0
 
 OnLog = Callable[[LogLine], object]
 
@@ -256,16 +250,9 @@ class _SubmitStream:
         self._probe = asyncio.create_task(self._ask(stub, metadata), name="zako-submit-probe")
 
     async def _ask(self, stub: pb_grpc.ExecutorStub, metadata: tuple[tuple[str, str], ...]) -> None:
-        """Learn whether the server batches; if so, ask for EventBatch replies and
-        coalesce tasks from then on. Any failure leaves the stream one task per message."""
-        try:
-            caps = await stub.Capabilities(
-                pb.CapabilitiesRequest(), metadata=metadata, timeout=PROBE_TIMEOUT
-            )
-        except Exception:  # an old server, a broken channel, a timeout: no batching
-            return
-        if caps.submit_batching and self.error is None:
-            self._post(pb.SubmitRequest(options=pb.StreamOptions(batch_events=True)), None)
+        """If the server batches, ask for EventBatch replies and coalesce from then on."""
+        if await batches(stub, metadata) and self.error is None:
+            self._post(OPTIONS, None)
             self.batching = True
 
     @property
@@ -348,7 +335,7 @@ class _SubmitStream:
                     # to resend (a write can fail after the bytes went out).
                     self._unsent.discard(task_id)
                     if self.batching and outbox and outbox[0][1] is not None:
-                        request = self._coalesce(request)
+                        request = coalesce(request, outbox, self._unsent)
                 await self._call.write(request)
             await self._call.done_writing()
         except (grpc.RpcError, asyncio.InvalidStateError):
@@ -361,27 +348,6 @@ class _SubmitStream:
             self._fail(error)
             self._call.cancel()
 
-    def _coalesce(self, first: pb.SubmitRequest) -> pb.SubmitRequest:
-        """`first` and the tasks queued right behind it, as one TaskBatch message (up to
-        BATCH_BYTES); they leave the outbox, so they count as sent from here on."""
-        outbox, unsent = self._outbox, self._unsent
-        room = BATCH_BYTES - first.ByteSize()
-        tasks = [first.task]
-        while outbox:
-            request, task_id = outbox[0]
-            if request is None or task_id is None:
-                break  # a cancel or the half-close: it keeps its place after these
-            size = request.ByteSize()
-            if size > room:
-                break
-            room -= size
-            outbox.popleft()
-            unsent.discard(task_id)
-            tasks.append(request.task)
-        if len(tasks) == 1:
-            return first
-        return pb.SubmitRequest(tasks=pb.TaskBatch(tasks=tasks))
-
     async def _read_loop(self) -> None:
         try:
             while True:
@@ -393,7 +359,7 @@ class _SubmitStream:
                         )
                     )
                     return
-                if not event.task_id and event.HasField("batch"):
+                if not event.task_id and event.HasField("batch"):  # see _wire
                     for one in event.batch.events:
                         self._dispatch(one)
                 else:
