@@ -48,9 +48,10 @@ CACHEABLE_FAILURES = frozenset(
         pb.FAILURE_REASON_RESULT_TOO_LARGE,
     }
 )
-# An entry's bookkeeping (key, dict slot, message headers) counted against the budget,
-# so that a flood of tiny outcomes is bounded too.
-ENTRY_OVERHEAD_BYTES = 256
+# An entry's bookkeeping (its key, dict slot, the Outcome and its bytes objects), counted
+# against the budget so that a flood of tiny outcomes is bounded too: measured at
+# ~370 bytes of process memory per entry beyond its serialized messages.
+ENTRY_OVERHEAD_BYTES = 512
 # Bumped when the key's encoding changes.
 KEY_VERSION = "zako.action.v1"
 
@@ -152,15 +153,15 @@ def action_key(job: Job, tenant: str, fingerprint: str, message_bytes: int) -> s
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """A stored outcome: the terminal message without its timings, and the log lines
-    the task's client received. Never mutated: a replay copies what it sends.
+    """A stored outcome: the terminal message (a Result or a Failed) without its
+    timings, and the log lines the task's client received.
 
-    The lines are kept serialized, LOG_BATCH_LINES to a blob (one `log` event's
-    LogLine with its `more`): as message objects, a 30-byte line costs ~900 bytes of
-    memory, and the budget would count a thirtieth of what the cache holds."""
+    All kept serialized, the lines LOG_BATCH_LINES to a blob (one `log` event's LogLine
+    with its `more`): as message objects, a 30-byte line costs ~900 bytes of memory and
+    a small Result ~600, and the byte budget would count a fraction of what is held."""
 
-    result: pb.Result | None
-    failed: pb.Failed | None
+    completed: bool  # `message` is a Result (else a Failed)
+    message: bytes
     log_batches: tuple[bytes, ...]
     line_count: int
     logs_dropped: int
@@ -172,37 +173,34 @@ class Outcome:
     ) -> Outcome | None:
         """The outcome to store for a task's terminal event, or None if it must not be."""
         kind = terminal.WhichOneof("event")
-        result = failed = None
+        kept: pb.Result | pb.Failed
         if kind == "completed":
-            result = pb.Result()
-            result.CopyFrom(terminal.completed.result)
-            result.ClearField("timings")
-            size = result.ByteSize()
+            kept = pb.Result()
+            kept.CopyFrom(terminal.completed.result)
         elif kind == "failed" and terminal.failed.reason in CACHEABLE_FAILURES:
-            failed = pb.Failed()
-            failed.CopyFrom(terminal.failed)
-            failed.ClearField("timings")
-            size = failed.ByteSize()
+            kept = pb.Failed()
+            kept.CopyFrom(terminal.failed)
         else:
             return None
+        kept.ClearField("timings")
+        message = kept.SerializeToString()
         batches = []
         for start in range(0, len(lines), LOG_BATCH_LINES):
             head = pb.LogLine()
             head.CopyFrom(lines[start])
             head.more.extend(lines[start + 1 : start + LOG_BATCH_LINES])
             batches.append(head.SerializeToString())
-        size += ENTRY_OVERHEAD_BYTES + sum(len(batch) for batch in batches)
-        return cls(result, failed, tuple(batches), len(lines), logs_dropped, size)
+        size = ENTRY_OVERHEAD_BYTES + len(message) + sum(len(batch) for batch in batches)
+        return cls(kind == "completed", message, tuple(batches), len(lines), logs_dropped, size)
 
     def terminal(self, timings: pb.Timings) -> dict[str, pb.Completed | pb.Failed]:
         """The keyword for `TaskRecord.event` that replays this outcome, marked cached."""
-        if self.result is not None:
+        if self.completed:
             result = pb.Result(cached=True, timings=timings)
-            result.MergeFrom(self.result)
+            result.MergeFromString(self.message)
             return {"completed": pb.Completed(result=result)}
-        assert self.failed is not None
         failed = pb.Failed(cached=True, timings=timings)
-        failed.MergeFrom(self.failed)
+        failed.MergeFromString(self.message)
         return {"failed": failed}
 
 
