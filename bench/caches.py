@@ -236,7 +236,9 @@ async def transpile(p: Params, server: ServerProcess, tree_dir: Path) -> dict[st
 # ---- (b) lodash, (c) action-cache hits ------------------------------------------------------
 
 
-async def lodash(p: Params, client: AsyncClient, tree_dir: Path) -> dict[str, Load]:
+async def lodash(
+    p: Params, server: ServerProcess, client: AsyncClient, tree_dir: Path
+) -> dict[str, Load]:
     tree = await asyncio.to_thread(ModuleTree.of, tree_dir)
 
     async def lodash_op(i: int) -> None:
@@ -257,8 +259,9 @@ async def lodash(p: Params, client: AsyncClient, tree_dir: Path) -> dict[str, Lo
         ("trivial", "zako, trivial task, repeated", trivial_op),
     ):
         await closed_loop("warmup", op, count=3, concurrency=1, seconds=60)
-        loads[key] = await closed_loop(
-            name, op, count=p.lodash_calls, concurrency=1, seconds=p.cache_seconds
+        loads[key] = await measured(
+            closed_loop(name, op, count=p.lodash_calls, concurrency=1, seconds=p.cache_seconds),
+            _meter(server),
         )
     return loads
 
@@ -397,7 +400,7 @@ async def caches(p: Params) -> dict[str, Any]:
         async with sdk_client(server.target, timeout=60) as client:
             if ts_dir is not None and lodash_dir is not None:
                 await part("transpile", transpile(p, server, ts_dir))
-                await part("lodash", lodash(p, client, lodash_dir))
+                await part("lodash", lodash(p, server, client, lodash_dir))
             await part("hits", action_hits(p, client))
     await part("echo_unary", echo_unary(p))
     await part("cas", cas_budget(p))

@@ -269,14 +269,20 @@ def caches_table(section: dict[str, Any] | None) -> list[str]:
     lodash = section.get("lodash")
     if lodash:
         lo, tr = lodash["lodash"], lodash["trivial"]
-        rows.append(
+        rows += [
             [
                 "lodash task, repeated: p50",
                 f"{fmt(lo.p50_ms, 2)} ms ({lo.completed} calls)",
                 f"trivial task: {fmt(tr.p50_ms, 2)} ms ({tr.completed} calls)",
                 fmt(ratio(lo.p50_ms, tr.p50_ms), 2) + "x",
-            ]
-        )
+            ],
+            [
+                "CPU per lodash task: client / server / workers",
+                " / ".join(fmt(lo.cpu_ms_per_op().get(r), 2) for r in ROLES) + " ms",
+                "trivial: " + " / ".join(fmt(tr.cpu_ms_per_op().get(r), 2) for r in ROLES) + " ms",
+                "",
+            ],
+        ]
     hits, echo = section.get("hits"), section.get("echo_unary")
     if hits and echo:
         rows.append(
