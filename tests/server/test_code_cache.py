@@ -3,12 +3,14 @@ texts (pure logic), affinity by held texts, and the figures Stats reports for re
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
+from tests.server.test_metrics import scrape
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_server.protocol import DoneEvent, ReuseKey, RunFrame, TaskContext
@@ -105,7 +107,7 @@ def test_a_few_held_bytes_do_not_outweigh_a_cold_worker():
 
 
 async def test_stats_count_texts_sent_once_and_wrappers_reused(server_factory):
-    server = server_factory(min_workers=1, max_workers=1)
+    server = server_factory(min_workers=1, max_workers=1, metrics_listen="127.0.0.1:0")
     library = "let n = 0; module.exports = () => ++n; // " + "q" * 1000
     async with grpc.aio.insecure_channel(server.target) as channel:
         stub = pb_grpc.ExecutorStub(channel)
@@ -128,3 +130,7 @@ async def test_stats_count_texts_sent_once_and_wrappers_reused(server_factory):
     assert after.source_bytes_sent - before.source_bytes_sent < 2 * len(library)
     assert after.compiled_hits - before.compiled_hits == 4  # tasks 2 and 3, warm
     assert after.compiled_misses - before.compiled_misses == 2
+    # Prometheus reads the same counters.
+    samples = await asyncio.to_thread(scrape, server.server.metrics.port)
+    for name in ("source_hits", "source_misses", "source_bytes_sent", "compiled_hits"):
+        assert samples[(f"zako_code_cache_{name}_total", ())] == getattr(after, name), name
