@@ -266,6 +266,38 @@ async def test_an_uncacheable_outcome_is_not_stored_and_its_joiners_run():
     assert kinds(events["b"])[-1] == "completed" and engine.live_count() == 0
 
 
+class ClosedGate:
+    """A stream whose client reads nothing, until `opened` is set."""
+
+    def __init__(self) -> None:
+        self.opened = asyncio.Event()
+
+    @property
+    def is_open(self) -> bool:
+        return self.opened.is_set()
+
+    async def wait_open(self) -> None:
+        await self.opened.wait()
+
+
+async def test_a_leader_held_by_its_streams_backpressure_lets_a_joiner_lead():
+    engine, pool, events = held_engine()
+    gate = ClosedGate()
+    events["a"] = []
+    engine.submit(job(id="a"), object(), events["a"].append, "acme", gate)
+    submit(engine, events, "b")
+    await settle()
+    assert [run_id for run_id, _, _ in pool.runs] == ["b"] and engine.held == 1
+    gate.opened.set()
+    await settle()
+    assert [run_id for run_id, _, _ in pool.runs] == ["b", "a"]
+    pool.end(0)
+    pool.end(1)
+    await settle()
+    assert kinds(events["a"])[-1] == kinds(events["b"])[-1] == "completed"
+    assert engine.live_count() == 0
+
+
 async def test_cancels_at_once_end_a_hit_a_joiner_and_a_queued_task_once_each():
     """Cancelled in the same turn as submitted, before their runners' first step: each
     still ends with exactly one Cancelled, and the queued one's lease comes back."""

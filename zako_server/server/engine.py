@@ -372,11 +372,16 @@ class Engine:
         """Backpressure: the task's stream holds more unread events than it may, so the
         task must not start (its events would add to them). It hands its lease back,
         so a client that does not read holds no worker, and takes a new place in line
-        once the stream has room again (keeping its queue deadline)."""
+        once the stream has room again (keeping its queue deadline). A task leading a
+        flight gives it up: identical tasks of other streams must not wait on a client
+        that does not read (one of them leads instead; this one still stores its own)."""
         job = record.job
         deadline = (
             None if job.queue_timeout_s is None else record.accepted_mono + job.queue_timeout_s
         )
+        if record.flight is not None and record.cache_key and self.action_cache is not None:
+            self.action_cache.land(record.cache_key, record.flight, None)
+            record.flight = None
         while not gate.is_open:
             assert record.ticket is not None
             self.admission.release(record.ticket)
