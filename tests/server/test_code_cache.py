@@ -134,3 +134,40 @@ async def test_stats_count_texts_sent_once_and_wrappers_reused(server_factory):
     samples = await asyncio.to_thread(scrape, server.server.metrics.port)
     for name in ("source_hits", "source_misses", "source_bytes_sent", "compiled_hits"):
         assert samples[(f"zako_code_cache_{name}_total", ())] == getattr(after, name), name
+
+
+async def test_a_tenant_new_to_a_library_goes_to_the_worker_that_holds_it(server_factory):
+    """Without texts, tenant B would take the cold worker (test_pool's affinity test);
+    with a 100 kB library that one worker already holds, B goes there instead, and a
+    task without it still takes the cold one."""
+    server = server_factory(min_workers=2, max_workers=2)
+    library = "module.exports = 7; // " + "l" * 100_000
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        for _ in range(50):  # both workers up, so neither is started mid-test
+            if (await stub.Stats(pb.StatsRequest())).pool.idle == 2:
+                break
+            await asyncio.sleep(0.1)
+
+        async def worker_of(tenant: str, with_library: bool) -> str:
+            task = pb.Task(
+                source="module.exports = () => require('./lib.js')"
+                if with_library
+                else "module.exports = 1",
+                modules=[pb.Module(name="lib.js", source=library)] if with_library else [],
+                cache=pb.CACHE_POLICY_SKIP,  # run, not answered from the action cache
+            )
+            worker = ""
+            async for event in stub.Submit(
+                iter([pb.SubmitRequest(task=task)]),
+                timeout=30,
+                metadata=[("x-zako-tenant", tenant)],
+            ):
+                if event.WhichOneof("event") == "started":
+                    worker = event.started.worker_id
+                assert event.WhichOneof("event") != "failed", event
+            return worker
+
+        holder = await worker_of("a", True)
+        assert await worker_of("b", True) == holder
+        assert await worker_of("c", False) not in {holder, ""}
