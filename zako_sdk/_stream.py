@@ -43,7 +43,7 @@ from zako_sdk._base import (
     never_ran,
     unwrap,
 )
-from zako_sdk._wire import OPTIONS, batches, coalesce
+from zako_sdk._wire import OPTIONS, Pace, batches, coalesce
 from zako_sdk.errors import (
     ClientClosed,
     RPCError,
@@ -245,6 +245,7 @@ class _SubmitStream:
         self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
         self.error: ZakoError | None = None  # set once: why the stream is no longer usable
         self.batching = False  # whether the server takes TaskBatch (its Capabilities said)
+        self._pace = Pace(asyncio.get_running_loop().time)  # when tasks end, for lingering
         self._writer = asyncio.create_task(self._write_loop(), name="zako-submit-writer")
         self._reader = asyncio.create_task(self._read_loop(), name="zako-submit-reader")
         self._probe = asyncio.create_task(self._ask(stub, metadata), name="zako-submit-probe")
@@ -321,13 +322,22 @@ class _SubmitStream:
     async def _write_loop(self) -> None:
         outbox = self._outbox
         loop = asyncio.get_running_loop()
+        lingered = False
         try:
             while True:
                 if not outbox:
                     self._wakeup = loop.create_future()
                     await self._wakeup
                     continue
-                request, task_id = outbox.popleft()
+                request, task_id = outbox[0]
+                if task_id is not None and self.batching and not lingered:
+                    delay = self._pace.linger(len(self._handles))
+                    if delay:  # let the next few tasks join this one (see _wire.Pace)
+                        lingered = True
+                        await asyncio.sleep(delay)
+                        continue
+                lingered = False
+                outbox.popleft()
                 if request is None:
                     break
                 if task_id is not None:
@@ -386,6 +396,7 @@ class _SubmitStream:
         if outcome is not None:
             del self._handles[event.task_id]
             self._release()
+            self._pace.ended()
             handle._ended(outcome, sent=True)
 
     def _fail(self, error: ZakoError) -> None:

@@ -20,6 +20,7 @@ import pytest
 from tests.sdk.test_streams import FakeServer, script
 from zako_sdk import AsyncClient
 from zako_sdk._stream import _SubmitStream
+from zako_sdk._wire import Pace
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 
@@ -141,3 +142,34 @@ async def test_without_the_servers_word_each_task_goes_alone(wires):
             assert not stream.batching and wire.kinds() == ["task"] * 10
     finally:
         fake.stop()
+
+
+def test_a_busy_stream_lingers_for_a_small_share_of_a_tasks_time():
+    now = [0.0]
+    pace = Pace(lambda: now[0])
+    assert pace.linger(1000) == 0  # no evidence yet: no waiting
+    for _ in range(200):  # a task ends every millisecond
+        now[0] += 0.001
+        pace.ended()
+    assert abs(pace.linger(64) - 0.05 * 64 * 0.001) < 1e-4  # 5% of ~64 ms
+    assert pace.linger(1000) == 0.005 and pace.linger(19) == 0
+
+
+async def test_a_closed_loop_of_callers_sends_its_tasks_in_batches(client, wires):
+    """40 callers each running the next task when the last ends (the bench's shape):
+    results arrive one by one, yet the writer lets new tasks wait for company."""
+    await open_stream(client, wires)
+    (wire,) = wires
+    count, window = 400, 40
+    values: list[int] = []
+    numbers = iter(range(count))
+
+    async def caller() -> None:
+        for i in numbers:
+            values.append((await client.run(fresh(), input=i, terminal_only=True)).value - 1)
+
+    await asyncio.gather(*(caller() for _ in range(window)))
+    assert sorted(values) == list(range(count))
+    sends = [r for r in wire.written if r.WhichOneof("kind") in ("task", "tasks")]
+    tasks = [t for r in sends for t in (r.tasks.tasks if r.HasField("tasks") else [r.task])]
+    assert len(tasks) == count and len(sends) <= count * 3 // 4

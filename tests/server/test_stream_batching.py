@@ -14,6 +14,7 @@ import grpc
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
+from zako_server.server.outbox import Pace
 
 TERMINAL = {"completed", "failed", "cancelled", "rejected"}
 OPTIONS = pb.SubmitRequest(options=pb.StreamOptions(batch_events=True))
@@ -171,3 +172,64 @@ async def test_a_batched_stream_that_is_not_read_still_holds_its_tasks_back(serv
     assert sorted(e.task_id for e in ends) == sorted(f"t{i}" for i in range(count))
     assert all(e.completed.result.value_json == "3" for e in ends)
     assert engine.held == 0
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def paced(gap: float, ends: int = 200) -> Pace:
+    clock = Clock()
+    pace = Pace(clock)
+    for _ in range(ends):
+        clock.now += gap
+        pace.ended()
+    return pace
+
+
+def test_a_busy_stream_lingers_for_a_small_share_of_a_tasks_time():
+    assert Pace(Clock()).linger(1000) == 0  # no evidence yet: no waiting
+    fast = paced(0.001)  # a task ends every millisecond
+    assert abs(fast.linger(64) - 0.05 * 64 * 0.001) < 1e-4  # 5% of ~64 ms
+    assert fast.linger(1000) == 0.005  # and never more than 5 ms
+    assert fast.linger(19) == 0  # under 20 in flight no event would join: no waiting
+    assert paced(0.1).linger(64) == 0  # slow tasks: none would come within 5 ms
+
+
+async def test_events_of_a_busy_stream_share_messages(zako_server):
+    """A closed loop with 40 tasks in flight, terminal events only: with batch_events the
+    server lets events wait for company, so fewer messages than tasks come back."""
+    count, window = 400, 40
+    sent = 0
+    queue: asyncio.Queue[pb.SubmitRequest | None] = asyncio.Queue()
+
+    async def requests() -> AsyncIterator[pb.SubmitRequest]:
+        while (request := await queue.get()) is not None:
+            yield request
+
+    def submit() -> None:
+        nonlocal sent
+        queue.put_nowait(pb.SubmitRequest(task=task(f"t{sent}", terminal_only=True)))
+        sent += 1
+
+    queue.put_nowait(OPTIONS)
+    for _ in range(window):
+        submit()
+    messages, done = 0, 0
+    async with grpc.aio.insecure_channel(zako_server.target) as channel:
+        async for message in pb_grpc.ExecutorStub(channel).Submit(requests()):
+            messages += 1
+            for event in unpack(message):
+                assert event.completed.result.value_json == "2"
+                done += 1
+                if sent < count:
+                    submit()
+            if done == count:
+                queue.put_nowait(None)
+    assert done == count and messages <= count * 3 // 4  # about 2 events a message here

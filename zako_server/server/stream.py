@@ -31,7 +31,7 @@ from zako_server.server.config import Settings
 from zako_server.server.decoding import Refused
 from zako_server.server.engine import Engine
 from zako_server.server.errors import InternalFault, Overloaded, TaskNotFound, TaskRejection
-from zako_server.server.outbox import FRAMING, TERMINAL, Outbox, batch, oversized
+from zako_server.server.outbox import FRAMING, TERMINAL, Outbox, Pace, batch, oversized
 from zako_server.server.records import Emit, Gate
 
 log = logging.getLogger("zako.service")
@@ -62,12 +62,14 @@ class SubmitStream:
         self.reading = True
         # Whether the client asked for EventBatch messages (StreamOptions.batch_events).
         self.batch_events = False
+        self.pace = Pace(asyncio.get_running_loop().time)  # when tasks end, for lingering
 
     def emit(self, event: pb.SubmitResponse) -> None:
         """Where the engine puts this stream's tasks' events."""
         self.out.put_nowait(event)
         if event.WhichOneof("event") in TERMINAL:
             self.outstanding.discard(event.task_id)
+            self.pace.ended()
             if not self.reading and not self.outstanding:
                 self.out.put_nowait(None)
 
@@ -169,6 +171,9 @@ class SubmitStream:
                     if event is None:
                         continue
                 elif self.batch_events:
+                    delay = self.pace.linger(len(self.outstanding))
+                    if delay:  # a busy stream: let the next few events join this one
+                        await asyncio.sleep(delay)
                     more = out.take_ready(room - size - FRAMING)
                     if more:
                         more.insert(0, event)
