@@ -46,7 +46,7 @@ async def batches(stub: pb_grpc.ExecutorStub, metadata: tuple[tuple[str, str], .
         )
     except Exception:  # an old server, a broken channel, a timeout: no batching
         return False
-    return caps.submit_batching
+    return bool(caps.submit_batching)
 
 
 def coalesce(

@@ -256,25 +256,25 @@ class TaskDriver:
         tells JavaScript no position, so parse its text once more as a plain script here,
         where mini-racer's message carries the line and column."""
         error = outcome.error
+        module = error.module if error is not None else None
+        source = job.text(module) if module is not None else None
         if (
             outcome.reason is not FailureReason.SYNTAX_ERROR
             or error is None
+            or module is None
             or error.line is not None
-            or job.text(error.module) is None
-            or "map" in job.prepared.get(error.module, {})  # sucrase's: its own position
-            or "error" in job.prepared.get(error.module, {})
+            or source is None
+            or "map" in job.prepared.get(module, {})  # sucrase's: its own position
+            or "error" in job.prepared.get(module, {})
         ):
             return outcome
-        source = job.text(error.module) or ""
         if source.startswith("#!"):
             source = "//" + source[2:]  # as the loader does: same length, no hashbang
         tainted = instance.tainted
         try:
             await instance.eval(runtime.diagnose_script(source))
         except JSParseException as exc:
-            found = jserrors.syntax_error(
-                str(exc), error.module, source, len(runtime.DIAGNOSE_PREFIX)
-            )
+            found = jserrors.syntax_error(str(exc), module, source, len(runtime.DIAGNOSE_PREFIX))
             if found.line is not None and not jserrors.beyond_source(str(exc), source):
                 error = dataclasses.replace(error, line=found.line, column=found.column)
         except JSEvalException:
