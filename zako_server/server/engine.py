@@ -103,10 +103,13 @@ class Engine:
         emit: Emit,
         tenant: str = "anonymous",
         gate: Gate | None = None,
+        terminal_only: bool = False,
     ) -> TaskRecord:
         """Accept a validated task or raise TaskRejection (the caller reports it).
 
-        `gate`: the task starts only while it is open (see `_await_gate`)."""
+        `gate`: the task starts only while it is open (see `_await_gate`).
+        `terminal_only` (or the task's own Task.terminal_only): `emit` gets no accepted
+        or started event, which are then never built (a unary Run has no use for them)."""
         live = self._tasks.get((tenant, job.task_id))
         if live is not None:
             duplicate = DuplicateTask(
@@ -114,7 +117,9 @@ class Engine:
             )
             duplicate.same_stream = live.owner is owner
             raise duplicate
-        record = TaskRecord(job, owner, emit, tenant, gate=gate)
+        record = TaskRecord(
+            job, owner, emit, tenant, gate=gate, terminal_only=terminal_only or job.terminal_only
+        )
         cache = self.action_cache
         key = None if cache is None else cache.key(job, tenant, job.cache_policy)
         if key is not None and cache is not None and job.cache_policy != pb.CACHE_POLICY_REFRESH:
@@ -142,7 +147,8 @@ class Engine:
         """Register an accepted task, tell its client, and start its runner."""
         self._tasks[record.tenant, record.task_id] = record
         self.counters.accepted += 1
-        record.emit(record.event(accepted=pb.Accepted(queue_position=position)))
+        if not record.terminal_only:
+            record.emit(record.event(accepted=pb.Accepted(queue_position=position)))
         record.runner = asyncio.create_task(body, name=f"zako-task-{record.task_id}")
         record.runner.add_done_callback(lambda _: self._reap(record))
         return record
@@ -324,11 +330,17 @@ class Engine:
     async def _run(self, record: TaskRecord) -> None:
         assert record.ticket is not None
         frame = record.job.frame
-        prepare = (
-            None
-            if self.transforms is None
-            else asyncio.ensure_future(self.transforms.prepare(frame.modules))
-        )
+        # Files the transform stage already answered cost no task of their own (the
+        # usual warm task); others are transformed while the task waits in line.
+        prepare: asyncio.Future[dict[str, dict[str, Any]]] | None = None
+        if self.transforms is not None:
+            ready = self.transforms.ready(frame.modules, frame.digests)
+            if ready is None:
+                prepare = asyncio.ensure_future(
+                    self.transforms.prepare(frame.modules, frame.digests)
+                )
+            else:
+                frame.prepared = ready
         try:
             with self._span("zako.admission.wait", record):
                 await self.admission.acquire(record.ticket)
@@ -425,7 +437,7 @@ class Engine:
             record.worker_lines(event.lines)
         elif isinstance(event, LogEvent):
             record.worker_lines([[event.level, event.message, event.ts]])
-        else:
+        elif not record.terminal_only:
             record.emit(
                 record.event(started=pb.Started(worker_id=worker.id, worker_pid=worker.pid))
             )

@@ -62,6 +62,9 @@ class TaskRecord:
     log_lines: int = 0  # lines passed on: the server's own check of the worker's bound
     logs_dropped: int = 0  # lines the worker dropped past the task's log bounds
     gate: Gate | None = None
+    # Only the terminal event and logs go to `emit` (Task.terminal_only, a unary Run):
+    # no accepted or started event is built at all.
+    terminal_only: bool = False
     # The action cache (action_cache.py): the task's key when its outcome may be stored,
     # the lines its client received (kept to store with the outcome), whether the
     # worker said it observed something outside the key, and the flight it leads.

@@ -331,7 +331,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         tenant = (await self._identify(context)).tenant
         try:
             job = self._validate(request.task, context, tenant)
-            record = self.engine.submit(job, owner, emit, tenant)
+            record = self.engine.submit(job, owner, emit, tenant, terminal_only=True)
         except TaskRejection as exc:
             self.engine.count_rejection(exc, tenant)
             await _abort(context, exc)

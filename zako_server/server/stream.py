@@ -73,12 +73,6 @@ class SubmitStream:
             if not self.reading and not self.outstanding:
                 self.out.put_nowait(None)
 
-    def emit_terminal_only(self, event: pb.SubmitResponse) -> None:
-        """`emit` for a task that asked for Task.terminal_only: no accepted or started."""
-        kind = event.WhichOneof("event")
-        if kind != "accepted" and kind != "started":
-            self.emit(event)
-
     def handle(self, request: pb.SubmitRequest | Refused) -> None:
         """One request frame: a refused frame, one task or several, an in-band cancel or
         the stream's options."""
@@ -122,8 +116,8 @@ class SubmitStream:
                 self.engine.count_rejection(exc, self.tenant)
                 out.put_nowait(self._reject(task.id, exc))
                 return
-            emit = self.emit_terminal_only if task.terminal_only else self.emit
-            accepted = self._accept(task, self.owner, emit, out)
+            # Task.terminal_only: the engine builds no accepted or started event for it.
+            accepted = self._accept(task, self.owner, self.emit, out)
             if isinstance(accepted, str):
                 self.outstanding.add(accepted)
             else:

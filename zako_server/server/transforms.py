@@ -141,9 +141,47 @@ class TransformPool:
             await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
 
     @staticmethod
-    def key(source: str, ext: str, type_: str) -> str:
-        digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+    def key(source: str, ext: str, type_: str, digest: str | None = None) -> str:
+        """The cache key of one file: its text by digest (validation's, when it has one:
+        the text is not hashed a second time on every task)."""
+        if digest is None:
+            digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
         return f"{ext}:{type_}:{digest}"
+
+    def _wanted(
+        self, modules: dict[str, str], digests: dict[str, str] | None
+    ) -> list[tuple[str, str, str, str]]:
+        """(name, key, ext, type) of every file the stage transforms."""
+        manifests = package_types(modules)
+        wanted: list[tuple[str, str, str, str]] = []
+        known = digests or {}
+        for name in modules:
+            ext = extension(name)
+            if ext in EXTENSIONS:
+                type_ = _type_of(name, manifests)
+                key = self.key(modules[name], ext, type_, known.get(name))
+                wanted.append((name, key, ext, type_))
+        return wanted
+
+    def ready(
+        self, modules: dict[str, str], digests: dict[str, str] | None = None
+    ) -> dict[str, dict[str, Any]] | None:
+        """`prepare`'s answer when every file's is already cached (the usual warm task),
+        without a coroutine or a task: None when some file must wait for the stage."""
+        if self.unavailable is not None:
+            return {}
+        answers: dict[str, dict[str, Any]] = {}
+        hits = []
+        for name, key, _, _ in self._wanted(modules, digests):
+            hit = self._cache.get(key)
+            if hit is None:
+                return None
+            hits.append(key)
+            answers[name] = hit
+        for key in hits:
+            self._cache.move_to_end(key)
+        self.stats.cache_hits += len(hits)
+        return answers
 
     def _remember(self, key: str, answer: dict[str, Any]) -> None:
         size = len(json.dumps(answer))
@@ -155,17 +193,14 @@ class TransformPool:
             self.stats.cache_bytes -= self._sizes.pop(old)
         self.stats.cache_entries = len(self._cache)
 
-    async def prepare(self, modules: dict[str, str]) -> dict[str, dict[str, Any]]:
-        """{name: {esm, code, map} | {error}} for every file that needs more than its text."""
+    async def prepare(
+        self, modules: dict[str, str], digests: dict[str, str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """{name: {esm, code, map} | {error}} for every file that needs more than its text.
+        `digests` (path -> sha256 of the text, as validation computed them) key the cache."""
         if self.unavailable is not None:
             return {}
-        manifests = package_types(modules)
-        wanted: list[tuple[str, str, str, str]] = []  # (name, key, ext, type)
-        for name in modules:
-            ext = extension(name)
-            if ext in EXTENSIONS:
-                type_ = _type_of(name, manifests)
-                wanted.append((name, self.key(modules[name], ext, type_), ext, type_))
+        wanted = self._wanted(modules, digests)
         answers: dict[str, dict[str, Any]] = {}
         missing: dict[str, tuple[str, str, str, str]] = {}
         waits: list[tuple[str, asyncio.Future[dict[str, Any]]]] = []

@@ -56,6 +56,8 @@ DEFAULT_EPOCH_MS = 1_704_067_200_000
 MAX_SEED_LENGTH = 256
 # Timestamps JavaScript's Date can hold: +-8.64e15 ms around 1970.
 _MAX_DATE_MS = 8_640_000_000_000_000
+# Task.cache's known values (once: `CachePolicy.values()` builds a list on every call).
+_CACHE_POLICIES = frozenset(pb.CachePolicy.values())
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class Job:
     queue_timeout_s: float | None
     # Task.cache: how the task uses the action cache (server/action_cache.py).
     cache_policy: int = pb.CACHE_POLICY_UNSPECIFIED
+    # Task.terminal_only: the engine builds no accepted or started event for it.
+    terminal_only: bool = False
 
 
 def _check_name(name: str, field: str, blame: str = "") -> None:
@@ -487,7 +491,7 @@ def validate(
     # What the task itself brought: text from the store is shared with it (and counted
     # in its budget), so a hundred queued tasks naming typescript.js count it once.
     size = files.inline_bytes + len(input_data)
-    if task.cache not in pb.CachePolicy.values():
+    if task.cache not in _CACHE_POLICIES:
         raise InvalidTask(
             f"task.cache {task.cache} is not a known cache policy", field="task.cache"
         )
@@ -500,4 +504,5 @@ def validate(
         size,
         _queue_timeout(task, deadline_s),
         cache_policy=task.cache,
+        terminal_only=task.terminal_only,
     )
