@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from hypothesis import settings as hyp_settings
@@ -99,6 +100,30 @@ async def test_queued_task_past_its_deadline_fails_without_running():
         await adm.acquire(waiting)
     adm.release(running)
     assert granted(patient) and waiting.state == "expired"
+
+
+async def test_deadline_timer_wakes_for_an_earlier_deadline_after_a_later_one():
+    """The timer is woken only for a deadline earlier than the one it sleeps until: a
+    task enqueued after a patient one, with a shorter deadline, still expires on time
+    (not when the patient one's is due)."""
+    adm = Admission(
+        AdmissionPolicy(
+            capacities={"workers": 1.0, "cpu": 4000.0, "memory": 1e9}, queue_capacity=10
+        )
+    )
+    running, _ = adm.enqueue("running")
+    patient, _ = adm.enqueue("patient", deadline=time.monotonic() + 3600)
+    later, _ = adm.enqueue("later", deadline=time.monotonic() + 7200)
+    await asyncio.sleep(0)  # the timer now sleeps until the patient task's deadline
+    hasty, _ = adm.enqueue("hasty", deadline=time.monotonic() + 0.05)
+    with pytest.raises(QueueDeadlineExceeded):
+        await asyncio.wait_for(adm.acquire(hasty), 60)
+    assert patient.state == later.state == "waiting" and hasty.state == "expired"
+    adm.release(running)
+    assert granted(patient)
+    adm.close()
+    if adm._deadline_task is not None:
+        adm._deadline_task.cancel()
 
 
 async def test_cancelled_waiter_leaves_at_once_and_release_is_idempotent():

@@ -138,6 +138,11 @@ class Admission:
         self._deadlines: list[tuple[float, int, Ticket]] = []
         self._deadline_task: asyncio.Task[None] | None = None
         self._deadline_changed = asyncio.Event()
+        # The deadline the timer sleeps until (inf: none): a later one needs no wake-up,
+        # and waking it for every task (a new wait_for each time) showed in profiles.
+        self._timer_at = math.inf
+        # The loop our futures belong to, kept: asking for it on every enqueue showed too.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._seq = itertools.count()
         self._closed = False
         self.queue_wait = Histogram()
@@ -162,7 +167,9 @@ class Admission:
         now would fail a task the tenant was told is in line."""
         request = {WORKERS: 1.0, **(request or {})}
         self._check_admissible(tenant, request, size_bytes, readmit)
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
         ticket = Ticket(
             task_id,
             tenant,
@@ -187,7 +194,7 @@ class Admission:
             self._demand[name] += amount
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, ticket.seq, ticket))
-            self._wake_deadline_timer()
+            self._wake_deadline_timer(deadline)
         self._grant()
         return ticket, position
 
@@ -438,13 +445,15 @@ class Admission:
 
     # -- deadline timer -----------------------------------------------------------------
 
-    def _wake_deadline_timer(self) -> None:
+    def _wake_deadline_timer(self, deadline: float) -> None:
         if not self._timers:
             return
         if self._deadline_task is None or self._deadline_task.done():
             self._deadline_task = asyncio.get_running_loop().create_task(
                 self._deadline_loop(), name="zako-admission-deadlines"
             )
+        elif deadline >= self._timer_at:
+            return  # the timer wakes before this one is due, and then sees it
         self._deadline_changed.set()
 
     async def _deadline_loop(self) -> None:
@@ -453,7 +462,8 @@ class Admission:
             self.expire()
             while self._deadlines and self._deadlines[0][2].state != "waiting":
                 heapq.heappop(self._deadlines)
-            delay = self._deadlines[0][0] - self._clock() if self._deadlines else math.inf
+            self._timer_at = self._deadlines[0][0] if self._deadlines else math.inf
+            delay = self._timer_at - self._clock()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(
                     self._deadline_changed.wait(), None if delay == math.inf else max(delay, 0.0)
