@@ -268,6 +268,36 @@ async def test_unary_cancel_of_queued_and_running_tasks(server_factory):
         assert done.completed.result.value_json == "5"
 
 
+async def test_unary_calls_that_go_away_end_their_tasks_queued_or_running(server_factory):
+    """A unary Run runs in its call's own task: a call the client cancels still ends
+    its task (Cancelled, the worker freed), whether it waited in line or ran."""
+    server = server_factory(max_workers=1, min_workers=1)
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+
+        async def stats_until(predicate):
+            for _ in range(250):
+                stats = await stub.Stats(pb.StatsRequest())
+                if predicate(stats):
+                    return stats
+                await asyncio.sleep(0.02)
+            raise AssertionError(f"server never reached the expected state: {stats}")
+
+        busy = stub.Run(
+            pb.RunRequest(task=task("busy", "while (true) {}", timeout=Duration(seconds=60)))
+        )
+        await stats_until(lambda s: s.pool.busy == 1)
+        queued = stub.Run(pb.RunRequest(task=task("queued", "module.exports = 1")))
+        await stats_until(lambda s: s.queue.depth == 1)
+        queued.cancel()
+        await stats_until(lambda s: s.queue.depth == 0 and s.tasks.cancelled == 1)
+        busy.cancel()
+        stats = await stats_until(lambda s: s.pool.busy == 0 and s.tasks.cancelled == 2)
+        assert stats.queue.running == 0 and stats.tasks.completed == 0
+        done = await stub.Run(pb.RunRequest(task=task("next", "module.exports = 5")))
+        assert done.completed.result.value_json == "5"
+
+
 async def test_client_disconnect_cancels_its_running_tasks(server_factory):
     server = server_factory(max_workers=1)
     channel = grpc.aio.insecure_channel(server.target)

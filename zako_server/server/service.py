@@ -13,7 +13,6 @@ terminal event.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import platform
@@ -331,15 +330,11 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         tenant = (await self._identify(context)).tenant
         try:
             job = self._validate(request.task, context, tenant)
-            record = self.engine.submit(job, owner, emit, tenant, terminal_only=True)
+            # Run in this call's own task (see Engine.run): the task has ended on return.
+            record = await self.engine.run(job, owner, emit, tenant)
         except TaskRejection as exc:
             self.engine.count_rejection(exc, tenant)
             await _abort(context, exc)
-        try:
-            await record.finished.wait()
-        except asyncio.CancelledError:
-            self.engine.cancel_owned_by(owner, "call cancelled")
-            raise
         terminal = record.terminal
         assert terminal is not None
         response = pb.RunResponse(task_id=record.task_id)
