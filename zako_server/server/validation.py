@@ -348,6 +348,10 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
 
 
+# One decoder for every task: `json.loads` with a keyword builds a new one on each call.
+_INPUT_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _seed(task: pb.Task, entry: str, digests: dict[str, str], input_data: bytes) -> str:
     """The task's seed, or one derived from its content: the same task draws the same
     numbers on every server, and tasks that differ in any byte draw different ones.
@@ -408,7 +412,7 @@ def validate(
     try:
         # Python's json takes NaN/Infinity, which are not JSON: V8's JSON.parse would
         # refuse them in the worker, after the task took a place in the queue.
-        json.loads(input_json, parse_constant=_reject_constant)
+        _INPUT_DECODER.decode(input_json)
     except ValueError as exc:
         raise InvalidTask(
             f"task.input_json is not valid JSON: {exc}", field="task.input_json"
