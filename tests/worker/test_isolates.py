@@ -122,6 +122,22 @@ async def test_reset_restores_globals_and_refuses_what_it_cannot_undo(isolates):
     assert isolates.warm is None
 
 
+async def test_an_isolate_still_running_microtasks_is_closed_not_kept(isolates):
+    """The reset waits only briefly: a chain of microtasks the task left running costs
+    the isolate, never the worker."""
+    instance, _ = isolates.take(KEY)
+    outcome = await run(
+        instance, "(function f() { Promise.resolve().then(f) })(); module.exports = 1"
+    )
+    assert outcome["ok"]
+    assert not await isolates.give_back(instance, KEY, None, HeapFigures(), 10)
+    assert isolates.warm is None
+    instance, warm = isolates.take(KEY)
+    assert not warm
+    assert (await run(instance, "module.exports = 2"))["ok"]
+    instance.close()
+
+
 async def test_built_ins_are_frozen_once_hardened_but_inherited_names_stay_assignable(isolates):
     instance, _ = isolates.take(KEY)
     outcome = await run(instance, "'use strict'; Array.prototype.x = 1; module.exports = 1")

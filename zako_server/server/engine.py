@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -130,7 +131,13 @@ class Engine:
             await body
         finally:
             self._reap(record)
-        if caller is not None and caller.cancelling():
+        if caller is None:
+            return record
+        if sys.version_info < (3, 11):  # no count of cancel requests: read the outcome
+            terminal = record.terminal
+            if terminal is not None and terminal.HasField("cancelled") and not record.cancel_reason:
+                raise asyncio.CancelledError  # the call itself was cancelled
+        elif caller.cancelling():
             if not record.cancel_reason:
                 raise asyncio.CancelledError  # the call itself was cancelled
             caller.uncancel()  # ours (a cancel by id, or shutdown): answered, not raised

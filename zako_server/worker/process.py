@@ -30,6 +30,7 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -105,26 +106,15 @@ class Worker:
         self._driver.heap_cap = int(v8_limit * 0.9) if v8_limit else None
         self.send(ReadyEvent(os.getpid(), spare.mr.v8_version, _version("mini-racer")))
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        ended: asyncio.Future[int] = loop.create_future()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: _FrameReader(self._frames_in, ended), sys.stdin
+        )
         runner = asyncio.create_task(self._run_loop())
-        status = 0
         try:
-            while True:
-                body = await protocol.read_body(reader)
-                if body is None:
-                    break
-                try:
-                    frame = protocol.decode(body)
-                except protocol.BadFrame as exc:
-                    self._bad_frame(exc)
-                    continue
-                if isinstance(frame, ExitFrame):
-                    break
-                self._dispatch(frame)
-        except protocol.ProtocolError as exc:
-            print(f"zako worker: {exc}", file=sys.stderr)
-            status = 2
+            status = await ended
+        finally:
+            transport.close()
         self._stopping = True
         if self._current is not None:
             self._current.stop("the worker is exiting")
@@ -132,6 +122,20 @@ class Worker:
         await runner
         self._isolates.close()
         return status
+
+    def _frames_in(self, bodies: list[bytes]) -> bool:
+        """Handle frames as they are read (several per read when they came together);
+        False once an ExitFrame says to stop."""
+        for body in bodies:
+            try:
+                frame = protocol.decode(body)
+            except protocol.BadFrame as exc:
+                self._bad_frame(exc)
+                continue
+            if isinstance(frame, ExitFrame):
+                return False
+            self._dispatch(frame)
+        return True
 
     def _dispatch(self, frame: protocol.Frame) -> None:
         if isinstance(frame, RunFrame):
@@ -305,6 +309,45 @@ class Worker:
         before, after = self._isolates.collect()
         gc.collect()
         self.send(GcEvent(before, after, rss_before, process.memory_info().rss))
+
+
+class _FrameReader(asyncio.Protocol):
+    """Stdin's frames, handled in the read callback itself: no reader task, and no loop
+    pass per frame between the pipe and `Worker._dispatch`. `ended` gets the exit
+    status: 0 at an ExitFrame or a clean end of stream, 2 when the stream is corrupt."""
+
+    def __init__(self, handle: Callable[[list[bytes]], bool], ended: asyncio.Future[int]) -> None:
+        self._handle = handle
+        self._ended = ended
+        self._parser = protocol.FrameParser()
+
+    def data_received(self, data: bytes) -> None:
+        if self._ended.done():
+            return
+        try:
+            going = self._handle(self._parser.feed(data))
+        except protocol.ProtocolError as exc:  # a corrupt length or a body that is not JSON
+            print(f"zako worker: {exc}", file=sys.stderr)
+            self._ended.set_result(2)
+            return
+        if not going:
+            self._ended.set_result(0)
+
+    def eof_received(self) -> bool:
+        self._finish()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._ended.done():
+            return
+        if self._parser.pending:
+            print("zako worker: stream ended inside a frame", file=sys.stderr)
+            self._ended.set_result(2)
+        else:
+            self._ended.set_result(0)
 
 
 def main() -> int:
