@@ -176,7 +176,7 @@ class TaskDriver:
             else:
                 outcome = failure(
                     FailureReason.JS_ERROR,
-                    jserrors.uncaught_error(str(exc), instance.files, instance.prefix),
+                    jserrors.uncaught_error(str(exc), instance.files(), instance.prefix),
                 )
         except BadReport as exc:
             outcome = failure(
@@ -222,8 +222,7 @@ class TaskDriver:
         job.hardened = job.key is not None
         frame = job.frame
         files = list(job.digests.items())
-        for index, (name, _) in enumerate(files):
-            instance.files[runtime.script_name(name, index)] = name
+        instance.task_files = files
         wanted = _wanted(files, job.prepared, job.entries)
         give, drop = job.store.feed(instance.held, wanted, job.inline)
         # An answer the isolate keeps goes by its digest (modules.js parses it once).
