@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench.caches import IDLE_S
+from bench.caches import FRESH_CALLS, IDLE_S
 from bench.common import Load
 from bench.peer import SYSTEMS
 from bench.tables import Target, fmt, ratio, table
@@ -238,6 +238,13 @@ def caches_table(section: dict[str, Any] | None) -> list[str]:
                 f"{fmt(ts.get('after_idle_ms', NAN), 2)} ms",
                 f"repeated: {fmt(load.p50_ms, 2)} ms",
                 fmt(ratio(ts.get("after_idle_ms", NAN), load.p50_ms), 2) + "x",
+            ],
+            [
+                "ts.transpileModule in a new isolate (as after a retirement), p50 of "
+                f"{FRESH_CALLS}",
+                f"{fmt(ts.get('fresh_isolate_ms', NAN), 2)} ms",
+                f"repeated: {fmt(load.p50_ms, 2)} ms",
+                fmt(ratio(ts.get("fresh_isolate_ms", NAN), load.p50_ms), 2) + "x",
             ],
             [
                 "CPU per repeated call: client / server / workers",
