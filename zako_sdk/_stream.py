@@ -43,7 +43,7 @@ from zako_sdk._base import (
     never_ran,
     unwrap,
 )
-from zako_sdk._wire import OPTIONS, Pace, batches, coalesce
+from zako_sdk._wire import OPTIONS, batches, coalesce
 from zako_sdk.errors import (
     ClientClosed,
     RPCError,
@@ -56,6 +56,7 @@ from zako_sdk.models import (
     LogLine,
     Result,
 )
+from zako_sdk.pacing import Pace
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 

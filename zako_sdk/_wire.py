@@ -17,7 +17,6 @@ TaskBatch or StreamOptions, so it never sends an EventBatch either.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
@@ -27,13 +26,6 @@ from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 BATCH_BYTES = 256 * 1024
 # How long a stream waits for the server's Capabilities before it gives up batching.
 PROBE_TIMEOUT = 10.0
-# A task waits at most this long for company (only on a stream with many in flight)…
-LINGER_MAX = 0.005
-# …and at most this share of what a task of the stream takes (in flight * time between
-# ends: Little's law), so lingering adds at most 5% to its latency.
-LINGER_SHARE = 0.05
-# How fast the measure of the time between ends follows a change (an EWMA weight).
-PACE_WEIGHT = 0.1
 # The stream's options once the server batches: events ready together come as one.
 OPTIONS = pb.SubmitRequest(options=pb.StreamOptions(batch_events=True))
 
@@ -73,36 +65,3 @@ def coalesce(
     if len(tasks) == 1:
         return first
     return pb.SubmitRequest(tasks=pb.TaskBatch(tasks=tasks))
-
-
-class Pace:
-    """How long the writer of a busy stream lets a task wait for others to join it.
-
-    With `n` tasks in flight ending every `gap` seconds, a task takes about n * gap
-    (Little's law). Holding a new task back for `linger` = min(LINGER_MAX,
-    LINGER_SHARE * n * gap) gathers linger / gap tasks into one message at a cost of at
-    most 5% of their latency, and while n is that large the server has a queue, so its
-    workers do not wait either. Below 1 / LINGER_SHARE = 20 tasks in flight no task
-    would join, so none waits.
-
-        pace = Pace(loop.time); pace.ended(); delay = pace.linger(in_flight=64)
-    """
-
-    __slots__ = ("_clock", "_gap", "_last")
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._last = clock()
-        self._gap = 1.0  # no evidence yet: as if tasks ended seldom (so no lingering)
-
-    def ended(self) -> None:
-        """A task of the stream has ended (its terminal event arrived)."""
-        now = self._clock()
-        self._gap += (now - self._last - self._gap) * PACE_WEIGHT
-        self._last = now
-
-    def linger(self, in_flight: int) -> float:
-        """Seconds the next task should wait for company (0: send it now)."""
-        gap = self._gap
-        delay = min(LINGER_MAX, LINGER_SHARE * in_flight * gap)
-        return delay if delay >= gap else 0.0

@@ -20,7 +20,7 @@ import pytest
 from tests.sdk.test_streams import FakeServer, script
 from zako_sdk import AsyncClient
 from zako_sdk._stream import _SubmitStream
-from zako_sdk._wire import Pace
+from zako_sdk.pacing import Pace
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 

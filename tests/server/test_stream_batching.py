@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator, Iterable
 
 import grpc
 
+from zako_sdk.pacing import Pace
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
-from zako_server.server.outbox import Pace
 
 TERMINAL = {"completed", "failed", "cancelled", "rejected"}
 OPTIONS = pb.SubmitRequest(options=pb.StreamOptions(batch_events=True))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
@@ -30,13 +29,6 @@ TERMINAL = frozenset({"completed", "failed", "cancelled", "rejected"})
 # What an event costs inside an EventBatch beyond its own bytes: the field's tag and a
 # length of up to 5 bytes; and the envelope around the batch, the same again.
 FRAMING = 6
-# An event waits at most this long for company (only on a stream with many in flight)…
-LINGER_MAX = 0.005
-# …and at most this share of what a task of the stream takes (in flight * time between
-# ends: Little's law), so lingering adds at most 5% to its latency.
-LINGER_SHARE = 0.05
-# How fast the measure of the time between ends follows a change (an EWMA weight).
-PACE_WEIGHT = 0.1
 
 
 class Outbox:
@@ -130,34 +122,3 @@ def oversized(event: pb.SubmitResponse, size: int, limit: int) -> pb.SubmitRespo
         time=event.time,
         failed=pb.Failed(reason=pb.FAILURE_REASON_INTERNAL, error=error),
     )
-
-
-class Pace:
-    """How long a busy stream's next event may wait for others to share its message.
-
-    With `n` tasks in flight ending every `gap` seconds, a task takes about n * gap
-    (Little's law); waiting min(LINGER_MAX, LINGER_SHARE * n * gap) gathers about that
-    over `gap` events into one message for at most 5% of the tasks' latency. A closed
-    loop of callers has one task end per worker run, so without it nearly every event
-    left alone. Below 1 / LINGER_SHARE = 20 tasks in flight none would join: no wait.
-    (The SDK's writer paces its tasks the same way: zako_sdk/_wire.py.)
-    """
-
-    __slots__ = ("_clock", "_gap", "_last")
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._last = clock()
-        self._gap = 1.0  # no evidence yet: as if tasks ended seldom (so no waiting)
-
-    def ended(self) -> None:
-        """A task of the stream has ended (its terminal event was emitted)."""
-        now = self._clock()
-        self._gap += (now - self._last - self._gap) * PACE_WEIGHT
-        self._last = now
-
-    def linger(self, in_flight: int) -> float:
-        """Seconds the next event should wait for company (0: send it now)."""
-        gap = self._gap
-        delay = min(LINGER_MAX, LINGER_SHARE * in_flight * gap)
-        return delay if delay >= gap else 0.0
