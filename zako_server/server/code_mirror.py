@@ -115,7 +115,7 @@ class DigestMemo:
         self._entries = entries
         self._memo: OrderedDict[int, tuple[str, str]] = OrderedDict()
         self._answers: OrderedDict[int, Answer] = OrderedDict()
-        self._packs: OrderedDict[tuple[int, int], tuple[Any, Any, Pack]] = OrderedDict()
+        self._packs: OrderedDict[tuple[str, int], tuple[Any, Any, Pack]] = OrderedDict()
 
     def answer(self, info: dict[str, Any]) -> Answer:
         key = id(info)
@@ -140,11 +140,12 @@ class DigestMemo:
 
     def pack(self, tree: Any, answers: dict[str, Any] | None) -> Pack:
         """The pack of a resolved tree (trees.TreeFiles) and the stage's answers for its
-        files, built once per (tree, answers) pair of objects: both are the same objects
-        from one task to the next while their memos hold them."""
-        key = (id(tree), id(answers))
+        files, built once per tree manifest and answers object: the answers are the same
+        object from one task to the next while the stage's memo holds them, and a tree
+        resolved again (after an eviction) has the same manifest, hence the same texts."""
+        key = (tree.manifest_digest, id(answers))
         hit = self._packs.get(key)
-        if hit is not None and hit[0] is tree and hit[1] is answers:
+        if hit is not None and hit[1] is answers:
             self._packs.move_to_end(key)
             return hit[2]
         files: dict[str, str] = tree.digests
