@@ -173,3 +173,47 @@ async def test_a_tree_evicted_between_two_tasks_is_refused_then_runs_again(zako_
         await upload(stub, [files["lib/b.js"]])
         reply = await stub.Run(pb.RunRequest(task=task), timeout=60)
         assert json.loads(reply.completed.result.value_json)[1] == "evicted-between-tasks"
+
+
+@pytest.mark.parametrize(
+    ("files", "entry"),
+    [
+        ({"main.js": "module.exports = () => {\n  let x = ;\n};"}, "main.js"),
+        ({"main.js": "module.exports = () => require('./bad.js');", "bad.js": "\n\n  )"}, ""),
+        ({"main.mjs": "export default () => 1;\nconst = 2;"}, "main.mjs"),
+        ({"main.js": "module.exports = () => require('./t.ts')();", "t.ts": "export = 1 +;"}, ""),
+        ({"main.js": "module.exports = () => { throw new Error('boom'); };"}, "main.js"),
+        ({"main.js": "module.exports = () => require('./nope');"}, "main.js"),
+    ],
+)
+async def test_a_failing_tree_fails_exactly_as_the_same_files_inline(zako_server, files, entry):
+    async with grpc.aio.insecure_channel(zako_server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        blobs = {name: text.encode() for name, text in files.items()}
+        tree = tree_of(blobs)
+        await upload(stub, [*blobs.values(), tree])
+        name = entry or "main.js"
+        common = {"entry_name": name, "cache": pb.CACHE_POLICY_SKIP}
+        inline = pb.Task(
+            source=files[name],
+            modules=[pb.Module(name=n, source=t) for n, t in files.items() if n != name],
+            **common,
+        )
+        by_tree = pb.Task(tree=digest(tree), **common)
+        failures = []
+        for task in (inline, by_tree):
+            reply = await stub.Run(pb.RunRequest(task=task), timeout=60)
+            assert reply.WhichOneof("outcome") == "failed", reply
+            failures.append(reply.failed)
+        a, b = failures
+        assert (a.reason, a.error.name, a.error.message) == (
+            b.reason,
+            b.error.name,
+            b.error.message,
+        )
+        assert (a.error.module, a.error.line, a.error.column) == (
+            b.error.module,
+            b.error.line,
+            b.error.column,
+        )
+        assert a.error.stack == b.error.stack
