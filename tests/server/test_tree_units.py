@@ -217,3 +217,15 @@ async def test_a_failing_tree_fails_exactly_as_the_same_files_inline(zako_server
             b.error.column,
         )
         assert a.error.stack == b.error.stack
+
+
+async def test_a_tree_missing_a_blob_another_module_names_too_is_not_remembered():
+    store, tree = await stored(FILES)
+    memo = TreeMemo()
+    gone = key_of(FILES["lib/b.js"])
+    store.evict(gone)
+    also = pb.Module(name="x.js", digest=digest(FILES["lib/b.js"]))
+    for modules in ([also], []):
+        with pytest.raises(MissingBlobs) as info:
+            job(store, memo, tree, modules=modules)
+        assert info.value.missing == [gone]

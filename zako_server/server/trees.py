@@ -162,6 +162,40 @@ def parse_tree(
     )
 
 
+def resolve_tree(
+    store: ContentStore,
+    memo: TreeMemo | None,
+    tenant: str,
+    tree: Tree,
+    text: Callable[[str, Key, str], str | None],
+    missing: dict[Key, None],
+) -> TreeFiles | None:
+    """The tree's texts for `tenant`: from `memo` while the store removed nothing, else
+    looked up (`text(name, key, field)`, None when absent) and remembered; None when some
+    are absent, then added to `missing` in the tree's order."""
+    found = memo.resolved(store, tenant, tree) if memo is not None else None
+    if found is not None:
+        return found
+    # Read before the lookups: one that evicts (decoding grows a blob) must leave this
+    # resolution stale for the next task, never trusted.
+    generation = store.generation
+    texts: dict[str, str] = {}
+    complete = True
+    for name, key in zip(tree.names, tree.keys, strict=True):
+        found_text = text(name, key, "task.tree")
+        if found_text is None:
+            missing[key] = None  # perhaps there already (a module of the task names it)
+            complete = False
+        else:
+            texts[name] = found_text
+    if not complete:
+        return None
+    files = TreeFiles(tree, texts, generation)
+    if memo is not None:
+        memo.keep(tenant, files)
+    return files
+
+
 class TreeMemo:
     """Checked trees by key, and resolved trees by (tenant, key) and store generation.
 

@@ -25,7 +25,14 @@ from zako_server.protocol import NODE_BUILTINS, RunFrame, TaskContext
 from zako_server.server.cas import ContentStore, Key, check_digest
 from zako_server.server.config import Settings
 from zako_server.server.errors import CannotFit, InvalidBlob, InvalidTask, MissingBlobs
-from zako_server.server.trees import Tree, TreeFiles, TreeMemo, file_set, parse_tree
+from zako_server.server.trees import (
+    Tree,
+    TreeFiles,
+    TreeMemo,
+    file_set,
+    parse_tree,
+    resolve_tree,
+)
 
 PRIORITY_MIN = -1000
 PRIORITY_MAX = 1000
@@ -225,26 +232,10 @@ class _Files:
                 continue
             self.modules[name] = text
             self.digests[name] = key[0]
-        tree = self.tree_of
-        if tree is not None and store is not None:
-            found = self.memo.resolved(store, self.tenant, tree) if self.memo else None
-            if found is None:
-                # Read before the lookups: one that evicts (decoding grows a blob) must
-                # leave this resolution stale for the next task, never trusted.
-                generation = store.generation
-                texts: dict[str, str] = {}
-                lacking = len(seen)
-                for name, key in zip(tree.names, tree.keys, strict=True):
-                    text = self._text(name, key, "task.tree")
-                    if text is None:
-                        seen[key] = None
-                    else:
-                        texts[name] = text
-                if len(seen) == lacking:
-                    found = TreeFiles(tree, texts, generation)
-                    if self.memo is not None:
-                        self.memo.keep(self.tenant, found)
-            self.tree_files = found
+        if self.tree_of is not None and store is not None:
+            self.tree_files = resolve_tree(
+                store, self.memo, self.tenant, self.tree_of, self._text, seen
+            )
         if seen:
             if store is not None:
                 store.note_missing_rejection()
