@@ -173,3 +173,16 @@ async def test_two_held_trees_share_a_text_sent_once(worker):
     done = (await server.client.until_done("stale"))[-1]
     assert isinstance(done, DoneEvent) and done.missing == ["0" * 64]
     assert ok_value(await server.run(server.job(b, 3))) == [1, "b003"]
+
+
+async def test_a_malformed_pack_fails_its_task_only(worker):
+    server = Server(worker)
+    digest = await upload(server.store, tree_files("c", 3))
+    good = server.mirror.wire(server.job(digest, 1).frame)
+    bad = dataclasses.replace(good, id="bad", tree="1" * 64, sources={"1" * 64: "[not a pack"})
+    server.client.send(bad)
+    done = (await server.client.until_done("bad"))[-1]
+    assert isinstance(done, DoneEvent) and "1" * 64 in done.missing
+    server.client.send(good)
+    done = (await server.client.until_done(good.id))[-1]
+    assert ok_value(done) == [1, "c001"]

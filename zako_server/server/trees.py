@@ -235,6 +235,12 @@ class TreeMemo:
         return found
 
     def keep(self, tenant: str, files: TreeFiles) -> None:
+        """Remember a tree just resolved, dropping those resolved before the store last
+        removed something: they would be looked up again anyway, and their texts, which
+        the store may no longer hold, must not be kept alive here."""
+        stale = [k for k, v in self._resolved.items() if v.generation != files.generation]
+        for key in stale:
+            del self._resolved[key]
         files.refreshed = self._clock()
         self._resolved[(tenant, files.tree.key)] = files
         if len(self._resolved) > RESOLVED_ENTRIES:

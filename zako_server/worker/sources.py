@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import weakref
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -107,7 +108,7 @@ class SourceStore:
     def receive(self, frame: RunFrame) -> None:
         """Apply a run frame's `forget` then `sources` (at arrival, in frame order); a
         source that is the frame's `tree` is a pack, holding its texts (`tree_texts`).
-        Raises ValueError for a pack that does not parse (the task then lacks it)."""
+        A pack that does not parse is not held: the task finds it missing."""
         for unit in frame.forget:
             pack = self.packs.pop(unit, None)
             for digest in pack.holds if pack is not None else (unit,):
@@ -122,7 +123,11 @@ class SourceStore:
             refs[digest] = refs.get(digest, 0) + 1
 
     def _hold_pack(self, digest: str, text: str, given: dict[str, str]) -> None:
-        pack = TreePack.parse(digest, text)
+        try:
+            pack = TreePack.parse(digest, text)
+        except (ValueError, TypeError, KeyError) as exc:  # a parent's bug, as below
+            print(f"zako worker: pack {digest[:12]} is malformed: {exc!r}", file=sys.stderr)
+            return
         texts, refs = self.texts, self._refs
         if any(h != digest and h not in given and h not in texts for h in pack.holds):
             return  # a parent's bug: the task finds the pack missing, the parent drops it
