@@ -110,6 +110,14 @@ NODE_BUILTINS: tuple[str, ...] = (
     "zlib",
 )
 
+# The metadata of a dataclass field that stays in the parent: never encoded or decoded.
+PARENT_ONLY: dict[str, bool] = {"pipe": False}
+
+
+def _on_pipe(f: Any) -> bool:
+    return bool(f.metadata.get("pipe", True))
+
+
 # The warm-isolate key of a task, (tenant, context kind, hermetic): the pool picks a worker
 # by it and the worker keys its isolates by it, so both sides take it from RunFrame.
 ReuseKey = tuple[str, str, bool]
@@ -195,6 +203,22 @@ class RunFrame:
     # prepared answer may name its code by digest ("code_digest") instead of "code".
     sources: dict[str, str] = field(default_factory=dict)
     forget: list[str] = field(default_factory=list)
+    # On the pipe only: the task's ModuleTree as one unit, the digest of its *pack*: the
+    # compact JSON text {"files": [[path, digest], ...], "prepared": [[path, answer],
+    # ...]} (the tree's files in order, the transform answers for those it transformed,
+    # their code by "code_digest"). Its files are the task's beside `modules`/`digests`
+    # (never the same path). The worker holds packs like texts: a pack arrives once, as
+    # `sources[tree]`, and then holds every text it names (files and code), those the
+    # worker holds under no other unit given in `tree_texts` (digest -> text); `forget`
+    # naming a pack drops it with its hold on them. So a repeated tree costs a frame one
+    # digest, not a path, digest and answer per file (server/code_mirror.py).
+    tree: str | None = None
+    tree_texts: dict[str, str] = field(default_factory=dict)
+    # Never on the pipe (server side only): the task's resolved ModuleTree
+    # (server/trees.TreeFiles), whose files are the task's beside `modules`, and the
+    # transform stage's answers for them (path -> answer), set before dispatch.
+    tree_files: Any = field(default=None, metadata=PARENT_ONLY)
+    tree_prepared: Any = field(default=None, metadata=PARENT_ONLY)
 
     @property
     def reuse_key(self) -> ReuseKey | None:
@@ -451,11 +475,10 @@ class _Field:
 
 def _decoder(cls: type) -> Any:
     hints = typing.get_type_hints(cls)
-    plan = [
-        (f.name, f.exact, f.check) for f in (_Field(g.name, hints[g.name]) for g in fields(cls))
-    ]
+    wired = [g for g in fields(cls) if _on_pipe(g)]
+    plan = [(f.name, f.exact, f.check) for f in (_Field(g.name, hints[g.name]) for g in wired)]
     required = frozenset(
-        f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+        f.name for f in wired if f.default is MISSING and f.default_factory is MISSING
     )
 
     def build(raw: dict[str, Any]) -> Any:
@@ -478,7 +501,7 @@ _PARENT = (RunFrame, CancelFrame, GcFrame, PingFrame, ExitFrame)
 _CHILD = (ReadyEvent, StartedEvent, LogsEvent, LogEvent, DoneEvent, GcEvent, PongEvent)
 _TAG_KEYS: dict[type, str] = {cls: "op" for cls in _PARENT} | {cls: "ev" for cls in _CHILD}
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {
-    cls: tuple(f.name for f in fields(cls))
+    cls: tuple(f.name for f in fields(cls) if _on_pipe(f))
     for cls in (*_PARENT, *_CHILD, TaskContext, HeapFigures, JsError)
 }
 _DECODERS: dict[str, dict[str, Any]] = {

@@ -170,8 +170,12 @@ async def test_digests_resolve_to_the_same_job_as_inline_sources():
     )
     a = validate(inline, SETTINGS, store=store, tenant="t")
     b = validate(by_digest, SETTINGS, store=store, tenant="t")
-    assert a.frame.modules == b.frame.modules
-    assert a.frame.digests == b.frame.digests
+    # The tree travels as a unit beside the task's own files (trees.py)...
+    assert b.frame.tree_files is not None and "main.js" not in b.frame.modules
+    # ...and names the same files with the same texts.
+    tree_files = b.frame.tree_files
+    assert a.frame.modules == {**b.frame.modules, **tree_files.texts}
+    assert a.frame.digests == {**b.frame.digests, **tree_files.digests}
     assert a.frame.digests["lib.js"] == key_of(lib)[0]
     assert a.frame.context.seed == b.frame.context.seed
     assert b.size_bytes < a.size_bytes  # store text is not the task's own bytes

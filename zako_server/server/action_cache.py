@@ -53,7 +53,7 @@ CACHEABLE_FAILURES = frozenset(
 # ~370 bytes of process memory per entry beyond its serialized messages.
 ENTRY_OVERHEAD_BYTES = 512
 # Bumped when the key's encoding changes.
-KEY_VERSION = "zako.action.v1"
+KEY_VERSION = "zako.action.v2"
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # zako_server/
 
@@ -106,8 +106,9 @@ def _text_digest(text: str) -> str:
 
 
 def tree_digests(frame: RunFrame) -> list[tuple[str, str]]:
-    """The (path, SHA-256 hex) pairs of the task's files, sorted: from the digests
-    validation filled in, or by hashing a file's text where it filled none."""
+    """The (path, SHA-256 hex) pairs of the task's own files, sorted: from the digests
+    validation filled in, or by hashing a file's text where it filled none. A ModuleTree
+    beside them is keyed by its manifest's digest (`action_key`)."""
     known = frame.digests
     return sorted(
         (path, known.get(path) or _text_digest(text)) for path, text in frame.modules.items()
@@ -147,6 +148,11 @@ def action_key(job: Job, tenant: str, fingerprint: str, message_bytes: int) -> s
     files = tree_digests(frame)
     parts.append(str(len(files)))
     parts += [x for item in files for x in item]
+    # A ModuleTree by the digest of its manifest, the sorted [path, digest] pairs of
+    # every file (trees.py): it covers each file of the tree, and costs one part, not
+    # two per file, on every task.
+    tree = frame.tree_files
+    parts.append("" if tree is None else tree.manifest_digest)
     _update(digest, parts)
     return digest.hexdigest()
 

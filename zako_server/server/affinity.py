@@ -4,7 +4,8 @@
                                    │
     idle workers, longest idle first ──choose()──▶ 1. same key as its last reuse task
                                                   2. the one holding the most bytes
-                                                     of the task's module texts (64 KiB+)
+                                                     of the task's module texts and tree
+                                                     pack (64 KiB+)
                                                   3. one with no warm isolate yet
                                                   4. the longest idle
 
@@ -53,13 +54,20 @@ class Holder(Protocol):
 
 
 def choose(
-    idle: Sequence[Candidate], key: ReuseKey | None, digests: Mapping[str, str] | None = None
+    idle: Sequence[Candidate],
+    key: ReuseKey | None,
+    digests: Mapping[str, str] | None = None,
+    tree: str | None = None,
 ) -> int:
     """Index in `idle` (longest idle first) of the worker to hand out; -1 if none is idle.
 
-    `digests` are the task's files (path -> digest). Entries whose state is no longer
-    "idle" are skipped (the pool drops them lazily).
+    `digests` are the task's own files (path -> digest), `tree` the digest of its tree's
+    pack, which a worker holds as one unit (one lookup, whatever the tree's size).
+    Entries whose state is no longer "idle" are skipped (the pool drops them lazily).
     """
+    wanted = [*digests.values()] if digests else []
+    if tree is not None:
+        wanted.append(tree)
     first = cold = holder = -1
     most = HOLD_MIN_BYTES - 1
     for index, worker in enumerate(idle):
@@ -69,14 +77,14 @@ def choose(
             return index
         if first < 0:
             first = index
-        if digests:
+        if wanted:
             mirror = worker.sources
-            held = 0 if mirror is None else mirror.held_bytes(digests.values())
+            held = 0 if mirror is None else mirror.held_bytes(wanted)
             if held > most:
                 holder, most = index, held
         if cold < 0 and worker.warm_key is None:
             cold = index
-            if key is None and not digests:
+            if key is None and not wanted:
                 return index
     if holder >= 0:
         return holder

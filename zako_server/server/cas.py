@@ -137,6 +137,10 @@ class ContentStore:
         self.uploads = 0
         self.uploaded_bytes = 0
         self.missing_rejections = 0
+        # Bumped whenever a blob leaves the store (eviction, TTL, `evict`): nothing else
+        # can make a blob absent for a tenant, so a caller that looked texts up at one
+        # generation knows they are all still present while it has not moved (trees.py).
+        self.generation = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ContentStore:
@@ -157,6 +161,7 @@ class ContentStore:
         blob = self._blobs.pop(key)
         self._bytes -= blob.cost
         self.evictions += 1
+        self.generation += 1
 
     def _make_room(self, keep: Key | None = None) -> None:
         """Evict least recently used blobs until the store is within its capacity."""
@@ -197,6 +202,18 @@ class ContentStore:
 
     def has(self, tenant: str, key: Key) -> bool:
         return key == EMPTY_KEY or self._touch(tenant, key) is not None
+
+    def refresh(self, tenant: str, keys: Iterable[Key]) -> None:
+        """Mark blobs as just used (those present for `tenant`), as a lookup would: a tree
+        resolved from memo (trees.py) keeps its files out of the cold end and the TTL."""
+        now = self._clock()
+        blobs = self._blobs
+        for key in keys:
+            blob = blobs.get(key)
+            if blob is not None and tenant in blob.tenants:
+                blob.last_used = now
+                blobs.move_to_end(key)
+        self._sweep(now)
 
     def data(self, tenant: str, key: Key) -> bytes | None:
         """The blob's bytes for `tenant`, or None if absent (for ModuleTree blobs)."""

@@ -55,7 +55,7 @@ from zako_server.server.events import (
 from zako_server.server.pool import Pool
 from zako_server.server.records import Counters, Emit, Gate, TaskRecord
 from zako_server.server.stats import Histogram
-from zako_server.server.transforms import TransformPool
+from zako_server.server.transforms import Answers, TransformPool
 from zako_server.server.validation import Job
 from zako_server.server.worker_handle import WorkerHandle
 
@@ -372,22 +372,22 @@ class Engine:
         frame = record.job.frame
         # Files the transform stage already answered cost no task of their own (the
         # usual warm task); others are transformed while the task waits in line.
-        prepare: asyncio.Future[dict[str, dict[str, Any]]] | None = None
+        prepare: asyncio.Future[tuple[Answers, Answers | None]] | None = None
         if self.transforms is not None:
-            ready = self.transforms.ready(frame.modules, frame.digests)
+            ready = self.transforms.ready_task(frame.modules, frame.digests, frame.tree_files)
             if ready is None:
                 prepare = asyncio.ensure_future(
-                    self.transforms.prepare(frame.modules, frame.digests)
+                    self.transforms.prepare_task(frame.modules, frame.digests, frame.tree_files)
                 )
             else:
-                frame.prepared = ready
+                frame.prepared, frame.tree_prepared = ready
         try:
             with self._span("zako.admission.wait", record):
                 await self.admission.acquire(record.ticket)
                 if record.gate is not None and not record.gate.is_open:
                     await self._await_gate(record, record.gate)
             if prepare is not None:
-                frame.prepared = await prepare
+                frame.prepared, frame.tree_prepared = await prepare
             record.state = "running"
             record.started_wall, record.started_mono = time.time(), time.monotonic()
             with self._span("zako.execute", record) as span:

@@ -127,8 +127,14 @@ class Pool:
         drops a task.
         """
         key = frame.reuse_key
+        # A tree counts by its pack, the unit a worker holds it as (code_mirror.py).
+        tree = (
+            None
+            if frame.tree_files is None
+            else self._digests.pack(frame.tree_files, frame.tree_prepared).digest
+        )
         for _ in range(_DISPATCH_ATTEMPTS):
-            worker = await self._acquire(key, frame.digests)
+            worker = await self._acquire(key, frame.digests, tree)
             result = await self._run_on(worker, frame, sink)
             lost = result.reason is FailureReason.WORKER_LOST
             if key is not None and not lost:
@@ -310,11 +316,14 @@ class Pool:
         return sum(w.state in {"starting", "idle", "busy"} for w in self._workers.values())
 
     async def _acquire(
-        self, key: ReuseKey | None = None, digests: dict[str, str] | None = None
+        self,
+        key: ReuseKey | None = None,
+        digests: dict[str, str] | None = None,
+        tree: str | None = None,
     ) -> WorkerHandle:
         """An idle worker, preferring one warm for `key` or holding the task's module
-        texts (see affinity), else wait."""
-        index = choose(self._idle, key, digests)
+        texts or tree pack (see affinity), else wait."""
+        index = choose(self._idle, key, digests, tree)
         if index >= 0:
             worker = self._idle[index]
             del self._idle[index]

@@ -51,6 +51,7 @@ from zako_server.server.records import Emit, Gate
 from zako_server.server.reports import capabilities_reply, stats_reply
 from zako_server.server.security import Authenticator, Identity
 from zako_server.server.stream import SubmitStream
+from zako_server.server.trees import TreeMemo
 from zako_server.server.validation import validate
 
 log = logging.getLogger("zako.service")
@@ -206,6 +207,8 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         # The content-addressed store: blobs tasks name by digest (cas.py).
         self.store = store or ContentStore.from_settings(settings)
         self.blobs = Blobs(self.store)
+        # Checked and resolved ModuleTrees: a repeated tree validates in O(1) (trees.py).
+        self.trees = TreeMemo()
         self.auth = authenticator or Authenticator()
         self._process = psutil.Process()
         self.started_at = time.time()
@@ -270,6 +273,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 deadline_s=context.time_remaining(),
                 tenant=tenant,
                 store=self.store,
+                trees=self.trees,
             )
         except TaskRejection:
             raise

@@ -11,6 +11,10 @@ Why it looks the way it does:
   does not change sucrase's output, so the same file in two trees is one entry. The
   cache is bounded by the bytes it holds (least recently used out first). Concurrent
   tasks asking for the same file share one transform.
+- A ModuleTree is a unit (server/trees.py): the answers for its files are kept per tree
+  (by its manifest digest, the TREE_ENTRIES most recent trees), so a repeated tree costs
+  the stage one lookup, not one per file; a task's own files beside it are looked up as
+  before, typed by the tree's package.json files too (read once per tree).
 - A CommonJS file is compiled from its own text; the stage only adds the names an ES
   module importing it gets (cjs-module-lexer, as Node: an empty list means none) and
   renames `import(` and `import.meta` in place (then its answer carries the code).
@@ -28,14 +32,30 @@ from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zako_server.transform import EXTENSIONS, bundle, process
+
+if TYPE_CHECKING:
+    from zako_server.server.trees import TreeFiles
 
 log = logging.getLogger("zako.transforms")
 
 BATCH_FILES = 64
 BATCH_BYTES = 1 << 20
+# Trees whose answers (and package types) are kept as a whole.
+TREE_ENTRIES = 16
+Answers = dict[str, dict[str, Any]]
+
+
+@dataclass
+class _TreeEntry:
+    """What the stage knows of one tree: each directory's package type, and the answers
+    for its files once they were all at hand (the same dict object every task, so the
+    pipe's pack of them is built once too: code_mirror.py)."""
+
+    types: dict[str, str]
+    answers: Answers | None = None
 
 
 def default_processes(cpus: int | None = None) -> int:
@@ -105,6 +125,7 @@ class TransformPool:
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._sizes: dict[str, int] = {}
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._trees: OrderedDict[str, _TreeEntry] = OrderedDict()
         self._executor: ProcessPoolExecutor | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.unavailable: str | None = None  # why the stage is off, when it is
@@ -149,10 +170,16 @@ class TransformPool:
         return f"{ext}:{type_}:{digest}"
 
     def _wanted(
-        self, modules: dict[str, str], digests: dict[str, str] | None
+        self,
+        modules: dict[str, str],
+        digests: dict[str, str] | None,
+        types: dict[str, str] | None = None,
     ) -> list[tuple[str, str, str, str]]:
-        """(name, key, ext, type) of every file the stage transforms."""
+        """(name, key, ext, type) of every file the stage transforms; `types` are the
+        package types of a tree beside `modules` (their own package.json files win)."""
         manifests = package_types(modules)
+        if types:
+            manifests = {**types, **manifests}
         wanted: list[tuple[str, str, str, str]] = []
         known = digests or {}
         for name in modules:
@@ -163,8 +190,61 @@ class TransformPool:
                 wanted.append((name, key, ext, type_))
         return wanted
 
+    def _tree(self, tree: TreeFiles) -> _TreeEntry:
+        entry = self._trees.get(tree.manifest_digest)
+        if entry is None:
+            entry = self._trees[tree.manifest_digest] = _TreeEntry(package_types(tree.texts))
+            if len(self._trees) > TREE_ENTRIES:
+                self._trees.popitem(last=False)
+        else:
+            self._trees.move_to_end(tree.manifest_digest)
+        return entry
+
+    def ready_task(
+        self, modules: dict[str, str], digests: dict[str, str], tree: TreeFiles | None
+    ) -> tuple[Answers, Answers | None] | None:
+        """`prepare_task`'s answer when every file's is at hand, without a coroutine:
+        (answers for `modules`, answers for the tree's files); None when some file must
+        wait for the stage. A tree answered before costs one lookup."""
+        if tree is None:
+            ready = self.ready(modules, digests)
+            return None if ready is None else (ready, None)
+        if self.unavailable is not None:
+            return {}, {}
+        entry = self._tree(tree)
+        if entry.answers is None:
+            found = self.ready(tree.texts, tree.digests)
+            if found is None:
+                return None
+            entry.answers = found
+        else:
+            self.stats.cache_hits += len(entry.answers)
+        own = self.ready(modules, digests, entry.types)
+        return None if own is None else (own, entry.answers)
+
+    async def prepare_task(
+        self, modules: dict[str, str], digests: dict[str, str], tree: TreeFiles | None
+    ) -> tuple[Answers, Answers | None]:
+        """(answers for `modules`, answers for the tree's files, None without a tree)."""
+        if tree is None:
+            return await self.prepare(modules, digests), None
+        if self.unavailable is not None:
+            return {}, {}
+        entry = self._tree(tree)
+        answers = entry.answers
+        if answers is None:
+            answers = await self.prepare(tree.texts, tree.digests)
+            entry = self._tree(tree)
+            if entry.answers is None:
+                entry.answers = answers
+            answers = entry.answers
+        return await self.prepare(modules, digests, entry.types), answers
+
     def ready(
-        self, modules: dict[str, str], digests: dict[str, str] | None = None
+        self,
+        modules: dict[str, str],
+        digests: dict[str, str] | None = None,
+        types: dict[str, str] | None = None,
     ) -> dict[str, dict[str, Any]] | None:
         """`prepare`'s answer when every file's is already cached (the usual warm task),
         without a coroutine or a task: None when some file must wait for the stage."""
@@ -172,7 +252,7 @@ class TransformPool:
             return {}
         answers: dict[str, dict[str, Any]] = {}
         hits = []
-        for name, key, _, _ in self._wanted(modules, digests):
+        for name, key, _, _ in self._wanted(modules, digests, types):
             hit = self._cache.get(key)
             if hit is None:
                 return None
@@ -194,13 +274,17 @@ class TransformPool:
         self.stats.cache_entries = len(self._cache)
 
     async def prepare(
-        self, modules: dict[str, str], digests: dict[str, str] | None = None
+        self,
+        modules: dict[str, str],
+        digests: dict[str, str] | None = None,
+        types: dict[str, str] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """{name: {esm, code, map} | {error}} for every file that needs more than its text.
-        `digests` (path -> sha256 of the text, as validation computed them) key the cache."""
+        `digests` (path -> sha256 of the text, as validation computed them) key the cache;
+        `types`: see _wanted."""
         if self.unavailable is not None:
             return {}
-        wanted = self._wanted(modules, digests)
+        wanted = self._wanted(modules, digests, types)
         answers: dict[str, dict[str, Any]] = {}
         missing: dict[str, tuple[str, str, str, str]] = {}
         waits: list[tuple[str, asyncio.Future[dict[str, Any]]]] = []

@@ -14,10 +14,9 @@ import math
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
-
-from google.protobuf.message import DecodeError
 
 from zako_sdk.models import CONTEXT_KINDS
 from zako_sdk.proto.zako.v1 import cas_pb2
@@ -26,6 +25,14 @@ from zako_server.protocol import NODE_BUILTINS, RunFrame, TaskContext
 from zako_server.server.cas import ContentStore, Key, check_digest
 from zako_server.server.config import Settings
 from zako_server.server.errors import CannotFit, InvalidBlob, InvalidTask, MissingBlobs
+from zako_server.server.trees import (
+    Tree,
+    TreeFiles,
+    TreeMemo,
+    file_set,
+    parse_tree,
+    resolve_tree,
+)
 
 PRIORITY_MIN = -1000
 PRIORITY_MAX = 1000
@@ -119,10 +126,19 @@ class _Files:
     store, and every blob the tenant lacks is collected so that one rejection names all.
     """
 
-    def __init__(self, settings: Settings, store: ContentStore | None, tenant: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ContentStore | None,
+        tenant: str,
+        memo: TreeMemo | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.tenant = tenant
+        self.memo = memo
+        self.tree_of: Tree | None = None  # task.tree, checked
+        self.tree_files: TreeFiles | None = None  # and resolved
         self.modules: dict[str, str] = {}
         self.digests: dict[str, str] = {}
         self.wanted: dict[str, tuple[Key, str]] = {}  # path -> (blob, field naming it)
@@ -157,38 +173,52 @@ class _Files:
         self.wanted[name] = (key, blame)
 
     def tree(self, task: pb.Task) -> Key | None:
-        """Add the files of `task.tree`; the tree's key when the store lacks it."""
+        """Add `task.tree`'s files; the tree's key when the store lacks it.
+
+        The tree's own checks (parse, names, sizes, order) are done once per tree digest
+        (trees.py); what depends on the rest of the task (file count with task.modules,
+        bytes with the inline files, names given twice) is checked here, and when any of
+        it fails the files are added one by one, so the error is the same as ever."""
         key = _digest_key(task.tree, "task.tree")
-        data = self.store.data(self.tenant, key) if self.store is not None else None
-        if data is None:
+        store, memo = self.store, self.memo
+        if store is None:
             return key
-        tree = cas_pb2.ModuleTree()
-        try:
-            tree.ParseFromString(data)
-        except DecodeError as exc:
-            raise InvalidTask(
-                f"task.tree: blob {key[0]}/{key[1]} is not a zako.v1.ModuleTree", field="task.tree"
-            ) from exc
-        if len(task.modules) + len(tree.files) > self.settings.max_modules:
-            raise InvalidTask(
-                f"task.tree: the tree has {len(task.modules) + len(tree.files)} files with "
-                f"task.modules; the limit is {self.settings.max_modules} (max_modules)",
-                field="task.tree",
-            )
-        previous = b""
-        for index, entry in enumerate(tree.files):
-            field = f"task.tree file {index} ({entry.name!r})"
-            encoded = entry.name.encode("utf-8", "surrogatepass")
-            if index and encoded <= previous:
+        tree = memo.tree(key) if memo is not None else None
+        if tree is None:
+            data = store.data(self.tenant, key)
+            if data is None:
+                return key
+            tree = parse_tree(key, data, self._check_entry, self._check_count(task))
+            if memo is not None:
+                memo.remember(tree)
+        elif not store.has(self.tenant, key):
+            return key
+        self._check_count(task)(len(tree.names))
+        if self.tree_bytes + tree.size_bytes > self.settings.max_tree_bytes or any(
+            name in tree.paths for name in (*self.modules, *self.wanted)
+        ):
+            for index, (name, file_key) in enumerate(zip(tree.names, tree.keys, strict=True)):
+                field = f"task.tree file {index} ({name!r})"
+                self.by_digest(name, file_key, field, "task.tree", "task.tree")
+            raise AssertionError("a tree that failed its task's checks passed them")
+        self.tree_bytes += tree.size_bytes
+        self.tree_of = tree
+        return None
+
+    def _check_entry(self, name: str, key: Key, field: str) -> None:
+        _check_name(name, field, "task.tree")
+        _check_size(name, key[1], field, self.settings, "task.tree")
+
+    def _check_count(self, task: pb.Task) -> Callable[[int], None]:
+        def check(files: int) -> None:
+            if len(task.modules) + files > self.settings.max_modules:
                 raise InvalidTask(
-                    f"{field}: the tree's files must be sorted by name (as UTF-8 bytes), "
-                    "each name once",
+                    f"task.tree: the tree has {len(task.modules) + files} files with "
+                    f"task.modules; the limit is {self.settings.max_modules} (max_modules)",
                     field="task.tree",
                 )
-            previous = encoded
-            key = _digest_key(entry.digest, "task.tree", field)
-            self.by_digest(entry.name, key, field, "task.tree", "task.tree")
-        return None
+
+        return check
 
     def resolve(self, missing: list[Key]) -> None:
         """Fetch the text of every file named by digest; MissingBlobs naming all the
@@ -196,18 +226,16 @@ class _Files:
         store = self.store
         seen = dict.fromkeys(missing)
         for name, (key, blame) in self.wanted.items():
-            try:
-                text = store.text(self.tenant, key) if store is not None else None
-            except UnicodeDecodeError as exc:
-                raise InvalidTask(
-                    f"{blame}: blob {key[0]}/{key[1]} ({name}) is not UTF-8 text: {exc}",
-                    field=blame,
-                ) from exc
+            text = self._text(name, key, blame)
             if text is None:
                 seen[key] = None
                 continue
             self.modules[name] = text
             self.digests[name] = key[0]
+        if self.tree_of is not None and store is not None:
+            self.tree_files = resolve_tree(
+                store, self.memo, self.tenant, self.tree_of, self._text, seen
+            )
         if seen:
             if store is not None:
                 store.note_missing_rejection()
@@ -218,6 +246,28 @@ class _Files:
                 + (" ..." if len(seen) > 5 else ""),
                 list(seen),
             )
+        if self.tree_files is not None and any(_is_manifest(name) for name in self.modules):
+            # A package.json beside the tree may change how the tree's own files are
+            # read (their package "type"): such a task is not the tree's unit, but its
+            # files, one by one, as before trees were units (rare: no memo to share).
+            for name, text in self.tree_files.texts.items():
+                self.modules[name] = text
+                self.digests[name] = self.tree_files.digests[name]
+            self.tree_files = None
+
+    def _text(self, name: str, key: Key, blame: str) -> str | None:
+        store = self.store
+        try:
+            return store.text(self.tenant, key) if store is not None else None
+        except UnicodeDecodeError as exc:
+            raise InvalidTask(
+                f"{blame}: blob {key[0]}/{key[1]} ({name}) is not UTF-8 text: {exc}",
+                field=blame,
+            ) from exc
+
+
+def _is_manifest(name: str) -> bool:
+    return name == "package.json" or name.endswith("/package.json")
 
 
 def _module_files(task: pb.Task, entry: str, files: _Files) -> list[Key]:
@@ -254,7 +304,13 @@ def _module_files(task: pb.Task, entry: str, files: _Files) -> list[Key]:
         tree_missing = files.tree(task)
         if tree_missing is not None:
             missing.append(tree_missing)
-    if not task.source and not missing and entry not in files.modules and entry not in files.wanted:
+    if (
+        not task.source
+        and not missing
+        and entry not in files.modules
+        and entry not in files.wanted
+        and (files.tree_of is None or entry not in files.tree_of.paths)
+    ):
         raise InvalidTask(
             "task.source is empty: give the entry module's JavaScript, or name a file of "
             f"task.modules or task.tree in task.entry_name (no file {entry!r})",
@@ -352,12 +408,20 @@ def _reject_constant(name: str) -> None:
 _INPUT_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-def _seed(task: pb.Task, entry: str, digests: dict[str, str], input_data: bytes) -> str:
+def _seed(
+    task: pb.Task,
+    entry: str,
+    digests: dict[str, str],
+    input_data: bytes,
+    tree: TreeFiles | None = None,
+) -> str:
     """The task's seed, or one derived from its content: the same task draws the same
     numbers on every server, and tasks that differ in any byte draw different ones.
 
-    Derived from the files' digests (not their text): a tree sent inline or by digest
-    draws the same numbers, and no source is hashed twice.
+    Derived from the files' digests (not their text), as an order-free hash of the
+    (path, digest) set (trees.file_set): a tree sent inline, by digest or as a
+    ModuleTree draws the same numbers, no source is hashed twice, and a tree's share is
+    computed once per tree, not per task.
     Under system access randomness is real: the seed is fresh OS entropy, from which
     (with V8's own generator) the worker keys crypto.getRandomValues and friends."""
     if len(task.seed) > MAX_SEED_LENGTH:
@@ -368,9 +432,9 @@ def _seed(task: pb.Task, entry: str, digests: dict[str, str], input_data: bytes)
         return secrets.token_hex(32)
     if task.seed:
         return task.seed
+    files = file_set(digests, tree.tree.file_set if tree is not None else 0)
     digest = hashlib.sha256()
-    parts = (entry, *(x for item in sorted(digests.items()) for x in item))
-    for data in (*(part.encode("utf-8", "surrogatepass") for part in parts), input_data):
+    for data in (entry.encode("utf-8", "surrogatepass"), files.to_bytes(32, "big"), input_data):
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
     return "content:" + digest.hexdigest()
@@ -383,10 +447,12 @@ def validate(
     deadline_s: float | None = None,
     tenant: str = "anonymous",
     store: ContentStore | None = None,
+    trees: TreeMemo | None = None,
 ) -> Job:
     """Check every field; raise InvalidTask / CannotFit naming the first problem found,
     or MissingBlobs naming every blob the task names that `store` lacks for `tenant`
-    (no store: none is held).
+    (no store: none is held). `trees` (one per server) remembers checked and resolved
+    ModuleTrees, so a repeated tree costs O(1) here (trees.py).
 
     `tenant` (the caller's) becomes the frame's `reuse` key: a worker may run the task in
     a warm isolate kept from the same tenant's earlier tasks, never in another tenant's.
@@ -398,7 +464,7 @@ def validate(
             field="task.id",
         )
     entry = task.entry_name or "main.js"
-    files = _Files(settings, store, tenant)
+    files = _Files(settings, store, tenant, trees)
     missing = _module_files(task, entry, files)
 
     input_json = task.input_json or "null"
@@ -480,7 +546,7 @@ def validate(
             # The virtual clock and PRNG seed of a hermetic context (the prelude ignores
             # both under system access, where clock and randomness are real).
             epoch_ms=_epoch_ms(task),
-            seed=_seed(task, entry, files.digests, input_data),
+            seed=_seed(task, entry, files.digests, input_data, files.tree_files),
         ),
         timeout_s=timeout,
         max_heap_bytes=int(request["memory"]),
@@ -491,6 +557,7 @@ def validate(
         reuse=(None if task.fresh_isolate or settings.isolate_reuse == "never" else tenant),
         reuse_max_tasks=settings.isolate_max_tasks,
         max_log_lines=settings.max_log_lines,
+        tree_files=files.tree_files,
     )
     # What the task itself brought: text from the store is shared with it (and counted
     # in its budget), so a hundred queued tasks naming typescript.js count it once.

@@ -52,7 +52,7 @@ from zako_server.protocol import (
     RunFrame,
     StartedEvent,
 )
-from zako_server.server.code_mirror import SourceMirror
+from zako_server.server.code_mirror import SourceMirror, without_tree
 
 log = logging.getLogger("zako.pool")
 
@@ -334,7 +334,7 @@ class WorkerHandle:
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         result = self._result = loop.create_future()
-        await self._send(frame if self.sources is None else self.sources.wire(frame))
+        await self._send(without_tree(frame) if self.sources is None else self.sources.wire(frame))
         return result
 
     def task_began_for(self, task_id: str) -> bool:

@@ -223,8 +223,9 @@ class TaskDriver:
         frame = job.frame
         files = list(job.digests.items())
         instance.task_files = files
+        instance.task_tree = job.tree
         wanted = _wanted(files, job.prepared, job.entries)
-        give, drop = job.store.feed(instance.held, wanted, job.inline)
+        give, drop = job.store.feed(instance.held, wanted, job.inline, job.tree)
         # An answer the isolate keeps goes by its digest (modules.js parses it once).
         prepared = {
             path: {"entry_digest": job.entries[path]} if path in job.entries else info
@@ -241,6 +242,7 @@ class TaskDriver:
                     frame.entry,
                     frame.input,
                     prepared,
+                    frame.tree,
                 )
             )
         except JSEvalException as exc:
@@ -248,11 +250,10 @@ class TaskDriver:
             instance.retired = True
             if instance.mr.was_hard_memory_limit_reached():
                 raise
-            index = await instance.eval(runtime.failed_module_script(token))
-            if not isinstance(index, int) or not 0 <= index < len(files):
+            name = await instance.eval(runtime.failed_module_script(token))
+            if not isinstance(name, str) or job.text(name) is None:
                 raise
             await self._drain(instance, job)
-            name = files[index][0]
             return failure(
                 FailureReason.SYNTAX_ERROR,
                 await self._syntax_error(instance, str(exc), name, job.text(name) or ""),
@@ -289,8 +290,8 @@ class TaskDriver:
             or module is None
             or error.line is not None
             or source is None
-            or "map" in job.prepared.get(module, {})  # sucrase's: its own position
-            or "error" in job.prepared.get(module, {})
+            or "map" in (job.answer(module) or {})  # sucrase's: its own position
+            or "error" in (job.answer(module) or {})
         ):
             return outcome
         if source.startswith("#!"):

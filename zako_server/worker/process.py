@@ -141,7 +141,8 @@ class Worker:
         if isinstance(frame, RunFrame):
             try:
                 self._store.receive(frame)  # at arrival: the parent's mirror is per frame
-            except (TypeError, AttributeError) as exc:  # not str values: parse() says so
+            except (TypeError, AttributeError, ValueError, KeyError) as exc:
+                # not str values (parse() says so), or a tree pack that is not one
                 print(f"zako worker: malformed sources in run {frame.id}: {exc!r}", file=sys.stderr)
             self._runs.append(frame)
             self._wakeup.set()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zako_server.protocol import ReuseKey, RunFrame
-from zako_server.worker.sources import SourceStore
+from zako_server.worker.sources import SourceStore, TreePack
 
 
 class MissingSources(ValueError):
@@ -50,6 +50,9 @@ class RunningTask:
     # The transform answers (those kept by digest, parsed), and which came by digest.
     prepared: dict[str, Any] = field(default_factory=dict)
     entries: dict[str, str] = field(default_factory=dict)
+    # The task's tree, as the worker holds it (RunFrame.tree): its files are the task's
+    # beside `digests`, its answers beside `prepared`.
+    tree: TreePack | None = None
     # From the prelude's last report: modules loaded from a kept wrapper / compiled, and
     # whether the task read something outside its cache key (context.taskId).
     compiled: tuple[int, int] = (0, 0)
@@ -67,7 +70,9 @@ class RunningTask:
         if not all(
             isinstance(name, str) and isinstance(digest, str)
             for name, digest in frame.digests.items()
-        ) or not all(isinstance(text, str) for text in frame.sources.values()):
+        ) or not all(
+            isinstance(text, str) for text in (*frame.sources.values(), *frame.tree_texts.values())
+        ):
             raise ValueError("digests and sources must map names to strings")
         if not all(isinstance(v, str) for v in frame.context.labels.values()):
             raise ValueError("labels must map names to strings")
@@ -83,11 +88,21 @@ class RunningTask:
             store=store,
             prepared=found.prepared,
             entries=found.entries,
+            tree=found.tree,
         )
+
+    def answer(self, path: str) -> Any:
+        """The transform answer for a file (its own or its tree's), or None."""
+        found = self.prepared.get(path)
+        if found is None and self.tree is not None:
+            found = self.tree.prepared.get(path)
+        return found
 
     def text(self, path: str) -> str | None:
         """A file's text, inline or from the worker's store; None: not a file here."""
         digest = self.digests.get(path)
+        if digest is None and self.tree is not None:
+            digest = self.tree.files.get(path)
         if digest is None:
             return None
         text = self.inline.get(digest)

@@ -36,7 +36,7 @@ from py_mini_racer import MiniRacer
 
 from zako_server.protocol import NODE_BUILTINS
 from zako_server.worker.runtime import vendor
-from zako_server.worker.sources import Held
+from zako_server.worker.sources import Held, TreePack
 
 TOKEN_HEX_CHARS = 32
 # The CommonJS wrapper modules.js puts around a module's text (it must be the same text).
@@ -144,6 +144,7 @@ def run_script(
     entry: str,
     input_text: str,
     prepared: dict[str, Any] | None = None,
+    tree: str | None = None,
 ) -> str:
     """The one eval that configures, starts and polls a task.
 
@@ -153,14 +154,17 @@ def run_script(
     and `drop` the digests it must forget (worker/sources.py): a text kept by the isolate
     is pasted into this eval once per isolate, not once per task. All go in as arrays
     (never object literals: a file named `__proto__` is a name like any other);
-    modules.js compiles a file only when it is first loaded.
+    modules.js compiles a file only when it is first loaded. `tree` is the digest of the
+    task's tree pack (worker/sources.py), its text given once per isolate like any kept
+    text: modules.js parses it once and resolves names through it and `files`, so a
+    repeated tree adds one digest to this eval, not a pair per file.
     """
     # One encoder call per array (tuples encode as arrays): a call per pair cost ~5 µs,
     # 5 ms a task for a 1,000-file tree.
     return (
         f"__zako.task({_js(token)},{_js(_js(config))},{_js(files)},"
         f"{_js(list((prepared or {}).items()))},{_js(entry)},{_js(input_text)},"
-        f"{_js(give)},{_js(drop)})"
+        f"{_js(give)},{_js(drop)},{_js(tree)})"
     )
 
 
@@ -189,6 +193,7 @@ class Instance:
         self.prefix = prefix_length(self.token)
         # The (path, digest) pairs of the latest task, for uncaught errors (files()).
         self.task_files: list[tuple[str, str]] = []
+        self.task_tree: TreePack | None = None  # and its tree's
         self.held = Held()  # the module texts this isolate was given to keep
         # Set while an eval runs and left set if it fails or is abandoned, until a later
         # eval completes: only then is the isolate known to be idle.
@@ -206,7 +211,10 @@ class Instance:
     def files(self) -> dict[str, str]:
         """sourceURL -> module name for the latest task's files: built only when an
         error needs it (a 1,000-file tree would cost ~1 ms a task to map up front)."""
-        return {script_name(name, i): name for i, (name, _) in enumerate(self.task_files)}
+        names = [name for name, _ in self.task_files]
+        if self.task_tree is not None:
+            names += self.task_tree.files
+        return {script_name(name, i): name for i, name in enumerate(names)}
 
     async def eval(self, script: str) -> Any:
         self.tainted = True

@@ -3,8 +3,10 @@
  * compilation, JSON modules, CommonJS and (transformed) ES modules with their interop.
  *
  * Why it looks the way it does:
- * - The tree is a map {root-relative path: text}; nothing in it is compiled until it is
- *   first required or imported, so files nobody loads (READMEs, bin scripts, .d.ts, JSON
+ * - The tree is a map {root-relative path: text}: the task's own files, plus its tree's
+ *   pack (worker/sources.py) when it names one, parsed once per isolate and looked up
+ *   beside them, so a repeated 1,000-file tree costs a task nothing per file. Nothing
+ *   in it is compiled until it is first required or imported, so files nobody loads (READMEs, bin scripts, .d.ts, JSON
  *   nobody reads) cost only their bytes and can be anything, as in Node.
  * - Resolution is Node's CommonJS algorithm (LOAD_AS_FILE, LOAD_INDEX, LOAD_AS_DIRECTORY,
  *   LOAD_NODE_MODULES with package.json `exports`, `imports` and self-reference), with
@@ -67,12 +69,14 @@
   const store = new NativeMap(); // digest -> text
   const wrappers = new NativeMap(); // digest \n variant \n path -> { fn, file, digest }
   const answers = new NativeMap(); // digest -> a transform answer kept by digest, parsed
+  const packs = new NativeMap(); // digest -> a tree pack, parsed: { files, prepared }
   let fileSerial = 0; // sourceURL numbers: never reused while a wrapper may carry one
   let compiledHits = 0;
   let compiledMisses = 0;
 
   // Per task.
-  const sources = new NativeMap(); // path -> digest (every file of the tree)
+  const sources = new NativeMap(); // path -> digest (the task's own files)
+  let pack = null; // the task's tree pack, or null (its files are the task's too)
   const transient = new NativeMap(); // digest -> text this task only (not in the store)
   let reuse = false; // a hardened isolate: wrappers are worth keeping
   const prepared = new NativeMap(); // path -> the transform stage's answer
@@ -84,10 +88,11 @@
   let requireCache = create(null); // require.cache: a new object per task
 
   // files: [path, digest]; give: [digest, text, keep] the isolate lacks; drop: digests
-  // the worker's store forgot (their texts and wrappers go).
-  function begin(pairs, preparedPairs, give, drop, reuseIsolate) {
+  // the worker's store forgot (their texts and wrappers go); tree: a pack's digest or null.
+  function begin(pairs, preparedPairs, give, drop, reuseIsolate, tree) {
     for (let i = 0; i < drop.length; i++) forget(drop[i]);
     for (let i = 0; i < give.length; i++) mapSet(give[i][2] === true ? store : transient, give[i][0], give[i][1]);
+    pack = typeof tree === 'string' ? packOf(tree) : null;
     for (let i = 0; i < pairs.length; i++) mapSet(sources, pairs[i][0], pairs[i][1]);
     for (let i = 0; i < preparedPairs.length; i++) {
       const info = preparedPairs[i][1];
@@ -107,6 +112,30 @@
     }
     return found;
   }
+  // A tree pack ({"files": [[path, digest]], "prepared": [[path, answer]]}), parsed once
+  // per isolate; read only, and frozen like the answers.
+  function packOf(digest) {
+    let found = mapGet(packs, digest);
+    if (found === undefined) {
+      const raw = parse(textOf(digest));
+      const files = new NativeMap();
+      const answersOf = new NativeMap();
+      for (let i = 0; i < raw.files.length; i++) mapSet(files, raw.files[i][0], raw.files[i][1]);
+      for (let i = 0; i < raw.prepared.length; i++) mapSet(answersOf, raw.prepared[i][0], deepFreeze(raw.prepared[i][1]));
+      found = freeze({ files, prepared: answersOf });
+      if (mapHas(store, digest)) mapSet(packs, digest, found);
+    }
+    return found;
+  }
+  // A file's digest and transform answer: the task's own, else its tree's.
+  function digestAt(path) {
+    const d = mapGet(sources, path);
+    return d !== undefined || pack === null ? d : mapGet(pack.files, path);
+  }
+  function preparedAt(path) {
+    const p = mapGet(prepared, path);
+    return p !== undefined || pack === null ? p : mapGet(pack.prepared, path);
+  }
   function deepFreeze(v) {
     if (v !== null && typeof v === 'object') {
       const ks = keys(v);
@@ -118,6 +147,7 @@
   function forget(digest) {
     mapDelete(store, digest);
     mapDelete(answers, digest);
+    mapDelete(packs, digest);
     const gone = [];
     mapForEach(wrappers, (w, key) => { if (w.digest === digest) arrPush(gone, key); });
     for (let i = 0; i < gone.length; i++) mapDelete(wrappers, gone[i]);
@@ -127,13 +157,14 @@
     mapClear(manifests); mapClear(compiled); mapClear(builtinNamespaces);
     requireCache = create(null);
     reuse = false;
+    pack = null;
   }
   // A file's text by its digest (the store's, or this task's own).
   function textOf(digest) {
     const t = mapGet(transient, digest);
     return t !== undefined ? t : mapGet(store, digest);
   }
-  const textAt = (path) => textOf(mapGet(sources, path));
+  const textAt = (path) => textOf(digestAt(path));
 
   // ---- paths ------------------------------------------------------------------------
   const dirname = (name) => { const i = strLastIndexOf(name, '/'); return i < 0 ? '' : strSlice(name, 0, i); };
@@ -148,7 +179,12 @@
     }
     return arrJoin(out, '/');
   }
-  const isFile = (p) => p !== '' && mapHas(sources, p);
+  const isFile = (p) => p !== '' && (mapHas(sources, p) || (pack !== null && mapHas(pack.files, p)));
+  const fileCount = () => sources.size + (pack === null ? 0 : pack.files.size);
+  function eachFile(fn) {
+    mapForEach(sources, (v, k) => fn(k));
+    if (pack !== null) mapForEach(pack.files, (v, k) => fn(k));
+  }
   const extname = (p) => {
     const slash = strLastIndexOf(p, '/');
     const dot = strLastIndexOf(p, '.');
@@ -179,13 +215,13 @@
   // ---- resolution (Node's CommonJS algorithm) ---------------------------------------
   function notFound(spec, from, extra) {
     let list;
-    if (sources.size <= SMALL_TREE) {
+    if (fileCount() <= SMALL_TREE) {
       const names = [];
-      mapForEach(sources, (v, k) => arrPush(names, k));
+      eachFile((k) => arrPush(names, k));
       list = '. Available modules: ' + (arrJoin(names, ', ') || '(none)') + '; built-in: zako:core, zako:context, node:*';
     } else {
       const near = nearest(spec, from);
-      list = near.length ? '. Nearest: ' + arrJoin(near, ', ') + ' (of ' + sources.size + ' files)' : '';
+      list = near.length ? '. Nearest: ' + arrJoin(near, ', ') + ' (of ' + fileCount() + ' files)' : '';
     }
     const message = "Cannot find module '" + spec + "'" + (from === null ? '' : " from '" + from + "'") +
       (extra ? ' (' + extra + ')' : '') + list;
@@ -200,7 +236,7 @@
       : 'node_modules/' + spec;
     const scores = [];
     let looked = 0;
-    mapForEach(sources, (v, name) => {
+    eachFile((name) => {
       if (looked++ > 20000) return;
       let n = 0;
       while (n < name.length && n < base.length && name[n] === base[n]) n++;
@@ -412,7 +448,7 @@
 
   // ---- loading ----------------------------------------------------------------------
   function isEsm(name) {
-    const p = mapGet(prepared, name);
+    const p = preparedAt(name);
     return p !== undefined && p.esm === true;
   }
 
@@ -423,7 +459,7 @@
 
   function compile(name) {
     if (mapHas(compiled, name)) return mapGet(compiled, name);
-    const p = mapGet(prepared, name);
+    const p = preparedAt(name);
     if (p !== undefined && p.error !== undefined && p.error !== null) {
       const e = hostError(NativeSyntaxError, p.error.message, 'syntax_error');
       host.locate(e, { module: name, line: p.error.line, column: p.error.column });
@@ -431,7 +467,7 @@
     }
     const esm = p !== undefined && p.esm === true;
     // Which text V8 compiles: the transform's code (inline, or by digest) or the file's.
-    let digest = mapGet(sources, name);
+    let digest = digestAt(name);
     let code;
     if (p !== undefined && typeof p.code === 'string') { code = p.code; digest = undefined; }
     else if (p !== undefined && typeof p.code_digest === 'string') { digest = p.code_digest; code = textOf(digest); }
@@ -490,7 +526,7 @@
   // found in its text (the transform stage's `cjs`), with those of the modules it
   // re-exports; without that answer, module.exports' own enumerable properties.
   function cjsNames(module, seen) {
-    const p = mapGet(prepared, module.id);
+    const p = preparedAt(module.id);
     const ex = module.exports;
     if (p === undefined || p.cjs === undefined) {
       return ex !== null && (typeof ex === 'object' || typeof ex === 'function') ? keys(ex) : [];
@@ -618,7 +654,7 @@
       id: name, filename: name, path: dirname(name), exports: {}, loaded: false, children: [],
       paths: modulePaths(name), esm, pending: false, evaluation: undefined,
     };
-    if (strEnds(name, '.json') && !mapHas(prepared, name)) {
+    if (strEnds(name, '.json') && preparedAt(name) === undefined) {
       try {
         module.exports = parse(textAt(name));
       } catch (e) {
@@ -639,7 +675,7 @@
       if (!esm) {
         apply(fn, module.exports, [module.exports, require, module, name, dirname(name), zimp, undefined]);
       } else {
-        const names = mapGet(prepared, name).names;
+        const names = preparedAt(name).names;
         if (names) exportNames(module, names);
         const sync = { done: false, threw: false, error: undefined };
         const p = apply(fn, undefined, [module.exports, require, module, name, dirname(name), zimp, meta(name), sync]);
@@ -763,7 +799,8 @@
   }
 
   return freeze({
-    begin, reset, entryExport, frame, compile, createRequire, compileCounts,
+    begin, reset, entryExport, frame, compile, createRequire, compileCounts, isFile,
+    transformed: (name) => preparedAt(name) !== undefined,
     resolve: (from, spec) => resolvePath(from, spec, 'require'),
   });
 })

@@ -86,7 +86,7 @@
   let taskIdRead = false; // the task read context.taskId (see configure)
   let contextObject = null;
   let coreModule = null;
-  let compiling = -1; // index of the module being compiled, for locating syntax errors
+  let compiling = null; // name of the entry module being compiled, for its syntax errors
   // Set once the isolate is hardened for reuse: the kind-dependent globals are fixed from
   // then on, and `globals` is the global object's own properties to restore after a task.
   let hardenedFor = null;
@@ -680,7 +680,7 @@
     outcome = null;
     contextObject = null;
     coreModule = null;
-    compiling = -1;
+    compiling = null;
     where = 'a hermetic context';
     return hardenedFor === null ? 'the isolate is not hardened' : restoreGlobals();
   }
@@ -691,21 +691,21 @@
   // except the entry, compiled here first so that its syntax error propagates out of this
   // eval (its message carries the position) and `failedModule` says it was the entry.
   // `give` are texts the isolate lacks ([digest, text, keep]) and `drop` digests it must
-  // forget (worker/sources.py); `modules` names each file's digest.
-  function task(t, cfgText, modules, prepared, entry, inputText, give, drop) {
+  // forget (worker/sources.py); `modules` names each file's digest, and `tree` (or null)
+  // the digest of the task's tree pack, whose files are the task's too.
+  function task(t, cfgText, modules, prepared, entry, inputText, give, drop, tree) {
     configure(t, cfgText);
-    moduleSystem.begin(modules, prepared, give, drop, hardenedFor !== null);
-    for (let i = 0; i < modules.length; i++) if (modules[i][0] === entry) compiling = i;
-    if (compiling >= 0 && !mapHasPrepared(prepared, entry)) moduleSystem.compile(entry);
-    compiling = -1;
+    moduleSystem.begin(modules, prepared, give, drop, hardenedFor !== null, tree);
+    if (moduleSystem.isFile(entry) && !moduleSystem.transformed(entry)) {
+      compiling = entry;
+      moduleSystem.compile(entry);
+    }
+    compiling = null;
     start(t, entry, inputText);
     return poll(t);
   }
+  // The entry's name when its compilation threw out of `task` (else null).
   function failedModule(t) { checkToken(t); return compiling; }
-  const mapHasPrepared = (prepared, name) => {
-    for (let i = 0; i < prepared.length; i++) if (prepared[i][0] === name) return true;
-    return false;
-  };
 
   // ---- modules ----------------------------------------------------------------------
   // Resolution, loading and the ESM/CJS interop live in modules.js; it reaches the
