@@ -225,7 +225,7 @@ class TreeMemo:
         if found is None or found.tree is not tree:
             return None
         if found.generation != store.generation:
-            del self._resolved[(tenant, tree.key)]
+            self._drop_stale(store.generation)
             return None
         self._resolved.move_to_end((tenant, tree.key))
         now = self._clock()
@@ -238,10 +238,16 @@ class TreeMemo:
         """Remember a tree just resolved, dropping those resolved before the store last
         removed something: they would be looked up again anyway, and their texts, which
         the store may no longer hold, must not be kept alive here."""
-        stale = [k for k, v in self._resolved.items() if v.generation != files.generation]
-        for key in stale:
-            del self._resolved[key]
+        self._drop_stale(files.generation)
         files.refreshed = self._clock()
         self._resolved[(tenant, files.tree.key)] = files
         if len(self._resolved) > RESOLVED_ENTRIES:
             self._resolved.popitem(last=False)
+
+    def _drop_stale(self, generation: int) -> None:
+        """Forget every tree resolved before the store's `generation`, at the first sign
+        of it: their texts may be what the store just let go, and must not outlive it
+        here (up to RESOLVED_ENTRIES whole trees)."""
+        stale = [k for k, v in self._resolved.items() if v.generation != generation]
+        for key in stale:
+            del self._resolved[key]
