@@ -144,8 +144,9 @@ def _meter(server: ServerProcess) -> CpuMeter:
 # ---- (a) TypeScript -------------------------------------------------------------------------
 
 
-def node_transpile(tree: Path, calls: int, seconds: float) -> dict[str, Any]:
-    """The warm-Node baseline: per-call figures from one Node process."""
+def node_transpile(tree: Path, calls: int, seconds: float, fresh: bool = False) -> dict[str, Any]:
+    """The warm-Node baseline: per-call figures from one Node process (`fresh`: a new
+    typescript instance per call, the hermetic rule Zako's tasks follow)."""
     node = shutil.which("node")
     if node is None:
         raise TreesUnavailable("node not found on PATH")
@@ -153,7 +154,15 @@ def node_transpile(tree: Path, calls: int, seconds: float) -> dict[str, Any]:
         json.dump(SMALL_TS, handle)
         handle.flush()
         proc = subprocess.run(
-            [node, str(NODE_SCRIPT), str(tree), handle.name, str(calls), str(seconds)],
+            [
+                node,
+                str(NODE_SCRIPT),
+                str(tree),
+                handle.name,
+                str(calls),
+                str(seconds),
+                "fresh" if fresh else "warm",
+            ],
             capture_output=True,
             text=True,
             timeout=seconds + 120,
@@ -173,6 +182,11 @@ def node_transpile(tree: Path, calls: int, seconds: float) -> dict[str, Any]:
 async def transpile(p: Params, server: ServerProcess, tree_dir: Path) -> dict[str, Any]:
     node = await asyncio.to_thread(node_transpile, tree_dir, p.node_calls, p.cache_seconds)
     expected = json.dumps(node.pop("output"))
+    node_fresh = await asyncio.to_thread(
+        node_transpile, tree_dir, p.node_calls, p.cache_seconds, True
+    )
+    if json.dumps(node_fresh.pop("output")) != expected:
+        raise AssertionError("a fresh typescript instance transpiled differently in Node")
     tree = await asyncio.to_thread(ModuleTree.of, tree_dir)
     input_bytes = len(json.dumps(SMALL_TS).encode())
 
@@ -188,7 +202,7 @@ async def transpile(p: Params, server: ServerProcess, tree_dir: Path) -> dict[st
         if result.value_json != expected:
             raise AssertionError(f"transpiled text differs from Node's: {result.value_json[:200]}")
 
-    out: dict[str, Any] = {"node": node, "input_bytes": input_bytes}
+    out: dict[str, Any] = {"node": node, "node_fresh": node_fresh, "input_bytes": input_bytes}
     # On the wire, through the relay: the first call (uploads the tree), then repeats.
     async with ByteRelay(server.target) as relay, sdk_client(relay.target, timeout=120) as wired:
         t0 = time.perf_counter()

@@ -234,6 +234,15 @@ def caches_table(section: dict[str, Any] | None) -> list[str]:
                 fmt(ratio(load.p50_ms, node["p50_ms"]), 2) + "x",
             ],
             [
+                "the same, against Node giving each call a fresh typescript instance "
+                "(Zako's hermetic rule)",
+                f"{fmt(load.p50_ms, 2)} ms",
+                f"Node {node['node']}, fresh instance per call: "
+                f"{fmt(ts.get('node_fresh', {}).get('p50_ms', NAN), 2)} ms "
+                f"({ts.get('node_fresh', {}).get('count', 0)} calls)",
+                fmt(ratio(load.p50_ms, ts.get("node_fresh", {}).get("p50_ms", NAN)), 2) + "x",
+            ],
+            [
                 f"ts.transpileModule after {IDLE_S:g} s idle (the worker collected garbage)",
                 f"{fmt(ts.get('after_idle_ms', NAN), 2)} ms",
                 f"repeated: {fmt(load.p50_ms, 2)} ms",

@@ -196,6 +196,7 @@ def test_quick_run_measures_everything(tmp_path: Path) -> None:
     else:
         ts = caches["transpile"]
         assert ts["load"]["completed"] > 0 and ts["node"]["count"] > 0
+        assert ts["node_fresh"]["count"] > 0 and ts["node_fresh"]["fresh"] is True
         assert ts["after_idle_ms"] > 0 and ts["fresh_isolate_ms"] > 0
         assert ts["bytes_up_per_call"] > 0 and ts["first_call_bytes_up"] > ts["bytes_up_per_call"]
         assert caches["lodash"]["lodash"]["completed"] > 0

@@ -43,6 +43,18 @@ def test_warm_node_baseline_transpiles_like_typescript() -> None:
     assert node["version"] == caches.TS_SPEC.split("@")[1]
     assert node["count"] == 3 and node["p50_ms"] > 0
     assert "var Level;" in node["output"] and "interface" not in node["output"]
+    assert node["fresh"] is False
+
+
+def test_node_baseline_with_a_fresh_instance_per_call_gives_the_same_text() -> None:
+    try:
+        tree = caches.npm_tree(caches.TS_SPEC)
+    except caches.TreesUnavailable as exc:
+        pytest.skip(f"npm cannot install {caches.TS_SPEC}: {exc}")
+    warm = caches.node_transpile(tree, calls=3, seconds=10)
+    fresh = caches.node_transpile(tree, calls=3, seconds=10, fresh=True)
+    assert fresh["fresh"] is True and fresh["count"] == 3
+    assert fresh["output"] == warm["output"]
 
 
 async def test_cas_stays_within_its_capacity_and_a_task_after_eviction_runs() -> None:
