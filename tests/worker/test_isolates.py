@@ -87,6 +87,27 @@ async def test_the_same_key_gets_the_warm_isolate_and_another_key_a_fresh_one(is
     other.close()
 
 
+async def test_an_isolate_over_half_its_limit_in_garbage_is_collected_and_kept(isolates):
+    """Only live data retires an isolate for its heap: garbage is collected first."""
+    instance, _ = isolates.take(KEY)
+    outcome = await run(
+        instance,
+        "let keep = 0; for (let i = 0; i < 300; i++) keep += new Array(20000).fill(i).length;"
+        "module.exports = keep",
+    )
+    assert outcome["ok"]
+    used = instance.heap()["used"]
+    limit = 2 * used - 1  # just over half: retired, unless most of it is garbage
+    assert await isolates.give_back(instance, KEY, None, HeapFigures(used, 0, limit), 10)
+    assert isolates.warm is instance and instance.last_heap["used"] <= limit // 2
+    # Live data over half the limit still retires it, collected or not.
+    instance, warm = isolates.take(KEY)
+    assert warm
+    live = instance.heap()["used"]
+    assert not await isolates.give_back(instance, KEY, None, HeapFigures(live, 0, live), 10)
+    assert isolates.warm is None
+
+
 async def test_a_fresh_task_never_leaves_its_isolate_behind(isolates):
     instance, _ = isolates.take(None)
     assert (await run(instance, "module.exports = 1", reuse=False))["ok"]
