@@ -23,7 +23,7 @@
  */
 (function makeModules(host) {
   'use strict';
-  const { hostError, isBuiltin, loadBuiltin, evalScript } = host;
+  const { hostError, isBuiltin, loadBuiltin, evalScript, deepFreeze } = host;
   // runtime/__init__.py's _WRAPPER_OPEN (it must agree, for syntax error columns).
   const cjsOpen = '(function (exports, require, module, __filename, __dirname, __zimp, __zako_meta) {';
   const { defineProperty, freeze, keys, create } = Object;
@@ -135,14 +135,6 @@
   function preparedAt(path) {
     const p = mapGet(prepared, path);
     return p !== undefined || pack === null ? p : mapGet(pack.prepared, path);
-  }
-  function deepFreeze(v) {
-    if (v !== null && typeof v === 'object') {
-      const ks = keys(v);
-      for (let i = 0; i < ks.length; i++) deepFreeze(v[ks[i]]);
-      freeze(v);
-    }
-    return v;
   }
   function forget(digest) {
     mapDelete(store, digest);

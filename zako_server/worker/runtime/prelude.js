@@ -714,6 +714,7 @@
     hostError,
     isBuiltin,
     loadBuiltin,
+    deepFreeze,
     evalScript: (text) => indirectEval(text),
     locate: (e, at) => { wmSet(pinned, e, at); },
     compileFailed: (e, name) => {
