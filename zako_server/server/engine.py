@@ -259,19 +259,7 @@ class Engine:
                     await record.gate.wait_open()
                 self._finish_cached(record, outcome)
                 return
-            job = record.job
-            deadline = (
-                None if job.queue_timeout_s is None else record.accepted_mono + job.queue_timeout_s
-            )
-            record.ticket, _ = self.admission.enqueue(
-                job.task_id,
-                tenant=record.tenant,
-                priority=job.priority,
-                request=job.request,
-                size_bytes=job.size_bytes,
-                deadline=deadline,
-                readmit=True,  # accepted already, as a joiner
-            )
+            self._readmit(record)  # accepted already, as a joiner
         except asyncio.CancelledError:
             self._finish_cancelled(record)
             return
@@ -427,10 +415,6 @@ class Engine:
         once the stream has room again (keeping its queue deadline). A task leading a
         flight gives it up: identical tasks of other streams must not wait on a client
         that does not read (one of them leads instead; this one still stores its own)."""
-        job = record.job
-        deadline = (
-            None if job.queue_timeout_s is None else record.accepted_mono + job.queue_timeout_s
-        )
         if record.flight is not None and record.cache_key and self.action_cache is not None:
             self.action_cache.land(record.cache_key, record.flight, None)
             record.flight = None
@@ -443,21 +427,31 @@ class Engine:
             finally:
                 self.held -= 1
             try:
-                record.ticket, _ = self.admission.enqueue(
-                    job.task_id,
-                    tenant=record.tenant,
-                    priority=job.priority,
-                    request=job.request,
-                    size_bytes=job.size_bytes,
-                    deadline=deadline,
-                    readmit=True,
-                )
+                self._readmit(record)
             except TaskRejection as exc:
                 raise QueueDeadlineExceeded(
                     f"the task could not take its place in line again after its stream's "
                     f"backpressure: {exc.message}"
                 ) from exc
             await self.admission.acquire(record.ticket)
+
+    def _readmit(self, record: TaskRecord) -> None:
+        """Give an accepted task a new place in line (a joiner whose leader could not
+        share, or a task its stream's backpressure held), keeping its queue deadline:
+        TaskRejection if it has passed or the queue has no room."""
+        job = record.job
+        deadline = (
+            None if job.queue_timeout_s is None else record.accepted_mono + job.queue_timeout_s
+        )
+        record.ticket, _ = self.admission.enqueue(
+            job.task_id,
+            tenant=record.tenant,
+            priority=job.priority,
+            request=job.request,
+            size_bytes=job.size_bytes,
+            deadline=deadline,
+            readmit=True,
+        )
 
     def _span(
         self, name: str, record: TaskRecord
