@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 import grpc
 import psutil
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -91,49 +92,33 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: ZakoServerErr
     """The single place a server error becomes an RPC status (with RetryInfo when useful)."""
     code = status_code(exc)
     message = exc.message
-    details = []
+    details: list[Message] = []  # google.rpc error details, packed into Any below
     retry_after = exc.retry_after if isinstance(exc, TaskRejection) else None
     if retry_after is not None:
-        detail = any_pb2.Any()
-        detail.Pack(error_details_pb2.RetryInfo(retry_delay=duration(retry_after)))
-        details.append(detail)
+        details.append(error_details_pb2.RetryInfo(retry_delay=duration(retry_after)))
     field = exc.field if isinstance(exc, TaskRejection | BlobRejection) else ""
     if field:  # as the stream's Rejected.field: which field to fix (#12)
-        detail = any_pb2.Any()
-        detail.Pack(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=field, description=message)
-                ]
-            )
-        )
-        details.append(detail)
+        violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=message)
+        details.append(error_details_pb2.BadRequest(field_violations=[violation]))
     quota = exc.quota if isinstance(exc, TaskRejection) else ""
     if quota:
-        detail = any_pb2.Any()
-        detail.Pack(
-            error_details_pb2.QuotaFailure(
-                violations=[
-                    error_details_pb2.QuotaFailure.Violation(subject=quota, description=message)
-                ]
-            )
-        )
-        details.append(detail)
+        exceeded = error_details_pb2.QuotaFailure.Violation(subject=quota, description=message)
+        details.append(error_details_pb2.QuotaFailure(violations=[exceeded]))
     if isinstance(exc, MissingBlobs):  # as the stream's Rejected.missing_blobs
-        detail = any_pb2.Any()
-        detail.Pack(
-            error_details_pb2.PreconditionFailure(
-                violations=[
-                    error_details_pb2.PreconditionFailure.Violation(
-                        type="MISSING", subject=f"blobs/{hash_}/{size}"
-                    )
-                    for hash_, size in exc.missing
-                ]
+        missing = [
+            error_details_pb2.PreconditionFailure.Violation(
+                type="MISSING", subject=f"blobs/{hash_}/{size}"
             )
-        )
-        details.append(detail)
+            for hash_, size in exc.missing
+        ]
+        details.append(error_details_pb2.PreconditionFailure(violations=missing))
     if details:
-        status = status_pb2.Status(code=rpc_code(exc), message=message, details=details)
+        packed = []
+        for detail in details:
+            any_detail = any_pb2.Any()
+            any_detail.Pack(detail)
+            packed.append(any_detail)
+        status = status_pb2.Status(code=rpc_code(exc), message=message, details=packed)
         await context.abort_with_status(rpc_status.to_status(status))
     await context.abort(code, message)
     raise AssertionError("unreachable")  # context.abort always raises
