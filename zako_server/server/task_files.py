@@ -11,12 +11,18 @@ import hashlib
 import re
 from collections.abc import Callable
 
-from zako_sdk.proto.zako.v1 import cas_pb2
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
-from zako_server.server.cas import ContentStore, Key, check_digest
+from zako_server.server.cas import ContentStore, Key
 from zako_server.server.config import Settings
-from zako_server.server.errors import InvalidBlob, InvalidTask, MissingBlobs
-from zako_server.server.trees import Tree, TreeFiles, TreeMemo, parse_tree, resolve_tree
+from zako_server.server.errors import InvalidTask, MissingBlobs
+from zako_server.server.trees import (
+    Tree,
+    TreeFiles,
+    TreeMemo,
+    parse_tree,
+    resolve_tree,
+    task_digest_key,
+)
 
 # A module is a path in the task's tree: any character npm allows in a file name (it
 # allows nearly all), in '/'-separated segments; not absolute, no empty/'.'/'..'
@@ -52,13 +58,6 @@ def _check_size(name: str, size: int, field: str, settings: Settings, blame: str
             "for one module (max_source_bytes)",
             field=blame or field,
         )
-
-
-def _digest_key(digest: cas_pb2.Digest, field: str, what: str = "") -> Key:
-    try:
-        return check_digest(digest.hash, digest.size_bytes, what or field)
-    except InvalidBlob as exc:  # a task's digest: the task is what is malformed
-        raise InvalidTask(exc.message, field=field) from exc
 
 
 class TaskFiles:
@@ -120,7 +119,7 @@ class TaskFiles:
         (trees.py); what depends on the rest of the task (file count with task.modules,
         bytes with the inline files, names given twice) is checked here, and when any of
         it fails the files are added one by one, so the error is the same as ever."""
-        key = _digest_key(task.tree, "task.tree")
+        key = task_digest_key(task.tree, "task.tree")
         store, memo = self.store, self.memo
         if store is None:
             return key
@@ -236,7 +235,7 @@ def gather(task: pb.Task, entry: str, files: TaskFiles) -> list[Key]:
                     f"{field} ({module.name}) sets both source and digest; set one",
                     field=field,
                 )
-            key = _digest_key(module.digest, f"{field}.digest")
+            key = task_digest_key(module.digest, f"{field}.digest")
             files.by_digest(module.name, key, field, "task.modules", field)
         else:
             files.inline(module.name, module.source, field, "task.modules")

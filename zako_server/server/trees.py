@@ -109,6 +109,15 @@ class TreeFiles:
         return self.tree.manifest_digest
 
 
+def task_digest_key(digest: cas_pb2.Digest, field: str, what: str = "") -> Key:
+    """A Digest a task names, checked: InvalidTask naming `field` when it is malformed
+    (a task's digest: the task is what is wrong, not a blob)."""
+    try:
+        return check_digest(digest.hash, digest.size_bytes, what or field)
+    except InvalidBlob as exc:
+        raise InvalidTask(exc.message, field=field) from exc
+
+
 def parse_tree(
     key: Key,
     data: bytes,
@@ -140,10 +149,7 @@ def parse_tree(
                 field="task.tree",
             )
         previous = encoded
-        try:
-            file_key = check_digest(entry.digest.hash, entry.digest.size_bytes, field_name)
-        except InvalidBlob as exc:
-            raise InvalidTask(exc.message, field="task.tree") from exc
+        file_key = task_digest_key(entry.digest, "task.tree", field_name)
         check(entry.name, file_key, field_name)
         names.append(entry.name)
         keys.append(file_key)
