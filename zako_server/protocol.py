@@ -37,7 +37,7 @@ HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 512 * 1024 * 1024
 
 # The "op" of each parent frame and the "ev" of each child event (their classes' TAG).
-Op = Literal["run", "cancel", "gc", "ping", "exit"]
+Op = Literal["run", "cancel", "withdraw", "gc", "ping", "exit"]
 Ev = Literal["ready", "started", "log", "logs", "done", "gc", "pong"]
 LogLevel = Literal["debug", "info", "warn", "error"]
 LOG_LEVELS: frozenset[str] = frozenset(typing.get_args(LogLevel))
@@ -238,6 +238,16 @@ class CancelFrame:
 
 
 @dataclass(slots=True)
+class WithdrawFrame:
+    """Take back task `id` if it is still queued (the parent sent it ahead, see
+    server/pool.py): it ends with a DoneEvent of reason CANCELLED and no StartedEvent.
+    Started already, or unknown: ignored (unlike a cancel, it never stops a running task)."""
+
+    TAG: ClassVar[Op] = "withdraw"
+    id: str
+
+
+@dataclass(slots=True)
 class GcFrame:
     """Collect garbage in every idle isolate; one GcEvent answers, after the current
     (or already received) task if there is one."""
@@ -389,7 +399,7 @@ class PongEvent:
     seq: int
 
 
-ParentFrame = RunFrame | CancelFrame | GcFrame | PingFrame | ExitFrame
+ParentFrame = RunFrame | CancelFrame | WithdrawFrame | GcFrame | PingFrame | ExitFrame
 ChildEvent = ReadyEvent | StartedEvent | LogsEvent | LogEvent | DoneEvent | GcEvent | PongEvent
 Frame = ParentFrame | ChildEvent
 
@@ -497,7 +507,7 @@ def _decoder(cls: type) -> Any:
     return build
 
 
-_PARENT = (RunFrame, CancelFrame, GcFrame, PingFrame, ExitFrame)
+_PARENT = (RunFrame, CancelFrame, WithdrawFrame, GcFrame, PingFrame, ExitFrame)
 _CHILD = (ReadyEvent, StartedEvent, LogsEvent, LogEvent, DoneEvent, GcEvent, PongEvent)
 _TAG_KEYS: dict[type, str] = {cls: "op" for cls in _PARENT} | {cls: "ev" for cls in _CHILD}
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {

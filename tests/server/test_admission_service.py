@@ -71,6 +71,9 @@ async def test_tenants_are_counted_apart_and_quota_rejections_carry_quota_failur
             if (await stub.Stats(pb.StatsRequest())).pool.busy:
                 break
             await asyncio.sleep(0.02)
+        # A task sent right after another began may be queued behind it on its worker
+        # (prefetch, pool.py); once that one has run a while, the next waits in line.
+        await asyncio.sleep(0.1)
         queued = asyncio.ensure_future(
             stub.Run(
                 pb.RunRequest(task=pb.Task(id="q1", source="module.exports = 1")), metadata=as_acme

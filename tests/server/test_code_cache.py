@@ -15,7 +15,12 @@ from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_server.protocol import DoneEvent, ReuseKey, RunFrame, TaskContext
 from zako_server.server.affinity import HOLD_MIN_BYTES, choose
-from zako_server.server.code_mirror import CodeCacheCounters, DigestMemo, SourceMirror
+from zako_server.server.code_mirror import (
+    CodeCacheCounters,
+    DigestMemo,
+    SourceMirror,
+    units_of,
+)
 from zako_server.server.worker_handle import WorkerState
 from zako_server.worker.sources import digest_of
 
@@ -29,6 +34,27 @@ def frame(modules: dict[str, str], prepared: dict | None = None) -> RunFrame:
 
 def mirror(capacity: int) -> SourceMirror:
     return SourceMirror(capacity, CodeCacheCounters(), DigestMemo())
+
+
+def test_texts_of_a_frame_still_held_by_the_worker_are_not_evicted():
+    """Prefetch: the worker applies a queued frame's `forget` on arrival, before the
+    task ahead of it ran, so that task's texts must survive it (they are pinned)."""
+    m = mirror(300)
+    a, b, c = ("a" * 100, "b" * 100, "c" * 100)
+    m.wire(frame({"b.js": b}))
+    ahead = m.wire(frame({"a.js": a}))  # queued or running: a is pinned from now
+    wire = m.wire(frame({"c.js": c, "d.js": "d" * 150}), units_of(ahead))
+    assert wire.forget == [digest_of(b)]  # b went; a, older than c, stayed
+    assert m.holds(digest_of(a))
+    # d fits only if a goes: it travels inline instead.
+    assert set(wire.sources) == {digest_of(c)} and wire.modules == {"d.js": "d" * 150}
+    unpinned = mirror(300)
+    unpinned.wire(frame({"b.js": b}))
+    unpinned.wire(frame({"a.js": a}))
+    assert unpinned.wire(frame({"c.js": c, "d.js": "d" * 150})).forget == [
+        digest_of(b),
+        digest_of(a),
+    ]
 
 
 def test_least_recently_used_texts_are_evicted_never_the_tasks_own():

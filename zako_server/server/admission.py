@@ -24,7 +24,9 @@ accepted task keeps its place, the greedy tenant is only refused further tasks.
 The shape is trio's CapacityLimiter: `enqueue` never waits, `acquire` waits in line, a
 cancelled waiter removes itself, and `statistics()` hands out a frozen snapshot. Worker
 slots are one more resource ("workers", one per task), so a granted lease always finds a
-worker. Pure asyncio, no gRPC; the clock is injected so the policy is unit-tested with
+worker; beyond them, the places the pool says a busy worker can queue right now
+(`spare_slots`, prefetch in pool.py), so no task waits outside this queue's order and
+deadlines for long. Pure asyncio, no gRPC; the clock is injected so the policy is unit-tested with
 virtual time (`timers=False` and explicit `expire(now)` calls).
 """
 
@@ -118,12 +120,17 @@ class Admission:
         *,
         clock: Callable[[], float] = time.monotonic,
         timers: bool = True,
+        spare_slots: Callable[[], int] | None = None,
     ) -> None:
         if policy.queue_capacity < 1 or policy.capacities.get(WORKERS, 0) < 1:
             raise ValueError("queue_capacity and the workers capacity must be >= 1")
         self.policy = policy
         self._clock = clock
         self._timers = timers
+        # Worker places beyond the workers capacity that the pool can fill right now: a
+        # busy worker's queue (prefetch, pool.py). Read at each scheduling pass.
+        self._spare_slots = spare_slots
+        self._spare = 0.0
         self._waiting: dict[int, dict[str, deque[Ticket]]] = defaultdict(dict)
         self._queued = 0
         self._queued_bytes = 0
@@ -373,8 +380,11 @@ class Admission:
     def _fits(self, ticket: Ticket) -> bool:
         if self._running[ticket.tenant] >= self.policy.tenant_max_running:
             return False
+        capacities = self.policy.capacities
+        spare = self._spare
         return all(
-            self._in_use[name] + amount <= self.policy.capacities[name] + 1e-9
+            self._in_use[name] + amount
+            <= capacities[name] + (spare if name == WORKERS else 0.0) + 1e-9
             for name, amount in ticket.request.items()
         )
 
@@ -401,9 +411,17 @@ class Admission:
                         if seen >= _BACKFILL_WINDOW:
                             return
 
+    def regrant(self) -> None:
+        """The pool has a new place to fill (a worker became busy and can queue a task
+        behind its own): grant it now, not at the next enqueue or release."""
+        self._grant()
+
     def _grant(self) -> None:
+        if not self._queued:
+            return
         now = self._clock()
-        workers = self.policy.capacities[WORKERS]
+        self._spare = 0.0 if self._spare_slots is None else float(self._spare_slots())
+        workers = self.policy.capacities[WORKERS] + self._spare
         while self._queued and self._in_use[WORKERS] < workers:
             granted = False
             for ticket in self._candidates():

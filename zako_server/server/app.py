@@ -75,6 +75,7 @@ class ZakoServer:
                 heartbeat_interval=settings.worker_heartbeat_interval,
                 heartbeat_timeout=settings.worker_heartbeat_timeout,
                 code_cache_bytes=settings.worker_code_cache_bytes,
+                prefetch=settings.worker_prefetch,
             )
         )
         self.admission = Admission(
@@ -85,8 +86,10 @@ class ZakoServer:
                 tenant_max_queued=settings.tenant_max_queued,
                 tenant_max_running=settings.tenant_max_running,
                 aging=settings.aging,
-            )
+            ),
+            spare_slots=self.pool.spare_slots,
         )
+        self.pool.on_spare = self.admission.regrant
         # ESM/TypeScript transforms: a few processes of their own, not a share of the CPUs.
         self.transforms = TransformPool(
             settings.transform_workers or default_processes(), settings.transform_cache_bytes

@@ -199,6 +199,7 @@ class SourceMirror:
         self._packs: dict[str, Pack] = {}  # the held units that are packs
         self._refs: dict[str, int] = {}  # text digest -> held packs holding it
         self.bytes = 0
+        self._pinned: frozenset[str] | None = None  # during wire(): see there
 
     def holds(self, digest: str) -> bool:
         return digest in self._held
@@ -228,8 +229,18 @@ class SourceMirror:
             return None
         return self._memo.pack(frame.tree_files, frame.tree_prepared)
 
-    def wire(self, frame: RunFrame) -> RunFrame:
-        """The frame to write on this worker's pipe (the caller's frame is untouched)."""
+    def wire(self, frame: RunFrame, pinned: frozenset[str] | None = None) -> RunFrame:
+        """The frame to write on this worker's pipe (the caller's frame is untouched).
+        `pinned`: the units (`units_of`) of frames the worker still holds, running or
+        queued (worker_handle.Slot); it applies frames in order as they arrive, so
+        evicting one of those units for this frame would take it from a task yet to run."""
+        self._pinned = pinned
+        try:
+            return self._wire(frame)
+        finally:
+            self._pinned = None
+
+    def _wire(self, frame: RunFrame) -> RunFrame:
         pack = self.pack_of(frame)
         if pack is not None and not self._fits(pack, frame):
             frame = _flatten(frame, pack)
@@ -321,14 +332,23 @@ class SourceMirror:
 
     def _make_room(self, size: int, needed: set[str], forget: list[str]) -> None:
         """Evict least recently used units, never one this task needs, until `size` more
-        bytes fit (or only the task's own are left)."""
+        bytes fit (or only the task's own are left). Units pinned by the frames the
+        worker still holds are passed over: they may be older than others."""
         held = self._held
-        while self.bytes + size > self.capacity and held:
-            oldest = next(iter(held))
-            if oldest in needed:  # everything left is this task's own
+        pinned = self._pinned
+        if not pinned:
+            while self.bytes + size > self.capacity and held:
+                oldest = next(iter(held))
+                if oldest in needed:  # everything left is this task's own
+                    break
+                self._drop(oldest)
+                forget.append(oldest)
+            return
+        for digest in [d for d in held if d not in pinned]:
+            if self.bytes + size <= self.capacity or digest in needed:
                 break
-            self._drop(oldest)
-            forget.append(oldest)
+            self._drop(digest)
+            forget.append(digest)
 
     def _drop(self, digest: str) -> None:
         self.bytes -= self._held.pop(digest, 0)
@@ -381,6 +401,21 @@ class SourceMirror:
         self.bytes += size
         sources[digest] = text
         return True
+
+
+def units_of(wired: RunFrame) -> frozenset[str]:
+    """The units a wired frame has the worker hold for it: its files' texts, its tree's
+    pack and the transform answers it names by digest."""
+    units = set(wired.digests.values())
+    if wired.tree is not None:
+        units.add(wired.tree)
+    for info in wired.prepared.values():
+        if isinstance(info, dict):
+            for key in ("code_digest", "entry_digest"):
+                digest = info.get(key)
+                if isinstance(digest, str):
+                    units.add(digest)
+    return frozenset(units)
 
 
 def _flatten(frame: RunFrame, pack: Pack) -> RunFrame:

@@ -157,6 +157,12 @@ OPTIONS: tuple[Option, ...] = (
         _positive(int),
         "most tasks waiting for a worker (default: max(2 x max_workers, 1024))",
     ),
+    Option(
+        "worker_prefetch",
+        _non_negative_int,
+        "tasks a busy worker may hold queued behind a short task it runs, when no worker "
+        "is idle and none can start (0: none)",
+    ),
     Option("idle_timeout", _positive(float), "seconds an idle worker above min lives"),
     Option("default_timeout", _positive(float), "task timeout when a task gives none (s)"),
     Option("min_timeout", _positive(float), "shortest task timeout accepted (s)"),
@@ -321,6 +327,7 @@ class Settings:
     action_cache: bool = True
     action_cache_bytes: int = 64 << 20
     worker_code_cache_bytes: int = 128 << 20
+    worker_prefetch: int = 1
     max_input_bytes: int = 16 << 20
     max_result_bytes: int = 16 << 20
     max_log_bytes: int = 1 << 20
@@ -388,7 +395,9 @@ class Settings:
             raise ValueError("invalid settings: " + "; ".join(problems))
 
     def capacities(self) -> dict[str, float]:
-        """What admission hands out: cpu (millicores), memory (bytes), workers, extras."""
+        """What admission hands out: cpu (millicores), memory (bytes), workers, extras.
+        (Beyond "workers", admission may grant the places a busy worker can queue right
+        now: pool.spare_slots, for prefetch.)"""
         machine = self.machine
         capacities = {
             "cpu": (machine.cpus if machine else 1.0) * 1000.0,

@@ -350,10 +350,13 @@ class Engine:
         record.cancel_reason = reason
         if record.state == "queued" and record.runner is not None:
             record.runner.cancel()
-        elif record.state == "running":
+        elif (
+            record.state == "running"
             # By the frame, not the id alone: two tenants may both run an id (#12).
-            task = asyncio.ensure_future(self.pool.cancel(record.task_id, record.job.frame))
-            task.add_done_callback(lambda t: t.exception())
+            and not self.pool.cancel(record.task_id, record.job.frame)
+            and record.runner is not None
+        ):
+            record.runner.cancel()  # no worker holds it yet: it leaves the pool's line
 
     async def _run(self, record: TaskRecord) -> None:
         assert record.ticket is not None
@@ -378,10 +381,14 @@ class Engine:
                 frame.prepared, frame.tree_prepared = await prepare
             record.state = "running"
             record.started_wall, record.started_mono = time.time(), time.monotonic()
+            job = record.job
             with self._span("zako.execute", record) as span:
                 done = await self.pool.run(
-                    record.job.frame,
+                    job.frame,
                     lambda event, worker: self._on_worker_event(record, event, worker),
+                    None
+                    if job.queue_timeout_s is None
+                    else record.accepted_mono + job.queue_timeout_s,
                 )
                 if span is not None:
                     span.set_attribute(

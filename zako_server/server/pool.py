@@ -12,8 +12,17 @@
     maintenance (every second): keep `min_workers` alive, reclaim workers idle longer
     than `idle_timeout` down to the minimum, start workers for waiting tasks.
 
-Admission grants at most `max_workers` leases, so every `run` finds a worker soon. Among
-idle workers, `affinity.choose` prefers one whose warm isolate fits the task.
+Admission grants at most `max_workers x (1 + prefetch)` leases, so every `run` finds a
+worker, or a place queued behind a busy one, soon. Among idle workers, `affinity.choose`
+prefers one whose warm isolate fits the task.
+
+Prefetch (worker_handle.Slot): with no worker idle and none left to start, a task may be
+sent to a busy worker whose running task began moments ago, to run right after it. A
+trivial task costs a worker well under a millisecond, about what the round trip from its
+done event to the next frame takes, so without a next task in its pipe a worker sat idle
+for a share of every task. Queueing only behind a task that began within
+`_PREFETCH_RECENT_S` bounds what a queued task can lose to a long-running one; its memory
+watch and backstop start when the worker says it began, not when it was sent.
 """
 
 from __future__ import annotations
@@ -40,7 +49,8 @@ from zako_server.protocol import (
 )
 from zako_server.server.affinity import choose
 from zako_server.server.code_mirror import CodeCacheCounters, DigestMemo, SourceMirror
-from zako_server.server.worker_handle import WorkerHandle, lost_result
+from zako_server.server.errors import QueueDeadlineExceeded
+from zako_server.server.worker_handle import Slot, WorkerHandle, lost_result
 
 log = logging.getLogger("zako.pool")
 
@@ -55,6 +65,10 @@ _START_RETRY_DELAY_S = 0.5
 _DISPATCH_ATTEMPTS = 3
 # How often a busy worker's resident memory is checked against its bound.
 _RSS_POLL_S = 0.05
+# A task is queued behind a busy worker only if the task that worker runs began at most
+# this long ago: past that, the round trip prefetch hides is a small part of a task's time,
+# and a task that has run long may run much longer.
+_PREFETCH_RECENT_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,8 @@ class PoolSettings:
     heartbeat_timeout: float = 10.0
     # Bytes of module text each worker keeps by digest (code_mirror.py); 0: none.
     code_cache_bytes: int = 128 << 20
+    # Tasks a busy worker may hold queued behind the one it runs (see the docstring).
+    prefetch: int = 1
 
 
 @dataclass(frozen=True)
@@ -106,6 +122,8 @@ class Pool:
         self.mini_racer_version = ""
         self.code_cache = CodeCacheCounters()
         self._digests = DigestMemo()
+        # Told when a worker becomes busy and so can queue a task (admission.regrant).
+        self.on_spare: Callable[[], None] | None = None
 
     async def start(self) -> None:
         """Start the warm minimum and wait until they are ready."""
@@ -118,13 +136,17 @@ class Pool:
             raise RuntimeError(f"no V8 worker could be started: {failures[0]}")
         self._maintenance = asyncio.create_task(self._maintain(), name="zako-pool-maintenance")
 
-    async def run(self, frame: RunFrame, sink: TaskSink) -> DoneEvent:
+    async def run(
+        self, frame: RunFrame, sink: TaskSink, deadline: float | None = None
+    ) -> DoneEvent:
         """Run one task on some worker and return its done event.
 
         Never raises for worker faults: a lost worker yields a `worker_lost` done
         event. A worker lost before it began the task (it was exiting, or died on
-        receipt) costs nothing: the task goes to another worker, so no pool transition
-        drops a task.
+        receipt, or the task was queued behind another) costs nothing: the task goes to
+        another worker, so no pool transition drops a task. `deadline` (monotonic): when
+        the task must have begun; queued behind a busy worker past it, the task is
+        withdrawn and QueueDeadlineExceeded raised, as admission does for its queue.
         """
         key = frame.reuse_key
         # A tree counts by its pack, the unit a worker holds it as (code_mirror.py).
@@ -133,22 +155,33 @@ class Pool:
             if frame.tree_files is None
             else self._digests.pack(frame.tree_files, frame.tree_prepared).digest
         )
-        for _ in range(_DISPATCH_ATTEMPTS):
-            worker = await self._acquire(key, frame.digests, tree)
-            result = await self._run_on(worker, frame, sink)
+        attempts = 0
+        while True:
+            worker = await self._acquire(frame.id, key, frame.digests, tree)
+            result, slot = await self._run_on(worker, frame, sink, deadline)
+            if slot is not None and slot.withdrawn is not None and not slot.began:
+                if slot.withdrawn == "deadline":
+                    raise QueueDeadlineExceeded(
+                        "the task waited behind a busy worker's task and its queue "
+                        "deadline passed before that worker was free; it did not run"
+                    )
+                continue  # taken back for a worker that went idle: dispatch again
             lost = result.reason is FailureReason.WORKER_LOST
             if key is not None and not lost:
                 worker.warm_key = key
-            if not lost or worker.task_began_for(frame.id):
+            attempts += 1
+            if not lost or (slot is not None and slot.began) or attempts >= _DISPATCH_ATTEMPTS:
                 return result
             log.warning(
                 "worker %s was lost before it began task %s; dispatching again",
                 worker.id,
                 frame.id,
             )
-        return result
 
-    async def _run_on(self, worker: WorkerHandle, frame: RunFrame, sink: TaskSink) -> DoneEvent:
+    async def _run_on(
+        self, worker: WorkerHandle, frame: RunFrame, sink: TaskSink, deadline: float | None
+    ) -> tuple[DoneEvent, Slot | None]:
+        """The task's done event on `worker`, and its slot (None: nothing was sent)."""
         started = False
 
         def forward(event: StartedEvent | LogsEvent | LogEvent) -> None:
@@ -159,53 +192,68 @@ class Pool:
                 started = True
             sink(event, worker)
 
-        task_id = frame.id
+        # The memory bound and the backstop are loop timers, not tasks (a task per
+        # dispatch plus its cancellation was a sizeable part of the server's CPU per
+        # task), armed when the worker begins the task: queued, it is not running yet.
+        timers: list[asyncio.TimerHandle] = []  # [memory check, backstop]
+
+        def begin() -> None:
+            loop = asyncio.get_running_loop()
+            # The module texts the worker keeps for later tasks (code_mirror.py) are its
+            # own memory, not the task's: they raise the bound rather than eat the margin.
+            kept = 0 if worker.sources is None else worker.sources.bytes
+            rss_limit = frame.max_heap_bytes + self.settings.worker_rss_margin + kept
+            timers.append(
+                loop.call_later(_RSS_POLL_S, self._check_memory, worker, slot, rss_limit, timers)
+            )
+            backstop = frame.timeout_s + self.settings.cancel_grace + _BACKSTOP_MARGIN_S
+            timers.append(
+                loop.call_later(backstop, self._kill_overdue, worker, slot, frame.timeout_s)
+            )
+
         try:
-            result_future = await worker.run(frame, forward)
+            slot = worker.run(frame, forward, begin)
         except ConnectionError as exc:
             worker.mark_broken()
-            self._release(worker)
-            return lost_result(task_id, f"could not reach worker {worker.id}: {exc}")
-        # The memory bound and the backstop are loop timers, not tasks: a task per
-        # dispatch plus its cancellation was a sizeable part of the server's CPU per task.
-        loop = result_future.get_loop()
-        # The module texts the worker keeps for later tasks (code_mirror.py) are its
-        # own memory, not the task's: they raise the bound rather than eat the margin.
-        kept = 0 if worker.sources is None else worker.sources.bytes
-        rss_limit = frame.max_heap_bytes + self.settings.worker_rss_margin + kept
-        watch: list[asyncio.TimerHandle] = []  # the memory check's current timer
-        watch.append(
-            loop.call_later(_RSS_POLL_S, self._check_memory, worker, task_id, rss_limit, watch)
-        )
-        backstop = frame.timeout_s + self.settings.cancel_grace + _BACKSTOP_MARGIN_S
-        overdue = loop.call_later(backstop, self._kill_overdue, worker, task_id, frame.timeout_s)
-        done = worker.current_done
-        assert done is not None
+            self._offer(worker)
+            return lost_result(frame.id, f"could not reach worker {worker.id}: {exc}"), None
+        expiry: asyncio.TimerHandle | None = None
+        if len(worker.slots) == 1:
+            if self.on_spare is not None and self.settings.prefetch:
+                self.on_spare()  # it can take a task behind this one now
+        elif deadline is not None:  # queued: it must still begin by its deadline
+            expiry = asyncio.get_running_loop().call_at(deadline, worker.withdraw, slot, "deadline")
         try:
-            result = await result_future
+            try:
+                await worker.drained()
+            except ConnectionError:
+                worker.mark_broken()  # its loss settles the slot
+            result = await slot.result
         except asyncio.CancelledError:
             # The caller went away: stop the task, and make sure the worker is not
             # handed out again while it may still be running it.
-            await self._stop_running(worker, task_id, done)
+            await self._stop_running(worker, slot)
             raise
         finally:
-            watch[0].cancel()
-            overdue.cancel()
+            for timer in timers:
+                timer.cancel()
+            if expiry is not None:
+                expiry.cancel()
         if result.reason is FailureReason.WORKER_LOST:
             worker.mark_broken()
-        self._release(worker)
-        return result
+        self._release(worker, slot)
+        return result, slot
 
-    def _kill_overdue(self, worker: WorkerHandle, task_id: str, timeout: float) -> None:
+    def _kill_overdue(self, worker: WorkerHandle, slot: Slot, timeout: float) -> None:
         """The backstop: the worker enforces the timeout inside V8; if it did not, kill it
         (its done future then resolves with this verdict)."""
-        if worker.task_id != task_id or not worker.alive:
+        if slot.done.done() or not worker.alive:
             return
         log.error(
             "worker %s ignored the %.1fs timeout of task %s; killing it",
             worker.id,
             timeout,
-            task_id,
+            slot.frame.id,
         )
         worker.kill(
             (
@@ -216,13 +264,13 @@ class Pool:
         )
 
     def _check_memory(
-        self, worker: WorkerHandle, task_id: str, limit: int, watch: list[asyncio.TimerHandle]
+        self, worker: WorkerHandle, slot: Slot, limit: int, timers: list[asyncio.TimerHandle]
     ) -> None:
         """Kill a worker whose RSS passes its bound: V8's heap limit does not count
         ArrayBuffers, so a task can outgrow it without V8 noticing. The first reading is
-        one interval after dispatch: most tasks are over by then, and reading /proc on
-        every dispatch cost more than the rest of the dispatch."""
-        if worker.task_id != task_id or not worker.alive:
+        one interval after the task began: most tasks are over by then, and reading
+        /proc on every dispatch cost more than the rest of the dispatch."""
+        if slot.done.done() or not worker.alive:
             return
         rss = worker.rss()
         if rss > limit:
@@ -231,7 +279,7 @@ class Pool:
                 worker.id,
                 rss,
                 limit,
-                task_id,
+                slot.frame.id,
             )
             worker.kill(
                 (
@@ -243,24 +291,25 @@ class Pool:
                 )
             )
             return
-        watch[0] = asyncio.get_running_loop().call_later(
-            _RSS_POLL_S, self._check_memory, worker, task_id, limit, watch
+        timers[0] = asyncio.get_running_loop().call_later(
+            _RSS_POLL_S, self._check_memory, worker, slot, limit, timers
         )
 
-    async def cancel(self, task_id: str, frame: RunFrame | None = None) -> bool:
-        """Ask the worker running `task_id` (that `frame`, if given: two tenants may use
-        one id) to stop it; kill the worker if it does not answer within the cancel
-        grace. False when no worker runs that task."""
+    def cancel(self, task_id: str, frame: RunFrame | None = None) -> bool:
+        """Ask the worker holding `task_id` (that `frame`, if given: two tenants may use
+        one id), running or queued, to stop it; kill the worker if it does not answer
+        within the cancel grace. False when no worker holds that task."""
         for worker in list(self._workers.values()):
-            if (
-                worker.task_id == task_id
-                and (frame is None or worker.frame is frame)
-                and worker.state == "busy"
-            ):
-                task = asyncio.create_task(self._cancel_with_grace(worker, task_id))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
-                return True
+            for slot in worker.slots:
+                if (
+                    slot.frame.id == task_id
+                    and (frame is None or slot.frame is frame)
+                    and not slot.done.done()
+                ):
+                    task = asyncio.create_task(self._cancel_with_grace(worker, slot))
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
+                    return True
         return False
 
     async def broadcast_gc(self, timeout: float) -> list[tuple[WorkerHandle, GcEvent]]:
@@ -317,12 +366,14 @@ class Pool:
 
     async def _acquire(
         self,
+        task_id: str,
         key: ReuseKey | None = None,
         digests: dict[str, str] | None = None,
         tree: str | None = None,
     ) -> WorkerHandle:
         """An idle worker, preferring one warm for `key` or holding the task's module
-        texts or tree pack (see affinity), else wait."""
+        texts or tree pack (see affinity); else a place queued behind a busy one
+        (prefetch); else wait."""
         index = choose(self._idle, key, digests, tree)
         if index >= 0:
             worker = self._idle[index]
@@ -332,33 +383,115 @@ class Pool:
                 self._idle.popleft()
             return worker
         self._idle.clear()  # none idle: every entry left is stale
+        queued = self._queue_behind(task_id, key)
+        if queued is not None:
+            return queued
         if self._closing:
             raise RuntimeError("worker pool is closed")
-        waiter: asyncio.Future[WorkerHandle] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        self._top_up()
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._release(waiter.result())
-            raise
-        finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
+        loop = asyncio.get_running_loop()
+        while True:
+            waiter: asyncio.Future[WorkerHandle] = loop.create_future()
+            self._waiters.append(waiter)
+            self._top_up()
+            try:
+                worker = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    self._offer(waiter.result())
+                raise
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            if worker.state == "idle" or self._may_queue(worker, task_id):
+                return worker
+            self._offer(worker)  # it holds this task's id already: for another waiter
 
-    def _release(self, worker: WorkerHandle) -> None:
-        """A worker finished a task (or was never used): hand it to a waiter or park it."""
-        worker.finish_task()
-        if worker.state != "idle":
+    def spare_slots(self) -> int:
+        """Places busy workers can queue a task in right now (prefetch): admission grants
+        them beyond its workers capacity, so a queued task is still ordered, and timed
+        out, by admission rather than waiting here."""
+        if not self._prefetching():
+            return 0
+        now = time.monotonic()
+        depth = 1 + self.settings.prefetch
+        return sum(
+            depth - len(w.slots)
+            for w in self._workers.values()
+            if w.can_queue(None, depth, _PREFETCH_RECENT_S, now)
+        )
+
+    def _prefetching(self) -> bool:
+        """Only when no worker can be started: a new worker serves a task sooner than one
+        busy with another, and a pool that queued instead would never scale up."""
+        return (
+            self.settings.prefetch > 0
+            and not self._closing
+            and self._live_or_starting() >= self.settings.max_workers
+        )
+
+    def _may_queue(self, worker: WorkerHandle, task_id: str | None) -> bool:
+        depth = 1 + self.settings.prefetch
+        return worker.can_queue(task_id, depth, _PREFETCH_RECENT_S, time.monotonic())
+
+    def _queue_behind(self, task_id: str, key: ReuseKey | None) -> WorkerHandle | None:
+        """A busy worker to queue the task behind (prefetch), or None: the one whose
+        isolate will be warm for it, else the one whose task began last."""
+        if not self._prefetching():
+            return None
+        now = time.monotonic()
+        depth = 1 + self.settings.prefetch
+        best: WorkerHandle | None = None
+        best_at = -1.0
+        for worker in self._workers.values():
+            if not worker.can_queue(task_id, depth, _PREFETCH_RECENT_S, now):
+                continue
+            if key is not None and worker.slots[-1].frame.reuse_key == key:
+                return worker  # its isolate will be warm for this task
+            first = worker.slots[0]
+            began_at = first.began_at if first.began else now
+            if began_at > best_at:
+                best, best_at = worker, began_at
+        return best
+
+    def _release(self, worker: WorkerHandle, slot: Slot) -> None:
+        """A worker finished a task: hand it on (see `_offer`)."""
+        worker.finish(slot)
+        self._offer(worker)
+
+    def _offer(self, worker: WorkerHandle) -> None:
+        """Hand an idle worker to a waiter or park it; a busy one with room in its queue
+        goes to a waiter too (prefetch), or nowhere: its next release offers it again.
+        A broken one goes nowhere: its exit brings a replacement."""
+        if worker.broken:
             return
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                worker.state = "idle"
-                waiter.set_result(worker)
+        if worker.state == "idle":
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(worker)
+                    return
+            self._idle.append(worker)
+            self._steal()
+        elif self.settings.prefetch and self._waiters and self._may_queue(worker, None):
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(worker)
+                    return
+
+    def _steal(self) -> None:
+        """A worker went idle with no task waiting: take back one task queued behind
+        another worker's long-running one (its runner then dispatches it again, to an
+        idle worker). The running task began more than `_PREFETCH_RECENT_S` ago when the
+        queued one was sent behind it, or has run that long since."""
+        now = time.monotonic()
+        for worker in self._workers.values():
+            slots = worker.slots
+            if len(slots) < 2 or not slots[0].began:
+                continue
+            if now - slots[0].began_at > _PREFETCH_RECENT_S:
+                worker.withdraw(slots[-1], "steal")
                 return
-        self._idle.append(worker)
 
     def _top_up(self) -> None:
         """Start workers for waiting tasks (one each, up to max) and for the minimum."""
@@ -401,7 +534,7 @@ class Pool:
         self.v8_version = self.v8_version or worker.v8_version
         self.mini_racer_version = self.mini_racer_version or worker.mini_racer_version
         log.debug("worker %s started (pid %s)", worker.id, worker.pid)
-        self._release(worker)
+        self._offer(worker)
         return worker
 
     def _on_worker_exit(self, worker: WorkerHandle) -> None:
@@ -416,36 +549,31 @@ class Pool:
             )
         self._top_up()
 
-    async def _stop_running(
-        self, worker: WorkerHandle, task_id: str, done: asyncio.Future[DoneEvent]
-    ) -> None:
+    async def _stop_running(self, worker: WorkerHandle, slot: Slot) -> None:
         with contextlib.suppress(ConnectionError):
-            await worker.cancel(task_id)
+            await worker.cancel(slot.frame)
         try:
-            await asyncio.wait_for(asyncio.shield(done), self.settings.cancel_grace)
+            await asyncio.wait_for(asyncio.shield(slot.done), self.settings.cancel_grace)
         except (asyncio.TimeoutError, asyncio.CancelledError):
             worker.kill()
-        if done.done():
-            self._release(worker)
+        if slot.done.done():
+            self._release(worker, slot)
         else:
             # Killed: the reader resolves `done` when the process is gone; release then.
-            done.add_done_callback(lambda _: self._release(worker))
+            slot.done.add_done_callback(lambda _: self._release(worker, slot))
 
-    async def _cancel_with_grace(self, worker: WorkerHandle, task_id: str) -> None:
-        done = worker.current_done
+    async def _cancel_with_grace(self, worker: WorkerHandle, slot: Slot) -> None:
         try:
-            await worker.cancel(task_id)
+            await worker.cancel(slot.frame)
         except ConnectionError:
             return
-        if done is None:
-            return
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(done), self.settings.cancel_grace)
-        if not done.done() and worker.alive:
+            await asyncio.wait_for(asyncio.shield(slot.done), self.settings.cancel_grace)
+        if not slot.done.done() and worker.alive:
             log.warning(
                 "worker %s did not stop task %s within %.1fs; killing it",
                 worker.id,
-                task_id,
+                slot.frame.id,
                 self.settings.cancel_grace,
             )
             worker.kill()

@@ -16,6 +16,15 @@ Heartbeat: every `heartbeat_interval` a PingFrame goes to a ready worker, idle o
 (its loop answers while task code runs in V8). No answer for `heartbeat_timeout`: it is
 stopped (SIGSTOP) or hung, and it is killed, so its task ends WORKER_LOST, or runs on
 another worker if it never began, and the pool replaces it.
+
+Prefetch: a worker holds up to `1 + prefetch` run frames, each a `Slot`: the one it
+runs and the ones queued behind it on its pipe (the worker's own queue, process.py).
+While the worker runs a task its next one is already in its pipe, so the round trip
+between a done event and the next dispatch (parent wake-up, lease, frame, child
+wake-up) no longer leaves it idle. Events are routed to slots by task id; the pool
+never queues a frame whose id one of the worker's slots already has (ids are only
+unique per tenant). A queued slot has not begun: if the worker is lost, it runs on
+another worker.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
 import psutil
@@ -51,8 +61,9 @@ from zako_server.protocol import (
     ReuseKey,
     RunFrame,
     StartedEvent,
+    WithdrawFrame,
 )
-from zako_server.server.code_mirror import SourceMirror, without_tree
+from zako_server.server.code_mirror import SourceMirror, units_of, without_tree
 
 log = logging.getLogger("zako.pool")
 
@@ -187,8 +198,32 @@ class _Stdout(asyncio.Protocol):
         self.pipes.stdout_lost()
 
 
+@dataclass(eq=False, slots=True)
+class Slot:
+    """One run frame a worker holds: the task it runs, or one queued behind it.
+
+    `result` is the caller's future; `done` is settled only by the done event or the
+    worker's loss, so the cancel path can still wait on it after the caller was
+    cancelled (a shield instead cost a loop pass per task). `units` are the code-mirror
+    units the frame needs, which a later frame must not evict while this one is held."""
+
+    frame: RunFrame
+    sink: EventSink
+    done: asyncio.Future[DoneEvent]
+    result: asyncio.Future[DoneEvent]
+    # Called once when the worker says it began this task (the pool starts its memory
+    # watch and backstop then: a queued task is not running yet).
+    on_begin: Callable[[], None] | None = None
+    units: frozenset[str] = field(default_factory=frozenset)
+    began: bool = False
+    began_at: float = 0.0
+    # Why the parent took it back while it was still queued ("deadline": its queue
+    # deadline passed; "steal": another worker went idle), or None.
+    withdrawn: str | None = None
+
+
 class WorkerHandle:
-    """One child process: its pipes, its state and the task it is running."""
+    """One child process: its pipes, its state and the slots (tasks) it holds."""
 
     def __init__(
         self,
@@ -210,8 +245,8 @@ class WorkerHandle:
         self.mini_racer_version = ""
         self.state: WorkerState = "starting"
         self.idle_since = time.monotonic()
-        self.task_id: str | None = None
-        self.frame: RunFrame | None = None  # the running task's (ids are per tenant)
+        # The frames it holds, oldest (running or next to run) first.
+        self.slots: list[Slot] = []
         self.tasks_run = 0
         self.last_heap: HeapFigures | None = None
         # (reuse, kind, hermetic) of the last task that may have left a warm isolate here.
@@ -219,19 +254,12 @@ class WorkerHandle:
         self._ps: psutil.Process | None = None
         self.exit_expected = False
         self.broken = False
-        # Whether the child said it began the current task: before that, a lost worker
-        # means the task never ran and may safely go to another worker.
-        self.task_began = False
-        self._last_task: str | None = None
         # Set when the supervisor kills the worker on purpose, to explain the loss.
         self.kill_reason: tuple[FailureReason, str] | None = None
         self._on_exit = on_exit
         self._transport: asyncio.SubprocessTransport | None = None
         self._pipes: _Pipes | None = None
         self._ready: asyncio.Future[None] | None = None
-        self._done: asyncio.Future[DoneEvent] | None = None
-        self._result: asyncio.Future[DoneEvent] | None = None
-        self._sink: EventSink | None = None
         self._gc_waiters: list[asyncio.Future[GcEvent]] = []
         self.exited = asyncio.Event()
 
@@ -318,37 +346,71 @@ class WorkerHandle:
             return
         stdin.write(protocol.encode(frame))  # type: ignore[attr-defined]
 
-    async def run(self, frame: RunFrame, sink: EventSink) -> asyncio.Future[DoneEvent]:
-        """Send a task; the returned future resolves with its done event (or a lost one).
-
-        The returned future is the caller's: awaiting it directly is safe even if the
-        caller is cancelled, because `current_done`, which only the done event or the
-        worker's loss settles, stays intact for the cancel path. (A shield here cost a
-        loop pass per task between the done frame and the next dispatch.)"""
-        assert self.state == "idle", f"worker {self.id} is {self.state}"
-        self.state = "busy"
-        self.task_id = self._last_task = frame.id
-        self.frame = frame
-        self.task_began = False
-        self._sink = sink
-        loop = asyncio.get_running_loop()
-        self._done = loop.create_future()
-        result = self._result = loop.create_future()
-        await self._send(without_tree(frame) if self.sources is None else self.sources.wire(frame))
-        return result
-
-    def task_began_for(self, task_id: str) -> bool:
-        """Whether this worker said it began `task_id` (its last task)."""
-        return self.task_began and self._last_task == task_id
-
     @property
-    def current_done(self) -> asyncio.Future[DoneEvent] | None:
-        """The done future of the running task, if any."""
-        return self._done
+    def running(self) -> Slot | None:
+        """The slot the worker runs (or will run next), if any."""
+        return self.slots[0] if self.slots else None
 
-    async def cancel(self, task_id: str) -> None:
-        if self.task_id == task_id:
-            await self._send(CancelFrame(task_id))
+    def slot_of(self, frame: RunFrame) -> Slot | None:
+        for slot in self.slots:
+            if slot.frame is frame:
+                return slot
+        return None
+
+    def can_queue(self, task_id: str | None, depth: int, recent_s: float, now: float) -> bool:
+        """Whether a frame (with `task_id`, if known) may wait behind this busy worker's
+        tasks: a free place among its `depth` slots, and a running task that began at
+        most `recent_s` ago (or is about to begin). A task queued behind one that has run
+        long would wait for however long that one still runs, while another worker may
+        free up sooner: only short tasks gain from prefetch, and a long one shows itself."""
+        slots = self.slots
+        if self.state != "busy" or self.broken or not slots or len(slots) >= depth:
+            return False
+        head = slots[0]
+        if head.began and now - head.began_at > recent_s:
+            return False
+        return all(slot.frame.id != task_id for slot in slots)
+
+    def run(
+        self, frame: RunFrame, sink: EventSink, on_begin: Callable[[], None] | None = None
+    ) -> Slot:
+        """Send a task (to run now, or after the ones this worker holds); the slot's
+        `result` resolves with its done event (or a lost one). Synchronous, so the slot
+        exists once the frame is written: a caller cancelled while the pipe drains
+        (`drained`) still finds it to cancel. ConnectionError: nothing was sent."""
+        assert self.state in {"idle", "busy"}, f"worker {self.id} is {self.state}"
+        loop = asyncio.get_running_loop()
+        slot = Slot(frame, sink, loop.create_future(), loop.create_future(), on_begin)
+        mirror = self.sources
+        if mirror is None:
+            wired = without_tree(frame)
+        else:
+            pinned = frozenset().union(*(s.units for s in self.slots)) if self.slots else None
+            wired = mirror.wire(frame, pinned)
+            slot.units = units_of(wired)
+        self._write(wired)
+        self.slots.append(slot)
+        self.state = "busy"
+        return slot
+
+    async def drained(self) -> None:
+        """Wait while the pipe to the child is full (ConnectionError: it was lost)."""
+        pipes = self._pipes
+        if pipes is not None and pipes.paused:
+            await pipes.drain()
+
+    def withdraw(self, slot: Slot, why: str) -> None:
+        """Take back a queued task (WithdrawFrame): unless the worker began it already,
+        its done event then comes with no started event."""
+        if slot.began or slot.done.done() or slot.withdrawn is not None:
+            return
+        slot.withdrawn = why
+        with contextlib.suppress(ConnectionError):
+            self._write(WithdrawFrame(slot.frame.id))
+
+    async def cancel(self, frame: RunFrame) -> None:
+        if self.slot_of(frame) is not None:
+            await self._send(CancelFrame(frame.id))
 
     async def gc(self) -> GcEvent:
         """Ask for a full collection; a busy worker answers after its task."""
@@ -357,16 +419,16 @@ class WorkerHandle:
         await self._send(GcFrame())
         return await waiter
 
-    def finish_task(self) -> None:
-        """The pool took the done event; the worker may take the next task."""
-        self.task_id = None
-        self.frame = None
-        self._sink = None
-        self._done = None
-        self._result = None
+    def finish(self, slot: Slot) -> None:
+        """The pool took `slot`'s done event (or never got to send it): the worker may
+        take another task in its place."""
+        try:
+            self.slots.remove(slot)
+        except ValueError:
+            return
         self.tasks_run += 1
         gone = self._transport is None or self._transport.get_returncode() is not None
-        if self.state == "busy" and not gone and not self.broken:
+        if self.state == "busy" and not self.slots and not gone and not self.broken:
             self.state = "idle"
             self.idle_since = time.monotonic()
 
@@ -412,6 +474,10 @@ class WorkerHandle:
             return 0
 
     async def _send(self, frame: ParentFrame) -> None:
+        self._write(frame)
+        await self.drained()
+
+    def _write(self, frame: ParentFrame) -> None:
         transport, pipes = self._transport, self._pipes
         stdin = None if transport is None else transport.get_pipe_transport(0)
         if (
@@ -425,26 +491,26 @@ class WorkerHandle:
         stdin.write(protocol.encode(frame))  # type: ignore[attr-defined]
         if stdin.is_closing():  # the write found the pipe broken (the child died)
             raise ConnectionError(f"worker {self.id}: its stdin pipe is closed")
-        if pipes.paused:
-            await pipes.drain()
 
     def _dispatch(self, event: protocol.Frame) -> None:
         # Ordered by how often each arrives.
         if isinstance(event, (LogsEvent, LogEvent, StartedEvent)):
-            if event.id == self.task_id:
-                if isinstance(event, StartedEvent):
-                    self.task_began = True
-                if self._sink is not None:
-                    self._sink(event)
+            slot = self._slot_by_id(event.id)
+            if slot is not None:
+                if isinstance(event, StartedEvent) and not slot.began:
+                    slot.began, slot.began_at = True, time.monotonic()
+                    if slot.on_begin is not None:
+                        slot.on_begin()
+                slot.sink(event)
         elif isinstance(event, PongEvent):
             self.last_pong = time.monotonic()
         elif isinstance(event, DoneEvent):
-            done = self._done
-            if done is not None and not done.done() and event.id == self.task_id:
+            slot = self._slot_by_id(event.id)
+            if slot is not None and not slot.done.done():
                 self.last_heap = event.heap or self.last_heap
                 if self.sources is not None:
                     self.sources.finished(event)
-                self._settle(event)
+                _settle(slot, event)
         elif isinstance(event, ReadyEvent):
             self.v8_version = event.v8_version
             self.mini_racer_version = event.mini_racer_version
@@ -458,10 +524,11 @@ class WorkerHandle:
         else:
             log.warning("worker %s sent a %s, which only a parent sends", self.id, event)
 
-    def _settle(self, event: DoneEvent) -> None:
-        for future in (self._done, self._result):
-            if future is not None and not future.done():
-                future.set_result(event)
+    def _slot_by_id(self, task_id: str) -> Slot | None:
+        for slot in self.slots:
+            if slot.frame.id == task_id:
+                return slot
+        return None
 
     def _mark_dead(self, why: str, code: int | None) -> None:
         expected = self.exit_expected = self.state == "stopping"
@@ -473,26 +540,30 @@ class WorkerHandle:
             detail = f"{why} (exit code {code})"
             if code is not None and code < 0:
                 detail = f"{why}: killed by signal {-code}"
-            if self.task_id is not None:
+            running = self.running
+            if running is not None:
                 log.warning(
                     "worker %s (pid %s) lost while running task %s: %s",
                     self.id,
                     self.pid,
-                    self.task_id,
+                    running.frame.id,
                     detail,
                 )
             why = detail
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(ConnectionError(f"worker {self.id}: {why}"))
             self._ready.exception()  # mark retrieved: start() reports it
-        if self._done is not None and not self._done.done() and self.task_id is not None:
-            if self.kill_reason is not None:
-                result = lost_result(self.task_id, self.kill_reason[1], self.kill_reason[0])
+        for slot in self.slots:
+            if slot.done.done():
+                continue
+            task_id = slot.frame.id
+            # The supervisor's verdict is on the task it ran; one queued behind it is lost
+            # before it began, and the pool runs it elsewhere.
+            if self.kill_reason is not None and slot.began:
+                result = lost_result(task_id, self.kill_reason[1], self.kill_reason[0])
             else:
-                result = lost_result(
-                    self.task_id, f"worker {self.id} (pid {self.pid}) was lost: {why}"
-                )
-            self._settle(result)
+                result = lost_result(task_id, f"worker {self.id} (pid {self.pid}) was lost: {why}")
+            _settle(slot, result)
         for waiter in self._gc_waiters:
             if not waiter.done():
                 waiter.set_exception(ConnectionError(f"worker {self.id} exited"))
@@ -500,3 +571,9 @@ class WorkerHandle:
         self._gc_waiters.clear()
         self.exited.set()
         self._on_exit(self)
+
+
+def _settle(slot: Slot, event: DoneEvent) -> None:
+    for future in (slot.done, slot.result):
+        if not future.done():
+            future.set_result(event)

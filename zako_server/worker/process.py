@@ -53,6 +53,7 @@ from zako_server.protocol import (
     ReuseKey,
     RunFrame,
     StartedEvent,
+    WithdrawFrame,
 )
 from zako_server.worker import jserrors
 from zako_server.worker.driver import RetryFresh, TaskDriver
@@ -155,6 +156,12 @@ class Worker:
                     if queued.id == frame.id:
                         self._runs.remove(queued)
                         self._not_run(queued.id, "task was cancelled before it started")
+        elif isinstance(frame, WithdrawFrame):
+            for queued in self._runs:
+                if queued.id == frame.id:
+                    self._runs.remove(queued)
+                    self._not_run(queued.id, "task was withdrawn before it started")
+                    break
         elif isinstance(frame, PingFrame):
             self.send(PongEvent(frame.seq))
         elif isinstance(frame, GcFrame):
