@@ -180,15 +180,17 @@ class HeldPool:
     def __init__(self) -> None:
         self.runs: list[tuple[str, asyncio.Future[DoneEvent], object]] = []
 
-    async def run(self, frame, on_event) -> DoneEvent:
+    async def run(self, frame, on_event, deadline=None) -> DoneEvent:
         done: asyncio.Future[DoneEvent] = asyncio.get_running_loop().create_future()
         self.runs.append((frame.id, done, on_event))
         return await done
 
-    async def cancel(self, task_id: str, frame) -> None:
+    def cancel(self, task_id: str, frame) -> bool:
         for run_id, done, _ in self.runs:
             if run_id == task_id and not done.done():
                 done.set_result(ended(task_id, reason=FailureReason.CANCELLED))
+                return True
+        return False
 
     def end(self, index: int, **fields) -> None:
         run_id, done, on_event = self.runs[index]

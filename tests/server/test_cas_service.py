@@ -277,6 +277,9 @@ async def test_eviction_under_load_never_runs_a_task_with_a_missing_blob(server_
             )
         )
         await until(stub, lambda stats: stats.queue.running == 1)
+        # A task sent right after another began may be queued behind it on its worker
+        # (prefetch, pool.py); once that one has run a while, the next waits in line.
+        await asyncio.sleep(0.1)
         queued = [
             asyncio.ensure_future(stub.Run(pb.RunRequest(task=task_for(i)), timeout=60))
             for i in (0, 1)

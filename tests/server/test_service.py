@@ -249,6 +249,9 @@ async def test_unary_cancel_of_queued_and_running_tasks(server_factory):
             )
         )
         await wait_for_stats(lambda s: s.pool.busy == 1)
+        # A task sent right after another began may be queued behind it on its worker
+        # (prefetch, pool.py); once that one has run a while, the next waits in line.
+        await asyncio.sleep(0.1)
         queued = asyncio.ensure_future(
             stub.Run(pb.RunRequest(task=task("queued", "module.exports = 1")))
         )
@@ -287,6 +290,7 @@ async def test_unary_calls_that_go_away_end_their_tasks_queued_or_running(server
             pb.RunRequest(task=task("busy", "while (true) {}", timeout=Duration(seconds=60)))
         )
         await stats_until(lambda s: s.pool.busy == 1)
+        await asyncio.sleep(0.1)  # past the prefetch window (see the test above)
         queued = stub.Run(pb.RunRequest(task=task("queued", "module.exports = 1")))
         await stats_until(lambda s: s.queue.depth == 1)
         queued.cancel()

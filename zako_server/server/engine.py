@@ -318,7 +318,9 @@ class Engine:
             or (owner is not None and record.owner is not owner)
         ):
             raise TaskNotFound(f"no queued or running task with id {task_id!r}")
-        previous = pb.TASK_STATE_RUNNING if record.state == "running" else pb.TASK_STATE_QUEUED
+        # Sent to a worker but queued behind its task (prefetch): not running yet.
+        running = record.state == "running" and record.started_mono
+        previous = pb.TASK_STATE_RUNNING if running else pb.TASK_STATE_QUEUED
         self._cancel(record, reason or "cancelled by client")
         return previous
 
@@ -379,8 +381,10 @@ class Engine:
                     await self._await_gate(record, record.gate)
             if prepare is not None:
                 frame.prepared, frame.tree_prepared = await prepare
+            # "running" from here: a worker holds it or will (cancel goes through the
+            # pool); its start time is the worker's started event (it may wait queued
+            # behind another task on that worker, see pool.py).
             record.state = "running"
-            record.started_wall, record.started_mono = time.time(), time.monotonic()
             job = record.job
             with self._span("zako.execute", record) as span:
                 done = await self.pool.run(
@@ -478,10 +482,12 @@ class Engine:
             record.worker_lines(event.lines)
         elif isinstance(event, LogEvent):
             record.worker_lines([[event.level, event.message, event.ts]])
-        elif not record.terminal_only:
-            record.emit(
-                record.event(started=pb.Started(worker_id=worker.id, worker_pid=worker.pid))
-            )
+        else:
+            record.started_wall, record.started_mono = time.time(), time.monotonic()
+            if not record.terminal_only:
+                record.emit(
+                    record.event(started=pb.Started(worker_id=worker.id, worker_pid=worker.pid))
+                )
 
     def _finish_from_worker(self, record: TaskRecord, done: DoneEvent) -> None:
         record.logs_dropped = done.logs_dropped
