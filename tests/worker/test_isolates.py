@@ -6,6 +6,7 @@ which isolate a task gets, when one is kept, and that the prelude's reset is the
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -30,13 +31,22 @@ CONFIG = {
 
 
 async def run(instance: Instance, source: str, reuse: bool = True) -> dict:
-    """One task the way the worker runs a synchronous one: a single eval."""
+    """One task the way the worker runs a synchronous one: a single eval, which opens with
+    the previous task's reset in a warm isolate (as driver._execute does). A refused reset
+    comes back as {"reset": verdict}."""
+    reset_first, instance.needs_reset = instance.needs_reset, False
     text = await instance.eval(
         runtime.task_script(
-            instance.token, {**CONFIG, "reuse": reuse}, [("main.js", source)], "main.js", ""
+            instance.token,
+            {**CONFIG, "reuse": reuse},
+            [("main.js", source)],
+            "main.js",
+            "",
+            reset_first=reset_first,
         )
     )
-    return json.loads(text)["outcome"]
+    report = json.loads(text)
+    return {"reset": report["reset"]} if "reset" in report else report["outcome"]
 
 
 @pytest.fixture
@@ -133,25 +143,44 @@ async def test_reset_restores_globals_and_refuses_what_it_cannot_undo(isolates):
     assert await isolates.give_back(instance, KEY, None, HeapFigures(), 10)
     instance, warm = isolates.take(KEY)
     assert warm
-    # A global that cannot be deleted again: the isolate is closed, not kept.
+    # A global that cannot be deleted again: the next task's eval refuses before running
+    # anything of it (the worker then closes the isolate and runs the task fresh).
     assert (
         await run(
             instance, "Object.defineProperty(globalThis, 'stuck', {value: 1});module.exports = 1"
         )
     )["ok"]
-    assert not await isolates.give_back(instance, KEY, None, HeapFigures(), 10)
-    assert isolates.warm is None
+    assert await isolates.give_back(instance, KEY, None, HeapFigures(), 10)
+    instance, warm = isolates.take(KEY)
+    assert warm and instance.needs_reset
+    refused = await run(instance, "globalThis.ran = 1; module.exports = 2")
+    assert refused == {"reset": "a global the task added cannot be removed"}
+    assert await instance.eval("typeof ran") == "undefined"  # nothing of that task ran
+    instance.close()
 
 
-async def test_an_isolate_still_running_microtasks_is_closed_not_kept(isolates):
-    """The reset waits only briefly: a chain of microtasks the task left running costs
-    the isolate, never the worker."""
+async def test_an_idle_warm_isolate_that_refuses_its_reset_is_closed_when_collected(isolates):
+    instance, _ = isolates.take(KEY)
+    source = "Object.defineProperty(globalThis, 'stuck', {value: 1}); module.exports = 1"
+    assert (await run(instance, source))["ok"]
+    assert await isolates.give_back(instance, KEY, None, HeapFigures(), 10)
+    assert isolates.warm is instance and instance not in isolates.live()
+    await isolates.collect()
+    assert isolates.warm is None and isolates.warm_key is None
+
+
+async def test_an_idle_isolate_still_running_microtasks_is_closed_when_collected(isolates):
+    """A collection resets the warm isolate first and waits only briefly: a chain of
+    microtasks the task left running costs the isolate, never the worker (a heap reading
+    or a GC, both blocking, would wait for the chain forever)."""
     instance, _ = isolates.take(KEY)
     outcome = await run(
         instance, "(function f() { Promise.resolve().then(f) })(); module.exports = 1"
     )
     assert outcome["ok"]
-    assert not await isolates.give_back(instance, KEY, None, HeapFigures(), 10)
+    assert await isolates.give_back(instance, KEY, None, HeapFigures(), 10)
+    assert isolates.warm is instance and instance.needs_reset
+    await asyncio.wait_for(isolates.collect(), 5)
     assert isolates.warm is None
     instance, warm = isolates.take(KEY)
     assert not warm
@@ -317,3 +346,15 @@ def test_a_heap_answer_that_is_not_json_is_no_reading_not_a_failure():
         assert heap_reading(instance, 1.0, retiring=True) is None
     finally:
         instance.close()
+
+
+async def test_the_reset_is_deferred_into_the_next_task_s_eval(isolates):
+    """give_back costs no eval: the next task's own eval opens with the reset."""
+    instance, _ = isolates.take(KEY)
+    assert (await run(instance, "globalThis.leak = 1; module.exports = 1"))["ok"]
+    assert await isolates.give_back(instance, KEY, None, HeapFigures(), 10)
+    assert instance.needs_reset and await instance.eval("typeof leak") == "number"
+    again, warm = isolates.take(KEY)
+    assert again is instance and warm
+    assert json.loads((await run(again, "module.exports = typeof leak"))["value"]) == "undefined"
+    assert not again.needs_reset

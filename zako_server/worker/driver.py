@@ -16,7 +16,9 @@ events, the JavaScript side of a task, happens here.
   LOG_BATCH_BYTES a frame), and a task keeps at most max_log_lines lines and
   max_log_bytes bytes: a million one-character lines cost a handful of frames.
 - A task that fails only because a warm isolate's built-ins are frozen raises RetryFresh
-  before anything of it was sent, so the frame loop can re-run it in a fresh isolate.
+  before anything of it was sent, so the frame loop can re-run it in a fresh isolate;
+  one whose warm isolate refused the previous task's deferred reset raises ResetFailed
+  before anything of it ran (isolates.py).
 - A syntax error gets its line and column from a second, diagnosis-only parse when V8
   gave JavaScript none.
 """
@@ -88,6 +90,11 @@ class BadReport(Exception):
 
 class RetryFresh(Exception):
     """The task failed only because a hardened isolate's built-ins are frozen."""
+
+
+class ResetFailed(Exception):
+    """A warm isolate could not drop its previous task's state (the reset that opens
+    this task's eval refused): nothing of this task ran, so it can run elsewhere."""
 
 
 class TaskDriver:
@@ -231,6 +238,9 @@ class TaskDriver:
             path: {"entry_digest": job.entries[path]} if path in job.entries else info
             for path, info in job.prepared.items()
         }
+        # The previous task's reset opens this eval (isolates.py): from here on the
+        # isolate is either reset or, if this eval does not complete, closed.
+        reset_first, instance.needs_reset = instance.needs_reset, False
         try:
             text = await instance.eval(
                 runtime.run_script(
@@ -243,6 +253,7 @@ class TaskDriver:
                     frame.input,
                     prepared,
                     frame.tree,
+                    reset_first,
                 )
             )
         except JSEvalException as exc:
@@ -339,6 +350,8 @@ class TaskDriver:
         """Send a poll report's logs; return its outcome (None: pending) and timers."""
         try:
             report: Any = json.loads(text) if isinstance(text, str) else None
+            if "reset" in report:
+                raise ResetFailed(str(report["reset"]))
             logs, timers, dropped = report["logs"], report["timers"], report["dropped"]
             outcome = jserrors.check_outcome(report["outcome"], job.max_result_bytes)
             pending = [(int(i), float(due)) for i, due in timers]

@@ -1,17 +1,30 @@
 """The V8 instances one worker process holds: a spare no task has used, and a warm one.
 
     run (key) ──take()──▶ warm instance if its key matches, else the spare (or a new one)
-    done      ──give_back()──▶ keep() says whether it may serve the key again;
-                               reset (prelude) restores the globals; else close it
+    done      ──give_back()──▶ keep() says whether it may serve the key again; if so it
+                               stays warm, its reset still to do; else close it
+    next run  ──the reset opens the task's own eval; a refusal closes the isolate and the
+                task runs in the spare (driver.ResetFailed)
+    idle, gc  ──collect()──▶ reset (own eval), then a full GC; a refusal closes it
 
 A fresh isolate costs about 4 ms of CPU (MiniRacer plus the prelude), several times what a
 trivial task costs, so a worker keeps the isolate of its last reusable task. The key is
 (tenant, context kind, hermetic): the server never lets two tenants share an isolate, and
 kind and hermeticity decide which globals exist. The isolate was hardened (lockdown.js)
-on its first reusable task; after each one the prelude drops the task's state and puts
-the global object back. Anything that leaves the isolate in doubt recycles it instead:
-an abandoned eval, a failure outcome other than the task's own exception, a heap over
-half the task's limit, a global that cannot be restored, too many tasks.
+on its first reusable task; between two tasks the prelude drops the first one's state and
+puts the global object back. Anything that leaves the isolate in doubt recycles it
+instead: an abandoned eval, a failure outcome other than the task's own exception, a heap
+over half the task's limit, a global that cannot be restored, too many tasks.
+
+Why the reset is deferred: as an eval of its own after each task it cost a round trip
+into V8 (and a timeout guard), a large share of a trivial task's worker CPU. Run as the
+first step of the next task's eval it costs nothing extra, and it still comes before any
+of that task's code. A task's leftover microtasks (V8 runs them after its eval returned)
+run before that next eval starts, so what they log, schedule or set is dropped too; a
+chain of them that never ends delays that next task of the same key (it times out, and
+the isolate is closed), and whatever reads or collects an idle warm isolate resets it
+first, under RESET_TIMEOUT_S, so it never blocks on one (heap stats and GC are blocking
+calls) and the last task's module instances are garbage by then.
 
 The parent mirrors the key in `WorkerHandle.warm_key` (affinity.py) to route tasks here.
 """
@@ -25,8 +38,8 @@ from zako_server.protocol import FailureReason, HeapFigures, ReuseKey
 from zako_server.worker import runtime
 from zako_server.worker.runtime import Instance
 
-# A reset eval answers in well under a millisecond; longer means task code is still
-# running (a microtask chain), and the isolate is closed instead.
+# A reset eval of its own (idle paths) answers in well under a millisecond; longer means
+# task code is still running (a microtask chain), and the isolate is closed instead.
 RESET_TIMEOUT_S = 0.25
 # Outcomes after which nothing of the task can still be running and the prelude's state
 # is consistent: the task returned, threw, or was refused by the prelude.
@@ -83,7 +96,22 @@ def _heap(instance: Instance) -> dict[str, int] | None:
         return None
 
 
-def _fits_after_collecting(
+async def reset(instance: Instance) -> bool:
+    """Run a warm isolate's deferred reset in an eval of its own, before anything reads
+    or collects it; False when it refused or did not answer in time (close it then)."""
+    if not instance.needs_reset:
+        return True
+    instance.needs_reset = False
+    try:
+        verdict = await asyncio.wait_for(
+            instance.eval(runtime.reset_script(instance.token)), RESET_TIMEOUT_S
+        )
+    except Exception:  # still busy, or the prelude refused: not fit for reuse
+        return False
+    return verdict == ""
+
+
+async def _fits_after_collecting(
     instance: Instance, reason: FailureReason | None, heap: HeapFigures, max_tasks: int
 ) -> bool:
     """Whether an isolate refused only for its heap fits once its garbage is collected.
@@ -92,8 +120,11 @@ def _fits_after_collecting(
     grows ~2.5 MiB a task and passes half of a 256 MiB limit after ~50 tasks, when only
     ~26 MiB is live. Retiring it then cost the next task ~300 ms (a new isolate, the
     texts handed in again and compiled again); a full collection costs ~37 ms, after the
-    task's done event was sent. Live data over half the limit still retires it."""
+    task's done event was sent. Live data over half the limit still retires it. The
+    task's own module instances are live until its reset: that goes first."""
     if retiring(instance, reason, max_tasks, instance.uses) or heap.limit <= 0:
+        return False
+    if not await reset(instance):
         return False
     instance.collect()
     reading = _heap(instance)
@@ -155,21 +186,14 @@ class Isolates:
         heap: HeapFigures,
         max_tasks: int,
     ) -> bool:
-        """Keep `instance` warm for `key` if it is fit for that; else close it."""
+        """Keep `instance` warm for `key` if it is fit for that, its reset deferred to
+        the next eval (see above); else close it."""
         instance.uses += 1
+        instance.needs_reset = True
         if key is None or not (
             keep(instance, reason, heap.used, heap.limit, max_tasks)
-            or _fits_after_collecting(instance, reason, heap, max_tasks)
+            or await _fits_after_collecting(instance, reason, heap, max_tasks)
         ):
-            instance.close()
-            return False
-        try:
-            verdict = await asyncio.wait_for(
-                instance.eval(runtime.reset_script(instance.token)), RESET_TIMEOUT_S
-            )
-        except Exception:  # still busy, or the prelude refused: not fit for reuse
-            verdict = "reset failed"
-        if verdict != "":
             instance.close()
             return False
         if self.warm is not None:
@@ -178,11 +202,21 @@ class Isolates:
         return True
 
     def live(self) -> list[Instance]:
-        """Instances that are idle and can be asked for heap figures or a GC."""
-        return [i for i in (self.spare, self.warm) if i is not None and not i.tainted]
+        """Instances that are idle and can be asked for heap figures or a GC (a warm one
+        only once its reset ran: until then its last task's microtasks may still run)."""
+        return [
+            i
+            for i in (self.spare, self.warm)
+            if i is not None and not i.tainted and not i.needs_reset
+        ]
 
-    def collect(self) -> tuple[HeapFigures, HeapFigures]:
-        """A full GC in every idle isolate; their heaps, summed, before and after."""
+    async def collect(self) -> tuple[HeapFigures, HeapFigures]:
+        """A full GC in every idle isolate; their heaps, summed, before and after. The
+        warm one is reset first (its last task's state is garbage only then); one that
+        refuses or does not answer is closed."""
+        if self.warm is not None and not await reset(self.warm):
+            self.warm.close()
+            self.warm = self.warm_key = None
         live = self.live()
         before = _sum_heaps(live)
         for instance in live:

@@ -6,11 +6,14 @@ events. What happens in the isolate between those two events is driver.py's.
 
 Why it is built this way:
 - A task runs in a fresh MiniRacer, or, when the server allows it, in the warm one its
-  tenant's previous task left, hardened and reset (isolates.py). A spare is made
-  (prelude installed) right after a task's done event, off the request path.
-- The common case is one eval per task (configure, compile, start, first report), and a
-  warm isolate saves the ~4 ms an isolate costs: together a trivial task's worker CPU
-  drops from about 5 ms to a fraction of one.
+  tenant's previous task left, hardened, its reset deferred into this task's eval
+  (isolates.py says why). A spare is made (prelude installed) right after a task's done
+  event, off the request path.
+- The common case is one eval per task (reset, configure, compile, start, first report),
+  and a warm isolate saves the ~4 ms an isolate costs: together a trivial task's worker
+  CPU drops from about 5 ms to a fraction of one.
+- Collections (idle, or a GcFrame) run in the run loop, between tasks: they reset the
+  warm isolate first, an eval of its own that a task must not overlap.
 - Task code only ever runs inside an eval the driver started and can cancel (driver.py),
   so it never blocks this loop.
 - A PingFrame is answered at once from the frame reader, idle or busy: task code runs
@@ -56,7 +59,7 @@ from zako_server.protocol import (
     WithdrawFrame,
 )
 from zako_server.worker import jserrors
-from zako_server.worker.driver import RetryFresh, TaskDriver
+from zako_server.worker.driver import ResetFailed, RetryFresh, TaskDriver
 from zako_server.worker.isolates import Isolates, heap_reading, retiring
 from zako_server.worker.runtime import Instance
 from zako_server.worker.sources import SourceStore
@@ -85,6 +88,7 @@ class Worker:
         self._stopping = False
         self._driver = TaskDriver(self.send, _version("zako"))
         self._ran_since_collect = False
+        self._idle_due = False  # set by the idle timer; the run loop collects
         # Module texts by digest, as the parent mirrors them (sources.py).
         self._store = SourceStore()
 
@@ -165,12 +169,11 @@ class Worker:
         elif isinstance(frame, PingFrame):
             self.send(PongEvent(frame.seq))
         elif isinstance(frame, GcFrame):
-            # A run that has arrived but not yet started counts as busy: the parent
-            # already sees this worker as running it, and expects gc after that task.
-            if self._current is None and not self._runs:
-                self._collect()
-            else:
-                self._gc_pending += 1
+            # The run loop collects: at once when idle, else after the current task (a
+            # run that has arrived but not yet started counts as busy: the parent already
+            # sees this worker as running it, and expects gc after that task).
+            self._gc_pending += 1
+            self._wakeup.set()
         else:
             print(f"zako worker: ignoring a {type(frame).__name__} frame", file=sys.stderr)
 
@@ -187,13 +190,19 @@ class Worker:
     async def _run_loop(self) -> None:
         while True:
             while not self._runs and not self._stopping:
+                if self._gc_pending:
+                    await self._collect_pending()
+                    continue
                 self._wakeup.clear()
                 idle = None
                 if self._ran_since_collect:
-                    idle = asyncio.get_running_loop().call_later(IDLE_COLLECT_S, self._idle_collect)
+                    idle = asyncio.get_running_loop().call_later(IDLE_COLLECT_S, self._idle)
                 await self._wakeup.wait()
                 if idle is not None:
                     idle.cancel()
+                if self._idle_due and not self._runs and not self._stopping:
+                    await self._idle_collect()
+                self._idle_due = False
             if self._stopping:
                 for frame in self._runs:
                     self._not_run(frame.id, "the worker is exiting")
@@ -201,9 +210,7 @@ class Worker:
                 return
             await self._run(self._runs.popleft())
             self._ran_since_collect = True
-            for _ in range(self._gc_pending):
-                self._collect()
-            self._gc_pending = 0
+            await self._collect_pending()
 
     def _not_run(self, task_id: str, why: str) -> None:
         self.send(
@@ -234,16 +241,22 @@ class Worker:
             self._current = job
             key = job.key
             instance, warm = self._isolates.take(key)
-            try:
-                outcome = await self._driver.supervise(instance, job)
-            except RetryFresh:
-                # Nothing of it was sent yet: run it again as if reuse were off.
-                instance.close()
-                instance, warm = self._isolates.take(None)
-                key = job.key = None
-                job.hardened = False
+            left: float | None = None
+            while True:
+                try:
+                    outcome = await self._driver.supervise(instance, job, left)
+                    break
+                except ResetFailed:
+                    # The warm isolate refused its reset; nothing of the task ran.
+                    instance.close()
+                    instance, warm = self._isolates.take(key)  # the spare now
+                except RetryFresh:
+                    # Nothing of it was sent yet: run it again as if reuse were off.
+                    instance.close()
+                    instance, warm = self._isolates.take(None)
+                    key = job.key = None
+                    job.hardened = False
                 left = max(job.timeout_s - (time.perf_counter() - wall0), 0.001)
-                outcome = await self._driver.supervise(instance, job, left)
             closing = key is None or retiring(
                 instance, outcome.reason, frame.reuse_max_tasks, instance.uses + 1
             )
@@ -304,19 +317,26 @@ class Worker:
                 print(f"zako worker: could not prepare a V8 instance: {exc!r}", file=sys.stderr)
 
     # ---- gc -----------------------------------------------------------------------------
-    def _idle_collect(self) -> None:
+    def _idle(self) -> None:
+        self._idle_due = True
+        self._wakeup.set()
+
+    async def _idle_collect(self) -> None:
         """A warm isolate's heap grows with the garbage of thousands of tasks (V8 sees no
         pressure under a limit of a gigabyte or more): give it back once the worker idles."""
         self._ran_since_collect = False
-        self._isolates.collect()
+        await self._isolates.collect()
 
-    def _collect(self) -> None:
-        self._ran_since_collect = False
-        process = psutil.Process()
-        rss_before = process.memory_info().rss
-        before, after = self._isolates.collect()
-        gc.collect()
-        self.send(GcEvent(before, after, rss_before, process.memory_info().rss))
+    async def _collect_pending(self) -> None:
+        """One collection and GcEvent per GcFrame received."""
+        while self._gc_pending:
+            self._gc_pending -= 1
+            self._ran_since_collect = False
+            process = psutil.Process()
+            rss_before = process.memory_info().rss
+            before, after = await self._isolates.collect()
+            gc.collect()
+            self.send(GcEvent(before, after, rss_before, process.memory_info().rss))
 
 
 class _FrameReader(asyncio.Protocol):

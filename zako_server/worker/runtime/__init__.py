@@ -122,6 +122,7 @@ def task_script(
     entry: str,
     input_text: str,
     prepared: dict[str, dict[str, object]] | None = None,
+    reset_first: bool = False,
 ) -> str:
     """`run_script` for a tree given as (path, text) pairs, every text for this task only
     (tests and tools that drive an isolate directly; the worker uses run_script)."""
@@ -132,7 +133,9 @@ def task_script(
         (f"inline:{index}", "" if "code" in prepared.get(name, ()) else source, False)
         for index, (name, source) in enumerate(modules)
     ]
-    return run_script(token, config, files, give, [], entry, input_text, prepared)
+    return run_script(
+        token, config, files, give, [], entry, input_text, prepared, reset_first=reset_first
+    )
 
 
 def run_script(
@@ -145,8 +148,9 @@ def run_script(
     input_text: str,
     prepared: dict[str, Any] | None = None,
     tree: str | None = None,
+    reset_first: bool = False,
 ) -> str:
-    """The one eval that configures, starts and polls a task.
+    """The one eval that (resets,) configures, starts and polls a task.
 
     `files` is the task's tree, (path, digest) in order, and `prepared` the transform
     stage's answer for the files it transformed ({path: {esm, code | code_digest, map,
@@ -157,14 +161,15 @@ def run_script(
     modules.js compiles a file only when it is first loaded. `tree` is the digest of the
     task's tree pack (worker/sources.py), its text given once per isolate like any kept
     text: modules.js parses it once and resolves names through it and `files`, so a
-    repeated tree adds one digest to this eval, not a pair per file.
+    repeated tree adds one digest to this eval, not a pair per file. `reset_first`
+    drops the previous task's state first, in a warm isolate (the prelude's `task`).
     """
     # One encoder call per array (tuples encode as arrays): a call per pair cost ~5 µs,
     # 5 ms a task for a 1,000-file tree.
     return (
         f"__zako.task({_js(token)},{_js(_js(config))},{_js(files)},"
         f"{_js(list((prepared or {}).items()))},{_js(entry)},{_js(input_text)},"
-        f"{_js(give)},{_js(drop)},{_js(tree)})"
+        f"{_js(give)},{_js(drop)},{_js(tree)},{'true' if reset_first else 'false'})"
     )
 
 
@@ -200,6 +205,9 @@ class Instance:
         self.tainted = False
         self.uses = 0  # tasks this isolate has run
         self.retired = False  # set when it must not run another task (see isolates.keep)
+        # Set when a task was kept warm without its reset: the next eval of the prelude
+        # must reset first (isolates.py says why the reset is deferred).
+        self.needs_reset = False
         self.last_heap: dict[str, int] | None = None  # see isolates.heap_reading
         self.heap_age = 0
         try:

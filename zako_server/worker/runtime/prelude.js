@@ -662,6 +662,9 @@
     return missing;
   }
 
+  // Drops the last task's state and restores the globals: first thing in the next task's
+  // eval (see `task`), or its own eval when Python reads or collects an idle warm isolate
+  // (so the last task's module instances are garbage by then). Idempotent.
   function reset(t) {
     checkToken(t);
     moduleSystem.reset();
@@ -685,15 +688,28 @@
     return hardenedFor === null ? 'the isolate is not hardened' : restoreGlobals();
   }
 
-  // One eval for the common case: configure, start, first report. `modules` is the
-  // task's tree as [path, text] pairs and `prepared` the transform stage's answers
+  // One eval for the common case: (reset,) configure, start, first report. `resetFirst`
+  // is set on the first task a warm isolate runs after another: the previous task's
+  // reset is deferred into this eval, as its first step (before anything of this task is
+  // configured or run), which saves a round trip into V8 per task. A verdict other than
+  // '' refuses the task untouched (`{"reset": verdict}`): Python closes the isolate and
+  // runs the task in a fresh one. The previous task's leftover microtasks have all run
+  // by then (V8 runs them after an eval returns, before the next eval starts), so they
+  // cannot reach this task either: whatever they logged, scheduled or set is dropped here.
+  // `modules` is the task's tree as [path, text] pairs and `prepared` the transform stage's answers
   // ([path, {esm, code, map, error}]); nothing is compiled until it is loaded (modules.js),
   // except the entry, compiled here first so that its syntax error propagates out of this
   // eval (its message carries the position) and `failedModule` says it was the entry.
   // `give` are texts the isolate lacks ([digest, text, keep]) and `drop` digests it must
   // forget (worker/sources.py); `modules` names each file's digest, and `tree` (or null)
   // the digest of the task's tree pack, whose files are the task's too.
-  function task(t, cfgText, modules, prepared, entry, inputText, give, drop, tree) {
+  function task(t, cfgText, modules, prepared, entry, inputText, give, drop, tree, resetFirst) {
+    if (resetFirst === true) {
+      checkToken(t);
+      let verdict;
+      try { verdict = reset(t); } catch (e) { verdict = 'the reset threw'; }
+      if (verdict !== '') return '{"reset":' + q('' + verdict) + '}';
+    }
     configure(t, cfgText);
     moduleSystem.begin(modules, prepared, give, drop, hardenedFor !== null, tree);
     if (moduleSystem.isFile(entry) && !moduleSystem.transformed(entry)) {
