@@ -132,7 +132,9 @@ async def test_one_tenants_flood_on_a_real_server_leaves_room_for_another(server
         acme_ends = await flooding
     refused = [e.rejected for e in acme_ends.values() if e.WhichOneof("event") == "rejected"]
     assert refused and all(r.quota == "tenant/acme/queue_share" for r in refused)
-    assert sum(e.WhichOneof("event") == "completed" for e in acme_ends.values()) <= 1 + 8
+    # One running, one sent behind it to its worker (prefetch, pool.py), then its share
+    # of the queue: half of the 16 places.
+    assert sum(e.WhichOneof("event") == "completed" for e in acme_ends.values()) <= 2 + 8
 
 
 async def test_a_task_taking_its_place_again_after_backpressure_is_not_judged_twice():
