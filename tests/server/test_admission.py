@@ -341,3 +341,34 @@ def test_usage_returns_to_zero_after_every_task_ends():
     while len(machine.live) > 5:
         machine.end(0, "complete")
     machine.teardown()  # ends the rest and checks that usage is back to zero
+
+
+async def test_spare_worker_places_go_to_the_head_of_the_line_only():
+    """Prefetch (pool.py): beyond the workers capacity, admission grants the places busy
+    workers can queue a task in right now, in line order and without backfill."""
+    spare = [0]
+    adm = Admission(
+        AdmissionPolicy(
+            capacities={"workers": 1.0, "cpu": 4000.0, "memory": 1e9}, queue_capacity=100
+        ),
+        clock=Clock(),
+        timers=False,
+        spare_slots=lambda: spare[0],
+    )
+    running, _ = adm.enqueue("running", request={"cpu": 1000.0})
+    big, _ = adm.enqueue("big", request={"cpu": 3500.0})  # cannot fit beside "running"
+    small, _ = adm.enqueue("small", request={"cpu": 100.0})
+    assert granted(running) and not granted(big) and not granted(small)
+    spare[0] = 1
+    adm.regrant()
+    # The head does not fit: the spare place is not given to a task behind it.
+    assert not granted(big) and not granted(small)
+    adm.release(running)  # "big" runs; a worker place is spare for the next in line
+    assert granted(big) and granted(small)
+    spare[0] = 0
+    late, _ = adm.enqueue("late", request={"cpu": 100.0})
+    assert not granted(late)  # no spare place: it waits for a worker
+    adm.release(big)
+    assert not granted(late)  # "small" holds the one place now
+    adm.release(small)
+    assert granted(late)

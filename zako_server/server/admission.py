@@ -420,8 +420,7 @@ class Admission:
         if not self._queued:
             return
         now = self._clock()
-        self._spare = 0.0 if self._spare_slots is None else float(self._spare_slots())
-        workers = self.policy.capacities[WORKERS] + self._spare
+        workers = self.policy.capacities[WORKERS]
         while self._queued and self._in_use[WORKERS] < workers:
             granted = False
             for ticket in self._candidates():
@@ -434,6 +433,26 @@ class Admission:
                     return  # aged: reserve capacity for it, let nothing pass
             if not granted:
                 return
+        if self._queued and self._spare_slots is not None:
+            self._grant_spare(now)
+
+    def _grant_spare(self, now: float) -> None:
+        """Places busy workers can queue a task in (prefetch) go to the head of the line
+        only, if it fits: no backfill, which would scan the whole window on every pass
+        when another resource (cpu, by default at max_workers = CPUs) is what binds."""
+        spare = self._spare_slots() if self._spare_slots is not None else 0
+        if spare <= 0:
+            return
+        self._spare = float(spare)
+        try:
+            workers = self.policy.capacities[WORKERS] + spare
+            while self._queued and self._in_use[WORKERS] < workers:
+                head = next(self._candidates(), None)
+                if head is None or not self._fits(head):
+                    return
+                self._start(head, now)
+        finally:
+            self._spare = 0.0
 
     def _start(self, ticket: Ticket, now: float) -> None:
         self._remove_waiting(ticket, "granted")
