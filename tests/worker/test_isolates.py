@@ -233,6 +233,11 @@ async def test_heap_is_read_when_it_can_have_moved_and_reused_when_it_cannot(iso
     assert instance.heap_age == 1
     heap_reading(instance, 0.0001, retiring=True)  # closing it: its own reading, however brief
     assert instance.heap_age == 0
+    for _ in range(13):  # brief tasks, 19.5 ms of run time in all: the reading stands
+        heap_reading(instance, 0.0015)
+    assert instance.heap_age == 13
+    heap_reading(instance, 0.0015)  # 21 ms since the reading: past HEAP_MAX_RUN_S
+    assert instance.heap_age == 0
     instance.close()
 
 

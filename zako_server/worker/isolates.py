@@ -57,13 +57,17 @@ REUSABLE_REASONS: frozenset[FailureReason | None] = frozenset(
 )
 
 
-# A heap reading costs about 0.35 ms of CPU (mini-racer's heap_stats), a third of what a
-# trivial task costs a worker in all. A task that ran this briefly in a warm isolate
-# reports the isolate's latest reading instead, taken at most HEAP_MAX_AGE tasks earlier:
-# so little run time cannot have moved the live heap far. An isolate about to be closed
-# gets no such shortcut: its reading is the task's last chance to have one of its own.
+# A heap reading costs about 0.35 ms of CPU (mini-racer's heap_stats), as much as the
+# rest of what a trivial task costs a worker. A task that ran this briefly in a warm
+# isolate reports the isolate's latest reading instead, taken at most HEAP_MAX_AGE tasks
+# and HEAP_MAX_RUN_S of their run time earlier: so little JavaScript cannot have moved
+# the live heap far (a reading counts garbage too, so it is never exact). Every 16 tasks
+# cost a trivial task ~0.02 ms, a twentieth of its worker CPU; every 64, a quarter of
+# that. An isolate about to be closed gets no shortcut: its reading is the task's last
+# chance to have one of its own.
 HEAP_FRESH_S = 0.002
-HEAP_MAX_AGE = 16
+HEAP_MAX_AGE = 64
+HEAP_MAX_RUN_S = 0.02
 
 
 def heap_reading(instance: Instance, run_s: float, retiring: bool = False) -> HeapFigures | None:
@@ -75,14 +79,16 @@ def heap_reading(instance: Instance, run_s: float, retiring: bool = False) -> He
         or last is None
         or instance.uses == 0
         or run_s >= HEAP_FRESH_S
-        or (instance.heap_age >= HEAP_MAX_AGE)
+        or instance.heap_age >= HEAP_MAX_AGE
+        or instance.heap_run_s + run_s >= HEAP_MAX_RUN_S
     ):
         reading = _heap(instance)
         if reading is None:
             return None
-        instance.last_heap, instance.heap_age = reading, 0
+        instance.last_heap, instance.heap_age, instance.heap_run_s = reading, 0, 0.0
         return HeapFigures(reading["used"], reading["total"], reading["limit"])
     instance.heap_age += 1
+    instance.heap_run_s += run_s
     return HeapFigures(last["used"], last["total"], last["limit"])
 
 
@@ -130,7 +136,7 @@ async def _fits_after_collecting(
     reading = _heap(instance)
     if reading is None:
         return False
-    instance.last_heap, instance.heap_age = reading, 0
+    instance.last_heap, instance.heap_age, instance.heap_run_s = reading, 0, 0.0
     return reading["used"] <= heap.limit // 2
 
 

@@ -209,7 +209,8 @@ class Instance:
         # must reset first (isolates.py says why the reset is deferred).
         self.needs_reset = False
         self.last_heap: dict[str, int] | None = None  # see isolates.heap_reading
-        self.heap_age = 0
+        self.heap_age = 0  # tasks since that reading
+        self.heap_run_s = 0.0  # and their run time
         try:
             self.mr.eval(install_script(self.token))
         except BaseException:
