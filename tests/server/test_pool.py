@@ -8,6 +8,7 @@ import signal
 import time
 
 import grpc
+import pytest
 from google.protobuf.duration_pb2 import Duration
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
@@ -209,3 +210,27 @@ async def test_a_tenants_tasks_return_to_the_worker_warm_for_it(server_factory):
     a_workers = {w for t, w in placed if t == "a"}
     b_workers = {w for t, w in placed if t == "b"}
     assert len(a_workers) == 1 and len(b_workers) == 1 and a_workers != b_workers, placed
+
+
+def _affinities(pid: int) -> set[frozenset[int]]:
+    """The CPU masks of every thread of process `pid`."""
+    return {frozenset(os.sched_getaffinity(int(tid))) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux CPU affinity")
+def test_workers_are_pinned_one_cpu_each_spread_over_the_allowed_ones(server_factory):
+    """Every thread of a worker (its loop's and its isolates') runs on one CPU, and two
+    workers take two CPUs when the server has them (pool.py says why)."""
+    allowed = os.sched_getaffinity(0)
+    server = server_factory(min_workers=2, max_workers=2)
+    workers = server.server.pool.workers()
+    masks = [_affinities(w.pid) for w in workers]
+    if len(allowed) < 2:
+        assert all(m == {frozenset(allowed)} for m in masks)  # nothing to spread over
+        return
+    cpus = [next(iter(m)) for m in masks]
+    assert all(len(m) == 1 for m in masks), masks  # all threads of a worker: one mask
+    assert all(len(c) == 1 and c <= allowed for c in cpus)
+    assert cpus[0] != cpus[1]
+    unpinned = server_factory(min_workers=1, max_workers=1, worker_pinning=False)
+    assert _affinities(unpinned.server.pool.workers()[0].pid) == {frozenset(allowed)}

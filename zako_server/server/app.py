@@ -76,6 +76,7 @@ class ZakoServer:
                 heartbeat_timeout=settings.worker_heartbeat_timeout,
                 code_cache_bytes=settings.worker_code_cache_bytes,
                 prefetch=settings.worker_prefetch,
+                pin_cpus=settings.worker_pinning,
             )
         )
         self.admission = Admission(

@@ -163,6 +163,11 @@ OPTIONS: tuple[Option, ...] = (
         "tasks a busy worker may hold queued behind a short task it runs, when no worker "
         "is idle and none can start (0: none)",
     ),
+    Option(
+        "worker_pinning",
+        parse_bool,
+        "pin each worker process to one CPU, spread over the CPUs the server may use",
+    ),
     Option("idle_timeout", _positive(float), "seconds an idle worker above min lives"),
     Option("default_timeout", _positive(float), "task timeout when a task gives none (s)"),
     Option("min_timeout", _positive(float), "shortest task timeout accepted (s)"),
@@ -328,6 +333,7 @@ class Settings:
     action_cache_bytes: int = 64 << 20
     worker_code_cache_bytes: int = 128 << 20
     worker_prefetch: int = 1
+    worker_pinning: bool = True
     max_input_bytes: int = 16 << 20
     max_result_bytes: int = 16 << 20
     max_log_bytes: int = 1 << 20

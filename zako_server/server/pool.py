@@ -23,6 +23,15 @@ done event to the next frame takes, so without a next task in its pipe a worker 
 for a share of every task. Queueing only behind a task that began within
 `_PREFETCH_RECENT_S` bounds what a queued task can lose to a long-running one; its memory
 watch and backstop start when the worker says it began, not when it was sent.
+
+CPU pinning (`pin_cpus`): each worker process is pinned to one of the CPUs the server may
+use, the one fewest live workers are pinned to. A worker runs JavaScript on one thread at
+a time (V8 runs --single-threaded: no background threads), but every eval is a hand-off
+between two threads, its event loop and its isolate's; left to float, the scheduler puts
+them on different CPUs and moves them, and each hand-off becomes a cross-CPU wake-up.
+Pinned, on 2 CPUs with 1 worker, a trivial task cost the worker ~7 % less CPU and the
+server ~10 % less, and one stream ran ~15 % more tasks per second (3 runs each way). The
+server's own threads are left to the scheduler, which moves them off a busy worker's CPU.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -87,6 +97,8 @@ class PoolSettings:
     code_cache_bytes: int = 128 << 20
     # Tasks a busy worker may hold queued behind the one it runs (see the docstring).
     prefetch: int = 1
+    # Pin each worker process to one CPU (see the docstring).
+    pin_cpus: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,8 @@ class Pool:
         self.mini_racer_version = ""
         self.code_cache = CodeCacheCounters()
         self._digests = DigestMemo()
+        # The CPUs this process may run on (cgroup cpusets and taskset included).
+        self._cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         # Told when a worker becomes busy and so can queue a task (admission.regrant).
         self.on_spare: Callable[[], None] | None = None
 
@@ -520,6 +534,7 @@ class Pool:
             self._on_worker_exit,
             (self.settings.heartbeat_interval, self.settings.heartbeat_timeout),
             SourceMirror(self.settings.code_cache_bytes, self.code_cache, self._digests),
+            self._free_cpu(),
         )
         self._workers[worker.id] = worker
         self._starting += 1
@@ -536,6 +551,17 @@ class Pool:
         log.debug("worker %s started (pid %s)", worker.id, worker.pid)
         self._offer(worker)
         return worker
+
+    def _free_cpu(self) -> int | None:
+        """The CPU for a new worker: the one fewest live workers are pinned to, the
+        highest of those (CPU 0 tends to take the most interrupts); None: no pinning."""
+        if not self.settings.pin_cpus or len(self._cpus) < 2:
+            return None
+        load = dict.fromkeys(self._cpus, 0)
+        for worker in self._workers.values():
+            if worker.cpu in load and worker.alive:
+                load[worker.cpu] += 1
+        return min(reversed(self._cpus), key=load.__getitem__)
 
     def _on_worker_exit(self, worker: WorkerHandle) -> None:
         if self._workers.pop(worker.id, None) is None:

@@ -231,8 +231,11 @@ class WorkerHandle:
         on_exit: Callable[[WorkerHandle], None],
         heartbeat: tuple[float, float] = (2.0, 10.0),
         sources: SourceMirror | None = None,
+        cpu: int | None = None,
     ) -> None:
         self.id = worker_id
+        # The CPU the child pins itself to (pool.py says why), or None: unpinned.
+        self.cpu = cpu
         # What the child holds of module texts (code_mirror.py); None: send them inline.
         self.sources = sources
         # (interval, timeout) in seconds.
@@ -278,6 +281,7 @@ class WorkerHandle:
                 sys.executable,
                 "-m",
                 "zako_server.worker",
+                *(() if self.cpu is None else ("--cpu", str(self.cpu))),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=write_fd,
                 stderr=None,
