@@ -58,7 +58,7 @@ from zako_server.protocol import (
     StartedEvent,
     WithdrawFrame,
 )
-from zako_server.worker import jserrors
+from zako_server.worker import jserrors, runtime
 from zako_server.worker.driver import ResetFailed, RetryFresh, TaskDriver
 from zako_server.worker.isolates import Isolates, heap_reading, retiring
 from zako_server.worker.runtime import Instance
@@ -383,4 +383,5 @@ def main() -> int:
     # library prints cannot corrupt the frame stream.
     frame_fd = os.dup(1)
     os.dup2(2, 1)
+    runtime.init_v8()
     return asyncio.run(Worker(frame_fd).serve())

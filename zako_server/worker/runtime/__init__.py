@@ -32,7 +32,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from py_mini_racer import MiniRacer
+from py_mini_racer import MiniRacer, init_mini_racer
 
 from zako_server.protocol import NODE_BUILTINS
 from zako_server.worker.runtime import vendor
@@ -54,6 +54,23 @@ def _source(name: str) -> str:
 def prelude_source() -> str:
     """The prelude, a function expression (its parameters: see install_script)."""
     return _source("prelude.js")
+
+
+# V8's flags for every isolate of a worker process, set once before the first one.
+# --single-threaded is mini-racer's default (no background threads: a terminated eval
+# leaves nothing of the task running). --no-maglev-osr: a long loop in a warm isolate
+# (its function compiled from the same source by an earlier task) ran in Maglev's
+# on-stack-replacement code and stayed there, 20 % slower than the TurboFan code a fresh
+# isolate reaches: the ~50 ms loop of bench/ took 58-60 ms warm against 48-50 ms fresh.
+# Without Maglev OSR a running loop goes to TurboFan; 48-50 ms either way, and the
+# repeated typescript and lodash tasks of bench/ did not change (mini-racer 0.14.1,
+# V8 14.4).
+V8_FLAGS = ("--single-threaded", "--no-maglev-osr")
+
+
+def init_v8() -> None:
+    """Set V8_FLAGS; must run before the process makes its first isolate."""
+    init_mini_racer(flags=V8_FLAGS)
 
 
 def new_token() -> str:
