@@ -179,3 +179,25 @@ def test_cancelling_a_queued_task_leaves_the_running_one_alone(server_factory):
     b, a = server.call(scenario())
     assert b.reason is FailureReason.CANCELLED and "second" not in seen.began
     assert a.reason is FailureReason.TIMEOUT  # it ran its course, not cancelled
+
+
+def test_a_task_cancelled_while_it_is_taken_back_is_not_sent_again(server_factory):
+    server = server_factory(min_workers=1, max_workers=1)
+    pool, seen = server.server.pool, Seen()
+    first = frame_of(server, "first", SPIN, timeout_s=0.5)
+    second = frame_of(server, "second", "module.exports = 2")
+
+    async def scenario():
+        a = asyncio.ensure_future(pool.run(first, seen.sink("first")))
+        await asyncio.sleep(0)
+        b = asyncio.ensure_future(pool.run(second, seen.sink("second")))
+        await asyncio.sleep(0.05)
+        worker = pool.workers()[0]
+        slot = next(s for s in worker.slots if s.frame is second)
+        worker.withdraw(slot, "steal")  # as for a worker gone idle ...
+        assert pool.cancel("second", second)  # ... and the client cancels it meanwhile
+        return await b, await a
+
+    b, a = server.call(scenario())
+    assert b.reason is FailureReason.CANCELLED and "second" not in seen.began
+    assert a.reason is FailureReason.TIMEOUT

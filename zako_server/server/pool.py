@@ -173,7 +173,12 @@ class Pool:
         while True:
             worker = await self._acquire(frame.id, key, frame.digests, tree)
             result, slot = await self._run_on(worker, frame, sink, deadline)
-            if slot is not None and slot.withdrawn is not None and not slot.began:
+            if (
+                slot is not None
+                and slot.withdrawn is not None
+                and not slot.began
+                and not slot.cancelled
+            ):
                 if slot.withdrawn == "deadline":
                     raise QueueDeadlineExceeded(
                         "the task waited behind a busy worker's task and its queue "
@@ -320,6 +325,7 @@ class Pool:
                     and (frame is None or slot.frame is frame)
                     and not slot.done.done()
                 ):
+                    slot.cancelled = True
                     task = asyncio.create_task(self._cancel_with_grace(worker, slot))
                     self._background.add(task)
                     task.add_done_callback(self._background.discard)

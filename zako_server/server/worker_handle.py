@@ -220,6 +220,8 @@ class Slot:
     # Why the parent took it back while it was still queued ("deadline": its queue
     # deadline passed; "steal": another worker went idle), or None.
     withdrawn: str | None = None
+    # Set when the task was cancelled: taken back or not, it is not sent again.
+    cancelled: bool = False
 
 
 class WorkerHandle:
