@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from zako_server.server import heuristics
 from zako_server.server.config import build_settings, parse_size
 from zako_server.server.heuristics import (
     Machine,
     cgroup_cpu_limit,
     cgroup_memory_limit,
     default_max_workers,
+    owns_cpus,
     probe_machine,
 )
 
@@ -117,3 +119,12 @@ def test_isolate_reuse_settings_from_flags_and_env():
         build_settings({"isolate_reuse": "sometimes"}, {}, machine)
     with pytest.raises(ValueError, match="isolate_max_tasks from env"):
         build_settings({}, {"ZAKO_ISOLATE_MAX_TASKS": "0"}, machine)
+
+
+def test_workers_are_pinned_only_to_cpus_the_server_owns(monkeypatch):
+    """A CPU quota narrower than the CPU mask (a pod sharing its node's CPUs) means the
+    mask's CPUs are not the server's own: pinning there would stack other pods' workers
+    on the same CPUs."""
+    monkeypatch.setattr(heuristics.os, "sched_getaffinity", lambda _: {0, 1, 2, 3}, raising=False)
+    assert owns_cpus(Machine(4.0, "sched_getaffinity", 1 << 30, "test"))
+    assert not owns_cpus(Machine(2.0, "cgroup v2 cpu.max", 1 << 30, "test"))

@@ -27,6 +27,7 @@ from zako_server.server.admission import Admission, AdmissionPolicy
 from zako_server.server.cas import ContentStore
 from zako_server.server.config import Settings
 from zako_server.server.engine import Engine
+from zako_server.server.heuristics import owns_cpus
 from zako_server.server.metrics import Metrics
 from zako_server.server.pool import Pool, PoolSettings
 from zako_server.server.security import Authenticator, TlsFiles
@@ -76,7 +77,9 @@ class ZakoServer:
                 heartbeat_timeout=settings.worker_heartbeat_timeout,
                 code_cache_bytes=settings.worker_code_cache_bytes,
                 prefetch=settings.worker_prefetch,
-                pin_cpus=settings.worker_pinning,
+                pin_cpus=settings.worker_pinning
+                and settings.machine is not None
+                and owns_cpus(settings.machine),
             )
         )
         self.admission = Admission(

@@ -166,7 +166,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "worker_pinning",
         parse_bool,
-        "pin each worker process to one CPU, spread over the CPUs the server may use",
+        "pin each worker process to one CPU, spread over the CPUs the server may use, "
+        "where those are its own (its CPU mask no wider than its effective CPUs)",
     ),
     Option("idle_timeout", _positive(float), "seconds an idle worker above min lives"),
     Option("default_timeout", _positive(float), "task timeout when a task gives none (s)"),

@@ -115,6 +115,16 @@ def probe_machine(cgroup_root: Path = Path("/sys/fs/cgroup")) -> Machine:
     return Machine(cpus, cpus_source, memory, memory_source)
 
 
+def owns_cpus(machine: Machine) -> bool:
+    """Whether the CPUs this process may run on are its own to pin workers to: its CPU
+    mask is no wider than its effective CPUs. A container with a CPU quota but no cpuset
+    (Kubernetes without the static CPU manager) sees every host CPU in its mask, and so
+    does every other pod on the node: pinning there would stack their workers on the
+    same CPUs."""
+    count = _affinity_count()
+    return count is not None and count <= machine.cpus
+
+
 def default_max_workers(machine: Machine) -> int:
     """Half the effective CPUs, at least one (a 1-CPU pod still gets a worker)."""
     return max(1, math.floor(machine.cpus / 2))

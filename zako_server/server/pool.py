@@ -24,7 +24,8 @@ for a share of every task. Queueing only behind a task that began within
 `_PREFETCH_RECENT_S` bounds what a queued task can lose to a long-running one; its memory
 watch and backstop start when the worker says it began, not when it was sent.
 
-CPU pinning (`pin_cpus`): each worker process is pinned to one of the CPUs the server may
+CPU pinning (`pin_cpus`; the app sets it only where the server owns its CPUs, see
+heuristics.owns_cpus): each worker process is pinned to one of the CPUs the server may
 use, the one fewest live workers are pinned to. A worker runs JavaScript on one thread at
 a time (V8 runs --single-threaded: no background threads), but every eval is a hand-off
 between two threads, its event loop and its isolate's; left to float, the scheduler puts
