@@ -1,10 +1,15 @@
 """A warm isolate's reset, deferred into the next task's eval (isolates.py), through a
 real worker's pipes: nothing the previous task left behind reaches the next task's
-report, and a refused reset re-runs the task untouched in a fresh isolate. (A collection
-of an idle warm isolate still running microtasks is test_isolates.py's: through the pipes
-the done event's heap reading can itself wait for such a chain.)"""
+report, a refused reset re-runs the task untouched in a fresh isolate, and microtasks a
+task leaves running stop once the worker idles. (The chain is left by a warm isolate's
+second task: an isolate's first task takes a fresh heap reading, which would wait for
+the chain itself, see isolates.heap_reading.)"""
 
 from __future__ import annotations
+
+import asyncio
+
+import psutil
 
 from tests.worker.test_process import ok_value
 from tests.worker.test_process import worker as worker  # the fixture
@@ -60,3 +65,21 @@ async def test_a_refused_reset_runs_the_task_untouched_in_a_fresh_isolate(worker
     assert [log.message for log in worker.logs] == ["once"]  # it ran once, in the fresh one
     again = await worker.run("module.exports = typeof stuck", reuse="t")
     assert again.warm and ok_value(again) == "undefined"
+
+
+async def test_microtasks_a_task_leaves_running_stop_once_the_worker_idles(worker):
+    """A chain of microtasks that never ends, left by a task on a warm isolate: once the
+    worker idles (SETTLE_AFTER_S), it resets the isolate in an eval of its own, which the
+    chain keeps from answering, so the isolate is closed within RESET_TIMEOUT_S. Before,
+    the chain ran on until the idle collection (IDLE_COLLECT_S), or for as long as other
+    tenants' tasks kept the worker busy."""
+    assert ok_value(await worker.run("module.exports = 0", reuse="t")) == 0
+    chain = "(function f() { Promise.resolve().then(f) })(); module.exports = 1"
+    assert ok_value(await worker.run(chain, reuse="t")) == 1  # its heap reading is cached
+    await asyncio.sleep(0.6)  # SETTLE_AFTER_S + RESET_TIMEOUT_S, with room
+    process = psutil.Process(worker.proc.pid)
+    before = sum(process.cpu_times()[:2])
+    await asyncio.sleep(0.3)
+    assert sum(process.cpu_times()[:2]) - before < 0.1  # nothing runs any more
+    after = await worker.run("module.exports = 2", reuse="t")
+    assert ok_value(after) == 2 and not after.warm  # the chain's isolate was closed

@@ -188,6 +188,30 @@ async def test_an_idle_isolate_still_running_microtasks_is_closed_when_collected
     instance.close()
 
 
+async def test_a_warm_isolate_is_settled_before_another_key_runs_or_the_worker_idles(isolates):
+    """The reset is deferred only into the next task of the same key: before another
+    key's task (or idling), `settle` resets it in an eval of its own, and a chain of
+    microtasks the last task left running is stopped within RESET_TIMEOUT_S by closing
+    the isolate, so it never runs beside another tenant's task."""
+    other = OTHER
+    instance, _ = isolates.take(KEY)
+    assert (await run(instance, "globalThis.left = 1; module.exports = 1"))["ok"]
+    assert await isolates.give_back(instance, KEY, None, HeapFigures(), 10)
+    assert not isolates.unsettled(KEY)  # its own next task resets it first
+    await isolates.settle(KEY)
+    assert instance.needs_reset and await instance.eval("typeof left") == "number"
+    assert isolates.unsettled(other) and isolates.unsettled(None)
+    await isolates.settle(other)  # a clean reset: kept warm, its state dropped
+    assert isolates.warm is instance and not instance.needs_reset
+    assert await instance.eval("typeof left") == "undefined"
+    assert (
+        await run(instance, "(function f() { Promise.resolve().then(f) })(); module.exports = 1")
+    )["ok"]
+    assert await isolates.give_back(instance, KEY, None, HeapFigures(), 10)
+    await asyncio.wait_for(isolates.settle(other), 5)  # the chain: closed, not waited on
+    assert isolates.warm is None and not isolates.unsettled(None)
+
+
 async def test_built_ins_are_frozen_once_hardened_but_inherited_names_stay_assignable(isolates):
     instance, _ = isolates.take(KEY)
     outcome = await run(instance, "'use strict'; Array.prototype.x = 1; module.exports = 1")

@@ -19,12 +19,16 @@ over half the task's limit, a global that cannot be restored, too many tasks.
 Why the reset is deferred: as an eval of its own after each task it cost a round trip
 into V8 (and a timeout guard), a large share of a trivial task's worker CPU. Run as the
 first step of the next task's eval it costs nothing extra, and it still comes before any
-of that task's code. A task's leftover microtasks (V8 runs them after its eval returned)
-run before that next eval starts, so what they log, schedule or set is dropped too; a
-chain of them that never ends delays that next task of the same key (it times out, and
-the isolate is closed), and whatever reads or collects an idle warm isolate resets it
-first, under RESET_TIMEOUT_S, so it never blocks on one (heap stats and GC are blocking
-calls) and the last task's module instances are garbage by then.
+of that task's code. Only a task of the same key (the same tenant) next in line gets it
+that way; before the worker idles or runs another key's task, it settles the isolate
+(`settle`: the reset as an eval of its own, under RESET_TIMEOUT_S). A task's leftover
+microtasks (V8 runs them after its eval returned) run before the next eval starts, so
+what they log, schedule or set is dropped too. A chain of them that never ends delays
+only the next task of the same key (it times out, and the isolate is closed); in every
+other case the settling eval does not answer and the isolate is closed within
+RESET_TIMEOUT_S, so leftover code never shares the worker with another tenant's task.
+Whatever reads or collects an idle warm isolate resets it first, under the same bound,
+so it never blocks on one (heap stats and GC are blocking calls).
 
 The parent mirrors the key in `WorkerHandle.warm_key` (affinity.py) to route tasks here.
 """
@@ -206,6 +210,27 @@ class Isolates:
             self.warm.close()
         self.warm, self.warm_key = instance, key
         return True
+
+    def unsettled(self, key: ReuseKey | None) -> bool:
+        """Whether the warm isolate still holds its last task's state (its reset was
+        deferred) and the next task, of `key` (None: none, the worker idles), will not
+        open its eval with that reset: see `settle`."""
+        warm = self.warm
+        return warm is not None and warm.needs_reset and (key is None or key != self.warm_key)
+
+    async def settle(self, key: ReuseKey | None) -> None:
+        """Reset the warm isolate now, in an eval of its own, unless the next task (of
+        `key`) runs in it and resets it first. A chain of microtasks the last task left
+        running keeps that eval from answering: after RESET_TIMEOUT_S the isolate is
+        closed, which stops the chain, so leftover code never runs beside another
+        tenant's task or while the worker idles."""
+        warm = self.warm
+        if warm is None or not self.unsettled(key):
+            return
+        if not await reset(warm):
+            warm.close()
+            if self.warm is warm:
+                self.warm = self.warm_key = None
 
     def live(self) -> list[Instance]:
         """Instances that are idle and can be asked for heap figures or a GC (a warm one

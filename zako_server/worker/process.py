@@ -14,6 +14,12 @@ Why it is built this way:
   CPU drops from about 5 ms to a fraction of one.
 - Collections (idle, or a GcFrame) run in the run loop, between tasks: they reset the
   warm isolate first, an eval of its own that a task must not overlap.
+- The warm isolate's reset is deferred only into a task of its own key (its tenant's),
+  the next in line: before a task of another key, or SETTLE_AFTER_S into an idle spell,
+  it resets the warm isolate in an eval of its own, under RESET_TIMEOUT_S (settle). A
+  task's leftover microtasks (a chain that never ends) are so stopped within that bound
+  and never share the worker's CPU with another tenant's task; at worst they delay the
+  next task of the same tenant, which then times out on its own clock.
 - Task code only ever runs inside an eval the driver started and can cancel (driver.py),
   so it never blocks this loop.
 - A PingFrame is answered at once from the frame reader, idle or busy: task code runs
@@ -68,6 +74,11 @@ from zako_server.worker.task import MissingSources, RunningTask
 # How long an idle worker waits after its last task before collecting the warm isolate's
 # garbage.
 IDLE_COLLECT_S = 1.0
+# How long an idle worker waits for a next task of the warm isolate's key (which resets
+# it in its own eval) before resetting it in an eval of its own (isolates.settle): at the
+# pace of sequential calls the next task comes sooner, and the extra eval cost a fifth of
+# a trivial task's worker CPU; a chain of leftover microtasks runs at most this longer.
+SETTLE_AFTER_S = 0.005
 
 
 def _version(dist: str) -> str:
@@ -89,6 +100,7 @@ class Worker:
         self._driver = TaskDriver(self.send, _version("zako"))
         self._ran_since_collect = False
         self._idle_due = False  # set by the idle timer; the run loop collects
+        self._settle_due = False  # set SETTLE_AFTER_S into an idle spell (isolates.settle)
         # Module texts by digest, as the parent mirrors them (sources.py).
         self._store = SourceStore()
 
@@ -193,13 +205,20 @@ class Worker:
                 if self._gc_pending:
                     await self._collect_pending()
                     continue
+                if self._settle_due and self._isolates.unsettled(None):
+                    await self._isolates.settle(None)
+                    continue
                 self._wakeup.clear()
-                idle = None
+                idle = settle = None
+                loop = asyncio.get_running_loop()
                 if self._ran_since_collect:
-                    idle = asyncio.get_running_loop().call_later(IDLE_COLLECT_S, self._idle)
+                    idle = loop.call_later(IDLE_COLLECT_S, self._idle)
+                if self._isolates.unsettled(None):
+                    settle = loop.call_later(SETTLE_AFTER_S, self._settle_now)
                 await self._wakeup.wait()
-                if idle is not None:
-                    idle.cancel()
+                for timer in (idle, settle):
+                    if timer is not None:
+                        timer.cancel()
                 if self._idle_due and not self._runs and not self._stopping:
                     await self._idle_collect()
                 self._idle_due = False
@@ -208,6 +227,11 @@ class Worker:
                     self._not_run(frame.id, "the worker is exiting")
                 self._runs.clear()
                 return
+            self._settle_due = False
+            key = self._runs[0].reuse_key
+            if self._isolates.unsettled(key):
+                await self._isolates.settle(key)
+                continue  # the line may have changed meanwhile (a cancel, a withdraw)
             await self._run(self._runs.popleft())
             self._ran_since_collect = True
             await self._collect_pending()
@@ -317,6 +341,10 @@ class Worker:
                 print(f"zako worker: could not prepare a V8 instance: {exc!r}", file=sys.stderr)
 
     # ---- gc -----------------------------------------------------------------------------
+    def _settle_now(self) -> None:
+        self._settle_due = True
+        self._wakeup.set()
+
     def _idle(self) -> None:
         self._idle_due = True
         self._wakeup.set()
