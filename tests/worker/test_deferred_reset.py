@@ -1,9 +1,8 @@
 """A warm isolate's reset, deferred into the next task's eval (isolates.py), through a
 real worker's pipes: nothing the previous task left behind reaches the next task's
 report, a refused reset re-runs the task untouched in a fresh isolate, and microtasks a
-task leaves running stop once the worker idles. (The chain is left by a warm isolate's
-second task: an isolate's first task takes a fresh heap reading, which would wait for
-the chain itself, see isolates.heap_reading.)"""
+task leaves running stop once the worker idles, or, when the task takes a heap reading
+of its own, before it is read (isolates.task_heap)."""
 
 from __future__ import annotations
 
@@ -83,3 +82,15 @@ async def test_microtasks_a_task_leaves_running_stop_once_the_worker_idles(worke
     assert sum(process.cpu_times()[:2]) - before < 0.1  # nothing runs any more
     after = await worker.run("module.exports = 2", reuse="t")
     assert ok_value(after) == 2 and not after.warm  # the chain's isolate was closed
+
+
+async def test_a_first_task_that_leaves_microtasks_running_still_gets_its_done(worker):
+    """An isolate's first task takes a heap reading of its own, a blocking call that
+    would wait behind a chain of microtasks the task left running, forever: the worker
+    hung until its parent's heartbeat killed it. A probe eval goes first now, and an
+    isolate that does not answer it is closed instead of read."""
+    chain = "(function f() { Promise.resolve().then(f) })(); module.exports = 1"
+    done = await asyncio.wait_for(worker.run(chain, reuse="t"), 10)
+    assert ok_value(done) == 1
+    after = await asyncio.wait_for(worker.run("module.exports = 2", reuse="t"), 10)
+    assert ok_value(after) == 2 and not after.warm  # that isolate was closed

@@ -74,18 +74,45 @@ HEAP_MAX_AGE = 64
 HEAP_MAX_RUN_S = 0.02
 
 
-def heap_reading(instance: Instance, run_s: float, retiring: bool = False) -> HeapFigures | None:
-    """The task's heap figures (see above); None when the isolate may still be busy.
-    `limit` is V8's; the caller puts the task's own limit there."""
-    last = instance.last_heap
-    if (
+def needs_reading(instance: Instance, run_s: float, retiring: bool = False) -> bool:
+    """Whether the task gets a reading of its own rather than the isolate's last one."""
+    return (
         retiring
-        or last is None
+        or instance.last_heap is None
         or instance.uses == 0
         or run_s >= HEAP_FRESH_S
         or instance.heap_age >= HEAP_MAX_AGE
         or instance.heap_run_s + run_s >= HEAP_MAX_RUN_S
-    ):
+    )
+
+
+async def task_heap(instance: Instance, run_s: float, retiring: bool = False) -> HeapFigures | None:
+    """`heap_reading`, safe against what the task left running. A reading is a blocking
+    call into V8, which waits behind any microtasks the task left (they run after its
+    eval returned): a chain of them that never ends hung the worker there until the
+    parent's heartbeat killed it. So a reading of its own goes after a probe eval that
+    must answer within RESET_TIMEOUT_S; one that does not marks the isolate retired (it
+    is closed, which stops the chain) and the task reports no reading."""
+    if needs_reading(instance, run_s, retiring) and not await _answers(instance):
+        instance.retired = True
+        return None
+    return heap_reading(instance, run_s, retiring)
+
+
+async def _answers(instance: Instance) -> bool:
+    try:
+        await asyncio.wait_for(instance.eval("0"), RESET_TIMEOUT_S)
+    except Exception:  # busy past the bound (or broken): not fit for anything more
+        return False
+    return True
+
+
+def heap_reading(instance: Instance, run_s: float, retiring: bool = False) -> HeapFigures | None:
+    """The task's heap figures (see above); None when the isolate may still be busy.
+    `limit` is V8's; the caller puts the task's own limit there. Blocking: see
+    `task_heap`."""
+    last = instance.last_heap
+    if last is None or needs_reading(instance, run_s, retiring):
         reading = _heap(instance)
         if reading is None:
             return None

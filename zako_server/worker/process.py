@@ -66,7 +66,7 @@ from zako_server.protocol import (
 )
 from zako_server.worker import jserrors, runtime
 from zako_server.worker.driver import ResetFailed, RetryFresh, TaskDriver
-from zako_server.worker.isolates import Isolates, heap_reading, retiring
+from zako_server.worker.isolates import Isolates, retiring, task_heap
 from zako_server.worker.runtime import Instance
 from zako_server.worker.sources import SourceStore
 from zako_server.worker.task import MissingSources, RunningTask
@@ -284,7 +284,8 @@ class Worker:
             closing = key is None or retiring(
                 instance, outcome.reason, frame.reuse_max_tasks, instance.uses + 1
             )
-            heap = heap_reading(instance, time.perf_counter() - wall0, closing) or HeapFigures()
+            run_s = time.perf_counter() - wall0
+            heap = await task_heap(instance, run_s, closing) or HeapFigures()
             heap.limit = job.max_heap_bytes
             if job.dropped:
                 batch: list[list[Any]] = []
