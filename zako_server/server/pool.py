@@ -58,6 +58,7 @@ from zako_server.protocol import (
     RunFrame,
     StartedEvent,
 )
+from zako_server.server import watchdog
 from zako_server.server.affinity import choose
 from zako_server.server.code_mirror import CodeCacheCounters, DigestMemo, SourceMirror
 from zako_server.server.errors import QueueDeadlineExceeded
@@ -68,14 +69,9 @@ log = logging.getLogger("zako.pool")
 # A task's started and log events, with the worker that runs it (for Started's worker id).
 TaskSink = Callable[[StartedEvent | LogsEvent | LogEvent, WorkerHandle], None]
 
-# Beyond the task's own timeout (which the worker enforces inside V8), how long the
-# parent waits before it declares the worker hung and kills it.
-_BACKSTOP_MARGIN_S = 2.0
 _START_RETRY_DELAY_S = 0.5
 # A task whose worker vanished before beginning it is dispatched again, this many times.
 _DISPATCH_ATTEMPTS = 3
-# How often a busy worker's resident memory is checked against its bound.
-_RSS_POLL_S = 0.05
 # A task is queued behind a busy worker only if the task that worker runs began at most
 # this long ago: past that, the round trip prefetch hides is a small part of a task's time,
 # and a task that has run long may run much longer.
@@ -212,24 +208,13 @@ class Pool:
                 started = True
             sink(event, worker)
 
-        # The memory bound and the backstop are loop timers, not tasks (a task per
-        # dispatch plus its cancellation was a sizeable part of the server's CPU per
-        # task), armed when the worker begins the task: queued, it is not running yet.
-        timers: list[asyncio.TimerHandle] = []  # [memory check, backstop]
+        # The memory watch and the backstop (watchdog.py), armed when the worker says it
+        # began the task: queued behind another, it is not running yet.
+        timers: list[asyncio.TimerHandle] = []
 
         def begin() -> None:
-            loop = asyncio.get_running_loop()
-            # The module texts the worker keeps for later tasks (code_mirror.py) are its
-            # own memory, not the task's: they raise the bound rather than eat the margin.
-            kept = 0 if worker.sources is None else worker.sources.bytes
-            rss_limit = frame.max_heap_bytes + self.settings.worker_rss_margin + kept
-            timers.append(
-                loop.call_later(_RSS_POLL_S, self._check_memory, worker, slot, rss_limit, timers)
-            )
-            backstop = frame.timeout_s + self.settings.cancel_grace + _BACKSTOP_MARGIN_S
-            timers.append(
-                loop.call_later(backstop, self._kill_overdue, worker, slot, frame.timeout_s)
-            )
+            settings = self.settings
+            watchdog.arm(worker, slot, settings.worker_rss_margin, settings.cancel_grace, timers)
 
         try:
             slot = worker.run(frame, forward, begin)
@@ -263,57 +248,6 @@ class Pool:
             worker.mark_broken()
         self._release(worker, slot)
         return result, slot
-
-    def _kill_overdue(self, worker: WorkerHandle, slot: Slot, timeout: float) -> None:
-        """The backstop: the worker enforces the timeout inside V8; if it did not, kill it
-        (its done future then resolves with this verdict)."""
-        if slot.done.done() or not worker.alive:
-            return
-        log.error(
-            "worker %s ignored the %.1fs timeout of task %s; killing it",
-            worker.id,
-            timeout,
-            slot.frame.id,
-        )
-        worker.kill(
-            (
-                FailureReason.TIMEOUT,
-                f"the task ran past its {timeout:g}s timeout "
-                "and its worker did not stop it; the worker was killed",
-            )
-        )
-
-    def _check_memory(
-        self, worker: WorkerHandle, slot: Slot, limit: int, timers: list[asyncio.TimerHandle]
-    ) -> None:
-        """Kill a worker whose RSS passes its bound: V8's heap limit does not count
-        ArrayBuffers, so a task can outgrow it without V8 noticing. The first reading is
-        one interval after the task began: most tasks are over by then, and reading
-        /proc on every dispatch cost more than the rest of the dispatch."""
-        if slot.done.done() or not worker.alive:
-            return
-        rss = worker.rss()
-        if rss > limit:
-            log.warning(
-                "worker %s RSS %d exceeds %d while running %s; killing it",
-                worker.id,
-                rss,
-                limit,
-                slot.frame.id,
-            )
-            worker.kill(
-                (
-                    FailureReason.OUT_OF_MEMORY,
-                    f"the worker's memory ({rss} bytes resident) exceeded its bound "
-                    f"of {limit} bytes (the task's heap limit plus "
-                    f"{self.settings.worker_rss_margin} bytes; ArrayBuffers count "
-                    "here even though V8's heap limit ignores them)",
-                )
-            )
-            return
-        timers[0] = asyncio.get_running_loop().call_later(
-            _RSS_POLL_S, self._check_memory, worker, slot, limit, timers
-        )
 
     def cancel(self, task_id: str, frame: RunFrame | None = None) -> bool:
         """Ask the worker holding `task_id` (that `frame`, if given: two tenants may use
