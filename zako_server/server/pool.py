@@ -420,19 +420,20 @@ class Pool:
         if worker.broken:
             return
         if worker.state == "idle":
-            while self._waiters:
-                waiter = self._waiters.popleft()
-                if not waiter.done():
-                    waiter.set_result(worker)
-                    return
-            self._idle.append(worker)
-            self._steal()
+            if not self._hand_to_waiter(worker):
+                self._idle.append(worker)
+                self._steal()
         elif self.settings.prefetch and self._waiters and self._may_queue(worker, None):
-            while self._waiters:
-                waiter = self._waiters.popleft()
-                if not waiter.done():
-                    waiter.set_result(worker)
-                    return
+            self._hand_to_waiter(worker)
+
+    def _hand_to_waiter(self, worker: WorkerHandle) -> bool:
+        """Give `worker` to the first task still waiting for one; False: none waits."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(worker)
+                return True
+        return False
 
     def _steal(self) -> None:
         """A worker went idle with no task waiting: take back one task queued behind
