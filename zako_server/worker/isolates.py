@@ -100,11 +100,21 @@ async def task_heap(instance: Instance, run_s: float, retiring: bool = False) ->
 
 
 async def _answers(instance: Instance) -> bool:
+    return await _bounded_eval(instance, "0") is not _NO_ANSWER
+
+
+# What `_bounded_eval` returns for an eval that failed or did not answer in time.
+_NO_ANSWER = object()
+
+
+async def _bounded_eval(instance: Instance, script: str) -> object:
+    """The value of an eval of our own in an idle isolate, or _NO_ANSWER when it did not
+    answer within RESET_TIMEOUT_S (task code still running) or failed: either way the
+    isolate is not fit for anything more."""
     try:
-        await asyncio.wait_for(instance.eval("0"), RESET_TIMEOUT_S)
-    except Exception:  # busy past the bound (or broken): not fit for anything more
-        return False
-    return True
+        return await asyncio.wait_for(instance.eval(script), RESET_TIMEOUT_S)
+    except Exception:
+        return _NO_ANSWER
 
 
 def heap_reading(instance: Instance, run_s: float, retiring: bool = False) -> HeapFigures | None:
@@ -139,13 +149,8 @@ async def reset(instance: Instance) -> bool:
     if not instance.needs_reset:
         return True
     instance.needs_reset = False
-    try:
-        verdict = await asyncio.wait_for(
-            instance.eval(runtime.reset_script(instance.token)), RESET_TIMEOUT_S
-        )
-    except Exception:  # still busy, or the prelude refused: not fit for reuse
-        return False
-    return verdict == ""
+    # '' when fit; a refusal's reason, or no answer: not fit for reuse.
+    return await _bounded_eval(instance, runtime.reset_script(instance.token)) == ""
 
 
 async def _fits_after_collecting(
