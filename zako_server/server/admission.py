@@ -130,7 +130,6 @@ class Admission:
         # Worker places beyond the workers capacity that the pool can fill right now: a
         # busy worker's queue (prefetch, pool.py). Read at each scheduling pass.
         self._spare_slots = spare_slots
-        self._spare = 0.0
         self._waiting: dict[int, dict[str, deque[Ticket]]] = defaultdict(dict)
         self._queued = 0
         self._queued_bytes = 0
@@ -377,11 +376,12 @@ class Admission:
                 quota=f"tenant/{tenant}/queue_share_bytes",
             )
 
-    def _fits(self, ticket: Ticket) -> bool:
+    def _fits(self, ticket: Ticket, spare: float = 0.0) -> bool:
+        """Whether the ticket's request fits now; `spare`: worker places beyond the
+        workers capacity (see `_grant_spare`)."""
         if self._running[ticket.tenant] >= self.policy.tenant_max_running:
             return False
         capacities = self.policy.capacities
-        spare = self._spare
         return all(
             self._in_use[name] + amount
             <= capacities[name] + (spare if name == WORKERS else 0.0) + 1e-9
@@ -440,19 +440,13 @@ class Admission:
         """Places busy workers can queue a task in (prefetch) go to the head of the line
         only, if it fits: no backfill, which would scan the whole window on every pass
         when another resource (cpu, by default at max_workers = CPUs) is what binds."""
-        spare = self._spare_slots() if self._spare_slots is not None else 0
-        if spare <= 0:
-            return
-        self._spare = float(spare)
-        try:
-            workers = self.policy.capacities[WORKERS] + spare
-            while self._queued and self._in_use[WORKERS] < workers:
-                head = next(self._candidates(), None)
-                if head is None or not self._fits(head):
-                    return
-                self._start(head, now)
-        finally:
-            self._spare = 0.0
+        spare = float(self._spare_slots()) if self._spare_slots is not None else 0.0
+        workers = self.policy.capacities[WORKERS] + spare
+        while spare > 0 and self._queued and self._in_use[WORKERS] < workers:
+            head = next(self._candidates(), None)
+            if head is None or not self._fits(head, spare):
+                return
+            self._start(head, now)
 
     def _start(self, ticket: Ticket, now: float) -> None:
         self._remove_waiting(ticket, "granted")
