@@ -37,7 +37,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import psutil
@@ -204,8 +204,9 @@ class Slot:
 
     `result` is the caller's future; `done` is settled only by the done event or the
     worker's loss, so the cancel path can still wait on it after the caller was
-    cancelled (a shield instead cost a loop pass per task). `units` are the code-mirror
-    units the frame needs, which a later frame must not evict while this one is held."""
+    cancelled (a shield instead cost a loop pass per task). `wired` is the frame as it
+    went down the pipe: the code-mirror units it names (`units_of`) must not be evicted
+    for a later frame while this one is held."""
 
     frame: RunFrame
     sink: EventSink
@@ -214,7 +215,7 @@ class Slot:
     # Called once when the worker says it began this task (the pool starts its memory
     # watch and backstop then: a queued task is not running yet).
     on_begin: Callable[[], None] | None = None
-    units: frozenset[str] = field(default_factory=frozenset)
+    wired: RunFrame | None = None
     began: bool = False
     began_at: float = 0.0
     # Why the parent took it back while it was still queued ("deadline": its queue
@@ -391,9 +392,14 @@ class WorkerHandle:
         if mirror is None:
             wired = without_tree(frame)
         else:
-            pinned = frozenset().union(*(s.units for s in self.slots)) if self.slots else None
+            # Derived only when a frame goes behind others (prefetch), not on every dispatch.
+            pinned = (
+                frozenset().union(*(units_of(s.wired) for s in self.slots if s.wired))
+                if self.slots
+                else None
+            )
             wired = mirror.wire(frame, pinned)
-            slot.units = units_of(wired)
+        slot.wired = wired
         self._write(wired)
         self.slots.append(slot)
         self.state = "busy"
