@@ -48,16 +48,30 @@ class Seen:
         return on_event
 
 
+def spin_then_two(server: Any) -> tuple[Any, Any]:
+    """Frames "first" (spins until its 0.5 s timeout) and "second" (answers 2)."""
+    return (
+        frame_of(server, "first", SPIN, timeout_s=0.5),
+        frame_of(server, "second", "module.exports = 2"),
+    )
+
+
+async def one_behind_another(pool: Any, seen: Seen, ahead: Any, behind: Any) -> tuple[Any, Any]:
+    """Send `ahead`, then `behind` one loop pass later, while `ahead` is on its worker's
+    pipe and has not begun (so prefetch may queue `behind` there): their runs."""
+    a = asyncio.ensure_future(pool.run(ahead, seen.sink(ahead.id)))
+    await asyncio.sleep(0)
+    b = asyncio.ensure_future(pool.run(behind, seen.sink(behind.id)))
+    return a, b
+
+
 def test_a_task_sent_behind_a_busy_worker_runs_right_after_it(server_factory):
     server = server_factory(min_workers=1, max_workers=1)
     pool, seen = server.server.pool, Seen()
-    first = frame_of(server, "first", SPIN, timeout_s=0.5)
-    second = frame_of(server, "second", "module.exports = 2")
+    first, second = spin_then_two(server)
 
     async def scenario():
-        a = asyncio.ensure_future(pool.run(first, seen.sink("first")))
-        await asyncio.sleep(0)  # "first" is on the worker's pipe
-        b = asyncio.ensure_future(pool.run(second, seen.sink("second")))
+        a, b = await one_behind_another(pool, seen, first, second)
         await asyncio.sleep(0.2)
         held = [slot.frame.id for slot in pool.workers()[0].slots]
         return held, await a, await b
@@ -71,13 +85,10 @@ def test_a_task_sent_behind_a_busy_worker_runs_right_after_it(server_factory):
 def test_prefetch_off_keeps_the_next_task_in_the_pool(server_factory):
     server = server_factory(min_workers=1, max_workers=1, worker_prefetch=0)
     pool = server.server.pool
-    first = frame_of(server, "first", SPIN, timeout_s=0.5)
-    second = frame_of(server, "second", "module.exports = 2")
+    first, second = spin_then_two(server)
 
     async def scenario():
-        a = asyncio.ensure_future(pool.run(first, lambda *_: None))
-        await asyncio.sleep(0)
-        b = asyncio.ensure_future(pool.run(second, lambda *_: None))
+        a, b = await one_behind_another(pool, Seen(), first, second)
         await asyncio.sleep(0.2)
         held = [slot.frame.id for slot in pool.workers()[0].slots]
         return held, await a, await b
@@ -148,9 +159,7 @@ def test_a_queued_task_survives_its_workers_death(server_factory):
 
     async def scenario():
         began = seen.event("victim")
-        a = asyncio.ensure_future(pool.run(victim, seen.sink("victim")))
-        await asyncio.sleep(0)
-        b = asyncio.ensure_future(pool.run(after, seen.sink("after")))
+        a, b = await one_behind_another(pool, seen, victim, after)
         await asyncio.wait_for(began.wait(), 10)
         worker = pool.workers()[0]
         assert [s.frame.id for s in worker.slots] == ["victim", "after"]
@@ -165,13 +174,10 @@ def test_a_queued_task_survives_its_workers_death(server_factory):
 def test_cancelling_a_queued_task_leaves_the_running_one_alone(server_factory):
     server = server_factory(min_workers=1, max_workers=1)
     pool, seen = server.server.pool, Seen()
-    first = frame_of(server, "first", SPIN, timeout_s=0.5)
-    second = frame_of(server, "second", "module.exports = 2")
+    first, second = spin_then_two(server)
 
     async def scenario():
-        a = asyncio.ensure_future(pool.run(first, seen.sink("first")))
-        await asyncio.sleep(0)
-        b = asyncio.ensure_future(pool.run(second, seen.sink("second")))
+        a, b = await one_behind_another(pool, seen, first, second)
         await asyncio.sleep(0.05)
         assert pool.cancel("second", second)
         return await b, await a
@@ -184,13 +190,10 @@ def test_cancelling_a_queued_task_leaves_the_running_one_alone(server_factory):
 def test_a_task_cancelled_while_it_is_taken_back_is_not_sent_again(server_factory):
     server = server_factory(min_workers=1, max_workers=1)
     pool, seen = server.server.pool, Seen()
-    first = frame_of(server, "first", SPIN, timeout_s=0.5)
-    second = frame_of(server, "second", "module.exports = 2")
+    first, second = spin_then_two(server)
 
     async def scenario():
-        a = asyncio.ensure_future(pool.run(first, seen.sink("first")))
-        await asyncio.sleep(0)
-        b = asyncio.ensure_future(pool.run(second, seen.sink("second")))
+        a, b = await one_behind_another(pool, seen, first, second)
         await asyncio.sleep(0.05)
         worker = pool.workers()[0]
         slot = next(s for s in worker.slots if s.frame is second)
