@@ -1,6 +1,7 @@
 """The baselines Zako is judged against, measured in the same run: (2a) a bare grpc.aio
 echo service (the transport's ceiling), (2b) mini-racer in this process (the engine's
-ceiling), (2c) a naive unary server with a fresh MiniRacer per request.
+ceiling), (2c) a naive unary server with a fresh MiniRacer per request, (2d) the stack's
+floor (bench/floor.py: grpc.aio, a pipe to one child process, one reused MiniRacer).
 
 Each function starts the servers it needs (subprocesses on 127.0.0.1, port 0), drives a
 bounded load from this process, stops them, and returns plain data for the report.
@@ -11,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import os
+import sys
 import time
 
 import grpc
@@ -25,6 +28,7 @@ from bench.common import (
     measured,
     parallel,
 )
+from bench.floor import FLOOR_SERVICE
 from bench.params import STREAMS, UNARY_CONCURRENCY, Params
 from bench.payloads import TRIVIAL_SOURCE, Messages, commonjs_expression, trivial_task
 from bench.servers import ECHO_SERVICE, NAIVE_SERVICE
@@ -249,6 +253,68 @@ async def naive_baseline(p: Params) -> dict[str, Load]:
                     count=p.naive_count,
                     concurrency=UNARY_CONCURRENCY,
                     seconds=p.naive_seconds,
+                ),
+                meter(),
+            )
+    return loads
+
+
+# ---- (2d) the stack's floor ---------------------------------------------------------------
+
+
+async def floor_baseline(p: Params, msgs: Messages) -> dict[str, Load]:
+    """bench/floor.py driven like echo (the same request bytes, the same stream client),
+    so its rows over echo's are what a process hop and mini-racer add to the transport."""
+    loads: dict[str, Load] = {}
+    argv = [sys.executable, "-m", "bench.floor", "--listen", "127.0.0.1:0"]
+    async with ServerProcess(argv, "floor server") as server:
+        meter = lambda: CpuMeter(  # noqa: E731
+            {"client": os.getpid(), "server": server.pid}, children_of={"workers": server.pid}
+        )
+        task = pb.SubmitRequest.FromString(msgs.submit_request).task
+        expected = str(int(json.loads(task.input_json)) + 1)
+
+        def check(value_json: str) -> None:
+            if value_json != expected:
+                raise AssertionError(f"the floor answered {value_json!r}, not {expected!r}")
+
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stream = BytesStream(channel, f"/{FLOOR_SERVICE}/Stream", 1)
+
+            async def streamed(_: int) -> None:
+                answer = pb.SubmitResponse.FromString(await stream.call(msgs.submit_request))
+                check(answer.completed.result.value_json)
+
+            try:
+                await closed_loop(
+                    "warmup", streamed, count=p.warmup, concurrency=p.window, seconds=5
+                )
+                loads["floor_stream"] = await measured(
+                    closed_loop(
+                        "stack floor, one stream",
+                        streamed,
+                        count=p.trivial_count,
+                        concurrency=p.window,
+                        seconds=p.trivial_seconds,
+                    ),
+                    meter(),
+                )
+            finally:
+                await stream.close()
+            unary = channel.unary_unary(f"/{FLOOR_SERVICE}/Unary")
+
+            async def called(_: int) -> None:
+                answer = pb.RunResponse.FromString(await unary(msgs.run_request, timeout=30))
+                check(answer.completed.result.value_json)
+
+            await closed_loop("warmup", called, count=p.warmup, concurrency=1, seconds=5)
+            loads["floor_unary"] = await measured(
+                closed_loop(
+                    "stack floor, unary, sequential",
+                    called,
+                    count=p.unary_count,
+                    concurrency=1,
+                    seconds=p.unary_seconds,
                 ),
                 meter(),
             )

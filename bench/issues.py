@@ -100,6 +100,47 @@ def peer_table(section: dict[str, Any] | None, window: int) -> list[str]:
     return out
 
 
+def floor_table(loads: dict[str, Load]) -> list[str]:
+    """Zako beside the stack's floor (bench/floor.py) and echo: how much of each gap to
+    echo is the stack's own (the floor's) and how much is Zako's features."""
+    floor, floor_unary = loads.get("floor_stream"), loads.get("floor_unary")
+    if floor is None and floor_unary is None:
+        return []
+    stream, echo = loads.get("zako_stream"), loads.get("echo_stream")
+    unary, echo_unary = loads.get("zako_unary"), loads.get("echo_unary")
+    every = ("client", "server", "workers")
+
+    def cpu(load: Load | None) -> str:
+        return " / ".join(fmt(_cpu(load, role), 2) for role in every)
+
+    rows = [
+        [
+            "one stream (tasks/s)",
+            fmt(_rate(stream)),
+            fmt(_rate(floor)),
+            fmt(_rate(echo)),
+            fmt(ratio(_rate(stream), _rate(floor)), 2) + "x",
+            fmt(ratio(_rate(floor), _rate(echo)), 2) + "x",
+        ],
+        [
+            "unary, sequential, p50 (ms)",
+            fmt(_p50(unary), 2),
+            fmt(_p50(floor_unary), 2),
+            fmt(_p50(echo_unary), 2),
+            fmt(ratio(_p50(unary), _p50(floor_unary)), 2) + "x",
+            fmt(ratio(_p50(floor_unary), _p50(echo_unary)), 2) + "x",
+        ],
+        ["one stream, CPU ms/task client / server / workers", cpu(stream), cpu(floor), "", "", ""],
+    ]
+    out = [
+        "Issue 16: Zako against the stack's floor (bench/floor.py: grpc.aio, a pipe to one "
+        "child process, one reused MiniRacer, none of Zako's features; driven like echo)",
+        "",
+    ]
+    out += table(["workload", "zako", "floor", "echo", "zako / floor", "floor / echo"], rows)
+    return [*out, ""]
+
+
 def targets_16(loads: dict[str, Load], section: dict[str, Any] | None) -> list[Target]:
     """The issue's goals: Zako's own ratios against echo (from the `zako` and `echo`
     sections), then Zako against the peer on each workload (the `peer` section)."""

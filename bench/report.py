@@ -8,7 +8,7 @@ from typing import Any
 from bench.caches import caches_loads
 from bench.common import Load
 from bench.flood import render_flood
-from bench.issues import caches_table, peer_table, targets_15, targets_16
+from bench.issues import caches_table, floor_table, peer_table, targets_15, targets_16
 from bench.params import MB, Params
 from bench.peer import peer_loads
 from bench.tables import Target, fmt, ratio, table
@@ -24,7 +24,7 @@ def all_loads(results: dict[str, Any]) -> list[Load]:
 
 def loads_of(results: dict[str, Any]) -> dict[str, Load]:
     loads: dict[str, Load] = {}
-    for key in ("echo", "inprocess", "naive"):
+    for key in ("echo", "inprocess", "naive", "floor"):
         loads.update(results.get(key) or {})
     if "zako" in results:
         loads.update(results["zako"][0])
@@ -246,6 +246,7 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
         )
         out.append("")
     out += peer_table(results.get("peer"), report["params"]["window"])
+    out += floor_table(loads_of(results))
     out += caches_table(results.get("caches"))
     if results.get("flood"):
         out += render_flood(results["flood"])

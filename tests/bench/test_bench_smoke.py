@@ -20,6 +20,7 @@ SECTIONS = {
     "echo",
     "inprocess",
     "naive",
+    "floor",
     "zako",
     "cpu",
     "peer",
@@ -33,6 +34,7 @@ LOADS = {
     "echo": {"echo_stream", "echo_stream3", "echo_streams8", "echo_unary", "echo_unary_c8"},
     "inprocess": {"inprocess_fresh", "inprocess_reused"},
     "naive": {"naive_unary", "naive_unary_c8"},
+    "floor": {"floor_stream", "floor_unary"},
     "zako": {
         "zako_stream",
         "zako_streams8",
@@ -156,6 +158,7 @@ def test_quick_run_measures_everything(tmp_path: Path) -> None:
     assert memory["last"]["server"]["rss"] > 0 and memory["idle"]["workers"]
     assert memory["tasks_last"] > memory["tasks_first"] > 0
     assert results["cold"]["runs"] >= 1
+    assert "Issue 16: Zako against the stack's floor" in proc.stdout
     # Issue 16: Zako and the Node peer (both modes) under the same three loads, or Zako
     # alone and the reason, said in the table, when this machine cannot run the peer.
     peer = results["peer"]
