@@ -1,16 +1,12 @@
-"""The part of the SDK that does no I/O, shared by AsyncClient and Client.
+"""The request side of the part of the SDK that does no I/O, shared by AsyncClient and Client.
 
-    TaskSpec ──build_task──▶ pb.Task ──▶ (wire) ──▶ SubmitResponse events
-                                                         │
-                                        TaskEvents.apply ▼  (one per task)
-                              logs, worker id … then a terminal event
-                                                         │
-                                 outcome_of_terminal ────▼
-                               Result  |  TaskFailed / TaskCancelled / TaskRejected
+    TaskSpec ──prepare / build_task──▶ pb.Task ──check_request_size──▶ (wire)
 
-Also here, because they are decisions rather than I/O: which outcomes may be retried and
-when (`plan_retry`), and which replica a task goes to next (`pick_lane`). Targets are
-read in `_targets.py`.
+Here: building the wire Task from a TaskSpec (ids, contexts, inputs, timeouts, the module
+tree by digest or inline) and checking it against the message limit before it is sent.
+The rest of that shared layer lives beside it, one concern each: how a task ended
+(`_outcomes.py`), whether and where to retry it (`_retries.py`), and the channel options
+and metadata the calls go out with (`_channel.py`). Targets are read in `_targets.py`.
 
 Keeping this apart from the clients is what lets the sync face be a thin forwarder and
 lets the tests check every mapping without a server (httpx `BaseClient`).
@@ -22,67 +18,17 @@ import datetime as dt
 import functools
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from zako_sdk.errors import (
-    MESSAGE_LIMIT_QUOTA,
-    MessageTooLarge,
-    TaskCancelled,
-    TaskError,
-    TaskFailed,
-    TaskRejected,
-    TaskTimeout,
-    Unavailable,
-    ZakoError,
-    rejection_error,
-    status_code,
-)
-from zako_sdk.models import (
-    CONTEXT_KINDS,
-    CONTEXT_NAMES,
-    HeapUsage,
-    JsError,
-    LogLine,
-    Resources,
-    Result,
-    Retry,
-    TaskSpec,
-    Timings,
-    UseClientDefault,
-)
+from zako_sdk.errors import MESSAGE_LIMIT_QUOTA, MessageTooLarge
+from zako_sdk.models import CONTEXT_KINDS, CONTEXT_NAMES, Resources, TaskSpec, UseClientDefault
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
-from zako_sdk.trees import Digest, ModuleTree
-
-Outcome = Result | ZakoError
-"""How a task ended: its Result, or the error that `await handle` will raise."""
-
-Metadata = Mapping[str, str] | Sequence[tuple[str, str]]
-
-DEFAULT_TARGET = "127.0.0.1:50051"
-TENANT_HEADER = "x-zako-tenant"
-
-DEFAULT_CHANNEL_OPTIONS: dict[str, Any] = {
-    # gRPC's default 4 MiB receive cap would turn a large (server-permitted) result into
-    # an opaque RESOURCE_EXHAUSTED on our side; the server already bounds result size.
-    "grpc.max_receive_message_length": -1,
-    # Keepalive as the server expects it (zako_server/server/app.py): it permits pings every
-    # >= 10 s even without calls, so pinging every 30 s never earns a GOAWAY
-    # "too_many_pings", and a replica that vanished (pod killed, node gone) is noticed
-    # within 40 s instead of at the next TCP timeout, minutes later.
-    "grpc.keepalive_time_ms": 30_000,
-    "grpc.keepalive_timeout_ms": 10_000,
-    "grpc.keepalive_permit_without_calls": 1,
-    "grpc.http2.max_pings_without_data": 0,  # a long task sends no data for minutes
-}
-
-# For a dns:/// name: one subchannel per resolved address and calls spread over them
-# (the default pick_first would send everything to the first address).
-ROUND_ROBIN_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+from zako_sdk.trees import ModuleTree
 
 
 def new_task_id() -> str:
@@ -249,39 +195,6 @@ def inline_modules(tree: ModuleTree) -> list[pb.Module]:
     return [pb.Module(name=name, source=source) for name, source in tree.files.items()]
 
 
-def channel_options(
-    extra: Iterable[tuple[str, Any]] | None, *, balanced: bool = False
-) -> list[tuple[str, Any]]:
-    """Our defaults overlaid with the caller's; the caller's value wins for a repeated key.
-
-    `balanced` (a dns:/// target) adds the round_robin service config.
-    """
-    merged = dict(DEFAULT_CHANNEL_OPTIONS)
-    if balanced:
-        merged["grpc.service_config"] = ROUND_ROBIN_SERVICE_CONFIG
-    merged.update(extra or ())
-    return list(merged.items())
-
-
-def metadata_tuple(
-    metadata: Metadata | None, tenant: str | None = None
-) -> tuple[tuple[str, str], ...]:
-    """Metadata in the one shape grpc accepts everywhere, with the tenant header if given.
-
-    An explicit `tenant` replaces any x-zako-tenant in `metadata`: two would leave the
-    server to choose, and it takes the first.
-    """
-    items = (
-        ()
-        if metadata is None
-        else (metadata.items() if isinstance(metadata, Mapping) else metadata)
-    )
-    pairs = tuple((str(k).lower(), str(v)) for k, v in items)
-    if tenant is None:
-        return pairs
-    return (*(pair for pair in pairs if pair[0] != TENANT_HEADER), (TENANT_HEADER, tenant))
-
-
 # -- the message limit ---------------------------------------------------------------------
 
 # Tasks up to this size are sent without first asking the server for its message limit
@@ -329,205 +242,3 @@ def check_request_size(task: pb.Task, limits: Iterable[MessageLimit | None]) -> 
                 field="task",
                 quota=MESSAGE_LIMIT_QUOTA,
             )
-
-
-# -- retries -------------------------------------------------------------------------------
-
-_NEVER_RAN_CODES = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE})
-
-
-def never_ran(outcome: Outcome, *, sent: bool) -> bool:
-    """Whether `outcome` proves the task did not run, so sending it again cannot run it twice.
-
-    True for a rejection for capacity (RESOURCE_EXHAUSTED: queue or quota full;
-    UNAVAILABLE: the replica is draining) and for a transport failure of a task that
-    never left this client (`sent` False). Everything else may have run: a result, a
-    failure, a cancel, and a stream that broke after the task was written.
-    """
-    if isinstance(outcome, MessageTooLarge):  # RESOURCE_EXHAUSTED, yet never succeeds
-        return False
-    if isinstance(outcome, TaskRejected):
-        return outcome.code in _NEVER_RAN_CODES
-    return isinstance(outcome, Unavailable) and not sent
-
-
-def backoff_delay(retry: Retry, attempt: int, rand: float) -> float:
-    """Seconds to wait after failed attempt number `attempt` (1-based); `rand` in [0, 1)."""
-    base = min(retry.max_backoff, retry.backoff * 2.0 ** (attempt - 1))
-    return max(0.0, base * (1 + retry.jitter * (2 * rand - 1)))
-
-
-@dataclass(frozen=True)
-class RetryPlan:
-    """What to do after an attempt that never ran.
-
-    `delay`: wait at least this long before the next attempt (the backoff).
-    `cooldown`: keep new attempts off the replica that refused for this long (its
-    retry_after; a replica we could not reach gets the backoff). So with one replica
-    the task waits max(retry_after, backoff), as the server asked; with several it goes
-    to another one after the backoff alone, since retry_after speaks for its sender.
-    """
-
-    delay: float
-    cooldown: float
-
-
-def plan_retry(
-    retry: Retry | None, attempt: int, outcome: Outcome, *, sent: bool, rand: float
-) -> RetryPlan | None:
-    """The retry after attempt number `attempt` ended in `outcome`, or None to give up.
-
-    plan = plan_retry(Retry(), 1, overloaded, sent=True, rand=random.random())
-    """
-    if retry is None or attempt >= retry.attempts or not never_ran(outcome, sent=sent):
-        return None
-    delay = backoff_delay(retry, attempt, rand)
-    retry_after = outcome.retry_after if isinstance(outcome, TaskRejected) else None
-    return RetryPlan(delay=delay, cooldown=delay if retry_after is None else retry_after)
-
-
-def pick_lane(
-    cool_until: Sequence[float],
-    start: int,
-    now: float,
-    avoid: int | None = None,
-    order: Sequence[int] | None = None,
-) -> int:
-    """The lane (a replica's stream) for the next attempt, round robin from `start`, or
-    in `order` when given (a routed task's rendezvous ranking; `start` is then unused).
-
-    The first lane in that order that is not cooling down at `now` and is not `avoid`
-    (the one that just refused); else `avoid` if it is not cooling; else whichever lane's
-    cooldown ends first (the caller waits for it). Never fails: with every replica
-    refusing, the task waits rather than giving up early, and `Retry.attempts` bounds that.
-    """
-    n = len(cool_until)
-    if n == 0:
-        raise ValueError("no lanes to pick from")
-    if order is None:
-        order = [(start + k) % n for k in range(n)]
-    for lane in order:
-        if lane != avoid and cool_until[lane] <= now:
-            return lane
-    if avoid is not None and 0 <= avoid < n and cool_until[avoid] <= now:
-        return avoid
-    return min(order, key=lambda lane: cool_until[lane])
-
-
-def _failed(task_id: str, failed: pb.Failed) -> TaskFailed:
-    reason = pb.FailureReason.Name(failed.reason).removeprefix("FAILURE_REASON_")
-    cls = TaskTimeout if failed.reason == pb.FAILURE_REASON_TIMEOUT else TaskFailed
-    return cls(
-        task_id=task_id,
-        reason=reason,
-        js_error=JsError.from_proto(failed.error),
-        timings=Timings.from_proto(failed.timings),
-        cached=failed.cached,
-    )
-
-
-def outcome_of_terminal(
-    task_id: str,
-    kind: str,
-    event: Any,
-    *,
-    logs: Sequence[LogLine] = (),
-    worker_id: str | None = None,
-) -> Outcome:
-    """Map one terminal message (`kind` is its oneof name) to a Result or an error.
-
-    The same function serves Submit events and RunResponse outcomes, so a task fails
-    the same way whichever RPC carried it.
-    """
-    if kind == "completed":
-        result = event.result
-        return Result(
-            task_id=task_id,
-            value_json=result.value_json,
-            logs=tuple(logs),
-            timings=Timings.from_proto(result.timings),
-            heap=HeapUsage.from_proto(result.heap),
-            worker_id=worker_id,
-            cached=result.cached,
-        )
-    if kind == "failed":
-        return _failed(task_id, event)
-    if kind == "cancelled":
-        return TaskCancelled(task_id=task_id, reason=event.reason, was_running=event.was_running)
-    if kind == "rejected":
-        retry_after = (
-            event.retry_after.ToNanoseconds() / 1e9 if event.HasField("retry_after") else None
-        )
-        return rejection_error(
-            status_code(event.code),
-            event.message,
-            task_id=task_id,
-            field=event.field,
-            retry_after=retry_after,
-            quota=event.quota,
-            missing_blobs=tuple(Digest.from_proto(d) for d in event.missing_blobs),
-        )
-    raise ValueError(f"not a terminal event: {kind!r}")
-
-
-def outcome_of_run(response: pb.RunResponse) -> Outcome:
-    """The outcome of a unary Run call."""
-    kind = response.WhichOneof("outcome")
-    if kind is None:
-        # A server that answers OK without an outcome broke the contract; say so plainly
-        # rather than inventing a value.
-        return TaskError("the server's RunResponse has no outcome", task_id=response.task_id)
-    logs = [LogLine.from_proto(line) for line in response.logs]
-    return outcome_of_terminal(response.task_id, kind, getattr(response, kind), logs=logs)
-
-
-class TaskEvents:
-    """Accumulates the events of one task on a Submit stream until its terminal one.
-
-    `on_log` is called with each LogLine as it arrives (the CLI streams them to stderr).
-    It is called synchronously by whoever applies events, so it must not block.
-
-        events = TaskEvents("t1")
-        for event in stream_events:
-            outcome = events.apply(event)
-            if outcome is not None:
-                break
-    """
-
-    def __init__(self, task_id: str, on_log: Callable[[LogLine], object] | None = None) -> None:
-        self.task_id = task_id
-        self.on_log = on_log
-        self.logs: list[LogLine] = []
-        self.worker_id: str | None = None
-        self.queue_position: int | None = None
-        self.outcome: Outcome | None = None
-
-    def apply(self, event: pb.SubmitResponse) -> Outcome | None:
-        """Take one event; returns the outcome once the terminal event arrives."""
-        if self.outcome is not None:
-            return None  # the contract says nothing follows a terminal event; ignore it
-        kind = event.WhichOneof("event")
-        if kind == "accepted":
-            self.queue_position = event.accepted.queue_position
-        elif kind == "started":
-            self.worker_id = event.started.worker_id or None
-        elif kind == "log":  # one line, and in `more` the lines printed right after it
-            for proto_line in (event.log, *event.log.more):
-                line = LogLine.from_proto(proto_line)
-                self.logs.append(line)
-                if self.on_log is not None:
-                    self.on_log(line)
-        elif kind is not None:
-            self.outcome = outcome_of_terminal(
-                self.task_id, kind, getattr(event, kind), logs=self.logs, worker_id=self.worker_id
-            )
-            return self.outcome
-        return None
-
-
-def unwrap(outcome: Outcome) -> Result:
-    """The Result, or raise the error. Re-raising a shared error object is fine: asyncio does
-    the same when several waiters await one failed future."""
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import grpc
 
-from zako_sdk._base import Outcome, plan_retry
+from zako_sdk._outcomes import Outcome
 from zako_sdk._replicas import Cluster, Lane
+from zako_sdk._retries import plan_retry
 from zako_sdk._stream import OnLog, TaskHandle, _SubmitStream
 from zako_sdk._uploads import BlobRefused, Uploads
 from zako_sdk.errors import (

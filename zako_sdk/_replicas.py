@@ -25,7 +25,8 @@ from typing import Any
 import grpc
 
 from zako_sdk._addresses import RouteLanes
-from zako_sdk._base import channel_options, pick_lane
+from zako_sdk._channel import channel_options
+from zako_sdk._retries import pick_lane
 from zako_sdk._routing import rendezvous_order
 from zako_sdk._targets import address_target, dns_host_port, is_balanced
 from zako_sdk.errors import (
@@ -33,7 +34,6 @@ from zako_sdk.errors import (
     ZakoError,
     map_rpc_error,
 )
-from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
 # How long a task waits for a replica's connection before trying another. A refused
@@ -305,25 +305,3 @@ class Cluster:
     async def aclose(self) -> None:
         for replica in (*self.replicas, *(lane.replica for lane in self._routed.pinned)):
             await replica.aclose()
-
-
-def first_cancel(answers: dict[str, Any]) -> pb.CancelResponse:
-    """The fan-out's verdict on a cancel: success if any replica had the task.
-
-    NOT_FOUND only when every replica said so: a replica that could not be asked might
-    have had the task, so its error is the truer answer.
-    """
-    errors: list[ZakoError] = []
-    for answer in answers.values():
-        if isinstance(answer, pb.CancelResponse):
-            return answer
-        errors.append(answer)
-    for error in errors:
-        if getattr(error, "code", None) is not grpc.StatusCode.NOT_FOUND:
-            raise error
-    raise errors[0]
-
-
-def cancelled_locally() -> pb.CancelResponse:
-    """What unary cancel answers for a task this client held between attempts."""
-    return pb.CancelResponse(previous_state=pb.TASK_STATE_QUEUED)

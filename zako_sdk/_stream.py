@@ -37,12 +37,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
-from zako_sdk._base import (
-    Outcome,
-    TaskEvents,
-    never_ran,
-    unwrap,
-)
+from zako_sdk._outcomes import Outcome, TaskEvents, unwrap
+from zako_sdk._retries import never_ran
 from zako_sdk._wire import OPTIONS, batches, coalesce
 from zako_sdk.errors import (
     ClientClosed,

@@ -26,7 +26,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     from typing_extensions import Unpack
 
-from zako_sdk._base import DEFAULT_TARGET, Metadata, Outcome, unwrap
+from zako_sdk._channel import DEFAULT_TARGET, Metadata
+from zako_sdk._outcomes import Outcome, unwrap
 from zako_sdk._stream import OnLog, TaskHandle
 from zako_sdk.capabilities import Capabilities
 from zako_sdk.client import DEFAULT_RETRY, AsyncClient

@@ -11,18 +11,17 @@ first (rendezvous hashing, `_routing.py`: repeats find that replica's caches), o
 round robin; one turned away for capacity is sent again elsewhere (`Retry`). A task's
 module tree travels by digest, its blobs uploaded once per replica (`_uploads.py`).
 The stream and the handles live in `_stream.py`, replicas in `_replicas.py`, placing
-tasks on them in `_placement.py`. `batch()` opens streams of its own (see there).
+tasks on them in `_placement.py`. `batch()` opens streams of its own (`_batch.py`);
+`run_unary()` takes the unary Run path (`_unary.py`); a cancel by id is routed in
+`_cancel.py`; module trees are hashed off the loop (`_hashing.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import os
-import random
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, overload
 
 import grpc
@@ -34,36 +33,28 @@ else:  # pragma: no cover
 
 from zako_sdk._base import (
     ASK_LIMIT_ABOVE,
-    DEFAULT_TARGET,
     MessageLimit,
-    Metadata,
-    Outcome,
     Prepared,
     channel_send_limit,
     check_request_size,
-    metadata_tuple,
-    outcome_of_run,
-    plan_retry,
     prepare,
     request_bytes,
-    unwrap,
 )
-from zako_sdk._placement import MISSING_BLOB_ROUNDS, Plan, StreamSet
-from zako_sdk._replicas import Cluster, Lane, cancelled_locally, first_cancel
+from zako_sdk._batch import run_batch
+from zako_sdk._cancel import cancel_task
+from zako_sdk._channel import DEFAULT_TARGET, Metadata, metadata_tuple
+from zako_sdk._hashing import hashed, shared_trees
+from zako_sdk._outcomes import unwrap
+from zako_sdk._placement import Plan, StreamSet
+from zako_sdk._replicas import Cluster
 from zako_sdk._routing import action_key, routable
 from zako_sdk._stream import OnLog, TaskHandle
 from zako_sdk._sum import sum_stats
 from zako_sdk._targets import parse_targets
-from zako_sdk._uploads import BlobRefused, Uploads
+from zako_sdk._unary import run_unary
+from zako_sdk._uploads import Uploads
 from zako_sdk.capabilities import Capabilities
-from zako_sdk.errors import (
-    ClientClosed,
-    RPCError,
-    TaskRejected,
-    Unavailable,
-    ZakoError,
-    map_rpc_error,
-)
+from zako_sdk.errors import ClientClosed, ZakoError, map_rpc_error
 from zako_sdk.models import CancelResult, ClusterStats, Result, Retry, TaskOptions, TaskSpec
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
@@ -82,40 +73,6 @@ def _translate(task_id: str | None = None) -> Iterator[None]:
         yield
     except grpc.RpcError as exc:
         raise map_rpc_error(exc, task_id=task_id) from exc
-
-
-def _shared_trees(specs: list[TaskSpec]) -> list[TaskSpec]:
-    """`specs` with each distinct `modules` dict or path hashed once for the whole batch:
-    a batch of a thousand tasks over one project must not hash it a thousand times.
-    (By identity: the batch holds the specs, so an id cannot be reused meanwhile.)"""
-    trees: dict[int | str, ModuleTree] = {}
-    shared = []
-    for spec in specs:
-        modules = spec.modules
-        if modules is not None and not isinstance(modules, ModuleTree):
-            key: int | str = id(modules) if isinstance(modules, Mapping) else os.fspath(modules)
-            tree = trees.get(key)
-            if tree is None:
-                tree = trees[key] = ModuleTree.of(modules)
-            spec = dataclasses.replace(spec, modules=tree)
-        shared.append(spec)
-    return shared
-
-
-# A modules dict larger than this (or any directory) is hashed on a worker thread: the
-# event loop (the sync client's too) keeps serving other tasks meanwhile, and hashlib
-# releases the GIL on large inputs. Smaller ones cost less than the thread hop.
-HASH_OFF_LOOP_BYTES = 256 << 10
-
-
-async def _hashed(spec: TaskSpec) -> TaskSpec:
-    """`spec` with its `modules` as a ModuleTree, hashed off the loop when large."""
-    modules = spec.modules
-    if modules is None or isinstance(modules, ModuleTree):
-        return spec
-    if isinstance(modules, Mapping) and sum(map(len, modules.values())) < HASH_OFF_LOOP_BYTES:
-        return dataclasses.replace(spec, modules=ModuleTree.of(modules))
-    return dataclasses.replace(spec, modules=await asyncio.to_thread(ModuleTree.of, modules))
 
 
 class AsyncClient:
@@ -207,7 +164,7 @@ class AsyncClient:
             check_request_size(task, (self._channel_limit, self._server_limit))
 
     async def _submit(self, spec: TaskSpec, on_log: OnLog | None = None) -> TaskHandle:
-        task, plan = self._prepare(await _hashed(spec))
+        task, plan = self._prepare(await hashed(spec))
         self._check_open()
         await self._check_size((task,))
         handle = self._shared.admit(task, on_log, plan)
@@ -223,58 +180,18 @@ class AsyncClient:
         return await handle._wait()  # cancelling this coroutine cancels the task
 
     async def _run_unary(self, spec: TaskSpec) -> Result:
-        task, task_plan = self._prepare(await _hashed(spec))
-        tree = None if task_plan is None else task_plan.tree
-        route = None if task_plan is None else task_plan.route
+        task, task_plan = self._prepare(await hashed(spec))
         self._check_open()
         await self._check_size((task,))
-        if route is not None:
-            lane = self._cluster.pick(await self._cluster.route_lanes(), route=route)
-        else:
-            lane = self._cluster.pick(await self._cluster.lanes())
-        attempt, missing_rounds = 1, 0
-        while True:
-            outcome, sent = await self._run_once(lane, task, tree)
-            if (
-                isinstance(outcome, TaskRejected)
-                and outcome.missing_blobs
-                and tree is not None
-                and missing_rounds < MISSING_BLOB_ROUNDS
-            ):  # evicted since the upload: send them again, to the same replica
-                missing_rounds += 1
-                self._uploads.forget(lane.replica, outcome.missing_blobs)
-                continue
-            plan = plan_retry(self.retry, attempt, outcome, sent=sent, rand=random.random())
-            if plan is None:
-                return unwrap(outcome)
-            self._cluster.cool(lane, plan.cooldown)
-            if isinstance(outcome, Unavailable) and not sent:
-                self._cluster.unreachable(lane)
-            lane = await self._cluster.next_lane(plan.delay, avoid=lane, route=route)
-            attempt += 1
-            self._check_open()
-
-    async def _run_once(
-        self, lane: Lane, task: pb.Task, tree: ModuleTree | None = None
-    ) -> tuple[Outcome, bool]:
-        """One Run call: the outcome, and whether the task may have left this client."""
-        if not await lane.replica.ready():
-            return Unavailable(
-                f"cannot connect to {lane.replica.target}", code=grpc.StatusCode.UNAVAILABLE
-            ), False
-        try:
-            await self._uploads.ready(lane.replica, task, tree)
-        except ZakoError as error:
-            return error, False
-        except BlobRefused as refused:
-            return refused.for_task(task.id), False
-        try:
-            response = await lane.replica.stub.Run(
-                pb.RunRequest(task=task), metadata=self._metadata
-            )
-        except grpc.RpcError as exc:
-            return map_rpc_error(exc, task_id=task.id), True
-        return outcome_of_run(response), True
+        return await run_unary(
+            self._cluster,
+            self._uploads,
+            task,
+            task_plan,
+            metadata=self._metadata,
+            retry=self.retry,
+            check_open=self._check_open,
+        )
 
     async def run(
         self,
@@ -356,42 +273,19 @@ class AsyncClient:
         if not specs:
             return []
         if any(s.modules is not None and not isinstance(s.modules, ModuleTree) for s in specs):
-            specs = await asyncio.to_thread(_shared_trees, specs)
+            specs = await asyncio.to_thread(shared_trees, specs)
         prepared = [self._prepare(spec) for spec in specs]
-        builds = [task for task, _ in prepared]
         self._check_open()
-        await self._check_size(builds)
-        streams = self._stream_set()
-        self._batches.add(streams)
-        settled = asyncio.Event()
-        remaining = len(specs)
-
-        def on_done(future: asyncio.Future[Outcome]) -> None:
-            nonlocal remaining
-            remaining -= 1
-            if remaining == 0 or (not return_exceptions and isinstance(future.result(), ZakoError)):
-                settled.set()
-
-        handles: list[TaskHandle] = []
-        try:
-            for task, plan in prepared:
-                if settled.is_set():
-                    break
-                handle = streams.admit(task, None, plan)
-                handle._future.add_done_callback(on_done)
-                handles.append(handle)
-                await streams.place(handle)
-            await settled.wait()
-            outcomes = [h._future.result() for h in handles if h.done()]
-            if return_exceptions:
-                return outcomes
-            return [unwrap(outcome) for outcome in outcomes]
-        finally:
-            self._batches.discard(streams)
-            if all(h.done() for h in handles) and len(handles) == len(builds):
-                await streams.finish()
-            else:
-                await streams.aclose(ClientClosed("the batch was abandoned"))
+        await self._check_size([task for task, _ in prepared])
+        outcomes = await run_batch(
+            self._stream_set(),
+            prepared,
+            return_exceptions=return_exceptions,
+            batches=self._batches,
+        )
+        if return_exceptions:
+            return outcomes
+        return [unwrap(outcome) for outcome in outcomes]
 
     async def _unary(
         self, method: str, request: Any, stub: pb_grpc.ExecutorStub | None = None
@@ -422,28 +316,9 @@ class AsyncClient:
         return CancelResult.from_proto(await self._cancel(task_id, reason))
 
     async def _cancel(self, task_id: str, reason: str) -> pb.CancelResponse:
-        request = pb.CancelRequest(task_id=task_id, reason=reason)
-        handle = self._find(task_id)
-        if handle is not None:
-            stream = handle._stream
-            if stream is None:
-                handle._cancel_nowait(reason)
-                return cancelled_locally()
-            lane = handle._lane
-            if lane is not None and not lane.replica.balanced:
-                try:
-                    answer: pb.CancelResponse = await self._unary(
-                        "Cancel", request, lane.replica.stub
-                    )
-                    return answer
-                except RPCError as exc:
-                    # Not on the server (not yet written, or just finished) while our
-                    # stream still holds it: the in-band cancel settles it either way.
-                    if exc.code is not grpc.StatusCode.NOT_FOUND or not stream.pending(task_id):
-                        raise
-                    handle._cancel_nowait(reason)
-                    return cancelled_locally()
-        return first_cancel(await self._fan_out("Cancel", request))
+        return await cancel_task(
+            self._find(task_id), task_id, reason, unary=self._unary, fan_out=self._fan_out
+        )
 
     async def _fan_out(self, method: str, request: Any) -> dict[str, Any]:
         self._check_open()

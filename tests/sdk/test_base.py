@@ -23,18 +23,9 @@ from zako_sdk import (
     TaskTimeout,
     Timings,
 )
-from zako_sdk._base import (
-    TaskEvents,
-    build_task,
-    channel_options,
-    context_kind,
-    duration,
-    metadata_tuple,
-    new_task_id,
-    outcome_of_run,
-    prepare,
-    unwrap,
-)
+from zako_sdk._base import build_task, context_kind, duration, new_task_id, prepare
+from zako_sdk._channel import channel_options, metadata_tuple
+from zako_sdk._outcomes import TaskEvents, outcome_of_run, unwrap
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 T0 = timestamp_pb2.Timestamp(seconds=1_700_000_000, nanos=500_000_000)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 from zako_sdk import Capabilities
+from zako_sdk._cli_args import EXIT_OK
 from zako_sdk._sum import sum_stats
 from zako_sdk._table import render_cluster, render_stats
-from zako_sdk.cli import EXIT_OK, main
+from zako_sdk.cli import main
 from zako_sdk.proto.zako.v1 import cas_pb2
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.stats import ActionCacheStats, CasStats, CodeCacheStats, Stats

@@ -7,8 +7,9 @@ import json
 from google.protobuf.duration_pb2 import Duration
 
 from zako_sdk import CONTEXT_NAMES, CancelResult, Capabilities, GCReport, HeapUsage, TaskState
+from zako_sdk._cli_args import EXIT_OK
 from zako_sdk.capabilities import Limits, PriorityRange
-from zako_sdk.cli import EXIT_OK, main
+from zako_sdk.cli import main
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.stats import VersionInfo, WorkerGC
 

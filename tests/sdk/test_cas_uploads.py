@@ -10,7 +10,8 @@ import pytest
 
 from zako_sdk import AsyncClient, Client, ModuleTree
 from zako_sdk._base import request_bytes
-from zako_sdk.cli import EXIT_OK, main
+from zako_sdk._cli_args import EXIT_OK
+from zako_sdk.cli import main
 
 # The entry reads every file of the tree, so a missing or wrong blob cannot go unseen.
 ENTRY = """
@@ -195,11 +196,11 @@ async def test_a_dns_name_gets_routed_tasks_and_their_blobs_on_one_address(serve
 
 async def test_a_batch_hashes_each_tree_once_and_uploads_it_once(zako_server, tmp_path: Path):
     from zako_sdk import TaskSpec
-    from zako_sdk.client import _shared_trees
+    from zako_sdk._hashing import shared_trees
 
     files = project("batch", files=4, size=1_000)
     specs = [TaskSpec(ENTRY, input=n, modules=files, cache="skip") for n in range(20)]
-    shared = _shared_trees(specs)
+    shared = shared_trees(specs)
     assert len({id(spec.modules) for spec in shared}) == 1  # one ModuleTree for all
     assert isinstance(shared[0].modules, ModuleTree)
     async with AsyncClient(zako_server.target) as client:

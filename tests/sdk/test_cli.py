@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from test_streams import FakeServer, script, unused_target
 
-from zako_sdk.cli import (
+from zako_sdk._cli_args import (
     EXIT_OK,
     EXIT_REJECTED,
     EXIT_TASK_FAILED,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     build_parser,
-    main,
 )
+from zako_sdk.cli import main
 
 
 @pytest.fixture(scope="module")

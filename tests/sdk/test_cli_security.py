@@ -9,14 +9,14 @@ import json
 
 import pytest
 
-from zako_sdk.cli import (
+from zako_sdk._cli_args import (
     EXIT_OK,
     EXIT_PERMISSION_DENIED,
     EXIT_UNAUTHENTICATED,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
-    main,
 )
+from zako_sdk.cli import main
 
 ADMIN = "admin-token-0123456789"
 ACME = "acme-client-token-0123"

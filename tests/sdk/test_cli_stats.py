@@ -14,9 +14,10 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from zako_sdk import cli
+from zako_sdk import _cli_commands
+from zako_sdk._cli_args import EXIT_INTERRUPTED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 from zako_sdk._table import format_bytes, format_duration, render_cluster, render_stats
-from zako_sdk.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, main
+from zako_sdk.cli import main
 from zako_sdk.errors import Unavailable
 from zako_sdk.models import HeapUsage
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
@@ -299,7 +300,7 @@ def test_ctrl_c_ends_the_watch_with_130(zako_server, monkeypatch, capsys):
     def interrupt(_seconds: float) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli.time, "sleep", interrupt)
+    monkeypatch.setattr(_cli_commands.time, "sleep", interrupt)
     assert main(["stats", "--target", zako_server.target, "--watch"]) == EXIT_INTERRUPTED
     captured = capsys.readouterr()
     assert "WORKERS" in captured.out and "interrupted" in captured.err

@@ -21,7 +21,8 @@ from zako_sdk import (
     TaskSpec,
     TaskTimeout,
 )
-from zako_sdk.cli import EXIT_OK, EXIT_TASK_FAILED, main
+from zako_sdk._cli_args import EXIT_OK, EXIT_TASK_FAILED
+from zako_sdk.cli import main
 
 HELLO = """
 module.exports = (input, context) => {

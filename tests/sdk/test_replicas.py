@@ -28,8 +28,9 @@ from zako_sdk import (
     Unavailable,
 )
 from zako_sdk._base import prepare
+from zako_sdk._cli_args import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 from zako_sdk._routing import action_key, rendezvous_order
-from zako_sdk.cli import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, main
+from zako_sdk.cli import main
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
 FAST = Retry(attempts=3, backoff=0.01, jitter=0.0)

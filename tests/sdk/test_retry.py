@@ -17,14 +17,8 @@ from zako_sdk import (
     TaskRejected,
     Unavailable,
 )
-from zako_sdk._base import (
-    TENANT_HEADER,
-    backoff_delay,
-    metadata_tuple,
-    never_ran,
-    pick_lane,
-    plan_retry,
-)
+from zako_sdk._channel import TENANT_HEADER, metadata_tuple
+from zako_sdk._retries import backoff_delay, never_ran, pick_lane, plan_retry
 
 EXHAUSTED = Overloaded(
     "queue is full", task_id="t", code=grpc.StatusCode.RESOURCE_EXHAUSTED, retry_after=2.0

@@ -7,8 +7,9 @@ import collections
 import pytest
 
 from zako_sdk import TaskSpec
-from zako_sdk._base import pick_lane, prepare
+from zako_sdk._base import prepare
 from zako_sdk._replicas import Cluster
+from zako_sdk._retries import pick_lane
 from zako_sdk._routing import action_key, rendezvous_order, routable
 
 TARGETS = ["10.0.0.1:50051", "10.0.0.2:50051", "10.0.0.3:50051"]

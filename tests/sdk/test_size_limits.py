@@ -11,7 +11,8 @@ import grpc
 import pytest
 
 from zako_sdk import AsyncClient, Client, MessageTooLarge, Overloaded, Retry
-from zako_sdk._base import MessageLimit, check_request_size, never_ran, request_bytes
+from zako_sdk._base import MessageLimit, check_request_size, request_bytes
+from zako_sdk._retries import never_ran
 from zako_sdk.errors import rejection_error
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 

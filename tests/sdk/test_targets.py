@@ -7,7 +7,7 @@ import json
 import pytest
 from google.protobuf import duration_pb2
 
-from zako_sdk._base import ROUND_ROBIN_SERVICE_CONFIG, channel_options
+from zako_sdk._channel import ROUND_ROBIN_SERVICE_CONFIG, channel_options
 from zako_sdk._sum import sum_stats
 from zako_sdk._targets import address_target, dns_host_port, is_balanced, parse_targets
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb

@@ -18,7 +18,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from zako_sdk import AsyncClient, TaskSpec
 from zako_sdk._base import build_task
-from zako_sdk.cli import EXIT_OK, EXIT_USAGE, main
+from zako_sdk._cli_args import EXIT_OK, EXIT_USAGE
+from zako_sdk.cli import main
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 
