@@ -47,7 +47,7 @@ from zako_server.server.errors import (
     TaskNotFound,
     TaskRejection,
 )
-from zako_server.server.flights import join, lead, settle
+from zako_server.server.flights import abandon, join, lead, settle
 from zako_server.server.pool import Pool
 from zako_server.server.records import Counters, Emit, Gate, TaskRecord
 from zako_server.server.stats import Histogram
@@ -380,9 +380,7 @@ class Engine:
         once the stream has room again (keeping its queue deadline). A task leading a
         flight gives it up: identical tasks of other streams must not wait on a client
         that does not read (one of them leads instead; this one still stores its own)."""
-        if record.flight is not None and record.cache_key and self.action_cache is not None:
-            self.action_cache.land(record.cache_key, record.flight, None)
-            record.flight = None
+        abandon(self.action_cache, record)
         while not gate.is_open:
             assert record.ticket is not None
             self.admission.release(record.ticket)

@@ -3,6 +3,7 @@
     key, no stored outcome, no flight ─▶ lead: run; keep the lines; settle at the end
     an identical task in flight ───────▶ join: wait for it to land, take its outcome
     settle(): store the outcome (if it may be) and land the flight, waking the joiners
+    abandon(): a leader held by its stream's backpressure lands its flight empty early
 
 Its own concern: what ties an accepted task's record to a key and a flight. The cache
 (action_cache.py) knows nothing of tasks or their records; the engine (engine.py)
@@ -39,6 +40,15 @@ def settle(cache: ActionCache | None, record: TaskRecord) -> None:
         cache.store(key, outcome)
     if flight is not None:
         cache.land(key, flight, outcome)
+
+
+def abandon(cache: ActionCache | None, record: TaskRecord) -> None:
+    """The task leading a flight will not start soon (its stream's backpressure holds
+    it): land the flight with no outcome, so one of its joiners leads instead; the task
+    keeps its key and still stores its own outcome when it ends."""
+    if record.flight is not None and record.cache_key and cache is not None:
+        cache.land(record.cache_key, record.flight, None)
+        record.flight = None
 
 
 async def join(
