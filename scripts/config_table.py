@@ -1,4 +1,4 @@
-"""Rewrite the README's configuration table from zako_server.server.config.OPTIONS.
+"""Rewrite the README's configuration table from zako_server.server.options.OPTIONS.
 
 The table is generated so that it cannot drift from the flags; tests/server/
 test_heuristics.py fails when an option is missing from it. Run: python scripts/config_table.py
@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from zako_server.server.config import OPTIONS, Settings
+from zako_server.server.options import OPTIONS
+from zako_server.server.settings import Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 HEAD = "| Flag | Environment | Default | Meaning |"

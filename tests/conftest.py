@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from zako_server.server.app import ZakoServer
-from zako_server.server.config import Settings, build_settings
+from zako_server.server.config import build_settings
+from zako_server.server.settings import Settings
 
 
 @dataclass

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 from zako_server.server import logs
 from zako_server.server.app import ZakoServer
-from zako_server.server.config import Settings, settings_from_args
+from zako_server.server.config import settings_from_args
+from zako_server.server.settings import Settings
 
 
 async def serve(settings: Settings) -> int:

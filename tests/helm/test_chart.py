@@ -27,8 +27,10 @@ import yaml
 from kubernetes_validate import utils as kubernetes_validate
 
 from zako_server.server.app import SERVICE_NAME
-from zako_server.server.config import OPTIONS, Settings, build_settings
+from zako_server.server.config import build_settings
 from zako_server.server.heuristics import Machine
+from zako_server.server.options import OPTIONS
+from zako_server.server.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "zako"
@@ -432,7 +434,7 @@ def test_every_server_setting_is_a_chart_value():
     chart_settings = set(schema["properties"]["config"]["properties"])
     server_settings = {option.name for option in OPTIONS} - CHART_MANAGED
     assert chart_settings == server_settings, (
-        "helm/zako/values.schema.json (config) and zako_server/server/config.py OPTIONS differ: "
+        "helm/zako/values.schema.json (config) and zako_server/server/options.py OPTIONS differ: "
         f"missing from the chart {sorted(server_settings - chart_settings)}, "
         f"unknown to the server {sorted(chart_settings - server_settings)}; every server "
         "option is a Helm value: add it to config.properties in the schema and to the list "

@@ -20,9 +20,10 @@ from zako_server.server.action_cache import (
     Outcome,
     runtime_fingerprint,
 )
-from zako_server.server.admission import Admission, AdmissionPolicy
-from zako_server.server.config import Settings
+from zako_server.server.admission import Admission
 from zako_server.server.engine import Engine
+from zako_server.server.quotas import AdmissionPolicy
+from zako_server.server.settings import Settings
 from zako_server.server.validation import Job, validate
 
 SETTINGS = Settings()

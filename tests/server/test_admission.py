@@ -10,8 +10,9 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from zako_server.server.admission import Admission, AdmissionPolicy
+from zako_server.server.admission import Admission
 from zako_server.server.errors import CannotFit, Draining, Overloaded, QueueDeadlineExceeded
+from zako_server.server.quotas import AdmissionPolicy
 
 
 class Clock:

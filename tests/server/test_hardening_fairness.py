@@ -13,10 +13,11 @@ import pytest
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
-from zako_server.server.admission import Admission, AdmissionPolicy
+from zako_server.server.admission import Admission
 from zako_server.server.config import build_settings
 from zako_server.server.errors import Overloaded
 from zako_server.server.heuristics import Machine
+from zako_server.server.quotas import AdmissionPolicy
 
 TERMINAL = {"completed", "failed", "cancelled", "rejected"}
 

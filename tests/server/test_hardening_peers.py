@@ -22,7 +22,7 @@ import grpc
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_server.server.app import keepalive_options
-from zako_server.server.config import Settings
+from zako_server.server.settings import Settings
 
 TERMINAL = {"completed", "failed", "cancelled", "rejected"}
 FAST_HEARTBEAT = {"worker_heartbeat_interval": "0.2", "worker_heartbeat_timeout": "2.5"}

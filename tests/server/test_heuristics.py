@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from zako_server.server import heuristics
-from zako_server.server.config import build_settings, parse_size
+from zako_server.server.config import build_settings
 from zako_server.server.heuristics import (
     Machine,
     cgroup_cpu_limit,
@@ -16,6 +16,7 @@ from zako_server.server.heuristics import (
     owns_cpus,
     probe_machine,
 )
+from zako_server.server.options import parse_size
 
 
 def write(root: Path, name: str, text: str) -> None:
@@ -86,7 +87,8 @@ def test_parse_size_units():
 def test_every_option_is_a_settings_field_and_shows_in_print_config():
     import dataclasses
 
-    from zako_server.server.config import OPTIONS, Settings
+    from zako_server.server.options import OPTIONS
+    from zako_server.server.settings import Settings
 
     fields = {f.name for f in dataclasses.fields(Settings)}
     assert {o.name for o in OPTIONS} <= fields
@@ -97,7 +99,7 @@ def test_every_option_is_a_settings_field_and_shows_in_print_config():
 def test_readme_configuration_table_lists_every_option():
     from pathlib import Path
 
-    from zako_server.server.config import OPTIONS
+    from zako_server.server.options import OPTIONS
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [o.env for o in OPTIONS if f"`{o.flag}` | `{o.env}`" not in readme]

@@ -16,8 +16,8 @@ from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_server.server.action_cache import action_key
 from zako_server.server.cas import ContentStore
-from zako_server.server.config import Settings
 from zako_server.server.errors import InvalidTask, MissingBlobs
+from zako_server.server.settings import Settings
 from zako_server.server.trees import REFRESH_S, TreeMemo
 from zako_server.server.validation import Job, validate
 

@@ -17,7 +17,7 @@ from zako_server import protocol
 from zako_server.protocol import DoneEvent, RunFrame, StartedEvent
 from zako_server.server.cas import ContentStore
 from zako_server.server.code_mirror import CodeCacheCounters, DigestMemo, SourceMirror
-from zako_server.server.config import Settings
+from zako_server.server.settings import Settings
 from zako_server.server.trees import TreeMemo
 from zako_server.server.validation import Job, validate
 

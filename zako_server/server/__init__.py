@@ -8,6 +8,7 @@ V8 never runs in this process; it only talks to workers through `zako_server.pro
 """
 
 from zako_server.server.app import ZakoServer, create_server
-from zako_server.server.config import Settings, build_settings
+from zako_server.server.config import build_settings
+from zako_server.server.settings import Settings
 
 __all__ = ["Settings", "ZakoServer", "build_settings", "create_server"]

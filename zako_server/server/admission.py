@@ -13,14 +13,6 @@ no tenant starves the others.
         ▼  lease: resources held until release() (exactly once, on every path)
     expire(now): waiting tickets past their deadline leave with QueueDeadlineExceeded.
 
-Fair share of the queue (#12): the queue is shared, so without a bound one tenant's
-burst fills it and every other tenant is refused until it drains. A tenant may add a
-task only while the tasks (and bytes) it already has waiting are fewer than the places
-(and bytes) left free: the dynamic threshold of shared switch buffers (Choudhury and
-Hahne). Alone, a tenant can hold at most half the queue; each newcomer finds room, and
-with n tenants flooding each settles at 1/(n+1) of it. No ticket is ever evicted: an
-accepted task keeps its place, the greedy tenant is only refused further tasks.
-
 The shape is trio's CapacityLimiter: `enqueue` never waits, `acquire` waits in line, a
 cancelled waiter removes itself, and `statistics()` hands out a frozen snapshot. Worker
 slots are one more resource ("workers", one per task), so a granted lease always finds a
@@ -28,6 +20,10 @@ worker; beyond them, the places the pool says a busy worker can queue right now
 (`spare_slots`, prefetch in pool.py), so no task waits outside this queue's order and
 deadlines for long. Pure asyncio, no gRPC; the clock is injected so the policy is unit-tested with
 virtual time (`timers=False` and explicit `expire(now)` calls).
+
+This module is the line: the order tickets are looked at in, the grants, backfill, aging
+and deadlines. What each ticket counts for, and the refusals (capacity, quotas, the fair
+share of the queue), are kept in the ledger (quotas.py).
 """
 
 from __future__ import annotations
@@ -38,77 +34,16 @@ import heapq
 import itertools
 import math
 import time
-from collections import Counter, defaultdict, deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 
-from zako_server.server.errors import CannotFit, Draining, Overloaded, QueueDeadlineExceeded
+from zako_server.server.errors import QueueDeadlineExceeded
+from zako_server.server.quotas import WORKERS, AdmissionPolicy, AdmissionStats, Ledger, Ticket
 from zako_server.server.stats import Histogram
 
-WORKERS = "workers"
 # How many waiting tickets one scheduling pass looks at for backfill: bounds the cost of
 # a pass when thousands wait, while still letting small tasks pass a blocked large one.
 _BACKFILL_WINDOW = 256
-
-
-@dataclass(frozen=True)
-class AdmissionPolicy:
-    """Capacities and limits; built from Settings once."""
-
-    capacities: Mapping[str, float]
-    queue_capacity: int
-    queue_capacity_bytes: int = 1 << 62
-    tenant_max_queued: int = 1 << 62
-    tenant_max_running: int = 1 << 62
-    aging: float = 30.0
-    retry_after: float = 1.0
-
-
-@dataclass(eq=False)
-class Ticket:
-    """One task's place in line; it becomes a lease once granted."""
-
-    task_id: str
-    tenant: str
-    priority: int
-    request: Mapping[str, float]
-    size_bytes: int
-    deadline: float | None
-    seq: int
-    enqueued_at: float
-    granted: asyncio.Future[None] = field(repr=False)
-    state: str = "waiting"  # waiting -> granted -> released | withdrawn | expired
-
-
-@dataclass(frozen=True)
-class ResourceUse:
-    capacity: float
-    in_use: float
-    queued_demand: float
-
-
-@dataclass(frozen=True)
-class TenantUse:
-    running: int
-    queued: int
-    accepted: int
-    rejected: int
-
-
-@dataclass(frozen=True)
-class AdmissionStats:
-    """A consistent snapshot for Stats."""
-
-    running: int
-    queued: int
-    capacity: int
-    queued_bytes: int
-    capacity_bytes: int
-    closed: bool
-    depth_by_priority: Mapping[int, int]
-    resources: Mapping[str, ResourceUse]
-    tenants: Mapping[str, TenantUse]
-    queue_wait: Histogram
 
 
 class Admission:
@@ -131,16 +66,8 @@ class Admission:
         # busy worker's queue (prefetch, pool.py). Read at each scheduling pass.
         self._spare_slots = spare_slots
         self._waiting: dict[int, dict[str, deque[Ticket]]] = defaultdict(dict)
-        self._queued = 0
-        self._queued_bytes = 0
-        self._depth: Counter[int] = Counter()
-        self._in_use: dict[str, float] = dict.fromkeys(policy.capacities, 0.0)
-        self._demand: dict[str, float] = dict.fromkeys(policy.capacities, 0.0)
-        self._running: Counter[str] = Counter()
-        self._tenant_queued: Counter[str] = Counter()
-        self._tenant_bytes: Counter[str] = Counter()
-        self._accepted: Counter[str] = Counter()
-        self._rejected: Counter[str] = Counter()
+        # The counts and the quota checks (quotas.py).
+        self._ledger = Ledger(policy)
         self._deadlines: list[tuple[float, int, Ticket]] = []
         self._deadline_task: asyncio.Task[None] | None = None
         self._deadline_changed = asyncio.Event()
@@ -150,7 +77,6 @@ class Admission:
         # The loop our futures belong to, kept: asking for it on every enqueue showed too.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seq = itertools.count()
-        self._closed = False
         self.queue_wait = Histogram()
 
     # -- the public operations ----------------------------------------------------------
@@ -172,7 +98,8 @@ class Admission:
         backpressure): the fair share judged it when it was accepted, and refusing it
         now would fail a task the tenant was told is in line."""
         request = {WORKERS: 1.0, **(request or {})}
-        self._check_admissible(tenant, request, size_bytes, readmit)
+        ledger = self._ledger
+        ledger.check_admissible(tenant, request, size_bytes, readmit)
         loop = self._loop
         if loop is None or loop.is_closed():
             loop = self._loop = asyncio.get_running_loop()
@@ -187,17 +114,9 @@ class Admission:
             self._clock(),
             loop.create_future(),
         )
-        position = sum(n for p, n in self._depth.items() if p <= priority)
+        position = ledger.position(priority)
         self._waiting[priority].setdefault(tenant, deque()).append(ticket)
-        self._queued += 1
-        self._queued_bytes += size_bytes
-        self._depth[priority] += 1
-        self._tenant_queued[tenant] += 1
-        self._tenant_bytes[tenant] += size_bytes
-        if not readmit:  # a readmitted task was counted when it was first accepted
-            self._accepted[tenant] += 1
-        for name, amount in request.items():
-            self._demand[name] += amount
+        ledger.join(ticket, readmit)
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, ticket.seq, ticket))
             self._wake_deadline_timer(deadline)
@@ -239,9 +158,7 @@ class Admission:
         if ticket.state != "granted":
             return
         ticket.state = "released"
-        self._running[ticket.tenant] -= 1
-        for name, amount in ticket.request.items():
-            self._in_use[name] -= amount
+        self._ledger.give_back(ticket)
         self._grant()
 
     def expire(self, now: float | None = None) -> list[Ticket]:
@@ -269,7 +186,7 @@ class Admission:
 
     def close(self) -> None:
         """Refuse new tasks from now on (draining); queued ones keep their place."""
-        self._closed = True
+        self._ledger.closed = True
 
     async def aclose(self) -> None:
         self.close()
@@ -281,112 +198,12 @@ class Admission:
     def note_rejection(self, tenant: str) -> None:
         """Count a refused task for its tenant (the caller counts every refusal once,
         whether validation or `enqueue` refused it)."""
-        self._rejected[tenant] += 1
+        self._ledger.rejected[tenant] += 1
 
     def statistics(self) -> AdmissionStats:
-        tenants = set(self._accepted) | set(self._rejected)
-        return AdmissionStats(
-            running=sum(self._running.values()),
-            queued=self._queued,
-            capacity=self.policy.queue_capacity,
-            queued_bytes=self._queued_bytes,
-            capacity_bytes=self.policy.queue_capacity_bytes,
-            closed=self._closed,
-            depth_by_priority={p: n for p, n in self._depth.items() if n},
-            resources={
-                name: ResourceUse(cap, self._in_use[name], self._demand[name])
-                for name, cap in self.policy.capacities.items()
-            },
-            tenants={
-                t: TenantUse(
-                    self._running[t], self._tenant_queued[t], self._accepted[t], self._rejected[t]
-                )
-                for t in sorted(tenants)
-            },
-            queue_wait=self.queue_wait.copy(),
-        )
+        return self._ledger.statistics(self.queue_wait)
 
-    # -- policy -------------------------------------------------------------------------
-
-    def _check_admissible(
-        self, tenant: str, request: Mapping[str, float], size_bytes: int, readmit: bool = False
-    ) -> None:
-        policy = self.policy
-        if self._closed:
-            raise Draining(
-                "server is shutting down; retry on another replica", retry_after=policy.retry_after
-            )
-        for name, amount in request.items():
-            capacity = policy.capacities.get(name, 0.0)
-            if amount > capacity:
-                field = "task.resources." + {"cpu": "cpu_millis", "memory": "memory_bytes"}.get(
-                    name, f"extras[{name!r}]"
-                )
-                raise CannotFit(
-                    f"{field} asks for {amount:g} of {name!r}; this server's "
-                    f"capacity is {capacity:g}",
-                    field=field,
-                )
-        if self._tenant_queued[tenant] >= policy.tenant_max_queued:
-            raise Overloaded(
-                f"tenant {tenant!r} already has {policy.tenant_max_queued} tasks queued, its quota",
-                retry_after=policy.retry_after,
-                quota=f"tenant/{tenant}/max_queued",
-            )
-        if not readmit:
-            self._check_fair_share(tenant, size_bytes)
-        if self._queued >= policy.queue_capacity:
-            raise Overloaded(
-                f"queue is full ({policy.queue_capacity} tasks waiting); retry later",
-                retry_after=policy.retry_after,
-            )
-        if self._queued_bytes + size_bytes > policy.queue_capacity_bytes:
-            raise Overloaded(
-                f"queue is full ({self._queued_bytes} bytes of tasks waiting, "
-                f"limit {policy.queue_capacity_bytes}); retry later",
-                retry_after=policy.retry_after,
-            )
-
-    def _check_fair_share(self, tenant: str, size_bytes: int) -> None:
-        """Refuse a tenant that already holds as much of the queue as is left free.
-
-        A tenant with nothing waiting always passes (only a full queue refuses it), so a
-        newcomer is never shut out by another tenant's burst; one that holds half of an
-        otherwise empty queue is refused, keeping the other half for the rest."""
-        policy = self.policy
-        held = self._tenant_queued[tenant]
-        free = policy.queue_capacity - self._queued
-        if held and held >= free:
-            raise Overloaded(
-                f"tenant {tenant!r} has {held} tasks waiting and the queue only {free} free "
-                f"places of {policy.queue_capacity}; a tenant may hold no more of the shared "
-                "queue than is left free (fair share); retry later",
-                retry_after=policy.retry_after,
-                quota=f"tenant/{tenant}/queue_share",
-            )
-        held_bytes = self._tenant_bytes[tenant]
-        free_bytes = policy.queue_capacity_bytes - self._queued_bytes
-        if held_bytes and held_bytes + size_bytes > free_bytes:
-            raise Overloaded(
-                f"tenant {tenant!r} has {held_bytes} bytes of tasks waiting and this one "
-                f"({size_bytes} bytes) would take it past the {free_bytes} bytes left free "
-                f"of {policy.queue_capacity_bytes}; a tenant may hold no more of the shared "
-                "queue than is left free (fair share); retry later",
-                retry_after=policy.retry_after,
-                quota=f"tenant/{tenant}/queue_share_bytes",
-            )
-
-    def _fits(self, ticket: Ticket, spare: float = 0.0) -> bool:
-        """Whether the ticket's request fits now; `spare`: worker places beyond the
-        workers capacity (see `_grant_spare`)."""
-        if self._running[ticket.tenant] >= self.policy.tenant_max_running:
-            return False
-        capacities = self.policy.capacities
-        return all(
-            self._in_use[name] + amount
-            <= capacities[name] + (spare if name == WORKERS else 0.0) + 1e-9
-            for name, amount in ticket.request.items()
-        )
+    # -- the line -----------------------------------------------------------------------
 
     def _candidates(self) -> Iterator[Ticket]:
         """Waiting tickets in policy order: priority, then the least-served tenant
@@ -396,11 +213,12 @@ class Admission:
         the costliest step of a task's admission with a few dozen waiting. The caller
         stops iterating as soon as it changes the queues."""
         seen = 0
+        running = self._ledger.running
         for priority in sorted(self._waiting):
             tenants = self._waiting[priority]
             queues = sorted(
                 (q for q in tenants.values() if q),
-                key=lambda q: (self._running[q[0].tenant], q[0].seq),
+                key=lambda q: (running[q[0].tenant], q[0].seq),
             )
             # Round-robin across tenants so one tenant's backlog cannot fill the window.
             for depth in range(max((len(q) for q in queues), default=0)):
@@ -417,23 +235,24 @@ class Admission:
         self._grant()
 
     def _grant(self) -> None:
-        if not self._queued:
+        ledger = self._ledger
+        if not ledger.queued:
             return
         now = self._clock()
         workers = self.policy.capacities[WORKERS]
-        while self._queued and self._in_use[WORKERS] < workers:
+        while ledger.queued and ledger.in_use[WORKERS] < workers:
             granted = False
             for ticket in self._candidates():
-                if self._fits(ticket):
+                if ledger.fits(ticket):
                     self._start(ticket, now)
                     granted = True
                     break  # fair-share order changed; recompute
-                held_by_quota = self._running[ticket.tenant] >= self.policy.tenant_max_running
+                held_by_quota = ledger.running[ticket.tenant] >= self.policy.tenant_max_running
                 if not held_by_quota and now - ticket.enqueued_at >= self.policy.aging:
                     return  # aged: reserve capacity for it, let nothing pass
             if not granted:
                 return
-        if self._queued and self._spare_slots is not None:
+        if ledger.queued and self._spare_slots is not None:
             self._grant_spare(now)
 
     def _grant_spare(self, now: float) -> None:
@@ -442,17 +261,16 @@ class Admission:
         when another resource (cpu, by default at max_workers = CPUs) is what binds."""
         spare = float(self._spare_slots()) if self._spare_slots is not None else 0.0
         workers = self.policy.capacities[WORKERS] + spare
-        while spare > 0 and self._queued and self._in_use[WORKERS] < workers:
+        ledger = self._ledger
+        while spare > 0 and ledger.queued and ledger.in_use[WORKERS] < workers:
             head = next(self._candidates(), None)
-            if head is None or not self._fits(head, spare):
+            if head is None or not ledger.fits(head, spare):
                 return
             self._start(head, now)
 
     def _start(self, ticket: Ticket, now: float) -> None:
         self._remove_waiting(ticket, "granted")
-        self._running[ticket.tenant] += 1
-        for name, amount in ticket.request.items():
-            self._in_use[name] += amount
+        self._ledger.hold(ticket)
         self.queue_wait.observe(max(now - ticket.enqueued_at, 0.0))
         if not ticket.granted.done():  # done: its waiter was cancelled and will release
             ticket.granted.set_result(None)
@@ -466,13 +284,7 @@ class Admission:
         if not tenants:
             del self._waiting[ticket.priority]
         ticket.state = state
-        self._queued -= 1
-        self._queued_bytes -= ticket.size_bytes
-        self._depth[ticket.priority] -= 1
-        self._tenant_queued[ticket.tenant] -= 1
-        self._tenant_bytes[ticket.tenant] -= ticket.size_bytes
-        for name, amount in ticket.request.items():
-            self._demand[name] -= amount
+        self._ledger.leave(ticket)
 
     # -- deadline timer -----------------------------------------------------------------
 

@@ -40,8 +40,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from zako_server.server.config import Settings
 from zako_server.server.errors import BlobTooLarge, InvalidBlob
+from zako_server.server.settings import Settings
 
 # A blob's key: (lowercase hex SHA-256, size in bytes).
 Key = tuple[str, int]

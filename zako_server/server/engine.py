@@ -14,7 +14,8 @@
 `TaskRecord.finish` (records.py) is the only way to emit a terminal event; it works once, so
 every path (completion, failure, cancel, worker loss, shutdown) ends a task exactly
 once; the lease is released in the same `finally`. Events are `zako.v1` messages (the
-shared language), but nothing here imports gRPC.
+shared language), but nothing here imports gRPC. What each end says is built in
+endings.py; how a task leads, joins and settles a flight of the action cache, in flights.py.
 """
 
 from __future__ import annotations
@@ -30,28 +31,23 @@ from typing import Any
 from opentelemetry import trace
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
-from zako_server.protocol import (
-    DoneEvent,
-    FailureReason,
-    LogEvent,
-    LogsEvent,
-    StartedEvent,
-)
+from zako_server.protocol import LogEvent, LogsEvent, StartedEvent
 from zako_server.server.action_cache import ActionCache, Flight, Outcome
 from zako_server.server.admission import Admission
+from zako_server.server.endings import (
+    finish_cached,
+    finish_cancelled,
+    finish_failed,
+    finish_from_worker,
+    finish_internal,
+)
 from zako_server.server.errors import (
     DuplicateTask,
     QueueDeadlineExceeded,
     TaskNotFound,
     TaskRejection,
 )
-from zako_server.server.events import (
-    ERROR_TEXT_BYTES,
-    EVENT_OVERHEAD_BYTES,
-    FAILURE_REASONS,
-    heap_usage,
-    truncate,
-)
+from zako_server.server.flights import abandon, join, lead, settle
 from zako_server.server.pool import Pool
 from zako_server.server.records import Counters, Emit, Gate, TaskRecord
 from zako_server.server.stats import Histogram
@@ -182,7 +178,8 @@ class Engine:
             deadline=deadline,
         )
         if key is not None:
-            self._lead(record, key)
+            assert cache is not None
+            lead(cache, record, key)
         return self._start(record, position), self._run(record)
 
     def _start(self, record: TaskRecord, position: int) -> TaskRecord:
@@ -201,39 +198,11 @@ class Engine:
             self.admission.withdraw(record.ticket)
             self.admission.release(record.ticket)
         if record.terminal is None:
-            self._finish_cancelled(record)
+            finish_cancelled(record, self.counters)
         if record.cache_key is not None:
-            self._settle(record)
+            settle(self.action_cache, record)
         if self._tasks.get((record.tenant, record.task_id)) is record:
             del self._tasks[record.tenant, record.task_id]
-
-    # -- the action cache ---------------------------------------------------------------
-
-    def _lead(self, record: TaskRecord, key: str) -> None:
-        """The task will run with a key: keep its lines to store with its outcome, and
-        let identical tasks join it (unless another one already leads)."""
-        cache = self.action_cache
-        assert cache is not None
-        record.cache_key, record.lines = key, []
-        record.flight = cache.lead(key)
-        if record.job.cache_policy != pb.CACHE_POLICY_REFRESH:
-            cache.misses += 1
-
-    def _settle(self, record: TaskRecord) -> None:
-        """A led task ended: store its outcome if it may be, and wake its joiners with
-        it (or with None, so they run themselves). Once per task."""
-        key, flight, lines = record.cache_key, record.flight, record.lines
-        record.cache_key = record.flight = record.lines = None
-        cache = self.action_cache
-        if key is None or cache is None:
-            return
-        outcome = None
-        if record.terminal is not None and not record.uncacheable:
-            outcome = Outcome.of(record.terminal, lines or (), record.logs_dropped)
-        if outcome is not None:
-            cache.store(key, outcome)
-        if flight is not None:
-            cache.land(key, flight, outcome)
 
     async def _answer(
         self, record: TaskRecord, key: str, outcome: Outcome | None, flight: Flight | None
@@ -245,27 +214,21 @@ class Engine:
         cache = self.action_cache
         assert cache is not None
         try:
-            while outcome is None and flight is not None:
-                await flight.landed.wait()
-                outcome = flight.outcome
-                if outcome is not None:
-                    cache.joins += 1
-                else:
-                    outcome = cache.lookup(key)
-                    flight = cache.flight(key)
+            outcome = await join(cache, key, outcome, flight)
             if outcome is not None:
                 # Backpressure as for any task: no events into a full stream's outbox.
                 if record.gate is not None and not record.gate.is_open:
                     await record.gate.wait_open()
-                self._finish_cached(record, outcome)
+                finish_cached(record, self.counters, outcome)
                 return
             self._readmit(record)  # accepted already, as a joiner
         except asyncio.CancelledError:
-            self._finish_cancelled(record)
+            finish_cancelled(record, self.counters)
             return
         except TaskRejection as exc:
-            self._finish_failed(
+            finish_failed(
                 record,
+                self.counters,
                 pb.FAILURE_REASON_DEADLINE_EXCEEDED,
                 pb.JsError(
                     name="DeadlineExceeded",
@@ -275,20 +238,10 @@ class Engine:
             )
             return
         except Exception as exc:
-            self._finish_internal(record, exc)
+            finish_internal(record, self.counters, exc)
             return
-        self._lead(record, key)
+        lead(cache, record, key)
         await self._run(record)
-
-    def _finish_cached(self, record: TaskRecord, outcome: Outcome) -> None:
-        """Replay a stored outcome: its lines as the original's client got them, then
-        its terminal event marked cached, timed as this task (no run, no CPU)."""
-        if record.terminal is not None:
-            return
-        record.logs_dropped = outcome.logs_dropped
-        record.log_lines = outcome.line_count
-        record.emit_serialized_lines(outcome.log_batches)
-        self._finish(record, record.event(**outcome.terminal(record.timings())))
 
     def count_rejection(self, exc: TaskRejection, tenant: str = "anonymous") -> None:
         self.counters.rejected[exc.code] += 1
@@ -398,26 +351,27 @@ class Engine:
                     span.set_attribute(
                         "zako.outcome", "completed" if done.reason is None else done.reason.value
                     )
-            self._finish_from_worker(record, done)
+            finish_from_worker(record, done, self.counters, self.run_time, self.max_event_bytes)
         except asyncio.CancelledError:
-            self._finish_cancelled(record)
+            finish_cancelled(record, self.counters)
         except QueueDeadlineExceeded as exc:
-            self._finish_failed(
+            finish_failed(
                 record,
+                self.counters,
                 pb.FAILURE_REASON_DEADLINE_EXCEEDED,
                 pb.JsError(name="DeadlineExceeded", message=str(exc)),
             )
         except Exception as exc:
-            self._finish_internal(record, exc)
+            finish_internal(record, self.counters, exc)
         finally:
             if prepare is not None and not prepare.done():
                 prepare.cancel()
             self.admission.release(record.ticket)
             self._tasks.pop((record.tenant, record.task_id), None)
             if record.terminal is None:  # defensive: never leave a task without an end
-                self._finish_cancelled(record)
+                finish_cancelled(record, self.counters)
             if record.cache_key is not None:
-                self._settle(record)
+                settle(self.action_cache, record)
 
     async def _await_gate(self, record: TaskRecord, gate: Gate) -> None:
         """Backpressure: the task's stream holds more unread events than it may, so the
@@ -426,9 +380,7 @@ class Engine:
         once the stream has room again (keeping its queue deadline). A task leading a
         flight gives it up: identical tasks of other streams must not wait on a client
         that does not read (one of them leads instead; this one still stores its own)."""
-        if record.flight is not None and record.cache_key and self.action_cache is not None:
-            self.action_cache.land(record.cache_key, record.flight, None)
-            record.flight = None
+        abandon(self.action_cache, record)
         while not gate.is_open:
             assert record.ticket is not None
             self.admission.release(record.ticket)
@@ -488,93 +440,3 @@ class Engine:
                 record.emit(
                     record.event(started=pb.Started(worker_id=worker.id, worker_pid=worker.pid))
                 )
-
-    def _finish_from_worker(self, record: TaskRecord, done: DoneEvent) -> None:
-        record.logs_dropped = done.logs_dropped
-        record.uncacheable = done.uncacheable
-        timings = record.timings(done.run_s, done.cpu_s, done.warm)
-        self.run_time.observe(timings.run.seconds + timings.run.nanos / 1e9)
-        usage = heap_usage(done.heap)
-        reason = done.reason
-        if reason is None and len(done.value or "") > self.max_event_bytes - EVENT_OVERHEAD_BYTES:
-            # Only a max_result_bytes above the message limit lets a worker send this:
-            # a completed event that cannot be sent would end the stream.
-            self._finish_failed(
-                record,
-                pb.FAILURE_REASON_RESULT_TOO_LARGE,
-                pb.JsError(
-                    name="RangeError",
-                    message=f"the result ({len(done.value or '')} characters) does not fit "
-                    f"a message of {self.max_event_bytes} bytes",
-                ),
-                timings,
-                usage,
-            )
-            return
-        if reason is None:
-            result = pb.Result(value_json=done.value or "", timings=timings, heap=usage)
-            self._finish(record, record.event(completed=pb.Completed(result=result)))
-            return
-        if reason is FailureReason.CANCELLED or record.cancel_reason:
-            self._finish_cancelled(record, timings)
-            return
-        error = done.error
-        js_error = (
-            pb.JsError()
-            if error is None
-            else pb.JsError(
-                name=truncate(error.name, ERROR_TEXT_BYTES // 16),
-                message=truncate(error.message),
-                stack=truncate(error.stack),
-                module=truncate(error.module or "", ERROR_TEXT_BYTES // 16),
-                line=error.line or 0,
-                column=error.column or 0,
-            )
-        )
-        self._finish_failed(record, FAILURE_REASONS[reason], js_error, timings, usage)
-
-    def _finish_failed(
-        self,
-        record: TaskRecord,
-        reason: pb.FailureReason,
-        error: pb.JsError,
-        timings: pb.Timings | None = None,
-        heap: pb.HeapUsage | None = None,
-    ) -> None:
-        failed = pb.Failed(reason=reason, error=error, timings=timings or record.timings())
-        if heap is not None:
-            failed.heap.CopyFrom(heap)
-        self._finish(record, record.event(failed=failed))
-
-    def _finish(self, record: TaskRecord, terminal: pb.SubmitResponse) -> None:
-        """A completed or failed task's end, counted once."""
-        if not record.finish(terminal):
-            return
-        if terminal.WhichOneof("event") == "completed":
-            self.counters.completed += 1
-        else:
-            name = pb.FailureReason.Name(terminal.failed.reason).removeprefix("FAILURE_REASON_")
-            self.counters.failed[name] += 1
-
-    def _finish_internal(self, record: TaskRecord, exc: Exception) -> None:
-        log.exception(
-            "internal error running task %s",
-            record.task_id,
-            extra={"task_id": record.task_id, "tenant": record.tenant},
-        )
-        self._finish_failed(
-            record,
-            pb.FAILURE_REASON_INTERNAL,
-            pb.JsError(
-                name="InternalError", message=f"internal server error: {type(exc).__name__}"
-            ),
-        )
-
-    def _finish_cancelled(self, record: TaskRecord, timings: pb.Timings | None = None) -> None:
-        cancelled = pb.Cancelled(
-            reason=record.cancel_reason or "cancelled",
-            was_running=bool(record.started_mono),
-            timings=timings or record.timings(),
-        )
-        if record.finish(record.event(cancelled=cancelled)):
-            self.counters.cancelled += 1

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_server.protocol import LOG_BATCH_LINES
 from zako_server.server.action_cache import Flight
-from zako_server.server.admission import Ticket
 from zako_server.server.events import LEVELS, duration, timestamp
+from zako_server.server.quotas import Ticket
 from zako_server.server.validation import Job
 
 # The engine's logger: a task's end is logged as the engine's, wherever the latch lives.

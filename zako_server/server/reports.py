@@ -20,10 +20,10 @@ import psutil
 from zako_sdk.proto.zako.v1 import cas_pb2
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_server.server.cas import ContentStore
-from zako_server.server.config import Settings
 from zako_server.server.engine import Engine
 from zako_server.server.events import ERROR_TEXT_BYTES, duration, heap_usage, timestamp
 from zako_server.server.security import Identity
+from zako_server.server.settings import Settings
 from zako_server.server.stats import BOUNDS, Histogram, TaskFigures
 from zako_server.server.validation import (
     BUILTIN_MODULES,

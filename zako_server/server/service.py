@@ -34,7 +34,6 @@ from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_server.server.blobs import Blobs
 from zako_server.server.cas import ContentStore
-from zako_server.server.config import Settings
 from zako_server.server.decoding import Refused, lenient
 from zako_server.server.engine import Engine
 from zako_server.server.errors import (
@@ -51,6 +50,7 @@ from zako_server.server.events import duration, heap_usage, timestamp
 from zako_server.server.records import Emit, Gate
 from zako_server.server.reports import capabilities_reply, stats_reply
 from zako_server.server.security import Authenticator, Identity
+from zako_server.server.settings import Settings
 from zako_server.server.stream import SubmitStream
 from zako_server.server.trees import TreeMemo
 from zako_server.server.validation import validate

@@ -28,12 +28,12 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from zako_sdk.pacing import Pace
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
-from zako_server.server.config import Settings
 from zako_server.server.decoding import Refused
 from zako_server.server.engine import Engine
 from zako_server.server.errors import InternalFault, Overloaded, TaskNotFound, TaskRejection
 from zako_server.server.outbox import FRAMING, TERMINAL, Outbox, batch, oversized
 from zako_server.server.records import Emit, Gate
+from zako_server.server.settings import Settings
 
 log = logging.getLogger("zako.service")
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_server.server.cas import ContentStore, Key
-from zako_server.server.config import Settings
 from zako_server.server.errors import InvalidTask, MissingBlobs
+from zako_server.server.settings import Settings
 from zako_server.server.trees import (
     Tree,
     TreeFiles,

@@ -21,8 +21,8 @@ from zako_sdk.models import CONTEXT_KINDS
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_server.protocol import NODE_BUILTINS, RunFrame, TaskContext
 from zako_server.server.cas import ContentStore
-from zako_server.server.config import Settings
 from zako_server.server.errors import CannotFit, InvalidTask
+from zako_server.server.settings import Settings
 from zako_server.server.task_files import TaskFiles, gather
 from zako_server.server.trees import TreeFiles, TreeMemo, file_set
 

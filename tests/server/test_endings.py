@@ -1,4 +1,4 @@
-"""The engine's mapping of a worker's done event to the task's terminal event."""
+"""The mapping of a worker's done event to the task's terminal event (endings.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_server.protocol import DoneEvent, FailureReason, HeapFigures, JsError
-from zako_server.server.engine import Engine
-from zako_server.server.records import TaskRecord
+from zako_server.server.endings import finish_from_worker
+from zako_server.server.records import Counters, TaskRecord
+from zako_server.server.stats import Histogram
 from zako_server.server.validation import Job
 
 
@@ -19,7 +20,7 @@ def finish(done: DoneEvent, cancel_reason: str = "") -> pb.SubmitResponse:
     record = TaskRecord(job, object(), events.append)
     record.started_mono = record.accepted_mono
     record.cancel_reason = cancel_reason
-    Engine(admission=None, pool=None)._finish_from_worker(record, done)  # type: ignore[arg-type]
+    finish_from_worker(record, done, Counters(), Histogram(), 64 << 20)
     assert len(events) == 1
     return events[0]
 
