@@ -16,7 +16,7 @@ Admission grants at most `max_workers x (1 + prefetch)` leases, so every `run` f
 worker, or a place queued behind a busy one, soon. Among idle workers, `affinity.choose`
 prefers one whose warm isolate fits the task.
 
-Prefetch (worker_handle.Slot): with no worker idle and none left to start, a task may be
+Prefetch (slots.Slot): with no worker idle and none left to start, a task may be
 sent to a busy worker whose running task began moments ago, to run right after it. A
 trivial task costs a worker well under a millisecond, about what the round trip from its
 done event to the next frame takes, so without a next task in its pipe a worker sat idle
@@ -62,7 +62,8 @@ from zako_server.server import watchdog
 from zako_server.server.affinity import choose
 from zako_server.server.code_mirror import CodeCacheCounters, DigestMemo, SourceMirror
 from zako_server.server.errors import QueueDeadlineExceeded
-from zako_server.server.worker_handle import Slot, WorkerHandle, lost_result
+from zako_server.server.slots import Slot, lost_result
+from zako_server.server.worker_handle import WorkerHandle
 
 log = logging.getLogger("zako.pool")
 
