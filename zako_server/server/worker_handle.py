@@ -80,7 +80,7 @@ class WorkerHandle:
         cpu: int | None = None,
     ) -> None:
         self.id = worker_id
-        # The CPU the child pins itself to (pool.py says why), or None: unpinned.
+        # The CPU the child pins itself to (worker_set.py says why), or None: unpinned.
         self.cpu = cpu
         # What the child holds of module texts (code_mirror.py); None: send them inline.
         self.sources = sources
