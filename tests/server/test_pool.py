@@ -221,7 +221,7 @@ def _affinities(pid: int) -> set[frozenset[int]]:
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux CPU affinity")
 def test_workers_are_pinned_one_cpu_each_spread_over_the_allowed_ones(server_factory):
     """Every thread of a worker (its loop's and its isolates') runs on one CPU, and two
-    workers take two CPUs when the server has them (pool.py says why)."""
+    workers take two CPUs when the server has them (worker_set.py says why)."""
     allowed = os.sched_getaffinity(0)
     server = server_factory(min_workers=2, max_workers=2)
     workers = server.server.pool.workers()

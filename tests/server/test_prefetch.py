@@ -1,4 +1,4 @@
-"""Prefetch: a task queued behind a busy worker's (pool.py, worker_handle.Slot), through a
+"""Prefetch: a task queued behind a busy worker's (pool.py, slots.Slot), through a
 real server's pool and real worker processes. Each test drives `Pool.run` on the server's
 own loop, so which worker a task meets, and when, does not depend on the machine's speed."""
 

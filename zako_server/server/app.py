@@ -28,13 +28,14 @@ from zako_server.server.cas import ContentStore
 from zako_server.server.engine import Engine
 from zako_server.server.heuristics import owns_cpus
 from zako_server.server.metrics import Metrics
-from zako_server.server.pool import Pool, PoolSettings
+from zako_server.server.pool import Pool
 from zako_server.server.quotas import AdmissionPolicy
 from zako_server.server.security import Authenticator, TlsFiles
 from zako_server.server.service import ExecutorService, add_to_server
 from zako_server.server.settings import Settings
 from zako_server.server.tracing import Tracing
 from zako_server.server.transforms import TransformPool, default_processes
+from zako_server.server.worker_set import PoolSettings
 
 log = logging.getLogger("zako.server")
 

@@ -232,7 +232,7 @@ class SourceMirror:
     def wire(self, frame: RunFrame, pinned: frozenset[str] | None = None) -> RunFrame:
         """The frame to write on this worker's pipe (the caller's frame is untouched).
         `pinned`: the units (`units_of`) of frames the worker still holds, running or
-        queued (worker_handle.Slot); it applies frames in order as they arrive, so
+        queued (slots.Slot); it applies frames in order as they arrive, so
         evicting one of those units for this frame would take it from a task yet to run."""
         self._pinned = pinned
         try:

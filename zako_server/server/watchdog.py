@@ -17,7 +17,8 @@ import asyncio
 import logging
 
 from zako_server.protocol import FailureReason
-from zako_server.server.worker_handle import Slot, WorkerHandle
+from zako_server.server.slots import Slot
+from zako_server.server.worker_handle import WorkerHandle
 
 log = logging.getLogger("zako.pool")
 

@@ -6,25 +6,22 @@
          ◀──done future / gc future───        └──────────────────────┘
 
 The child is a fresh interpreter (exec, never fork of a process holding gRPC or V8
-state). Its stdout is parsed as bytes arrive (`_Stdout` -> `_Pipes.frames`) and each
-frame becomes a future's result or a callback at once: no reader task and no
-StreamReader in between, which cost a loop wake-up per frame. When the pipe ends and the
-process has exited, whatever the worker held fails with `worker_lost`, so no task waits
-on a dead process.
+state). Its stdout is parsed as bytes arrive (worker_pipes.py) and each frame becomes a
+future's result or a callback at once: no reader task and no StreamReader in between,
+which cost a loop wake-up per frame. When the pipe ends and the process has exited,
+whatever the worker held fails with `worker_lost`, so no task waits on a dead process.
 
-Heartbeat: every `heartbeat_interval` a PingFrame goes to a ready worker, idle or busy
-(its loop answers while task code runs in V8). No answer for `heartbeat_timeout`: it is
-stopped (SIGSTOP) or hung, and it is killed, so its task ends WORKER_LOST, or runs on
-another worker if it never began, and the pool replaces it.
+Heartbeat (heartbeat.py): a ready worker that answers no ping for `heartbeat_timeout`
+is stopped or hung, and it is killed.
 
-Prefetch: a worker holds up to `1 + prefetch` run frames, each a `Slot`: the one it
-runs and the ones queued behind it on its pipe (the worker's own queue, process.py).
-While the worker runs a task its next one is already in its pipe, so the round trip
-between a done event and the next dispatch (parent wake-up, lease, frame, child
-wake-up) no longer leaves it idle. Events are routed to slots by task id; the pool
-never queues a frame whose id one of the worker's slots already has (ids are only
-unique per tenant). A queued slot has not begun: if the worker is lost, it runs on
-another worker.
+Prefetch: a worker holds up to `1 + prefetch` run frames, each a `Slot` (slots.py): the
+one it runs and the ones queued behind it on its pipe (the worker's own queue,
+process.py). While the worker runs a task its next one is already in its pipe, so the
+round trip between a done event and the next dispatch (parent wake-up, lease, frame,
+child wake-up) no longer leaves it idle. Events are routed to slots by task id; the pool
+never queues a frame whose id one of the worker's slots already has (ids are only unique
+per tenant). A queued slot has not begun: if the worker is lost, it runs on another
+worker.
 """
 
 from __future__ import annotations
@@ -37,7 +34,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
 import psutil
@@ -51,11 +47,9 @@ from zako_server.protocol import (
     GcEvent,
     GcFrame,
     HeapFigures,
-    JsError,
     LogEvent,
     LogsEvent,
     ParentFrame,
-    PingFrame,
     PongEvent,
     ReadyEvent,
     ReuseKey,
@@ -64,165 +58,14 @@ from zako_server.protocol import (
     WithdrawFrame,
 )
 from zako_server.server.code_mirror import SourceMirror, units_of, without_tree
+from zako_server.server.heartbeat import Heartbeat
+from zako_server.server.slots import EventSink, Slot, lost_result, settle
+from zako_server.server.worker_pipes import Pipes, Stdout
 
 log = logging.getLogger("zako.pool")
 
 # starting -> idle <-> busy -> stopping -> dead (any state may go straight to dead)
 WorkerState = Literal["starting", "idle", "busy", "stopping", "dead"]
-EventSink = Callable[[StartedEvent | LogsEvent | LogEvent], None]
-
-
-_ERROR_NAMES = {
-    FailureReason.WORKER_LOST: "WorkerLost",
-    FailureReason.OUT_OF_MEMORY: "OutOfMemoryError",
-    FailureReason.TIMEOUT: "TimeoutError",
-}
-
-
-def lost_result(
-    task_id: str, why: str, reason: FailureReason = FailureReason.WORKER_LOST
-) -> DoneEvent:
-    """The done event the parent makes up when the worker cannot send one."""
-    error = JsError(_ERROR_NAMES.get(reason, "WorkerLost"), why, "")
-    return DoneEvent(task_id, 0.0, 0.0, None, 0, False, reason=reason, error=error)
-
-
-class _Pipes(asyncio.SubprocessProtocol):
-    """The child's pipes. Frames on stdout go straight to the handle's `_dispatch` from
-    the read callback: stdout is a pipe of our own read by `_Stdout`, because a
-    subprocess transport's pipes hand data over one loop pass later (call_soon), a pass
-    per frame. Writes to stdin are held back while the pipe is full. The worker is dead
-    once the process has exited *and* stdout has ended, as reading to EOF and then
-    waiting for the process was."""
-
-    def __init__(self, handle: WorkerHandle) -> None:
-        self.handle = handle
-        self.parser = protocol.FrameParser()
-        self.why = "worker process exited"
-        self.corrupt = False
-        self.paused = False
-        self.exited = False
-        self.stdout_ended = False
-        self.stdout: asyncio.ReadTransport | None = None
-        self._drain_waiters: list[asyncio.Future[None]] = []
-        self._transport: asyncio.SubprocessTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-
-    def frames(self, data: bytes) -> None:
-        if self.corrupt:
-            return
-        try:
-            messages = self.parser.feed(data)
-        except protocol.ProtocolError as exc:
-            self._corrupt(str(exc))
-            return
-        for body in messages:
-            try:
-                self.handle._dispatch(protocol.decode(body))
-            except protocol.BadFrame as exc:  # the stream is intact: skip just this one
-                log.error("worker %s sent a bad frame: %s", self.handle.id, exc)
-            except protocol.ProtocolError as exc:
-                self._corrupt(str(exc))
-                return
-            except Exception:  # a fault handling one frame must not lose the next ones
-                log.exception("worker %s: error handling a frame", self.handle.id)
-
-    def stdout_lost(self) -> None:
-        if self.parser.pending and not self.corrupt:
-            self._corrupt("stream ended inside a frame")
-        self.stdout_ended = True
-        self._maybe_dead()
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd == 0:
-            self._wake_drainers(exc or ConnectionResetError("worker stdin closed"))
-
-    def _corrupt(self, why: str) -> None:
-        self.corrupt = True
-        self.why = f"worker sent a corrupt frame: {why}"
-        log.error("worker %s: %s", self.handle.id, self.why)
-        self.handle.kill()
-
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        self._wake_drainers(None)
-
-    async def drain(self) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._drain_waiters.append(waiter)
-        await waiter
-
-    def _wake_drainers(self, exc: Exception | None) -> None:
-        for waiter in self._drain_waiters:
-            if not waiter.done():
-                if exc is None:
-                    waiter.set_result(None)
-                else:
-                    waiter.set_exception(ConnectionError(str(exc) or "worker pipe lost"))
-        self._drain_waiters.clear()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """The process has exited and its stdin is closed."""
-        self._wake_drainers(ConnectionResetError("worker exited"))
-        self.exited = True
-        self._maybe_dead()
-
-    def _maybe_dead(self) -> None:
-        if not (self.exited and self.stdout_ended):
-            return
-        transport = self._transport
-        code = None if transport is None else transport.get_returncode()
-        if transport is not None:
-            transport.close()
-        self.handle._mark_dead(self.why, code)
-
-
-class _Stdout(asyncio.Protocol):
-    """The read end of the child's stdout: bytes to `_Pipes.frames` in the same pass."""
-
-    def __init__(self, pipes: _Pipes) -> None:
-        self.pipes = pipes
-
-    def data_received(self, data: bytes) -> None:
-        self.pipes.frames(data)
-
-    def eof_received(self) -> bool | None:
-        return None  # close the transport; connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.pipes.stdout_lost()
-
-
-@dataclass(eq=False, slots=True)
-class Slot:
-    """One run frame a worker holds: the task it runs, or one queued behind it.
-
-    `result` is the caller's future; `done` is settled only by the done event or the
-    worker's loss, so the cancel path can still wait on it after the caller was
-    cancelled (a shield instead cost a loop pass per task). `wired` is the frame as it
-    went down the pipe: the code-mirror units it names (`units_of`) must not be evicted
-    for a later frame while this one is held."""
-
-    frame: RunFrame
-    sink: EventSink
-    done: asyncio.Future[DoneEvent]
-    result: asyncio.Future[DoneEvent]
-    # Called once when the worker says it began this task (the pool starts its memory
-    # watch and backstop then: a queued task is not running yet).
-    on_begin: Callable[[], None] | None = None
-    wired: RunFrame | None = None
-    began: bool = False
-    began_at: float = 0.0
-    # Why the parent took it back while it was still queued ("deadline": its queue
-    # deadline passed; "steal": another worker went idle), or None.
-    withdrawn: str | None = None
-    # Set when the task was cancelled: taken back or not, it is not sent again.
-    cancelled: bool = False
 
 
 class WorkerHandle:
@@ -237,15 +80,12 @@ class WorkerHandle:
         cpu: int | None = None,
     ) -> None:
         self.id = worker_id
-        # The CPU the child pins itself to (pool.py says why), or None: unpinned.
+        # The CPU the child pins itself to (worker_set.py says why), or None: unpinned.
         self.cpu = cpu
         # What the child holds of module texts (code_mirror.py); None: send them inline.
         self.sources = sources
         # (interval, timeout) in seconds.
-        self.heartbeat_interval, self.heartbeat_timeout = heartbeat
-        self.last_pong = time.monotonic()
-        self._ping_seq = 0
-        self._beat_timer: asyncio.TimerHandle | None = None
+        self.heartbeat = Heartbeat(self, *heartbeat)
         self.pid = 0
         self.v8_version = ""
         self.mini_racer_version = ""
@@ -264,7 +104,7 @@ class WorkerHandle:
         self.kill_reason: tuple[FailureReason, str] | None = None
         self._on_exit = on_exit
         self._transport: asyncio.SubprocessTransport | None = None
-        self._pipes: _Pipes | None = None
+        self._pipes: Pipes | None = None
         self._ready: asyncio.Future[None] | None = None
         self._gc_waiters: list[asyncio.Future[GcEvent]] = []
         self.exited = asyncio.Event()
@@ -280,7 +120,7 @@ class WorkerHandle:
         read_fd, write_fd = os.pipe()  # both close-on-exec; the child gets write_fd as fd 1
         try:
             self._transport, pipes = await loop.subprocess_exec(
-                lambda: _Pipes(self),
+                lambda: Pipes(self),
                 sys.executable,
                 "-m",
                 "zako_server.worker",
@@ -301,7 +141,7 @@ class WorkerHandle:
         self.pid = self._transport.get_pid()
         stdout = os.fdopen(read_fd, "rb", buffering=0)
         try:
-            pipes.stdout, _ = await loop.connect_read_pipe(lambda: _Stdout(pipes), stdout)
+            pipes.stdout, _ = await loop.connect_read_pipe(lambda: Stdout(pipes), stdout)
         except BaseException:
             stdout.close()
             pipes.stdout_lost()  # so the exit alone marks the worker dead
@@ -313,36 +153,8 @@ class WorkerHandle:
             self.kill()
             raise
         self.state = "idle"
-        self.idle_since = self.last_pong = time.monotonic()
-        self._beat_timer = loop.call_later(self.heartbeat_interval, self._beat)
-
-    def _beat(self) -> None:
-        """One heartbeat: judge the last answer, then ping again (a loop timer, not a
-        task, as the pool's memory check)."""
-        self._beat_timer = None
-        if self.state in {"dead", "stopping"}:
-            return
-        silent = time.monotonic() - self.last_pong
-        if silent > self.heartbeat_timeout:
-            log.error(
-                "worker %s (pid %s) answered no heartbeat for %.1fs; killing it",
-                self.id,
-                self.pid,
-                silent,
-            )
-            self.kill(
-                (
-                    FailureReason.WORKER_LOST,
-                    f"worker {self.id} (pid {self.pid}) answered no heartbeat for "
-                    f"{silent:.1f}s (stopped or hung) and was replaced",
-                )
-            )
-            return
-        self._ping_seq += 1
-        self._send_nowait(PingFrame(self._ping_seq))
-        self._beat_timer = asyncio.get_running_loop().call_later(
-            self.heartbeat_interval, self._beat
-        )
+        self.idle_since = time.monotonic()
+        self.heartbeat.start(self.idle_since)
 
     def _send_nowait(self, frame: ParentFrame) -> None:
         """Write a small frame unless the pipe is full or gone: a worker that does not
@@ -515,14 +327,14 @@ class WorkerHandle:
                         slot.on_begin()
                 slot.sink(event)
         elif isinstance(event, PongEvent):
-            self.last_pong = time.monotonic()
+            self.heartbeat.last_pong = time.monotonic()
         elif isinstance(event, DoneEvent):
             slot = self._slot_by_id(event.id)
             if slot is not None and not slot.done.done():
                 self.last_heap = event.heap or self.last_heap
                 if self.sources is not None:
                     self.sources.finished(event)
-                _settle(slot, event)
+                settle(slot, event)
         elif isinstance(event, ReadyEvent):
             self.v8_version = event.v8_version
             self.mini_racer_version = event.mini_racer_version
@@ -545,9 +357,7 @@ class WorkerHandle:
     def _mark_dead(self, why: str, code: int | None) -> None:
         expected = self.exit_expected = self.state == "stopping"
         self.state = "dead"
-        if self._beat_timer is not None:
-            self._beat_timer.cancel()
-            self._beat_timer = None
+        self.heartbeat.stop()
         if not expected:
             detail = f"{why} (exit code {code})"
             if code is not None and code < 0:
@@ -575,7 +385,7 @@ class WorkerHandle:
                 result = lost_result(task_id, self.kill_reason[1], self.kill_reason[0])
             else:
                 result = lost_result(task_id, f"worker {self.id} (pid {self.pid}) was lost: {why}")
-            _settle(slot, result)
+            settle(slot, result)
         for waiter in self._gc_waiters:
             if not waiter.done():
                 waiter.set_exception(ConnectionError(f"worker {self.id} exited"))
@@ -583,9 +393,3 @@ class WorkerHandle:
         self._gc_waiters.clear()
         self.exited.set()
         self._on_exit(self)
-
-
-def _settle(slot: Slot, event: DoneEvent) -> None:
-    for future in (slot.done, slot.result):
-        if not future.done():
-            future.set_result(event)

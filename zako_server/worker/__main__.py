@@ -7,7 +7,7 @@ LC_ALL/LANG from the environment once, and a hermetic task's `new Date().toStrin
 
 `--cpu N` pins the process to CPU N, also before V8 starts: its threads (the event loop
 and each isolate's, which hand every eval to each other) inherit the mask of the thread
-that creates them (server/pool.py says why the pool pins workers).
+that creates them (server/worker_set.py says why the pool pins workers).
 """
 
 import os
