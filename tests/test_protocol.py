@@ -7,20 +7,19 @@ import json
 
 import pytest
 
-from zako_server import protocol
+from zako_server import codec
+from zako_server.codec import BadFrame, FrameParser, ProtocolError
 from zako_server.protocol import (
-    BadFrame,
     CancelFrame,
     DoneEvent,
     ExitFrame,
     FailureReason,
-    FrameParser,
+    Frame,
     GcEvent,
     GcFrame,
     HeapFigures,
     JsError,
     LogEvent,
-    ProtocolError,
     ReadyEvent,
     RunFrame,
     StartedEvent,
@@ -81,7 +80,7 @@ FRAMES = [
     ),
     GcEvent(HEAP, HeapFigures(1, 1, 3), 100, 90),
 ]
-STREAM = b"".join(protocol.encode(f) for f in FRAMES)
+STREAM = b"".join(codec.encode(f) for f in FRAMES)
 # The code cache's fields (issue 15): a run by digest, done events with its figures.
 CODE_CACHE_FRAMES = [
     RUN_BY_DIGEST,
@@ -113,26 +112,26 @@ CODE_CACHE_FRAMES = [
 
 @pytest.mark.parametrize("frame", CODE_CACHE_FRAMES, ids=["run", "done", "missing"])
 def test_the_code_cache_fields_come_back_as_they_were_sent(frame):
-    assert protocol.decode(protocol.encode(frame)[protocol.HEADER.size :]) == frame
+    assert codec.decode(codec.encode(frame)[codec.HEADER.size :]) == frame
 
 
 @pytest.mark.parametrize("frame", FRAMES, ids=lambda f: type(f).__name__)
 def test_every_frame_comes_back_as_it_was_sent(frame):
-    encoded = protocol.encode(frame)
-    (length,) = protocol.HEADER.unpack_from(encoded)
-    assert length == len(encoded) - protocol.HEADER.size
-    assert protocol.decode(encoded[protocol.HEADER.size :]) == frame
+    encoded = codec.encode(frame)
+    (length,) = codec.HEADER.unpack_from(encoded)
+    assert length == len(encoded) - codec.HEADER.size
+    assert codec.decode(encoded[codec.HEADER.size :]) == frame
 
 
 def test_a_failure_reason_comes_back_as_the_enum():
-    done = protocol.decode(protocol.encode(FRAMES[-2])[protocol.HEADER.size :])
+    done = codec.decode(codec.encode(FRAMES[-2])[codec.HEADER.size :])
     assert isinstance(done, DoneEvent) and done.reason is FailureReason.SYNTAX_ERROR
     assert not done.ok and FRAMES[-3].ok
 
 
 def test_the_wire_names_each_frame_by_op_or_ev():
-    def tag(frame: protocol.Frame) -> tuple[str, str]:
-        raw = json.loads(protocol.encode(frame)[protocol.HEADER.size :])
+    def tag(frame: Frame) -> tuple[str, str]:
+        raw = json.loads(codec.encode(frame)[codec.HEADER.size :])
         return ("op", raw["op"]) if "op" in raw else ("ev", raw["ev"])
 
     assert [tag(f) for f in FRAMES] == [
@@ -155,7 +154,7 @@ def test_frames_come_out_whole_however_the_bytes_are_cut(cut):
     bodies = []
     for start in range(0, len(STREAM), cut):
         bodies += parser.feed(STREAM[start : start + cut])
-    assert [protocol.decode(b) for b in bodies] == FRAMES
+    assert [codec.decode(b) for b in bodies] == FRAMES
     assert parser.pending == 0
 
 
@@ -171,13 +170,13 @@ def test_a_truncated_frame_is_held_back_and_shows_as_pending():
 )
 def test_what_is_not_a_json_object_is_a_protocol_error(body):
     with pytest.raises(ProtocolError) as caught:
-        protocol.decode(body)
+        codec.decode(body)
     assert not isinstance(caught.value, BadFrame)  # the stream is not to be trusted
 
 
 def test_a_corrupt_length_prefix_is_a_protocol_error():
     with pytest.raises(ProtocolError):
-        FrameParser().feed(protocol.HEADER.pack(protocol.MAX_FRAME_BYTES + 1))
+        FrameParser().feed(codec.HEADER.pack(codec.MAX_FRAME_BYTES + 1))
 
 
 @pytest.mark.parametrize(
@@ -189,31 +188,31 @@ def test_a_corrupt_length_prefix_is_a_protocol_error():
         ({"op": "cancel", "id": 7}, "cancel", None),  # a wrong type
         ({"ev": "log", "id": "t", "level": "loud", "message": "", "ts": 1.0}, "log", "t"),
         ({"ev": "started", "id": True}, "started", None),
-        ({**json.loads(protocol.encode(RUN)[4:]), "timeout_s": "2"}, "run", "t1"),
-        ({**json.loads(protocol.encode(RUN)[4:]), "context": {"kind": "build"}}, "run", "t1"),
-        ({**json.loads(protocol.encode(FRAMES[-2])[4:]), "reason": "bored"}, "done", "t1"),
-        ({**json.loads(protocol.encode(FRAMES[-2])[4:]), "heap": {"used": 1.5}}, "done", "t1"),
+        ({**json.loads(codec.encode(RUN)[4:]), "timeout_s": "2"}, "run", "t1"),
+        ({**json.loads(codec.encode(RUN)[4:]), "context": {"kind": "build"}}, "run", "t1"),
+        ({**json.loads(codec.encode(FRAMES[-2])[4:]), "reason": "bored"}, "done", "t1"),
+        ({**json.loads(codec.encode(FRAMES[-2])[4:]), "heap": {"used": 1.5}}, "done", "t1"),
     ],
 )
 def test_an_object_that_is_not_a_frame_is_a_bad_frame_naming_what_it_could(raw, tag, task_id):
     with pytest.raises(BadFrame) as caught:
-        protocol.decode(json.dumps(raw).encode())
+        codec.decode(json.dumps(raw).encode())
     assert (caught.value.tag, caught.value.id) == (tag, task_id)
 
 
 def test_optional_fields_may_be_null_and_integers_pass_for_floats():
-    raw = json.loads(protocol.encode(RUN)[4:])
+    raw = json.loads(codec.encode(RUN)[4:])
     raw["timeout_s"] = 3
     raw["context"]["epoch_ms"] = raw["context"]["seed"] = raw["reuse"] = None
-    frame = protocol.decode(json.dumps(raw).encode())
+    frame = codec.decode(json.dumps(raw).encode())
     assert isinstance(frame, RunFrame) and frame.timeout_s == 3 and frame.reuse_key is None
     assert frame.context.epoch_ms is None and frame.context.seed is None
 
 
 def test_encode_keeps_non_ascii_as_utf8_and_replaces_lone_surrogates():
-    frame = protocol.encode(StartedEvent("é"))
-    assert frame[protocol.HEADER.size :] == '{"id":"é","ev":"started"}'.encode()
-    log = protocol.decode(protocol.encode(LogEvent("t", "info", "a\ud800b", 1.0))[4:])
+    frame = codec.encode(StartedEvent("é"))
+    assert frame[codec.HEADER.size :] == '{"id":"é","ev":"started"}'.encode()
+    log = codec.decode(codec.encode(LogEvent("t", "info", "a\ud800b", 1.0))[4:])
     assert isinstance(log, LogEvent) and log.message == "a?b"
 
 
@@ -231,6 +230,6 @@ def test_the_reuse_key_needs_a_tenant_and_room_for_a_task():
 
 def test_only_protocol_types_encode():
     with pytest.raises(TypeError):
-        protocol.encode({"ev": "started", "id": "t1"})  # type: ignore[arg-type]
+        codec.encode({"ev": "started", "id": "t1"})  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        protocol.encode(StartedEvent(object()))  # type: ignore[arg-type]
+        codec.encode(StartedEvent(object()))  # type: ignore[arg-type]

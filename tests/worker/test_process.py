@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from zako_server import protocol
+from zako_server import codec
 from zako_server.protocol import (
     LOG_BATCH_LINES,
     CancelFrame,
@@ -42,19 +42,19 @@ class WorkerClient:
 
     def send(self, frame: ParentFrame) -> None:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(protocol.encode(frame))
+        self.proc.stdin.write(codec.encode(frame))
 
     def send_raw(self, message: dict[str, Any]) -> None:
         """A frame the typed API cannot make: what a broken parent might send."""
         assert self.proc.stdin is not None
         body = json.dumps(message).encode()
-        self.proc.stdin.write(protocol.HEADER.pack(len(body)) + body)
+        self.proc.stdin.write(codec.HEADER.pack(len(body)) + body)
 
     async def recv(self, timeout: float = 10.0) -> ChildEvent:
         assert self.proc.stdout is not None
-        body = await asyncio.wait_for(protocol.read_body(self.proc.stdout), timeout)
+        body = await asyncio.wait_for(codec.read_body(self.proc.stdout), timeout)
         assert body is not None, "worker closed its frame stream"
-        event = protocol.decode(body)
+        event = codec.decode(body)
         assert not isinstance(event, ParentFrame), event
         return event
 

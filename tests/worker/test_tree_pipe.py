@@ -13,7 +13,7 @@ from tests.worker.test_process import ok_value
 from tests.worker.test_process import worker as worker  # the fixture
 from zako_sdk.proto.zako.v1 import cas_pb2
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
-from zako_server import protocol
+from zako_server import codec
 from zako_server.protocol import DoneEvent, RunFrame, StartedEvent
 from zako_server.server.cas import ContentStore
 from zako_server.server.code_mirror import CodeCacheCounters, DigestMemo, SourceMirror
@@ -112,7 +112,7 @@ async def test_a_repeated_tree_costs_the_frame_one_digest(worker):
         assert wire.tree == one.tree
         assert wire.tree_texts == {} and wire.sources == {} and wire.forget == []
         assert set(wire.digests) == {"main.js"}
-        encoded = protocol.encode(wire)
+        encoded = codec.encode(wire)
         # Only the task's own entry and one digest: no path of the tree travels.
         assert b"node_modules" not in encoded and len(encoded) < 2_000
 

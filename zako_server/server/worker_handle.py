@@ -38,12 +38,13 @@ from typing import Literal
 
 import psutil
 
-from zako_server import protocol
+from zako_server import codec
 from zako_server.protocol import (
     CancelFrame,
     DoneEvent,
     ExitFrame,
     FailureReason,
+    Frame,
     GcEvent,
     GcFrame,
     HeapFigures,
@@ -163,7 +164,7 @@ class WorkerHandle:
         stdin = None if transport is None else transport.get_pipe_transport(0)
         if stdin is None or pipes is None or pipes.paused or stdin.is_closing():
             return
-        stdin.write(protocol.encode(frame))  # type: ignore[attr-defined]
+        stdin.write(codec.encode(frame))  # type: ignore[attr-defined]
 
     @property
     def running(self) -> Slot | None:
@@ -312,11 +313,11 @@ class WorkerHandle:
             or transport.get_returncode() is not None
         ):
             raise ConnectionError(f"worker {self.id} is not running")
-        stdin.write(protocol.encode(frame))  # type: ignore[attr-defined]
+        stdin.write(codec.encode(frame))  # type: ignore[attr-defined]
         if stdin.is_closing():  # the write found the pipe broken (the child died)
             raise ConnectionError(f"worker {self.id}: its stdin pipe is closed")
 
-    def _dispatch(self, event: protocol.Frame) -> None:
+    def _dispatch(self, event: Frame) -> None:
         # Ordered by how often each arrives.
         if isinstance(event, (LogsEvent, LogEvent, StartedEvent)):
             slot = self._slot_by_id(event.id)

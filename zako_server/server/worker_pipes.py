@@ -16,7 +16,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from zako_server import protocol
+from zako_server import codec
 
 if TYPE_CHECKING:
     from zako_server.server.worker_handle import WorkerHandle
@@ -34,7 +34,7 @@ class Pipes(asyncio.SubprocessProtocol):
 
     def __init__(self, handle: WorkerHandle) -> None:
         self.handle = handle
-        self.parser = protocol.FrameParser()
+        self.parser = codec.FrameParser()
         self.why = "worker process exited"
         self.corrupt = False
         self.paused = False
@@ -52,15 +52,15 @@ class Pipes(asyncio.SubprocessProtocol):
             return
         try:
             messages = self.parser.feed(data)
-        except protocol.ProtocolError as exc:
+        except codec.ProtocolError as exc:
             self._corrupt(str(exc))
             return
         for body in messages:
             try:
-                self.handle._dispatch(protocol.decode(body))
-            except protocol.BadFrame as exc:  # the stream is intact: skip just this one
+                self.handle._dispatch(codec.decode(body))
+            except codec.BadFrame as exc:  # the stream is intact: skip just this one
                 log.error("worker %s sent a bad frame: %s", self.handle.id, exc)
-            except protocol.ProtocolError as exc:
+            except codec.ProtocolError as exc:
                 self._corrupt(str(exc))
                 return
             except Exception:  # a fault handling one frame must not lose the next ones

@@ -1,4 +1,5 @@
-"""The V8 worker process (`python -m zako_server.worker`), driven over pipes (protocol.py).
+"""The V8 worker process (`python -m zako_server.worker`), driven over pipes
+(protocol.py, framed by codec.py).
 
 This module is the frame loop and the process's lifecycle: run, cancel, gc, exit and
 ping frames, the queue of runs, which isolate a task gets, and its started and done
@@ -45,13 +46,14 @@ from typing import Any
 
 import psutil
 
-from zako_server import protocol
+from zako_server import codec
 from zako_server.protocol import (
     CancelFrame,
     ChildEvent,
     DoneEvent,
     ExitFrame,
     FailureReason,
+    Frame,
     GcEvent,
     GcFrame,
     HeapFigures,
@@ -107,7 +109,7 @@ class Worker:
     # ---- frames -----------------------------------------------------------------------
     def send(self, event: ChildEvent) -> None:
         # A blocking write keeps frames whole and ordered; the parent always reads.
-        view = memoryview(protocol.encode(event))
+        view = memoryview(codec.encode(event))
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
@@ -145,8 +147,8 @@ class Worker:
         False once an ExitFrame says to stop."""
         for body in bodies:
             try:
-                frame = protocol.decode(body)
-            except protocol.BadFrame as exc:
+                frame = codec.decode(body)
+            except codec.BadFrame as exc:
                 self._bad_frame(exc)
                 continue
             if isinstance(frame, ExitFrame):
@@ -154,7 +156,7 @@ class Worker:
             self._dispatch(frame)
         return True
 
-    def _dispatch(self, frame: protocol.Frame) -> None:
+    def _dispatch(self, frame: Frame) -> None:
         if isinstance(frame, RunFrame):
             try:
                 self._store.receive(frame)  # at arrival: the parent's mirror is per frame
@@ -189,7 +191,7 @@ class Worker:
         else:
             print(f"zako worker: ignoring a {type(frame).__name__} frame", file=sys.stderr)
 
-    def _bad_frame(self, exc: protocol.BadFrame) -> None:
+    def _bad_frame(self, exc: codec.BadFrame) -> None:
         """A malformed run still gets its one done (internal); anything else is skipped."""
         print(f"zako worker: {exc}", file=sys.stderr)
         if exc.tag == "run" and exc.id is not None:
@@ -376,14 +378,14 @@ class _FrameReader(asyncio.Protocol):
     def __init__(self, handle: Callable[[list[bytes]], bool], ended: asyncio.Future[int]) -> None:
         self._handle = handle
         self._ended = ended
-        self._parser = protocol.FrameParser()
+        self._parser = codec.FrameParser()
 
     def data_received(self, data: bytes) -> None:
         if self._ended.done():
             return
         try:
             going = self._handle(self._parser.feed(data))
-        except protocol.ProtocolError as exc:  # a corrupt length or a body that is not JSON
+        except codec.ProtocolError as exc:  # a corrupt length or a body that is not JSON
             print(f"zako worker: {exc}", file=sys.stderr)
             self._ended.set_result(2)
             return

@@ -1,6 +1,6 @@
 """A run frame as the worker process holds it while the task runs.
 
-`protocol.decode` has already checked the frame's field types, except what a dict's
+`codec.decode` has already checked the frame's field types, except what a dict's
 values are: `parse` checks those, so a malformed frame fails that one task with
 `internal`, never the worker. It also carries the task's mutable progress: its cancel
 switch and its log accounting, which the worker's polls and the cancel op both touch.
