@@ -68,7 +68,7 @@ def outcome_of_terminal(
             logs=tuple(logs),
             timings=Timings.from_proto(result.timings),
             heap=HeapUsage.from_proto(result.heap),
-            worker_id=worker_id,
+            worker_id=result.worker_id or worker_id,
             cached=result.cached,
         )
     if kind == "failed":
@@ -139,6 +139,8 @@ class TaskEvents:
                 if self.on_log is not None:
                     self.on_log(line)
         elif kind is not None:
+            if kind == "completed" and event.completed.result.worker_id:
+                self.worker_id = event.completed.result.worker_id  # no started event needed
             self.outcome = outcome_of_terminal(
                 self.task_id, kind, getattr(event, kind), logs=self.logs, worker_id=self.worker_id
             )

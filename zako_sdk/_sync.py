@@ -201,7 +201,10 @@ class Client:
         """Run one task and return its Result; raise if it fails.
 
         result = client.run("module.exports = (x) => x * 2", input=21)
+
+        Like AsyncClient.run, it asks for the terminal event only unless told otherwise.
         """
+        options.setdefault("terminal_only", True)
         spec = TaskSpec(source, **options)
         return self._call(lambda: self._async._run(spec, on_log))
 

@@ -208,7 +208,12 @@ class AsyncClient:
         The keyword options are TaskSpec's (`input`, `context`, `timeout`, `modules`, …;
         see TaskOptions). Cancelling the awaiting coroutine cancels the task on the
         server. `fresh_isolate=True` asks for an isolate no other task used.
+
+        It asks for the terminal event only (`terminal_only`, unless given): a Result
+        needs nothing from the accepted and started events, its worker included, and
+        each is a message the server builds and this client reads.
         """
+        options.setdefault("terminal_only", True)
         return await self._run(
             TaskSpec(source, **options),
             on_log,

@@ -281,7 +281,9 @@ class TaskSpec:
 
     `terminal_only=True` (on a Submit stream) skips the `accepted` and `started` events:
     one message per task instead of three, for callers that want only the outcome and the
-    logs; `worker_id` (of the handle and the Result) then stays None.
+    logs (`run()` asks for it by default). A completed Result still names its worker
+    (the server puts it in the result); the handle's `worker_id` is then known only once
+    the task completed.
     """
 
     source: str

@@ -88,9 +88,11 @@ async def test_tasks_ready_together_leave_as_one_batch_and_events_come_batched(c
     stream, wire = await open_stream(client, wires)
     assert stream.batching
     count = 30
-    results = await asyncio.gather(*(client.run(fresh(), input=i) for i in range(count)))
+    results = await asyncio.gather(
+        *(client.run(fresh(), input=i, terminal_only=False) for i in range(count))
+    )
     assert [r.value for r in results] == [i + 1 for i in range(count)]
-    assert all(r.worker_id for r in results)  # progress events still come by default
+    assert all(r.worker_id for r in results)
     # The thirty run() calls of one loop tick leave together (one message, unless the
     # loop lets the writer in between them); their thirty accepted events are ready
     # together too, and come back batched.
@@ -103,15 +105,21 @@ async def test_tasks_ready_together_leave_as_one_batch_and_events_come_batched(c
 async def test_terminal_only_runs_get_no_progress_events_and_keep_their_logs(client, wires):
     _, wire = await open_stream(client, wires)
     source = fresh("console.log('hello'); module.exports = 6")
-    result = await client.run(source, terminal_only=True)
+    result = await client.run(source)  # run() asks for the terminal event only
     assert result.value == 6 and [line.message for line in result.logs] == ["hello"]
-    assert result.worker_id is None  # no started event: nobody said which worker
+    assert result.worker_id  # the result names its worker: no started event needed
     handle = await client.submit(fresh(), input=1, terminal_only=True)
-    assert (await handle).value == 2 and handle.worker_id is None
+    done = await handle
+    assert done.value == 2 and done.worker_id and handle.worker_id == done.worker_id
     events = [e for m in wire.read for e in (m.batch.events if m.HasField("batch") else [m])]
     assert [e.WhichOneof("event") for e in events] == ["log", "completed", "completed"]
-    # Without it, the same client still learns the worker.
-    assert (await client.run(fresh(), input=1)).worker_id
+    # Asked for, the progress events come, and name the same worker as the result.
+    wire.read.clear()
+    full = await client.run(fresh(), input=1, terminal_only=False)
+    events = [e for m in wire.read for e in (m.batch.events if m.HasField("batch") else [m])]
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds == ["accepted", "started", "completed"], kinds
+    assert full.worker_id == events[1].started.worker_id == events[2].completed.result.worker_id
 
 
 async def test_a_task_that_fails_in_a_batch_fails_alone(client, wires):

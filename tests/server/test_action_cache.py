@@ -45,7 +45,7 @@ def key(tenant: str = "acme", fingerprint: str = "f", **fields) -> str | None:
 
 def completed(value: str) -> pb.SubmitResponse:
     return pb.SubmitResponse(
-        task_id="t", completed=pb.Completed(result=pb.Result(value_json=value))
+        task_id="t", completed=pb.Completed(result=pb.Result(value_json=value, worker_id="w3"))
     )
 
 
@@ -130,6 +130,7 @@ def test_a_cancelled_task_is_not_stored_and_a_replay_is_marked_cached():
     replay = outcome.terminal(timings)["completed"]
     assert replay.result.cached and replay.result.value_json == "[1]"
     assert replay.result.timings == timings
+    assert replay.result.worker_id == ""  # a replay ran on no worker
 
 
 def test_stored_lines_are_serialized_in_event_sized_batches_and_counted_as_such():
@@ -363,6 +364,9 @@ async def test_a_repeated_task_is_answered_from_the_cache_without_a_worker(stub)
     second = await run(stub, task(id="again"))
     after = await stats(stub)
     assert not first.completed.result.cached and second.completed.result.cached
+    # The unary answer names the worker that ran it; the replay ran on none.
+    assert first.completed.result.worker_id.startswith("w")
+    assert second.completed.result.worker_id == ""
     assert second.completed.result.value_json == first.completed.result.value_json == "[7,42]"
     assert [line.message for line in second.logs] == [line.message for line in first.logs]
     assert [line.message for line in second.logs] == ["hi"]

@@ -71,6 +71,20 @@ async def test_200_tasks_multiplexed_on_one_stream_each_result_matched_to_its_id
         assert seq[0] == "accepted" and seq[1] == "started" and seq[-1] == "completed", seq
         end = terminal(events[f"t{i}"])
         assert end.completed.result.value_json == f'{{"twice":{2 * i},"id":"t{i}"}}'
+        assert end.completed.result.worker_id == events[f"t{i}"][1].started.worker_id
+
+
+async def test_a_terminal_only_task_gets_one_event_that_names_its_worker(stub):
+    events = await submit_all(
+        stub,
+        [
+            task("quiet", "console.log('x'); module.exports = 1", terminal_only=True),
+            task("full", "module.exports = 2"),
+        ],
+    )
+    assert kinds(events["quiet"]) == ["log", "completed"]
+    assert kinds(events["full"]) == ["accepted", "started", "completed"]
+    assert terminal(events["quiet"]).completed.result.worker_id.startswith("w")
 
 
 async def test_many_concurrent_streams(stub):

@@ -183,6 +183,7 @@ class Outcome:
         if kind == "completed":
             kept = pb.Result()
             kept.CopyFrom(terminal.completed.result)
+            kept.ClearField("worker_id")  # a replay did not run on any worker
         elif kind == "failed" and terminal.failed.reason in CACHEABLE_FAILURES:
             kept = pb.Failed()
             kept.CopyFrom(terminal.failed)

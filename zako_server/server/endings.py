@@ -64,7 +64,9 @@ def finish_from_worker(
         )
         return
     if reason is None:
-        result = pb.Result(value_json=done.value or "", timings=timings, heap=usage)
+        result = pb.Result(
+            value_json=done.value or "", timings=timings, heap=usage, worker_id=record.worker_id
+        )
         finish(record, counters, record.event(completed=pb.Completed(result=result)))
         return
     if reason is FailureReason.CANCELLED or record.cancel_reason:

@@ -436,6 +436,7 @@ class Engine:
             record.worker_lines([[event.level, event.message, event.ts]])
         else:
             record.started_wall, record.started_mono = time.time(), time.monotonic()
+            record.worker_id = worker.id
             if not record.terminal_only:
                 record.emit(
                     record.event(started=pb.Started(worker_id=worker.id, worker_pid=worker.pid))

@@ -58,6 +58,7 @@ class TaskRecord:
     runner: asyncio.Task[None] | None = None
     started_wall: float = 0.0
     started_mono: float = 0.0
+    worker_id: str = ""  # the worker that started it (Result.worker_id)
     cancel_reason: str = ""
     log_lines: int = 0  # lines passed on: the server's own check of the worker's bound
     logs_dropped: int = 0  # lines the worker dropped past the task's log bounds

@@ -281,16 +281,18 @@ class HeapUsage(_message.Message):
     def __init__(self, used_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ..., limit_bytes: _Optional[int] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("value_json", "timings", "heap", "cached")
+    __slots__ = ("value_json", "timings", "heap", "cached", "worker_id")
     VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     HEAP_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     value_json: str
     timings: Timings
     heap: HeapUsage
     cached: bool
-    def __init__(self, value_json: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., heap: _Optional[_Union[HeapUsage, _Mapping]] = ..., cached: _Optional[bool] = ...) -> None: ...
+    worker_id: str
+    def __init__(self, value_json: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., heap: _Optional[_Union[HeapUsage, _Mapping]] = ..., cached: _Optional[bool] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class Completed(_message.Message):
     __slots__ = ("result",)
