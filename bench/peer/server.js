@@ -120,7 +120,10 @@ function outcomeOf(answer, acceptedAt) {
     run: span(answer.runNs || 0),
     warm_isolate: Boolean(answer.warm),
   };
-  if (answer.ok) return { completed: { result: { value_json: answer.valueJson, timings } } };
+  if (answer.ok) {
+    // As the contract asks: a completed result names its worker (one thread here).
+    return { completed: { result: { value_json: answer.valueJson, timings, worker_id: "thread-1" } } };
+  }
   return { failed: { reason: "FAILURE_REASON_JS_ERROR", error: answer.error, timings } };
 }
 

@@ -34,7 +34,7 @@ async def test_peer_runs_tasks_for_the_sdk(installed: None, mode: str) -> None:
         assert f"mode {mode}" in server.banner
         result = await client.run("module.exports = (x) => x + 1", input=41)
         assert result.value_json == "42"
-        assert result.worker_id == "thread-1"  # from the `started` event
+        assert result.worker_id == "thread-1"  # from the result (run() skips `started`)
         assert result.timings.warm_isolate is (mode == "reused")
 
         unary = await client.run_unary("module.exports = (x) => ({ twice: x * 2 })", input=21)
@@ -48,8 +48,8 @@ async def test_peer_runs_tasks_for_the_sdk(installed: None, mode: str) -> None:
         with pytest.raises(TaskFailed, match="TypeError: nope"):
             await client.run("module.exports = () => { throw new TypeError('nope') }")
 
-        quiet = await client.run("module.exports = 7", terminal_only=True)
-        assert quiet.value_json == "7" and quiet.worker_id is None  # no `started` event
+        full = await client.run("module.exports = 7", terminal_only=False)
+        assert full.value_json == "7" and full.worker_id == "thread-1"
 
         caps = await client.capabilities()
         assert caps.isolate_reuse is (mode == "reused")
