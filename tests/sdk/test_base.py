@@ -183,6 +183,13 @@ def test_metadata_accepts_mappings_and_pairs():
 
 
 class TestTaskEvents:
+    def test_a_terminal_only_result_names_its_worker_from_the_result(self):
+        events = TaskEvents("t1")
+        terminal = pb.Completed(result=pb.Result(value_json="1", worker_id="w4"))
+        result = events.apply(event(completed=terminal))
+        assert isinstance(result, Result) and result.worker_id == "w4"
+        assert events.worker_id == "w4"  # what the handle reports once it completed
+
     def test_progress_then_completed_gives_a_result(self):
         seen = []
         events = TaskEvents("t1", on_log=seen.append)
