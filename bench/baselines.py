@@ -14,7 +14,6 @@ import collections
 import contextlib
 import json
 import os
-import sys
 import time
 
 import grpc
@@ -266,8 +265,7 @@ async def floor_baseline(p: Params, msgs: Messages) -> dict[str, Load]:
     """bench/floor.py driven like echo (the same request bytes, the same stream client),
     so its rows over echo's are what a process hop and mini-racer add to the transport."""
     loads: dict[str, Load] = {}
-    argv = [sys.executable, "-m", "bench.floor", "--listen", "127.0.0.1:0"]
-    async with ServerProcess(argv, "floor server") as server:
+    async with ServerProcess(bench_server_argv("floor"), "floor server") as server:
         meter = lambda: CpuMeter(  # noqa: E731
             {"client": os.getpid(), "server": server.pid}, children_of={"workers": server.pid}
         )

@@ -1,8 +1,9 @@
 """The stack's floor: the least any server built from Zako's own parts can cost per task.
 
-`python -m bench.floor` serves `bench.Floor` on 127.0.0.1: a grpc.aio server that parses
-each real `zako.v1` request, hands the task over a pipe to one child process, which runs
-it in one reused MiniRacer, and answers with a `zako.v1` completed event:
+`python -m bench.servers floor` serves `bench.Floor` on 127.0.0.1 (the handler below): a
+grpc.aio server that parses each real `zako.v1` request, hands the task over a pipe to
+one child process (`python -m bench.floor`), which runs it in one reused MiniRacer, and
+answers with a `zako.v1` completed event:
 
     client ──Stream/Unary──▶ grpc.aio server ──[len][json]──▶ child: one MiniRacer, eval
                                   ▲                                     │
@@ -17,16 +18,14 @@ what this line costs above echo is the stack's (grpc.aio, a process hop, mini-ra
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import itertools
 import json
 import os
-import signal
 import struct
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -191,42 +190,12 @@ def floor_handler(worker: _Child) -> grpc.GenericRpcHandler:
     )
 
 
-async def serve(listen: str) -> int:
+async def start_child() -> tuple[asyncio.SubprocessTransport, _Child]:
+    """The child process and the server's end of its pipe (close the transport to stop it)."""
     loop = asyncio.get_running_loop()
-    transport, worker = await loop.subprocess_exec(
-        _Child, sys.executable, "-m", "bench.floor", "--child", stderr=None
-    )
-    server = grpc.aio.server(
-        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 64 << 20)]
-    )
-    server.add_generic_rpc_handlers([floor_handler(worker)])
-    port = server.add_insecure_port(listen)
-    await server.start()
-    print(f"bench-server floor listening on 127.0.0.1:{port} (1 child)", flush=True)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop(grace=0.5)
-    transport.close()
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.floor",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--listen", default="127.0.0.1:0")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if not args.listen.startswith("127.0.0.1:"):
-        parser.error("benchmarks listen on 127.0.0.1 only")
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(child() if args.child else serve(args.listen))
-    return 0
+    return await loop.subprocess_exec(_Child, sys.executable, "-m", "bench.floor", stderr=None)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(asyncio.run(child()))

@@ -1,4 +1,4 @@
-"""Baseline servers, run as subprocesses: `python -m bench.servers echo|naive`.
+"""Baseline servers, run as subprocesses: `python -m bench.servers echo|naive|floor`.
 
 echo   `bench.Echo`: the transport's ceiling. grpc.aio with generic handlers and identity
        (bytes) serializers, no new protos. Answers each request with the bytes of a real
@@ -9,6 +9,8 @@ echo   `bench.Echo`: the transport's ceiling. grpc.aio with generic handlers and
 naive  `bench.Naive/Run`: the design Zako replaces. A unary grpc.aio server that parses
        a real RunRequest and runs the task in a fresh MiniRacer per request, in the
        default thread pool; no isolation beyond the instance, no limits, no queue.
+floor  `bench.Floor/Stream|Unary`: the stack's floor (bench/floor.py), each task over a
+       pipe to one child process with one reused MiniRacer, none of Zako's features.
 
 Each prints `bench-server KIND listening on 127.0.0.1:PORT` once it serves, and stops on
 SIGTERM/SIGINT.
@@ -26,6 +28,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
+from bench import floor
 from bench.payloads import commonjs_expression, completed_result, messages
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 
@@ -103,16 +106,25 @@ def naive_handler(pool: concurrent.futures.ThreadPoolExecutor) -> grpc.GenericRp
 
 async def serve(kind: str, listen: str) -> int:
     pool = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="naive")
-    if kind == "naive":
+    floor_child: asyncio.SubprocessTransport | None = None
+    extra = ""
+    if kind == "echo":
+        handler = echo_handler()
+    elif kind == "naive":
         # mini-racer 0.14.1 initializes V8 on the first MiniRacer() of a process, and
         # racing that from several threads sometimes aborts the process (SIGTRAP,
         # "Check failed: !IsConfigurablePoolInitialized()"): initialize it once here.
         run_fresh("module.exports = 1", "")
+        handler = naive_handler(pool)
+        extra = f" ({pool._max_workers} threads)"
+    else:
+        floor_child, worker = await floor.start_child()
+        handler = floor.floor_handler(worker)
+        extra = " (1 child)"
     server = grpc.aio.server(options=_OPTIONS)
-    server.add_generic_rpc_handlers([echo_handler() if kind == "echo" else naive_handler(pool)])
+    server.add_generic_rpc_handlers([handler])
     port = server.add_insecure_port(listen)
     await server.start()
-    extra = f" ({pool._max_workers} threads)" if kind == "naive" else ""
     host = listen.rsplit(":", 1)[0]
     print(f"bench-server {kind} listening on {host}:{port}{extra}", flush=True)
     stop = asyncio.Event()
@@ -122,6 +134,8 @@ async def serve(kind: str, listen: str) -> int:
     await stop.wait()
     await server.stop(grace=0.5)
     pool.shutdown(wait=False, cancel_futures=True)
+    if floor_child is not None:
+        floor_child.close()
     return 0
 
 
@@ -131,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("kind", choices=["echo", "naive"])
+    parser.add_argument("kind", choices=["echo", "naive", "floor"])
     parser.add_argument("--listen", default="127.0.0.1:0")
     args = parser.parse_args(argv)
     if not args.listen.startswith("127.0.0.1:"):
