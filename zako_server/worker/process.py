@@ -286,8 +286,9 @@ class Worker:
             closing = key is None or retiring(
                 instance, outcome.reason, frame.reuse_max_tasks, instance.uses + 1
             )
-            run_s = time.perf_counter() - wall0
-            heap = await task_heap(instance, run_s, closing) or HeapFigures()
+            # CPU, not wall time, says how much JavaScript ran: on a busy machine a
+            # trivial task spends milliseconds descheduled, and took a reading for it.
+            heap = await task_heap(instance, time.process_time() - cpu0, closing) or HeapFigures()
             heap.limit = job.max_heap_bytes
             if job.dropped:
                 batch: list[list[Any]] = []
