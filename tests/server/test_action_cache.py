@@ -18,6 +18,7 @@ from zako_server.server.action_cache import (
     ENTRY_OVERHEAD_BYTES,
     ActionCache,
     Outcome,
+    _digest,
     runtime_fingerprint,
 )
 from zako_server.server.admission import Admission
@@ -85,6 +86,15 @@ def test_anything_that_decides_the_outcome_changes_the_key(change):
 def test_tenant_and_runtime_are_in_the_key():
     assert key(tenant="acme") != key(tenant="other")
     assert key(fingerprint="f") != key(fingerprint="g")
+
+
+def test_key_parts_encode_unambiguously_even_with_a_lone_surrogate():
+    # Where one part ends is part of the encoding: moving a boundary changes the digest.
+    assert _digest(["a", "bc"]) != _digest(["ab", "c"]) != _digest(["abc"])
+    assert _digest(['a", "b']) != _digest(["a", "b"])
+    # JSON cannot hold a lone surrogate: such a part still has a key of its own.
+    assert _digest(["a\ud800"]) not in {_digest(["a?"]), _digest(["a\ufffd"]), _digest(["a"])}
+    assert _digest(["a\ud800"]) == _digest(["a\ud800"])
 
 
 def test_module_digests_stand_for_the_text_when_validation_filled_none():

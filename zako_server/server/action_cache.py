@@ -25,10 +25,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+
+import orjson
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_server.protocol import LOG_BATCH_LINES, RunFrame
@@ -53,7 +55,7 @@ CACHEABLE_FAILURES = frozenset(
 # ~370 bytes of process memory per entry beyond its serialized messages.
 ENTRY_OVERHEAD_BYTES = 512
 # Bumped when the key's encoding changes.
-KEY_VERSION = "zako.action.v2"
+KEY_VERSION = "zako.action.v3"
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # zako_server/
 
@@ -79,7 +81,6 @@ def runtime_fingerprint(package: Path = _PACKAGE) -> str:
     """A digest of the runtime's own version: its files' contents, Zako's version and
     mini-racer's (which pins V8). Read from files and package metadata, never by
     importing the worker or V8, which the server process must not load."""
-    digest = hashlib.sha256()
     parts: list[str] = [KEY_VERSION, _version("zako"), _version("mini-racer")]
     for path in _runtime_files(package):
         if "node_modules" in path.parts or "__pycache__" in path.parts:
@@ -89,16 +90,21 @@ def runtime_fingerprint(package: Path = _PACKAGE) -> str:
         except OSError:
             data = b"<missing>"
         parts += [path.relative_to(package).as_posix(), hashlib.sha256(data).hexdigest()]
-    _update(digest, parts)
-    return digest.hexdigest()
+    return _digest(parts)
 
 
-def _update(digest: hashlib._Hash, parts: Iterable[str]) -> None:
-    """Length-prefixed parts: no two different sequences encode to the same bytes."""
-    for part in parts:
-        data = part.encode("utf-8", "surrogatepass")
-        digest.update(len(data).to_bytes(8, "big"))
-        digest.update(data)
+def _digest(parts: list[str]) -> str:
+    """The SHA-256 of `parts` as one JSON array of strings, which no other list of
+    strings encodes to: one orjson call, where a length prefix and an update per part
+    were ~75 C calls a task and 4 % of the server's instructions per trivial task. A
+    lone surrogate (which JSON cannot hold) falls back to length-prefixed parts after a
+    NUL byte, which no JSON text starts with."""
+    try:
+        data = orjson.dumps(parts)
+    except orjson.JSONEncodeError:
+        encoded = (part.encode("utf-8", "surrogatepass") for part in parts)
+        data = b"\0" + b"".join(len(b).to_bytes(8, "big") + b for b in encoded)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _text_digest(text: str) -> str:
@@ -123,7 +129,6 @@ def action_key(job: Job, tenant: str, fingerprint: str, message_bytes: int) -> s
     see its own timeout), and its resource requests other than the heap limit."""
     frame = job.frame
     context = frame.context
-    digest = hashlib.sha256()
     parts: list[str] = [
         KEY_VERSION,
         fingerprint,
@@ -153,8 +158,7 @@ def action_key(job: Job, tenant: str, fingerprint: str, message_bytes: int) -> s
     # two per file, on every task.
     tree = frame.tree_files
     parts.append("" if tree is None else tree.manifest_digest)
-    _update(digest, parts)
-    return digest.hexdigest()
+    return _digest(parts)
 
 
 @dataclass(frozen=True, slots=True)
