@@ -100,6 +100,52 @@ def peer_table(section: dict[str, Any] | None, window: int) -> list[str]:
     return out
 
 
+def instructions_table(counts: dict[str, Any] | None) -> list[str]:
+    """Instructions per trivial task of each process, Zako beside the floor and echo
+    (bench/instructions.py): the per-task cost that run-to-run noise does not move."""
+    if not counts:
+        return []
+    title = "Issue 16: instructions per trivial task under callgrind (bench/instructions.py)"
+    if "skipped" in counts:
+        return [title, "", f"INSTRUCTIONS SKIPPED: {counts['skipped']}", ""]
+    roles = ("server", "workers", "other")
+
+    def per_task(kind: str, role: str) -> float:
+        return float(((counts.get(kind) or {}).get("per_task") or {}).get(role, math.nan))
+
+    def total(kind: str) -> float:
+        return per_task(kind, "server") + per_task(kind, "workers")
+
+    def thousands(value: float) -> str:
+        return "-" if math.isnan(value) else f"{value / 1000:,.0f}k"
+
+    rows = [
+        [
+            role if role != "workers" else "workers (floor: its child)",
+            *(thousands(per_task(kind, role)) for kind in ("zako", "floor", "echo")),
+            fmt(ratio(per_task("zako", role), per_task("floor", role)), 2) + "x",
+        ]
+        for role in roles
+    ]
+    rows.append(
+        [
+            "server + workers",
+            *(thousands(total(kind)) for kind in ("zako", "floor", "echo")),
+            fmt(ratio(total("zako"), total("floor")), 2) + "x",
+        ]
+    )
+    tasks = ", ".join(
+        f"{kind} {(counts.get(kind) or {}).get('tasks', 0)}" for kind in ("zako", "floor", "echo")
+    )
+    out = [
+        title,
+        f"(tasks counted: {tasks}; idle spending subtracted; heap readings not counted)",
+        "",
+    ]
+    out += table(["process", "zako", "floor", "echo", "zako / floor"], rows)
+    return [*out, ""]
+
+
 def floor_table(loads: dict[str, Load]) -> list[str]:
     """Zako beside the stack's floor (bench/floor.py) and echo: how much of each gap to
     echo is the stack's own (the floor's) and how much is Zako's features."""

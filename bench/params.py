@@ -47,6 +47,9 @@ class Params:
     cas_capacity: int  # --cas-bytes of the server the distinct blobs are sent to
     cas_blob_bytes: int
     cas_blobs: int
+    # Issue 16 (bench/instructions.py): tasks run under callgrind, after a warm-up.
+    instr_warmup: int
+    instr_tasks: int
 
     @classmethod
     def quick_mode(cls) -> Params:
@@ -83,6 +86,8 @@ class Params:
             cas_capacity=4 * MB,
             cas_blob_bytes=64 << 10,
             cas_blobs=96,
+            instr_warmup=4,
+            instr_tasks=12,
         )
 
     @classmethod
@@ -120,4 +125,6 @@ class Params:
             cas_capacity=8 * MB,
             cas_blob_bytes=64 << 10,
             cas_blobs=512,
+            instr_warmup=64,
+            instr_tasks=300,
         )

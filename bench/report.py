@@ -8,7 +8,14 @@ from typing import Any
 from bench.caches import caches_loads
 from bench.common import Load
 from bench.flood import render_flood
-from bench.issues import caches_table, floor_table, peer_table, targets_15, targets_16
+from bench.issues import (
+    caches_table,
+    floor_table,
+    instructions_table,
+    peer_table,
+    targets_15,
+    targets_16,
+)
 from bench.params import MB, Params
 from bench.peer import peer_loads
 from bench.tables import Target, fmt, ratio, table
@@ -247,6 +254,7 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
         out.append("")
     out += peer_table(results.get("peer"), report["params"]["window"])
     out += floor_table(loads_of(results))
+    out += instructions_table(results.get("instructions"))
     out += caches_table(results.get("caches"))
     if results.get("flood"):
         out += render_flood(results["flood"])

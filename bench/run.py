@@ -39,7 +39,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import baselines, caches, flood, peer, scenarios
+from bench import baselines, caches, flood, instructions, peer, scenarios
 from bench.common import ROOT, machine_quiet
 from bench.machine import machine_info
 from bench.params import Params
@@ -54,6 +54,7 @@ SECTIONS = (
     "naive",
     "floor",
     "zako",
+    "instructions",
     "cpu",
     "peer",
     "caches",
@@ -63,6 +64,9 @@ SECTIONS = (
     "memory",
 )
 QUIET_CORES = 0.15
+# Left out of a --quick run unless --only names it: even a few tasks under callgrind
+# take minutes (the smoke test runs it on its own).
+QUICK_SKIPS = ("instructions",)
 
 
 # ---- running ----------------------------------------------------------------------------
@@ -86,6 +90,7 @@ async def run_sections(
         "naive": lambda: baselines.naive_baseline(params),
         "floor": lambda: baselines.floor_baseline(params, msgs),
         "zako": lambda: scenarios.zako_trivial(params, cpus, profile_dir),
+        "instructions": lambda: instructions.instruction_counts(params),
         "cpu": lambda: scenarios.zako_cpu_scaling(params, machine["effective_cpus"]),
         "memory": lambda: scenarios.zako_memory(params, cpus),
         "cold": lambda: scenarios.cold_start(params),
@@ -105,7 +110,11 @@ async def run_sections(
         try:
             results[name] = await steps[name]()
             failed = [load for load in all_loads({name: results[name]}) if load.errors]
-            own = results[name].get("errors") if name in {"memory", "flood", "caches"} else None
+            own = (
+                results[name].get("errors")
+                if name in {"memory", "flood", "caches", "instructions"}
+                else None
+            )
             if failed or own:
                 parts = [
                     f"{load.name}: {load.errors} error(s), first: {load.first_error[:200]}"
@@ -113,7 +122,9 @@ async def run_sections(
                 ]
                 if own:
                     parts.append(
-                        f"{own}" if name == "caches" else f"{own} task(s) failed in the leak check"
+                        f"{own}"
+                        if name in {"caches", "instructions"}
+                        else f"{own} task(s) failed in the leak check"
                     )
                 errors[name] = "; ".join(parts)
                 log(f"[bench] {name}: {errors[name]}")
@@ -164,8 +175,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        default=",".join(SECTIONS),
-        help=f"comma-separated sections to run (default: all of {SECTIONS})",
+        default=None,
+        help=f"comma-separated sections to run (default: all of {SECTIONS}; with "
+        "--quick all but instructions, which takes minutes under valgrind)",
     )
     parser.add_argument(
         "--py-spy",
@@ -189,6 +201,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="full mode: time bound of the N1→N2 leak check (default 150)",
     )
     args = parser.parse_args(argv)
+    if args.only is None:
+        slow = QUICK_SKIPS if args.quick else ()
+        args.only = ",".join(s for s in SECTIONS if s not in slow)
     unknown = set(args.only.split(",")) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")

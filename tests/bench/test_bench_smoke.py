@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.instructions import missing_tools
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SECTIONS = {
@@ -206,3 +208,36 @@ def test_quick_run_measures_everything(tmp_path: Path) -> None:
 
     latest = tmp_path / "results" / "latest-quick.json"
     assert json.loads(latest.read_text())["started_at"] == report["started_at"]
+
+
+@pytest.mark.slow
+def test_instruction_counts_run_under_callgrind(tmp_path: Path) -> None:
+    """The instructions section (left out of a --quick run: minutes under valgrind):
+    every process of Zako, the floor and echo is counted, and the table says so."""
+    if missing_tools() is not None:
+        pytest.skip(f"bench/instructions.py needs valgrind: {missing_tools()}")
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZAKO_")}
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.run", "--quick", "--only", "instructions"),
+            *("--json", str(out), "--results-dir", str(tmp_path / "results")),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["errors"] == {} and report["sections"] == ["instructions"]
+    counts = report["results"]["instructions"]
+    for kind in ("zako", "floor", "echo"):
+        assert counts[kind]["tasks"] > 0 and counts[kind]["errors"] == 0, kind
+        assert counts[kind]["per_task"]["server"] > 0, kind
+    # The task-running processes were found and counted: Zako's worker, the floor's child.
+    assert counts["zako"]["per_task"]["workers"] > 0 and counts["floor"]["per_task"]["workers"] > 0
+    assert counts["echo"]["per_task"]["workers"] == 0
+    assert "Issue 16: instructions per trivial task under callgrind" in proc.stdout

@@ -91,6 +91,7 @@
   // then on, and `globals` is the global object's own properties to restore after a task.
   let hardenedFor = null;
   let globals = null;
+  let known = null; // the same, as a map from key to descriptor
 
   const append = (array, index, value) =>
     defineProperty(array, index, { value, writable: true, enumerable: true, configurable: true });
@@ -630,7 +631,12 @@
     hardenedFor = hermetic;
     const ks = ownKeys(G);
     globals = [];
-    for (let i = 0; i < ks.length; i++) append(globals, i, [ks[i], getOwnPropertyDescriptor(G, ks[i])]);
+    known = new NativeMap();
+    for (let i = 0; i < ks.length; i++) {
+      const d = getOwnPropertyDescriptor(G, ks[i]);
+      append(globals, i, [ks[i], d]);
+      mapSet(known, ks[i], d);
+    }
   }
 
   const sameDescriptor = (a, b) => a.configurable === b.configurable && a.enumerable === b.enumerable &&
@@ -642,24 +648,33 @@
   function restoreGlobals() {
     if (getPrototypeOf(G) !== globalProto) return 'the global object got a new prototype';
     if (!isExtensible(G)) return 'the global object was made non-extensible';
-    const wanted = new NativeMap();
-    for (let i = 0; i < globals.length; i++) mapSet(wanted, globals[i][0], globals[i][1]);
+    // `known` (built once, in harden) says which keys were there: a reset looks each
+    // present key up once and counts them, rather than build and empty a map of them
+    // all (two map operations per global, on every task).
     const present = ownKeys(G);
+    let kept = 0;
     for (let i = 0; i < present.length; i++) {
       const key = present[i];
       const now = getOwnPropertyDescriptor(G, key);
-      const before = mapGet(wanted, key);
+      const before = mapGet(known, key);
       if (before === undefined) {
         if (!now.configurable || !delete G[key]) return 'a global the task added cannot be removed';
-      } else if (!sameDescriptor(now, before)) {
+        continue;
+      }
+      kept++;
+      if (!sameDescriptor(now, before)) {
         if (!now.configurable) return 'a global the task changed cannot be restored';
         defineProperty(G, key, before);
       }
-      mapDelete(wanted, key);
     }
-    let missing = '';
-    mapForEach(wanted, (d, key) => { if (missing === '') { try { defineProperty(G, key, d); } catch (e) { missing = 'a global the task deleted cannot be restored'; } } });
-    return missing;
+    if (kept === globals.length) return '';
+    for (let i = 0; i < globals.length; i++) { // the task deleted some: put them back
+      if (hasOwnProperty(G, globals[i][0])) continue;
+      try { defineProperty(G, globals[i][0], globals[i][1]); } catch (e) {
+        return 'a global the task deleted cannot be restored';
+      }
+    }
+    return '';
   }
 
   // Drops the last task's state and restores the globals: first thing in the next task's

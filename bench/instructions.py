@@ -1,0 +1,250 @@
+"""Instructions per trivial task, counted by callgrind (issue 16): a per-task cost that a
+noisy machine does not blur.
+
+On the shared VMs this project is benchmarked on, the wall-clock and CPU-time rows of
+the same code move by ±30 % from one run to the next, far more than most per-task
+changes are worth. The instructions a process executes do not: valgrind's callgrind
+counts them per process, and two runs of the same code here agreed within ~1 %. So this
+section runs Zako, the stack's floor (bench/floor.py) and the echo server under
+callgrind and prints what each process spends per trivial task, and Zako's figures over
+the floor's: the ratio to watch when a change is too small for the timed rows to show.
+
+How: the server starts under `valgrind --tool=callgrind --trace-children=yes`, so it
+and every process it starts (Zako's worker, the floor's child) are counted apart.
+After a warm-up, `callgrind_control --dump` has every process write what it counted
+so far and start again from zero; the load runs; a second dump holds exactly the load's
+instructions. What each process spent while idle (heartbeats, timers), dumped over
+IDLE_S before the load (once what a worker does once after a burst, its idle collection,
+is over), is subtracted at the same rate: under valgrind a task takes ~50
+times as long, and background ticks would otherwise count.
+
+Not counted: mini-racer's heap readings (subtracted: their inclusive count in the
+load's dump, from callgrind_annotate; reported apart, per task). A reading builds a new V8
+context (~2.8M instructions); a worker takes one for a task that ran 2 ms of CPU or more,
+which under valgrind is every task, against ~1 in 20 of trivial tasks at full speed.
+Instructions are not time: a cache miss or a system call costs far more than its count
+says. They rank per-task code paths, which is what these rows are for.
+
+Needs valgrind (Debian's `valgrind` package); without it the section reports why it
+did not run and the rest of the bench goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psutil
+
+from bench.baselines import BytesStream
+from bench.common import ServerProcess, bench_server_argv, closed_loop, zako_argv
+from bench.floor import FLOOR_SERVICE
+from bench.params import Params
+from bench.payloads import messages
+from bench.scenarios import _sdk_op, sdk_client
+from bench.servers import ECHO_SERVICE
+
+# Seconds over which each process's idle spending is read before the load, after
+# SETTLE_S of quiet following the warm-up.
+IDLE_S = 5.0
+SETTLE_S = 6.0
+# Under valgrind a server takes ~30-60 s to start and a trivial task ~50x as long.
+START_TIMEOUT_S = 900.0
+CALL_TIMEOUT_S = 900.0
+HEAP_READING = "MiniRacer::HeapReporter::HeapStats("
+
+_LINE = re.compile(r"^\s*([\d,]+)\s+(?:\(\s*[\d.]+%\)\s+)?(.*)$")
+
+
+def missing_tools() -> str | None:
+    """Why the section cannot run here, or None."""
+    tools = ("valgrind", "callgrind_control", "callgrind_annotate")
+    absent = [tool for tool in tools if shutil.which(tool) is None]
+    return f"{' and '.join(absent)} not found (Debian package: valgrind)" if absent else None
+
+
+def under_callgrind(argv: Sequence[str], out_dir: str) -> list[str]:
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        "--trace-children=yes",
+        # V8 writes the code it then runs: valgrind must see those writes.
+        "--smc-check=all-non-file",
+        f"--callgrind-out-file={out_dir}/callgrind.%p.out",
+        *argv,
+    ]
+
+
+async def dump(pids: Sequence[int], out_dir: str) -> dict[int, Path]:
+    """Have each process write what it counted since its last dump (and start again
+    from zero); the file of each one's new part."""
+    before = {pid: _parts(out_dir, pid) for pid in pids}
+    proc = await asyncio.create_subprocess_exec(
+        "callgrind_control",
+        "--dump",
+        *map(str, pids),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await proc.wait()
+    files = {}
+    for pid in pids:
+        new = set(_parts(out_dir, pid)) - set(before[pid])
+        if new:
+            files[pid] = max(new, key=lambda path: int(path.name.rsplit(".", 1)[1]))
+    return files
+
+
+def _parts(out_dir: str, pid: int) -> list[Path]:
+    return list(Path(out_dir).glob(f"callgrind.{pid}.out.*"))
+
+
+def _spent(part: Path) -> tuple[int, int]:
+    """All the instructions of a dump, and those inside heap readings."""
+    text = subprocess.run(
+        ["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(part)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    total = readings = 0
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if m is None:
+            continue
+        count = int(m.group(1).replace(",", ""))
+        if m.group(2).startswith("PROGRAM TOTALS"):
+            total = count
+        elif HEAP_READING in m.group(2):
+            readings = max(readings, count)  # recursion lists it more than once
+    return total, readings
+
+
+def roles(server_pid: int) -> dict[int, str]:
+    """The server, its task-running children ("workers") and anything else it started
+    (Zako's transform pool, multiprocessing's resource tracker: "other")."""
+    found = {server_pid: "server"}
+    try:
+        children = psutil.Process(server_pid).children(recursive=True)
+    except psutil.Error:
+        return found
+    for child in children:
+        try:
+            line = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        worker = "zako_server.worker" in line or "bench.floor" in line
+        found[child.pid] = "workers" if worker else "other"
+    return found
+
+
+async def count(
+    name: str,
+    argv: Sequence[str],
+    make_op: Callable[[str], Awaitable[tuple[Callable[[int], Awaitable[None]], Any]]],
+    p: Params,
+) -> dict[str, Any]:
+    """Instructions per task of each role of one server under `window` tasks in flight."""
+    with tempfile.TemporaryDirectory(prefix="zako-callgrind-") as out_dir:
+        server = ServerProcess(under_callgrind(argv, out_dir), f"{name} under callgrind")
+        await server.start(timeout=START_TIMEOUT_S)
+        try:
+            op, closer = await make_op(server.target)
+            try:
+                await closed_loop(
+                    "warmup", op, count=p.instr_warmup, concurrency=p.window, seconds=1e4
+                )
+                who = roles(server.pid)
+                # What follows a burst once (a worker's idle collection after
+                # IDLE_COLLECT_S) is neither per task nor a steady idle rate.
+                await asyncio.sleep(SETTLE_S)
+                await dump(list(who), out_dir)  # start-up, warm-up, settling: not counted
+                t0 = time.perf_counter()
+                await asyncio.sleep(IDLE_S)
+                idle = await dump(list(who), out_dir)
+                idle_s = time.perf_counter() - t0
+                t1 = time.perf_counter()
+                load = await closed_loop(
+                    name, op, count=p.instr_tasks, concurrency=p.window, seconds=1e4
+                )
+                after = await dump(list(who), out_dir)
+                load_s = time.perf_counter() - t1
+            finally:
+                await closer()
+            per_task: dict[str, float] = {"server": 0.0, "workers": 0.0, "other": 0.0}
+            idle_rate: dict[str, float] = {"server": 0.0, "workers": 0.0, "other": 0.0}
+            readings = 0.0
+            for pid, role in who.items():
+                if pid not in after or pid not in idle:
+                    continue
+                rate = _spent(idle[pid])[0] / idle_s
+                spent, in_readings = _spent(after[pid])
+                done = max(load.completed, 1)
+                per_task[role] += (spent - in_readings - rate * load_s) / done
+                idle_rate[role] += rate
+                readings += in_readings / done
+        finally:
+            await server.stop(timeout=120)
+    return {
+        "tasks": load.completed,
+        "errors": load.errors,
+        "first_error": load.first_error,
+        "per_task": per_task,
+        "idle_per_s": idle_rate,
+        "heap_readings_per_task": readings,
+    }
+
+
+async def instruction_counts(p: Params) -> dict[str, Any]:
+    """Zako (one worker), the floor and echo, each under callgrind, one after another."""
+    why = missing_tools()
+    if why is not None:
+        return {"skipped": why}
+    msgs = messages()
+    numbers = itertools.count(int(time.time() * 1000) % 10**9 * 1000)
+
+    async def zako_op(target: str) -> tuple[Callable[[int], Awaitable[None]], Any]:
+        client = sdk_client(target, timeout=CALL_TIMEOUT_S)
+        return _sdk_op(numbers, client), client.aclose
+
+    def stream_op(service: str) -> Callable[[str], Awaitable[tuple[Any, Any]]]:
+        async def make(target: str) -> tuple[Callable[[int], Awaitable[None]], Any]:
+            channel = grpc.aio.insecure_channel(target)
+            stream = BytesStream(channel, f"/{service}/Stream", 1)
+
+            async def op(_: int) -> None:
+                await stream.call(msgs.submit_request)
+
+            async def close() -> None:
+                await stream.close()
+                await channel.close()
+
+            return op, close
+
+        return make
+
+    out: dict[str, Any] = {}
+    one_worker = ("--min-workers", "1", "--max-workers", "1")
+    for name, argv, make in (
+        ("zako", zako_argv(*one_worker), zako_op),
+        ("floor", bench_server_argv("floor"), stream_op(FLOOR_SERVICE)),
+        ("echo", bench_server_argv("echo"), stream_op(ECHO_SERVICE)),
+    ):
+        out[name] = await count(name, argv, make, p)
+    failed = [
+        f"{name}: {r['errors']} error(s), first: {r['first_error'][:200]}"
+        for name, r in out.items()
+        if r["errors"]
+    ]
+    if failed:
+        out["errors"] = "; ".join(failed)
+    return out
