@@ -117,7 +117,10 @@ def instructions_table(counts: dict[str, Any] | None) -> list[str]:
         return per_task(kind, "server") + per_task(kind, "workers")
 
     def thousands(value: float) -> str:
-        return "-" if math.isnan(value) else f"{value / 1000:,.0f}k"
+        if math.isnan(value):
+            return "-"
+        # The idle subtraction leaves a few hundred either way where nothing ran.
+        return f"{(value if abs(value) >= 500 else 0.0) / 1000:,.0f}k"
 
     rows = [
         [
