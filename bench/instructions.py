@@ -23,7 +23,7 @@ times as long, and background ticks would otherwise count.
 Not counted: mini-racer's heap readings (subtracted: their inclusive count in the
 load's dump, from callgrind_annotate; reported apart, per task). A reading builds a new V8
 context (~2.8M instructions); a worker takes one for a task that ran 2 ms of CPU or more,
-which under valgrind is every task, against ~1 in 20 of trivial tasks at full speed.
+which under valgrind is every task, against ~1 in 60 of trivial tasks at full speed.
 Instructions are not time: a cache miss or a system call costs far more than its count
 says. They rank per-task code paths, which is what these rows are for.
 

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 
 import pytest
 
 from zako_server.protocol import FailureReason, HeapFigures
 from zako_server.worker import runtime
-from zako_server.worker.isolates import HEAP_MAX_AGE, Isolates, heap_reading, keep, retiring
+from zako_server.worker.isolates import (
+    HEAP_FRESH_S,
+    HEAP_MAX_AGE,
+    HEAP_MAX_RUN_S,
+    Isolates,
+    heap_reading,
+    keep,
+    retiring,
+)
 from zako_server.worker.runtime import Instance
 
 KEY = ("tenant-a", "build", True)
@@ -257,10 +266,13 @@ async def test_heap_is_read_when_it_can_have_moved_and_reused_when_it_cannot(iso
     assert instance.heap_age == 1
     heap_reading(instance, 0.0001, retiring=True)  # closing it: its own reading, however brief
     assert instance.heap_age == 0
-    for _ in range(13):  # brief tasks, 19.5 ms of run time in all: the reading stands
-        heap_reading(instance, 0.0015)
-    assert instance.heap_age == 13
-    heap_reading(instance, 0.0015)  # 21 ms since the reading: past HEAP_MAX_RUN_S
+    brief = 0.0015  # CPU seconds of a brief task, below HEAP_FRESH_S
+    count = math.ceil(HEAP_MAX_RUN_S / brief) - 1  # just short of HEAP_MAX_RUN_S in all
+    assert brief < HEAP_FRESH_S and count < HEAP_MAX_AGE
+    for _ in range(count):  # the reading stands
+        heap_reading(instance, brief)
+    assert instance.heap_age == count
+    heap_reading(instance, brief)  # past HEAP_MAX_RUN_S since the reading: a new one
     assert instance.heap_age == 0
     instance.close()
 

@@ -63,18 +63,20 @@ REUSABLE_REASONS: frozenset[FailureReason | None] = frozenset(
 
 # A heap reading costs about 0.35 ms of CPU, as much as the rest of what a trivial task
 # costs a worker: mini-racer's heap_stats builds a new V8 context for each reading (2.8M
-# instructions under callgrind, against ~1.7M for the rest of a trivial task). A task
+# instructions under callgrind, against ~1.4M for the rest of a trivial task). A task
 # that ran this briefly in a warm isolate reports the isolate's latest reading instead,
 # taken at most HEAP_MAX_AGE tasks and HEAP_MAX_RUN_S of their CPU time earlier: so
 # little JavaScript cannot have moved the live heap far (a reading counts garbage too,
-# so it is never exact). Every 16 tasks cost a trivial task ~0.02 ms, a twentieth of its
-# worker CPU; every 64, a quarter of that. The measure is the worker's CPU time over the
-# task, not its wall time: under load a trivial task spends milliseconds descheduled, and
-# one in ten took a reading of its own. An isolate about to be closed gets no shortcut:
+# so it is never exact). The measure is the worker's CPU time over the task, not its
+# wall time: under load a trivial task spends milliseconds descheduled, and one in 24
+# took a reading of its own. CPU time counts the worker's own Python too, about two
+# thirds of a trivial task's: 50 ms of it is about as much JavaScript as 20 ms of run
+# time were before, and under the one-stream load a reading now comes once in ~60
+# tasks (~0.05M instructions a task). An isolate about to be closed gets no shortcut:
 # its reading is the task's last chance to have one of its own.
 HEAP_FRESH_S = 0.002
 HEAP_MAX_AGE = 64
-HEAP_MAX_RUN_S = 0.02
+HEAP_MAX_RUN_S = 0.05
 
 
 def needs_reading(instance: Instance, run_s: float, retiring: bool = False) -> bool:
