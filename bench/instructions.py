@@ -24,6 +24,10 @@ Not counted: mini-racer's heap readings (subtracted: their inclusive count in th
 load's dump, from callgrind_annotate; reported apart, per task). A reading builds a new V8
 context (~2.8M instructions); a worker takes one for a task that ran 2 ms of CPU or more,
 which under valgrind is every task, against ~1 in 60 of trivial tasks at full speed.
+What a reading costs around that call is still counted (the probe eval before it,
+mini-racer's Python, the garbage V8 collects later): a worker with the reading removed
+counted ~0.45M instructions a task less under valgrind. So Zako's worker figure is that
+much above what a trivial task costs it at full speed, where the path runs once in ~60.
 Instructions are not time: a cache miss or a system call costs far more than its count
 says. They rank per-task code paths, which is what these rows are for.
 

@@ -211,6 +211,7 @@ def test_quick_run_measures_everything(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # three servers under valgrind: ~3 minutes here
 def test_instruction_counts_run_under_callgrind(tmp_path: Path) -> None:
     """The instructions section (left out of a --quick run: minutes under valgrind):
     every process of Zako, the floor and echo is counted, and the table says so."""
