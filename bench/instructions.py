@@ -5,8 +5,8 @@ On the shared VMs this project is benchmarked on, the wall-clock and CPU-time ro
 the same code move by ±30 % from one run to the next, far more than most per-task
 changes are worth. The instructions a process executes hardly do: valgrind's callgrind
 counts them per process; a worker or a server driven alone gave the same count within
-~1 % on two runs, and two full runs of this section within ~2 % for Zako and the floor
-(the idle subtraction adds that much; echo's small figure moved 10 %). So this
+~1 % on repeated runs, and full runs of this section within ~1 % for the floor and ~5 %
+for Zako's server (the idle subtraction: its idle rate varies more). So this
 section runs Zako, the stack's floor (bench/floor.py) and the echo server under
 callgrind and prints what each process spends per trivial task, and Zako's figures over
 the floor's: the ratio to watch when a change is too small for the timed rows to show.
