@@ -6,8 +6,10 @@ finished, measured every section, printed every target row and wrote valid JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -98,28 +100,34 @@ TARGET_TITLES = [
 PEER_SYSTEMS = {"zako", "peer_fresh", "peer_reused"}
 
 
+def _bench(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python -m bench.run ARGS` in a session of its own: when the test ends first (its
+    timeout, or pytest-timeout's), every server the harness started is killed with it,
+    not left running (under valgrind, for minutes) beside the tests that follow."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZAKO_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.run", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
 @pytest.mark.slow
 def test_quick_run_measures_everything(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZAKO_")}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.run",
-            "--quick",
-            "--json",
-            str(out),
-            "--results-dir",
-            str(tmp_path / "results"),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = _bench(["--quick", "--json", str(out), "--results-dir", str(tmp_path / "results")], 300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     for title in TARGET_TITLES:
@@ -218,18 +226,12 @@ def test_instruction_counts_run_under_callgrind(tmp_path: Path) -> None:
     if missing_tools() is not None:
         pytest.skip(f"bench/instructions.py needs valgrind: {missing_tools()}")
     out = tmp_path / "bench.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZAKO_")}
-    proc = subprocess.run(
+    proc = _bench(
         [
-            *(sys.executable, "-m", "bench.run", "--quick", "--only", "instructions"),
-            *("--json", str(out), "--results-dir", str(tmp_path / "results")),
+            *("--quick", "--only", "instructions", "--json", str(out)),
+            *("--results-dir", str(tmp_path / "results")),
         ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
+        900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
