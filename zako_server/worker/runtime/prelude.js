@@ -88,10 +88,10 @@
   let coreModule = null;
   let compiling = null; // name of the entry module being compiled, for its syntax errors
   // Set once the isolate is hardened for reuse: the kind-dependent globals are fixed from
-  // then on, and `globals` is the global object's own properties to restore after a task.
+  // then on, and `globals` maps the global object's own properties (key -> descriptor),
+  // in their order, to restore after a task.
   let hardenedFor = null;
   let globals = null;
-  let known = null; // the same, as a map from key to descriptor
 
   const append = (array, index, value) =>
     defineProperty(array, index, { value, writable: true, enumerable: true, configurable: true });
@@ -630,13 +630,8 @@
     compile('lockdown')([]); // compiled only here, once per isolate
     hardenedFor = hermetic;
     const ks = ownKeys(G);
-    globals = [];
-    known = new NativeMap();
-    for (let i = 0; i < ks.length; i++) {
-      const d = getOwnPropertyDescriptor(G, ks[i]);
-      append(globals, i, [ks[i], d]);
-      mapSet(known, ks[i], d);
-    }
+    globals = new NativeMap();
+    for (let i = 0; i < ks.length; i++) mapSet(globals, ks[i], getOwnPropertyDescriptor(G, ks[i]));
   }
 
   const sameDescriptor = (a, b) => a.configurable === b.configurable && a.enumerable === b.enumerable &&
@@ -648,7 +643,7 @@
   function restoreGlobals() {
     if (getPrototypeOf(G) !== globalProto) return 'the global object got a new prototype';
     if (!isExtensible(G)) return 'the global object was made non-extensible';
-    // `known` (built once, in harden) says which keys were there: a reset looks each
+    // `globals` (built once, in harden) says which keys were there: a reset looks each
     // present key up once and counts them, rather than build and empty a map of them
     // all (two map operations per global, on every task).
     const present = ownKeys(G);
@@ -656,7 +651,7 @@
     for (let i = 0; i < present.length; i++) {
       const key = present[i];
       const now = getOwnPropertyDescriptor(G, key);
-      const before = mapGet(known, key);
+      const before = mapGet(globals, key);
       if (before === undefined) {
         if (!now.configurable || !delete G[key]) return 'a global the task added cannot be removed';
         continue;
@@ -667,14 +662,13 @@
         defineProperty(G, key, before);
       }
     }
-    if (kept === globals.length) return '';
-    for (let i = 0; i < globals.length; i++) { // the task deleted some: put them back
-      if (hasOwnProperty(G, globals[i][0])) continue;
-      try { defineProperty(G, globals[i][0], globals[i][1]); } catch (e) {
-        return 'a global the task deleted cannot be restored';
-      }
-    }
-    return '';
+    if (kept === mapSize(globals)) return '';
+    let missing = ''; // the task deleted some: put them back
+    mapForEach(globals, (d, key) => {
+      if (missing !== '' || hasOwnProperty(G, key)) return;
+      try { defineProperty(G, key, d); } catch (e) { missing = 'a global the task deleted cannot be restored'; }
+    });
+    return missing;
   }
 
   // Drops the last task's state and restores the globals: first thing in the next task's
