@@ -36,6 +36,7 @@ import orjson
 from py_mini_racer import MiniRacer, init_mini_racer
 
 from zako_server.protocol import NODE_BUILTINS
+from zako_server.worker.evaluation import Evaluator
 from zako_server.worker.runtime import vendor
 from zako_server.worker.sources import Held, TreePack
 
@@ -220,6 +221,7 @@ class Instance:
 
     def __init__(self) -> None:
         self.mr = MiniRacer()
+        self.evaluator = Evaluator(self.mr)
         self.token = new_token()
         self.prefix = prefix_length(self.token)
         # The (path, digest) pairs of the latest task, for uncaught errors (files()).
@@ -253,7 +255,7 @@ class Instance:
 
     async def eval(self, script: str) -> Any:
         self.tainted = True
-        result = await self.mr.eval_cancelable(script)
+        result = await self.evaluator.eval(script)
         self.tainted = False
         return result
 
@@ -275,3 +277,4 @@ class Instance:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.mr.close()
+        self.evaluator.close()

@@ -1,0 +1,146 @@
+"""Evals that answer on the loop thread when brief, and as an awaitable otherwise
+(worker/evaluation.py): every answer goes to the eval that asked, a long eval leaves the
+loop free, a cancel terminates it, and a close wakes whatever still waits."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from py_mini_racer import JSEvalException, MiniRacer
+
+from zako_server.worker.evaluation import Evaluator
+
+# A busy loop of `ms` milliseconds in V8, past BRIEF_WAIT_S when `ms` is 5 or more.
+SPIN = (
+    "(() => {{ const end = Date.now() + {ms}; while (Date.now() < end) {{}} return {value}; }})()"
+)
+
+
+@pytest.fixture
+async def racer() -> AsyncIterator[MiniRacer]:
+    mr = MiniRacer()  # made inside the running loop, as the worker makes its isolates
+    try:
+        yield mr
+    finally:
+        mr.close()
+
+
+def _waiting() -> bool:
+    return any(t.name == "zako-eval-wait" and t.is_alive() for t in threading.enumerate())
+
+
+async def _no_thread_waits_soon() -> bool:
+    """Whether every waiting thread has ended within a second (each ends right after it
+    hands its answer to the loop, so the loop can resume first)."""
+    for _ in range(50):
+        if not _waiting():
+            return True
+        await asyncio.sleep(0.02)
+    return not _waiting()
+
+
+async def test_the_pinned_mini_racer_has_what_the_brief_path_reads(racer: MiniRacer) -> None:
+    # Fails when a mini-racer upgrade moves the internals: the worker would then take the
+    # slower eval_cancelable path for every eval, silently.
+    assert Evaluator(racer).brief
+
+
+async def test_brief_evals_answer_in_order_with_values_and_errors(racer: MiniRacer) -> None:
+    ev = Evaluator(racer)
+    assert await ev.eval("1 + 1") == 2
+    assert await ev.eval("var kept = 'x'.repeat(3); kept") == "xxx"
+    assert await ev.eval("kept.length") == 3
+    with pytest.raises(JSEvalException, match="boom"):
+        await ev.eval("throw new Error('boom')")
+    assert await ev.eval("'after'") == "after"
+
+
+async def test_a_long_eval_leaves_the_loop_free(racer: MiniRacer) -> None:
+    ev = Evaluator(racer)
+    ticks: list[float] = []
+
+    async def tick() -> None:
+        for _ in range(10):
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    assert await ev.eval(SPIN.format(ms=200, value=7)) == 7
+    ended = time.monotonic()
+    await ticker
+    during = [t for t in ticks if started < t < ended]
+    # The loop ran the ticker throughout, not only once the eval was over.
+    assert len(during) >= 5, (during, started, ended)
+    assert await _no_thread_waits_soon()
+
+
+async def test_a_cancelled_eval_is_terminated_and_its_answer_goes_to_no_other_eval(
+    racer: MiniRacer,
+) -> None:
+    ev = Evaluator(racer)
+    for round_ in range(3):
+        started = time.monotonic()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ev.eval("while (true) {}"), 0.05)
+        # Each eval gets its own answer: the terminated one's never reaches the next.
+        assert await ev.eval(f"{round_} * 10") == round_ * 10
+        assert time.monotonic() - started < 5
+        assert await ev.eval(SPIN.format(ms=20, value=round_)) == round_
+
+
+async def test_answers_stay_paired_across_brief_long_and_cancelled_evals(
+    racer: MiniRacer,
+) -> None:
+    ev = Evaluator(racer)
+    for i in range(30):
+        kind = i % 3
+        if kind == 0:
+            assert await ev.eval(f"{i}") == i
+        elif kind == 1:
+            assert await ev.eval(SPIN.format(ms=5, value=i)) == i
+        else:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(ev.eval(SPIN.format(ms=1000, value=-1)), 0.01)
+
+
+async def test_close_wakes_a_thread_whose_answer_never_comes() -> None:
+    mr = MiniRacer()
+    ev = Evaluator(mr)
+    # Microtasks that never end run after the eval returns, outside anything a cancel
+    # reaches: the next eval is never started, so its answer never comes.
+    await ev.eval("(function spin() { Promise.resolve().then(spin); })(); 0")
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(ev.eval("1"), 0.05)
+    assert _waiting()
+    closed = threading.Thread(target=mr.close, daemon=True)
+    closed.start()
+    closed.join(10)
+    ev.close()
+    assert await _no_thread_waits_soon()
+
+
+class _Plain:
+    """A MiniRacer stand-in without mini-racer's internals."""
+
+    def __init__(self) -> None:
+        self.scripts: list[str] = []
+
+    async def eval_cancelable(self, script: str) -> Any:
+        self.scripts.append(script)
+        return len(script)
+
+
+async def test_without_the_internals_every_eval_goes_through_eval_cancelable() -> None:
+    plain = _Plain()
+    ev = Evaluator(plain)  # type: ignore[arg-type]
+    assert not ev.brief
+    assert await ev.eval("abc") == 3
+    assert plain.scripts == ["abc"]
+    ev.close()
