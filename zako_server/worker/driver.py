@@ -4,10 +4,11 @@ Why it is a module of its own: the frame loop (process.py) decides *which* task 
 *which* isolate and sends its started and done events; everything between those two
 events, the JavaScript side of a task, happens here.
 
-- JavaScript only ever runs inside an `eval_cancelable` this driver started: module
-  compilation, the entry call, each timer callback (timers are scheduled here, not by
-  V8), and each poll. Cancelling that eval terminates V8, so timeouts and cancels are
-  prompt and the event loop is never blocked by task code. mini-racer's own
+- JavaScript only ever runs inside a cancelable eval this driver started (evaluation.py):
+  module compilation, the entry call, each timer callback (timers are scheduled here,
+  not by V8), and each poll. Cancelling that eval terminates V8, so timeouts and cancels
+  are prompt, and the event loop is never blocked by task code for more than the brief
+  wait evaluation.py allows an eval before awaiting it. mini-racer's own
   `wrap_py_function` and `await promise` are avoided on purpose: their callbacks make a
   *blocking* call into the isolate, which hangs this loop for as long as task code runs.
 - Logs are buffered by the prelude and collected by each poll, so every log event of a

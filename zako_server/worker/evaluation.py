@@ -18,6 +18,10 @@ A cancel terminates the eval in V8 (`mr_cancel_task`, as `eval_cancelable` does)
 answer still arrives, in order, since V8 runs one context's tasks one after another: the
 next eval first waits for it, so every answer goes to the eval that asked.
 
+Measured under callgrind, a worker driven alone over its pipe with trivial tasks: 1,457k
+instructions a task before, 1,347k after with one task in flight; 1,385k and 1,262k with
+two. In-process, an eval of `1+1` went from 200 to 135 µs of wall time.
+
 This reaches into mini-racer's internals (the version is pinned to 0.14.x). `Evaluator`
 checks for them when it is made; without them every eval goes through `eval_cancelable`.
 """
