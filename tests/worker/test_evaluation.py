@@ -30,28 +30,37 @@ async def racer() -> AsyncIterator[MiniRacer]:
         mr.close()
 
 
-def _waiting() -> bool:
-    return any(t.name == "zako-eval-wait" and t.is_alive() for t in threading.enumerate())
+@pytest.fixture
+async def ev(racer: MiniRacer) -> AsyncIterator[Evaluator]:
+    evaluator = Evaluator(racer)
+    try:
+        yield evaluator
+    finally:
+        racer.close()  # before the evaluator, as Instance.close does
+        evaluator.close()
 
 
-async def _no_thread_waits_soon() -> bool:
-    """Whether every waiting thread has ended within a second (each ends right after it
-    hands its answer to the loop, so the loop can resume first)."""
+def _waiters() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "zako-eval-wait" and t.is_alive()}
+
+
+async def _ended_soon(threads: set[threading.Thread]) -> bool:
+    """Whether these waiter threads have all ended within a second (one ends once it has
+    handed its last answer to the loop, so the loop can resume first)."""
     for _ in range(50):
-        if not _waiting():
+        if not any(t.is_alive() for t in threads):
             return True
         await asyncio.sleep(0.02)
-    return not _waiting()
+    return not any(t.is_alive() for t in threads)
 
 
-async def test_the_pinned_mini_racer_has_what_the_brief_path_reads(racer: MiniRacer) -> None:
+async def test_the_pinned_mini_racer_has_what_the_brief_path_reads(ev: Evaluator) -> None:
     # Fails when a mini-racer upgrade moves the internals: the worker would then take the
     # slower eval_cancelable path for every eval, silently.
-    assert Evaluator(racer).brief
+    assert ev.brief
 
 
-async def test_brief_evals_answer_in_order_with_values_and_errors(racer: MiniRacer) -> None:
-    ev = Evaluator(racer)
+async def test_brief_evals_answer_in_order_with_values_and_errors(ev: Evaluator) -> None:
     assert await ev.eval("1 + 1") == 2
     assert await ev.eval("var kept = 'x'.repeat(3); kept") == "xxx"
     assert await ev.eval("kept.length") == 3
@@ -60,8 +69,7 @@ async def test_brief_evals_answer_in_order_with_values_and_errors(racer: MiniRac
     assert await ev.eval("'after'") == "after"
 
 
-async def test_a_long_eval_leaves_the_loop_free(racer: MiniRacer) -> None:
-    ev = Evaluator(racer)
+async def test_a_long_eval_leaves_the_loop_free(ev: Evaluator) -> None:
     ticks: list[float] = []
 
     async def tick() -> None:
@@ -78,13 +86,27 @@ async def test_a_long_eval_leaves_the_loop_free(racer: MiniRacer) -> None:
     during = [t for t in ticks if started < t < ended]
     # The loop ran the ticker throughout, not only once the eval was over.
     assert len(during) >= 5, (during, started, ended)
-    assert await _no_thread_waits_soon()
+
+
+async def test_long_evals_share_one_waiter_thread_that_ends_at_close() -> None:
+    before = _waiters()
+    mr = MiniRacer()
+    ev = Evaluator(mr)
+    seen: set[threading.Thread] = set()
+    for i in range(5):
+        spin = asyncio.ensure_future(ev.eval(SPIN.format(ms=30, value=i)))
+        await asyncio.sleep(0.015)  # past the brief wait: the waiter has the eval now
+        seen |= _waiters() - before
+        assert await spin == i
+    assert len(seen) == 1  # one thread for all five, not one each
+    mr.close()
+    ev.close()
+    assert await _ended_soon(seen)
 
 
 async def test_a_cancelled_eval_is_terminated_and_its_answer_goes_to_no_other_eval(
-    racer: MiniRacer,
+    ev: Evaluator,
 ) -> None:
-    ev = Evaluator(racer)
     for round_ in range(3):
         started = time.monotonic()
         with pytest.raises(asyncio.TimeoutError):
@@ -96,9 +118,8 @@ async def test_a_cancelled_eval_is_terminated_and_its_answer_goes_to_no_other_ev
 
 
 async def test_answers_stay_paired_across_brief_long_and_cancelled_evals(
-    racer: MiniRacer,
+    ev: Evaluator,
 ) -> None:
-    ev = Evaluator(racer)
     for i in range(30):
         kind = i % 3
         if kind == 0:
@@ -111,6 +132,7 @@ async def test_answers_stay_paired_across_brief_long_and_cancelled_evals(
 
 
 async def test_close_wakes_a_thread_whose_answer_never_comes() -> None:
+    before = _waiters()
     mr = MiniRacer()
     ev = Evaluator(mr)
     # Microtasks that never end run after the eval returns, outside anything a cancel
@@ -118,12 +140,13 @@ async def test_close_wakes_a_thread_whose_answer_never_comes() -> None:
     await ev.eval("(function spin() { Promise.resolve().then(spin); })(); 0")
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(ev.eval("1"), 0.05)
-    assert _waiting()
+    waiting = _waiters() - before
+    assert waiting
     closed = threading.Thread(target=mr.close, daemon=True)
     closed.start()
     closed.join(10)
     ev.close()
-    assert await _no_thread_waits_soon()
+    assert await _ended_soon(waiting)
 
 
 class _Plain:
@@ -139,8 +162,8 @@ class _Plain:
 
 async def test_without_the_internals_every_eval_goes_through_eval_cancelable() -> None:
     plain = _Plain()
-    ev = Evaluator(plain)  # type: ignore[arg-type]
-    assert not ev.brief
-    assert await ev.eval("abc") == 3
+    evaluator = Evaluator(plain)  # type: ignore[arg-type]
+    assert not evaluator.brief
+    assert await evaluator.eval("abc") == 3
     assert plain.scripts == ["abc"]
-    ev.close()
+    evaluator.close()
