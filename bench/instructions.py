@@ -15,10 +15,13 @@ How: the server starts under `valgrind --tool=callgrind --trace-children=yes`, s
 and every process it starts (Zako's worker, the floor's child) are counted apart.
 After a warm-up, `callgrind_control --dump` has every process write what it counted
 so far and start again from zero; the load runs; a second dump holds exactly the load's
-instructions. What each process spent while idle (heartbeats, timers), dumped over
-IDLE_S before the load (once what a worker does once after a burst, its idle collection,
-is over), is subtracted at the same rate: under valgrind a task takes ~50
-times as long, and background ticks would otherwise count.
+instructions. Two loads run on each server, each dumped on its own: the trivial task on
+one stream with `window` in flight, then unary calls one at a time (the sequential
+path, where nothing is shared between tasks: the farthest of issue 16's targets).
+What each process spent while idle (heartbeats, timers), dumped over IDLE_S before the
+loads (once what a worker does once after a burst, its idle collection, is over), is
+subtracted from each at the same rate: under valgrind a task takes ~50 times as long,
+and background ticks would otherwise count.
 
 Not counted: mini-racer's heap readings (subtracted: their inclusive count in the
 load's dump, from callgrind_annotate; reported apart, per task). A reading builds a new V8
@@ -67,6 +70,8 @@ SETTLE_S = 6.0
 START_TIMEOUT_S = 900.0
 CALL_TIMEOUT_S = 900.0
 HEAP_READING = "MiniRacer::HeapReporter::HeapStats("
+# Unary calls before the counted ones (the stream's warm-up has warmed the server).
+UNARY_WARMUP = 8
 
 _LINE = re.compile(r"^\s*([\d,]+)\s+(?:\(\s*[\d.]+%\)\s+)?(.*)$")
 
@@ -153,21 +158,27 @@ def roles(server_pid: int) -> dict[int, str]:
     return found
 
 
+Op = Callable[[int], Awaitable[None]]
+# What a server's client offers: the stream op, the unary op, and how to close them.
+Ops = tuple[Op, Op, Callable[[], Awaitable[None]]]
+
+
 async def count(
-    name: str,
-    argv: Sequence[str],
-    make_op: Callable[[str], Awaitable[tuple[Callable[[int], Awaitable[None]], Any]]],
-    p: Params,
+    name: str, argv: Sequence[str], make_ops: Callable[[str], Awaitable[Ops]], p: Params
 ) -> dict[str, Any]:
-    """Instructions per task of each role of one server under `window` tasks in flight."""
+    """Instructions per task of each role of one server: the stream load's figures, and
+    the unary load's under "unary"."""
     with tempfile.TemporaryDirectory(prefix="zako-callgrind-") as out_dir:
         server = ServerProcess(under_callgrind(argv, out_dir), f"{name} under callgrind")
         await server.start(timeout=START_TIMEOUT_S)
         try:
-            op, closer = await make_op(server.target)
+            stream_op, unary_op, closer = await make_ops(server.target)
             try:
                 await closed_loop(
-                    "warmup", op, count=p.instr_warmup, concurrency=p.window, seconds=1e4
+                    "warmup", stream_op, count=p.instr_warmup, concurrency=p.window, seconds=1e4
+                )
+                await closed_loop(
+                    "warmup", unary_op, count=UNARY_WARMUP, concurrency=1, seconds=1e4
                 )
                 who = roles(server.pid)
                 # What follows a burst once (a worker's idle collection after
@@ -178,34 +189,47 @@ async def count(
                 await asyncio.sleep(IDLE_S)
                 idle = await dump(list(who), out_dir)
                 idle_s = time.perf_counter() - t0
-                t1 = time.perf_counter()
-                load = await closed_loop(
-                    name, op, count=p.instr_tasks, concurrency=p.window, seconds=1e4
-                )
-                after = await dump(list(who), out_dir)
-                load_s = time.perf_counter() - t1
+                rates = {pid: _spent(part)[0] / idle_s for pid, part in idle.items()}
+                counted = {}
+                for load_name, op, tasks, concurrency in (
+                    ("stream", stream_op, p.instr_tasks, p.window),
+                    ("unary", unary_op, p.instr_unary_tasks, 1),
+                ):
+                    t1 = time.perf_counter()
+                    load = await closed_loop(
+                        f"{name} {load_name}", op, count=tasks, concurrency=concurrency, seconds=1e4
+                    )
+                    after = await dump(list(who), out_dir)
+                    load_s = time.perf_counter() - t1
+                    counted[load_name] = _per_task(load, after, rates, who, load_s)
             finally:
                 await closer()
-            per_task: dict[str, float] = {"server": 0.0, "workers": 0.0, "other": 0.0}
-            idle_rate: dict[str, float] = {"server": 0.0, "workers": 0.0, "other": 0.0}
-            readings = 0.0
-            for pid, role in who.items():
-                if pid not in after or pid not in idle:
-                    continue
-                rate = _spent(idle[pid])[0] / idle_s
-                spent, in_readings = _spent(after[pid])
-                done = max(load.completed, 1)
-                per_task[role] += (spent - in_readings - rate * load_s) / done
-                idle_rate[role] += rate
-                readings += in_readings / done
         finally:
             await server.stop(timeout=120)
+    idle_rate: dict[str, float] = {"server": 0.0, "workers": 0.0, "other": 0.0}
+    for pid, role in who.items():
+        idle_rate[role] += rates.get(pid, 0.0)
+    return {**counted["stream"], "idle_per_s": idle_rate, "unary": counted["unary"]}
+
+
+def _per_task(
+    load: Any, after: dict[int, Path], rates: dict[int, float], who: dict[int, str], load_s: float
+) -> dict[str, Any]:
+    """One load's instructions per task of each role, idle spending and heap readings out."""
+    per_task: dict[str, float] = {"server": 0.0, "workers": 0.0, "other": 0.0}
+    readings = 0.0
+    done = max(load.completed, 1)
+    for pid, role in who.items():
+        if pid not in after or pid not in rates:
+            continue
+        spent, in_readings = _spent(after[pid])
+        per_task[role] += (spent - in_readings - rates[pid] * load_s) / done
+        readings += in_readings / done
     return {
         "tasks": load.completed,
         "errors": load.errors,
         "first_error": load.first_error,
         "per_task": per_task,
-        "idle_per_s": idle_rate,
         "heap_readings_per_task": readings,
     }
 
@@ -218,38 +242,48 @@ async def instruction_counts(p: Params) -> dict[str, Any]:
     msgs = messages()
     numbers = itertools.count(int(time.time() * 1000) % 10**9 * 1000)
 
-    async def zako_op(target: str) -> tuple[Callable[[int], Awaitable[None]], Any]:
+    async def zako_ops(target: str) -> Ops:
         client = sdk_client(target, timeout=CALL_TIMEOUT_S)
-        return _sdk_op(numbers, client), client.aclose
+        return _sdk_op(numbers, client), _sdk_op(numbers, client, unary=True), client.aclose
 
-    def stream_op(service: str) -> Callable[[str], Awaitable[tuple[Any, Any]]]:
-        async def make(target: str) -> tuple[Callable[[int], Awaitable[None]], Any]:
+    def bytes_ops(service: str) -> Callable[[str], Awaitable[Ops]]:
+        async def make(target: str) -> Ops:
             channel = grpc.aio.insecure_channel(target)
             stream = BytesStream(channel, f"/{service}/Stream", 1)
+            unary = channel.unary_unary(f"/{service}/Unary")
 
             async def op(_: int) -> None:
                 await stream.call(msgs.submit_request)
+
+            async def called(_: int) -> None:
+                await unary(msgs.run_request, timeout=CALL_TIMEOUT_S)
 
             async def close() -> None:
                 await stream.close()
                 await channel.close()
 
-            return op, close
+            return op, called, close
 
         return make
 
     out: dict[str, Any] = {}
-    one_worker = ("--min-workers", "1", "--max-workers", "1")
+    # One worker; and no recycling of its warm isolate inside the counted loads: a
+    # recycle (a fresh isolate, hardened, its modules compiled again: once in 500 tasks
+    # by default) landed in whichever load crossed the 500th task and put ~1.1M
+    # instructions on each of its 100 unary tasks.
+    one_worker = ("--min-workers", "1", "--max-workers", "1", "--isolate-max-tasks", "100000")
     for name, argv, make in (
-        ("zako", zako_argv(*one_worker), zako_op),
-        ("floor", bench_server_argv("floor"), stream_op(FLOOR_SERVICE)),
-        ("echo", bench_server_argv("echo"), stream_op(ECHO_SERVICE)),
+        ("zako", zako_argv(*one_worker), zako_ops),
+        ("floor", bench_server_argv("floor"), bytes_ops(FLOOR_SERVICE)),
+        ("echo", bench_server_argv("echo"), bytes_ops(ECHO_SERVICE)),
     ):
         out[name] = await count(name, argv, make, p)
     failed = [
-        f"{name}: {r['errors']} error(s), first: {r['first_error'][:200]}"
+        f"{name}{' unary' if part is not r else ''}: {part['errors']} error(s), "
+        f"first: {part['first_error'][:200]}"
         for name, r in out.items()
-        if r["errors"]
+        for part in (r, r["unary"])
+        if part["errors"]
     ]
     if failed:
         out["errors"] = "; ".join(failed)

@@ -109,12 +109,17 @@ def instructions_table(counts: dict[str, Any] | None) -> list[str]:
     if "skipped" in counts:
         return [title, "", f"INSTRUCTIONS SKIPPED: {counts['skipped']}", ""]
     roles = ("server", "workers", "other")
+    kinds = ("zako", "floor", "echo")
 
-    def per_task(kind: str, role: str) -> float:
-        return float(((counts.get(kind) or {}).get("per_task") or {}).get(role, math.nan))
+    def figures(kind: str, load: str) -> dict[str, Any]:
+        found = counts.get(kind) or {}
+        return (found.get("unary") or {}) if load == "unary" else found
 
-    def total(kind: str) -> float:
-        return per_task(kind, "server") + per_task(kind, "workers")
+    def per_task(kind: str, role: str, load: str) -> float:
+        return float((figures(kind, load).get("per_task") or {}).get(role, math.nan))
+
+    def total(kind: str, load: str) -> float:
+        return per_task(kind, "server", load) + per_task(kind, "workers", load)
 
     def thousands(value: float) -> str:
         if math.isnan(value):
@@ -122,27 +127,36 @@ def instructions_table(counts: dict[str, Any] | None) -> list[str]:
         # The idle subtraction leaves a few hundred either way where nothing ran.
         return f"{(value if abs(value) >= 500 else 0.0) / 1000:,.0f}k"
 
-    rows = [
-        [
-            role if role != "workers" else "workers (floor: its child)",
-            *(thousands(per_task(kind, role)) for kind in ("zako", "floor", "echo")),
-            fmt(ratio(per_task("zako", role), per_task("floor", role)), 2) + "x",
-        ]
-        for role in roles
-    ]
-    rows.append(
-        [
-            "server + workers",
-            *(thousands(total(kind)) for kind in ("zako", "floor", "echo")),
-            fmt(ratio(total("zako"), total("floor")), 2) + "x",
-        ]
-    )
-    tasks = ", ".join(
-        f"{kind} {(counts.get(kind) or {}).get('tasks', 0)}" for kind in ("zako", "floor", "echo")
+    rows = []
+    for load, suffix in (("stream", ""), ("unary", ", unary")):
+        for role in roles:
+            if load == "unary" and role == "other":
+                continue
+            label = role if role != "workers" else "workers (floor: its child)"
+            rows.append(
+                [
+                    label + suffix,
+                    *(thousands(per_task(kind, role, load)) for kind in kinds),
+                    fmt(ratio(per_task("zako", role, load), per_task("floor", role, load)), 2)
+                    + "x",
+                ]
+            )
+        rows.append(
+            [
+                "server + workers" + suffix,
+                *(thousands(total(kind, load)) for kind in kinds),
+                fmt(ratio(total("zako", load), total("floor", load)), 2) + "x",
+            ]
+        )
+    tasks = "; ".join(
+        f"{kind} {figures(kind, 'stream').get('tasks', 0)} + "
+        f"{figures(kind, 'unary').get('tasks', 0)} unary"
+        for kind in kinds
     )
     out = [
         title,
-        f"(tasks counted: {tasks}; idle spending subtracted; heap readings not counted)",
+        f"(tasks counted: {tasks}; one stream with a window in flight, then unary calls one"
+        " at a time; idle spending subtracted; heap readings not counted)",
         "",
     ]
     out += table(["process", "zako", "floor", "echo", "zako / floor"], rows)

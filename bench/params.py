@@ -50,6 +50,7 @@ class Params:
     # Issue 16 (bench/instructions.py): tasks run under callgrind, after a warm-up.
     instr_warmup: int
     instr_tasks: int
+    instr_unary_tasks: int  # then unary calls one at a time, on the same server
 
     @classmethod
     def quick_mode(cls) -> Params:
@@ -88,6 +89,7 @@ class Params:
             cas_blobs=96,
             instr_warmup=4,
             instr_tasks=12,
+            instr_unary_tasks=6,
         )
 
     @classmethod
@@ -127,4 +129,5 @@ class Params:
             cas_blobs=512,
             instr_warmup=64,
             instr_tasks=300,
+            instr_unary_tasks=100,
         )

@@ -219,7 +219,7 @@ def test_quick_run_measures_everything(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # three servers under valgrind: ~3 minutes here
+@pytest.mark.timeout(900)  # three servers under valgrind, two loads each: ~4 minutes here
 def test_instruction_counts_run_under_callgrind(tmp_path: Path) -> None:
     """The instructions section (left out of a --quick run: minutes under valgrind):
     every process of Zako, the floor and echo is counted, and the table says so."""
@@ -238,9 +238,13 @@ def test_instruction_counts_run_under_callgrind(tmp_path: Path) -> None:
     assert report["errors"] == {} and report["sections"] == ["instructions"]
     counts = report["results"]["instructions"]
     for kind in ("zako", "floor", "echo"):
-        assert counts[kind]["tasks"] > 0 and counts[kind]["errors"] == 0, kind
-        assert counts[kind]["per_task"]["server"] > 0, kind
-    # The task-running processes were found and counted: Zako's worker, the floor's child.
-    assert counts["zako"]["per_task"]["workers"] > 0 and counts["floor"]["per_task"]["workers"] > 0
-    assert counts["echo"]["per_task"]["workers"] == 0
+        # Both loads ran on each server, and each was counted on its own.
+        for load in (counts[kind], counts[kind]["unary"]):
+            assert load["tasks"] > 0 and load["errors"] == 0, kind
+            assert load["per_task"]["server"] > 0, kind
+        # The task-running processes were found and counted: Zako's worker, the floor's
+        # child (echo has none).
+        for load in (counts[kind], counts[kind]["unary"]):
+            assert (load["per_task"]["workers"] > 0) == (kind != "echo"), kind
     assert "Issue 16: instructions per trivial task under callgrind" in proc.stdout
+    assert "server + workers, unary" in proc.stdout
