@@ -31,6 +31,13 @@ What a reading costs around that call is still counted (the probe eval before it
 mini-racer's Python, the garbage V8 collects later): a worker with the reading removed
 counted ~0.45M instructions a task less under valgrind. So Zako's worker figure is that
 much above what a trivial task costs it at full speed, where the path runs once in ~60.
+Zako runs with one worker, no recycling of its warm isolate inside the loads, and
+`--worker-brief-wait 1` (instruction_counts says why).
+Between unary calls under valgrind the worker idles longer than SETTLE_AFTER_S (5 ms),
+so it resets the warm isolate in an eval of its own before each call (worker/process.py):
+driven alone with 50 ms between tasks it counted ~0.31M a task more than back to back.
+At full speed that happens only to calls more than 5 ms apart. Zako's unary worker row
+carries that too.
 Instructions are not time: a cache miss or a system call costs far more than its count
 says. They rank per-task code paths, which is what these rows are for.
 
@@ -271,7 +278,15 @@ async def instruction_counts(p: Params) -> dict[str, Any]:
     # recycle (a fresh isolate, hardened, its modules compiled again: once in 500 tasks
     # by default) landed in whichever load crossed the 500th task and put ~1.1M
     # instructions on each of its 100 unary tasks.
-    one_worker = ("--min-workers", "1", "--max-workers", "1", "--isolate-max-tasks", "100000")
+    # And evals wait for their answer on the worker's loop thread as they do at full
+    # speed (worker/evaluation.py): there a trivial eval answers in ~0.1-0.3 ms, within
+    # the 2 ms the default allows; under valgrind it takes milliseconds, and with the
+    # default some took the long-eval path instead (the worker row moved 1.38-1.61M
+    # between runs; with the wait at 1 s, 1.42M).
+    one_worker = (
+        *("--min-workers", "1", "--max-workers", "1"),
+        *("--isolate-max-tasks", "100000", "--worker-brief-wait", "1"),
+    )
     for name, argv, make in (
         ("zako", zako_argv(*one_worker), zako_ops),
         ("floor", bench_server_argv("floor"), bytes_ops(FLOOR_SERVICE)),

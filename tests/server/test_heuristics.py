@@ -123,6 +123,16 @@ def test_isolate_reuse_settings_from_flags_and_env():
         build_settings({}, {"ZAKO_ISOLATE_MAX_TASKS": "0"}, machine)
 
 
+def test_worker_brief_wait_is_0_to_1_second():
+    machine = Machine(2, "test", 1 << 30, "test")
+    assert build_settings({}, {}, machine).worker_brief_wait == 0.002
+    assert build_settings({}, {"ZAKO_WORKER_BRIEF_WAIT": "0"}, machine).worker_brief_wait == 0
+    assert build_settings({"worker_brief_wait": "0.25"}, {}, machine).worker_brief_wait == 0.25
+    for bad in ("-0.001", "1.5", "soon"):
+        with pytest.raises(ValueError, match="worker_brief_wait from flag --worker-brief-wait"):
+            build_settings({"worker_brief_wait": bad}, {}, machine)
+
+
 def test_workers_are_pinned_only_to_cpus_the_server_owns(monkeypatch):
     """A CPU quota narrower than the CPU mask (a pod sharing its node's CPUs) means the
     mask's CPUs are not the server's own: pinning there would stack other pods' workers

@@ -8,6 +8,7 @@ import signal
 import time
 
 import grpc
+import psutil
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
@@ -237,3 +238,29 @@ def test_workers_are_pinned_one_cpu_each_spread_over_the_allowed_ones(server_fac
     assert cpus[0] != cpus[1]
     unpinned = server_factory(min_workers=1, max_workers=1, worker_pinning=False)
     assert _affinities(unpinned.server.pool.workers()[0].pid) == {frozenset(allowed)}
+
+
+@pytest.mark.parametrize("brief_wait", [0.0, 0.5])
+async def test_worker_brief_wait_reaches_the_workers_and_tasks_run_and_time_out_either_way(
+    server_factory, brief_wait
+):
+    # 0 sends every eval through the loop (mini-racer's eval_cancelable); 0.5 lets a
+    # worker's loop wait up to half a second for one: a task that loops forever must still
+    # be stopped at its deadline, and a brief one answer.
+    server = server_factory(min_workers=1, max_workers=1, worker_brief_wait=brief_wait)
+    worker = server.server.pool.workers()[0]
+    argv = psutil.Process(worker.pid).cmdline()
+    assert argv[argv.index("--brief-wait") + 1] == repr(brief_wait)
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        stub = pb_grpc.ExecutorStub(channel)
+        spin = await stub.Run(
+            pb.RunRequest(
+                task=pb.Task(source="while (true) {}", timeout=Duration(nanos=300_000_000))
+            )
+        )
+        done = await stub.Run(
+            pb.RunRequest(task=pb.Task(source="module.exports = (x) => x * 6", input_json="7"))
+        )
+    assert spin.WhichOneof("outcome") == "failed"
+    assert spin.failed.reason == pb.FAILURE_REASON_TIMEOUT
+    assert done.completed.result.value_json == "42"

@@ -167,3 +167,13 @@ async def test_without_the_internals_every_eval_goes_through_eval_cancelable() -
     assert await evaluator.eval("abc") == 3
     assert plain.scripts == ["abc"]
     evaluator.close()
+
+
+async def test_a_brief_wait_of_0_sends_every_eval_through_eval_cancelable(racer: MiniRacer) -> None:
+    evaluator = Evaluator(racer, 0)  # the server's worker_brief_wait 0
+    assert not evaluator.brief
+    assert await evaluator.eval("6 * 7") == 42
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(evaluator.eval("while (true) {}"), 0.05)
+    assert await evaluator.eval("'after'") == "after"
+    evaluator.close()

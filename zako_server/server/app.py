@@ -79,6 +79,7 @@ class ZakoServer:
                 heartbeat_timeout=settings.worker_heartbeat_timeout,
                 code_cache_bytes=settings.worker_code_cache_bytes,
                 prefetch=settings.worker_prefetch,
+                brief_wait=settings.worker_brief_wait,
                 pin_cpus=settings.worker_pinning
                 and settings.machine is not None
                 and owns_cpus(settings.machine),

@@ -95,6 +95,14 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _brief_wait(text: str) -> float:
+    """Seconds, 0 to 1: the wait blocks the worker's loop (pings, cancels) that long."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise ValueError(f"must be between 0 and 1 second, got {text!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: its parser and help; its default is the `Settings` field default."""
@@ -155,6 +163,13 @@ OPTIONS: tuple[Option, ...] = (
         _non_negative_int,
         "tasks a busy worker may hold queued behind a short task it runs, when no worker "
         "is idle and none can start (0: none)",
+    ),
+    Option(
+        "worker_brief_wait",
+        _brief_wait,
+        "seconds a worker waits on its event loop's own thread for an eval's answer before "
+        "awaiting it through the loop: a trivial task's eval answers in well under 1 ms, and "
+        "the hand-back through the loop cost it ~65 us (0: every eval through the loop)",
     ),
     Option(
         "worker_pinning",

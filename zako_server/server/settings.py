@@ -51,6 +51,9 @@ class Settings:
     worker_code_cache_bytes: int = 128 << 20
     worker_prefetch: int = 1
     worker_pinning: bool = True
+    # How long a worker's loop waits on its own thread for an eval's answer before it
+    # awaits it (worker/evaluation.py); 0 awaits every eval through the loop.
+    worker_brief_wait: float = 0.002
     max_input_bytes: int = 16 << 20
     max_result_bytes: int = 16 << 20
     max_log_bytes: int = 1 << 20

@@ -79,10 +79,13 @@ class WorkerHandle:
         heartbeat: tuple[float, float] = (2.0, 10.0),
         sources: SourceMirror | None = None,
         cpu: int | None = None,
+        brief_wait: float | None = None,
     ) -> None:
         self.id = worker_id
         # The CPU the child pins itself to (worker_set.py says why), or None: unpinned.
         self.cpu = cpu
+        # Settings.worker_brief_wait for the child (None: the child's own default).
+        self.brief_wait = brief_wait
         # What the child holds of module texts (code_mirror.py); None: send them inline.
         self.sources = sources
         # (interval, timeout) in seconds.
@@ -126,6 +129,7 @@ class WorkerHandle:
                 "-m",
                 "zako_server.worker",
                 *(() if self.cpu is None else ("--cpu", str(self.cpu))),
+                *(() if self.brief_wait is None else ("--brief-wait", repr(self.brief_wait))),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=write_fd,
                 stderr=None,

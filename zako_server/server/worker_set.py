@@ -61,6 +61,8 @@ class PoolSettings:
     prefetch: int = 1
     # Pin each worker process to one CPU (see the docstring).
     pin_cpus: bool = True
+    # Settings.worker_brief_wait, passed to each worker (worker/evaluation.py).
+    brief_wait: float = 0.002
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,7 @@ class WorkerSet(ABC):
             (self.settings.heartbeat_interval, self.settings.heartbeat_timeout),
             SourceMirror(self.settings.code_cache_bytes, self.code_cache, self._digests),
             self._free_cpu(),
+            self.settings.brief_wait,
         )
         self._workers[worker.id] = worker
         self._starting += 1

@@ -26,7 +26,8 @@ instructions a task before, 1,347k after with one task in flight; 1,385k and 1,2
 two. In-process, an eval of `1+1` went from 200 to 135 µs of wall time.
 
 This reaches into mini-racer's internals (the version is pinned to 0.14.x). `Evaluator`
-checks for them when it is made; without them every eval goes through `eval_cancelable`.
+checks for them when it is made; without them, or with a brief wait of 0 (the server's
+`worker_brief_wait`), every eval goes through `eval_cancelable`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class Evaluator:
         self._waiting: asyncio.Future[Any] | None = None  # the latest thread-backed wait
         self._waiter: threading.Thread | None = None
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        if brief_wait_s <= 0:
+            return  # every eval through eval_cancelable (the server's worker_brief_wait 0)
         try:
             from py_mini_racer import _context
 

@@ -40,6 +40,7 @@ import contextlib
 
 from zako_server.protocol import FailureReason, HeapFigures, ReuseKey
 from zako_server.worker import runtime
+from zako_server.worker.evaluation import BRIEF_WAIT_S
 from zako_server.worker.runtime import Instance
 
 # A reset eval of its own (idle paths) answers in well under a millisecond; longer means
@@ -207,7 +208,8 @@ def keep(
 class Isolates:
     """One spare and at most one warm instance; create inside the running loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, brief_wait: float = BRIEF_WAIT_S) -> None:
+        self._brief_wait = brief_wait  # each instance's Evaluator's (evaluation.py)
         self.spare: Instance | None = None
         self.warm: Instance | None = None
         self.warm_key: ReuseKey | None = None
@@ -215,14 +217,14 @@ class Isolates:
     def prepare(self) -> None:
         """Make the spare now, off the request path (raises if V8 cannot start)."""
         if self.spare is None:
-            self.spare = Instance()
+            self.spare = Instance(self._brief_wait)
 
     def take(self, key: ReuseKey | None) -> tuple[Instance, bool]:
         """The instance for a task with `key` and whether an earlier task used it."""
         if key is not None and self.warm is not None and self.warm_key == key:
             instance, self.warm = self.warm, None
             return instance, True
-        instance = self.spare if self.spare is not None else Instance()
+        instance = self.spare if self.spare is not None else Instance(self._brief_wait)
         self.spare = None
         return instance, False
 

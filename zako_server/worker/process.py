@@ -68,6 +68,7 @@ from zako_server.protocol import (
 )
 from zako_server.worker import jserrors, runtime
 from zako_server.worker.driver import ResetFailed, RetryFresh, TaskDriver
+from zako_server.worker.evaluation import BRIEF_WAIT_S
 from zako_server.worker.isolates import Isolates, retiring, task_heap
 from zako_server.worker.runtime import Instance
 from zako_server.worker.sources import SourceStore
@@ -91,9 +92,9 @@ def _version(dist: str) -> str:
 
 
 class Worker:
-    def __init__(self, frame_fd: int) -> None:
+    def __init__(self, frame_fd: int, brief_wait: float = BRIEF_WAIT_S) -> None:
         self._fd = frame_fd
-        self._isolates = Isolates()
+        self._isolates = Isolates(brief_wait)
         self._runs: deque[RunFrame] = deque()
         self._wakeup = asyncio.Event()
         self._current: RunningTask | None = None
@@ -410,10 +411,10 @@ class _FrameReader(asyncio.Protocol):
             self._ended.set_result(0)
 
 
-def main() -> int:
+def main(brief_wait: float = BRIEF_WAIT_S) -> int:
     # Frames go to a private copy of stdout; fd 1 becomes stderr so that whatever V8 or a
     # library prints cannot corrupt the frame stream.
     frame_fd = os.dup(1)
     os.dup2(2, 1)
     runtime.init_v8()
-    return asyncio.run(Worker(frame_fd).serve())
+    return asyncio.run(Worker(frame_fd, brief_wait).serve())

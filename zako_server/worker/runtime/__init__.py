@@ -36,7 +36,7 @@ import orjson
 from py_mini_racer import MiniRacer, init_mini_racer
 
 from zako_server.protocol import NODE_BUILTINS
-from zako_server.worker.evaluation import Evaluator
+from zako_server.worker.evaluation import BRIEF_WAIT_S, Evaluator
 from zako_server.worker.runtime import vendor
 from zako_server.worker.sources import Held, TreePack
 
@@ -219,9 +219,9 @@ def poll_script(token: str) -> str:
 class Instance:
     """One MiniRacer with the prelude installed (create it inside the running loop)."""
 
-    def __init__(self) -> None:
+    def __init__(self, brief_wait: float = BRIEF_WAIT_S) -> None:
         self.mr = MiniRacer()
-        self.evaluator = Evaluator(self.mr)
+        self.evaluator = Evaluator(self.mr, brief_wait)
         self.token = new_token()
         self.prefix = prefix_length(self.token)
         # The (path, digest) pairs of the latest task, for uncaught errors (files()).
