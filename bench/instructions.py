@@ -280,9 +280,8 @@ async def instruction_counts(p: Params) -> dict[str, Any]:
     # instructions on each of its 100 unary tasks.
     # And evals wait for their answer on the worker's loop thread as they do at full
     # speed (worker/evaluation.py): there a trivial eval answers in ~0.1-0.3 ms, within
-    # the 2 ms the default allows; under valgrind it takes milliseconds, and with the
-    # default some took the long-eval path instead (the worker row moved 1.38-1.61M
-    # between runs; with the wait at 1 s, 1.42M).
+    # the 2 ms the default allows; under valgrind it takes milliseconds of wall time, and
+    # a wall-time threshold would send some of them down the long-eval path instead.
     one_worker = (
         *("--min-workers", "1", "--max-workers", "1"),
         *("--isolate-max-tasks", "100000", "--worker-brief-wait", "1"),
