@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from py_mini_racer import JSEvalException, MiniRacer
 
+from zako_server.worker import evaluation
 from zako_server.worker.evaluation import Evaluator
 
 # A busy loop of `ms` milliseconds in V8, past BRIEF_WAIT_S when `ms` is 5 or more.
@@ -115,6 +116,32 @@ async def test_a_cancelled_eval_is_terminated_and_its_answer_goes_to_no_other_ev
         assert await ev.eval(f"{round_} * 10") == round_ * 10
         assert time.monotonic() - started < 5
         assert await ev.eval(SPIN.format(ms=20, value=round_)) == round_
+
+
+async def test_the_next_eval_waits_for_a_cancelled_evals_answer_even_when_it_lingers(
+    ev: Evaluator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A waiter slow to take its request leaves the terminated eval's answer on the queue
+    # when the next eval starts: that eval must not take it as its own.
+    real = evaluation._wait
+
+    class Late:
+        def __init__(self, requests: Any) -> None:
+            self._requests = requests
+
+        def get(self) -> Any:
+            request = self._requests.get()
+            time.sleep(0.1)
+            return request
+
+    def late_wait(requests: Any, answers: Any) -> None:
+        real(Late(requests), answers)
+
+    monkeypatch.setattr(evaluation, "_wait", late_wait)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(ev.eval(SPIN.format(ms=1000, value=-1)), 0.02)
+    await asyncio.sleep(0.02)  # V8 has answered the terminated eval; the waiter still sleeps
+    assert await ev.eval("7") == 7
 
 
 async def test_answers_stay_paired_across_brief_long_and_cancelled_evals(

@@ -54,10 +54,9 @@ class Evaluator:
         self._brief_wait_s = brief_wait_s
         self._ctx: Any = None
         self._queue: queue.Queue[Any] | None = None
-        # The thread-backed wait of an eval that was cancelled: its answer is the next on
-        # the queue, so the next eval waits for it first.
-        self._pending: asyncio.Future[Any] | None = None
-        self._waiting: asyncio.Future[Any] | None = None  # the latest thread-backed wait
+        # The latest thread-backed wait. Undone after its eval returned, it is a cancelled
+        # eval's: that answer is the next on the queue, so the next eval waits for it first.
+        self._waiting: asyncio.Future[Any] | None = None
         self._waiter: threading.Thread | None = None
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         if brief_wait_s <= 0:
@@ -88,9 +87,8 @@ class Evaluator:
     async def eval(self, script: str) -> Any:
         if self._queue is None:
             return await self._mr.eval_cancelable(script)
-        if self._pending is not None:
-            await asyncio.shield(self._pending)
-            self._pending = None
+        if self._waiting is not None and not self._waiting.done():
+            await asyncio.shield(self._waiting)
         ctx, answers = self._ctx, self._queue
         code = ctx._python_to_value_handle(script)
         task_id = ctx._dll.mr_eval(ctx._ctx, code.raw, self._callback_id)
@@ -123,7 +121,6 @@ class Evaluator:
             return await asyncio.shield(answer)
         except asyncio.CancelledError:
             self._ctx._dll.mr_cancel_task(self._ctx._ctx, task_id)
-            self._pending = answer
             raise
 
     def close(self) -> None:
