@@ -196,8 +196,9 @@ async def count(
                 await asyncio.sleep(IDLE_S)
                 idle = await dump(list(who), out_dir)
                 idle_s = time.perf_counter() - t0
-                rates = {pid: _spent(part)[0] / idle_s for pid, part in idle.items()}
-                counted = {}
+                # Each load's dump is read after both have run: reading one takes seconds,
+                # which would otherwise be idle spending in the next load's dump.
+                loads = {}
                 for load_name, op, tasks, concurrency in (
                     ("stream", stream_op, p.instr_tasks, p.window),
                     ("unary", unary_op, p.instr_unary_tasks, 1),
@@ -207,12 +208,16 @@ async def count(
                         f"{name} {load_name}", op, count=tasks, concurrency=concurrency, seconds=1e4
                     )
                     after = await dump(list(who), out_dir)
-                    load_s = time.perf_counter() - t1
-                    counted[load_name] = _per_task(load, after, rates, who, load_s)
+                    loads[load_name] = (load, after, time.perf_counter() - t1)
             finally:
                 await closer()
         finally:
             await server.stop(timeout=120)
+        rates = {pid: _spent(part)[0] / idle_s for pid, part in idle.items()}
+        counted = {
+            load_name: _per_task(load, after, rates, who, load_s)
+            for load_name, (load, after, load_s) in loads.items()
+        }
     idle_rate: dict[str, float] = {"server": 0.0, "workers": 0.0, "other": 0.0}
     for pid, role in who.items():
         idle_rate[role] += rates.get(pid, 0.0)
