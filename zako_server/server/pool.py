@@ -45,10 +45,10 @@ from zako_server.protocol import (
     RunFrame,
     StartedEvent,
 )
-from zako_server.server import watchdog
 from zako_server.server.affinity import choose
 from zako_server.server.errors import QueueDeadlineExceeded
 from zako_server.server.slots import Slot, lost_result
+from zako_server.server.watchdog import Watchdog
 from zako_server.server.worker_handle import WorkerHandle
 from zako_server.server.worker_set import PoolSettings, WorkerSet
 
@@ -73,6 +73,15 @@ class Pool(WorkerSet):
         super().__init__(settings)
         # Told when a worker becomes busy and so can queue a task (admission.regrant).
         self.on_spare: Callable[[], None] | None = None
+        # The memory watch and the backstop (watchdog.py), woken when a worker says it
+        # began a task: queued behind another, it is not running yet.
+        self._watchdog = Watchdog(
+            self._workers.values, settings.worker_rss_margin, settings.cancel_grace
+        )
+
+    async def close(self, timeout: float = 2.0) -> None:
+        await super().close(timeout)
+        self._watchdog.close()  # after the workers: a task may begin while they stop
 
     async def run(
         self, frame: RunFrame, sink: TaskSink, deadline: float | None = None
@@ -135,16 +144,8 @@ class Pool(WorkerSet):
                 started = True
             sink(event, worker)
 
-        # The memory watch and the backstop (watchdog.py), armed when the worker says it
-        # began the task: queued behind another, it is not running yet.
-        timers: list[asyncio.TimerHandle] = []
-
-        def begin() -> None:
-            settings = self.settings
-            watchdog.arm(worker, slot, settings.worker_rss_margin, settings.cancel_grace, timers)
-
         try:
-            slot = worker.run(frame, forward, begin)
+            slot = worker.run(frame, forward, self._watchdog.wake)
         except ConnectionError as exc:
             worker.mark_broken()
             self._offer(worker)
@@ -167,8 +168,6 @@ class Pool(WorkerSet):
             await self._stop_running(worker, slot)
             raise
         finally:
-            for timer in timers:
-                timer.cancel()
             if expiry is not None:
                 expiry.cancel()
         if result.reason is FailureReason.WORKER_LOST:
