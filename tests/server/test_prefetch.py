@@ -118,6 +118,31 @@ def test_a_queued_task_past_its_deadline_is_withdrawn_without_running(server_fac
     assert hog_done.reason is FailureReason.TIMEOUT  # the running task was left alone
 
 
+def test_a_task_waiting_in_the_pool_for_a_worker_fails_at_its_deadline(server_factory):
+    # Admission may grant a lease for a place behind a busy worker that is gone by the
+    # time the task reaches the pool (that worker's task began over _PREFETCH_RECENT_S
+    # ago): the task then waits in the pool, and its deadline must still hold there.
+    server = server_factory(min_workers=1, max_workers=1)
+    pool, seen = server.server.pool, Seen()
+    hog = frame_of(server, "hog", SPIN, timeout_s=1.0)
+    impatient = frame_of(server, "impatient", "module.exports = 1")
+
+    async def scenario():
+        a = asyncio.ensure_future(pool.run(hog, seen.sink("hog")))
+        await seen.event("hog").wait()
+        await asyncio.sleep(0.05)  # too long ago to queue behind
+        t0 = time.monotonic()
+        with pytest.raises(QueueDeadlineExceeded, match="did not run"):
+            await pool.run(impatient, seen.sink("impatient"), t0 + 0.2)
+        waited = time.monotonic() - t0
+        return waited, await a
+
+    waited, hog_done = server.call(scenario())
+    assert 0.15 < waited < 0.8  # at its deadline, not when the hog ended
+    assert "impatient" not in seen.began
+    assert hog_done.reason is FailureReason.TIMEOUT
+
+
 def test_a_task_queued_behind_a_long_one_moves_to_a_worker_that_goes_idle(server_factory):
     server = server_factory(min_workers=2, max_workers=2)
     pool, seen = server.server.pool, Seen()

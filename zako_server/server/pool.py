@@ -104,7 +104,7 @@ class Pool(WorkerSet):
         )
         attempts = 0
         while True:
-            worker = await self._acquire(frame.id, key, frame.digests, tree)
+            worker = await self._acquire(frame.id, key, frame.digests, tree, deadline)
             result, slot = await self._run_on(worker, frame, sink, deadline)
             if (
                 slot is not None
@@ -201,10 +201,17 @@ class Pool(WorkerSet):
         key: ReuseKey | None = None,
         digests: dict[str, str] | None = None,
         tree: str | None = None,
+        deadline: float | None = None,
     ) -> WorkerHandle:
         """An idle worker, preferring one warm for `key` or holding the task's module
         texts or tree pack (see affinity); else a place queued behind a busy one
-        (prefetch); else wait."""
+        (prefetch); else wait, until `deadline` at most (QueueDeadlineExceeded).
+
+        The wait needs the deadline of its own: admission grants a lease beyond its
+        worker capacity when a busy worker can queue a task (spare_slots), but that
+        worker may no longer take one by the time the task gets here (its task began
+        more than _PREFETCH_RECENT_S ago), and the task then waits here, out of
+        admission's sight, for as long as that task runs."""
         index = choose(self._idle, key, digests, tree)
         if index >= 0:
             worker = self._idle[index]
@@ -224,6 +231,7 @@ class Pool(WorkerSet):
             waiter: asyncio.Future[WorkerHandle] = loop.create_future()
             self._waiters.append(waiter)
             self._top_up()
+            expiry = None if deadline is None else loop.call_at(deadline, _expire, waiter)
             try:
                 worker = await waiter
             except asyncio.CancelledError:
@@ -231,6 +239,8 @@ class Pool(WorkerSet):
                     self._offer(waiter.result())
                 raise
             finally:
+                if expiry is not None:
+                    expiry.cancel()
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
             if worker.state == "idle" or self._may_queue(worker, task_id):
@@ -353,3 +363,12 @@ class Pool(WorkerSet):
                 self.settings.cancel_grace,
             )
             worker.kill()
+
+
+def _expire(waiter: asyncio.Future[WorkerHandle]) -> None:
+    if not waiter.done():
+        waiter.set_exception(
+            QueueDeadlineExceeded(
+                "the task waited for a worker past its queue deadline; it did not run"
+            )
+        )
