@@ -204,3 +204,24 @@ async def test_a_brief_wait_of_0_sends_every_eval_through_eval_cancelable(racer:
         await asyncio.wait_for(evaluator.eval("while (true) {}"), 0.05)
     assert await evaluator.eval("'after'") == "after"
     evaluator.close()
+
+
+async def test_a_bounded_eval_times_out_and_the_next_eval_gets_its_own_answer(
+    ev: Evaluator,
+) -> None:
+    # The bound is armed only past the brief wait (isolates._bounded_eval's probes and
+    # resets): a brief eval answers as any other, a long one is cancelled in V8 at it.
+    assert await ev.eval("2 + 2", 0.25) == 4
+    started = time.perf_counter()
+    with pytest.raises(asyncio.TimeoutError):
+        await ev.eval(SPIN.format(ms=5000, value=1), 0.05)
+    assert time.perf_counter() - started < 1.0
+    assert await ev.eval("'after'", 0.25) == "after"
+
+
+async def test_a_bounded_eval_through_eval_cancelable_times_out(racer: MiniRacer) -> None:
+    evaluator = Evaluator(racer, 0)
+    with pytest.raises(asyncio.TimeoutError):
+        await evaluator.eval("while (true) {}", 0.05)
+    assert await evaluator.eval("'after'", 0.25) == "after"
+    evaluator.close()

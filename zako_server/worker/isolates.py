@@ -35,7 +35,6 @@ The parent mirrors the key in `WorkerHandle.warm_key` (affinity.py) to route tas
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 from zako_server.protocol import FailureReason, HeapFigures, ReuseKey
@@ -119,7 +118,7 @@ async def _bounded_eval(instance: Instance, script: str) -> object:
     answer within RESET_TIMEOUT_S (task code still running) or failed: either way the
     isolate is not fit for anything more."""
     try:
-        return await asyncio.wait_for(instance.eval(script), RESET_TIMEOUT_S)
+        return await instance.eval(script, RESET_TIMEOUT_S)
     except Exception:
         return _NO_ANSWER
 

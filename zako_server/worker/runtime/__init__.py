@@ -253,9 +253,10 @@ class Instance:
             names += self.task_tree.files
         return {script_name(name, i): name for i, name in enumerate(names)}
 
-    async def eval(self, script: str) -> Any:
+    async def eval(self, script: str, timeout: float | None = None) -> Any:
+        """The eval's value (`timeout`: see Evaluator.eval)."""
         self.tainted = True
-        result = await self.evaluator.eval(script)
+        result = await self.evaluator.eval(script, timeout)
         self.tainted = False
         return result
 
