@@ -225,3 +225,12 @@ async def test_a_bounded_eval_through_eval_cancelable_times_out(racer: MiniRacer
         await evaluator.eval("while (true) {}", 0.05)
     assert await evaluator.eval("'after'", 0.25) == "after"
     evaluator.close()
+
+
+async def test_a_kept_script_goes_into_v8_once_and_answers_every_time(ev: Evaluator) -> None:
+    await ev.eval("var n = 0")
+    for expected in (1, 2, 3):
+        assert await ev.eval("++n", keep=True) == expected
+    assert list(ev._kept) == ["++n"]  # one handle, made at the first eval
+    assert await ev.eval("++n") == 4  # the same text unkept: a handle of its own
+    assert list(ev._kept) == ["++n"]

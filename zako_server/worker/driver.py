@@ -343,7 +343,7 @@ class TaskDriver:
     async def _poll(
         self, instance: Instance, job: RunningTask
     ) -> tuple[Outcome | None, list[tuple[int, float]]]:
-        return self._report(await instance.eval(runtime.poll_script(instance.token)), job)
+        return self._report(await instance.eval(instance.poll_text, keep=True), job)
 
     def _report(
         self, text: Any, job: RunningTask

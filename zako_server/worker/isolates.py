@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 
 from zako_server.protocol import FailureReason, HeapFigures, ReuseKey
-from zako_server.worker import runtime
 from zako_server.worker.evaluation import BRIEF_WAIT_S
 from zako_server.worker.runtime import Instance
 
@@ -106,19 +105,19 @@ async def task_heap(instance: Instance, run_s: float, retiring: bool = False) ->
 
 
 async def _answers(instance: Instance) -> bool:
-    return await _bounded_eval(instance, "0") is not _NO_ANSWER
+    return await _bounded_eval(instance, "0", keep=True) is not _NO_ANSWER
 
 
 # What `_bounded_eval` returns for an eval that failed or did not answer in time.
 _NO_ANSWER = object()
 
 
-async def _bounded_eval(instance: Instance, script: str) -> object:
+async def _bounded_eval(instance: Instance, script: str, keep: bool = False) -> object:
     """The value of an eval of our own in an idle isolate, or _NO_ANSWER when it did not
     answer within RESET_TIMEOUT_S (task code still running) or failed: either way the
     isolate is not fit for anything more."""
     try:
-        return await instance.eval(script, RESET_TIMEOUT_S)
+        return await instance.eval(script, RESET_TIMEOUT_S, keep)
     except Exception:
         return _NO_ANSWER
 
@@ -156,7 +155,7 @@ async def reset(instance: Instance) -> bool:
         return True
     instance.needs_reset = False
     # '' when fit; a refusal's reason, or no answer: not fit for reuse.
-    return await _bounded_eval(instance, runtime.reset_script(instance.token)) == ""
+    return await _bounded_eval(instance, instance.reset_text, keep=True) == ""
 
 
 async def _fits_after_collecting(

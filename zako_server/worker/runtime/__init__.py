@@ -224,6 +224,10 @@ class Instance:
         self.evaluator = Evaluator(self.mr, brief_wait)
         self.token = new_token()
         self.prefix = prefix_length(self.token)
+        # The prelude calls this instance makes again and again, built once (their value
+        # handles are kept too: Evaluator.eval's `keep`).
+        self.poll_text = poll_script(self.token)
+        self.reset_text = reset_script(self.token)
         # The (path, digest) pairs of the latest task, for uncaught errors (files()).
         self.task_files: list[tuple[str, str]] = []
         self.task_tree: TreePack | None = None  # and its tree's
@@ -253,10 +257,10 @@ class Instance:
             names += self.task_tree.files
         return {script_name(name, i): name for i, name in enumerate(names)}
 
-    async def eval(self, script: str, timeout: float | None = None) -> Any:
-        """The eval's value (`timeout`: see Evaluator.eval)."""
+    async def eval(self, script: str, timeout: float | None = None, keep: bool = False) -> Any:
+        """The eval's value (`timeout`, `keep`: see Evaluator.eval)."""
         self.tainted = True
-        result = await self.evaluator.eval(script, timeout)
+        result = await self.evaluator.eval(script, timeout, keep)
         self.tainted = False
         return result
 
