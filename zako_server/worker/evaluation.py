@@ -44,6 +44,8 @@ from py_mini_racer import MiniRacer
 BRIEF_WAIT_S = 0.002
 # What `close` puts on the queue so a waiting thread ends when no answer ever comes.
 _CLOSED = object()
+# What `Evaluator._late` returns when no answer is queued.
+_NOTHING = object()
 
 
 class Evaluator:
@@ -128,11 +130,26 @@ class Evaluator:
         try:
             handle = answers.get(timeout=self._brief_wait_s)
         except queue.Empty:
-            left = None if timeout is None else max(timeout - self._brief_wait_s, 0.0)
-            handle = await self._await(task_id, code, left)
+            handle = self._late(answers)
+            if handle is _NOTHING:
+                left = None if timeout is None else max(timeout - self._brief_wait_s, 0.0)
+                handle = await self._await(task_id, code, left)
         if handle is _CLOSED:
             raise RuntimeError("the isolate was closed while an eval ran in it")
         return ctx._value_handle_to_python(handle)
+
+    @staticmethod
+    def _late(answers: queue.SimpleQueue[Any]) -> Any:
+        """An answer that came as the brief wait ran out, else _NOTHING. A SimpleQueue's
+        timed get gives up at its deadline without looking at the queue again (a
+        queue.Queue looks). Under callgrind, whose threads take turns, about half the
+        evals went to the thread-backed wait with their answer already queued (102 in
+        200, against 2 with this look); a trivial task counted 1,108-1,110k instructions
+        before, 1,100-1,105k after (two runs each)."""
+        try:
+            return answers.get_nowait()
+        except queue.Empty:
+            return _NOTHING
 
     async def _await(self, task_id: int, code: Any, timeout: float | None) -> Any:
         """The rest of a long eval: the waiter thread waits on the queue, the loop stays
