@@ -92,8 +92,9 @@ class Pool(WorkerSet):
         event. A worker lost before it began the task (it was exiting, or died on
         receipt, or the task was queued behind another) costs nothing: the task goes to
         another worker, so no pool transition drops a task. `deadline` (monotonic): when
-        the task must have begun; queued behind a busy worker past it, the task is
-        withdrawn and QueueDeadlineExceeded raised, as admission does for its queue.
+        the task must have begun; still waiting for a worker, or queued behind a busy
+        one, past it, the task is withdrawn and QueueDeadlineExceeded raised, as
+        admission does for its queue.
         """
         key = frame.reuse_key
         # A tree counts by its pack, the unit a worker holds it as (code_mirror.py).
