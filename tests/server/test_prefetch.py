@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -97,15 +98,17 @@ def test_prefetch_off_keeps_the_next_task_in_the_pool(server_factory):
     assert held == ["first"] and b.ok
 
 
-def test_a_queued_task_past_its_deadline_is_withdrawn_without_running(server_factory):
-    server = server_factory(min_workers=1, max_workers=1)
+def hog_then_impatient(server: Any, meanwhile: Callable[[Seen], Awaitable[None]]) -> Any:
+    """Run "hog" (spins to its 1 s timeout) on the only worker; after `meanwhile`, run
+    "impatient" with a deadline 0.2 s on, which must fail QueueDeadlineExceeded without
+    running: how long it waited, which tasks began, and the hog's own end."""
     pool, seen = server.server.pool, Seen()
     hog = frame_of(server, "hog", SPIN, timeout_s=1.0)
     impatient = frame_of(server, "impatient", "module.exports = 1")
 
     async def scenario():
         a = asyncio.ensure_future(pool.run(hog, seen.sink("hog")))
-        await asyncio.sleep(0)
+        await meanwhile(seen)
         t0 = time.monotonic()
         with pytest.raises(QueueDeadlineExceeded, match="did not run"):
             await pool.run(impatient, seen.sink("impatient"), t0 + 0.2)
@@ -113,8 +116,18 @@ def test_a_queued_task_past_its_deadline_is_withdrawn_without_running(server_fac
         return waited, await a
 
     waited, hog_done = server.call(scenario())
+    return waited, seen.began, hog_done
+
+
+def test_a_queued_task_past_its_deadline_is_withdrawn_without_running(server_factory):
+    server = server_factory(min_workers=1, max_workers=1)
+
+    async def one_pass(_: Seen) -> None:  # the hog is on the pipe, not begun: queue behind
+        await asyncio.sleep(0)
+
+    waited, began, hog_done = hog_then_impatient(server, one_pass)
     assert 0.15 < waited < 0.9  # at its deadline, not when the hog ended
-    assert "impatient" not in seen.began
+    assert "impatient" not in began
     assert hog_done.reason is FailureReason.TIMEOUT  # the running task was left alone
 
 
@@ -123,23 +136,14 @@ def test_a_task_waiting_in_the_pool_for_a_worker_fails_at_its_deadline(server_fa
     # time the task reaches the pool (that worker's task began over _PREFETCH_RECENT_S
     # ago): the task then waits in the pool, and its deadline must still hold there.
     server = server_factory(min_workers=1, max_workers=1)
-    pool, seen = server.server.pool, Seen()
-    hog = frame_of(server, "hog", SPIN, timeout_s=1.0)
-    impatient = frame_of(server, "impatient", "module.exports = 1")
 
-    async def scenario():
-        a = asyncio.ensure_future(pool.run(hog, seen.sink("hog")))
+    async def long_after_it_began(seen: Seen) -> None:
         await seen.event("hog").wait()
         await asyncio.sleep(0.05)  # too long ago to queue behind
-        t0 = time.monotonic()
-        with pytest.raises(QueueDeadlineExceeded, match="did not run"):
-            await pool.run(impatient, seen.sink("impatient"), t0 + 0.2)
-        waited = time.monotonic() - t0
-        return waited, await a
 
-    waited, hog_done = server.call(scenario())
+    waited, began, hog_done = hog_then_impatient(server, long_after_it_began)
     assert 0.15 < waited < 0.8  # at its deadline, not when the hog ended
-    assert "impatient" not in seen.began
+    assert "impatient" not in began
     assert hog_done.reason is FailureReason.TIMEOUT
 
 
