@@ -6,7 +6,6 @@ The RSS bound's own test is test_pool.py's ArrayBuffer one."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
@@ -14,6 +13,7 @@ import time
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
+from tests.server.test_hardening_peers import _events, _resume
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
 from zako_sdk.proto.zako.v1 import executor_pb2_grpc as pb_grpc
 from zako_server.server.watchdog import RSS_POLL_S, running
@@ -30,38 +30,28 @@ async def test_a_worker_that_lets_its_task_outlive_the_timeout_is_killed_by_the_
         worker_heartbeat_interval="20",
         worker_heartbeat_timeout="60",
     )
-    stopped: list[int] = []
-    began = 0.0
+    stopped: list[tuple[int, float]] = []  # (pid, when)
+
+    def stop(event: pb.SubmitResponse) -> None:
+        os.kill(event.started.worker_pid, signal.SIGSTOP)
+        stopped.append((event.started.worker_pid, time.monotonic()))
+
     try:
+        task = pb.Task(source="while (true) {}", timeout=Duration(nanos=300_000_000))
+        events = await asyncio.wait_for(_events(server.target, task, on_started=stop), 30)
+        took = time.monotonic() - stopped[0][1]
+        end = events[-1]
+        assert end.failed.reason == pb.FAILURE_REASON_TIMEOUT, end
+        assert "its worker did not stop it" in end.failed.error.message
+        assert 2.4 <= took < 10, took  # 0.3 + 0.2 + 2.0, plus at most a tick or so
         async with grpc.aio.insecure_channel(server.target) as channel:
-
-            async def requests():
-                yield pb.SubmitRequest(
-                    task=pb.Task(source="while (true) {}", timeout=Duration(nanos=300_000_000))
-                )
-
-            end = None
-            async for event in pb_grpc.ExecutorStub(channel).Submit(requests(), timeout=30):
-                kind = event.WhichOneof("event")
-                if kind == "started":
-                    os.kill(event.started.worker_pid, signal.SIGSTOP)
-                    stopped.append(event.started.worker_pid)
-                    began = time.monotonic()
-                elif kind in {"completed", "failed", "cancelled"}:
-                    end = event
-                    break
-            took = time.monotonic() - began
-            assert end is not None and end.failed.reason == pb.FAILURE_REASON_TIMEOUT, end
-            assert "its worker did not stop it" in end.failed.error.message
-            assert 2.4 <= took < 10, took  # 0.3 + 0.2 + 2.0, plus at most a tick or so
             reply = await pb_grpc.ExecutorStub(channel).Run(
                 pb.RunRequest(task=pb.Task(source="module.exports = 'replaced'")), timeout=30
             )
-            assert reply.completed.result.value_json == '"replaced"'
+        assert reply.completed.result.value_json == '"replaced"'
     finally:
-        for pid in stopped:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+        for pid, _ in stopped:
+            _resume(pid)
 
 
 async def test_the_watch_ticks_while_a_task_runs_and_stops_after(server_factory):
