@@ -5,6 +5,9 @@ loop free, a cancel terminates it, and a close wakes whatever still waits."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import json
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -37,7 +40,8 @@ async def ev(racer: MiniRacer) -> AsyncIterator[Evaluator]:
     try:
         yield evaluator
     finally:
-        racer.close()  # before the evaluator, as Instance.close does
+        evaluator.unpin(idle=True)  # then close the racer, then the evaluator, as
+        racer.close()  # Instance.close does
         evaluator.close()
 
 
@@ -234,3 +238,116 @@ async def test_a_kept_script_goes_into_v8_once_and_answers_every_time(ev: Evalua
     assert list(ev._kept) == ["++n"]  # one handle, made at the first eval
     assert await ev.eval("++n") == 4  # the same text unkept: a handle of its own
     assert list(ev._kept) == ["++n"]
+
+
+# ---- calls (Evaluator.call) ----------------------------------------------------------
+
+# A strict function reading its text from `this` (Evaluator.call's brief path) or from its
+# first argument (mini-racer's public path), as the prelude's task function does.
+ECHO_FUNCTION = (
+    "(function (text) { 'use strict';"
+    " const t = typeof text === 'string' ? text : this;"
+    " if (t === 'spin') { while (true) {} }"
+    " return typeof this + ':' + t.length + ':' + JSON.parse(t).n * 2; })"
+)
+
+
+@pytest.mark.parametrize("brief_wait", [evaluation.BRIEF_WAIT_S, 0.0])
+async def test_a_call_gets_its_text_and_answers_in_turn_with_evals(
+    racer: MiniRacer, brief_wait: float
+) -> None:
+    evaluator = Evaluator(racer, brief_wait)
+    function = await evaluator.eval(ECHO_FUNCTION)
+    brief = evaluator.brief
+    for n in range(3):
+        text = json.dumps({"n": n, "pad": "é" * n})
+        got = await evaluator.call(function, text)
+        # The brief path passes the text as `this` (a primitive string in strict code),
+        # the public one as the argument.
+        assert got == f"{'string' if brief else 'undefined'}:{len(text)}:{n * 2}"
+        assert await evaluator.eval(f"{n} + 1") == n + 1
+    evaluator.close()
+
+
+async def test_a_long_call_is_cancelled_at_its_timeout_and_the_next_eval_gets_its_own_answer(
+    ev: Evaluator,
+) -> None:
+    function = await ev.eval(ECHO_FUNCTION)
+    started = time.perf_counter()
+    with pytest.raises(asyncio.TimeoutError):
+        await ev.call(function, "spin", 0.05)
+    assert time.perf_counter() - started < 1.0
+    assert await ev.eval("'after'") == "after"
+    assert await ev.call(function, '{"n": 21}') == "string:9:42"
+
+
+# ---- V8's thread keeps its Python thread state (_ThreadPin) ---------------------------
+
+
+async def _settled_thread_states() -> int:
+    """`_thread_states` once earlier tests' waiter threads have ended (each has one)."""
+    assert await _ended_soon(_waiters())
+    return _thread_states()
+
+
+def _thread_states() -> int:
+    """How many Python thread states the interpreter holds (C API, the GIL held)."""
+    api = ctypes.pythonapi
+    api.PyInterpreterState_Get.restype = ctypes.c_void_p
+    api.PyInterpreterState_ThreadHead.restype = ctypes.c_void_p
+    api.PyInterpreterState_ThreadHead.argtypes = [ctypes.c_void_p]
+    api.PyThreadState_Next.restype = ctypes.c_void_p
+    api.PyThreadState_Next.argtypes = [ctypes.c_void_p]
+    count, state = 0, api.PyInterpreterState_ThreadHead(api.PyInterpreterState_Get())
+    while state:
+        count += 1
+        state = api.PyThreadState_Next(state)
+    return count
+
+
+async def test_v8s_thread_keeps_one_thread_state_while_the_isolate_lives() -> None:
+    before = await _settled_thread_states()
+    racers = [MiniRacer() for _ in range(3)]
+    evaluators = [Evaluator(mr) for mr in racers]
+    for evaluator in evaluators:
+        for n in range(5):
+            assert await evaluator.eval(f"{n} * 2") == n * 2
+    # One each, kept between answers: without the pin ctypes deletes it after each one.
+    assert _thread_states() == before + 3
+    for mr, evaluator in zip(racers, evaluators, strict=True):
+        evaluator.unpin(idle=True)
+        mr.close()
+        evaluator.close()
+    assert _thread_states() == before
+
+
+async def test_isolates_opened_and_closed_leave_no_thread_state_behind() -> None:
+    before = await _settled_thread_states()
+    for _ in range(30):
+        mr = MiniRacer()
+        evaluator = Evaluator(mr)
+        assert await evaluator.eval("1") == 1
+        evaluator.unpin(idle=True)
+        mr.close()
+        evaluator.close()
+    assert _thread_states() == before
+
+
+async def test_an_isolate_closed_while_busy_releases_its_thread_state_too() -> None:
+    before = await _settled_thread_states()
+    for _ in range(3):
+        mr = MiniRacer()
+        evaluator = Evaluator(mr)
+        assert await evaluator.eval("1") == 1
+        running = asyncio.ensure_future(evaluator.eval("while (true) {}"))
+        await asyncio.sleep(0.05)  # past the brief wait: the waiter thread has it
+        evaluator.unpin(idle=False)  # the terminated eval's answer releases it
+        mr.close()
+        evaluator.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(running, 5)
+    for _ in range(50):
+        if _thread_states() == before:
+            break
+        await asyncio.sleep(0.02)
+    assert _thread_states() == before

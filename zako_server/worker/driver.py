@@ -243,8 +243,8 @@ class TaskDriver:
         # isolate is either reset or, if this eval does not complete, closed.
         reset_first, instance.needs_reset = instance.needs_reset, False
         try:
-            text = await instance.eval(
-                runtime.run_script(
+            text = await instance.run(
+                runtime.task_arguments(
                     token,
                     self._configuration(job),
                     files,

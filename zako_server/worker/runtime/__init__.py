@@ -33,7 +33,7 @@ from importlib import resources
 from typing import Any
 
 import orjson
-from py_mini_racer import MiniRacer, init_mini_racer
+from py_mini_racer import JSFunction, MiniRacer, init_mini_racer
 
 from zako_server.protocol import NODE_BUILTINS
 from zako_server.worker.evaluation import BRIEF_WAIT_S, Evaluator
@@ -165,7 +165,7 @@ def task_script(
     )
 
 
-def run_script(
+def task_arguments(
     token: str,
     config: dict[str, object],
     files: list[tuple[str, str]],
@@ -177,24 +177,24 @@ def run_script(
     tree: str | None = None,
     reset_first: bool = False,
 ) -> str:
-    """The one eval that (resets,) configures, starts and polls a task.
+    """The arguments of the one call that (resets,) configures, starts and polls a
+    task, as the JSON text `Instance.run` takes (the prelude's `task`).
 
     `files` is the task's tree, (path, digest) in order, and `prepared` the transform
     stage's answer for the files it transformed ({path: {esm, code | code_digest, map,
     error}}). `give` are the texts the isolate does not hold yet, (digest, text, keep),
     and `drop` the digests it must forget (worker/sources.py): a text kept by the isolate
-    is pasted into this eval once per isolate, not once per task. All go in as arrays
+    is pasted into this call once per isolate, not once per task. All go in as arrays
     (never object literals: a file named `__proto__` is a name like any other);
     modules.js compiles a file only when it is first loaded. `tree` is the digest of the
     task's tree pack (worker/sources.py), its text given once per isolate like any kept
     text: modules.js parses it once and resolves names through it and `files`, so a
-    repeated tree adds one digest to this eval, not a pair per file. `reset_first`
+    repeated tree adds one digest to this call, not a pair per file. `reset_first`
     drops the previous task's state first, in a warm isolate (the prelude's `task`).
     """
-    # One encoder call for the whole argument list (tuples encode as arrays; a JSON
-    # array's text without its brackets is the call's arguments): a call per pair cost
-    # ~5 µs, 5 ms a task for a 1,000-file tree, and a call per argument 32k instructions
-    # a trivial task against 17k for one call (callgrind, run_script alone).
+    # One encoder call for the whole argument list (tuples encode as arrays): a call per
+    # pair cost ~5 µs, 5 ms a task for a 1,000-file tree, and a call per argument 32k
+    # instructions a trivial task against 17k for one call (callgrind, run_script alone).
     args = (
         token,
         _js(config),
@@ -207,7 +207,27 @@ def run_script(
         tree,
         reset_first,
     )
-    return f"__zako.task({_js(args)[1:-1]})"
+    return _js(args)
+
+
+def run_script(
+    token: str,
+    config: dict[str, object],
+    files: list[tuple[str, str]],
+    give: list[tuple[str, str, bool]],
+    drop: list[str],
+    entry: str,
+    input_text: str,
+    prepared: dict[str, Any] | None = None,
+    tree: str | None = None,
+    reset_first: bool = False,
+) -> str:
+    """`task_arguments` as a script to eval (tests and tools; the worker calls
+    `Instance.run` instead, which compiles nothing)."""
+    arguments = task_arguments(
+        token, config, files, give, drop, entry, input_text, prepared, tree, reset_first
+    )
+    return f"__zako.task({arguments[1:-1]})"
 
 
 def failed_module_script(token: str) -> str:
@@ -254,7 +274,11 @@ class Instance:
         self.heap_age = 0  # tasks since that reading
         self.heap_run_s = 0.0  # and their run time
         try:
-            self.mr.eval(install_script(self.token))
+            # The prelude answers with the function `run` calls (prelude.js says why).
+            function = self.mr.eval(install_script(self.token))
+            if not isinstance(function, JSFunction):
+                raise RuntimeError("the prelude did not answer with its task function")
+            self.task_function: JSFunction = function
         except BaseException:
             self.mr.close()
             raise
@@ -274,6 +298,13 @@ class Instance:
         self.tainted = False
         return result
 
+    async def run(self, arguments: str) -> Any:
+        """A task's one call into the prelude (`arguments`: `task_arguments`' text)."""
+        self.tainted = True
+        result = await self.evaluator.call(self.task_function, arguments)
+        self.tainted = False
+        return result
+
     def heap(self) -> dict[str, int] | None:
         """V8 heap figures, or None when asking could block on running task code."""
         if self.tainted:
@@ -290,6 +321,8 @@ class Instance:
             self.mr.low_memory_notification()
 
     def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.evaluator.unpin(idle=not self.tainted)
         with contextlib.suppress(Exception):
             self.mr.close()
         self.evaluator.close()

@@ -928,4 +928,14 @@
     value: freeze({ fire, poll, task, failedModule, reset }),
     writable: false, enumerable: false, configurable: false,
   });
+
+  // The worker's way into `task` (runtime.task_arguments, Evaluator.call): its ten
+  // arguments as one JSON text, given as `this` (strict: a primitive string) or as the
+  // first argument. A call compiles nothing, where an eval of `__zako.task(...)`
+  // compiled new text every task. Returned to the installing eval only: no task code
+  // ever holds it (and `task` checks the token anyway).
+  return function run(text) {
+    const a = parse(typeof text === 'string' ? text : this);
+    return task(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9]);
+  };
 })
