@@ -47,6 +47,7 @@ from zako_server.protocol import (
     LogsEvent,
 )
 from zako_server.worker import jserrors, runtime
+from zako_server.worker.deadline import DeadlineTimer
 from zako_server.worker.jserrors import Outcome, clean_text, failure
 from zako_server.worker.runtime import Instance
 from zako_server.worker.task import RunningTask
@@ -110,18 +111,18 @@ class TaskDriver:
         # Below V8's own heap limit (set once the first isolate is made): past that limit
         # an isolate aborts the whole process instead of terminating the task.
         self.heap_cap: int | None = None
+        self._deadline = DeadlineTimer()  # the time limit of the task being driven
 
     async def supervise(
         self, instance: Instance, job: RunningTask, time_left: float | None = None
     ) -> Outcome:
         """Run the driver under the task's deadline (`time_left` of it, on a re-run) and
-        its cancel switch.
+        its cancel switch. The deadline is on one timer for all tasks (deadline.py).
 
         The driver runs in the caller's own task, interrupted by a cancel of that task
         from a timer or from the switch: a task of its own and an `asyncio.wait` on it
         cost about a tenth of what a trivial task costs a worker (two loop passes and
         four futures and handles per task)."""
-        loop = asyncio.get_running_loop()
         me = asyncio.current_task()
         assert me is not None
         stopped: list[str] = []  # why this driver was interrupted (set at most once)
@@ -134,8 +135,8 @@ class TaskDriver:
                 stopped.append(why)
                 me.cancel()
 
-        timer = loop.call_later(
-            job.timeout_s if time_left is None else time_left, interrupt, "timeout"
+        self._deadline.start(
+            job.timeout_s if time_left is None else time_left, lambda: interrupt("timeout")
         )
         on_cancel: Callable[[asyncio.Future[None]], None] = lambda _: interrupt("cancel")  # noqa: E731
         if job.cancel.done():
@@ -152,7 +153,7 @@ class TaskDriver:
                 me.uncancel()
         finally:
             driving = False
-            timer.cancel()
+            self._deadline.stop()
             job.cancel.remove_done_callback(on_cancel)
         if stopped[0] == "cancel":
             outcome = failure(

@@ -69,19 +69,11 @@ from zako_server.protocol import (
 from zako_server.worker import jserrors, runtime
 from zako_server.worker.driver import ResetFailed, RetryFresh, TaskDriver
 from zako_server.worker.evaluation import BRIEF_WAIT_S
+from zako_server.worker.idle import IdleClock
 from zako_server.worker.isolates import Isolates, retiring, task_heap
 from zako_server.worker.runtime import Instance
 from zako_server.worker.sources import SourceStore
 from zako_server.worker.task import MissingSources, RunningTask
-
-# How long an idle worker waits after its last task before collecting the warm isolate's
-# garbage.
-IDLE_COLLECT_S = 1.0
-# How long an idle worker waits for a next task of the warm isolate's key (which resets
-# it in its own eval) before resetting it in an eval of its own (isolates.settle): at the
-# pace of sequential calls the next task comes sooner, and the extra eval cost a fifth of
-# a trivial task's worker CPU; a chain of leftover microtasks runs at most this longer.
-SETTLE_AFTER_S = 0.005
 
 
 def _version(dist: str) -> str:
@@ -102,8 +94,9 @@ class Worker:
         self._stopping = False
         self._driver = TaskDriver(self.send, _version("zako"))
         self._ran_since_collect = False
-        self._idle_due = False  # set by the idle timer; the run loop collects
+        self._idle_due = False  # set IDLE_COLLECT_S into an idle spell; the run loop collects
         self._settle_due = False  # set SETTLE_AFTER_S into an idle spell (isolates.settle)
+        self._clock = IdleClock(self._settle_now, self._idle)
         # Module texts by digest, as the parent mirrors them (sources.py).
         self._store = SourceStore()
 
@@ -212,20 +205,14 @@ class Worker:
                     await self._isolates.settle(None)
                     continue
                 self._wakeup.clear()
-                idle = settle = None
-                loop = asyncio.get_running_loop()
-                if self._ran_since_collect:
-                    idle = loop.call_later(IDLE_COLLECT_S, self._idle)
-                if self._isolates.unsettled(None):
-                    settle = loop.call_later(SETTLE_AFTER_S, self._settle_now)
+                self._clock.begin(self._isolates.unsettled(None), self._ran_since_collect)
                 await self._wakeup.wait()
-                for timer in (idle, settle):
-                    if timer is not None:
-                        timer.cancel()
+                self._clock.end()
                 if self._idle_due and not self._runs and not self._stopping:
                     await self._idle_collect()
                 self._idle_due = False
             if self._stopping:
+                self._clock.close()
                 for frame in self._runs:
                     self._not_run(frame.id, "the worker is exiting")
                 self._runs.clear()
