@@ -10,9 +10,10 @@ Why it is built this way:
   tenant's previous task left, hardened, its reset deferred into this task's eval
   (isolates.py says why). A spare is made (prelude installed) right after a task's done
   event, off the request path.
-- The common case is one eval per task (reset, configure, compile, start, first report),
-  and a warm isolate saves the ~4 ms an isolate costs: together a trivial task's worker
-  CPU drops from about 5 ms to a fraction of one.
+- The common case is one round trip into V8 per task (reset, configure, compile, start,
+  first report), a call of the prelude's task function that compiles nothing
+  (Instance.run), and a warm isolate saves the ~4 ms an isolate costs: together a
+  trivial task's worker CPU drops from about 5 ms to a fraction of one.
 - Collections (idle, or a GcFrame) run in the run loop, between tasks: they reset the
   warm isolate first, an eval of its own that a task must not overlap.
 - The warm isolate's reset is deferred only into a task of its own key (its tenant's),

@@ -152,7 +152,8 @@ def task_script(
     reset_first: bool = False,
 ) -> str:
     """`run_script` for a tree given as (path, text) pairs, every text for this task only
-    (tests and tools that drive an isolate directly; the worker uses run_script)."""
+    (tests and tools that drive an isolate directly; the worker calls `Instance.run`
+    with `task_arguments`)."""
     prepared = prepared or {}
     files = [(name, f"inline:{index}") for index, (name, _) in enumerate(modules)]
     # A transformed file's own text is never compiled: only its name goes (for resolution).
