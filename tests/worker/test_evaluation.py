@@ -351,3 +351,25 @@ async def test_an_isolate_closed_while_busy_releases_its_thread_state_too() -> N
             break
         await asyncio.sleep(0.02)
     assert _thread_states() == before
+
+
+async def test_an_isolate_stuck_in_leftover_microtasks_unpins_within_its_bound() -> None:
+    # An idle-looking isolate (its last eval returned) can still run a microtask chain
+    # that never ends: the eval that releases the pin then gets no answer, and the wait
+    # for it is bounded; closing terminates the chain, and its answer releases the pin.
+    before = await _settled_thread_states()
+    mr = MiniRacer()
+    evaluator = Evaluator(mr)
+    await evaluator.eval("(function spin() { Promise.resolve().then(spin); })(); 0")
+    started = time.perf_counter()
+    evaluator.unpin(idle=True)
+    assert time.perf_counter() - started < evaluation.UNPIN_WAIT_S + 0.5
+    closed = threading.Thread(target=mr.close, daemon=True)
+    closed.start()
+    closed.join(10)
+    evaluator.close()
+    for _ in range(50):
+        if _thread_states() == before:
+            break
+        await asyncio.sleep(0.02)
+    assert _thread_states() == before
