@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.worker.conftest import ArmedTimers
 from zako_server.worker.deadline import DeadlineTimer
 
 
@@ -51,18 +52,8 @@ async def test_a_shorter_limit_than_the_armed_timer_is_not_late() -> None:
     assert not timer.armed
 
 
-async def test_a_stream_of_short_tasks_arms_few_timers(monkeypatch) -> None:
+async def test_a_stream_of_short_tasks_arms_few_timers(armed_timers: ArmedTimers) -> None:
     timer = DeadlineTimer()
-    loop = asyncio.get_running_loop()
-    armed = 0
-    call_at = loop.call_at
-
-    def counting_call_at(when, callback, *args, **kwargs):  # type: ignore[no-untyped-def]
-        nonlocal armed
-        armed += 1
-        return call_at(when, callback, *args, **kwargs)
-
-    monkeypatch.setattr(loop, "call_at", counting_call_at)
     expired: list[int] = []
     for n in range(1_000):
         timer.start(0.005, lambda n=n: expired.append(n))  # type: ignore[misc]
@@ -71,5 +62,5 @@ async def test_a_stream_of_short_tasks_arms_few_timers(monkeypatch) -> None:
             await asyncio.sleep(0.001)
     assert expired == []
     # With a timer per task this counts every task.
-    assert armed < 100, armed
+    assert armed_timers.count < 100, armed_timers.count
     timer.close()

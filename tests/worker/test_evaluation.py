@@ -290,6 +290,16 @@ async def _settled_thread_states() -> int:
     return _thread_states()
 
 
+async def _thread_states_back_to(count: int) -> bool:
+    """Whether the interpreter holds `count` thread states within a second (a waiter
+    thread ends, and a terminated eval's answer comes, a moment after a close)."""
+    for _ in range(50):
+        if _thread_states() == count:
+            return True
+        await asyncio.sleep(0.02)
+    return _thread_states() == count
+
+
 def _thread_states() -> int:
     """How many Python thread states the interpreter holds (C API, the GIL held)."""
     api = ctypes.pythonapi
@@ -346,11 +356,7 @@ async def test_an_isolate_closed_while_busy_releases_its_thread_state_too() -> N
         evaluator.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(running, 5)
-    for _ in range(50):
-        if _thread_states() == before:
-            break
-        await asyncio.sleep(0.02)
-    assert _thread_states() == before
+    assert await _thread_states_back_to(before)
 
 
 async def test_an_isolate_stuck_in_leftover_microtasks_unpins_within_its_bound() -> None:
@@ -368,8 +374,4 @@ async def test_an_isolate_stuck_in_leftover_microtasks_unpins_within_its_bound()
     closed.start()
     closed.join(10)
     evaluator.close()
-    for _ in range(50):
-        if _thread_states() == before:
-            break
-        await asyncio.sleep(0.02)
-    assert _thread_states() == before
+    assert await _thread_states_back_to(before)

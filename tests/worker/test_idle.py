@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.worker.conftest import ArmedTimers
 from zako_server.worker import idle
 from zako_server.worker.idle import IdleClock
 
@@ -38,20 +39,11 @@ async def test_a_spell_that_lasts_settles_once_then_collects_once(monkeypatch) -
 
 
 async def test_spells_shorter_than_the_settle_time_settle_nothing_and_arm_few_timers(
-    monkeypatch,
+    armed_timers: ArmedTimers,
 ) -> None:
     calls = _Calls()
     clock = IdleClock(calls.settle, calls.collect)
     loop = asyncio.get_running_loop()
-    armed = 0
-    call_at = loop.call_at
-
-    def counting_call_at(when, callback, *args, **kwargs):  # type: ignore[no-untyped-def]
-        nonlocal armed
-        armed += 1
-        return call_at(when, callback, *args, **kwargs)
-
-    monkeypatch.setattr(loop, "call_at", counting_call_at)
     end = loop.time() + 0.1
     spells = 0
     while loop.time() < end and spells < 5_000:
@@ -64,7 +56,7 @@ async def test_spells_shorter_than_the_settle_time_settle_nothing_and_arm_few_ti
     assert calls.settled == 0
     # One timer per SETTLE_AFTER_S or so (each firing finds the worker busy), not one a
     # spell: with a timer per spell this counts every spell.
-    assert armed < spells / 10, (armed, spells)
+    assert armed_timers.count < spells / 10, (armed_timers.count, spells)
     clock.close()
     assert not clock.armed
 

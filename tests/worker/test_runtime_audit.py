@@ -119,8 +119,10 @@ async def run(instance, source: str, phase: str, hermetic: bool) -> dict:
     config = {**CONFIG, "hermetic": hermetic, "kind": "build" if hermetic else "config"}
     files = [("main.js", "digest-main"), ("lib.js", "digest-lib")]
     give = [("digest-main", source, True), ("digest-lib", LIB, True)] if phase == "mark" else []
-    text = await instance.eval(
-        runtime.run_script(instance.token, config, files, give, [], "main.js", json.dumps(phase))
+    text = await instance.run(
+        runtime.task_arguments(
+            instance.token, config, files, give, [], "main.js", json.dumps(phase)
+        )
     )
     report = json.loads(text)
     outcome = report["outcome"]

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.worker.test_runtime_audit import CONFIG
 from zako_server.worker import runtime
 from zako_server.worker.runtime import Instance, _js
 
@@ -44,30 +45,22 @@ ODD_INPUT = json.dumps({"s": '\u2029\u00e9\ud83d\ude00"\\', "n": 2**53})
 @pytest.mark.parametrize("entry", ODD_NAMES)
 async def test_the_task_call_and_the_task_script_run_the_same_task(entry: str) -> None:
     """Instance.run (a call with the arguments' JSON as `this`) and an eval of
-    run_script (the same arguments as script text) must be two ways into one task."""
+    script_of (the same arguments as script text) must be two ways into one task."""
     source = "module.exports = (x) => [__filename, x, typeof x]"
-    config = {
-        "kind": "build",
-        "hermetic": True,
-        "taskId": "t",
-        "labels": {},
-        "version": "test",
-        "maxLogBytes": 10_000,
-        "maxLogLines": 100,
-        "maxResultBytes": 100_000,
-        "reuse": False,
-    }
+    config = {**CONFIG, "reuse": False}
     files = [(entry, "digest-0")]
     give = [("digest-0", source, False)]
     reports = []
     for by_call in (True, False):
         instance = Instance()
         try:
-            args = (instance.token, config, files, give, [], entry, ODD_INPUT)
+            arguments = runtime.task_arguments(
+                instance.token, config, files, give, [], entry, ODD_INPUT
+            )
             if by_call:
-                text = await instance.run(runtime.task_arguments(*args))
+                text = await instance.run(arguments)
             else:
-                text = await instance.eval(runtime.run_script(*args))
+                text = await instance.eval(runtime.script_of(arguments))
         finally:
             instance.close()
         reports.append(json.loads(text))

@@ -151,9 +151,9 @@ def task_script(
     prepared: dict[str, dict[str, object]] | None = None,
     reset_first: bool = False,
 ) -> str:
-    """`run_script` for a tree given as (path, text) pairs, every text for this task only
-    (tests and tools that drive an isolate directly; the worker calls `Instance.run`
-    with `task_arguments`)."""
+    """A task's script (`script_of`) for a tree given as (path, text) pairs, every text
+    for this task only (tests and tools that drive an isolate directly; the worker calls
+    `Instance.run` with `task_arguments`)."""
     prepared = prepared or {}
     files = [(name, f"inline:{index}") for index, (name, _) in enumerate(modules)]
     # A transformed file's own text is never compiled: only its name goes (for resolution).
@@ -161,8 +161,10 @@ def task_script(
         (f"inline:{index}", "" if "code" in prepared.get(name, ()) else source, False)
         for index, (name, source) in enumerate(modules)
     ]
-    return run_script(
-        token, config, files, give, [], entry, input_text, prepared, reset_first=reset_first
+    return script_of(
+        task_arguments(
+            token, config, files, give, [], entry, input_text, prepared, reset_first=reset_first
+        )
     )
 
 
@@ -195,7 +197,7 @@ def task_arguments(
     """
     # One encoder call for the whole argument list (tuples encode as arrays): a call per
     # pair cost ~5 µs, 5 ms a task for a 1,000-file tree, and a call per argument 32k
-    # instructions a trivial task against 17k for one call (callgrind, run_script alone).
+    # instructions a trivial task against 17k for one call (callgrind, this function alone).
     args = (
         token,
         _js(config),
@@ -211,23 +213,9 @@ def task_arguments(
     return _js(args)
 
 
-def run_script(
-    token: str,
-    config: dict[str, object],
-    files: list[tuple[str, str]],
-    give: list[tuple[str, str, bool]],
-    drop: list[str],
-    entry: str,
-    input_text: str,
-    prepared: dict[str, Any] | None = None,
-    tree: str | None = None,
-    reset_first: bool = False,
-) -> str:
-    """`task_arguments` as a script to eval (tests and tools; the worker calls
+def script_of(arguments: str) -> str:
+    """`task_arguments`' text as a script to eval (tests and tools; the worker calls
     `Instance.run` instead, which compiles nothing)."""
-    arguments = task_arguments(
-        token, config, files, give, drop, entry, input_text, prepared, tree, reset_first
-    )
     return f"__zako.task({arguments[1:-1]})"
 
 
