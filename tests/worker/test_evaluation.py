@@ -40,9 +40,14 @@ async def ev(racer: MiniRacer) -> AsyncIterator[Evaluator]:
     try:
         yield evaluator
     finally:
-        evaluator.unpin(idle=True)  # then close the racer, then the evaluator, as
-        racer.close()  # Instance.close does
-        evaluator.close()
+        _close(racer, evaluator)
+
+
+def _close(mr: MiniRacer, evaluator: Evaluator, idle: bool = True) -> None:
+    """Close an isolate as Instance.close does: unpin, then the racer, then the evaluator."""
+    evaluator.unpin(idle=idle)
+    mr.close()
+    evaluator.close()
 
 
 def _waiters() -> set[threading.Thread]:
@@ -325,9 +330,7 @@ async def test_v8s_thread_keeps_one_thread_state_while_the_isolate_lives() -> No
     # One each, kept between answers: without the pin ctypes deletes it after each one.
     assert _thread_states() == before + 3
     for mr, evaluator in zip(racers, evaluators, strict=True):
-        evaluator.unpin(idle=True)
-        mr.close()
-        evaluator.close()
+        _close(mr, evaluator)
     assert _thread_states() == before
 
 
@@ -337,9 +340,7 @@ async def test_isolates_opened_and_closed_leave_no_thread_state_behind() -> None
         mr = MiniRacer()
         evaluator = Evaluator(mr)
         assert await evaluator.eval("1") == 1
-        evaluator.unpin(idle=True)
-        mr.close()
-        evaluator.close()
+        _close(mr, evaluator)
     assert _thread_states() == before
 
 
@@ -351,9 +352,7 @@ async def test_an_isolate_closed_while_busy_releases_its_thread_state_too() -> N
         assert await evaluator.eval("1") == 1
         running = asyncio.ensure_future(evaluator.eval("while (true) {}"))
         await asyncio.sleep(0.05)  # past the brief wait: the waiter thread has it
-        evaluator.unpin(idle=False)  # the terminated eval's answer releases it
-        mr.close()
-        evaluator.close()
+        _close(mr, evaluator, idle=False)  # the terminated eval's answer releases it
         with contextlib.suppress(Exception):
             await asyncio.wait_for(running, 5)
     assert await _thread_states_back_to(before)
