@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 
 from zako_server import codec
@@ -211,7 +212,7 @@ def test_optional_fields_may_be_null_and_integers_pass_for_floats():
 
 def test_encode_keeps_non_ascii_as_utf8_and_replaces_lone_surrogates():
     frame = codec.encode(StartedEvent("é"))
-    assert frame[codec.HEADER.size :] == '{"id":"é","ev":"started"}'.encode()
+    assert frame[codec.HEADER.size :] == '{"ev":"started","id":"é"}'.encode()
     log = codec.decode(codec.encode(LogEvent("t", "info", "a\ud800b", 1.0))[4:])
     assert isinstance(log, LogEvent) and log.message == "a?b"
 
@@ -233,3 +234,33 @@ def test_only_protocol_types_encode():
         codec.encode({"ev": "started", "id": "t1"})  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         codec.encode(StartedEvent(object()))  # type: ignore[arg-type]
+
+
+def test_a_frame_written_by_hand_decodes_whatever_its_key_order():
+    raw = json.loads(codec.encode(RUN)[4:])
+    shuffled = dict(reversed(list(raw.items())))
+    assert not json.dumps(shuffled).startswith('{"op"')
+    assert codec.decode(json.dumps(shuffled).encode()) == RUN
+
+
+def test_a_bad_frame_says_which_field_is_wrong():
+    raw = {**json.loads(codec.encode(RUN)[4:]), "context": {"kind": "build"}}
+    with pytest.raises(BadFrame, match=r"malformed run frame: .*task_id.*context"):
+        codec.decode(json.dumps(raw).encode())
+
+
+def test_fields_left_at_their_default_stay_off_the_wire():
+    raw = json.loads(codec.encode(StartedEvent("t1"))[4:])
+    assert raw == {"ev": "started", "id": "t1"}
+    done = json.loads(codec.encode(FRAMES[-3])[4:])
+    assert "missing" not in done and "uncacheable" not in done
+
+
+@pytest.mark.parametrize("name", ["tree_files", "tree_prepared"])
+def test_the_parent_only_fields_never_travel(name):
+    with pytest.raises(TypeError, match="stays in the parent"):
+        codec.encode(msgspec.structs.replace(RUN, **{name: {"a.js": {}}}))
+    raw = {**json.loads(codec.encode(RUN)[4:]), name: {"a.js": {}}}
+    with pytest.raises(BadFrame) as caught:
+        codec.decode(json.dumps(raw).encode())
+    assert (caught.value.tag, caught.value.id) == ("run", "t1")

@@ -4,10 +4,13 @@
     parent ◀──ReadyEvent, StartedEvent, LogsEvent, LogEvent, DoneEvent, GcEvent,
               PongEvent── child frame fd
 
-Every message is one of the dataclasses below; their docstrings are the specification.
-Frames are a 4-byte big-endian length followed by that many bytes of UTF-8 JSON (one
-object, tagged by "op" parent->child or "ev" child->parent): codec.py, the one place
-where a dataclass becomes a JSON object and back, says why JSON rather than protobuf.
+Every message is one of the msgspec Structs below; their docstrings are the
+specification. Frames are a 4-byte big-endian length followed by that many bytes of UTF-8
+JSON (one object, tagged by "op" parent->child or "ev" child->parent): codec.py, the one
+place where a Struct becomes a JSON object and back, says why JSON rather than protobuf
+and why msgspec. The types declared here are the schema msgspec checks on the way in:
+a wrong type, a missing or unknown key, or a value outside a Literal or an enum is
+refused, so a reader never sees a half-valid frame.
 
 The child reads frames on stdin and writes frames on a private duplicate of its
 original stdout; its fd 1 is pointed at stderr so that nothing V8 or a library prints
@@ -17,16 +20,12 @@ version negotiation, and a frame either side does not understand is a bug.
 Imported by both processes, so it must stay free of gRPC, protobuf and V8.
 """
 
-from __future__ import annotations
-
 import typing
-from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
-# The "op" of each parent frame and the "ev" of each child event (their classes' TAG).
-Op = Literal["run", "cancel", "withdraw", "gc", "ping", "exit"]
-Ev = Literal["ready", "started", "log", "logs", "done", "gc", "pong"]
+import msgspec
+
 LogLevel = Literal["debug", "info", "warn", "error"]
 LOG_LEVELS: frozenset[str] = frozenset(typing.get_args(LogLevel))
 
@@ -98,8 +97,22 @@ NODE_BUILTINS: tuple[str, ...] = (
     "zlib",
 )
 
-# The metadata of a dataclass field that stays in the parent: never encoded or decoded.
-PARENT_ONLY: dict[str, bool] = {"pipe": False}
+# The fields of RunFrame that stay in the parent (server side only): a frame that holds
+# one is refused by the encoder, and a decoded frame that names one is a bad frame.
+PARENT_ONLY: tuple[str, ...] = ("tree_files", "tree_prepared")
+
+
+class _Parent(msgspec.Struct, tag_field="op", forbid_unknown_fields=True, omit_defaults=True):
+    """A parent -> child frame; each subclass names its "op" (`tag=`). Fields at their
+    default are left out on the wire: an idle field costs a frame nothing."""
+
+
+class _Child(msgspec.Struct, tag_field="ev", forbid_unknown_fields=True, omit_defaults=True):
+    """A child -> parent event; each subclass names its "ev" (`tag=`)."""
+
+
+class _Part(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A value nested in a frame (no tag of its own)."""
 
 
 # The warm-isolate key of a task, (tenant, context kind, hermetic): the pool picks a worker
@@ -115,8 +128,7 @@ def is_hermetic(kind: str, system_access: bool) -> bool:
 # ---- parent -> child --------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class TaskContext:
+class TaskContext(_Part):
     """What the task's `zako:context` module and the prelude's hardening see.
 
     `epoch_ms` and `seed` pin the hermetic clock and PRNG; None lets the prelude choose
@@ -134,8 +146,7 @@ class TaskContext:
         return is_hermetic(self.kind, self.system_access)
 
 
-@dataclass(slots=True)
-class RunFrame:
+class RunFrame(_Parent, tag="run"):
     """Run one task; the child answers StartedEvent, LogEvent*, then exactly one DoneEvent.
 
     `entry` names the entry module, one of `modules` (name -> source; on the pipe, a
@@ -144,7 +155,6 @@ class RunFrame:
     a fresh isolate), `reuse_max_tasks` how many tasks one warm isolate may run. A run
     that arrives while another runs waits in order behind it."""
 
-    TAG: ClassVar[Op] = "run"
     id: str
     entry: str
     modules: dict[str, str]
@@ -160,18 +170,18 @@ class RunFrame:
     max_log_lines: int = 10_000
     # The transform stage's answers for the files it transformed (server/transforms.py):
     # {path: {esm, code, map[, names]} | {error}}; modules.js uses them instead of the text.
-    prepared: dict[str, Any] = field(default_factory=dict)
+    prepared: dict[str, Any] = msgspec.field(default_factory=dict)
     # path -> lowercase hex SHA-256 of the file's UTF-8 text, for every file of `modules`
     # (validation fills it: from the task's digests, or by hashing inline sources). The
     # key of the worker's code cache and part of the action cache's key.
-    digests: dict[str, str] = field(default_factory=dict)
+    digests: dict[str, str] = msgspec.field(default_factory=dict)
     # On the pipe only (WorkerHandle builds them; see server/code_mirror.py): the worker
     # keeps module texts by digest, and the parent mirrors exactly what it keeps. A file
     # named in `digests` but absent from `modules` is read from that store; `sources`
     # (digest -> text) are the texts it must add first, after dropping `forget`. A
     # prepared answer may name its code by digest ("code_digest") instead of "code".
-    sources: dict[str, str] = field(default_factory=dict)
-    forget: list[str] = field(default_factory=list)
+    sources: dict[str, str] = msgspec.field(default_factory=dict)
+    forget: list[str] = msgspec.field(default_factory=list)
     # On the pipe only: the task's ModuleTree as one unit, the digest of its *pack*: the
     # compact JSON text {"files": [[path, digest], ...], "prepared": [[path, answer],
     # ...]} (the tree's files in order, the transform answers for those it transformed,
@@ -182,12 +192,14 @@ class RunFrame:
     # naming a pack drops it with its hold on them. So a repeated tree costs a frame one
     # digest, not a path, digest and answer per file (server/code_mirror.py).
     tree: str | None = None
-    tree_texts: dict[str, str] = field(default_factory=dict)
-    # Never on the pipe (server side only): the task's resolved ModuleTree
+    tree_texts: dict[str, str] = msgspec.field(default_factory=dict)
+    # Never on the pipe (server side only, PARENT_ONLY): the task's resolved ModuleTree
     # (server/trees.TreeFiles), whose files are the task's beside `modules`, and the
-    # transform stage's answers for them (path -> answer), set before dispatch.
-    tree_files: Any = field(default=None, metadata=PARENT_ONLY)
-    tree_prepared: Any = field(default=None, metadata=PARENT_ONLY)
+    # transform stage's answers for them (path -> answer), set before dispatch. The
+    # frame WorkerHandle writes has them None (code_mirror builds it), so they are left
+    # out like any default; the codec refuses a frame that holds either.
+    tree_files: Any = None
+    tree_prepared: Any = None
 
     @property
     def reuse_key(self) -> ReuseKey | None:
@@ -197,55 +209,42 @@ class RunFrame:
         return (self.reuse, self.context.kind, self.context.hermetic)
 
 
-@dataclass(slots=True)
-class CancelFrame:
+class CancelFrame(_Parent, tag="cancel"):
     """Stop task `id`: running, it ends with reason CANCELLED; queued, it never starts
     (its DoneEvent still comes). An unknown id is ignored."""
 
-    TAG: ClassVar[Op] = "cancel"
     id: str
 
 
-@dataclass(slots=True)
-class WithdrawFrame:
+class WithdrawFrame(_Parent, tag="withdraw"):
     """Take back task `id` if it is still queued (the parent sent it ahead, see
     server/pool.py): it ends with a DoneEvent of reason CANCELLED and no StartedEvent.
     Started already, or unknown: ignored (unlike a cancel, it never stops a running task)."""
 
-    TAG: ClassVar[Op] = "withdraw"
     id: str
 
 
-@dataclass(slots=True)
-class GcFrame:
+class GcFrame(_Parent, tag="gc"):
     """Collect garbage in every idle isolate; one GcEvent answers, after the current
     (or already received) task if there is one."""
 
-    TAG: ClassVar[Op] = "gc"
 
-
-@dataclass(slots=True)
-class PingFrame:
+class PingFrame(_Parent, tag="ping"):
     """A heartbeat: the child answers PongEvent(seq) at once, idle or while a task runs
     (its event loop keeps running: task code runs in V8 off the loop). A child that
     stops answering is deemed hung and replaced."""
 
-    TAG: ClassVar[Op] = "ping"
     seq: int
 
 
-@dataclass(slots=True)
-class ExitFrame:
+class ExitFrame(_Parent, tag="exit"):
     """Close the V8 instances and exit 0; queued runs end CANCELLED."""
-
-    TAG: ClassVar[Op] = "exit"
 
 
 # ---- child -> parent --------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class HeapFigures:
+class HeapFigures(_Part):
     """V8 heap bytes of one isolate (or a sum over isolates). In a DoneEvent, `limit` is
     the task's own heap limit, not V8's."""
 
@@ -254,8 +253,7 @@ class HeapFigures:
     limit: int = 0
 
 
-@dataclass(slots=True)
-class JsError:
+class JsError(_Part):
     """A failed task's error. module/line/column are None when no task frame is known
     (a non-Error throw, a timeout); `code` is the thrown error's `code` property as a
     string (e.g. "MODULE_NOT_FOUND"), or None."""
@@ -269,45 +267,37 @@ class JsError:
     code: str | None = None
 
 
-@dataclass(slots=True)
-class ReadyEvent:
+class ReadyEvent(_Child, tag="ready"):
     """The child is up, with a spare isolate made: it takes runs from now on."""
 
-    TAG: ClassVar[Ev] = "ready"
     pid: int
     v8_version: str
     mini_racer_version: str
 
 
-@dataclass(slots=True)
-class StartedEvent:
+class StartedEvent(_Child, tag="started"):
     """The child began task `id` (before this, a lost worker means it never ran)."""
 
-    TAG: ClassVar[Ev] = "started"
     id: str
 
 
-@dataclass(slots=True)
-class LogEvent:
+class LogEvent(_Child, tag="log"):
     """One console line of task `id`; `ts` is its wall-clock time in seconds. Every log
     of a task comes before its DoneEvent."""
 
-    TAG: ClassVar[Ev] = "log"
     id: str
     level: LogLevel
     message: str
     ts: float
 
 
-@dataclass(slots=True)
-class LogsEvent:
+class LogsEvent(_Child, tag="logs"):
     """Console lines of task `id`, oldest first, coalesced: one frame per poll of the
     task (at most LOG_BATCH_LINES lines each), so a task that prints a million lines
     costs a few hundred frames, not a million. Each line is [level, message, ts] with
     `ts` its wall-clock time in seconds; the reader checks each entry's types. Every
     log of a task comes before its DoneEvent."""
 
-    TAG: ClassVar[Ev] = "logs"
     id: str
     lines: list[Any]
 
@@ -316,14 +306,12 @@ class LogsEvent:
 LOG_BATCH_LINES = 1000
 
 
-@dataclass(slots=True)
-class DoneEvent:
+class DoneEvent(_Child, tag="done"):
     """How task `id` ended: `value` (its result as JSON text) when `reason` is None,
     else `reason` and `error`. `heap` is None only when the parent made this up for a
     worker that could not send it. `warm`: the task ran in an isolate an earlier task
     had used."""
 
-    TAG: ClassVar[Ev] = "done"
     id: str
     cpu_s: float
     run_s: float
@@ -342,29 +330,25 @@ class DoneEvent:
     compiled_misses: int = 0
     # Digests the frame named that the worker did not hold (the parent's mirror drifted,
     # a bug): the task failed `internal`, and the parent forgets them.
-    missing: list[str] = field(default_factory=list)
+    missing: list[str] = msgspec.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.reason is None
 
 
-@dataclass(slots=True)
-class GcEvent:
+class GcEvent(_Child, tag="gc"):
     """The answer to a GcFrame: the idle isolates' heaps summed, and the process's RSS."""
 
-    TAG: ClassVar[Ev] = "gc"
     before: HeapFigures
     after: HeapFigures
     rss_before: int
     rss_after: int
 
 
-@dataclass(slots=True)
-class PongEvent:
+class PongEvent(_Child, tag="pong"):
     """The answer to PingFrame `seq`."""
 
-    TAG: ClassVar[Ev] = "pong"
     seq: int
 
 

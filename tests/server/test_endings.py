@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-
+import msgspec
 import pytest
 
 from zako_sdk.proto.zako.v1 import executor_pb2 as pb
@@ -31,14 +30,14 @@ ERROR = JsError("TypeError", "boom", "TypeError: boom\n    at main.js:3:7", "mai
 
 @pytest.mark.parametrize("warm", [True, False])
 def test_warm_isolate_comes_from_the_done_event(warm):
-    event = finish(dataclasses.replace(DONE, warm=warm))
+    event = finish(msgspec.structs.replace(DONE, warm=warm))
     assert event.completed.result.timings.warm_isolate is warm
     assert event.completed.result.value_json == "2"
     assert event.completed.result.heap == pb.HeapUsage(used_bytes=1, total_bytes=2, limit_bytes=3)
 
 
 def test_a_failed_task_reports_its_error_its_isolate_and_its_heap():
-    done = dataclasses.replace(
+    done = msgspec.structs.replace(
         DONE, value=None, reason=FailureReason.JS_ERROR, error=ERROR, warm=True
     )
     failed = finish(done).failed
@@ -54,13 +53,13 @@ def test_a_failed_task_reports_its_error_its_isolate_and_its_heap():
 
 @pytest.mark.parametrize("reason", [r for r in FailureReason if r is not FailureReason.CANCELLED])
 def test_every_failure_reason_has_its_own_contract_number(reason):
-    failed = finish(dataclasses.replace(DONE, value=None, reason=reason, error=ERROR)).failed
+    failed = finish(msgspec.structs.replace(DONE, value=None, reason=reason, error=ERROR)).failed
     assert pb.FailureReason.Name(failed.reason) == f"FAILURE_REASON_{reason.name}"
 
 
 def test_an_error_without_a_location_reports_zeros_and_a_lost_heap_none():
     error = JsError("WorkerLost", "gone", "")
-    done = dataclasses.replace(
+    done = msgspec.structs.replace(
         DONE, value=None, reason=FailureReason.WORKER_LOST, error=error, heap=None
     )
     failed = finish(done).failed
@@ -71,7 +70,7 @@ def test_an_error_without_a_location_reports_zeros_and_a_lost_heap_none():
 @pytest.mark.parametrize("cancel_reason", ["", "client went away"])
 def test_a_cancelled_done_or_a_cancel_request_ends_the_task_cancelled(cancel_reason):
     reason = FailureReason.CANCELLED if not cancel_reason else FailureReason.JS_ERROR
-    done = dataclasses.replace(DONE, value=None, reason=reason, error=ERROR)
+    done = msgspec.structs.replace(DONE, value=None, reason=reason, error=ERROR)
     event = finish(done, cancel_reason)
     assert event.WhichOneof("event") == "cancelled"
     assert event.cancelled.reason == (cancel_reason or "cancelled")

@@ -5,8 +5,9 @@ can mark, and the figures each done event reports."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
+
+import msgspec
 
 from tests.worker.test_process import MiB, WorkerClient, failed, ok_value
 from tests.worker.test_process import worker as worker  # the fixture
@@ -76,7 +77,7 @@ async def test_what_the_parent_evicts_the_worker_forgets(worker):
     evicted = parent.sent[1].forget
     assert evicted and set(evicted) <= {digest_of(MAIN), digest_of(LIB)}
     # A frame naming an evicted text without sending it: the worker no longer has it.
-    stale = dataclasses.replace(parent.sent[0], id="stale", sources={}, forget=[])
+    stale = msgspec.structs.replace(parent.sent[0], id="stale", sources={}, forget=[])
     done = await parent.send(stale)
     assert failed(done, FailureReason.INTERNAL).name == "InternalError"
     assert set(done.missing) == set(evicted)

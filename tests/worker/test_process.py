@@ -694,10 +694,14 @@ async def test_a_malformed_run_frame_fails_only_its_own_task(worker):
 
 
 async def test_a_run_frame_with_non_string_sources_fails_with_internal(worker):
+    """The codec checks the types inside a frame's maps too: the frame is refused
+    before the task starts, and the refusal names the field."""
     task_id = worker.submit({"main.js": 1})  # type: ignore[dict-item]
     events = await worker.until_done(task_id)
-    assert events[0] == StartedEvent(task_id)
-    failed(events[-1], "internal")  # type: ignore[arg-type]
+    assert len(events) == 1, events
+    error = failed(events[-1], "internal")  # type: ignore[arg-type]
+    assert "malformed run frame" in error.message and "$.modules" in error.message
+    assert ok_value(await worker.run("module.exports = 2;")) == 2
 
 
 async def test_a_second_task_of_a_tenant_reports_its_warm_isolate(worker):

@@ -3,9 +3,9 @@ with ValueError, never the worker."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
+import msgspec
 import pytest
 
 from zako_server.protocol import RunFrame, TaskContext
@@ -21,7 +21,7 @@ def _frame(**changes: Any) -> RunFrame:
     frame = RunFrame(
         "t", "main.js", {"main.js": "1"}, "", context, 5.0, 1 << 26, 1 << 16, 1 << 20, None, 0
     )
-    return dataclasses.replace(frame, **changes)
+    return msgspec.structs.replace(frame, **changes)
 
 
 async def test_string_maps_parse() -> None:

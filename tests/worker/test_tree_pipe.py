@@ -5,9 +5,10 @@ share texts without losing them; every task still gets fresh module instances.""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
+
+import msgspec
 
 from tests.worker.test_process import ok_value
 from tests.worker.test_process import worker as worker  # the fixture
@@ -168,7 +169,7 @@ async def test_two_held_trees_share_a_text_sent_once(worker):
     assert shared in wire_a.tree_texts and shared not in wire_b.tree_texts
     # The worker holds both; a stale frame naming a pack it was never sent fails, and
     # the parent forgets the pack (then sends it again).
-    stale = dataclasses.replace(wire_b, id="stale", tree="0" * 64, sources={}, tree_texts={})
+    stale = msgspec.structs.replace(wire_b, id="stale", tree="0" * 64, sources={}, tree_texts={})
     server.client.send(stale)
     done = (await server.client.until_done("stale"))[-1]
     assert isinstance(done, DoneEvent) and done.missing == ["0" * 64]
@@ -179,7 +180,7 @@ async def test_a_malformed_pack_fails_its_task_only(worker):
     server = Server(worker)
     digest = await upload(server.store, tree_files("c", 3))
     good = server.mirror.wire(server.job(digest, 1).frame)
-    bad = dataclasses.replace(good, id="bad", tree="1" * 64, sources={"1" * 64: "[not a pack"})
+    bad = msgspec.structs.replace(good, id="bad", tree="1" * 64, sources={"1" * 64: "[not a pack"})
     server.client.send(bad)
     done = (await server.client.until_done("bad"))[-1]
     assert isinstance(done, DoneEvent) and "1" * 64 in done.missing

@@ -36,12 +36,13 @@ digests are memoized by identity, not re-hashed per task.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from zako_server.protocol import DoneEvent, RunFrame
 
@@ -279,7 +280,7 @@ class SourceMirror:
             prepared = dict(prepared)
             for path, answer in answers.items():
                 prepared[path] = self._answer(answer, needed, sources, forget)
-        return dataclasses.replace(
+        return msgspec.structs.replace(
             frame,
             modules=inline,
             digests=digests,
@@ -421,7 +422,7 @@ def units_of(wired: RunFrame) -> frozenset[str]:
 def _flatten(frame: RunFrame, pack: Pack) -> RunFrame:
     """A task whose tree does not fit the worker's store: its files travel one by one,
     as the task's own (the worker keeps what fits, the rest goes inline)."""
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         frame,
         modules={**frame.modules, **pack.texts_by_path},
         digests={**frame.digests, **pack.files},
@@ -436,7 +437,7 @@ def without_tree(frame: RunFrame) -> RunFrame:
     tree = frame.tree_files
     if tree is None:
         return frame
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         frame,
         modules={**frame.modules, **tree.texts},
         digests={**frame.digests, **tree.digests},

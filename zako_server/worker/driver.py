@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from py_mini_racer import JSEvalException, JSOOMException, JSParseException
 
 from zako_server import protocol
@@ -315,7 +315,7 @@ class TaskDriver:
         except JSParseException as exc:
             found = jserrors.syntax_error(str(exc), module, source, len(runtime.DIAGNOSE_PREFIX))
             if found.line is not None and not jserrors.beyond_source(str(exc), source):
-                error = dataclasses.replace(error, line=found.line, column=found.column)
+                error = msgspec.structs.replace(error, line=found.line, column=found.column)
         except JSEvalException:
             pass  # it parses as a script: the wrapper made the difference; no position
         instance.tainted = tainted
