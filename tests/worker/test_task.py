@@ -1,13 +1,17 @@
-"""RunningTask.parse: what codec.decode leaves unchecked (a dict's values) fails the task
-with ValueError, never the worker."""
+"""RunningTask.parse, and the types inside a run frame's maps: the codec refuses a
+frame whose maps hold anything but strings, so parse never sees one."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import msgspec
 import pytest
 
+from zako_server import codec
+from zako_server.codec import BadFrame
 from zako_server.protocol import RunFrame, TaskContext
 from zako_server.worker.task import RunningTask
 
@@ -32,18 +36,31 @@ async def test_string_maps_parse() -> None:
 
 
 @pytest.mark.parametrize(
-    ("changes", "message"),
+    ("changes", "where"),
     [
-        ({"modules": {"main.js": 1}}, "modules must map"),
-        ({"modules": {1: "x"}}, "modules must map"),
-        ({"digests": {"main.js": None}}, "digests and sources"),
-        ({"sources": {"d": b"x"}}, "digests and sources"),
-        ({"tree_texts": {"d": 2}}, "digests and sources"),
-        ({"context": TaskContext("build", "t", {"a": 1}, False)}, "labels must map"),  # type: ignore[dict-item]
+        ({"modules": {"main.js": 1}}, "$.modules"),
+        ({"modules": {"main.js": ["x"]}}, "$.modules"),
+        ({"digests": {"main.js": None}}, "$.digests"),
+        ({"sources": {"d": 3}}, "$.sources"),
+        ({"tree_texts": {"d": 2}}, "$.tree_texts"),
+        (
+            {
+                "context": {
+                    "kind": "build",
+                    "task_id": "t",
+                    "labels": {"a": 1},
+                    "system_access": False,
+                }
+            },
+            "$.context.labels",
+        ),
     ],
 )
-async def test_a_value_that_is_not_a_string_is_refused(
-    changes: dict[str, Any], message: str
+async def test_a_value_that_is_not_a_string_is_refused_by_the_codec(
+    changes: dict[str, Any], where: str
 ) -> None:
-    with pytest.raises(ValueError, match=message):
-        RunningTask.parse(_frame(**changes))
+    """The maps' values are part of the schema: such a frame never reaches parse."""
+    raw = {**json.loads(codec.encode(_frame())[codec.HEADER.size :]), **changes}
+    with pytest.raises(BadFrame, match=re.escape(where)) as caught:
+        codec.decode(json.dumps(raw).encode())
+    assert (caught.value.tag, caught.value.id) == ("run", "t")

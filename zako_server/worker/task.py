@@ -60,22 +60,9 @@ class RunningTask:
 
     @classmethod
     def parse(cls, frame: RunFrame, store: SourceStore | None = None) -> RunningTask:
-        """The task of a run frame; raises ValueError for what decoding cannot check
-        (MissingSources when it names texts the worker lacks)."""
-        if not all(
-            isinstance(name, str) and isinstance(source, str)
-            for name, source in frame.modules.items()
-        ):
-            raise ValueError("modules must map names to source strings")
-        if not all(
-            isinstance(name, str) and isinstance(digest, str)
-            for name, digest in frame.digests.items()
-        ) or not all(
-            isinstance(text, str) for text in (*frame.sources.values(), *frame.tree_texts.values())
-        ):
-            raise ValueError("digests and sources must map names to strings")
-        if not all(isinstance(v, str) for v in frame.context.labels.values()):
-            raise ValueError("labels must map names to strings")
+        """The task of a run frame; raises MissingSources when it names texts the
+        worker lacks. Every field's type, the maps' keys and values included, was checked
+        when the frame was decoded (codec.py)."""
         store = store if store is not None else SourceStore()
         found = store.resolve(frame)
         if found.missing:
