@@ -11,6 +11,7 @@ import pytest
 from zako_server import codec
 from zako_server.codec import BadFrame, FrameParser, ProtocolError
 from zako_server.protocol import (
+    PARENT_ONLY,
     CancelFrame,
     DoneEvent,
     ExitFrame,
@@ -256,7 +257,7 @@ def test_fields_left_at_their_default_stay_off_the_wire():
     assert "missing" not in done and "uncacheable" not in done
 
 
-@pytest.mark.parametrize("name", ["tree_files", "tree_prepared"])
+@pytest.mark.parametrize("name", PARENT_ONLY)
 def test_the_parent_only_fields_never_travel(name):
     with pytest.raises(TypeError, match="stays in the parent"):
         codec.encode(msgspec.structs.replace(RUN, **{name: {"a.js": {}}}))

@@ -83,6 +83,8 @@ def encode(frame: Frame) -> bytes:
 
 
 def _holds_parent_only(frame: RunFrame) -> bool:
+    """Whether a field PARENT_ONLY names is set (spelled out: this is on every run
+    frame's way, both ways; tests/test_protocol.py tries each name PARENT_ONLY lists)."""
     return frame.tree_files is not None or frame.tree_prepared is not None
 
 
