@@ -213,19 +213,22 @@ def _is_manifest(name: str) -> bool:
 def gather(task: pb.Task, entry: str, files: TaskFiles) -> list[Key]:
     """Gather every file of the task's tree into `files` (or raise naming the field);
     the tree's key when the store lacks it (then its files are unknown)."""
-    if task.source:
-        if not task.source.strip():
+    # Each read of a string field builds a new str from the message: read it once.
+    source = task.source
+    if source:
+        if source.isspace():
             raise InvalidTask(
                 "task.source is empty: give the entry module's JavaScript", field="task.source"
             )
-        files.inline(entry, task.source, "task.source", "task.source")
-    if len(task.modules) > files.settings.max_modules:
+        files.inline(entry, source, "task.source", "task.source")
+    modules = task.modules
+    if len(modules) > files.settings.max_modules:
         raise InvalidTask(
-            f"task.modules has {len(task.modules)} files; the limit is "
+            f"task.modules has {len(modules)} files; the limit is "
             f"{files.settings.max_modules} (max_modules)",
             field="task.modules",
         )
-    for index, module in enumerate(task.modules):
+    for index, module in enumerate(modules):
         field = f"task.modules[{index}]"
         # An inline module with empty text and no digest is an empty file (as before
         # digests existed); one that sets both is ambiguous.
@@ -245,7 +248,7 @@ def gather(task: pb.Task, entry: str, files: TaskFiles) -> list[Key]:
         if tree_missing is not None:
             missing.append(tree_missing)
     if (
-        not task.source
+        not source
         and not missing
         and entry not in files.modules
         and entry not in files.wanted

@@ -29,6 +29,7 @@ line cannot take a file from under it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -50,9 +51,12 @@ REFRESH_S = 1.0
 _MASK = (1 << 256) - 1
 
 
+@functools.lru_cache(maxsize=4096)
 def pair_hash(path: str, digest: str) -> int:
     """One file's share of a file-set hash (`file_set`): SHA-256 of its length-prefixed
-    path and digest, as an integer."""
+    path and digest, as an integer. Kept for the 4,096 most recent pairs (each a task's
+    seed needs, for each of its own files): a task sent again with other input, the
+    common case, hashes none of them again."""
     h = hashlib.sha256()
     for part in (path, digest):
         data = part.encode("utf-8", "surrogatepass")

@@ -114,7 +114,7 @@ def _request(task: pb.Task, settings: Settings) -> dict[str, float]:
         "cpu": float(res.cpu_millis or settings.default_cpu_millis),
         "memory": float(res.memory_bytes or settings.default_memory),
     }
-    for name, amount in res.extras.items():
+    for name, amount in res.extras.items() if res.extras else ():
         field = f"task.resources.extras[{name!r}]"
         if math.isnan(amount) or math.isinf(amount) or amount < 0:
             raise InvalidTask(f"{field} must be a finite amount >= 0, got {amount}", field=field)
@@ -175,14 +175,15 @@ def _seed(
     computed once per tree, not per task.
     Under system access randomness is real: the seed is fresh OS entropy, from which
     (with V8's own generator) the worker keys crypto.getRandomValues and friends."""
-    if len(task.seed) > MAX_SEED_LENGTH:
+    seed = task.seed
+    if len(seed) > MAX_SEED_LENGTH:
         raise InvalidTask(
             f"task.seed is longer than {MAX_SEED_LENGTH} characters", field="task.seed"
         )
     if task.system_access:
         return secrets.token_hex(32)
-    if task.seed:
-        return task.seed
+    if seed:
+        return seed
     files = file_set(digests, tree.tree.file_set if tree is not None else 0)
     digest = hashlib.sha256()
     for data in (entry.encode("utf-8", "surrogatepass"), files.to_bytes(32, "big"), input_data):
@@ -263,12 +264,15 @@ def validate(
             f"task.priority {task.priority} is outside [{PRIORITY_MIN}, {PRIORITY_MAX}]",
             field="task.priority",
         )
-    if len(task.labels) > MAX_LABELS:
+    # A plain dict of them, read once: iterating the message's map costs more than this
+    # copy, even empty.
+    labels = dict(task.labels) if task.labels else {}
+    if len(labels) > MAX_LABELS:
         raise InvalidTask(
-            f"task.labels has {len(task.labels)} entries; the limit is {MAX_LABELS}",
+            f"task.labels has {len(labels)} entries; the limit is {MAX_LABELS}",
             field="task.labels",
         )
-    for key, value in task.labels.items():
+    for key, value in labels.items():
         if not key or len(key) > MAX_LABEL_KEY or len(value) > MAX_LABEL_VALUE:
             raise InvalidTask(
                 f"task.labels[{key!r}]: keys are 1..{MAX_LABEL_KEY} characters, "
@@ -292,7 +296,7 @@ def validate(
         context=TaskContext(
             kind=kind,
             task_id=task_id,
-            labels=dict(task.labels),
+            labels=labels,
             system_access=bool(task.system_access),
             # The virtual clock and PRNG seed of a hermetic context (the prelude ignores
             # both under system access, where clock and randomness are real).
