@@ -244,10 +244,27 @@ def test_a_frame_written_by_hand_decodes_whatever_its_key_order():
     assert codec.decode(json.dumps(shuffled).encode()) == RUN
 
 
-def test_a_bad_frame_says_which_field_is_wrong():
-    raw = {**json.loads(codec.encode(RUN)[4:]), "context": {"kind": "build"}}
-    with pytest.raises(BadFrame, match=r"malformed run frame: .*task_id.*context"):
+@pytest.mark.parametrize(
+    ("changes", "where"),
+    [
+        ({"context": {"kind": "build"}}, r"task_id.*\$\.context"),  # a field missing
+        # The types inside maps are checked too: RunningTask.parse never sees a non-string.
+        ({"modules": {"main.js": 1}}, r"\$\.modules"),
+        ({"modules": {"main.js": ["x"]}}, r"\$\.modules"),
+        ({"digests": {"main.js": None}}, r"\$\.digests"),
+        ({"sources": {"d": 3}}, r"\$\.sources"),
+        ({"tree_texts": {"d": 2}}, r"\$\.tree_texts"),
+        (
+            {"context": {**json.loads(codec.encode(RUN)[4:])["context"], "labels": {"a": 1}}},
+            r"\$\.context\.labels",
+        ),
+    ],
+)
+def test_a_bad_frame_says_which_field_is_wrong(changes, where):
+    raw = {**json.loads(codec.encode(RUN)[4:]), **changes}
+    with pytest.raises(BadFrame, match="malformed run frame: .*" + where) as caught:
         codec.decode(json.dumps(raw).encode())
+    assert (caught.value.tag, caught.value.id) == ("run", "t1")
 
 
 def test_fields_left_at_their_default_stay_off_the_wire():
