@@ -11,6 +11,7 @@ Issue 15 (caches): the table of bench/caches.py and its targets.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -204,12 +205,12 @@ def floor_table(loads: dict[str, Load]) -> list[str]:
     return [*out, ""]
 
 
-def targets_16(loads: dict[str, Load], section: dict[str, Any] | None) -> list[Target]:
-    """The issue's goals: Zako's own ratios against echo (from the `zako` and `echo`
-    sections), then Zako against the peer on each workload (the `peer` section)."""
-    stream, echo = loads.get("zako_stream"), loads.get("echo_stream")
-    unary, echo_unary = loads.get("zako_unary"), loads.get("echo_unary")
-    rows = [
+def _echo_targets(
+    stream: Load | None, unary: Load | None, echo: Load | None, echo_unary: Load | None
+) -> list[Target]:
+    """The issue's four figures against echo, for whichever server made `stream` and
+    `unary` (Zako's in the targets, the floor's in `floor_targets_16`)."""
+    return [
         Target(
             "i16_server_worker_cpu",
             "Zako server + worker CPU per trivial task (one stream)",
@@ -252,6 +253,31 @@ def targets_16(loads: dict[str, Load], section: dict[str, Any] | None) -> list[T
             16,
         ),
     ]
+
+
+def _reused_peer_target(stream: Load | None, reused: Load | None) -> Target:
+    every = ("client", "server", "workers")
+    return Target(
+        "i16_cpu_vs_reused_peer",
+        "CPU per trivial task (client + server + worker): Zako vs the reused-context peer",
+        f"{fmt(_cpu(stream, *every), 2)} vs {fmt(_cpu(reused, *every), 2)} ms",
+        ratio(_cpu(stream, *every), _cpu(reused, *every)),
+        1.0,
+        False,
+        "x",
+        16,
+    )
+
+
+def targets_16(loads: dict[str, Load], section: dict[str, Any] | None) -> list[Target]:
+    """The issue's goals: Zako's own ratios against echo (from the `zako` and `echo`
+    sections), then Zako against the peer on each workload (the `peer` section)."""
+    rows = _echo_targets(
+        loads.get("zako_stream"),
+        loads.get("zako_unary"),
+        loads.get("echo_stream"),
+        loads.get("echo_unary"),
+    )
     section = section or {}
 
     def get(key: str, name: str) -> Load | None:
@@ -260,7 +286,6 @@ def targets_16(loads: dict[str, Load], section: dict[str, Any] | None) -> list[T
     zs, fs, rs = get("zako", "stream"), get("peer_fresh", "stream"), get("peer_reused", "stream")
     zu, fu = get("zako", "unary"), get("peer_fresh", "unary")
     zc, fc = get("zako", "cpu"), get("peer_fresh", "cpu")
-    every = ("client", "server", "workers")
     rows += [
         Target(
             "i16_stream_vs_peer",
@@ -292,18 +317,62 @@ def targets_16(loads: dict[str, Load], section: dict[str, Any] | None) -> list[T
             "x",
             16,
         ),
-        Target(
-            "i16_cpu_vs_reused_peer",
-            "CPU per trivial task (client + server + worker): Zako vs the reused-context peer",
-            f"{fmt(_cpu(zs, *every), 2)} vs {fmt(_cpu(rs, *every), 2)} ms",
-            ratio(_cpu(zs, *every), _cpu(rs, *every)),
-            1.0,
-            False,
-            "x",
-            16,
-        ),
+        _reused_peer_target(zs, rs),
     ]
     return rows
+
+
+def floor_targets_16(loads: dict[str, Load], section: dict[str, Any] | None) -> list[Target]:
+    """The issue's targets that do not name the fresh-context peer, measured on the
+    stack's floor in the same run: what a server made of Zako's parts reaches with
+    none of its features. A target the floor misses is out of reach of this stack on
+    this machine, whatever the server leaves out. The floor's client is a bare
+    grpc.aio client (the SDK's own Python is not in its client row)."""
+    floor, floor_unary = loads.get("floor_stream"), loads.get("floor_unary")
+    if floor is None and floor_unary is None:
+        return []
+    reused = _system_load(section or {}, "peer_reused", "stream")
+    rows = [
+        *_echo_targets(floor, floor_unary, loads.get("echo_stream"), loads.get("echo_unary")),
+        _reused_peer_target(floor, reused),
+    ]
+    return [dataclasses.replace(t, title=f"the floor: {FLOOR_LABELS[t.key]}") for t in rows]
+
+
+# What each target measures, said of any server (the targets' own titles name Zako's).
+FLOOR_LABELS = {
+    "i16_server_worker_cpu": "server + worker CPU per trivial task, one stream",
+    "i16_stream_vs_echo": "one-stream throughput over echo's",
+    "i16_unary_vs_echo": "sequential unary p50 over echo's",
+    "i16_client_cpu": "client CPU per task, one stream",
+    "i16_cpu_vs_reused_peer": "client + server + worker CPU over the reused-context peer's",
+}
+
+
+def reach_table(zako: list[Target], floor: list[Target]) -> list[str]:
+    """Each target beside the floor's figure for it (`floor_targets_16`)."""
+    if not floor:
+        return []
+    mine = {t.key: t for t in zako}
+    rows = []
+    for target in floor:
+        own = mine.get(target.key)
+        rows.append(
+            [
+                FLOOR_LABELS[target.key],
+                target.target_text,
+                "-" if own is None else f"{fmt(own.value, 2)} {own.status}",
+                f"{fmt(target.value, 2)} {target.status}",
+            ]
+        )
+    out = [
+        "Issue 16: the targets measured on the stack's floor in this run (a target the floor "
+        "misses is beyond grpc.aio + a worker process + mini-racer on this machine, whatever "
+        "a server leaves out; the floor's client is a bare grpc.aio client, not the SDK)",
+        "",
+    ]
+    out += table(["target", "bound", "zako", "floor"], rows)
+    return [*out, ""]
 
 
 # ---- issue 15 ------------------------------------------------------------------------------

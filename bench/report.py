@@ -11,8 +11,10 @@ from bench.flood import render_flood
 from bench.issues import (
     caches_table,
     floor_table,
+    floor_targets_16,
     instructions_table,
     peer_table,
+    reach_table,
     targets_15,
     targets_16,
 )
@@ -149,6 +151,12 @@ def targets(results: dict[str, Any], params: Params) -> list[Target]:
     return rows
 
 
+def floor_targets(results: dict[str, Any]) -> list[Target]:
+    """Issue 16's targets measured on the stack's floor in the same run (see
+    bench.issues.floor_targets_16): which of them the stack itself can meet."""
+    return floor_targets_16(loads_of(results), results.get("peer"))
+
+
 def _worker_mem(memory: dict[str, Any], kind: str) -> float:
     values = [
         m.get(kind, 0)
@@ -254,6 +262,10 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
         out.append("")
     out += peer_table(results.get("peer"), report["params"]["window"])
     out += floor_table(loads_of(results))
+    out += reach_table(
+        [t for t in tgts if t.issue == 16],
+        floor_targets(results),
+    )
     out += instructions_table(results.get("instructions"))
     out += caches_table(results.get("caches"))
     if results.get("flood"):

@@ -44,7 +44,7 @@ from bench.common import ROOT, machine_quiet
 from bench.machine import machine_info
 from bench.params import Params
 from bench.payloads import messages
-from bench.report import all_loads, jsonable, render, targets
+from bench.report import all_loads, floor_targets, jsonable, render, targets
 
 RESULTS_DIR = ROOT / "bench" / "results"
 # The leak check runs last: it is the longest, and RSS hardly depends on other load.
@@ -252,6 +252,7 @@ async def amain(args: argparse.Namespace) -> int:
         {**results, "zako": zako[0] if zako else None, "zako_info": zako[1] if zako else None}
     )
     report["targets"] = [t.to_json() for t in tgts]
+    report["floor_targets"] = [t.to_json() for t in floor_targets(results)]
     report["table"] = table
     text = json.dumps(report, indent=2, sort_keys=False, default=str)
     args.results_dir.mkdir(parents=True, exist_ok=True)

@@ -49,6 +49,13 @@ LOADS = {
         "zako_unary_fresh",
     },
 }
+FLOOR_TARGETS = {
+    "i16_server_worker_cpu",
+    "i16_stream_vs_echo",
+    "i16_unary_vs_echo",
+    "i16_client_cpu",
+    "i16_cpu_vs_reused_peer",
+}
 TARGETS = {
     "stream_vs_echo",
     "unary_vs_echo",
@@ -169,6 +176,15 @@ def test_quick_run_measures_everything(tmp_path: Path) -> None:
     assert memory["tasks_last"] > memory["tasks_first"] > 0
     assert results["cold"]["runs"] >= 1
     assert "Issue 16: Zako against the stack's floor" in proc.stdout
+    # The same targets on the floor: every one that needs no peer has a verdict.
+    assert "Issue 16: the targets measured on the stack's floor" in proc.stdout
+    floor_targets = {t["key"]: t for t in report["floor_targets"]}
+    assert set(floor_targets) == FLOOR_TARGETS
+    assert all(
+        t["status"] in {"PASS", "MISS"}
+        for key, t in floor_targets.items()
+        if not (peer_skipped and key.endswith("_peer"))
+    ), floor_targets
     # Issue 16: Zako and the Node peer (both modes) under the same three loads, or Zako
     # alone and the reason, said in the table, when this machine cannot run the peer.
     peer = results["peer"]
