@@ -169,7 +169,12 @@ def _worker_mem(memory: dict[str, Any], kind: str) -> float:
 # ---- the report --------------------------------------------------------------------------
 
 
-def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) -> str:
+def render(
+    report: dict[str, Any],
+    results: dict[str, Any],
+    tgts: list[Target],
+    floor_tgts: list[Target],
+) -> str:
     m = report["machine"]
     out = [
         f"Zako benchmark ({report['mode']}) — {report['started_at']}, {report['duration_s']:.0f} s",
@@ -262,10 +267,7 @@ def render(report: dict[str, Any], results: dict[str, Any], tgts: list[Target]) 
         out.append("")
     out += peer_table(results.get("peer"), report["params"]["window"])
     out += floor_table(loads_of(results))
-    out += reach_table(
-        [t for t in tgts if t.issue == 16],
-        floor_targets(results),
-    )
+    out += reach_table([t for t in tgts if t.issue == 16], floor_tgts)
     out += instructions_table(results.get("instructions"))
     out += caches_table(results.get("caches"))
     if results.get("flood"):

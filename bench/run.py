@@ -245,14 +245,15 @@ async def amain(args: argparse.Namespace) -> int:
         "other_load_max": max([other_before, *other_loads]),
     }
     tgts = targets(results, params)
-    table = render(report, results, tgts)
+    floor_tgts = floor_targets(results)
+    table = render(report, results, tgts, floor_tgts)
     print(table, flush=True)
     zako = results.get("zako")
     report["results"] = jsonable(
         {**results, "zako": zako[0] if zako else None, "zako_info": zako[1] if zako else None}
     )
     report["targets"] = [t.to_json() for t in tgts]
-    report["floor_targets"] = [t.to_json() for t in floor_targets(results)]
+    report["floor_targets"] = [t.to_json() for t in floor_tgts]
     report["table"] = table
     text = json.dumps(report, indent=2, sort_keys=False, default=str)
     args.results_dir.mkdir(parents=True, exist_ok=True)

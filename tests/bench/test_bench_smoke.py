@@ -132,7 +132,6 @@ def _bench(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
-@pytest.mark.slow
 def _undecided(rows: list[dict[str, Any]], peer_skipped: bool, npm_skipped: bool) -> list[Any]:
     """The target rows (as in the JSON) with no PASS or MISS, but for those whose Node
     peer or npm trees this machine could not run (the table says so then)."""
@@ -145,6 +144,7 @@ def _undecided(rows: list[dict[str, Any]], peer_skipped: bool, npm_skipped: bool
     ]
 
 
+@pytest.mark.slow
 def test_quick_run_measures_everything(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = _bench(["--quick", "--json", str(out), "--results-dir", str(tmp_path / "results")], 300)
