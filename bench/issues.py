@@ -172,10 +172,9 @@ def floor_table(loads: dict[str, Load]) -> list[str]:
         return []
     stream, echo = loads.get("zako_stream"), loads.get("echo_stream")
     unary, echo_unary = loads.get("zako_unary"), loads.get("echo_unary")
-    every = ("client", "server", "workers")
 
     def cpu(load: Load | None) -> str:
-        return " / ".join(fmt(_cpu(load, role), 2) for role in every)
+        return " / ".join(fmt(_cpu(load, role), 2) for role in ROLES)
 
     rows = [
         [
@@ -256,12 +255,11 @@ def _echo_targets(
 
 
 def _reused_peer_target(stream: Load | None, reused: Load | None) -> Target:
-    every = ("client", "server", "workers")
     return Target(
         "i16_cpu_vs_reused_peer",
         "CPU per trivial task (client + server + worker): Zako vs the reused-context peer",
-        f"{fmt(_cpu(stream, *every), 2)} vs {fmt(_cpu(reused, *every), 2)} ms",
-        ratio(_cpu(stream, *every), _cpu(reused, *every)),
+        f"{fmt(_cpu(stream, *ROLES), 2)} vs {fmt(_cpu(reused, *ROLES), 2)} ms",
+        ratio(_cpu(stream, *ROLES), _cpu(reused, *ROLES)),
         1.0,
         False,
         "x",
